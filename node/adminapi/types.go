@@ -1,0 +1,155 @@
+package adminapi
+
+// Paths served on the admin port.
+const (
+	// PathHealthz answers 200 while the process is up.
+	PathHealthz = "/healthz"
+	// PathReadyz answers 200 once the node has joined, caught up and serves clients.
+	PathReadyz = "/readyz"
+	// PathMetrics serves Prometheus metrics.
+	PathMetrics = "/metrics"
+	// PathNode serves GET: NodeStatus.
+	PathNode = "/admin/v1/node"
+	// PathCluster serves GET: ClusterStatus.
+	PathCluster = "/admin/v1/cluster"
+	// PathDrain serves POST (start draining, idempotent: DrainStarted) and GET (DrainStatus).
+	PathDrain = "/admin/v1/drain"
+	// PathRemove serves POST RemoveRequest: remove a dead node from the roster.
+	PathRemove = "/admin/v1/remove"
+)
+
+// NodeState is a node's lifecycle state in the roster. Only the node itself
+// moves between joining, active and draining; left is final.
+type NodeState string
+
+// Lifecycle states.
+const (
+	// StateJoining: in the roster, still receiving the shards it now replicates.
+	StateJoining NodeState = "joining"
+	// StateActive: in the roster and caught up.
+	StateActive NodeState = "active"
+	// StateDraining: handing its shards to the nodes that take them over.
+	StateDraining NodeState = "draining"
+	// StateLeft: out of the roster; owns no data.
+	StateLeft NodeState = "left"
+)
+
+// OwnsData reports whether a node in state s is part of the data-owning roster.
+func (s NodeState) OwnsData() bool {
+	return s == StateJoining || s == StateActive || s == StateDraining
+}
+
+// NodeStatus is GET /admin/v1/node: one node's own view of itself.
+type NodeStatus struct {
+	// ID is the stable node id (the StatefulSet pod name in Kubernetes).
+	ID string `json:"id"`
+	// State is the node's lifecycle state.
+	State NodeState `json:"state"`
+	// Version is the node's build version.
+	Version string `json:"version"`
+	// Epoch is the roster epoch this node has converged to.
+	Epoch uint64 `json:"epoch"`
+	// ShardsReplicated counts the shards this node holds a replica of.
+	ShardsReplicated int `json:"shardsReplicated"`
+	// ShardsCoordinated counts the shards this node coordinates.
+	ShardsCoordinated int `json:"shardsCoordinated"`
+	// Receiving lists the shards still streaming to this node.
+	Receiving []ShardTransfer `json:"receiving,omitempty"`
+	// Connections is the number of open client connections.
+	Connections int `json:"connections"`
+}
+
+// CaughtUp reports whether the node is active and receives no shard.
+func (n NodeStatus) CaughtUp() bool {
+	return n.State == StateActive && len(n.Receiving) == 0
+}
+
+// ShardTransfer is one shard replica in flight to a node.
+type ShardTransfer struct {
+	// Shard is the shard number, in [0, shard count).
+	Shard int `json:"shard"`
+	// From is the node id streaming the shard.
+	From string `json:"from,omitempty"`
+	// To is the node id receiving the shard.
+	To string `json:"to,omitempty"`
+	// BytesRemaining is an estimate of the bytes still to copy.
+	BytesRemaining int64 `json:"bytesRemaining"`
+	// KeysRemaining is an estimate of the keys still to copy.
+	KeysRemaining int64 `json:"keysRemaining"`
+}
+
+// ClusterStatus is GET /admin/v1/cluster: the answering node's view of the cluster.
+type ClusterStatus struct {
+	// Epoch is the roster epoch of this view.
+	Epoch uint64 `json:"epoch"`
+	// Shards is the fixed shard count of the cluster.
+	Shards int `json:"shards"`
+	// ReplicationFactor is R, the replicas per shard.
+	ReplicationFactor int `json:"replicationFactor"`
+	// Members is the roster plus the nodes known to have left, with liveness.
+	Members []Member `json:"members"`
+	// UnderReplicated lists the shards with a replica missing, down or still catching up.
+	UnderReplicated []int `json:"underReplicated,omitempty"`
+	// Moves lists the shard replicas in flight.
+	Moves []ShardTransfer `json:"moves,omitempty"`
+}
+
+// Member returns the roster entry for node id, if present.
+func (c ClusterStatus) Member(id string) (Member, bool) {
+	for _, m := range c.Members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// Member is one node as seen in a ClusterStatus.
+type Member struct {
+	// ID is the stable node id.
+	ID string `json:"id"`
+	// State is the node's lifecycle state.
+	State NodeState `json:"state"`
+	// Alive is the failure detector's verdict.
+	Alive bool `json:"alive"`
+	// Version is the node's build version, as gossiped.
+	Version string `json:"version,omitempty"`
+	// Shards counts the shard replicas placement assigns to the node.
+	Shards int `json:"shards"`
+	// ClientAddr, PeerAddr and AdminAddr are the node's advertised addresses.
+	ClientAddr string `json:"clientAddr,omitempty"`
+	PeerAddr   string `json:"peerAddr,omitempty"`
+	AdminAddr  string `json:"adminAddr,omitempty"`
+}
+
+// DrainStarted is the answer to POST /admin/v1/drain.
+type DrainStarted struct {
+	// Operation identifies the drain; a repeated POST returns the same id.
+	Operation string `json:"operation"`
+}
+
+// DrainStatus is GET /admin/v1/drain.
+type DrainStatus struct {
+	// Operation is the drain's id, empty when no drain was started.
+	Operation string `json:"operation,omitempty"`
+	// Started reports whether a drain was requested.
+	Started bool `json:"started"`
+	// ShardsLeft counts the shard replicas this node still has to hand off.
+	ShardsLeft int `json:"shardsLeft"`
+	// BytesLeft estimates the bytes still to hand off.
+	BytesLeft int64 `json:"bytesLeft"`
+	// Done reports that every shard was handed off and confirmed by its new replica.
+	Done bool `json:"done"`
+}
+
+// RemoveRequest is the body of POST /admin/v1/remove.
+type RemoveRequest struct {
+	// Node is the id of the dead node to remove from the roster.
+	Node string `json:"node"`
+}
+
+// ErrorResponse is the JSON body of any non-2xx admin answer.
+type ErrorResponse struct {
+	// Error says what went wrong.
+	Error string `json:"error"`
+}
