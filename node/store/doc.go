@@ -1,0 +1,17 @@
+// Package store owns the node's single Pebble database and is the only
+// importer of pebble.
+//
+// It knows keys, not conversations: a key is a shard prefix, the app, a
+// one-byte family and order-preserving components (see keys.go). Every key of
+// a shard is therefore one contiguous range (what rebalancing streams), and one
+// conversation's messages are one range sorted by (timestamp, message id)
+// (what history queries scan). Values are opaque bytes encoded by the owning
+// domain package.
+//
+// Writes are acknowledged only after they are durable: Commit fsyncs the WAL.
+// Pebble coalesces concurrent synchronous commits into one WAL fsync, which is
+// the group commit the send path relies on for throughput.
+//
+// Store is safe for concurrent use. Iteration callbacks must not retain the
+// key or value slices they are given.
+package store

@@ -1,0 +1,214 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Family separates the kinds of records inside one (shard, app) range. The
+// byte values are disk format: never reuse or renumber one.
+type Family byte
+
+// Key families. The component layout after the family is given per family;
+// "str" is an escaped string component, "i64" a signed 64-bit integer, both
+// order-preserving.
+const (
+	// FamConv: conversation record. Components: cid.
+	FamConv Family = 'c'
+	// FamMsg: stored message. Components: cid, i64 timestamp, str message id.
+	FamMsg Family = 'm'
+	// FamMsgID: message id to timestamp. Components: cid, str message id.
+	FamMsgID Family = 'i'
+	// FamUnique: unique-conversation key (member-set hash) to cid. Components: uniqueId.
+	FamUnique Family = 'u'
+	// FamDedup: (cid, sender, dt) to message id, for resend de-duplication.
+	FamDedup Family = 'd'
+	// FamClientConv: per-client conversation index. Components: clientId, cid.
+	FamClientConv Family = 'x'
+	// FamClientState: per-client per-conversation state (read pointer, acks). Components: clientId, cid.
+	FamClientState Family = 's'
+	// FamNotif: reliable notification log. Components: clientId, i64 serverTs, str seq.
+	FamNotif Family = 'n'
+	// FamPatch: message patches (edits/recalls) log per conversation. Components: cid, i64 patchTimestamp, str mid.
+	FamPatch Family = 'p'
+	// FamToken: session tokens. Components: token.
+	FamToken Family = 't'
+	// FamUser: storage-REST users (node/storage). Components defined there.
+	FamUser Family = 'U'
+	// FamFile: storage-REST files (node/storage). Components defined there.
+	FamFile Family = 'F'
+	// FamMeta: node-local metadata (no app). Components defined by the user.
+	FamMeta Family = 'M'
+)
+
+// Component tags make decoding self-checking and keep strings and integers
+// from ever comparing equal.
+const (
+	tagString = 0x10
+	tagInt64  = 0x20
+)
+
+// Key is an encoded key under construction. Methods append a component and
+// return the extended key; the receiver's backing array may be shared, so
+// treat a Key as a value and do not append to the same Key twice.
+type Key []byte
+
+// NewKey starts a key for (shard, app, family). app must not be empty except
+// for FamMeta.
+func NewKey(shard uint16, app string, fam Family) Key {
+	k := make(Key, 0, 64)
+	k = binary.BigEndian.AppendUint16(k, shard)
+	k = appendString(k, app)
+	return append(k, byte(fam))
+}
+
+// ShardPrefix returns the prefix of every key of a shard.
+func ShardPrefix(shard uint16) []byte {
+	return binary.BigEndian.AppendUint16(nil, shard)
+}
+
+// ShardOf returns the shard a key belongs to.
+func ShardOf(key []byte) (uint16, error) {
+	if len(key) < 2 {
+		return 0, fmt.Errorf("%w: short key", ErrCorruptKey)
+	}
+	return binary.BigEndian.Uint16(key), nil
+}
+
+// Str appends a string component.
+func (k Key) Str(s string) Key { return append(appendTag(k, tagString), escape(s)...) }
+
+// Int64 appends a signed integer component that sorts numerically.
+func (k Key) Int64(v int64) Key {
+	k = appendTag(k, tagInt64)
+	return binary.BigEndian.AppendUint64(k, uint64(v)^(1<<63))
+}
+
+// Bytes returns the encoded key.
+func (k Key) Bytes() []byte { return k }
+
+// PrefixEnd returns the smallest key greater than every key with prefix p,
+// for use as an exclusive upper bound. It returns nil if there is none.
+func PrefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// ErrCorruptKey is returned when a key cannot be decoded.
+var ErrCorruptKey = errors.New("store: corrupt key")
+
+// KeyReader decodes the components of a key built with NewKey.
+type KeyReader struct {
+	b   []byte
+	err error
+}
+
+// ReadKey starts decoding key and returns its shard, app and family.
+func ReadKey(key []byte) (r *KeyReader, shard uint16, app string, fam Family) {
+	r = &KeyReader{b: key}
+	if len(key) < 2 {
+		r.err = fmt.Errorf("%w: short key", ErrCorruptKey)
+		return r, 0, "", 0
+	}
+	shard = binary.BigEndian.Uint16(key)
+	r.b = key[2:]
+	app = r.str()
+	if r.err == nil {
+		if len(r.b) == 0 {
+			r.err = fmt.Errorf("%w: missing family", ErrCorruptKey)
+		} else {
+			fam = Family(r.b[0])
+			r.b = r.b[1:]
+		}
+	}
+	return r, shard, app, fam
+}
+
+// Str decodes the next string component.
+func (r *KeyReader) Str() string {
+	if !r.tag(tagString) {
+		return ""
+	}
+	return r.str()
+}
+
+// Int64 decodes the next integer component.
+func (r *KeyReader) Int64() int64 {
+	if !r.tag(tagInt64) {
+		return 0
+	}
+	if len(r.b) < 8 {
+		r.err = fmt.Errorf("%w: short int64", ErrCorruptKey)
+		return 0
+	}
+	v := int64(binary.BigEndian.Uint64(r.b) ^ (1 << 63))
+	r.b = r.b[8:]
+	return v
+}
+
+// Err reports the first decoding error.
+func (r *KeyReader) Err() error { return r.err }
+
+func (r *KeyReader) tag(t byte) bool {
+	if r.err != nil {
+		return false
+	}
+	if len(r.b) == 0 || r.b[0] != t {
+		r.err = fmt.Errorf("%w: expected component tag %#x", ErrCorruptKey, t)
+		return false
+	}
+	r.b = r.b[1:]
+	return true
+}
+
+// str decodes an escaped string: 0x00 is written as 0x00 0xff and the string
+// ends with 0x00 0x01, which keeps byte order equal to string order.
+func (r *KeyReader) str() string {
+	var out []byte
+	for i := 0; i < len(r.b); i++ {
+		c := r.b[i]
+		if c != 0 {
+			out = append(out, c)
+			continue
+		}
+		if i+1 >= len(r.b) {
+			break
+		}
+		switch r.b[i+1] {
+		case 0x01:
+			r.b = r.b[i+2:]
+			return string(out)
+		case 0xff:
+			out = append(out, 0)
+			i++
+		default:
+			r.err = fmt.Errorf("%w: bad escape", ErrCorruptKey)
+			return ""
+		}
+	}
+	r.err = fmt.Errorf("%w: unterminated string", ErrCorruptKey)
+	return ""
+}
+
+func appendTag(k Key, t byte) Key { return append(k, t) }
+
+func appendString(k []byte, s string) []byte { return append(k, escape(s)...) }
+
+func escape(s string) []byte {
+	out := make([]byte, 0, len(s)+2)
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			out = append(out, 0, 0xff)
+			continue
+		}
+		out = append(out, s[i])
+	}
+	return append(out, 0, 0x01)
+}

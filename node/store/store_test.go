@@ -1,0 +1,142 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+func TestStoreKeyOrder(t *testing.T) {
+	ints := []int64{math.MinInt64, -5, -1, 0, 1, 2, 1 << 40, math.MaxInt64}
+	for i := 1; i < len(ints); i++ {
+		a := NewKey(1, "app", FamMsg).Str("c").Int64(ints[i-1])
+		b := NewKey(1, "app", FamMsg).Str("c").Int64(ints[i])
+		if bytes.Compare(a, b) >= 0 {
+			t.Fatalf("int64 %d does not sort before %d", ints[i-1], ints[i])
+		}
+	}
+	strs := []string{"", "\x00", "\x00\x00", "\x00a", "a", "a\x00", "ab", "b"}
+	for i := 1; i < len(strs); i++ {
+		a := NewKey(1, "app", FamConv).Str(strs[i-1])
+		b := NewKey(1, "app", FamConv).Str(strs[i])
+		if bytes.Compare(a, b) >= 0 {
+			t.Fatalf("%q does not sort before %q", strs[i-1], strs[i])
+		}
+	}
+	// A conversation's messages are one range: no other conversation's key
+	// falls between them.
+	lo := NewKey(3, "app", FamMsg).Str("conv")
+	hi := PrefixEnd(lo)
+	other := NewKey(3, "app", FamMsg).Str("conv2").Int64(5)
+	if bytes.Compare(other, lo) >= 0 && bytes.Compare(other, hi) < 0 {
+		t.Fatal("key of conv2 falls inside the range of conv")
+	}
+}
+
+func TestStoreKeyRoundTrip(t *testing.T) {
+	tests := []struct {
+		app, cid, mid string
+		ts            int64
+	}{
+		{"app", "5a5d7433c3422b31ed845e76", "qNkRkFWOeSqP65S9fDyHJw", 1700000000000},
+		{"a\x00b", "_tmp:x\x00", "", -7},
+		{"", "", "\xff\x00\x01", math.MaxInt64},
+	}
+	for _, tt := range tests {
+		k := NewKey(65535, tt.app, FamMsg).Str(tt.cid).Int64(tt.ts).Str(tt.mid)
+		r, shard, app, fam := ReadKey(k)
+		cid, ts, mid := r.Str(), r.Int64(), r.Str()
+		if err := r.Err(); err != nil {
+			t.Fatalf("decode %q: %v", k, err)
+		}
+		if shard != 65535 || app != tt.app || fam != FamMsg || cid != tt.cid || ts != tt.ts || mid != tt.mid {
+			t.Fatalf("round trip mismatch: %d %q %c %q %d %q", shard, app, fam, cid, ts, mid)
+		}
+	}
+}
+
+func TestStoreKeyReaderRejectsGarbage(t *testing.T) {
+	for _, k := range [][]byte{nil, {1}, {0, 1, 'a'}, {0, 1, 0, 1, 'm', tagInt64, 1}, {0, 1, 0, 7}} {
+		r, _, _, _ := ReadKey(k)
+		r.Str()
+		r.Int64()
+		if r.Err() == nil {
+			t.Fatalf("key %x decoded without error", k)
+		}
+	}
+}
+
+func openMem(t testing.TB, fs vfs.FS) *Store {
+	t.Helper()
+	s, err := Open(Config{Dir: "/db", FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestStoreCommitScanReopen(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openMem(t, fs)
+	b := s.NewBatch()
+	for i := range 5 {
+		b.Set(NewKey(0, "a", FamMsg).Str("c").Int64(int64(i)), []byte{byte(i)})
+	}
+	b.Set(NewKey(0, "a", FamConv).Str("c"), []byte("conv"))
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openMem(t, fs)
+	defer s.Close()
+	v, err := s.Get(NewKey(0, "a", FamConv).Str("c"))
+	if err != nil || string(v) != "conv" {
+		t.Fatalf("Get after reopen = %q, %v", v, err)
+	}
+	if _, err := s.Get(NewKey(0, "b", FamConv).Str("c")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of missing key: %v", err)
+	}
+	var got []byte
+	err = s.ScanPrefix(NewKey(0, "a", FamMsg).Str("c"), true, func(_, v []byte) (bool, error) {
+		got = append(got, v[0])
+		return len(got) < 3, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []byte{4, 3, 2}) {
+		t.Fatalf("reverse scan = %v", got)
+	}
+	b = s.NewBatch()
+	b.DeleteRange(NewKey(0, "a", FamMsg).Str("c").Int64(0), NewKey(0, "a", FamMsg).Str("c").Int64(3))
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	_ = s.ScanPrefix(NewKey(0, "a", FamMsg).Bytes(), false, func(_, v []byte) (bool, error) {
+		got = append(got, v[0])
+		return true, nil
+	})
+	if !slices.Equal(got, []byte{3, 4}) {
+		t.Fatalf("after DeleteRange = %v", got)
+	}
+}
+
+func TestStorePrefixEnd(t *testing.T) {
+	tests := []struct{ in, want []byte }{
+		{[]byte{1, 2}, []byte{1, 3}},
+		{[]byte{1, 0xff}, []byte{2}},
+		{[]byte{0xff, 0xff}, nil},
+	}
+	for _, tt := range tests {
+		if got := PrefixEnd(tt.in); !bytes.Equal(got, tt.want) {
+			t.Errorf("PrefixEnd(%x) = %x, want %x", tt.in, got, tt.want)
+		}
+	}
+}
