@@ -1,0 +1,166 @@
+package client
+
+import (
+	"encoding/json"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+)
+
+// handlePush turns a server push into an Event. It runs on the socket's
+// read goroutine and never blocks.
+func (cl *IMClient) handlePush(cmd *pb.GenericCommand) {
+	switch cmd.GetCmd() {
+	case pb.CommandType_direct:
+		cl.onDirect(cmd.GetDirectMessage())
+	case pb.CommandType_conv:
+		cl.onConv(cmd)
+	case pb.CommandType_unread:
+		cl.onUnread(cmd.GetUnreadMessage())
+	case pb.CommandType_rcp:
+		r := cmd.GetRcpMessage()
+		cl.emit(ReceiptEvent{ConversationID: r.GetCid(), MessageID: r.GetId(), From: r.GetFrom(), At: millis(r.GetT()), Read: r.GetRead()})
+	case pb.CommandType_patch:
+		cl.onPatch(cmd.GetPatchMessage())
+	case pb.CommandType_session:
+		if cmd.GetOp() == pb.OpType_closed {
+			sm := cmd.GetSessionMessage()
+			if sm.GetCode() == protocol.ErrSessionConflict.Code {
+				cl.terminate(ConflictEvent{Reason: sm.GetReason(), Detail: sm.GetDetail()})
+			} else {
+				cl.terminate(CloseEvent{Code: sm.GetCode(), Reason: sm.GetReason(), Detail: sm.GetDetail()})
+			}
+			return
+		}
+		cl.emit(UnknownEvent{Command: cmd})
+	default:
+		cl.emit(UnknownEvent{Command: cmd})
+	}
+}
+
+func (cl *IMClient) onDirect(d *pb.DirectCommand) {
+	m := &Message{
+		ID:             d.GetId(),
+		ConversationID: d.GetCid(),
+		From:           d.GetFromPeerId(),
+		Timestamp:      millis(d.GetTimestamp()),
+		Content:        d.GetMsg(),
+		Binary:         d.GetBinaryMsg(),
+		Transient:      d.GetTransient(),
+		MentionAll:     d.GetMentionAll(),
+		MentionPids:    d.GetMentionPids(),
+		PatchedAt:      millis(d.GetPatchTimestamp()),
+	}
+	if d.BinaryMsg != nil && m.Binary == nil {
+		m.Binary = []byte{}
+	}
+	cl.emit(MessageEvent{Message: m})
+	if cl.opts.NoAutoAck || m.Transient || m.From == cl.id {
+		return
+	}
+	ts := d.GetTimestamp()
+	cl.autoAcks.Add(1)
+	_ = cl.fire(&pb.GenericCommand{
+		Cmd: pb.CommandType_ack.Enum(),
+		AckMessage: &pb.AckCommand{
+			Cid: proto.String(m.ConversationID), Mid: proto.String(m.ID),
+			Fromts: proto.Int64(ts), Tots: proto.Int64(ts),
+		},
+	})
+}
+
+func (cl *IMClient) onConv(cmd *pb.GenericCommand) {
+	cm := cmd.GetConvMessage()
+	op := cmd.GetOp()
+	if kind, ok := membershipOps[op]; ok {
+		cl.emit(MembershipEvent{Kind: kind, ConversationID: cm.GetCid(), Members: cm.GetM(), By: cm.GetInitBy(), At: isoTime(cm.GetUdate())})
+		return
+	}
+	switch op {
+	case pb.OpType_updated:
+		cl.emit(InfoUpdatedEvent{
+			ConversationID: cm.GetCid(),
+			Attributes:     jsonObject(cm.GetAttr().GetData()),
+			Modified:       jsonObject(cm.GetAttrModified().GetData()),
+			By:             cm.GetInitBy(),
+			At:             isoTime(cm.GetUdate()),
+		})
+	case pb.OpType_member_info_changed:
+		cl.emit(MemberInfoUpdatedEvent{ConversationID: cm.GetCid(), Member: cm.GetInfo().GetPid(), Role: cm.GetInfo().GetRole(), By: cm.GetInitBy()})
+	default:
+		cl.emit(UnknownEvent{Command: cmd})
+	}
+}
+
+func (cl *IMClient) onUnread(u *pb.UnreadCommand) {
+	if nt := u.GetNotifTime(); nt != 0 {
+		cl.mu.Lock()
+		cl.mu.lastUnreadNotifTime = nt
+		cl.mu.Unlock()
+	}
+	ev := UnreadEvent{NotifTime: millis(u.GetNotifTime())}
+	for _, t := range u.GetConvs() {
+		uc := UnreadCount{ConversationID: t.GetCid(), Count: int(t.GetUnread()), Mentioned: t.GetMentioned()}
+		if t.GetMid() != "" {
+			uc.LastMessage = &Message{
+				ID: t.GetMid(), ConversationID: t.GetCid(), From: t.GetFrom(), Timestamp: millis(t.GetTimestamp()),
+				Content: t.GetData(), Binary: t.GetBinaryMsg(), PatchedAt: millis(t.GetPatchTimestamp()),
+			}
+		}
+		ev.Conversations = append(ev.Conversations, uc)
+	}
+	cl.emit(ev)
+}
+
+func (cl *IMClient) onPatch(p *pb.PatchCommand) {
+	if lp := p.GetLastPatchTime(); lp != 0 {
+		cl.mu.Lock()
+		if lp > cl.mu.lastPatchTime {
+			cl.mu.lastPatchTime = lp
+		}
+		cl.mu.Unlock()
+	}
+	for _, it := range p.GetPatches() {
+		m := &Message{
+			ID: it.GetMid(), ConversationID: it.GetCid(), From: it.GetFrom(), Timestamp: millis(it.GetTimestamp()),
+			Content: it.GetData(), Binary: it.GetBinaryMsg(), MentionAll: it.GetMentionAll(), MentionPids: it.GetMentionPids(),
+			PatchedAt: millis(it.GetPatchTimestamp()),
+		}
+		cl.emit(PatchEvent{Message: m, Recall: it.GetRecall(), Code: it.GetPatchCode(), Reason: it.GetPatchReason()})
+	}
+}
+
+// millis converts protocol milliseconds to a time; 0 means the zero time.
+func millis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// isoTime parses an ISO-8601 date of the protocol; "" or garbage gives zero.
+func isoTime(s string) time.Time {
+	if s == "" {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// jsonObject decodes a JSON object; invalid or empty input gives nil.
+func jsonObject(data string) map[string]any {
+	if data == "" {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(data), &m); err != nil {
+		return nil
+	}
+	return m
+}
