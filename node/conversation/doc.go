@@ -1,0 +1,27 @@
+// Package conversation is the domain core of imnode: conversations, members,
+// message sequencing, history, receipts, unread state, patches, moderation
+// and reliable notifications, with the exact behaviour of the LeanCloud
+// realtime protocol (shared/protocol/LEANCLOUD-RTM.md sections 3.4-3.15).
+//
+// It owns the conversation families of node/store: a conversation's record,
+// messages (ordered by timestamp, message id), message-id index, patches and
+// de-duplication tokens live in the conversation's shard
+// (Shards.ConvShard(app, cid)); a client's conversation index, per
+// conversation read/ack state and reliable notifications live in the client's
+// shard (Shards.ClientShard(app, clientID)). Per-client writes are kept in
+// small helpers so the cluster can later turn them into cross-shard calls.
+//
+// It must not know about sockets, sessions or authentication: the gateway
+// decodes frames, authenticates, calls Engine.Handle and writes the response,
+// and implements Deliverer for pushes. Conversation-action signatures are the
+// gateway's concern.
+//
+// Every change is committed durably (fsync'd batch) before any push or
+// response reports it ("persist before push"). Pushes are delivered without
+// holding a lock, in commit order per conversation (see node/LOCKING.md).
+//
+// Queries with a non-empty where that pin neither objectId nor a member scan
+// every conversation of the app, shard by shard. That is correct on a single
+// node; the cluster will scatter the scan to the shards' coordinators and
+// gather the results.
+package conversation

@@ -1,0 +1,481 @@
+package conversation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/store"
+)
+
+// SessionID identifies one live session on this node. It is unique per live
+// session; 0 means "no session" (REST calls, system actions).
+type SessionID uint64
+
+// Caller is the session a request comes from.
+type Caller struct {
+	App      string
+	ClientID string
+	Session  SessionID
+	// ConfigBitmap is the session's capability bitmap (spec 3.1.3).
+	ConfigBitmap int64
+}
+
+// Deliverer is implemented by the gateway. Deliver must never block: it
+// copies cmd per recipient session, sets peerId itself and skips the session
+// except (0 = skip none). Online returns the subset of clientIDs that has at
+// least one open session. Both must be safe for concurrent use.
+type Deliverer interface {
+	Deliver(app string, clientIDs []string, except SessionID, cmd *pb.GenericCommand)
+	Online(app string, clientIDs []string) []string
+}
+
+// Shards maps conversations and clients to storage shards. It must be safe
+// for concurrent use and deterministic.
+type Shards interface {
+	ConvShard(app, cid string) uint16
+	ClientShard(app, clientID string) uint16
+}
+
+// Config configures an Engine.
+type Config struct {
+	// Store is the node's database. Required.
+	Store *store.Store
+	// Shards places keys. Required.
+	Shards Shards
+	// Deliverer sends pushes to sessions. Required.
+	Deliverer Deliverer
+	// Clock returns the current time. Zero value means time.Now.
+	Clock func() time.Time
+	// Logger is the parent logger. Zero value means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the engine's metrics. Zero value means metrics are
+	// created but not registered.
+	Registerer prometheus.Registerer
+	// Retention is how long stored messages and patches are kept. Zero value
+	// means 180 days (LeanCloud's documented retention).
+	Retention time.Duration
+	// NotificationRetention is how long reliable notifications are kept for
+	// GET /1.1/rtm/notifications. Zero value means 30 days.
+	NotificationRetention time.Duration
+	// SweepInterval is the period of the retention and temporary-conversation
+	// expiry sweeper. Zero value means 1 minute.
+	SweepInterval time.Duration
+	// DedupWindow is how long a (conversation, sender, dt) de-duplication token
+	// is remembered. Zero value means 24 hours.
+	DedupWindow time.Duration
+	// MaxMembers is the member limit of normal conversations. Zero value means
+	// 500 (spec section 5).
+	MaxMembers int
+	// MaxTempMembers is the member limit of temporary conversations. Zero
+	// value means 10.
+	MaxTempMembers int
+	// DefaultTempTTL is the TTL of temporary conversations created without
+	// tempConvTTL. Zero value means 86400 s.
+	DefaultTempTTL time.Duration
+	// MaxTempTTL caps tempConvTTL. Zero value means 30 days.
+	MaxTempTTL time.Duration
+}
+
+// DefaultConfig returns a Config with every optional field at its default.
+// Store, Shards and Deliverer must still be set.
+func DefaultConfig() Config {
+	c := Config{}
+	c.setDefaults()
+	return c
+}
+
+func (c *Config) setDefaults() {
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Retention == 0 {
+		c.Retention = 180 * 24 * time.Hour
+	}
+	if c.NotificationRetention == 0 {
+		c.NotificationRetention = 30 * 24 * time.Hour
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = time.Minute
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = 24 * time.Hour
+	}
+	if c.MaxMembers == 0 {
+		c.MaxMembers = 500
+	}
+	if c.MaxTempMembers == 0 {
+		c.MaxTempMembers = 10
+	}
+	if c.DefaultTempTTL == 0 {
+		c.DefaultTempTTL = 86400 * time.Second
+	}
+	if c.MaxTempTTL == 0 {
+		c.MaxTempTTL = 30 * 24 * time.Hour
+	}
+}
+
+// Validate reports a configuration error.
+func (c *Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("conversation: Store is required")
+	case c.Shards == nil:
+		return errors.New("conversation: Shards is required")
+	case c.Deliverer == nil:
+		return errors.New("conversation: Deliverer is required")
+	case c.Retention < 0 || c.NotificationRetention < 0 || c.SweepInterval < 0 || c.DedupWindow < 0:
+		return errors.New("conversation: durations must not be negative")
+	case c.MaxMembers < 0 || c.MaxTempMembers < 0:
+		return errors.New("conversation: member limits must not be negative")
+	}
+	return nil
+}
+
+const logComponent = "conversation"
+
+// numStripes is the number of write-path mutexes. A conversation's writes
+// are serialized by the stripe its (app, cid) hashes to; 1024 stripes keep
+// unrelated conversations from contending while costing ~100 KB.
+const numStripes = 1024
+
+// stripe serializes the write path of the conversations hashing to it
+// (mu) and orders their pushes (q*): pushes are queued while mu is held, in
+// commit order, and delivered after mu is released by whichever goroutine
+// finds the queue not being drained. See node/LOCKING.md.
+type stripe struct {
+	mu sync.Mutex
+
+	qmu      sync.Mutex
+	queue    []push
+	draining bool
+}
+
+// push is one Deliver call.
+type push struct {
+	app    string
+	to     []string
+	except SessionID
+	cmd    *pb.GenericCommand
+}
+
+// Engine executes the conversation and message commands of the protocol.
+// It is safe for concurrent use. Each conversation's write path is owned by
+// one stripe mutex; per-client state by one client stripe mutex (lock order
+// conversation stripe, then client stripe).
+type Engine struct {
+	cfg     Config
+	st      *store.Store
+	shards  Shards
+	d       Deliverer
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *metrics
+
+	convStripes   [numStripes]stripe
+	clientStripes [numStripes]sync.Mutex
+
+	// notifClock issues strictly increasing serverTs values for reliable
+	// notifications so a client's cursor never skips one.
+	notifMu   sync.Mutex
+	notifLast int64
+
+	rooms rooms
+	wills wills
+
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// New creates an Engine. It does not start background work; call Start.
+func New(cfg Config) (*Engine, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:    cfg,
+		st:     cfg.Store,
+		shards: cfg.Shards,
+		d:      cfg.Deliverer,
+		now:    cfg.Clock,
+		log:    cfg.Logger.With("component", logComponent),
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	e.metrics = m
+	e.rooms.init()
+	e.wills.init()
+	return e, nil
+}
+
+// Start starts the engine's background work (retention sweeper, temporary
+// conversation expiry). Stop stops it.
+func (e *Engine) Start(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	e.cancel = cancel
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.sweepLoop(ctx)
+	}()
+}
+
+// Stop stops the background work and waits for it. It does not close the
+// store.
+func (e *Engine) Stop() {
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.wg.Wait()
+}
+
+func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }
+
+func stripeIndex(app, id string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(app))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(id))
+	return h.Sum32() % numStripes
+}
+
+func (e *Engine) convStripe(app, cid string) *stripe {
+	return &e.convStripes[stripeIndex(app, cid)]
+}
+
+func (e *Engine) clientLock(app, clientID string) *sync.Mutex {
+	return &e.clientStripes[stripeIndex(app, clientID)]
+}
+
+// Handle executes conv/*, direct, ack, read, logs, patch/modify and
+// blacklist/* for caller c. It returns the response frame without i and
+// peerId (the gateway sets them), or nil for fire-and-forget commands (ack,
+// read). Client-visible failures are *protocol.Error; any other error is
+// internal. Safe for concurrent use.
+//
+// Push ordering: when ctx carries an outbox (WithOutbox), pushes that also
+// go to the caller's own session (conv/start, add, remove, ...) are held in
+// it until the gateway calls the flush function after enqueueing the
+// response, so the response reaches the caller first. Without an outbox they
+// are delivered before Handle returns.
+func (e *Engine) Handle(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+	start := e.now()
+	name := commandName(req)
+	resp, err := e.dispatch(ctx, c, req)
+	e.metrics.observe(name, start, e.now(), err)
+	return resp, err
+}
+
+func (e *Engine) dispatch(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+	switch req.GetCmd() {
+	case pb.CommandType_conv:
+		return e.handleConv(ctx, c, req)
+	case pb.CommandType_direct:
+		return e.handleDirect(ctx, c, req)
+	case pb.CommandType_ack:
+		return nil, e.handleReceiverAck(ctx, c, req)
+	case pb.CommandType_read:
+		return nil, e.handleRead(ctx, c, req)
+	case pb.CommandType_logs:
+		return e.handleLogs(ctx, c, req)
+	case pb.CommandType_patch:
+		if req.GetOp() == pb.OpType_modify {
+			return e.handlePatch(ctx, c, req)
+		}
+	case pb.CommandType_blacklist:
+		return e.handleBlacklist(ctx, c, req)
+	}
+	return nil, errUnsupported(req)
+}
+
+func (e *Engine) handleConv(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+	cm := req.GetConvMessage()
+	if cm == nil {
+		cm = &pb.ConvCommand{}
+	}
+	switch req.GetOp() {
+	case pb.OpType_start:
+		return e.convStart(ctx, c, cm)
+	case pb.OpType_add:
+		return e.convAdd(ctx, c, cm)
+	case pb.OpType_remove:
+		return e.convRemove(ctx, c, cm)
+	case pb.OpType_update:
+		return e.convUpdate(ctx, c, cm)
+	case pb.OpType_query:
+		return e.convQuery(ctx, c, cm)
+	case pb.OpType_count:
+		return e.convCount(ctx, c, cm)
+	case pb.OpType_mute, pb.OpType_unmute:
+		return e.convMute(ctx, c, cm, req.GetOp() == pb.OpType_mute)
+	case pb.OpType_max_read:
+		return e.convMaxRead(ctx, c, cm)
+	case pb.OpType_is_member:
+		return e.convIsMember(ctx, c, cm)
+	case pb.OpType_members:
+		return e.convMembers(ctx, c, cm)
+	case pb.OpType_member_info_update:
+		return e.convMemberInfoUpdate(ctx, c, cm)
+	case pb.OpType_add_shutup, pb.OpType_remove_shutup:
+		return e.convShutup(ctx, c, cm, req.GetOp() == pb.OpType_add_shutup)
+	case pb.OpType_query_shutup:
+		return e.convQueryShutup(ctx, c, cm)
+	case pb.OpType_check_shutup:
+		return e.convCheckShutup(ctx, c, cm)
+	}
+	return nil, errUnsupported(req)
+}
+
+func errUnsupported(req *pb.GenericCommand) error {
+	return protocol.ErrInternal.WithDetail("unsupported command %s", commandName(req))
+}
+
+func commandName(req *pb.GenericCommand) string {
+	if req.Op != nil {
+		return req.GetCmd().String() + "/" + req.GetOp().String()
+	}
+	return req.GetCmd().String()
+}
+
+// response builds a response frame (no i, no peerId; the gateway sets them).
+func response(cmd pb.CommandType, op pb.OpType, hasOp bool) *pb.GenericCommand {
+	r := &pb.GenericCommand{Cmd: cmd.Enum(), Service: int32p(protocol.ServiceIM)}
+	if hasOp {
+		r.Op = op.Enum()
+	}
+	return r
+}
+
+func convResponse(op pb.OpType, cm *pb.ConvCommand) *pb.GenericCommand {
+	r := response(pb.CommandType_conv, op, true)
+	r.ConvMessage = cm
+	return r
+}
+
+// newPush builds a push frame without peerId (Deliver sets it).
+func newPush(cmd pb.CommandType, op *pb.OpType) *pb.GenericCommand {
+	return &pb.GenericCommand{Cmd: cmd.Enum(), Op: op, Service: int32p(protocol.ServiceIM)}
+}
+
+// internal wraps an internal error with context.
+func internal(what string, err error) error {
+	return fmt.Errorf("conversation: %s: %w", what, err)
+}
+
+// outbox holds the pushes of one request until the gateway flushes them.
+type outbox struct {
+	mu     sync.Mutex
+	items  []outboxItem
+	closed bool
+}
+
+type outboxItem struct {
+	st *stripe
+	p  push
+}
+
+type outboxKey struct{}
+
+// WithOutbox returns a context for one Handle call whose pushes are held
+// until flush is called. The gateway calls flush after it has enqueued the
+// response on the caller's socket. flush is idempotent; pushes produced after
+// flush are delivered immediately.
+func (e *Engine) WithOutbox(ctx context.Context) (context.Context, func()) {
+	ob := &outbox{}
+	return context.WithValue(ctx, outboxKey{}, ob), func() {
+		ob.mu.Lock()
+		items := ob.items
+		ob.items = nil
+		ob.closed = true
+		ob.mu.Unlock()
+		touched := map[*stripe]bool{}
+		for _, it := range items {
+			e.enqueue(it.st, it.p)
+			touched[it.st] = true
+		}
+		for _, it := range items {
+			if touched[it.st] {
+				delete(touched, it.st)
+				e.drain(it.st)
+			}
+		}
+	}
+}
+
+// emit queues pushes of a conversation. If ctx carries an open outbox they
+// wait there; otherwise they are queued on the stripe (the caller holds
+// st.mu, so queue order is commit order) and delivered by drain after the
+// caller releases st.mu.
+func (e *Engine) emit(ctx context.Context, st *stripe, ps ...push) {
+	if ob, ok := ctx.Value(outboxKey{}).(*outbox); ok {
+		ob.mu.Lock()
+		if !ob.closed {
+			for _, p := range ps {
+				ob.items = append(ob.items, outboxItem{st: st, p: p})
+			}
+			ob.mu.Unlock()
+			return
+		}
+		ob.mu.Unlock()
+	}
+	e.enqueue(st, ps...)
+}
+
+// emitNow queues pushes on the stripe regardless of any outbox; for pushes
+// that never reach the caller's own session (messages).
+func (e *Engine) emitNow(st *stripe, ps ...push) { e.enqueue(st, ps...) }
+
+func (e *Engine) enqueue(st *stripe, ps ...push) {
+	st.qmu.Lock()
+	st.queue = append(st.queue, ps...)
+	st.qmu.Unlock()
+}
+
+// drain delivers the stripe's queued pushes in order unless another
+// goroutine is already doing so. It holds no lock while calling Deliver.
+func (e *Engine) drain(st *stripe) {
+	st.qmu.Lock()
+	if st.draining {
+		st.qmu.Unlock()
+		return
+	}
+	st.draining = true
+	for {
+		batch := st.queue
+		st.queue = nil
+		if len(batch) == 0 {
+			st.draining = false
+			st.qmu.Unlock()
+			return
+		}
+		st.qmu.Unlock()
+		for _, p := range batch {
+			if len(p.to) == 0 {
+				continue
+			}
+			e.d.Deliver(p.app, p.to, p.except, p.cmd)
+			e.metrics.pushes.Add(float64(len(p.to)))
+		}
+		st.qmu.Lock()
+	}
+}
+
+// unlockAndDrain releases st.mu and delivers queued pushes.
+func (e *Engine) unlockAndDrain(st *stripe) {
+	st.mu.Unlock()
+	e.drain(st)
+}

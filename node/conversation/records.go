@@ -1,0 +1,355 @@
+package conversation
+
+import (
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/store"
+)
+
+// Conversation kinds (convType on the wire).
+const (
+	convNormal    = 1
+	convTransient = 2
+	convSystem    = 3
+	convTemporary = 4
+)
+
+// tempPrefix starts every temporary conversation id (SDKs recognise them by it).
+const tempPrefix = "_tmp:"
+
+// Roles of _ConversationMemberInfo.
+const (
+	roleOwner   = "Owner"
+	roleManager = "Manager"
+	roleMember  = "Member"
+)
+
+// convRecord is the stored conversation (value of FamConv). Columns holds the
+// custom columns (including name) exactly as JSON values.
+type convRecord struct {
+	ID        string            `json:"id"`
+	Creator   string            `json:"c,omitempty"`
+	Members   []string          `json:"m,omitempty"` // sorted
+	Muted     []string          `json:"mu,omitempty"`
+	Kind      int               `json:"k"`
+	Unique    bool              `json:"u,omitempty"`
+	UniqueID  string            `json:"uid,omitempty"`
+	Created   int64             `json:"ca"`
+	Updated   int64             `json:"ua"`
+	TTL       int32             `json:"ttl,omitempty"` // seconds, temporary only
+	Expire    int64             `json:"exp,omitempty"` // ms, temporary only
+	Columns   map[string]any    `json:"cols,omitempty"`
+	LastTs    int64             `json:"lts,omitempty"` // last assigned message timestamp
+	LastPatch int64             `json:"lpt,omitempty"` // last assigned patch timestamp
+	Last      *lastMessage      `json:"last,omitempty"`
+	Silenced  []string          `json:"sh,omitempty"` // sorted
+	Blocked   []string          `json:"bl,omitempty"` // sorted
+	Roles     map[string]string `json:"roles,omitempty"`
+}
+
+// lastMessage is the snapshot of a conversation's newest stored message.
+type lastMessage struct {
+	ID          string   `json:"id"`
+	From        string   `json:"f"`
+	Ts          int64    `json:"t"`
+	Data        string   `json:"d,omitempty"`
+	Bin         []byte   `json:"b,omitempty"`
+	IsBin       bool     `json:"ib,omitempty"`
+	PatchTs     int64    `json:"pt,omitempty"`
+	MentionAll  bool     `json:"ma,omitempty"`
+	MentionPids []string `json:"mp,omitempty"`
+}
+
+// message is a stored message (value of FamMsg).
+type message struct {
+	ID          string   `json:"id"`
+	From        string   `json:"f"`
+	Ts          int64    `json:"t"`
+	Data        string   `json:"d,omitempty"`
+	Bin         []byte   `json:"b,omitempty"`
+	IsBin       bool     `json:"ib,omitempty"`
+	Receipt     bool     `json:"r,omitempty"`
+	MentionAll  bool     `json:"ma,omitempty"`
+	MentionPids []string `json:"mp,omitempty"`
+	HasType     bool     `json:"ht,omitempty"`
+	Type        int64    `json:"ty,omitempty"`
+	PatchTs     int64    `json:"pt,omitempty"`
+}
+
+func (m *message) snapshot() *lastMessage {
+	return &lastMessage{ID: m.ID, From: m.From, Ts: m.Ts, Data: m.Data, Bin: m.Bin, IsBin: m.IsBin,
+		PatchTs: m.PatchTs, MentionAll: m.MentionAll, MentionPids: m.MentionPids}
+}
+
+func (m *message) mentions(clientID string) bool {
+	return m.MentionAll || slices.Contains(m.MentionPids, clientID)
+}
+
+// clientState is per (client, conversation) state (value of FamClientState).
+type clientState struct {
+	ReadTs  int64 `json:"rt,omitempty"` // read pointer: messages with ts <= ReadTs are read
+	ReadAt  int64 `json:"ra,omitempty"` // when the pointer last moved
+	AckTs   int64 `json:"at,omitempty"` // delivery pointer
+	AckAt   int64 `json:"aa,omitempty"`
+	Changed int64 `json:"ch,omitempty"` // last change of the unread state (ms)
+}
+
+func (r *convRecord) isMember(id string) bool {
+	_, ok := slices.BinarySearch(r.Members, id)
+	return ok
+}
+
+func (r *convRecord) isSilenced(id string) bool {
+	_, ok := slices.BinarySearch(r.Silenced, id)
+	return ok
+}
+
+func (r *convRecord) isBlocked(id string) bool {
+	_, ok := slices.BinarySearch(r.Blocked, id)
+	return ok
+}
+
+func (r *convRecord) role(id string) string {
+	if id == r.Creator {
+		return roleOwner
+	}
+	if role, ok := r.Roles[id]; ok {
+		return role
+	}
+	return roleMember
+}
+
+// canModerate reports whether id may silence, block or change roles.
+func (r *convRecord) canModerate(id string) bool {
+	role := r.role(id)
+	return role == roleOwner || role == roleManager
+}
+
+func (r *convRecord) expired(nowMs int64) bool {
+	return r.Kind == convTemporary && r.Expire > 0 && nowMs >= r.Expire
+}
+
+// sortedSet returns ids de-duplicated and sorted, without empty ids.
+func sortedSet(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != "" {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func setAdd(set []string, ids ...string) []string {
+	for _, id := range ids {
+		if i, ok := slices.BinarySearch(set, id); !ok {
+			set = slices.Insert(set, i, id)
+		}
+	}
+	return set
+}
+
+func setRemove(set []string, ids ...string) []string {
+	for _, id := range ids {
+		if i, ok := slices.BinarySearch(set, id); ok {
+			set = slices.Delete(set, i, i+1)
+		}
+	}
+	return set
+}
+
+// uniqueKey is the 32-hex unique-conversation key of a member set.
+func uniqueKey(members []string) string {
+	sum := md5.Sum([]byte(strings.Join(members, ":")))
+	return hex.EncodeToString(sum[:])
+}
+
+// newConvID returns a 24-hex MongoDB-ObjectId-style id: 4 bytes of seconds,
+// 8 random bytes.
+func newConvID(nowMs int64) string {
+	var b [12]byte
+	binary.BigEndian.PutUint32(b[:4], uint32(nowMs/1000))
+	_, _ = rand.Read(b[4:])
+	return hex.EncodeToString(b[:])
+}
+
+// newMessageID returns a 22-character URL-safe Base64 id of 16 random bytes.
+func newMessageID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Keys. Conversation data lives in the conversation's shard, per-client data
+// in the client's shard.
+
+func (e *Engine) convKey(app, cid string, fam store.Family) store.Key {
+	return store.NewKey(e.shards.ConvShard(app, cid), app, fam).Str(cid)
+}
+
+func (e *Engine) clientKey(app, clientID string, fam store.Family) store.Key {
+	return store.NewKey(e.shards.ClientShard(app, clientID), app, fam).Str(clientID)
+}
+
+func (e *Engine) uniqueIndexKey(app, uniqueID string) []byte {
+	return store.NewKey(e.shards.ConvShard(app, uniqueID), app, store.FamUnique).Str(uniqueID).Bytes()
+}
+
+func (e *Engine) msgKey(app, cid string, ts int64, mid string) []byte {
+	return e.convKey(app, cid, store.FamMsg).Int64(ts).Str(mid).Bytes()
+}
+
+// loadConv returns the conversation or nil if it does not exist.
+func (e *Engine) loadConv(app, cid string) (*convRecord, error) {
+	if cid == "" {
+		return nil, nil
+	}
+	v, err := e.st.Get(e.convKey(app, cid, store.FamConv).Bytes())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, internal("load conversation", err)
+	}
+	var r convRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, internal("decode conversation "+cid, err)
+	}
+	return &r, nil
+}
+
+// loadLive returns the conversation, answering 4303 when it is missing or an
+// expired temporary conversation.
+func (e *Engine) loadLive(app, cid string) (*convRecord, error) {
+	r, err := e.loadConv(app, cid)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil || r.expired(e.nowMs()) {
+		return nil, protocol.ErrConversationNotFound.WithDetail("conversation %q not found", cid)
+	}
+	return r, nil
+}
+
+func (e *Engine) putConv(b *store.Batch, app string, r *convRecord) {
+	v, err := json.Marshal(r)
+	if err != nil {
+		panic("conversation: marshal record: " + err.Error()) // only plain JSON types inside
+	}
+	b.Set(e.convKey(app, r.ID, store.FamConv).Bytes(), v)
+}
+
+func (e *Engine) loadClientState(app, clientID, cid string) (clientState, error) {
+	var s clientState
+	v, err := e.st.Get(e.clientKey(app, clientID, store.FamClientState).Str(cid).Bytes())
+	if errors.Is(err, store.ErrNotFound) {
+		return s, nil
+	}
+	if err != nil {
+		return s, internal("load client state", err)
+	}
+	if err := json.Unmarshal(v, &s); err != nil {
+		return s, internal("decode client state", err)
+	}
+	return s, nil
+}
+
+func (e *Engine) putClientState(b *store.Batch, app, clientID, cid string, s clientState) {
+	v, _ := json.Marshal(s)
+	b.Set(e.clientKey(app, clientID, store.FamClientState).Str(cid).Bytes(), v)
+}
+
+// indexClient adds cid to the client's conversation index (FamClientConv)
+// and starts its read pointer at the conversation's newest message, so
+// history from before the join does not count as unread.
+func (e *Engine) indexClient(b *store.Batch, app, clientID string, r *convRecord, nowMs int64) {
+	b.Set(e.clientKey(app, clientID, store.FamClientConv).Str(r.ID).Bytes(), nil)
+	e.putClientState(b, app, clientID, r.ID, clientState{ReadTs: r.LastTs, Changed: nowMs})
+}
+
+func (e *Engine) unindexClient(b *store.Batch, app, clientID, cid string) {
+	b.Delete(e.clientKey(app, clientID, store.FamClientConv).Str(cid).Bytes())
+	b.Delete(e.clientKey(app, clientID, store.FamClientState).Str(cid).Bytes())
+}
+
+// clientConvs lists the ids of the conversations in the client's index.
+func (e *Engine) clientConvs(app, clientID string) ([]string, error) {
+	prefix := e.clientKey(app, clientID, store.FamClientConv).Bytes()
+	var out []string
+	err := e.st.ScanPrefix(prefix, false, func(k, _ []byte) (bool, error) {
+		r, _, _, _ := store.ReadKey(k)
+		_ = r.Str()
+		cid := r.Str()
+		if err := r.Err(); err != nil {
+			return false, err
+		}
+		out = append(out, cid)
+		return true, nil
+	})
+	if err != nil {
+		return nil, internal("scan client index", err)
+	}
+	return out, nil
+}
+
+func (e *Engine) loadMessage(app, cid string, ts int64, mid string) (*message, error) {
+	v, err := e.st.Get(e.msgKey(app, cid, ts, mid))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, internal("load message", err)
+	}
+	var m message
+	if err := json.Unmarshal(v, &m); err != nil {
+		return nil, internal("decode message", err)
+	}
+	return &m, nil
+}
+
+// lookupMessage finds a message by id through FamMsgID.
+func (e *Engine) lookupMessage(app, cid, mid string) (*message, error) {
+	v, err := e.st.Get(e.convKey(app, cid, store.FamMsgID).Str(mid).Bytes())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, internal("load message index", err)
+	}
+	if len(v) != 8 {
+		return nil, internal("decode message index", errors.New("bad length"))
+	}
+	return e.loadMessage(app, cid, int64(binary.BigEndian.Uint64(v)), mid)
+}
+
+func (e *Engine) putMessage(b *store.Batch, app, cid string, m *message) {
+	v, _ := json.Marshal(m)
+	b.Set(e.msgKey(app, cid, m.Ts, m.ID), v)
+	b.Set(e.convKey(app, cid, store.FamMsgID).Str(m.ID).Bytes(), binary.BigEndian.AppendUint64(nil, uint64(m.Ts)))
+}
+
+func decodeMessage(v []byte) (*message, error) {
+	var m message
+	if err := json.Unmarshal(v, &m); err != nil {
+		return nil, internal("decode message", err)
+	}
+	return &m, nil
+}
+
+func int32p(v int32) *int32    { return proto.Int32(v) }
+func int64p(v int64) *int64    { return proto.Int64(v) }
+func strp(v string) *string    { return proto.String(v) }
+func boolp(v bool) *bool       { return proto.Bool(v) }
+func isoDate(ms int64) *string { return proto.String(protocol.ISODate(ms)) }
