@@ -1,0 +1,292 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Peer connection states.
+const (
+	stateConnecting int32 = iota // dialing; calls queue (bounded) and wait
+	stateConnected               // frames flow
+	stateBackoff                 // last dial failed; calls fail fast
+)
+
+// result is the outcome of one call.
+type result struct {
+	payload []byte
+	err     error
+}
+
+// peer is the outbound side towards one node: a send queue that survives
+// reconnects, the pending-call table, and one goroutine (run) that dials,
+// writes and redials, plus a reader per connection. The table is guarded by
+// mu; state and ids are atomics.
+type peer struct {
+	t      *Transport
+	id     string
+	ctx    context.Context
+	cancel context.CancelFunc
+	queue  chan outFrame // bounded by Config.SendQueueLen; full -> ErrQueueFull
+	nextID atomic.Uint64
+	state  atomic.Int32
+	// lastErr is the error that put the peer into backoff.
+	lastErr atomic.Pointer[error]
+
+	mu      sync.Mutex
+	pending map[uint64]chan result // each chan has capacity 1
+}
+
+func newPeer(t *Transport, id string) *peer {
+	p := &peer{t: t, id: id, queue: make(chan outFrame, t.cfg.SendQueueLen), pending: map[uint64]chan result{}}
+	p.ctx, p.cancel = context.WithCancel(t.ctx)
+	return p
+}
+
+// stop ends the peer's goroutines; run fails what is pending on exit.
+func (p *peer) stop() { p.cancel() }
+
+// register adds a pending call and returns its id and result channel.
+func (p *peer) register() (uint64, chan result, error) {
+	if p.ctx.Err() != nil {
+		return 0, nil, ErrShutdown
+	}
+	if err := p.unavailable(); err != nil {
+		return 0, nil, err
+	}
+	ch := make(chan result, 1)
+	id := p.nextID.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.pending) >= p.t.cfg.MaxPending {
+		p.t.stats.queueFull.Add(1)
+		return 0, nil, fmt.Errorf("%w: %d calls pending to %s", ErrQueueFull, len(p.pending), p.id)
+	}
+	p.pending[id] = ch
+	return id, ch, nil
+}
+
+func (p *peer) unregister(id uint64) {
+	p.mu.Lock()
+	delete(p.pending, id)
+	p.mu.Unlock()
+}
+
+// resolve completes call id, if still pending.
+func (p *peer) resolve(id uint64, r result) {
+	p.mu.Lock()
+	ch, ok := p.pending[id]
+	delete(p.pending, id)
+	p.mu.Unlock()
+	if ok {
+		ch <- r
+	}
+}
+
+// failAll completes every pending call with err.
+func (p *peer) failAll(err error) {
+	p.mu.Lock()
+	pending := p.pending
+	p.pending = map[uint64]chan result{}
+	p.mu.Unlock()
+	for _, ch := range pending {
+		ch <- result{err: err}
+	}
+}
+
+func (p *peer) unavailable() error {
+	if p.state.Load() != stateBackoff {
+		return nil
+	}
+	if e := p.lastErr.Load(); e != nil && errors.Is(*e, ErrUnavailable) {
+		return fmt.Errorf("%s: %w", p.id, *e)
+	}
+	if e := p.lastErr.Load(); e != nil {
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, p.id, *e)
+	}
+	return fmt.Errorf("%w: %s", ErrUnavailable, p.id)
+}
+
+// enqueue adds an encoded frame to the send queue without blocking.
+func (p *peer) enqueue(f outFrame) error {
+	if p.ctx.Err() != nil {
+		return ErrShutdown
+	}
+	if err := p.unavailable(); err != nil {
+		return err
+	}
+	select {
+	case p.queue <- f:
+		return nil
+	default:
+		p.t.stats.queueFull.Add(1)
+		return fmt.Errorf("%w: %d frames queued to %s", ErrQueueFull, cap(p.queue), p.id)
+	}
+}
+
+// drainQueue drops every queued frame (their callers were failed).
+func (p *peer) drainQueue() {
+	for {
+		select {
+		case <-p.queue:
+		default:
+			return
+		}
+	}
+}
+
+// run is the peer's goroutine: connect, serve the connection until it
+// breaks, back off, repeat, until the peer or transport stops.
+func (p *peer) run(ctx context.Context) {
+	defer func() {
+		p.failAll(ErrShutdown)
+		p.drainQueue()
+	}()
+	backoff := p.t.cfg.BackoffMin
+	for ctx.Err() == nil {
+		p.state.Store(stateConnecting)
+		w, err := p.dial(ctx)
+		if err == nil {
+			p.t.stats.dials.Add(1)
+			p.state.Store(stateConnected)
+			since := time.Now()
+			err = p.serve(ctx, w)
+			if time.Since(since) > p.t.cfg.BackoffMax {
+				backoff = p.t.cfg.BackoffMin // it was healthy: redial soon
+			}
+			err = fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		} else {
+			p.t.stats.dialErrors.Add(1)
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		p.t.log.Debug("Reconnecting to peer", keyPeer, p.id, keyErr, err, "backoff", backoff)
+		p.lastErr.Store(&err)
+		p.state.Store(stateBackoff)
+		p.failAll(fmt.Errorf("%s: %w", p.id, err))
+		p.drainQueue()
+		if !sleepCtx(ctx, jitter(backoff)) {
+			return
+		}
+		backoff = min(2*backoff, p.t.cfg.BackoffMax)
+	}
+}
+
+// jitter spreads d by +-20% so peers that lost the same node do not redial
+// in lockstep.
+func jitter(d time.Duration) time.Duration {
+	return d - d/5 + rand.N(d*2/5+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// dial connects and performs the handshake.
+func (p *peer) dial(ctx context.Context) (*wconn, error) {
+	if p.t.cfg.Faults.isPartitioned(p.id) {
+		return nil, errors.New("partitioned (fault injection)")
+	}
+	addr, err := p.t.cfg.Resolve(p.id)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, p.t.cfg.DialTimeout)
+	defer cancel()
+	c, err := p.t.cfg.Dial(dctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	w := newWconn(c, p.id)
+	stop := context.AfterFunc(dctx, w.close) // bounds the handshake
+	defer stop()
+	hello := frame{typ: frameHello, version: protocolVersion, nodeID: p.t.cfg.NodeID}
+	if _, err := c.Write(appendFrame(nil, &hello)); err != nil {
+		w.close()
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	ack, err := readFrame(bufio.NewReaderSize(c, 512), 512)
+	if err == nil && ack.typ != frameHelloAck {
+		err = fmt.Errorf("%w: expected hello ack, got type %d", ErrBadFrame, ack.typ)
+	}
+	if err == nil && ack.status != statusOK {
+		err = fmt.Errorf("handshake rejected: %s", ack.payload)
+	}
+	if err == nil && ack.nodeID != p.id {
+		err = fmt.Errorf("%w: %s answered as %q", ErrWrongPeer, addr, ack.nodeID)
+	}
+	if err != nil || !stop() {
+		w.close()
+		return nil, errors.Join(fmt.Errorf("handshake with %s", addr), err, dctx.Err())
+	}
+	return w, nil
+}
+
+// serve runs one connection: the reader on its own goroutine, the writer
+// here. It returns when the connection ends.
+func (p *peer) serve(ctx context.Context, w *wconn) error {
+	var readErr error
+	done := make(chan struct{})
+	p.t.goFunc(func() {
+		defer close(done)
+		readErr = p.readLoop(w)
+	})
+	p.t.writeLoop(ctx, w, p.queue)
+	w.close()
+	<-done
+	if readErr == nil {
+		readErr = errors.New("write failed")
+	}
+	return readErr
+}
+
+// readLoop reads responses until the connection fails.
+func (p *peer) readLoop(w *wconn) error {
+	defer w.close()
+	r := bufio.NewReaderSize(w.c, 16<<10)
+	for {
+		f, err := readFrame(r, p.t.cfg.MaxFrameSize)
+		if err == nil && f.typ != frameResponse {
+			err = fmt.Errorf("%w: type %d on a dialed connection", ErrBadFrame, f.typ)
+		}
+		if err != nil {
+			if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrFrameTooLarge) {
+				p.t.logBadFrame(w, err)
+			}
+			return err
+		}
+		if p.t.cfg.Faults.isPartitioned(p.id) {
+			continue
+		}
+		p.resolve(f.id, p.response(f))
+	}
+}
+
+// response turns a response frame into a call result.
+func (p *peer) response(f *frame) result {
+	switch f.status {
+	case statusOK:
+		return result{payload: f.payload}
+	case statusEpochMismatch:
+		return result{err: &EpochMismatchError{Peer: p.id, Remote: f.epoch}}
+	case statusShutdown:
+		return result{err: fmt.Errorf("%w: peer %s", ErrShutdown, p.id)}
+	default:
+		return result{err: &RemoteError{Peer: p.id, Message: string(f.payload), Temporary: f.status == statusRetry}}
+	}
+}

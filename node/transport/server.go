@@ -1,0 +1,159 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// acceptLoop accepts peer connections until the listener closes.
+func (t *Transport) acceptLoop(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if t.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				t.log.Error("Accepting peer connections stopped", keyErr, err)
+			}
+			return
+		}
+		t.goFunc(func() { t.serveInbound(t.ctx, c) })
+	}
+}
+
+// serveInbound runs one accepted connection: handshake, then the reader on
+// this goroutine, a writer for responses, and handler goroutines.
+func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
+	w := newWconn(c, "")
+	defer w.close()
+	stop := context.AfterFunc(ctx, w.close)
+	defer stop()
+	r := bufio.NewReaderSize(c, 16<<10)
+	if !t.handshake(w, r) {
+		return
+	}
+	// Responses: every in-flight handler holds a slot of inflight until its
+	// response is queued, so out never holds more than MaxInflight frames
+	// and a handler's send can only wait for the writer, not overflow.
+	out := make(chan outFrame, t.cfg.MaxInflight)
+	inflight := make(chan struct{}, t.cfg.MaxInflight)
+	writerDone := make(chan struct{})
+	t.goFunc(func() {
+		defer close(writerDone)
+		t.writeLoop(ctx, w, out)
+	})
+	err := t.readInbound(ctx, w, r, out, inflight)
+	if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrFrameTooLarge) {
+		t.logBadFrame(w, err)
+	} else {
+		t.logConnError(w, "Closing inbound peer connection", err)
+	}
+	w.close()
+	<-writerDone
+}
+
+// handshake reads Hello and answers HelloAck; false closes the connection.
+func (t *Transport) handshake(w *wconn, r *bufio.Reader) bool {
+	_ = w.c.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
+	f, err := readFrame(r, frameHelloMax)
+	if err == nil && f.typ != frameHello {
+		err = fmt.Errorf("%w: expected hello, got type %d", ErrBadFrame, f.typ)
+	}
+	if err != nil {
+		if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrFrameTooLarge) {
+			t.logBadFrame(w, err)
+		}
+		return false
+	}
+	w.peer = f.nodeID
+	ack := frame{typ: frameHelloAck, status: statusOK, nodeID: t.cfg.NodeID}
+	switch {
+	case f.version != protocolVersion:
+		ack.status, ack.payload = statusRejected, fmt.Appendf(nil, "protocol version %d, want %d", f.version, protocolVersion)
+	case f.nodeID == "":
+		ack.status, ack.payload = statusRejected, []byte("empty node id")
+	case t.cfg.Faults.isPartitioned(f.nodeID):
+		ack.status, ack.payload = statusRejected, []byte("partitioned (fault injection)")
+	}
+	if _, err := w.c.Write(appendFrame(nil, &ack)); err != nil || ack.status != statusOK {
+		return false
+	}
+	return w.c.SetDeadline(time.Time{}) == nil
+}
+
+// frameHelloMax bounds a handshake frame: header plus a 255-byte id plus a
+// short reason.
+const frameHelloMax = 512
+
+// readInbound reads requests and messages until the connection fails.
+func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, out chan<- outFrame, inflight chan struct{}) error {
+	for {
+		f, err := readFrame(r, t.cfg.MaxFrameSize)
+		if err != nil {
+			return err
+		}
+		if t.cfg.Faults.isPartitioned(w.peer) {
+			continue
+		}
+		switch f.typ {
+		case frameMessage:
+			if t.cfg.Handler != nil {
+				t.cfg.Handler.HandleMessage(&Message{From: w.peer, Method: f.method, Epoch: f.epoch, Payload: f.payload})
+			}
+		case frameRequest:
+			select {
+			case inflight <- struct{}{}: // blocks when MaxInflight run: backpressure
+			case <-w.closed:
+				return ErrConnectionLost
+			}
+			t.goFunc(func() {
+				defer func() { <-inflight }()
+				t.handleRequest(ctx, w, out, f)
+			})
+		default:
+			return fmt.Errorf("%w: type %d on an accepted connection", ErrBadFrame, f.typ)
+		}
+	}
+}
+
+// handleRequest runs the handler for one request and queues the response.
+func (t *Transport) handleRequest(ctx context.Context, w *wconn, out chan<- outFrame, f *frame) {
+	resp := frame{typ: frameResponse, id: f.id, status: statusOK, epoch: t.cfg.Epoch()}
+	switch {
+	case f.epoch != 0 && resp.epoch != 0 && f.epoch != resp.epoch:
+		t.stats.epochRejects.Add(1)
+		resp.status = statusEpochMismatch
+	case t.cfg.Handler == nil:
+		resp.status, resp.payload = statusError, []byte(errNoHandler.Error())
+	default:
+		hctx, cancel := ctx, context.CancelFunc(func() {})
+		if f.timeout > 0 {
+			hctx, cancel = context.WithTimeout(ctx, time.Duration(f.timeout)*time.Millisecond)
+		}
+		payload, err := t.cfg.Handler.HandleRequest(hctx, &Request{From: w.peer, Method: f.method, Epoch: f.epoch, Payload: f.payload})
+		expired := hctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if expired {
+			return // the caller's deadline passed: it no longer waits for an answer
+		}
+		resp.payload = payload
+		if err != nil {
+			resp.status, resp.payload = statusError, []byte(err.Error())
+			if IsRetryable(err) {
+				resp.status = statusRetry
+			}
+		}
+		if ctx.Err() != nil {
+			resp.status, resp.payload = statusShutdown, nil
+		}
+	}
+	if len(resp.payload)+responseHeader > t.cfg.MaxFrameSize {
+		resp.status, resp.payload = statusError, fmt.Appendf(nil, "response of %d bytes exceeds the frame limit", len(resp.payload))
+	}
+	select {
+	case out <- outFrame{b: appendFrame(nil, &resp)}:
+	case <-w.closed:
+	}
+}

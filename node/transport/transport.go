@@ -1,0 +1,268 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Log key and component names (STYLE.md section 6).
+const (
+	logComponent = "transport"
+	keyPeer      = "peer"
+	keyErr       = "err"
+	keyAddr      = "addr"
+)
+
+// badFrameLogInterval rate-limits warnings about garbage from peers: one
+// line per interval per transport, with the count suppressed meanwhile, so a
+// misbehaving peer cannot flood the log.
+const badFrameLogInterval = 10 * time.Second
+
+var errNoHandler = errors.New("transport: no handler")
+
+// Transport is a node's peer transport. All methods are safe for concurrent
+// use. Create it with New, then Start, and Shutdown when done.
+type Transport struct {
+	cfg    Config
+	log    *slog.Logger
+	ctx    context.Context // cancelled by Shutdown; the root of every goroutine
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ln     net.Listener
+	stats  counters
+
+	// lastBadLog is the unix-nano time of the last bad-frame warning.
+	lastBadLog atomic.Int64
+
+	mu struct {
+		sync.Mutex
+		peers    map[string]*peer
+		shutdown bool
+	}
+}
+
+// counters are cumulative event counts, exposed by Stats.
+type counters struct {
+	dials, dialErrors, queueFull, badFrames, expired, epochRejects atomic.Uint64
+}
+
+// Stats is a snapshot of a Transport's cumulative counters.
+type Stats struct {
+	Dials        uint64 // successful dials plus handshakes
+	DialErrors   uint64 // failed dials or handshakes
+	QueueFull    uint64 // calls and sends refused with ErrQueueFull
+	BadFrames    uint64 // connections closed for a malformed frame
+	Expired      uint64 // queued frames dropped because their deadline passed
+	EpochRejects uint64 // inbound requests answered with an epoch mismatch
+}
+
+// New validates cfg and returns a Transport that is not yet listening.
+func New(cfg Config) (*Transport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	t := &Transport{cfg: cfg, log: cfg.Logger.With("component", logComponent)}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.mu.peers = map[string]*peer{}
+	return t, nil
+}
+
+// Start listens on Config.ListenAddr (if set) and starts accepting peers.
+func (t *Transport) Start() error {
+	if t.cfg.ListenAddr == "" {
+		return nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(t.ctx, "tcp", t.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("transport: listen %s: %w", t.cfg.ListenAddr, err)
+	}
+	t.ln = ln
+	t.goFunc(func() { t.acceptLoop(ln) })
+	return nil
+}
+
+// Addr returns the listening address, or nil before Start or without
+// ListenAddr.
+func (t *Transport) Addr() net.Addr {
+	if t.ln == nil {
+		return nil
+	}
+	return t.ln.Addr()
+}
+
+// Shutdown stops accepting, closes every connection, fails pending calls
+// with ErrShutdown and waits for every goroutine. It is idempotent.
+func (t *Transport) Shutdown() {
+	t.mu.Lock()
+	t.mu.shutdown = true
+	t.mu.Unlock()
+	t.cancel()
+	if t.ln != nil {
+		_ = t.ln.Close()
+	}
+	t.wg.Wait()
+}
+
+// Stats returns the current counters.
+func (t *Transport) Stats() Stats {
+	return Stats{
+		Dials: t.stats.dials.Load(), DialErrors: t.stats.dialErrors.Load(),
+		QueueFull: t.stats.queueFull.Load(), BadFrames: t.stats.badFrames.Load(),
+		Expired: t.stats.expired.Load(), EpochRejects: t.stats.epochRejects.Load(),
+	}
+}
+
+// goFunc runs f on a goroutine owned by t (Shutdown waits for it).
+func (t *Transport) goFunc(f func()) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		f()
+	}()
+}
+
+// Call sends a request to node to and waits for its response. The deadline
+// is ctx's, or Config.RequestTimeout if ctx has none; it travels with the
+// request so the handler gives up too. payload is not retained after Call
+// returns; the returned payload is owned by the caller.
+//
+// Errors: ErrQueueFull, ErrUnavailable, ErrConnectionLost, ErrTimeout,
+// ErrShutdown, *EpochMismatchError, *RemoteError, ErrFrameTooLarge, or
+// ctx.Err() when ctx was cancelled. IsRetryable tells which to retry.
+func (t *Transport) Call(ctx context.Context, to string, method uint16, payload []byte) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.cfg.RequestTimeout)
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+	p, err := t.peer(to)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.checkSize(len(payload), requestHeader); err != nil {
+		return nil, err
+	}
+	timeout := max(time.Until(deadline).Milliseconds(), 1)
+	epoch := t.cfg.Epoch()
+	id, ch, err := p.register()
+	if err != nil {
+		return nil, err
+	}
+	f := frame{typ: frameRequest, id: id, epoch: epoch, timeout: uint32(min(timeout, 1<<31)), method: method, payload: payload}
+	if err := p.enqueue(outFrame{b: appendFrame(nil, &f), deadline: deadline}); err != nil {
+		p.unregister(id)
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.payload, decorate(r.err, epoch)
+	case <-ctx.Done():
+		p.unregister(id)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w: %s method %d", ErrTimeout, to, method)
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// decorate fills the epoch the request carried into a mismatch error.
+func decorate(err error, sent uint64) error {
+	var em *EpochMismatchError
+	if errors.As(err, &em) {
+		em.Sent = sent
+	}
+	return err
+}
+
+// Send queues a one-way message to node to and returns without waiting.
+// Delivery is best effort: a message is lost if the connection breaks
+// before the peer reads it. Messages to one peer arrive in the order they
+// were sent. payload is not retained.
+//
+// Errors: ErrQueueFull, ErrUnavailable, ErrShutdown, ErrFrameTooLarge.
+func (t *Transport) Send(to string, method uint16, payload []byte) error {
+	p, err := t.peer(to)
+	if err != nil {
+		return err
+	}
+	if err := t.checkSize(len(payload), messageHeader); err != nil {
+		return err
+	}
+	f := frame{typ: frameMessage, epoch: t.cfg.Epoch(), method: method, payload: payload}
+	return p.enqueue(outFrame{b: appendFrame(nil, &f)})
+}
+
+// ClosePeer closes the connection to node id and forgets it (a node that
+// left the cluster). Calls pending to it fail with ErrConnectionLost. A
+// later Call or Send dials again.
+func (t *Transport) ClosePeer(id string) {
+	t.mu.Lock()
+	p := t.mu.peers[id]
+	delete(t.mu.peers, id)
+	t.mu.Unlock()
+	if p != nil {
+		p.stop()
+	}
+}
+
+func (t *Transport) checkSize(payload, header int) error {
+	if payload+header > t.cfg.MaxFrameSize {
+		return fmt.Errorf("%w: payload of %d bytes, limit %d", ErrFrameTooLarge, payload, t.cfg.MaxFrameSize-header)
+	}
+	return nil
+}
+
+// peer returns the outbound peer for id, creating it and its goroutine.
+func (t *Transport) peer(id string) (*peer, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.shutdown {
+		return nil, ErrShutdown
+	}
+	if p, ok := t.mu.peers[id]; ok {
+		return p, nil
+	}
+	if t.cfg.Resolve == nil {
+		return nil, fmt.Errorf("%w: no resolver", ErrUnavailable)
+	}
+	p := newPeer(t, id)
+	t.mu.peers[id] = p
+	t.goFunc(func() { p.run(p.ctx) })
+	return p, nil
+}
+
+// logConnError logs the end of a connection at debug level unless it is
+// the transport shutting down.
+func (t *Transport) logConnError(w *wconn, msg string, err error) {
+	if t.ctx.Err() != nil {
+		return
+	}
+	select {
+	case <-w.closed:
+		return
+	default:
+	}
+	t.log.Debug(msg, keyPeer, w.peer, keyErr, err)
+}
+
+// logBadFrame counts and, at most once per badFrameLogInterval, logs a
+// connection closed for garbage.
+func (t *Transport) logBadFrame(w *wconn, err error) {
+	n := t.stats.badFrames.Add(1)
+	now := time.Now().UnixNano()
+	last := t.lastBadLog.Load()
+	if now-last < int64(badFrameLogInterval) || !t.lastBadLog.CompareAndSwap(last, now) {
+		return
+	}
+	t.log.Warn("Closing peer connection after malformed frame", keyPeer, w.peer,
+		keyAddr, w.c.RemoteAddr().String(), keyErr, err, "badFramesTotal", n)
+}

@@ -1,0 +1,118 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// outFrame is an encoded frame waiting in a send queue. A frame whose
+// deadline passed before it reached the wire is dropped: nobody waits for
+// its answer any more.
+type outFrame struct {
+	b        []byte
+	deadline time.Time // zero: no deadline (responses, messages)
+}
+
+// wconn is one TCP connection with its closing state. The writer goroutine
+// owns writes to c; the reader goroutine owns reads.
+type wconn struct {
+	c         net.Conn
+	peer      string
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newWconn(c net.Conn, peer string) *wconn {
+	return &wconn{c: c, peer: peer, closed: make(chan struct{})}
+}
+
+// close closes the connection once; both loops then exit.
+func (w *wconn) close() {
+	w.closeOnce.Do(func() {
+		close(w.closed)
+		_ = w.c.Close()
+	})
+}
+
+// writeBufSize is the write buffer per connection: large enough to batch
+// many small frames into one syscall, small against the send queue bound.
+const writeBufSize = 32 << 10
+
+// writeLoop writes frames from out to w until ctx is done, w is closed or a
+// write fails (which closes w). It batches whatever is queued into one
+// flush, bounded by WriteTimeout per batch.
+func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame) {
+	defer w.close()
+	bw := bufio.NewWriterSize(w.c, writeBufSize)
+	for {
+		var f outFrame
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.closed:
+			return
+		case f = <-out:
+		}
+		if err := w.c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+			return
+		}
+		if !t.writeFrame(ctx, w, bw, f) {
+			return
+		}
+		for more := true; more; {
+			select {
+			case f = <-out:
+				if !t.writeFrame(ctx, w, bw, f) {
+					return
+				}
+			default:
+				more = false
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			t.logConnError(w, "Flushing frames", err)
+			return
+		}
+	}
+}
+
+// writeFrame buffers one frame, applying faults and expiry. It returns
+// false if the connection must close.
+func (t *Transport) writeFrame(ctx context.Context, w *wconn, bw *bufio.Writer, f outFrame) bool {
+	if !f.deadline.IsZero() && time.Now().After(f.deadline) {
+		t.stats.expired.Add(1)
+		return true
+	}
+	drop, delay := t.cfg.Faults.outbound(w.peer)
+	if drop {
+		return true
+	}
+	if delay > 0 {
+		if bw.Buffered() > 0 {
+			if err := bw.Flush(); err != nil {
+				return false
+			}
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-w.closed:
+			timer.Stop()
+			return false
+		case <-timer.C:
+		}
+		if err := w.c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+			return false
+		}
+	}
+	if _, err := bw.Write(f.b); err != nil {
+		t.logConnError(w, "Writing frame", err)
+		return false
+	}
+	return true
+}
