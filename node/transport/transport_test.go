@@ -389,11 +389,11 @@ func TestTransportGarbageIsRejected(t *testing.T) {
 	a := startNode(t, book, "a", echo("a"), nil)
 	b := startNode(t, book, "b", nil, nil)
 	inputs := map[string][]byte{
-		"text":        []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-		"huge length": {0xff, 0xff, 0xff, 0xff, 1},
-		"zero length": {0, 0, 0, 0},
-		"bad type":    {0, 0, 0, 1, 99},
-		"short hello": {0, 0, 0, 2, frameHello, 1},
+		"text":                 []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+		"huge length":          {0xff, 0xff, 0xff, 0xff, 1},
+		"zero length":          {0, 0, 0, 0},
+		"bad type":             {0, 0, 0, 1, 99},
+		"short hello":          {0, 0, 0, 2, frameHello, 1},
 		"request before hello": appendFrame(nil, &frame{typ: frameRequest, id: 1}),
 		"garbage after hello": append(appendFrame(nil, &frame{typ: frameHello, version: protocolVersion, nodeID: "evil"}),
 			0, 0, 0, 3, frameResponse, 1, 2),
