@@ -1,0 +1,136 @@
+package storage
+
+import (
+	"crypto/md5"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// LeanCloud storage error codes used by the shim (the JSON "code" field).
+const (
+	codeInternal      = 1
+	codeObjectMissing = 101
+	codeInvalidJSON   = 107
+	codeUsernameEmpty = 200
+	codePasswordEmpty = 201
+	codeUsernameTaken = 202
+	codeBadPassword   = 210
+	codeUserNotFound  = 211
+	codeUnauthorized  = 401
+	codeNotFound      = 404
+	codeFileTooLarge  = 413
+)
+
+// maxJSONBody bounds every JSON request body.
+const maxJSONBody = 1 << 20
+
+// request is what an authenticated handler gets.
+type request struct {
+	app    App
+	master bool
+	r      *http.Request
+}
+
+type appHandler func(w http.ResponseWriter, req request)
+
+// app wraps h with LeanCloud's app authentication: X-LC-Id plus X-LC-Key or
+// X-LC-Sign.
+func (s *Service) app(h appHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		app, ok := s.cfg.LookupApp(r.Header.Get("X-LC-Id"))
+		if !ok {
+			writeError(w, http.StatusUnauthorized, codeUnauthorized, "Unauthorized.")
+			return
+		}
+		master, ok := s.authenticate(app, r)
+		if !ok {
+			writeError(w, http.StatusUnauthorized, codeUnauthorized, "Unauthorized.")
+			return
+		}
+		h(w, request{app: app, master: master, r: r})
+	}
+}
+
+// authenticate checks X-LC-Key or X-LC-Sign and reports whether the master
+// key was used.
+func (s *Service) authenticate(app App, r *http.Request) (master, ok bool) {
+	if key := r.Header.Get("X-LC-Key"); key != "" {
+		if k, isMaster := strings.CutSuffix(key, ",master"); isMaster {
+			return true, app.MasterKey != "" && equal(k, app.MasterKey)
+		}
+		return false, equal(key, app.Key)
+	}
+	sign := r.Header.Get("X-LC-Sign")
+	if sign == "" {
+		return false, false
+	}
+	parts := strings.Split(sign, ",")
+	if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "master") {
+		return false, false
+	}
+	ts, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return false, false
+	}
+	if d := s.cfg.Now().Sub(time.UnixMilli(ts)); d > s.cfg.SignWindow || d < -s.cfg.SignWindow {
+		return false, false
+	}
+	key := app.Key
+	if len(parts) == 3 {
+		master, key = true, app.MasterKey
+		if key == "" {
+			return false, false
+		}
+	}
+	sum := md5.Sum([]byte(parts[1] + key))
+	return master, equal(strings.ToLower(parts[0]), hex.EncodeToString(sum[:]))
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// decodeBody reads a JSON object body into v, answering 400 on failure.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, codeInvalidJSON, "Request body is larger than 1 MiB.")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, codeInvalidJSON, "Could not read the request body.")
+		return false
+	}
+	if len(body) == 0 || json.Unmarshal(body, v) != nil {
+		writeError(w, http.StatusBadRequest, codeInvalidJSON, "Malformed json object. A json dictionary is expected.")
+		return false
+	}
+	return true
+}
+
+type errorBody struct {
+	Code  int    `json:"code"`
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, errorBody{Code: code, Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// internalError logs err and answers 500.
+func (s *Service) internalError(w http.ResponseWriter, op string, err error) {
+	s.log.Error("Storage request failed", "op", op, "err", err)
+	writeError(w, http.StatusInternalServerError, codeInternal, "Internal server error.")
+}
