@@ -156,6 +156,9 @@ const numStripes = 1024
 // finds the queue not being drained. See node/LOCKING.md.
 type stripe struct {
 	mu sync.Mutex
+	// transientTs is the last timestamp of transient (unstored) messages per
+	// conversation, keeping timestamps strictly increasing. Guarded by mu.
+	transientTs map[string]int64
 
 	qmu      sync.Mutex
 	queue    []push

@@ -1,0 +1,261 @@
+package conversation
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/store"
+)
+
+// handleDirect implements direct (spec 3.5): validate, assign a strictly
+// increasing timestamp and an id, persist durably, push, then answer ack.
+func (e *Engine) handleDirect(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+	dm := req.GetDirectMessage()
+	if dm == nil {
+		return nil, protocol.ErrInvalidMessagingTarget.WithDetail("missing directMessage")
+	}
+	if dm.GetWill() {
+		return e.acceptWill(c, dm)
+	}
+	m, err := e.send(ctx, c, dm, "")
+	if err != nil {
+		return nil, err
+	}
+	return ackResponse(dm.GetCid(), m.ID, m.Ts), nil
+}
+
+func ackResponse(cid, mid string, ts int64) *pb.GenericCommand {
+	r := response(pb.CommandType_ack, 0, false)
+	r.AckMessage = &pb.AckCommand{Uid: strp(mid), T: int64p(ts), Cid: strp(cid)}
+	return r
+}
+
+// checkSendLocked validates a send to r (spec 3.5.2, in order). r may be nil.
+func (e *Engine) checkSendLocked(c Caller, cid string, r *convRecord, dm *pb.DirectCommand) error {
+	if r == nil || r.expired(e.nowMs()) {
+		if strings.HasPrefix(cid, tempPrefix) || r != nil {
+			return protocol.ErrConversationNotFound.WithDetail("conversation %q not found", cid)
+		}
+		return protocol.ErrInvalidMessagingTarget.WithDetail("conversation %q not found", cid)
+	}
+	if r.Kind != convTransient && !r.isMember(c.ClientID) {
+		if r.isBlocked(c.ClientID) {
+			return protocol.ErrBlockedByConv
+		}
+		return protocol.ErrInvalidMessagingTarget.WithDetail("%q is not a member of %q", c.ClientID, cid)
+	}
+	if r.isSilenced(c.ClientID) {
+		return protocol.ErrSilenced
+	}
+	if r.isBlocked(c.ClientID) {
+		return protocol.ErrBlockedByConv
+	}
+	if size := len(dm.GetMsg()) + len(dm.BinaryMsg) + len(dm.GetPushData()); size > protocol.MaxContentSize {
+		return protocol.ErrFrameTooLong.WithDetail("content of %d bytes exceeds %d", size, protocol.MaxContentSize)
+	}
+	return nil
+}
+
+// send stores (unless transient) and pushes one message. mid is a
+// pre-assigned id (will messages) or empty.
+func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid string) (*message, error) {
+	cid := dm.GetCid()
+	st := e.convStripe(c.App, cid)
+	st.mu.Lock()
+	defer e.unlockAndDrain(st)
+	r, err := e.loadConv(c.App, cid)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkSendLocked(c, cid, r, dm); err != nil {
+		return nil, err
+	}
+	transient := dm.GetTransient()
+	var dedupKey []byte
+	if !transient && dm.GetDt() != "" {
+		dedupKey = e.convKey(c.App, cid, store.FamDedup).Str(c.ClientID).Str(dm.GetDt()).Bytes()
+		if m, ok := e.dedupLookup(dedupKey); ok {
+			return m, nil
+		}
+	}
+	now := e.nowMs()
+	ts := max(now, r.LastTs+1, e.lastTransient(st, c.App, cid)+1)
+	if mid == "" {
+		mid = newMessageID()
+	}
+	m := &message{ID: mid, From: c.ClientID, Ts: ts, Data: dm.GetMsg(), Receipt: dm.GetR(),
+		MentionAll: dm.GetMentionAll(), MentionPids: dm.MentionPids}
+	if dm.BinaryMsg != nil {
+		m.Bin, m.IsBin, m.Data = dm.BinaryMsg, true, ""
+	} else {
+		m.Type, m.HasType = lcType(m.Data)
+	}
+	if transient {
+		e.setLastTransient(st, c.App, cid, ts)
+		e.metrics.messages.WithLabelValues("transient").Inc()
+	} else {
+		r.LastTs, r.Last = ts, m.snapshot()
+		b := e.st.NewBatch()
+		e.putMessage(b, c.App, cid, m)
+		e.putConv(b, c.App, r)
+		if dedupKey != nil {
+			v := binary.BigEndian.AppendUint64(nil, uint64(ts))
+			v = binary.BigEndian.AppendUint64(v, uint64(now))
+			b.Set(dedupKey, append(v, mid...))
+		}
+		if err := e.st.Commit(b); err != nil {
+			return nil, internal("commit message", err)
+		}
+		e.metrics.messages.WithLabelValues("stored").Inc()
+	}
+	to := r.Members
+	if r.Kind == convTransient {
+		to = e.rooms.list(c.App, cid)
+	}
+	e.emitNow(st, push{app: c.App, to: to, except: c.Session, cmd: directPush(r, m, dm, transient)})
+	return m, nil
+}
+
+// dedupLookup returns the message recorded under a de-duplication key if it
+// is younger than the window.
+func (e *Engine) dedupLookup(key []byte) (*message, bool) {
+	v, err := e.st.Get(key)
+	if err != nil || len(v) < 16 {
+		return nil, false
+	}
+	at := int64(binary.BigEndian.Uint64(v[8:16]))
+	if e.nowMs()-at > e.cfg.DedupWindow.Milliseconds() {
+		return nil, false
+	}
+	return &message{Ts: int64(binary.BigEndian.Uint64(v[:8])), ID: string(v[16:])}, true
+}
+
+func directPush(r *convRecord, m *message, dm *pb.DirectCommand, transient bool) *pb.GenericCommand {
+	p := newPush(pb.CommandType_direct, nil)
+	d := &pb.DirectCommand{Cid: strp(r.ID), Id: strp(m.ID), FromPeerId: strp(m.From), Timestamp: int64p(m.Ts),
+		MentionPids: dm.MentionPids, ConvType: int32p(int32(r.Kind))}
+	if m.IsBin {
+		d.BinaryMsg = m.Bin
+	} else {
+		d.Msg = strp(m.Data)
+	}
+	if transient {
+		d.Transient = boolp(true)
+	}
+	if dm.MentionAll != nil {
+		d.MentionAll = boolp(dm.GetMentionAll())
+	}
+	p.DirectMessage = d
+	return p
+}
+
+// lcType extracts _lctype from JSON object content, once at send time.
+func lcType(data string) (int64, bool) {
+	if !strings.HasPrefix(strings.TrimSpace(data), "{") {
+		return 0, false
+	}
+	var v struct {
+		T *json.Number `json:"_lctype"`
+	}
+	dec := json.NewDecoder(strings.NewReader(data))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil || v.T == nil {
+		return 0, false
+	}
+	n, err := v.T.Int64()
+	return n, err == nil
+}
+
+// lastTransient returns the last timestamp assigned to a transient message
+// of the conversation (those are not stored). Caller holds st.mu.
+func (e *Engine) lastTransient(st *stripe, app, cid string) int64 {
+	return st.transientTs[roomKey(app, cid)]
+}
+
+func (e *Engine) setLastTransient(st *stripe, app, cid string, ts int64) {
+	if st.transientTs == nil {
+		st.transientTs = map[string]int64{}
+	}
+	st.transientTs[roomKey(app, cid)] = ts
+}
+
+// wills holds will messages (spec 3.5.3) per session until the session
+// ends. Guarded by mu, a leaf lock. Not persisted: a node restart drops the
+// sessions too.
+type wills struct {
+	mu sync.Mutex
+	m  map[willKey][]willMsg
+}
+
+type willKey struct {
+	app, clientID string
+	session       SessionID
+}
+
+type willMsg struct {
+	dm  *pb.DirectCommand
+	mid string
+}
+
+func (w *wills) init() { w.m = map[willKey][]willMsg{} }
+
+func (w *wills) add(k willKey, msg willMsg) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.m[k] = append(w.m[k], msg)
+}
+
+func (w *wills) take(k willKey) []willMsg {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.m[k]
+	delete(w.m, k)
+	return out
+}
+
+// acceptWill validates a will message and holds it until the session drops.
+func (e *Engine) acceptWill(c Caller, dm *pb.DirectCommand) (*pb.GenericCommand, error) {
+	r, err := e.loadConv(c.App, dm.GetCid())
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkSendLocked(c, dm.GetCid(), r, dm); err != nil {
+		return nil, err
+	}
+	mid := newMessageID()
+	held := proto.Clone(dm).(*pb.DirectCommand)
+	held.Will = nil
+	e.wills.add(willKey{c.App, c.ClientID, c.Session}, willMsg{dm: held, mid: mid})
+	return ackResponse(dm.GetCid(), mid, e.nowMs()), nil
+}
+
+// SessionGone is called by the gateway after a session ended and was
+// removed from its registry (so Deliverer.Online no longer counts it).
+// clean=false (connection dropped without session/close) delivers the
+// session's will messages; they are discarded otherwise. When the client has
+// no other session it leaves every chat room. Safe for concurrent use.
+func (e *Engine) SessionGone(app, clientID string, s SessionID, clean bool) {
+	held := e.wills.take(willKey{app, clientID, s})
+	if !clean {
+		for _, w := range held {
+			if _, err := e.send(context.Background(), Caller{App: app, ClientID: clientID, Session: s}, w.dm, w.mid); err != nil {
+				var pe *protocol.Error
+				if !errors.As(err, &pe) {
+					e.log.Warn("Dropping will message", "conv", w.dm.GetCid(), "err", err)
+				}
+			}
+		}
+	}
+	if len(e.d.Online(app, []string{clientID})) == 0 {
+		e.rooms.leaveAll(app, clientID)
+	}
+}
+

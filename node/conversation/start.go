@@ -1,0 +1,194 @@
+package conversation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/store"
+)
+
+// reservedColumns cannot be set through attr (spec 3.4.1).
+var reservedColumns = map[string]bool{
+	"objectId": true, "m": true, "c": true, "mu": true, "tr": true, "sys": true, "unique": true,
+	"uniqueId": true, "lm": true, "createdAt": true, "updatedAt": true, "ttl": true, "temp": true,
+	"conv_type": true,
+}
+
+// parseAttr decodes a JSON object of columns. Absent or empty input is an
+// empty map.
+func parseAttr(j *pb.JsonObjectMessage) (map[string]any, error) {
+	if j == nil || j.GetData() == "" {
+		return map[string]any{}, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(j.GetData()), &m); err != nil || m == nil {
+		return nil, protocol.ErrConversationUpdateFailed.WithDetail("attr must be a JSON object")
+	}
+	return m, nil
+}
+
+// convStart implements conv/start (spec 3.4).
+func (e *Engine) convStart(ctx context.Context, c Caller, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
+	attr, err := parseAttr(cm.Attr)
+	if err != nil {
+		return nil, err
+	}
+	cols := map[string]any{}
+	for k, v := range attr {
+		if !reservedColumns[k] {
+			cols[k] = v
+		}
+	}
+	switch {
+	case cm.GetTransient():
+		return e.startRoom(c, cols)
+	case cm.GetTempConv():
+		return e.startNormal(ctx, c, cm, cols, true)
+	default:
+		return e.startNormal(ctx, c, cm, cols, false)
+	}
+}
+
+func (e *Engine) startRoom(c Caller, cols map[string]any) (*pb.GenericCommand, error) {
+	now := e.nowMs()
+	r := &convRecord{ID: newConvID(now), Creator: c.ClientID, Kind: convTransient, Created: now, Updated: now, Columns: cols}
+	b := e.st.NewBatch()
+	e.putConv(b, c.App, r)
+	if err := e.st.Commit(b); err != nil {
+		return nil, internal("commit chat room", err)
+	}
+	e.rooms.join(c.App, r.ID, c.ClientID)
+	return convResponse(pb.OpType_started, &pb.ConvCommand{Cid: strp(r.ID), Cdate: isoDate(now), Udate: isoDate(now)}), nil
+}
+
+// startNormal creates a normal or temporary conversation, or returns the
+// existing one with the same member set when unique.
+func (e *Engine) startNormal(ctx context.Context, c Caller, cm *pb.ConvCommand, cols map[string]any, temp bool) (*pb.GenericCommand, error) {
+	members := sortedSet(append(append([]string(nil), cm.M...), c.ClientID))
+	limit := e.cfg.MaxMembers
+	if temp {
+		limit = e.cfg.MaxTempMembers
+	}
+	if len(members) > limit {
+		return nil, protocol.ErrConversationFull.WithDetail("at most %d members", limit)
+	}
+	unique := temp || cm.Unique == nil || cm.GetUnique()
+	if cm.Unique != nil && !cm.GetUnique() {
+		unique = false
+	}
+	now := e.nowMs()
+	r := &convRecord{Creator: c.ClientID, Members: members, Kind: convNormal, Created: now, Updated: now, Columns: cols}
+	if temp {
+		ttl := e.tempTTL(cm.GetTempConvTTL())
+		r.Kind, r.TTL, r.Expire = convTemporary, int32(ttl/time.Second), now+ttl.Milliseconds()
+		r.ID = tempPrefix + newConvID(now)
+	} else {
+		r.ID = newConvID(now)
+	}
+	if !unique {
+		st := e.convStripe(c.App, r.ID)
+		st.mu.Lock()
+		defer e.unlockAndDrain(st)
+		return e.createConvLocked(ctx, c, r, nil, st)
+	}
+	r.Unique, r.UniqueID = true, uniqueKey(members)
+	idxKey := r.UniqueID
+	if temp {
+		idxKey = "tmp:" + r.UniqueID
+	}
+	st := e.convStripe(c.App, "unique:"+idxKey)
+	st.mu.Lock()
+	defer e.unlockAndDrain(st)
+	existing, err := e.uniqueConv(c.App, idxKey)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil && slices.Equal(existing.Members, members) {
+		return convResponse(pb.OpType_started, startedMsg(existing, true)), nil
+	}
+	return e.createConvLocked(ctx, c, r, e.uniqueIndexKey(c.App, idxKey), st)
+}
+
+func (e *Engine) tempTTL(req int32) time.Duration {
+	if req <= 0 {
+		return e.cfg.DefaultTempTTL
+	}
+	return min(time.Duration(req)*time.Second, e.cfg.MaxTempTTL)
+}
+
+// uniqueConv returns the live conversation registered under a unique key.
+func (e *Engine) uniqueConv(app, idxKey string) (*convRecord, error) {
+	v, err := e.st.Get(e.uniqueIndexKey(app, idxKey))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, internal("load unique index", err)
+	}
+	r, err := e.loadConv(app, string(v))
+	if err != nil || r == nil || r.expired(e.nowMs()) {
+		return nil, err
+	}
+	return r, nil
+}
+
+func startedMsg(r *convRecord, existing bool) *pb.ConvCommand {
+	out := &pb.ConvCommand{Cid: strp(r.ID), Cdate: isoDate(r.Created), Udate: isoDate(r.Updated)}
+	if r.Unique {
+		out.UniqueId = strp(r.UniqueID)
+	}
+	if r.Kind == convTemporary {
+		out.TempConvTTL = int32p(r.TTL)
+	}
+	if existing {
+		out.Existing = boolp(true)
+	}
+	return out
+}
+
+// createConvLocked commits a new conversation with its member index and
+// notifications, then queues joined + members_joined for every member,
+// creator included. The caller holds st.mu (the new conversation's stripe, or
+// the unique key's stripe: nobody else can reach a conversation that is not
+// committed yet) and drains st after releasing it.
+func (e *Engine) createConvLocked(ctx context.Context, c Caller, r *convRecord, uniqueIdx []byte, st *stripe) (*pb.GenericCommand, error) {
+	b := e.st.NewBatch()
+	e.putConv(b, c.App, r)
+	if uniqueIdx != nil {
+		b.Set(uniqueIdx, []byte(r.ID))
+	}
+	for _, id := range r.Members {
+		e.indexClient(b, c.App, id, r, r.Created)
+	}
+	udate := protocol.ISODate(r.Updated)
+	var ps []push
+	for _, id := range r.Members {
+		joined := e.reliable(b, c.App, []string{id}, convPush(pb.OpType_joined, r.ID, c.ClientID, udate, nil))
+		mj := e.reliable(b, c.App, []string{id}, convPush(pb.OpType_members_joined, r.ID, c.ClientID, udate, r.Members))
+		ps = append(ps, push{app: c.App, to: []string{id}, cmd: joined}, push{app: c.App, to: []string{id}, cmd: mj})
+	}
+	if err := e.st.Commit(b); err != nil {
+		return nil, internal("commit conversation", err)
+	}
+	e.emit(ctx, st, ps...)
+	return convResponse(pb.OpType_started, startedMsg(r, false)), nil
+}
+
+// convPush builds a conv push {cid, initBy, udate, m?}.
+func convPush(op pb.OpType, cid, initBy, udate string, m []string) *pb.GenericCommand {
+	cmd := newPush(pb.CommandType_conv, op.Enum())
+	cm := &pb.ConvCommand{Cid: strp(cid), InitBy: strp(initBy)}
+	if udate != "" {
+		cm.Udate = strp(udate)
+	}
+	if len(m) > 0 {
+		cm.M = append([]string(nil), m...)
+	}
+	cmd.ConvMessage = cm
+	return cmd
+}

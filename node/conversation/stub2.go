@@ -1,5 +1,0 @@
-package conversation
-
-import "github.com/imcluster/imcluster/node/protocol"
-
-func protocolStub() error { return protocol.ErrInternal.WithDetail("not implemented yet") }
