@@ -258,4 +258,3 @@ func (e *Engine) SessionGone(app, clientID string, s SessionID, clean bool) {
 		e.rooms.leaveAll(app, clientID)
 	}
 }
-
