@@ -39,6 +39,8 @@ func TestClientConfigValidate(t *testing.T) {
 		{"http url", DefaultConfig("a", "http://x/"), false},
 		{"bad subprotocol", Config{AppID: "a", URLs: []string{"ws://x/"}, Subprotocol: "json"}, false},
 		{"negative", Config{AppID: "a", URLs: []string{"ws://x/"}, RequestTimeout: -1}, false},
+		{"router only", Config{AppID: "a", Server: "http://127.0.0.1:1"}, true},
+		{"bad server", Config{AppID: "a", Server: "ws://127.0.0.1:1"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

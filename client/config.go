@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/imcluster/imcluster/node/protocol"
@@ -49,8 +51,18 @@ type Config struct {
 	// URLs are WebSocket URLs (ws:// or wss://), used verbatim like the SDK's
 	// RTMServers. They are tried in order; after a successful open the list is
 	// rotated (the URL that worked moves to the end), so a reconnect prefers
-	// another server. Required.
+	// another server. If empty, they come from the router GET
+	// <Server>/v1/route, asked again after a goaway or when all fail.
 	URLs []string
+	// Server is the REST base URL (http:// or https://, no trailing slash),
+	// the SDK's `server` option: router, /1.1/rtm/notifications (missed
+	// reliable notifications are replayed after a reconnect) and member
+	// roles. Optional when URLs are given.
+	Server string
+	// AppKey is sent as X-LC-Key on REST calls.
+	AppKey string
+	// HTTPClient performs REST calls. Nil means http.DefaultClient.
+	HTTPClient *http.Client
 	// AppID is sent in session/open. Required.
 	AppID string
 	// Subprotocol is protocol.SubprotocolBinary (zero value: binary frames)
@@ -87,8 +99,14 @@ func (c *Config) Validate() error {
 	if c.AppID == "" {
 		return errors.New("client: config: AppID is required")
 	}
-	if len(c.URLs) == 0 {
-		return errors.New("client: config: at least one URL is required")
+	if len(c.URLs) == 0 && c.Server == "" {
+		return errors.New("client: config: URLs or Server is required")
+	}
+	if c.Server != "" {
+		p, err := url.Parse(c.Server)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") {
+			return fmt.Errorf("client: config: server %q must be an http(s) URL", c.Server)
+		}
 	}
 	for _, u := range c.URLs {
 		p, err := url.Parse(u)
@@ -137,6 +155,10 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = http.DefaultClient
+	}
+	c.Server = strings.TrimSuffix(c.Server, "/")
 	return c
 }
 

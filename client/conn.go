@@ -417,6 +417,9 @@ func (c *Conn) run(ctx context.Context, s *socket) {
 			c.terminateAll(&Error{Code: int32(code), Reason: s.closeReason(), Detail: "connection lost, reconnect disabled"})
 			return
 		}
+		if s.goaway.Load() {
+			c.forgetRoutedURLs()
+		}
 		c.broadcast(DisconnectEvent{Code: code, Goaway: s.goaway.Load()})
 		if s = c.reconnect(ctx); s == nil {
 			return
@@ -485,6 +488,7 @@ func (c *Conn) reconnect(ctx context.Context) *socket {
 			return s
 		}
 		c.logger.Info("Reconnect attempt failed", "attempt", attempt, "err", err)
+		c.forgetRoutedURLs()
 	}
 }
 
@@ -497,6 +501,9 @@ func (c *Conn) relogin(ctx context.Context, s *socket) {
 	for _, cl := range c.clients() {
 		err := cl.reopen(ctx, s)
 		if err == nil {
+			if err := cl.syncNotifications(ctx); err != nil {
+				c.logger.Info("Fetching missed notifications failed", "peer", cl.id, "err", err)
+			}
 			continue
 		}
 		var se *Error
@@ -529,6 +536,16 @@ func (c *Conn) dialAny(ctx context.Context) (*socket, error) {
 	c.mu.Lock()
 	urls := append([]string(nil), c.mu.urls...)
 	c.mu.Unlock()
+	if len(urls) == 0 {
+		routed, err := c.routeURLs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.mu.urls = routed
+		c.mu.Unlock()
+		urls = routed
+	}
 	var errs []error
 	for _, u := range urls {
 		s, err := c.dial(ctx, u)
@@ -542,6 +559,17 @@ func (c *Conn) dialAny(ctx context.Context) (*socket, error) {
 		return s, nil
 	}
 	return nil, errors.Join(errs...)
+}
+
+// forgetRoutedURLs drops the router's answer so that the next dial asks
+// again (router mode only; configured URLs are kept).
+func (c *Conn) forgetRoutedURLs() {
+	if len(c.cfg.URLs) > 0 {
+		return
+	}
+	c.mu.Lock()
+	c.mu.urls = nil
+	c.mu.Unlock()
 }
 
 // rotate moves u to the end of urls.

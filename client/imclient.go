@@ -82,7 +82,10 @@ type IMClient struct {
 		stExpiry            time.Time // zero: never expires
 		lastUnreadNotifTime int64
 		lastPatchTime       int64
-		closed              bool
+		// notifCursor is the serverTs of the newest reliable notification
+		// seen (seeded by the first login), for /1.1/rtm/notifications.
+		notifCursor int64
+		closed      bool
 	}
 }
 
@@ -186,6 +189,9 @@ func (cl *IMClient) openedHook(resp *pb.GenericCommand) {
 	}
 	if ts := resp.GetServerTs(); ts > cl.mu.lastPatchTime {
 		cl.mu.lastPatchTime = ts
+	}
+	if cl.mu.notifCursor == 0 {
+		cl.mu.notifCursor = resp.GetServerTs()
 	}
 	cl.mu.Unlock()
 	cl.conn.addClient(cl) // false on re-login: already registered

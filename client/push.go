@@ -13,6 +13,13 @@ import (
 // handlePush turns a server push into an Event. It runs on the socket's
 // read goroutine and never blocks.
 func (cl *IMClient) handlePush(cmd *pb.GenericCommand) {
+	if cmd.GetNotificationType() == protocol.NotificationReliable {
+		cl.mu.Lock()
+		if ts := cmd.GetServerTs(); ts > cl.mu.notifCursor {
+			cl.mu.notifCursor = ts
+		}
+		cl.mu.Unlock()
+	}
 	switch cmd.GetCmd() {
 	case pb.CommandType_direct:
 		cl.onDirect(cmd.GetDirectMessage())
