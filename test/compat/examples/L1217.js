@@ -1,0 +1,3 @@
+conversation.quit().then(function(conversation) {
+  console.log('退出成功', conversation.members);
+}).catch(console.error.bind(console));

@@ -1,0 +1,2 @@
+conversation.name = '聪明的喵星人';
+conversation.save();

@@ -1,0 +1,1 @@
+query.startsWith('name','教育');

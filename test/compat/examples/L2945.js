@@ -1,0 +1,1 @@
+query.contains('name','教育');

@@ -1,0 +1,2 @@
+var regExp = new RegExp('^((?!教育).)*$', 'i');
+query.matches('name', regExp);

@@ -1,0 +1,1 @@
+// JavaScript SDK 暂不支持
