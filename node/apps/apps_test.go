@@ -1,0 +1,78 @@
+package apps
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestAppsSignature(t *testing.T) {
+	a := App{ID: "app", Key: "k", MasterKey: "master"}
+	now := time.UnixMilli(1_700_000_000_000)
+	msg := LoginMessage("app", "tom", now.UnixMilli(), "nonce")
+	if msg != "app:tom::1700000000000:nonce" {
+		t.Fatalf("LoginMessage = %q", msg)
+	}
+	good := a.Sign(msg)
+	tests := []struct {
+		name string
+		msg  string
+		s    string
+		t    int64
+		ok   bool
+	}{
+		{"valid ms", msg, good, now.UnixMilli(), true},
+		{"valid seconds", LoginMessage("app", "tom", now.Unix(), "nonce"), a.Sign(LoginMessage("app", "tom", now.Unix(), "nonce")), now.Unix(), true},
+		{"uppercase hex accepted", msg, toUpper(good), now.UnixMilli(), true},
+		{"wrong signature", msg, a.Sign("other"), now.UnixMilli(), false},
+		{"missing", msg, "", now.UnixMilli(), false},
+		{"expired", LoginMessage("app", "tom", now.Add(-7*time.Hour).UnixMilli(), "nonce"), a.Sign(LoginMessage("app", "tom", now.Add(-7*time.Hour).UnixMilli(), "nonce")), now.Add(-7 * time.Hour).UnixMilli(), false},
+	}
+	for _, tt := range tests {
+		err := a.Verify(tt.msg, tt.s, tt.t, now)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: Verify = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrSignature) {
+			t.Errorf("%s: error %v does not wrap ErrSignature", tt.name, err)
+		}
+	}
+}
+
+func TestAppsConversationMessage(t *testing.T) {
+	if got := ConversationMessage("a", "tom", "", []string{"mary", "jerry"}, 5, "n", "create"); got != "a:tom:jerry:mary:5:n" {
+		t.Fatalf("create = %q", got)
+	}
+	if got := ConversationMessage("a", "tom", "c1", []string{"b", "a"}, 5, "n", "invite"); got != "a:tom:c1:a:b:5:n:invite" {
+		t.Fatalf("invite = %q", got)
+	}
+}
+
+func TestAppsRegistry(t *testing.T) {
+	if _, err := NewRegistry([]App{Dev(), Dev()}); err == nil {
+		t.Fatal("duplicate app accepted")
+	}
+	if _, err := NewRegistry([]App{{ID: "x", Key: "k", MasterKey: "k"}}); err == nil {
+		t.Fatal("appKey == masterKey accepted")
+	}
+	r, err := NewRegistry([]App{Dev()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := r.Lookup(DevAppID); !ok || a.MasterKey != DevMasterKey {
+		t.Fatal("dev app not found")
+	}
+	if _, ok := r.Lookup("other"); ok {
+		t.Fatal("unknown app found")
+	}
+}
+
+func toUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 32
+		}
+	}
+	return string(b)
+}

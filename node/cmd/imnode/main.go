@@ -1,0 +1,145 @@
+// Command imnode runs one imcluster chat node. Flags may also be given as
+// environment variables: --data-dir as IMNODE_DATA_DIR, and so on.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/imcluster/imcluster/node"
+	"github.com/imcluster/imcluster/node/apps"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "imnode:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		cfg       node.Config
+		appsFile  string
+		devApp    bool
+		addrFile  string
+		logLevel  string
+		logFormat string
+		version   bool
+	)
+	fs := flag.NewFlagSet("imnode", flag.ContinueOnError)
+	fs.StringVar(&cfg.NodeID, "node-id", "", "stable node id (default imnode-0)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the node's database (required)")
+	fs.StringVar(&cfg.ClientAddr, "client-addr", ":8080", "client listen address: WebSocket and REST")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":8081", "admin listen address: health, metrics, admin API")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /admin/v1/* (empty: no check, development only)")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "WebSocket URL returned by /v1/route (default: derived from the request)")
+	fs.IntVar(&cfg.Shards, "shards", 256, "shard count; fixed for the lifetime of the data")
+	fs.DurationVar(&cfg.Retention, "retention", 180*24*time.Hour, "message retention")
+	fs.DurationVar(&cfg.SessionTokenTTL, "session-token-ttl", 48*time.Hour, "session token lifetime")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 360*time.Second, "close client connections silent for this long")
+	fs.DurationVar(&cfg.LoginTimeout, "login-timeout", 120*time.Second, "close connections that do not log in within this time")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long shutdown waits for clients to leave after goaway")
+	fs.StringVar(&appsFile, "apps-file", "", `JSON file {"apps":[{"appId","appKey","masterKey",...}]}`)
+	fs.BoolVar(&devApp, "dev-app", false, "serve the built-in development app (appId "+apps.DevAppID+")")
+	fs.StringVar(&addrFile, "addr-file", "", "write the bound addresses as JSON to this file once listening")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&version, "version", false, "print the version and exit")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	if version {
+		fmt.Println(node.Version)
+		return nil
+	}
+	logger, err := newLogger(logLevel, logFormat)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	if appsFile != "" {
+		list, err := apps.LoadFile(appsFile)
+		if err != nil {
+			return err
+		}
+		cfg.Apps = append(cfg.Apps, list...)
+	}
+	if devApp {
+		cfg.Apps = append(cfg.Apps, apps.Dev())
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(); err != nil {
+		return err
+	}
+	if addrFile != "" {
+		if err := writeAddrFile(addrFile, n); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	stop()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return n.Shutdown(shutdownCtx)
+}
+
+// applyEnv sets every flag not given on the command line from IMNODE_<NAME>.
+func applyEnv(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "IMNODE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && !set[f.Name] && err == nil {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", env, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, got %q", format)
+}
+
+// writeAddrFile atomically writes {"client": ..., "admin": ...}.
+func writeAddrFile(path string, n *node.Node) error {
+	data, err := json.Marshal(map[string]string{"client": n.ClientAddr().String(), "admin": n.AdminAddr().String()})
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,301 @@
+package gateway
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+)
+
+// outFrame is one encoded frame waiting for the writer.
+type outFrame struct {
+	data []byte
+	text bool
+}
+
+// conn is one client WebSocket. Its worker goroutine is the only one that
+// runs commands; the writer goroutine is the only one that writes frames.
+type conn struct {
+	g    *Gateway
+	ws   *gws.Conn
+	id   uint64
+	sub  string
+	log  *slog.Logger
+	in   chan *pb.GenericCommand
+	out  chan outFrame
+	done chan struct{}
+
+	closeOnce sync.Once
+	shutOnce  sync.Once
+
+	// mu guards the fields below.
+	mu sync.Mutex
+	// sessions are the sessions open on this socket, in login order; the
+	// first is the default session for requests without peerId.
+	sessions []*clientSession
+	// busy is set while the worker runs a command: pushes for this socket are
+	// then held in deferred and written after the command's response, so a
+	// client always sees a response before the pushes it caused.
+	busy     bool
+	deferred []outFrame
+	// loggedIn is set by the first successful login (ends the login timer).
+	loggedIn bool
+}
+
+func newConn(g *Gateway, ws *gws.Conn) *conn {
+	c := &conn{
+		g:    g,
+		ws:   ws,
+		id:   g.nextConn.Add(1),
+		sub:  ws.SubProtocol(),
+		in:   make(chan *pb.GenericCommand, g.cfg.InboundQueue),
+		out:  make(chan outFrame, g.cfg.OutboundQueue),
+		done: make(chan struct{}),
+	}
+	c.log = g.log.With("conn", c.id)
+	ws.Session().Store(sessionKeyConn, c)
+	_ = ws.SetReadDeadline(time.Now().Add(g.cfg.IdleTimeout))
+	g.metrics.connections.Inc()
+	return c
+}
+
+const sessionKeyConn = "conn"
+
+func connOf(ws *gws.Conn) *conn {
+	v, ok := ws.Session().Load(sessionKeyConn)
+	if !ok {
+		return nil
+	}
+	c, _ := v.(*conn)
+	return c
+}
+
+// handler adapts gws callbacks. Callbacks never block: they decode, enqueue
+// and return.
+type handler struct{ g *Gateway }
+
+func (h *handler) OnOpen(*gws.Conn) {}
+
+func (h *handler) OnClose(ws *gws.Conn, err error) {
+	if c := connOf(ws); c != nil {
+		c.shutdown(err)
+	}
+}
+
+func (h *handler) OnPing(ws *gws.Conn, payload []byte) {
+	_ = ws.SetReadDeadline(time.Now().Add(h.g.cfg.IdleTimeout))
+	_ = ws.WritePong(payload)
+}
+
+func (h *handler) OnPong(ws *gws.Conn, _ []byte) {
+	_ = ws.SetReadDeadline(time.Now().Add(h.g.cfg.IdleTimeout))
+}
+
+func (h *handler) OnMessage(ws *gws.Conn, msg *gws.Message) {
+	defer msg.Close()
+	c := connOf(ws)
+	if c == nil {
+		return
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(h.g.cfg.IdleTimeout))
+	text := msg.Opcode == gws.OpcodeText
+	cmd, err := protocol.Decode(msg.Bytes(), text)
+	if err != nil {
+		c.rejectFrame(msg.Bytes(), text, err)
+		return
+	}
+	select {
+	case c.in <- cmd:
+	default:
+		h.g.metrics.floodDisconnects.Inc()
+		c.log.Warn("Closing connection: inbound command queue full", "queue", cap(c.in))
+		c.close(closeFlood, "too many pending commands")
+	}
+}
+
+// rejectFrame answers an undecodable frame with 4114 on its i when the i can
+// be recovered from the raw bytes; without an i there is nobody to answer
+// (an unsolicited error would break the JS SDK), so it is only counted.
+func (c *conn) rejectFrame(frame []byte, text bool, err error) {
+	c.g.metrics.badFrames.Inc()
+	if c.log.Enabled(c.g.ctx, slog.LevelDebug) {
+		c.log.Debug("Rejecting malformed frame", "err", err)
+	}
+	if text {
+		return
+	}
+	i, ok := scanRequestID(frame)
+	if !ok {
+		return
+	}
+	req := &pb.GenericCommand{I: &i}
+	c.sendCommand(protocol.ErrorResponse(req, protocol.ErrUnparseableRawMessage.WithDetail("%v", err)))
+}
+
+// scanRequestID finds top-level field 5 (i) in a protobuf frame that failed to
+// decode as a whole.
+func scanRequestID(b []byte) (int32, bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, false
+		}
+		b = b[n:]
+		if num == 5 && typ == protowire.VarintType {
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return 0, false
+			}
+			return int32(v), true
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return 0, false
+		}
+		b = b[m:]
+	}
+	return 0, false
+}
+
+// workLoop runs the connection's commands in arrival order.
+func (c *conn) workLoop() {
+	loginTimer := time.NewTimer(c.g.cfg.LoginTimeout)
+	defer loginTimer.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.g.ctx.Done():
+			return
+		case <-loginTimer.C:
+			c.mu.Lock()
+			logged := c.loggedIn
+			c.mu.Unlock()
+			if !logged {
+				c.close(uint16(protocol.ErrLoginTimeout.Code), protocol.ErrLoginTimeout.Reason)
+				return
+			}
+		case cmd := <-c.in:
+			c.setBusy(true)
+			c.g.dispatch(c, cmd)
+			c.setBusy(false)
+		}
+	}
+}
+
+func (c *conn) setBusy(b bool) {
+	c.mu.Lock()
+	c.busy = b
+	var flush []outFrame
+	if !b {
+		flush, c.deferred = c.deferred, nil
+	}
+	c.mu.Unlock()
+	for _, f := range flush {
+		c.enqueue(f)
+	}
+}
+
+// writeLoop is the only writer of the socket.
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case <-c.done:
+			return
+		case f := <-c.out:
+			op := gws.OpcodeBinary
+			if f.text {
+				op = gws.OpcodeText
+			}
+			_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+			if err := c.ws.WriteMessage(op, f.data); err != nil {
+				c.shutdown(err)
+				return
+			}
+			c.g.metrics.framesOut.Inc()
+		}
+	}
+}
+
+// sendCommand encodes and enqueues a response or push for this socket.
+func (c *conn) sendCommand(cmd *pb.GenericCommand) {
+	data, text, err := protocol.Encode(cmd, c.sub)
+	if err != nil {
+		c.log.Error("Dropping unencodable frame", "cmd", cmd.GetCmd().String(), "err", err)
+		return
+	}
+	c.enqueue(outFrame{data: data, text: text})
+}
+
+// push enqueues a push, holding it back while the worker runs a command.
+func (c *conn) push(f outFrame) {
+	c.mu.Lock()
+	if c.busy {
+		if len(c.deferred) >= cap(c.out) {
+			c.mu.Unlock()
+			c.slow()
+			return
+		}
+		c.deferred = append(c.deferred, f)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.enqueue(f)
+}
+
+func (c *conn) enqueue(f outFrame) {
+	select {
+	case c.out <- f:
+	case <-c.done:
+	default:
+		c.slow()
+	}
+}
+
+func (c *conn) slow() {
+	c.g.metrics.slowDisconnects.Inc()
+	c.log.Warn("Closing slow connection: outbound queue full", "queue", cap(c.out))
+	c.close(closeSlowClient, "slow consumer")
+}
+
+// close sends a close frame with code and tears the connection down.
+func (c *conn) close(code uint16, reason string) {
+	c.closeOnce.Do(func() {
+		_ = c.ws.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = c.ws.WriteClose(code, []byte(reason))
+		_ = c.ws.NetConn().Close()
+	})
+	c.shutdown(errors.New(reason))
+}
+
+// shutdown releases the connection's sessions and stops its goroutines. It
+// runs once, whoever notices the end first (reader, writer, or close).
+func (c *conn) shutdown(cause error) {
+	c.shutOnce.Do(func() { c.release(cause) })
+}
+
+func (c *conn) release(cause error) {
+	close(c.done)
+	_ = c.ws.NetConn().Close()
+	c.g.untrack(c)
+	c.g.metrics.connections.Dec()
+	var ne net.Error
+	if errors.As(cause, &ne) && ne.Timeout() {
+		c.g.metrics.idleDisconnects.Inc()
+	}
+	c.mu.Lock()
+	sessions := c.sessions
+	c.sessions = nil
+	c.mu.Unlock()
+	for _, s := range sessions {
+		c.g.endSession(s, false)
+	}
+}

@@ -1,0 +1,71 @@
+package gateway
+
+import (
+	"encoding/base64"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+)
+
+// Deliver implements conversation.Deliverer: it writes cmd to every open
+// session of the given clients except the session `except`, with peerId set
+// to the receiving client. It never blocks: a socket whose queue is full is
+// closed as a slow consumer.
+//
+// The frame is marshalled once; each recipient's copy appends its peerId
+// field (protobuf decoders accept fields in any order).
+func (g *Gateway) Deliver(app string, clientIDs []string, except conversation.SessionID, cmd *pb.GenericCommand) {
+	if cmd.PeerId != nil || cmd.I != nil {
+		cmd = proto.CloneOf(cmd)
+		cmd.PeerId, cmd.I = nil, nil
+	}
+	if cmd.Service == nil {
+		cmd = proto.CloneOf(cmd)
+		cmd.Service = proto.Int32(protocol.ServiceIM)
+	}
+	base, err := proto.Marshal(cmd)
+	if err != nil {
+		g.log.Error("Dropping unencodable push", "cmd", cmd.GetCmd().String(), "err", err)
+		return
+	}
+	for _, id := range clientIDs {
+		sessions := g.reg.sessions(app, id)
+		if len(sessions) == 0 {
+			continue
+		}
+		raw := withPeerID(base, id)
+		var b64 []byte
+		for _, s := range sessions {
+			if s.id == except {
+				continue
+			}
+			if s.conn.sub == protocol.SubprotocolBase64 {
+				if b64 == nil {
+					b64 = make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
+					base64.StdEncoding.Encode(b64, raw)
+				}
+				s.conn.push(outFrame{data: b64, text: true})
+				continue
+			}
+			s.conn.push(outFrame{data: raw})
+		}
+		g.metrics.pushes.Add(float64(len(sessions)))
+	}
+}
+
+// Online implements conversation.Deliverer.
+func (g *Gateway) Online(app string, clientIDs []string) []string {
+	return g.reg.online(app, clientIDs)
+}
+
+// withPeerID appends GenericCommand field 4 (peerId) to an encoded frame.
+func withPeerID(base []byte, peerID string) []byte {
+	out := make([]byte, 0, len(base)+len(peerID)+3)
+	out = append(out, base...)
+	out = protowire.AppendTag(out, 4, protowire.BytesType)
+	return protowire.AppendString(out, peerID)
+}

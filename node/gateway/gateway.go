@@ -1,0 +1,266 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/session"
+)
+
+// Engine executes everything a logged-in session asks for beyond the session
+// commands. It is implemented by *conversation.Engine (and, in a cluster, by
+// the router that forwards to shard coordinators).
+type Engine interface {
+	Handle(ctx context.Context, c conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error)
+	UnreadSummary(ctx context.Context, app, clientID string, lastNotifTime int64) (*pb.UnreadCommand, error)
+	PatchesSince(ctx context.Context, app, clientID string, since int64) (*pb.PatchCommand, error)
+	SessionGone(app, clientID string, s conversation.SessionID, clean bool)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// Apps resolves appIds. Required.
+	Apps *apps.Registry
+	// Tokens issues and checks session tokens. Required.
+	Tokens *session.Tokens
+	// Logger is the component logger. Zero value means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the gateway metrics. Zero value means no metrics
+	// are registered.
+	Registerer prometheus.Registerer
+	// IdleTimeout closes a connection (code 4107) that sent nothing for this
+	// long. The SDKs send a heartbeat every 180 s. Zero value means 360 s.
+	IdleTimeout time.Duration
+	// LoginTimeout closes a connection (code 4108) that opened no session
+	// for this long after connecting. Zero value means 120 s.
+	LoginTimeout time.Duration
+	// RequestTimeout bounds the execution of one command; it stays below
+	// the JS SDK's 20 s request timeout so the client always gets an answer.
+	// Zero value means 15 s.
+	RequestTimeout time.Duration
+	// WriteTimeout bounds one frame write to a socket. Zero value means 10 s.
+	WriteTimeout time.Duration
+	// OutboundQueue is the per-connection outbound frame queue length. A
+	// connection whose queue is full is a slow client and is closed (code
+	// 1013). Zero value means 1024 frames.
+	OutboundQueue int
+	// InboundQueue is the per-connection queue of decoded commands waiting
+	// for the worker. A client that floods beyond it is closed (code 1008).
+	// Zero value means 256 commands.
+	InboundQueue int
+	// MaxSessionsPerConn bounds the sessions logged in on one socket. Zero
+	// value means 64.
+	MaxSessionsPerConn int
+	// Now is the clock. Zero value means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 360 * time.Second
+	}
+	if c.LoginTimeout == 0 {
+		c.LoginTimeout = 120 * time.Second
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 15 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.OutboundQueue == 0 {
+		c.OutboundQueue = 1024
+	}
+	if c.InboundQueue == 0 {
+		c.InboundQueue = 256
+	}
+	if c.MaxSessionsPerConn == 0 {
+		c.MaxSessionsPerConn = 64
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Gateway accepts WebSocket connections and serves sessions on them.
+type Gateway struct {
+	cfg      Config
+	engine   Engine
+	log      *slog.Logger
+	upgrader *gws.Upgrader
+	reg      *registry
+	metrics  *metrics
+
+	nextConn    atomic.Uint64
+	nextSession atomic.Uint64
+	draining    atomic.Bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	connsMu sync.Mutex
+	conns   map[*conn]struct{}
+}
+
+var (
+	_                gws.Event              = (*handler)(nil)
+	_                conversation.Deliverer = (*Gateway)(nil)
+	_                http.Handler           = (*Gateway)(nil)
+	errGatewayClosed                        = errors.New("gateway: shut down")
+	closeSlowClient  uint16                 = 1013
+	closeFlood       uint16                 = 1008
+)
+
+// New returns a gateway. SetEngine must be called before it serves.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Apps == nil || cfg.Tokens == nil {
+		return nil, errors.New("gateway: Apps and Tokens are required")
+	}
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &Gateway{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		reg:    newRegistry(),
+		ctx:    ctx,
+		cancel: cancel,
+		conns:  make(map[*conn]struct{}),
+	}
+	g.metrics = newMetrics(cfg.Registerer, g)
+	g.upgrader = gws.NewUpgrader(&handler{g: g}, &gws.ServerOption{
+		SubProtocols:        protocol.Subprotocols,
+		ReadMaxPayloadSize:  protocol.MaxFrameSize,
+		WriteMaxPayloadSize: 4 * protocol.MaxFrameSize,
+		HandshakeTimeout:    10 * time.Second,
+		Recovery:            gws.Recovery,
+		Logger:              gwsLogger{g.log},
+	})
+	return g, nil
+}
+
+// SetEngine installs the engine. It must be called once, before serving.
+func (g *Gateway) SetEngine(e Engine) { g.engine = e }
+
+// ServeHTTP upgrades a WebSocket request on any path.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.ctx.Err() != nil || g.draining.Load() {
+		http.Error(w, "node is draining, connect to another node", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := g.upgrader.Upgrade(w, r)
+	if err != nil {
+		g.metrics.handshakeFailures.Inc()
+		if g.log.Enabled(r.Context(), slog.LevelDebug) {
+			g.log.Debug("Rejecting WebSocket handshake", "remote", r.RemoteAddr, "err", err)
+		}
+		return
+	}
+	c := newConn(g, ws)
+	if !g.track(c) {
+		_ = ws.WriteClose(1001, []byte("shutting down"))
+		return
+	}
+	g.goFunc(ws.ReadLoop)
+	g.goFunc(c.writeLoop)
+	g.goFunc(c.workLoop)
+}
+
+// IsUpgrade reports whether r asks for a WebSocket upgrade.
+func IsUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet && headerHasToken(r.Header.Get("Connection"), "upgrade") &&
+		headerHasToken(r.Header.Get("Upgrade"), "websocket")
+}
+
+func (g *Gateway) goFunc(f func()) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		f()
+	}()
+}
+
+func (g *Gateway) track(c *conn) bool {
+	g.connsMu.Lock()
+	defer g.connsMu.Unlock()
+	if g.ctx.Err() != nil {
+		return false
+	}
+	g.conns[c] = struct{}{}
+	return true
+}
+
+func (g *Gateway) untrack(c *conn) {
+	g.connsMu.Lock()
+	delete(g.conns, c)
+	g.connsMu.Unlock()
+}
+
+func (g *Gateway) snapshotConns() []*conn {
+	g.connsMu.Lock()
+	defer g.connsMu.Unlock()
+	out := make([]*conn, 0, len(g.conns))
+	for c := range g.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Connections returns the number of open client connections.
+func (g *Gateway) Connections() int {
+	g.connsMu.Lock()
+	defer g.connsMu.Unlock()
+	return len(g.conns)
+}
+
+// Goaway tells every connected client to reconnect elsewhere and refuses new
+// connections from now on. It is the first step of draining a node.
+func (g *Gateway) Goaway() {
+	g.draining.Store(true)
+	frame := protocol.Push("", pb.CommandType_goaway, nil)
+	frame.PeerId = nil
+	for _, c := range g.snapshotConns() {
+		c.sendCommand(frame)
+	}
+}
+
+// Shutdown sends goaway, waits until clients disconnected or ctx is done,
+// then closes the remaining connections and waits for every goroutine.
+func (g *Gateway) Shutdown(ctx context.Context) {
+	g.Goaway()
+	tick := time.NewTicker(20 * time.Millisecond)
+	for g.Connections() > 0 {
+		select {
+		case <-ctx.Done():
+			g.closeAll()
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+	tick.Stop()
+	g.cancel()
+	g.closeAll()
+	g.wg.Wait()
+}
+
+func (g *Gateway) closeAll() {
+	for _, c := range g.snapshotConns() {
+		c.close(1001, "server shutting down")
+	}
+}

@@ -1,0 +1,66 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	connections       prometheus.Gauge
+	handshakeFailures prometheus.Counter
+	badFrames         prometheus.Counter
+	framesOut         prometheus.Counter
+	pushes            prometheus.Counter
+	slowDisconnects   prometheus.Counter
+	floodDisconnects  prometheus.Counter
+	idleDisconnects   prometheus.Counter
+	commands          *prometheus.CounterVec
+	commandErrors     *prometheus.CounterVec
+	commandSeconds    *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "imnode_gateway_connections", Help: "Open client WebSocket connections.",
+		}),
+		handshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_handshake_failures_total", Help: "WebSocket upgrades rejected.",
+		}),
+		badFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_malformed_frames_total", Help: "Client frames that could not be decoded.",
+		}),
+		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_frames_written_total", Help: "Frames written to client sockets.",
+		}),
+		pushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_pushes_total", Help: "Pushes queued to sessions.",
+		}),
+		slowDisconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_slow_disconnects_total", Help: "Connections closed because their outbound queue was full.",
+		}),
+		floodDisconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_flood_disconnects_total", Help: "Connections closed because their inbound command queue was full.",
+		}),
+		idleDisconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_idle_disconnects_total", Help: "Connections closed by the idle read timeout.",
+		}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imnode_gateway_commands_total", Help: "Client commands executed, by command.",
+		}, []string{"cmd"}),
+		commandErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imnode_gateway_command_errors_total", Help: "Client commands answered with an error, by command and code.",
+		}, []string{"cmd", "code"}),
+		commandSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imnode_gateway_command_duration_seconds", Help: "Time to execute a client command, by command.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"cmd"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.handshakeFailures, m.badFrames, m.framesOut, m.pushes,
+			m.slowDisconnects, m.floodDisconnects, m.idleDisconnects, m.commands, m.commandErrors, m.commandSeconds,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "imnode_gateway_sessions", Help: "Logged-in sessions.",
+			}, func() float64 { return float64(g.reg.size()) }))
+	}
+	return m
+}

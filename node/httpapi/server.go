@@ -1,0 +1,173 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/md5" //nolint:gosec // LeanCloud's X-LC-Sign scheme is MD5; kept for SDK compatibility.
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/session"
+)
+
+// Engine is the conversation layer as the REST API uses it.
+type Engine interface {
+	Handle(ctx context.Context, c conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error)
+	Notifications(ctx context.Context, app, clientID string, startTs int64, limit int) ([]conversation.Notification, bool, error)
+	ConversationMembers(ctx context.Context, app, cid string) ([]conversation.MemberInfo, error)
+}
+
+// Storage is the storage-REST shim.
+type Storage interface {
+	Handler() http.Handler
+	UserBySessionToken(ctx context.Context, appID, token string) (string, error)
+}
+
+// Kicker forces clients offline.
+type Kicker interface {
+	Kick(app, clientID string) int
+}
+
+// Config configures the REST endpoints.
+type Config struct {
+	Apps    *apps.Registry
+	Tokens  *session.Tokens
+	Engine  Engine
+	Storage Storage
+	Kicker  Kicker
+	// PublicURL is the WebSocket URL handed out by /v1/route. Zero value
+	// derives it from the request.
+	PublicURL string
+	// Logger is the component logger. Zero value means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the client port's HTTP endpoints.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+	log *slog.Logger
+}
+
+// New builds the REST handler tree.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	s.mux.HandleFunc("GET /v1/route", s.route)
+	s.mux.HandleFunc("POST /1.1/rtm/sign", s.withApp(s.sign))
+	s.mux.HandleFunc("GET /1.1/rtm/notifications", s.withApp(s.notifications))
+	s.mux.HandleFunc("GET /1.1/classes/_ConversationMemberInfo", s.withApp(s.memberInfo))
+	s.routesAdmin()
+	if cfg.Storage != nil {
+		s.mux.Handle("/1.1/", cfg.Storage.Handler())
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, 404, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return s
+}
+
+// ServeHTTP answers CORS preflights (browser SDKs call these endpoints
+// cross-origin) and dispatches.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Headers", "Content-Type, X-LC-Id, X-LC-Key, X-LC-Sign, X-LC-Session, X-LC-UA, X-LC-IM-Session-Token, X-LC-Prod")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// appHandler is a handler that runs for an authenticated app.
+type appHandler func(w http.ResponseWriter, r *http.Request, app *apps.App, master bool)
+
+// withApp authenticates X-LC-Id plus X-LC-Key (appKey, or "<masterKey>,master")
+// or X-LC-Sign ("md5(timestamp+key),timestamp[,master]").
+func (s *Server) withApp(h appHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		appID := r.Header.Get("X-LC-Id")
+		app, ok := s.cfg.Apps.Lookup(appID)
+		if !ok {
+			writeError(w, http.StatusUnauthorized, 401, "unknown app (X-LC-Id)")
+			return
+		}
+		master, ok := authenticate(app, r.Header.Get("X-LC-Key"), r.Header.Get("X-LC-Sign"))
+		if !ok {
+			writeError(w, http.StatusUnauthorized, 401, "unauthorized: wrong X-LC-Key or X-LC-Sign")
+			return
+		}
+		h(w, r, app, master)
+	}
+}
+
+func authenticate(app *apps.App, key, sign string) (master, ok bool) {
+	if key != "" {
+		if k, isMaster := strings.CutSuffix(key, ",master"); isMaster {
+			return true, equal(k, app.MasterKey)
+		}
+		return false, equal(key, app.Key)
+	}
+	parts := strings.Split(sign, ",")
+	if len(parts) < 2 {
+		return false, false
+	}
+	isMaster := len(parts) == 3 && parts[2] == "master"
+	secret := app.Key
+	if isMaster {
+		secret = app.MasterKey
+	}
+	sum := md5.Sum([]byte(parts[1] + secret)) //nolint:gosec // protocol-mandated
+	return isMaster, equal(hex.EncodeToString(sum[:]), strings.ToLower(parts[0]))
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// writeError writes LeanCloud's JSON error shape.
+func writeError(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, map[string]any{"code": code, "error": msg})
+}
+
+// writeProtocolError maps a protocol error to HTTP.
+func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		status := http.StatusBadRequest
+		switch pe.Code {
+		case protocol.ErrConversationNotFound.Code, protocol.ErrMessageNotFound.Code:
+			status = http.StatusNotFound
+		case protocol.ErrInvalidMessagingTarget.Code, protocol.ErrConversationLogRejected.Code,
+			protocol.ErrOperationUnauthorized.Code, protocol.ErrConversationUpdateRejected.Code:
+			status = http.StatusForbidden
+		}
+		if pe.Temporary {
+			status = http.StatusServiceUnavailable
+		}
+		msg := pe.Reason
+		if pe.Detail != "" {
+			msg += ": " + pe.Detail
+		}
+		writeError(w, status, int(pe.Code), msg)
+		return
+	}
+	s.log.Error("REST request failed", "err", err)
+	writeError(w, http.StatusInternalServerError, int(protocol.ErrInternal.Code), "internal error")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,224 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/gateway"
+	"github.com/imcluster/imcluster/node/httpapi"
+	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/session"
+	"github.com/imcluster/imcluster/node/storage"
+	"github.com/imcluster/imcluster/node/store"
+)
+
+// Component names for child loggers.
+const (
+	logComponentNode    = "node"
+	logComponentStore   = "store"
+	logComponentGateway = "gateway"
+	logComponentConv    = "conversation"
+	logComponentHTTP    = "http"
+)
+
+// Node is one chat node. Start and Shutdown may each be called once.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	store   *store.Store
+	engine  *conversation.Engine
+	gateway *gateway.Gateway
+	storage *storage.Service
+
+	clientLn, adminLn net.Listener
+	clientSrv         *http.Server
+	adminSrv          *http.Server
+
+	ready    atomic.Bool
+	draining atomic.Bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// shards maps keys to shards with the cluster's placement hash.
+type shards struct{ n int }
+
+func (s shards) ConvShard(app, cid string) uint16 {
+	return uint16(ring.ConversationShard(s.n, app, cid))
+}
+
+func (s shards) ClientShard(app, clientID string) uint16 {
+	return uint16(ring.ClientShard(s.n, app, clientID))
+}
+
+// New validates cfg and builds a node. Nothing listens until Start.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Node{cfg: cfg, log: cfg.Logger.With("component", logComponentNode, "node", cfg.NodeID), reg: reg, ctx: ctx, cancel: cancel}, nil
+}
+
+// Start opens the store and starts serving clients and the admin API.
+func (n *Node) Start() error {
+	registry, err := apps.NewRegistry(n.cfg.Apps)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(store.Config{Dir: n.cfg.DataDir, Logger: n.cfg.Logger.With("component", logComponentStore)})
+	if err != nil {
+		return err
+	}
+	n.store = st
+	sh := shards{n: n.cfg.Shards}
+	tokens := session.NewTokens(st, sh.ClientShard, n.cfg.SessionTokenTTL, nil)
+	gw, err := gateway.New(gateway.Config{
+		Apps:         registry,
+		Tokens:       tokens,
+		Logger:       n.cfg.Logger.With("component", logComponentGateway),
+		Registerer:   n.reg,
+		IdleTimeout:  n.cfg.IdleTimeout,
+		LoginTimeout: n.cfg.LoginTimeout,
+	})
+	if err != nil {
+		return n.abort(err)
+	}
+	n.gateway = gw
+	engine, err := conversation.New(conversation.Config{
+		Store:      st,
+		Shards:     sh,
+		Deliverer:  gw,
+		Logger:     n.cfg.Logger.With("component", logComponentConv),
+		Registerer: n.reg,
+		Retention:  n.cfg.Retention,
+	})
+	if err != nil {
+		return n.abort(err)
+	}
+	n.engine = engine
+	gw.SetEngine(engine)
+	n.storage, err = storage.New(storage.Config{
+		Store: st,
+		LookupApp: func(id string) (storage.App, bool) {
+			a, ok := registry.Lookup(id)
+			if !ok {
+				return storage.App{}, false
+			}
+			return storage.App{ID: a.ID, Key: a.Key, MasterKey: a.MasterKey}, true
+		},
+		Logger: n.cfg.Logger.With("component", "storage"),
+	})
+	if err != nil {
+		return n.abort(err)
+	}
+	api := httpapi.New(httpapi.Config{
+		Apps:      registry,
+		Tokens:    tokens,
+		Engine:    engine,
+		Storage:   n.storage,
+		Kicker:    gw,
+		PublicURL: n.cfg.PublicURL,
+		Logger:    n.cfg.Logger.With("component", logComponentHTTP),
+	})
+	engine.Start(n.ctx)
+
+	if n.clientLn, err = net.Listen("tcp", n.cfg.ClientAddr); err != nil {
+		return n.abort(fmt.Errorf("node: listen client %s: %w", n.cfg.ClientAddr, err))
+	}
+	if n.adminLn, err = net.Listen("tcp", n.cfg.AdminAddr); err != nil {
+		return n.abort(fmt.Errorf("node: listen admin %s: %w", n.cfg.AdminAddr, err))
+	}
+	n.clientSrv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if gateway.IsUpgrade(r) {
+				gw.ServeHTTP(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.adminSrv = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.serve(n.clientSrv, n.clientLn)
+	n.serve(n.adminSrv, n.adminLn)
+	n.ready.Store(true)
+	n.log.Info("Serving", "client", n.clientLn.Addr().String(), "admin", n.adminLn.Addr().String(),
+		"version", Version, "apps", registry.Len(), "shards", n.cfg.Shards)
+	return nil
+}
+
+func (n *Node) serve(srv *http.Server, ln net.Listener) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("HTTP server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+}
+
+// abort releases what Start opened before it failed.
+func (n *Node) abort(err error) error {
+	for _, ln := range []net.Listener{n.clientLn, n.adminLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	if n.engine != nil {
+		n.engine.Stop()
+	}
+	if n.store != nil {
+		_ = n.store.Close()
+	}
+	n.cancel()
+	return err
+}
+
+// ClientAddr returns the bound client address (after Start).
+func (n *Node) ClientAddr() net.Addr { return n.clientLn.Addr() }
+
+// AdminAddr returns the bound admin address (after Start).
+func (n *Node) AdminAddr() net.Addr { return n.adminLn.Addr() }
+
+// Shutdown sends goaway to clients, waits up to ShutdownGrace (or ctx) for
+// them to leave, stops every goroutine and closes the store. Every
+// acknowledged write is already durable, so a Shutdown cut short loses
+// nothing.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.ready.Store(false)
+	n.log.Info("Shutting down")
+	grace, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
+	defer cancel()
+	n.gateway.Shutdown(grace)
+	_ = n.clientSrv.Shutdown(grace)
+	_ = n.adminSrv.Shutdown(grace)
+	_ = n.clientSrv.Close()
+	_ = n.adminSrv.Close()
+	n.cancel()
+	n.engine.Stop()
+	n.wg.Wait()
+	return n.store.Close()
+}
