@@ -91,6 +91,12 @@ func (c *Client) Drain(ctx context.Context) (DrainStatus, error) {
 	return out, err
 }
 
+// CancelDrain sends DELETE /admin/v1/drain: stop a drain in progress, or
+// rejoin the roster (as joining) if the node already left. Idempotent.
+func (c *Client) CancelDrain(ctx context.Context) error {
+	return c.do(ctx, http.MethodDelete, PathDrain, nil, nil)
+}
+
 // Remove posts /admin/v1/remove for the dead node id.
 func (c *Client) Remove(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodPost, PathRemove, RemoveRequest{Node: id}, nil)

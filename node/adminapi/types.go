@@ -12,7 +12,9 @@ const (
 	PathNode = "/admin/v1/node"
 	// PathCluster serves GET: ClusterStatus.
 	PathCluster = "/admin/v1/cluster"
-	// PathDrain serves POST (start draining, idempotent: DrainStarted) and GET (DrainStatus).
+	// PathDrain serves POST (start draining, idempotent: DrainStarted), GET
+	// (DrainStatus) and DELETE (cancel the drain, or rejoin as joining if the
+	// node already left: the operator's scale-down reversal; idempotent).
 	PathDrain = "/admin/v1/drain"
 	// PathRemove serves POST RemoveRequest: remove a dead node from the roster.
 	PathRemove = "/admin/v1/remove"

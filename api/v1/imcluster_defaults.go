@@ -1,0 +1,50 @@
+package v1
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Defaults for fields whose zero value is documented as "means X". The CRD
+// defaults the others at admission.
+const (
+	DefaultClientPort = 8080
+	// DefaultAdminPort serves /healthz, /readyz, /metrics and /admin/v1.
+	DefaultAdminPort = 8081
+	// DefaultPeerPort carries gossip and replication between nodes.
+	DefaultPeerPort = 7946
+	// DefaultRetention is 180 days.
+	DefaultRetention = 180 * 24 * time.Hour
+	// DefaultImageRepository is used with spec.version when spec.image is empty.
+	DefaultImageRepository = "imcluster/imnode"
+)
+
+// IsPaused reports whether reconciliation is paused by spec or annotation.
+func (c *IMCluster) IsPaused() bool {
+	return c.Spec.Paused || c.Annotations[PausedAnnotation] == "true"
+}
+
+// ImageRef returns the image the nodes run.
+func (c *IMCluster) ImageRef() string {
+	if c.Spec.Image != "" {
+		return c.Spec.Image
+	}
+	return DefaultImageRepository + ":" + c.Spec.Version
+}
+
+// ClientPort returns the client port, defaulted.
+func (c *IMCluster) ClientPort() int32 {
+	if c.Spec.Service.ClientPort == 0 {
+		return DefaultClientPort
+	}
+	return c.Spec.Service.ClientPort
+}
+
+// RetentionDuration returns the message retention, defaulted.
+func (c *IMCluster) RetentionDuration() metav1.Duration {
+	if c.Spec.Retention == nil || c.Spec.Retention.Duration == 0 {
+		return metav1.Duration{Duration: DefaultRetention}
+	}
+	return *c.Spec.Retention
+}

@@ -1,0 +1,382 @@
+package v1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// PausedAnnotation set to "true" pauses reconciliation like spec.paused.
+const PausedAnnotation = "imcluster.io/paused"
+
+// Condition types of IMCluster.status.conditions. Every condition carries the
+// observedGeneration of the spec it was computed for.
+const (
+	// ConditionAvailable: enough nodes are ready to accept writes at quorum.
+	ConditionAvailable = "Available"
+	// ConditionProgressing: the operator is moving the cluster towards the spec
+	// (creating, scaling, rolling pods). False with reason Reconciled when done.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded: something needs attention (a pod stuck not ready, an
+	// admin API that does not answer, a refused or blocked step).
+	ConditionDegraded = "Degraded"
+	// ConditionRebalancing: shard replicas are moving between nodes.
+	ConditionRebalancing = "Rebalancing"
+	// ConditionReconciliationPaused: spec.paused or the paused annotation stops all changes.
+	ConditionReconciliationPaused = "ReconciliationPaused"
+)
+
+// Phase summarizes the cluster state for humans; conditions are the API.
+// +kubebuilder:validation:Enum=Pending;Creating;Running;Scaling;Upgrading;Degraded;Paused;Deleting
+type Phase string
+
+// Phases.
+const (
+	PhasePending   Phase = "Pending"
+	PhaseCreating  Phase = "Creating"
+	PhaseRunning   Phase = "Running"
+	PhaseScaling   Phase = "Scaling"
+	PhaseUpgrading Phase = "Upgrading"
+	PhaseDegraded  Phase = "Degraded"
+	PhasePaused    Phase = "Paused"
+	PhaseDeleting  Phase = "Deleting"
+)
+
+// ReclaimPolicy says what happens to a node's volume when the node is removed.
+// +kubebuilder:validation:Enum=Retain;Delete
+type ReclaimPolicy string
+
+// Reclaim policies.
+const (
+	// ReclaimRetain keeps PersistentVolumeClaims on scale-down and deletion.
+	ReclaimRetain ReclaimPolicy = "Retain"
+	// ReclaimDelete deletes the claim of a drained node and all claims on deletion.
+	ReclaimDelete ReclaimPolicy = "Delete"
+)
+
+// IMClusterSpec is the desired state of a chat cluster.
+// +kubebuilder:validation:XValidation:rule="self.replicationFactor <= self.replicas",message="replicationFactor must be <= replicas: raise replicas or lower replicationFactor"
+// +kubebuilder:validation:XValidation:rule="self.writeQuorum <= self.replicationFactor",message="writeQuorum must be <= replicationFactor"
+type IMClusterSpec struct {
+	// Replicas is the number of chat nodes. The operator adds or drains one node
+	// at a time. It can never go below replicationFactor.
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+
+	// Version is the imnode version to run; the image is <image repository>:<version>
+	// unless Image is set. Changing it rolls the pods one at a time.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:default="latest"
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// Image overrides the full image reference (Version is then only reported).
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// ImagePullPolicy of the imnode container.
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// Shards is the fixed number of shards. Set at creation; immutable.
+	// +kubebuilder:default=256
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65536
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="shards is immutable: create a new cluster to change it"
+	// +optional
+	Shards int32 `json:"shards,omitempty"`
+
+	// ReplicationFactor R is the number of replicas of every shard.
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	ReplicationFactor int32 `json:"replicationFactor,omitempty"`
+
+	// WriteQuorum W is the number of replicas that must hold a message before it
+	// is acknowledged.
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	WriteQuorum int32 `json:"writeQuorum,omitempty"`
+
+	// Storage of each node.
+	// +kubebuilder:default={}
+	// +optional
+	Storage StorageSpec `json:"storage,omitempty"`
+
+	// Resources of the imnode container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Service is the client-facing Service (the load balancer).
+	// +kubebuilder:default={}
+	// +optional
+	Service ServiceSpec `json:"service,omitempty"`
+
+	// AppsSecretRef names a Secret whose key apps.json lists the apps (appId,
+	// appKey, masterKey). Without it, nodes start with no app.
+	// +optional
+	AppsSecretRef *corev1.LocalObjectReference `json:"appsSecretRef,omitempty"`
+
+	// TLSSecretRef names a kubernetes.io/tls Secret; when set, clients connect over TLS.
+	// +optional
+	TLSSecretRef *corev1.LocalObjectReference `json:"tlsSecretRef,omitempty"`
+
+	// AdminTokenSecretRef names the Secret key holding the admin API bearer
+	// token. Empty means the operator creates <name>-admin-token with key token.
+	// +optional
+	AdminTokenSecretRef *corev1.SecretKeySelector `json:"adminTokenSecretRef,omitempty"`
+
+	// Retention is how long messages are kept. Zero value means 4320h (180 days).
+	// +optional
+	Retention *metav1.Duration `json:"retention,omitempty"`
+
+	// Scheduling of the node pods. Without affinity, pods prefer distinct hosts.
+	// +optional
+	Scheduling SchedulingSpec `json:"scheduling,omitempty"`
+
+	// PodDisruptionBudget for the node pods.
+	// +kubebuilder:default={}
+	// +optional
+	PodDisruptionBudget PDBSpec `json:"podDisruptionBudget,omitempty"`
+
+	// Monitoring configures a Prometheus ServiceMonitor.
+	// +optional
+	Monitoring MonitoringSpec `json:"monitoring,omitempty"`
+
+	// ExtraConfig is added to the node configuration file as is (key: value).
+	// Changing it rolls the pods one at a time.
+	// +optional
+	ExtraConfig map[string]string `json:"extraConfig,omitempty"`
+
+	// Paused stops every change to the cluster's objects; status keeps being reported.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// StorageSpec is the volume of each node.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.size) || !has(self.size) || quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",message="storage.size can only grow"
+// +kubebuilder:validation:XValidation:rule="has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",message="storage.storageClassName is immutable"
+type StorageSpec struct {
+	// StorageClassName of the claims; empty uses the cluster default.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+
+	// Size of each node's volume. It can grow (claims are expanded in place)
+	// but never shrink.
+	// +kubebuilder:default="10Gi"
+	// +optional
+	Size resource.Quantity `json:"size,omitempty"`
+
+	// ReclaimPolicy: Retain (default) keeps claims on scale-down and deletion;
+	// Delete removes a drained node's claim and all claims on deletion.
+	// +kubebuilder:default=Retain
+	// +optional
+	ReclaimPolicy ReclaimPolicy `json:"reclaimPolicy,omitempty"`
+}
+
+// ServiceSpec is the client Service.
+type ServiceSpec struct {
+	// Type of the client Service.
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +kubebuilder:default=ClusterIP
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+
+	// Annotations added to the client Service (for cloud load balancers).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// ClientPort serves WebSocket and REST. Zero value means 8080.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	ClientPort int32 `json:"clientPort,omitempty"`
+
+	// NodePort for type NodePort or LoadBalancer; zero lets Kubernetes choose.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	NodePort int32 `json:"nodePort,omitempty"`
+
+	// LoadBalancerSourceRanges restricts client CIDRs for type LoadBalancer.
+	// +optional
+	LoadBalancerSourceRanges []string `json:"loadBalancerSourceRanges,omitempty"`
+}
+
+// SchedulingSpec places the node pods.
+type SchedulingSpec struct {
+	// Affinity replaces the default (preferred anti-affinity on hostname).
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// TopologySpreadConstraints of the node pods.
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+	// Tolerations of the node pods.
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// NodeSelector of the node pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// PriorityClassName of the node pods.
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+}
+
+// PDBSpec is the PodDisruptionBudget.
+type PDBSpec struct {
+	// Enabled creates the budget. Zero value means enabled.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+	// MaxUnavailable node pods during voluntary disruptions. Zero value means 1.
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+}
+
+// MonitoringSpec configures Prometheus scraping.
+type MonitoringSpec struct {
+	// ServiceMonitor creates a monitoring.coreos.com/v1 ServiceMonitor when that
+	// CRD is installed; otherwise a condition says why none was made.
+	// +optional
+	ServiceMonitor bool `json:"serviceMonitor,omitempty"`
+	// Labels added to the ServiceMonitor (for the Prometheus selector).
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Interval between scrapes. Zero value means 30s.
+	// +optional
+	Interval string `json:"interval,omitempty"`
+}
+
+// IMClusterStatus is the observed state, recomputed from the world on every reconcile.
+type IMClusterStatus struct {
+	// Phase is a one-word summary; use conditions for automation.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+	// Conditions: Available, Progressing, Degraded, Rebalancing, ReconciliationPaused.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Replicas is the number of node pods that exist.
+	// +optional
+	Replicas int32 `json:"replicas"`
+	// ReadyReplicas is the number of ready node pods.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// UpdatedReplicas is the number of pods on the current template.
+	// +optional
+	UpdatedReplicas int32 `json:"updatedReplicas"`
+	// Selector is the label selector of the node pods (for the scale subresource).
+	// +optional
+	Selector string `json:"selector,omitempty"`
+	// CurrentVersion is the version every pod runs, empty while they differ.
+	// +optional
+	CurrentVersion string `json:"currentVersion,omitempty"`
+	// Members are the nodes, by ordinal.
+	// +optional
+	Members []MemberStatus `json:"members,omitempty"`
+	// Shards summarizes shard health as reported by the nodes.
+	// +optional
+	Shards ShardsStatus `json:"shards,omitempty"`
+	// CurrentOperation is the step in flight, if any (informational: the
+	// operator re-derives it from the StatefulSet and the nodes every time).
+	// +optional
+	CurrentOperation *Operation `json:"currentOperation,omitempty"`
+}
+
+// MemberStatus is one node.
+type MemberStatus struct {
+	// Pod is the pod name.
+	Pod string `json:"pod"`
+	// NodeID is the node's stable id (equal to the pod name).
+	NodeID string `json:"nodeID"`
+	// State is the node's lifecycle state (joining, active, draining, left) or
+	// unknown when its admin API did not answer.
+	// +optional
+	State string `json:"state,omitempty"`
+	// Shards is the number of shard replicas on the node.
+	// +optional
+	Shards int32 `json:"shards"`
+	// Ready mirrors the pod's Ready condition.
+	// +optional
+	Ready bool `json:"ready"`
+	// Version is the version the node reports.
+	// +optional
+	Version string `json:"version,omitempty"`
+}
+
+// ShardsStatus summarizes shards.
+type ShardsStatus struct {
+	// Total is the shard count.
+	// +optional
+	Total int32 `json:"total"`
+	// UnderReplicated counts shards missing a replica or catching up.
+	// +optional
+	UnderReplicated int32 `json:"underReplicated"`
+	// Moving counts shard replicas in flight.
+	// +optional
+	Moving int32 `json:"moving"`
+}
+
+// OperationType names a multi-step operation.
+type OperationType string
+
+// Operations.
+const (
+	OperationScaleUp   OperationType = "ScaleUp"
+	OperationScaleDown OperationType = "ScaleDown"
+	OperationUpgrade   OperationType = "RollingUpdate"
+)
+
+// Operation is the step in flight.
+type Operation struct {
+	// Type of the operation.
+	Type OperationType `json:"type"`
+	// Pod the step acts on.
+	// +optional
+	Pod string `json:"pod,omitempty"`
+	// Message says what the operator waits for.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// IMCluster is a sharded LeanCloud-realtime-compatible chat cluster.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
+// +kubebuilder:resource:shortName=imc,categories=all
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.replicas`
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.currentVersion`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Under-Replicated",type=integer,JSONPath=`.status.shards.underReplicated`,priority=1
+// +kubebuilder:printcolumn:name="Available",type=string,JSONPath=`.status.conditions[?(@.type=="Available")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type IMCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	Spec IMClusterSpec `json:"spec,omitempty"`
+	// +optional
+	Status IMClusterStatus `json:"status,omitempty"`
+}
+
+// IMClusterList is a list of IMCluster.
+// +kubebuilder:object:root=true
+type IMClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []IMCluster `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&IMCluster{}, &IMClusterList{})
+}

@@ -1,0 +1,363 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	imv1 "github.com/imcluster/imcluster/api/v1"
+)
+
+// Labels and annotations the operator sets.
+const (
+	labelName      = "app.kubernetes.io/name"
+	labelInstance  = "app.kubernetes.io/instance"
+	labelManagedBy = "app.kubernetes.io/managed-by"
+	labelComponent = "app.kubernetes.io/component"
+	managedBy      = "imcluster-operator"
+
+	// AnnotationTemplateHash on the pod template (and so on every pod) is the
+	// hash of the rendered template; a pod whose value differs from the
+	// StatefulSet's is restarted by the rolling update.
+	AnnotationTemplateHash = "imcluster.io/template-hash"
+	// AnnotationConfigHash is the hash of the ConfigMap data; it is part of
+	// the template, so a config change rolls the pods.
+	AnnotationConfigHash = "imcluster.io/config-hash"
+	// AnnotationVersion is spec.version as rendered into the template.
+	AnnotationVersion = "imcluster.io/version"
+
+	configFileKey   = "imnode.json"
+	adminTokenKey   = "token"
+	appsFileKey     = "apps.json"
+	dataVolume      = "data"
+	dataDir         = "/var/lib/imnode"
+	configDir       = "/etc/imnode"
+	appsDir         = "/etc/imnode/apps"
+	tlsDir          = "/etc/imnode/tls"
+	containerName   = "imnode"
+	portNameClient  = "client"
+	portNameAdmin   = "admin"
+	portNamePeer    = "peer"
+	terminationSecs = 120 // preStop connection drain (60s) plus shutdown
+)
+
+func selectorLabels(c *imv1.IMCluster) map[string]string {
+	return map[string]string{labelName: "imcluster", labelInstance: c.Name, labelManagedBy: managedBy}
+}
+
+func commonLabels(c *imv1.IMCluster) map[string]string {
+	l := selectorLabels(c)
+	l[labelComponent] = "node"
+	return l
+}
+
+func peerServiceName(c *imv1.IMCluster) string   { return c.Name + "-peers" }
+func clientServiceName(c *imv1.IMCluster) string { return c.Name }
+func configMapName(c *imv1.IMCluster) string     { return c.Name + "-config" }
+func statefulSetName(c *imv1.IMCluster) string   { return c.Name }
+func pdbName(c *imv1.IMCluster) string           { return c.Name }
+func podName(c *imv1.IMCluster, ordinal int32) string {
+	return fmt.Sprintf("%s-%d", statefulSetName(c), ordinal)
+}
+
+// pvcName is the claim the StatefulSet controller makes for an ordinal.
+func pvcName(c *imv1.IMCluster, ordinal int32) string {
+	return dataVolume + "-" + podName(c, ordinal)
+}
+
+func adminTokenSecret(c *imv1.IMCluster) (name, key string) {
+	if ref := c.Spec.AdminTokenSecretRef; ref != nil {
+		return ref.Name, ref.Key
+	}
+	return c.Name + "-admin-token", adminTokenKey
+}
+
+// ordinalOf parses the ordinal of a pod of c, or -1.
+func ordinalOf(c *imv1.IMCluster, pod string) int32 {
+	rest, ok := strings.CutPrefix(pod, statefulSetName(c)+"-")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(rest, 10, 32)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return int32(n)
+}
+
+func hashOf(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("controller: hash of unmarshalable value: %v", err)) // only our own types are hashed
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// nodeConfig is the node configuration file rendered into the ConfigMap.
+type nodeConfig struct {
+	ClusterName       string            `json:"clusterName"`
+	Shards            int32             `json:"shards"`
+	ReplicationFactor int32             `json:"replicationFactor"`
+	WriteQuorum       int32             `json:"writeQuorum"`
+	Retention         string            `json:"retention"`
+	ClientPort        int32             `json:"clientPort"`
+	AdminPort         int32             `json:"adminPort"`
+	PeerPort          int32             `json:"peerPort"`
+	Join              string            `json:"join"`
+	DataDir           string            `json:"dataDir"`
+	AppsFile          string            `json:"appsFile,omitempty"`
+	TLSCertFile       string            `json:"tlsCertFile,omitempty"`
+	TLSKeyFile        string            `json:"tlsKeyFile,omitempty"`
+	Extra             map[string]string `json:"extra,omitempty"`
+}
+
+func desiredConfigMap(c *imv1.IMCluster) *corev1.ConfigMap {
+	cfg := nodeConfig{
+		ClusterName:       c.Name,
+		Shards:            c.Spec.Shards,
+		ReplicationFactor: c.Spec.ReplicationFactor,
+		WriteQuorum:       c.Spec.WriteQuorum,
+		Retention:         c.RetentionDuration().Duration.String(),
+		ClientPort:        c.ClientPort(),
+		AdminPort:         imv1.DefaultAdminPort,
+		PeerPort:          imv1.DefaultPeerPort,
+		Join:              fmt.Sprintf("%s.%s.svc:%d", peerServiceName(c), c.Namespace, imv1.DefaultPeerPort),
+		DataDir:           dataDir,
+		Extra:             c.Spec.ExtraConfig,
+	}
+	if c.Spec.AppsSecretRef != nil {
+		cfg.AppsFile = appsDir + "/" + appsFileKey
+	}
+	if c.Spec.TLSSecretRef != nil {
+		cfg.TLSCertFile = tlsDir + "/" + corev1.TLSCertKey
+		cfg.TLSKeyFile = tlsDir + "/" + corev1.TLSPrivateKeyKey
+	}
+	data, _ := json.MarshalIndent(cfg, "", "  ") // plain struct of strings and ints: cannot fail
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: configMapName(c), Namespace: c.Namespace, Labels: commonLabels(c)},
+		Data:       map[string]string{configFileKey: string(data) + "\n"},
+	}
+}
+
+func desiredPeerService(c *imv1.IMCluster) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: peerServiceName(c), Namespace: c.Namespace, Labels: commonLabels(c)},
+		Spec: corev1.ServiceSpec{
+			ClusterIP:                corev1.ClusterIPNone,
+			PublishNotReadyAddresses: true,
+			Selector:                 selectorLabels(c),
+			Ports: []corev1.ServicePort{
+				{Name: portNamePeer, Port: imv1.DefaultPeerPort, TargetPort: intstr.FromString(portNamePeer)},
+				{Name: portNameAdmin, Port: imv1.DefaultAdminPort, TargetPort: intstr.FromString(portNameAdmin)},
+				{Name: portNameClient, Port: c.ClientPort(), TargetPort: intstr.FromString(portNameClient)},
+			},
+		},
+	}
+}
+
+// applyClientService sets the fields the operator owns on svc, leaving the
+// ones the API server allocates (clusterIP, allocated node ports) alone.
+func applyClientService(c *imv1.IMCluster, svc *corev1.Service) {
+	svc.Labels = mergeLabels(svc.Labels, commonLabels(c))
+	if len(c.Spec.Service.Annotations) > 0 {
+		if svc.Annotations == nil {
+			svc.Annotations = map[string]string{}
+		}
+		maps.Copy(svc.Annotations, c.Spec.Service.Annotations)
+	}
+	typ := c.Spec.Service.Type
+	if typ == "" {
+		typ = corev1.ServiceTypeClusterIP
+	}
+	svc.Spec.Type = typ
+	svc.Spec.Selector = selectorLabels(c)
+	port := corev1.ServicePort{Name: portNameClient, Port: c.ClientPort(), TargetPort: intstr.FromString(portNameClient),
+		Protocol: corev1.ProtocolTCP}
+	if typ != corev1.ServiceTypeClusterIP {
+		port.NodePort = c.Spec.Service.NodePort
+		if port.NodePort == 0 && len(svc.Spec.Ports) == 1 {
+			port.NodePort = svc.Spec.Ports[0].NodePort // keep the allocated one
+		}
+	}
+	svc.Spec.Ports = []corev1.ServicePort{port}
+	if typ == corev1.ServiceTypeLoadBalancer {
+		svc.Spec.LoadBalancerSourceRanges = c.Spec.Service.LoadBalancerSourceRanges
+	} else {
+		svc.Spec.LoadBalancerSourceRanges = nil
+	}
+}
+
+func applyPDB(c *imv1.IMCluster, pdb *policyv1.PodDisruptionBudget) {
+	pdb.Labels = mergeLabels(pdb.Labels, commonLabels(c))
+	mu := intstr.FromInt32(1)
+	if c.Spec.PodDisruptionBudget.MaxUnavailable != nil {
+		mu = *c.Spec.PodDisruptionBudget.MaxUnavailable
+	}
+	pdb.Spec.MaxUnavailable = &mu
+	pdb.Spec.MinAvailable = nil
+	pdb.Spec.Selector = &metav1.LabelSelector{MatchLabels: selectorLabels(c)}
+}
+
+func mergeLabels(dst, src map[string]string) map[string]string {
+	if dst == nil {
+		dst = map[string]string{}
+	}
+	maps.Copy(dst, src)
+	return dst
+}
+
+// desiredPodTemplate renders the pod template; configHash is the ConfigMap's
+// hash. The template hash annotation is computed over everything else.
+func desiredPodTemplate(c *imv1.IMCluster, configHash string) corev1.PodTemplateSpec {
+	tokenName, tokenKey := adminTokenSecret(c)
+	env := []corev1.EnvVar{
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		{Name: "IMNODE_ADMIN_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: tokenName}, Key: tokenKey}}},
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: dataVolume, MountPath: dataDir},
+		{Name: "config", MountPath: configDir, ReadOnly: true},
+	}
+	volumes := []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(c)}}}}}
+	if ref := c.Spec.AppsSecretRef; ref != nil {
+		mounts = append(mounts, corev1.VolumeMount{Name: "apps", MountPath: appsDir, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "apps", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: ref.Name}}})
+	}
+	if ref := c.Spec.TLSSecretRef; ref != nil {
+		mounts = append(mounts, corev1.VolumeMount{Name: "tls", MountPath: tlsDir, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: ref.Name}}})
+	}
+	adminProbe := func(path string) corev1.ProbeHandler {
+		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString(portNameAdmin)}}
+	}
+	container := corev1.Container{
+		Name:            containerName,
+		Image:           c.ImageRef(),
+		ImagePullPolicy: c.Spec.ImagePullPolicy,
+		Args: []string{
+			"--config", configDir + "/" + configFileKey,
+			"--node-id", "$(POD_NAME)",
+			"--data-dir", dataDir,
+			"--client-addr", fmt.Sprintf("0.0.0.0:%d", c.ClientPort()),
+			"--admin-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultAdminPort),
+			"--peer-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultPeerPort),
+			"--advertise-host", fmt.Sprintf("$(POD_NAME).%s.$(POD_NAMESPACE).svc", peerServiceName(c)),
+		},
+		Env: env,
+		Ports: []corev1.ContainerPort{
+			{Name: portNameClient, ContainerPort: c.ClientPort(), Protocol: corev1.ProtocolTCP},
+			{Name: portNameAdmin, ContainerPort: imv1.DefaultAdminPort, Protocol: corev1.ProtocolTCP},
+			{Name: portNamePeer, ContainerPort: imv1.DefaultPeerPort, Protocol: corev1.ProtocolTCP},
+		},
+		Resources:    c.Spec.Resources,
+		VolumeMounts: mounts,
+		// Ready means joined, caught up and serving (DESIGN.md section 7).
+		ReadinessProbe: &corev1.Probe{ProbeHandler: adminProbe("/readyz"), PeriodSeconds: 5, FailureThreshold: 3},
+		LivenessProbe:  &corev1.Probe{ProbeHandler: adminProbe("/healthz"), PeriodSeconds: 10, FailureThreshold: 6},
+		// A catching-up node may take long to become ready; only liveness restarts it.
+		StartupProbe: &corev1.Probe{ProbeHandler: adminProbe("/healthz"), PeriodSeconds: 5, FailureThreshold: 60},
+		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			// Drains the node's client connections (goaway, then wait up to 60s).
+			// Shard hand-off is the operator's job before a scale-down: a
+			// restarting node keeps its shards.
+			Command: []string{"/imnode", "prestop", "--admin-addr", fmt.Sprintf("127.0.0.1:%d", imv1.DefaultAdminPort), "--timeout", "60s"},
+		}}},
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			RunAsNonRoot:             ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+	}
+	affinity := c.Spec.Scheduling.Affinity
+	if affinity == nil {
+		affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+				Weight: 100,
+				PodAffinityTerm: corev1.PodAffinityTerm{
+					TopologyKey:   corev1.LabelHostname,
+					LabelSelector: &metav1.LabelSelector{MatchLabels: selectorLabels(c)},
+				},
+			}},
+		}}
+	}
+	t := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{
+			Labels:      commonLabels(c),
+			Annotations: map[string]string{AnnotationConfigHash: configHash, AnnotationVersion: c.Spec.Version},
+		},
+		Spec: corev1.PodSpec{
+			Containers:                    []corev1.Container{container},
+			Volumes:                       volumes,
+			TerminationGracePeriodSeconds: ptr.To[int64](terminationSecs),
+			Affinity:                      affinity,
+			TopologySpreadConstraints:     c.Spec.Scheduling.TopologySpreadConstraints,
+			Tolerations:                   c.Spec.Scheduling.Tolerations,
+			NodeSelector:                  c.Spec.Scheduling.NodeSelector,
+			PriorityClassName:             c.Spec.Scheduling.PriorityClassName,
+			SecurityContext:               &corev1.PodSecurityContext{FSGroup: ptr.To[int64](65532), RunAsUser: ptr.To[int64](65532)},
+		},
+	}
+	t.Annotations[AnnotationTemplateHash] = hashOf(t)
+	return t
+}
+
+func desiredStatefulSet(c *imv1.IMCluster, template corev1.PodTemplateSpec, replicas int32) *appsv1.StatefulSet {
+	retention := appsv1.RetainPersistentVolumeClaimRetentionPolicyType
+	if c.Spec.Storage.ReclaimPolicy == imv1.ReclaimDelete {
+		retention = appsv1.DeletePersistentVolumeClaimRetentionPolicyType
+	}
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: statefulSetName(c), Namespace: c.Namespace, Labels: commonLabels(c)},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:    ptr.To(replicas),
+			Selector:    &metav1.LabelSelector{MatchLabels: selectorLabels(c)},
+			ServiceName: peerServiceName(c),
+			// The operator orders scale steps itself; Parallel lets it shrink the
+			// highest ordinal even when another pod is not ready.
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			// The operator restarts pods one at a time behind its health gate.
+			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType},
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				// Deletion of the IMCluster is handled by the finalizer; scale-down
+				// claims by the operator after the drain.
+				WhenDeleted: retention,
+				WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+			},
+			Template: template,
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: dataVolume, Labels: selectorLabels(c)},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					StorageClassName: c.Spec.Storage.StorageClassName,
+					Resources: corev1.VolumeResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceStorage: c.Spec.Storage.Size},
+					},
+				},
+			}},
+		},
+	}
+}
+
+// sortedOrdinals returns the keys of m in ascending order.
+func sortedOrdinals[V any](m map[int32]V) []int32 {
+	return slices.Sorted(maps.Keys(m))
+}
