@@ -381,3 +381,87 @@ func TestClientTransportDialFailure(t *testing.T) {
 		t.Fatal("dial to a stopped server succeeded")
 	}
 }
+
+// lastFrame returns the newest frame the fake server received that matches.
+func (fs *fakeServer) lastFrame(match func(*pb.GenericCommand) bool) *pb.GenericCommand {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for i := len(fs.mu.frames) - 1; i >= 0; i-- {
+		if match(fs.mu.frames[i]) {
+			return fs.mu.frames[i]
+		}
+	}
+	return nil
+}
+
+func TestClientTransportFrames(t *testing.T) {
+	fs := startFakeServer(t)
+	c := dial(t, fastConfig(fs.url))
+	sig := func(_ context.Context, id string) (client.Signature, error) {
+		return client.Signature{Signature: "sig-" + id, Timestamp: 42, Nonce: "n"}, nil
+	}
+	var convSigArgs []string
+	convSig := func(_ context.Context, cid, id string, members []string, action string) (client.Signature, error) {
+		convSigArgs = append(convSigArgs, fmt.Sprintf("%s|%s|%v|%s", cid, id, members, action))
+		return client.Signature{Signature: "csig", Timestamp: 43, Nonce: "cn"}, nil
+	}
+	tom := login(t, c, "Tom", client.LoginOptions{Signature: sig, ConversationSignature: convSig})
+	open := fs.opens()[0].GetSessionMessage()
+	if open.GetS() != "sig-Tom" || open.GetT() != 42 || open.GetN() != "n" {
+		t.Fatalf("login signature = %v", open)
+	}
+	ctx := testCtx(t)
+	conv, err := tom.CreateConversation(ctx, client.CreateOptions{Members: []string{"Jerry", "Jerry"}, Name: "n",
+		Attributes: map[string]any{"when": time.UnixMilli(0).UTC()}, Unique: true})
+	mustNoErr(t, err)
+	start := fs.lastFrame(func(f *pb.GenericCommand) bool { return f.GetOp() == pb.OpType_start }).GetConvMessage()
+	if fmt.Sprint(start.GetM()) != "[Jerry Tom]" || !start.GetUnique() || start.GetS() != "csig" ||
+		start.GetAttr().GetData() != `{"name":"n","when":{"__type":"Date","iso":"1970-01-01T00:00:00.000Z"}}` {
+		t.Fatalf("conv/start = %v", start)
+	}
+	if fmt.Sprint(convSigArgs) != "[|Tom|[Jerry Tom]|create]" {
+		t.Fatalf("conversation signature args = %v", convSigArgs)
+	}
+	if conv.ID() != "c1" || conv.Info().CreatedAt.IsZero() {
+		t.Fatalf("created = %+v", conv.Info())
+	}
+
+	m := client.NewText("hi")
+	m.Receipt, m.Transient, m.Priority = true, true, client.PriorityHigh
+	m.PushData = map[string]any{"alert": "hi"}
+	m.MentionAll = true
+	sent, err := conv.Send(ctx, m)
+	mustNoErr(t, err)
+	direct := fs.lastFrame(func(f *pb.GenericCommand) bool { return f.GetCmd() == pb.CommandType_direct })
+	d := direct.GetDirectMessage()
+	if direct.GetPriority() != 1 || !d.GetR() || !d.GetTransient() || d.GetPushData() != `{"alert":"hi"}` || !d.GetMentionAll() ||
+		d.GetDt() == "" || d.BinaryMsg != nil || direct.GetPeerId() != "Tom" {
+		t.Fatalf("direct = %v", direct)
+	}
+	bin, err := conv.Send(ctx, client.NewBinary(nil))
+	mustNoErr(t, err)
+	if d := fs.lastFrame(func(f *pb.GenericCommand) bool { return f.GetCmd() == pb.CommandType_direct }).GetDirectMessage(); d.Msg != nil || d.BinaryMsg == nil {
+		t.Fatalf("empty binary message = %v", d)
+	}
+	_ = bin
+
+	mustNoErr(t, conv.Read(sent))
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		r := fs.lastFrame(func(f *pb.GenericCommand) bool { return f.GetCmd() == pb.CommandType_read })
+		if r == nil {
+			return errNotYet
+		}
+		tu := r.GetReadMessage().GetConvs()[0]
+		if r.I != nil || tu.GetCid() != "c1" || tu.GetTimestamp() != 1000 || tu.Mid != nil {
+			return fmt.Errorf("read = %v", r)
+		}
+		return nil
+	})
+
+	// Re-login after a drop sends neither tag nor signature.
+	fs.dropAll()
+	waitEvent[client.ReconnectEvent](t, tom, nil)
+	if re := fs.opens()[1].GetSessionMessage(); re.S != nil || re.T != nil || re.Tag != nil || !re.GetR() {
+		t.Fatalf("re-login = %v", re)
+	}
+}
