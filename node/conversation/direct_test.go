@@ -1,0 +1,147 @@
+package conversation
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+)
+
+var msgID = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
+
+func TestConversationDirect(t *testing.T) {
+	h := newHarness(t)
+	tom, tom2 := h.caller("Tom", 1), h.caller("Tom", 7)
+	h.caller("Jerry", 2)
+	cid := h.start(tom, "Jerry")
+	h.d.take()
+
+	resp := h.do(tom, directReq(cid, "hello"))
+	ack := resp.GetAckMessage()
+	if resp.GetCmd() != pb.CommandType_ack || ack.Code != nil || !msgID.MatchString(ack.GetUid()) || ack.GetT() != h.clock.Now().UnixMilli() {
+		t.Fatalf("ack %v", resp)
+	}
+	got := h.d.take()
+	if want := []string{"Jerry/2:direct", "Tom/7:direct"}; !slices.Equal(pushKeys(got), want) {
+		t.Fatalf("pushes %v", pushKeys(got))
+	}
+	dm := got[0].cmd.GetDirectMessage()
+	if dm.GetCid() != cid || dm.GetId() != ack.GetUid() || dm.GetFromPeerId() != "Tom" || dm.GetTimestamp() != ack.GetT() ||
+		dm.GetMsg() != "hello" || dm.BinaryMsg != nil || dm.Transient != nil || dm.MentionAll == nil || got[0].cmd.Op != nil {
+		t.Fatalf("push %v", dm)
+	}
+
+	// Same clock: timestamps still strictly increase.
+	_, t2 := h.send(tom2, cid, "two")
+	_, t3 := h.send(tom, cid, "three")
+	if t2 != ack.GetT()+1 || t3 != t2+1 {
+		t.Fatalf("timestamps %d %d %d", ack.GetT(), t2, t3)
+	}
+	h.d.take()
+
+	// Binary messages carry binaryMsg, not msg.
+	bin := h.do(tom, &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), DirectMessage: &pb.DirectCommand{Cid: proto.String(cid), BinaryMsg: []byte{1, 2, 3}}})
+	got = h.d.take()
+	if dm := got[0].cmd.GetDirectMessage(); dm.Msg != nil || string(dm.BinaryMsg) != "\x01\x02\x03" {
+		t.Fatalf("binary push %v", dm)
+	}
+	logs := h.do(tom, logsReq(&pb.LogsCommand{Cid: proto.String(cid), L: proto.Int32(1)})).GetLogsMessage().GetLogs()
+	if len(logs) != 1 || logs[0].GetMsgId() != bin.GetAckMessage().GetUid() || logs[0].GetData() != "AQID" || !logs[0].GetBin() {
+		t.Fatalf("binary history %v", logs)
+	}
+
+	// De-duplication by dt.
+	dt := &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), DirectMessage: &pb.DirectCommand{Cid: proto.String(cid), Msg: proto.String("once"), Dt: proto.String("uuid-1")}}
+	first := h.do(tom, dt).GetAckMessage()
+	h.d.take()
+	second := h.do(tom, dt).GetAckMessage()
+	if first.GetUid() != second.GetUid() || first.GetT() != second.GetT() || len(h.d.take()) != 0 {
+		t.Fatalf("dt dedup %v %v", first, second)
+	}
+
+	// Transient: acked and pushed, never stored.
+	tr := &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), DirectMessage: &pb.DirectCommand{Cid: proto.String(cid), Msg: proto.String("typing"), Transient: proto.Bool(true)}}
+	trAck := h.do(tom, tr).GetAckMessage()
+	got = h.d.take()
+	if trAck.GetUid() == "" || len(got) != 2 || !got[0].cmd.GetDirectMessage().GetTransient() {
+		t.Fatalf("transient %v %v", trAck, pushKeys(got))
+	}
+	logs = h.do(tom, logsReq(&pb.LogsCommand{Cid: proto.String(cid), L: proto.Int32(1)})).GetLogsMessage().GetLogs()
+	if logs[0].GetData() != "once" {
+		t.Fatalf("transient message stored: %v", logs)
+	}
+	if _, next := h.send(tom, cid, "after transient"); next <= trAck.GetT() {
+		t.Fatalf("timestamp %d not after transient %d", next, trAck.GetT())
+	}
+}
+
+func TestConversationDirectErrors(t *testing.T) {
+	h := newHarness(t)
+	tom, eve := h.caller("Tom", 1), h.caller("Eve", 2)
+	cid := h.start(tom, "Jerry")
+	h.fail(eve, directReq(cid, "hi"), protocol.ErrInvalidMessagingTarget)
+	h.fail(tom, directReq("5a5d7433c3422b31ed845e76", "hi"), protocol.ErrInvalidMessagingTarget)
+	h.fail(tom, directReq("_tmp:unknown", "hi"), protocol.ErrConversationNotFound)
+	h.fail(tom, directReq(cid, strings.Repeat("x", protocol.MaxContentSize+1)), protocol.ErrFrameTooLong)
+	big := directReq(cid, strings.Repeat("x", protocol.MaxContentSize-10))
+	big.DirectMessage.PushData = proto.String(`{"alert":"a long alert"}`)
+	h.fail(tom, big, protocol.ErrFrameTooLong)
+	h.do(tom, directReq(cid, strings.Repeat("x", protocol.MaxContentSize)))
+	h.fail(tom, &pb.GenericCommand{Cmd: pb.CommandType_echo.Enum()}, protocol.ErrInternal)
+}
+
+func TestConversationDirectConcurrentTimestamps(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom, "Jerry")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	for i := range 8 {
+		wg.Go(func() {
+			for range 10 {
+				_, ts := h.send(Caller{App: testApp, ClientID: "Tom", Session: SessionID(i + 10)}, cid, "m")
+				mu.Lock()
+				seen[ts] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != 80 {
+		t.Fatalf("%d distinct timestamps for 80 messages", len(seen))
+	}
+}
+
+func TestConversationWillMessages(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	h.caller("Jerry", 2)
+	cid := h.start(tom, "Jerry")
+	h.d.take()
+	will := &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), DirectMessage: &pb.DirectCommand{Cid: proto.String(cid), Msg: proto.String("bye"), Will: proto.Bool(true)}}
+	ack := h.do(tom, will).GetAckMessage()
+	if ack.GetUid() == "" || len(h.d.take()) != 0 {
+		t.Fatalf("will message pushed early")
+	}
+	// A clean logout drops it.
+	h.d.disconnect("Tom", 1)
+	h.e.SessionGone(testApp, "Tom", 1, true)
+	if len(h.d.take()) != 0 {
+		t.Fatalf("will delivered on clean logout")
+	}
+	tom = h.caller("Tom", 3)
+	h.do(tom, will)
+	h.d.disconnect("Tom", 3)
+	h.e.SessionGone(testApp, "Tom", 3, false)
+	got := h.d.take()
+	if len(got) != 1 || got[0].client != "Jerry" || got[0].cmd.GetDirectMessage().GetMsg() != "bye" {
+		t.Fatalf("will pushes %v", pushKeys(got))
+	}
+}
