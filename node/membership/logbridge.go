@@ -1,0 +1,40 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+)
+
+// logBridge adapts memberlist's *log.Logger lines ("[WARN] memberlist:
+// ...") to slog, keeping their level. memberlist writes from its own
+// goroutines; slog handlers are safe for that.
+type logBridge struct {
+	log *slog.Logger
+}
+
+var levelPrefixes = []struct {
+	prefix []byte
+	level  slog.Level
+}{
+	{[]byte("[ERR] "), slog.LevelError},
+	{[]byte("[ERROR] "), slog.LevelError},
+	{[]byte("[WARN] "), slog.LevelWarn},
+	{[]byte("[INFO] "), slog.LevelInfo},
+	{[]byte("[DEBUG] "), slog.LevelDebug},
+}
+
+func (l logBridge) Write(p []byte) (int, error) {
+	msg := bytes.TrimRight(p, "\n")
+	level := slog.LevelInfo
+	for _, lp := range levelPrefixes {
+		if i := bytes.Index(msg, lp.prefix); i >= 0 {
+			level, msg = lp.level, msg[i+len(lp.prefix):]
+			break
+		}
+	}
+	if l.log.Enabled(context.Background(), level) {
+		l.log.Log(context.Background(), level, "Memberlist", "line", string(msg))
+	}
+	return len(p), nil
+}
