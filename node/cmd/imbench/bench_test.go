@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/imcluster/imcluster/node"
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/protocol"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestBenchRunAgainstNode runs a tiny benchmark against a real in-process
+// node and checks the accounting: every sent message is acked and
+// received, and the latency histograms saw them.
+func TestBenchRunAgainstNode(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n, err := node.New(node.Config{
+		DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		Apps: []apps.App{apps.Dev()}, Shards: 16, ShutdownGrace: time.Second, Logger: logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.Shutdown(ctx)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := run(ctx, benchConfig{
+		URLs: []string{"ws://" + n.ClientAddr().String() + "/"}, AppID: apps.DevAppID,
+		Subprotocol: protocol.SubprotocolBinary, Clients: 6, Conns: 2, Rate: 20, Duration: 500 * time.Millisecond,
+		Size: 64, Parallel: 4, Drain: 10 * time.Second, Logger: logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Acked == 0 || res.Acked != res.Sent || res.Received != res.Acked || len(res.Errors) != 0 {
+		t.Fatalf("sent %d acked %d received %d errors %v", res.Sent, res.Acked, res.Received, res.Errors)
+	}
+	if res.SendToAck.Count != res.Acked || res.SendToReceive.Count != res.Received || res.SendToAck.P99Ms <= 0 {
+		t.Fatalf("latencies = %+v / %+v", res.SendToAck, res.SendToReceive)
+	}
+}
