@@ -1,0 +1,163 @@
+package conversation
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/protocol/pb"
+)
+
+func receiptReq(cid, msg string) *pb.GenericCommand {
+	return &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), I: proto.Int32(4),
+		DirectMessage: &pb.DirectCommand{Cid: proto.String(cid), Msg: proto.String(msg), R: proto.Bool(true)}}
+}
+
+func ackReq(cid string, from, to int64) *pb.GenericCommand {
+	return &pb.GenericCommand{Cmd: pb.CommandType_ack.Enum(), AckMessage: &pb.AckCommand{Cid: proto.String(cid), Fromts: proto.Int64(from), Tots: proto.Int64(to)}}
+}
+
+func readReq(cid string, ts int64, mid string) *pb.GenericCommand {
+	t := &pb.ReadTuple{Cid: proto.String(cid), Timestamp: proto.Int64(ts)}
+	if mid != "" {
+		t.Mid = proto.String(mid)
+	}
+	return &pb.GenericCommand{Cmd: pb.CommandType_read.Enum(), ReadMessage: &pb.ReadCommand{Convs: []*pb.ReadTuple{t}}}
+}
+
+func TestConversationReceipts(t *testing.T) {
+	h := newHarness(t)
+	tom, jerry := h.caller("Tom", 1), h.caller("Jerry", 2)
+	h.caller("Jerry", 3) // Jerry's second device
+	cid := h.start(tom, "Jerry")
+	h.clock.Advance(time.Second)
+	plain := h.do(tom, directReq(cid, "no receipt")).GetAckMessage()
+	h.clock.Advance(time.Second)
+	withR := h.do(tom, receiptReq(cid, "receipt please")).GetAckMessage()
+	h.d.take()
+
+	// No ackAt before a real delivery ack.
+	logs := h.do(tom, logsReq(&pb.LogsCommand{Cid: proto.String(cid)})).GetLogsMessage().GetLogs()
+	if logs[0].AckAt != nil || logs[1].AckAt != nil {
+		t.Fatalf("ackAt without ack %v", logs)
+	}
+	h.clock.Advance(time.Second)
+	if resp := h.do(jerry, ackReq(cid, plain.GetT(), withR.GetT())); resp != nil {
+		t.Fatalf("receiver ack answered: %v", resp)
+	}
+	got := h.d.take()
+	if len(got) != 1 || got[0].client != "Tom" || got[0].cmd.GetCmd() != pb.CommandType_rcp {
+		t.Fatalf("delivery receipt pushes %v", pushKeys(got))
+	}
+	rcp := got[0].cmd.GetRcpMessage()
+	if rcp.GetId() != withR.GetUid() || rcp.GetCid() != cid || rcp.GetFrom() != "Jerry" || rcp.Read != nil ||
+		rcp.GetT() != h.clock.Now().UnixMilli() || got[0].cmd.GetServerTs() == 0 {
+		t.Fatalf("rcp %v", got[0].cmd)
+	}
+	logs = h.do(tom, logsReq(&pb.LogsCommand{Cid: proto.String(cid)})).GetLogsMessage().GetLogs()
+	if logs[0].GetAckAt() != rcp.GetT() || logs[1].GetAckAt() != rcp.GetT() || logs[1].ReadAt != nil {
+		t.Fatalf("ackAt %v", logs)
+	}
+	mr := h.do(tom, convReq(pb.OpType_max_read, &pb.ConvCommand{Cid: proto.String(cid)})).GetConvMessage()
+	if mr.GetMaxAckTimestamp() != withR.GetT() || mr.MaxReadTimestamp != nil {
+		t.Fatalf("max_read %v", mr)
+	}
+
+	// Read: unread push to Jerry's other device, read receipt to Tom.
+	h.clock.Advance(time.Second)
+	if resp := h.do(jerry, readReq(cid, withR.GetT(), withR.GetUid())); resp != nil {
+		t.Fatalf("read answered: %v", resp)
+	}
+	got = h.d.take()
+	if want := []string{"Jerry/3:unread", "Tom/1:rcp"}; !slices.Equal(pushKeys(got), want) {
+		t.Fatalf("read pushes %v", pushKeys(got))
+	}
+	for _, p := range got {
+		switch p.client {
+		case "Jerry":
+			u := p.cmd.GetUnreadMessage()
+			if len(u.Convs) != 1 || u.Convs[0].GetUnread() != 0 || u.Convs[0].Mentioned != nil || u.Convs[0].GetMid() != withR.GetUid() || u.NotifTime == nil {
+				t.Fatalf("unread push %v", u)
+			}
+		case "Tom":
+			r := p.cmd.GetRcpMessage()
+			if !r.GetRead() || r.GetId() != withR.GetUid() || r.GetT() != withR.GetT() || r.GetFrom() != "Jerry" {
+				t.Fatalf("read receipt %v", r)
+			}
+		}
+	}
+	mr = h.do(tom, convReq(pb.OpType_max_read, &pb.ConvCommand{Cid: proto.String(cid), QueryAllMembers: proto.Bool(true)})).GetConvMessage()
+	if mr.GetMaxReadTimestamp() != withR.GetT() || len(mr.MaxReadTuples) != 1 || mr.MaxReadTuples[0].GetPid() != "Jerry" ||
+		mr.MaxReadTuples[0].MaxAckTimestamp == nil || mr.MaxReadTuples[0].MaxReadTimestamp == nil {
+		t.Fatalf("max_read all %v", mr)
+	}
+	logs = h.do(tom, logsReq(&pb.LogsCommand{Cid: proto.String(cid)})).GetLogsMessage().GetLogs()
+	if logs[1].ReadAt == nil {
+		t.Fatalf("readAt missing %v", logs)
+	}
+	// Tom offline: the receipts wait as reliable notifications.
+	ns, _, err := h.e.Notifications(t.Context(), testApp, "Tom", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rcps []map[string]any
+	for _, n := range ns {
+		if n.Cmd == pb.CommandType_rcp {
+			rcps = append(rcps, n.JSMap())
+		}
+	}
+	if len(rcps) != 2 || rcps[0]["id"] != withR.GetUid() || rcps[1]["read"] != true || rcps[0]["cmd"] != "rcp" {
+		t.Fatalf("rcp notifications %v", rcps)
+	}
+	if _, ok := rcps[0]["op"]; ok {
+		t.Fatalf("rcp notification has op: %v", rcps[0])
+	}
+}
+
+func TestConversationUnread(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom, "Jerry", "Mary")
+	other := h.start(tom, "Mary")
+	h.send(tom, other, "for mary only")
+	for i, msg := range []string{"one", "two", "three"} {
+		req := directReq(cid, msg)
+		if i == 1 {
+			req.DirectMessage.MentionPids = []string{"Jerry"}
+		}
+		h.clock.Advance(time.Second)
+		h.do(tom, req)
+	}
+	u, err := h.e.UnreadSummary(t.Context(), testApp, "Jerry", 0)
+	if err != nil || u == nil || len(u.Convs) != 1 {
+		t.Fatalf("summary %v %v", u, err)
+	}
+	tu := u.Convs[0]
+	if tu.GetCid() != cid || tu.GetUnread() != 3 || !tu.GetMentioned() || tu.GetData() != "three" || tu.GetFrom() != "Tom" ||
+		tu.GetTimestamp() == 0 || tu.GetMid() == "" || tu.BinaryMsg != nil || u.GetNotifTime() != h.clock.Now().UnixMilli() {
+		t.Fatalf("tuple %v", u)
+	}
+	if u, _ := h.e.UnreadSummary(t.Context(), testApp, "Tom", 0); u != nil {
+		t.Fatalf("own messages are unread: %v", u)
+	}
+	// Nothing changed since the last summary.
+	if again, _ := h.e.UnreadSummary(t.Context(), testApp, "Jerry", u.GetNotifTime()); again != nil {
+		t.Fatalf("unchanged summary %v", again)
+	}
+	h.clock.Advance(time.Second)
+	h.do(Caller{App: testApp, ClientID: "Jerry", Session: 9}, readReq(cid, h.clock.Now().UnixMilli(), ""))
+	again, _ := h.e.UnreadSummary(t.Context(), testApp, "Jerry", u.GetNotifTime())
+	if again == nil || again.Convs[0].GetUnread() != 0 || again.Convs[0].Mentioned != nil {
+		t.Fatalf("summary after read %v", again)
+	}
+	if u, _ := h.e.UnreadSummary(t.Context(), testApp, "Jerry", 0); u != nil {
+		t.Fatalf("summary after read without cursor %v", u)
+	}
+	// Members added later do not inherit older messages as unread.
+	h.do(tom, convReq(pb.OpType_add, &pb.ConvCommand{Cid: proto.String(cid), M: []string{"William"}}))
+	if u, _ := h.e.UnreadSummary(t.Context(), testApp, "William", 0); u != nil {
+		t.Fatalf("new member unread %v", u)
+	}
+}
