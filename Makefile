@@ -49,10 +49,15 @@ fmt: ## Format the Go code.
 vet: ## Run go vet.
 	$(GO) vet ./...
 
+GOLANGCI_LINT := $(CACHE_DIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+$(GOLANGCI_LINT):
+	mkdir -p $(CACHE_DIR)/bin
+	tmp=$$(mktemp -d) && GOBIN=$$tmp $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) && mv $$tmp/golangci-lint $@ && rm -rf $$tmp
+
 .PHONY: lint
-lint: ## Run golangci-lint (installed into the cache, pinned).
-	@test -x $(CACHE_DIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION) || GOBIN=$(CACHE_DIR)/bin-tmp $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) && mkdir -p $(CACHE_DIR)/bin && mv $(CACHE_DIR)/bin-tmp/golangci-lint $(CACHE_DIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION) 2>/dev/null || true
-	$(CACHE_DIR)/bin/golangci-lint-$(GOLANGCI_LINT_VERSION) run ./...
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned, installed into the cache).
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: generate
 generate: ## Regenerate protobuf code (and, with the operator fragment, deepcopy).
