@@ -126,6 +126,14 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// DefaultLocalConfig is DefaultConfig for tests: the sweeper runs every
+// 100 ms.
+func DefaultLocalConfig() Config {
+	c := DefaultConfig()
+	c.SweepInterval = 100 * time.Millisecond
+	return c
+}
+
 // Validate reports a configuration error.
 func (c *Config) Validate() error {
 	switch {
@@ -347,7 +355,15 @@ func errUnsupported(req *pb.GenericCommand) error {
 	return protocol.ErrInternal.WithDetail("unsupported command %s", commandName(req))
 }
 
+// commandName names a command for errors and metric labels. Values outside
+// the schema's enums collapse to "unknown" so labels stay bounded.
 func commandName(req *pb.GenericCommand) string {
+	if _, ok := pb.CommandType_name[int32(req.GetCmd())]; !ok {
+		return "unknown"
+	}
+	if _, ok := pb.OpType_name[int32(req.GetOp())]; req.Op != nil && !ok {
+		return req.GetCmd().String() + "/unknown"
+	}
 	if req.Op != nil {
 		return req.GetCmd().String() + "/" + req.GetOp().String()
 	}

@@ -37,19 +37,12 @@ func (f *failures) proto() []*pb.ErrorCommand {
 // memberEvent records and returns the pushes of spec 3.6.3 for one
 // operation: each affected client gets the singular op and the plural op
 // {m = affected}; every other recipient gets the plural op. All are reliable
-// notifications persisted in b.
+// notifications persisted in b; one frame (one serverTs) per op.
 func (e *Engine) memberEvent(b *store.Batch, app, cid, initBy, udate string, single, plural pb.OpType, affected, others []string) []push {
-	var ps []push
-	for _, id := range affected {
-		one := e.reliable(b, app, []string{id}, convPush(single, cid, initBy, udate, nil))
-		many := e.reliable(b, app, []string{id}, convPush(plural, cid, initBy, udate, affected))
-		ps = append(ps, push{app: app, to: []string{id}, cmd: one}, push{app: app, to: []string{id}, cmd: many})
-	}
-	if len(others) > 0 {
-		many := e.reliable(b, app, others, convPush(plural, cid, initBy, udate, affected))
-		ps = append(ps, push{app: app, to: others, cmd: many})
-	}
-	return ps
+	all := append(append([]string(nil), affected...), others...)
+	one := e.reliable(b, app, affected, convPush(single, cid, initBy, udate, nil))
+	many := e.reliable(b, app, all, convPush(plural, cid, initBy, udate, affected))
+	return []push{{app: app, to: affected, cmd: one}, {app: app, to: all, cmd: many}}
 }
 
 // without returns set minus ids (both sorted), as a new slice.

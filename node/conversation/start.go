@@ -166,12 +166,9 @@ func (e *Engine) createConvLocked(ctx context.Context, c Caller, r *convRecord, 
 		e.indexClient(b, c.App, id, r, r.Created)
 	}
 	udate := protocol.ISODate(r.Updated)
-	var ps []push
-	for _, id := range r.Members {
-		joined := e.reliable(b, c.App, []string{id}, convPush(pb.OpType_joined, r.ID, c.ClientID, udate, nil))
-		mj := e.reliable(b, c.App, []string{id}, convPush(pb.OpType_members_joined, r.ID, c.ClientID, udate, r.Members))
-		ps = append(ps, push{app: c.App, to: []string{id}, cmd: joined}, push{app: c.App, to: []string{id}, cmd: mj})
-	}
+	joined := e.reliable(b, c.App, r.Members, convPush(pb.OpType_joined, r.ID, c.ClientID, udate, nil))
+	mj := e.reliable(b, c.App, r.Members, convPush(pb.OpType_members_joined, r.ID, c.ClientID, udate, r.Members))
+	ps := []push{{app: c.App, to: r.Members, cmd: joined}, {app: c.App, to: r.Members, cmd: mj}}
 	if err := e.st.Commit(b); err != nil {
 		return nil, internal("commit conversation", err)
 	}
