@@ -38,8 +38,8 @@ func ackResponse(cid, mid string, ts int64) *pb.GenericCommand {
 	return r
 }
 
-// checkSendLocked validates a send to r (spec 3.5.2, in order). r may be nil.
-func (e *Engine) checkSendLocked(c Caller, cid string, r *convRecord, dm *pb.DirectCommand) error {
+// checkSend validates a send to r (spec 3.5.2, in order). r may be nil.
+func (e *Engine) checkSend(c Caller, cid string, r *convRecord, dm *pb.DirectCommand) error {
 	if r == nil || r.expired(e.nowMs()) {
 		if strings.HasPrefix(cid, tempPrefix) || r != nil {
 			return protocol.ErrConversationNotFound.WithDetail("conversation %q not found", cid)
@@ -75,7 +75,7 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 	if err != nil {
 		return nil, err
 	}
-	if err := e.checkSendLocked(c, cid, r, dm); err != nil {
+	if err := e.checkSend(c, cid, r, dm); err != nil {
 		return nil, err
 	}
 	transient := dm.GetTransient()
@@ -227,7 +227,7 @@ func (e *Engine) acceptWill(c Caller, dm *pb.DirectCommand) (*pb.GenericCommand,
 	if err != nil {
 		return nil, err
 	}
-	if err := e.checkSendLocked(c, dm.GetCid(), r, dm); err != nil {
+	if err := e.checkSend(c, dm.GetCid(), r, dm); err != nil {
 		return nil, err
 	}
 	mid := newMessageID()

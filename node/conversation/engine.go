@@ -67,7 +67,8 @@ type Config struct {
 	// GET /1.1/rtm/notifications. Zero value means 30 days.
 	NotificationRetention time.Duration
 	// SweepInterval is the period of the retention and temporary-conversation
-	// expiry sweeper. Zero value means 1 minute.
+	// expiry sweeper (expiry itself is enforced on every access; the sweeper
+	// reclaims space). Zero value means 10 minutes.
 	SweepInterval time.Duration
 	// DedupWindow is how long a (conversation, sender, dt) de-duplication token
 	// is remembered. Zero value means 24 hours.
@@ -107,7 +108,7 @@ func (c *Config) setDefaults() {
 		c.NotificationRetention = 30 * 24 * time.Hour
 	}
 	if c.SweepInterval == 0 {
-		c.SweepInterval = time.Minute
+		c.SweepInterval = 10 * time.Minute
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = 24 * time.Hour
@@ -201,6 +202,9 @@ type Engine struct {
 	// notifications so a client's cursor never skips one.
 	notifMu   sync.Mutex
 	notifLast int64
+	// nonce makes notification keys of this process unique, so a restart
+	// within the same millisecond never overwrites one.
+	nonce string
 
 	rooms rooms
 	wills wills
@@ -222,6 +226,7 @@ func New(cfg Config) (*Engine, error) {
 		d:      cfg.Deliverer,
 		now:    cfg.Clock,
 		log:    cfg.Logger.With("component", logComponent),
+		nonce:  newMessageID()[:8],
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {

@@ -136,7 +136,7 @@ func (e *Engine) reliable(b *store.Batch, app string, to []string, cmd *pb.Gener
 		panic("conversation: marshal notification: " + err.Error()) // frames are built here, always valid
 	}
 	for _, id := range to {
-		b.Set(e.clientKey(app, id, store.FamNotif).Int64(ts).Str("").Bytes(), v)
+		b.Set(e.clientKey(app, id, store.FamNotif).Int64(ts).Str(e.nonce).Bytes(), v)
 	}
 	return cmd
 }
