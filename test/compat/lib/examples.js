@@ -151,7 +151,11 @@ function track(obj, calls) {
 // run evaluates example `line` with env as its free variables. It returns
 // {console, calls, result, thrown}: `thrown` is a synchronous exception of the
 // example itself (tests assert on it where the guide's code throws).
-async function run(line, env = {}, { require: req } = {}) {
+//
+// placeholders maps an id the guide prints as a stand-in (the literal
+// 'CONVERSATION_ID', the sample id '551260efe4b01608686c3e0f') to the id of
+// the conversation the test created; each must occur in the example.
+async function run(line, env = {}, { require: req, placeholders = {} } = {}) {
   const con = new RecordingConsole(String(line));
   const calls = [];
   const vars = { require: req || require, console: con };
@@ -159,7 +163,13 @@ async function run(line, env = {}, { require: req } = {}) {
     vars[k] = v && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v) ? track(v, calls) : v;
   }
   const names = Object.keys(vars);
-  const fn = new AsyncFunction(...names, source(line));
+  let src = source(line);
+  for (const [from, to] of Object.entries(placeholders)) {
+    const lit = `'${from}'`;
+    if (!src.includes(lit)) throw new Error(`example ${line} has no placeholder ${lit}`);
+    src = src.split(lit).join(JSON.stringify(to));
+  }
+  const fn = new AsyncFunction(...names, src);
   let result;
   let thrown = null;
   try {

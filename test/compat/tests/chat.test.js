@@ -14,9 +14,9 @@ after(() => h.stop());
 
 test('Tom logs in with his name as clientId (examples 44 and 79)', async () => {
   const app = h.app();
-  for (const [line, node] of [[44, 0], [79, 1]]) {
-    const realtime = h.realtime(app, node);
-    const ran = await ex.run(line, { realtime }, { require: realtime.sdk.require });
+  const rt0 = h.realtime(app, 0);
+  const rt1 = h.realtime(app, 1);
+  for (const ran of [await ex.run(44, { realtime: rt0 }), await ex.run(79, { realtime: rt1 })]) {
     assert.equal(ran.thrown, null);
     const tom = await ex.settle(ran, 'createIMClient');
     assert.equal(tom.id, 'Tom');
