@@ -321,10 +321,11 @@ func TestClientNodeModeration(t *testing.T) {
 	tn := startNode(t)
 	ctx := testCtx(t)
 	tomID, jerryID, maryID := uid("Tom"), uid("Jerry"), uid("Mary")
-	tom, jerry := tn.login(t, tomID), tn.login(t, jerryID)
+	tom, jerry, mary := tn.login(t, tomID), tn.login(t, jerryID), tn.login(t, maryID)
 	conv, err := tom.CreateConversation(ctx, client.CreateOptions{Members: []string{jerryID, maryID}, Unique: true})
 	mustNoErr(t, err)
 	cid := conv.ID()
+	waitEvent(t, mary, membership(client.MembersJoined, cid))
 
 	mustNoErr(t, conv.Mute(ctx))
 	mustNoErr(t, conv.Unmute(ctx))
@@ -344,8 +345,21 @@ func TestClientNodeModeration(t *testing.T) {
 		t.Fatalf("mute members = %+v", res)
 	}
 	mm := waitEvent(t, tom, membership(client.MembersMuted, cid))
-	if !slices.Equal(mm.Members, []string{maryID}) {
+	if !slices.Equal(mm.Members, []string{maryID}) || mm.By != tomID {
 		t.Fatalf("membersmuted = %+v", mm)
+	}
+	if e := waitEvent(t, mary, membership(client.Muted, cid)); e.By != tomID {
+		t.Fatalf("muted = %+v", e)
+	}
+	mconv := mary.Conversation(cid)
+	if _, err := mconv.Send(ctx, client.NewText("can I talk?")); !errors.Is(err, protocol.ErrSilenced) {
+		t.Fatalf("silenced send: %v", err)
+	}
+	if self, _, err := mconv.MutedMembers(ctx, 10, ""); err != nil || !slices.Equal(self, []string{maryID}) {
+		t.Fatalf("muted list seen by the muted member = %v, %v", self, err)
+	}
+	if res, err := mconv.UnmuteMembers(ctx, []string{maryID}); err == nil && len(res.Failed) == 0 {
+		t.Fatalf("a silenced member unsilenced itself: %+v", res)
 	}
 	muted, _, err := conv.MutedMembers(ctx, 10, "")
 	mustNoErr(t, err)
@@ -355,6 +369,11 @@ func TestClientNodeModeration(t *testing.T) {
 	_, err = conv.UnmuteMembers(ctx, []string{maryID})
 	mustNoErr(t, err)
 	waitEvent(t, tom, membership(client.MembersUnmuted, cid))
+	// The affected member gets both the singular and the plural push.
+	waitEvent(t, mary, membership(client.Unmuted, cid))
+	waitEvent(t, mary, membership(client.MembersUnmuted, cid))
+	_, err = mconv.Send(ctx, client.NewText("thanks"))
+	mustNoErr(t, err)
 
 	res, err = conv.BlockMembers(ctx, []string{maryID})
 	mustNoErr(t, err)
@@ -362,16 +381,22 @@ func TestClientNodeModeration(t *testing.T) {
 		t.Fatalf("block = %+v", res)
 	}
 	waitEvent(t, tom, membership(client.MembersBlocked, cid))
+	waitEvent(t, tom, membership(client.MembersLeft, cid))
+	waitEvent(t, mary, membership(client.Blocked, cid))
+	waitEvent(t, mary, membership(client.Kicked, cid))
+	if res, err := mconv.UnblockMembers(ctx, []string{maryID}); err == nil && len(res.Failed) == 0 {
+		t.Fatalf("a blocked member unblocked itself: %+v", res)
+	}
 	blocked, _, err := conv.BlockedMembers(ctx, 10, "")
 	mustNoErr(t, err)
 	if !slices.Equal(blocked, []string{maryID}) {
 		t.Fatalf("blocked = %v", blocked)
 	}
-	mary := tn.login(t, maryID)
-	if err := mary.Conversation(cid).Join(ctx); !errors.Is(err, protocol.ErrBlockedByConv) {
+	if err := mconv.Join(ctx); !errors.Is(err, protocol.ErrBlockedByConv) {
 		t.Fatalf("blocked join: %v", err)
 	}
 	_, err = conv.UnblockMembers(ctx, []string{maryID})
 	mustNoErr(t, err)
-	mustNoErr(t, mary.Conversation(cid).Join(ctx))
+	waitEvent(t, mary, membership(client.Unblocked, cid))
+	mustNoErr(t, mconv.Join(ctx))
 }

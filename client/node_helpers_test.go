@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,8 +16,20 @@ import (
 
 // testNode is a real imnode started in-process on 127.0.0.1:0.
 type testNode struct {
-	n   *node.Node
-	url string
+	n    *node.Node
+	url  string
+	once sync.Once
+}
+
+// stop shuts the node down (goaway to its clients first); idempotent.
+func (tn *testNode) stop(t testing.TB) {
+	tn.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := tn.n.Shutdown(ctx); err != nil {
+			t.Errorf("node shutdown: %v", err)
+		}
+	})
 }
 
 // startNode starts a node with the development app and stops it in
@@ -38,14 +51,9 @@ func startNode(t testing.TB) *testNode {
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := n.Shutdown(ctx); err != nil {
-			t.Errorf("node shutdown: %v", err)
-		}
-	})
-	return &testNode{n: n, url: "ws://" + n.ClientAddr().String() + "/"}
+	tn := &testNode{n: n, url: "ws://" + n.ClientAddr().String() + "/"}
+	t.Cleanup(func() { tn.stop(t) })
+	return tn
 }
 
 var idSeq atomic.Int64

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/imcluster/imcluster/client"
+	"github.com/imcluster/imcluster/node/apps"
 	"github.com/imcluster/imcluster/node/protocol"
 )
 
@@ -86,4 +88,53 @@ func TestClientNodeSessionReconnect(t *testing.T) {
 	// login with the same tag still kicks it.
 	login(t, tn.conn(t), tomID, client.LoginOptions{Tag: "Mobile"})
 	waitEvent[client.ConflictEvent](t, tom, nil)
+}
+
+// TestClientNodeGoaway: a node shutting down sends goaway; the client moves
+// to the next URL and logs in again there (its token is unknown to the
+// other node, so the re-login falls back to a token-less one).
+func TestClientNodeGoaway(t *testing.T) {
+	a, b := startNode(t), startNode(t)
+	cfg := client.DefaultConfig(apps.DevAppID, a.url, b.url)
+	cfg.ReconnectBaseDelay = 10 * time.Millisecond
+	c := dial(t, cfg)
+	tom := login(t, c, uid("Tom"), client.LoginOptions{})
+	a.stop(t)
+	if d := waitEvent[client.DisconnectEvent](t, tom, nil); !d.Goaway {
+		t.Fatalf("disconnect = %+v, want goaway", d)
+	}
+	waitEvent[client.ReconnectEvent](t, tom, nil)
+	watcher := b.login(t, uid("Jerry"))
+	online, err := watcher.OnlineStatus(testCtx(t), []string{tom.ID()})
+	mustNoErr(t, err)
+	if len(online) != 1 {
+		t.Fatalf("client not online on the second node: %v", online)
+	}
+}
+
+func TestClientNodeLimits(t *testing.T) {
+	tn := startNode(t)
+	ctx := testCtx(t)
+	tom := tn.login(t, uid("Tom"))
+	var eleven []string
+	for range 10 {
+		eleven = append(eleven, uid("m"))
+	}
+	// 10 others + the creator = 11 > 10 members of a temporary conversation.
+	if _, err := tom.CreateTemporaryConversation(ctx, eleven, time.Minute); err == nil {
+		t.Fatal("temporary conversation with 11 members created")
+	}
+	var many []string
+	for range 500 {
+		many = append(many, uid("m"))
+	}
+	conv, err := tom.CreateConversation(ctx, client.CreateOptions{Members: many[:499]})
+	mustNoErr(t, err)
+	res, err := conv.Add(ctx, many[499:])
+	if err == nil && (len(res.Failed) != 1 || res.Failed[0].Code != 4304) {
+		t.Fatalf("501st member: %+v", res)
+	}
+	if err != nil && !errors.Is(err, protocol.ErrConversationFull) {
+		t.Fatalf("501st member: %v", err)
+	}
 }
