@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -32,7 +34,17 @@ func (g *Gateway) dispatch(c *conn, req *pb.GenericCommand) {
 	c.sendCommand(resp)
 }
 
-func (g *Gateway) execute(c *conn, req *pb.GenericCommand) *pb.GenericCommand {
+func (g *Gateway) execute(c *conn, req *pb.GenericCommand) (resp *pb.GenericCommand) {
+	defer func() {
+		// A bug in a handler must cost one request, not the node: answer
+		// 4200 and keep serving. The stack goes to the log once.
+		if r := recover(); r != nil {
+			g.metrics.panics.Inc()
+			g.log.Error("Command handler panicked", "cmd", req.GetCmd().String(), "op", req.GetOp().String(),
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			resp = protocol.ErrorResponse(req, protocol.ErrInternal)
+		}
+	}()
 	switch req.GetCmd() {
 	case pb.CommandType_echo:
 		r := protocol.Response(req, pb.CommandType_echo, nil)

@@ -13,6 +13,7 @@ type metrics struct {
 	slowDisconnects   prometheus.Counter
 	floodDisconnects  prometheus.Counter
 	idleDisconnects   prometheus.Counter
+	panics            prometheus.Counter
 	commands          *prometheus.CounterVec
 	commandErrors     *prometheus.CounterVec
 	commandSeconds    *prometheus.HistogramVec
@@ -44,6 +45,9 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 		idleDisconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imnode_gateway_idle_disconnects_total", Help: "Connections closed by the idle read timeout.",
 		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_handler_panics_total", Help: "Commands whose handler panicked (a bug; answered with 4200).",
+		}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imnode_gateway_commands_total", Help: "Client commands executed, by command.",
 		}, []string{"cmd"}),
@@ -57,7 +61,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.handshakeFailures, m.badFrames, m.framesOut, m.pushes,
-			m.slowDisconnects, m.floodDisconnects, m.idleDisconnects, m.commands, m.commandErrors, m.commandSeconds,
+			m.slowDisconnects, m.floodDisconnects, m.idleDisconnects, m.panics, m.commands, m.commandErrors, m.commandSeconds,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "imnode_gateway_sessions", Help: "Logged-in sessions.",
 			}, func() float64 { return float64(g.reg.size()) }))

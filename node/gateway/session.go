@@ -44,6 +44,9 @@ func (g *Gateway) open(c *conn, req *pb.GenericCommand) *pb.GenericCommand {
 		return protocol.ErrorResponse(req, protocol.ErrAppNotAvailable.WithDetail("unknown appId %q", req.GetAppId()))
 	}
 	sm := req.GetSessionMessage()
+	if sm == nil {
+		sm = &pb.SessionCommand{}
+	}
 	clientID := req.GetPeerId()
 	if req.PeerId == nil {
 		clientID = anonymousID()

@@ -1,0 +1,138 @@
+package node_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node"
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+)
+
+// otherApp is a second tenant with login signatures on.
+var otherApp = apps.App{ID: "other-app", Key: "other-key", MasterKey: "other-master", LoginSignature: true}
+
+func twoApps(c *node.Config) { c.Apps = append(c.Apps, otherApp) }
+
+// call performs an HTTP request against the node's client port and decodes
+// the JSON answer.
+func call(t *testing.T, n *node.Node, method, path string, headers map[string]string, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+n.ClientAddr().String()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatalf("%s %s: non-JSON answer %q", method, path, data)
+	}
+	return resp.StatusCode, out
+}
+
+func master(app apps.App) map[string]string {
+	return map[string]string{"X-LC-Id": app.ID, "X-LC-Key": app.MasterKey + ",master", "Content-Type": "application/json"}
+}
+
+func TestNodeRESTRoute(t *testing.T) {
+	n := startNode(t, nil)
+	code, body := call(t, n, "GET", "/v1/route?appId="+apps.DevAppID+"&secure=false", nil, "")
+	want := "ws://" + n.ClientAddr().String()
+	if code != 200 || body["server"] != want || body["secondary"] != want || body["ttl"] == nil {
+		t.Fatalf("route = %d %v, want server %s", code, body, want)
+	}
+	if code, body := call(t, n, "GET", "/v1/route?appId=unknown", nil, ""); code != 404 || body["code"] == nil || body["error"] == nil {
+		t.Fatalf("route for an unknown app = %d %v", code, body)
+	}
+}
+
+func TestNodeRESTServerAPI(t *testing.T) {
+	n := startNode(t, twoApps)
+	dev := apps.Dev()
+	code, created := call(t, n, "POST", "/1.1/rtm/conversations", master(dev),
+		`{"client_id":"Tom","members":["Jerry"],"name":"Tom & Jerry","unique":true,"attributes":{"type":"private"}}`)
+	if code != 201 || created["objectId"] == "" {
+		t.Fatalf("create = %d %v", code, created)
+	}
+	cid := created["objectId"].(string)
+	code, sent := call(t, n, "POST", "/1.1/rtm/conversations/"+cid+"/messages", master(dev), `{"from_client":"Tom","message":"hello from the back end"}`)
+	if code != 200 || sent["msg-id"] == "" {
+		t.Fatalf("send = %d %v", code, sent)
+	}
+	code, hist := call(t, n, "GET", "/1.1/rtm/conversations/"+cid+"/messages?client_id=Jerry&limit=10", master(dev), "")
+	results, _ := hist["results"].([]any)
+	if code != 200 || len(results) != 1 || results[0].(map[string]any)["data"] != "hello from the back end" {
+		t.Fatalf("history = %d %v", code, hist)
+	}
+	code, got := call(t, n, "GET", "/1.1/rtm/conversations/"+cid, master(dev), "")
+	results, _ = got["results"].([]any)
+	if code != 200 || len(results) != 1 || results[0].(map[string]any)["type"] != "private" {
+		t.Fatalf("get = %d %v", code, got)
+	}
+
+	// The app key is not enough for the server API, and a wrong key is refused.
+	appKeyOnly := map[string]string{"X-LC-Id": dev.ID, "X-LC-Key": dev.Key}
+	if code, body := call(t, n, "GET", "/1.1/rtm/conversations/"+cid, appKeyOnly, ""); code != 403 || body["error"] == nil {
+		t.Fatalf("server API with the app key = %d %v", code, body)
+	}
+	wrong := map[string]string{"X-LC-Id": dev.ID, "X-LC-Key": "nope,master"}
+	if code, _ := call(t, n, "GET", "/1.1/rtm/conversations/"+cid, wrong, ""); code != 401 {
+		t.Fatalf("server API with a wrong master key = %d", code)
+	}
+	// Another app never sees the conversation, even by id.
+	code, other := call(t, n, "GET", "/1.1/rtm/conversations/"+cid, master(otherApp), "")
+	if results, _ := other["results"].([]any); code != 200 || len(results) != 0 {
+		t.Fatalf("other app sees the conversation: %d %v", code, other)
+	}
+	if code, body := call(t, n, "POST", "/1.1/rtm/conversations/"+cid+"/messages", master(otherApp), `{"from_client":"Tom","message":"x"}`); code == 200 || body["code"] != float64(4401) {
+		t.Fatalf("other app sending into the conversation = %d %v, want 4401", code, body)
+	}
+	// Bad input gets a JSON error, not a crash.
+	if code, body := call(t, n, "POST", "/1.1/rtm/conversations", master(dev), `{"client_id":`); code != 400 || body["error"] == nil {
+		t.Fatalf("malformed body = %d %v", code, body)
+	}
+	if code, body := call(t, n, "GET", "/1.1/rtm/conversations?where=%7Bbad&client_id=Tom", master(dev), ""); code != 400 || body["code"] != float64(4310) {
+		t.Fatalf("malformed where = %d %v, want 4310", code, body)
+	}
+}
+
+func TestNodeLoginSignatureEnforcedPerApp(t *testing.T) {
+	n := startNode(t, twoApps)
+	c := dialRaw(t, n, protocol.SubprotocolBinary)
+	open := func(i int32, app, client string, sm *pb.SessionCommand) *pb.GenericCommand {
+		c.send(&pb.GenericCommand{Cmd: pb.CommandType_session.Enum(), Op: pb.OpType_open.Enum(), I: proto.Int32(i),
+			AppId: proto.String(app), PeerId: proto.String(client), SessionMessage: sm})
+		return c.recv()
+	}
+	// Signatures off: fake values are ignored.
+	if r := open(1, apps.DevAppID, "a", &pb.SessionCommand{S: proto.String("signature"), N: proto.String("nonce"), T: proto.Int64(1)}); r.GetOp() != pb.OpType_opened {
+		t.Fatalf("fake signature with signing off: %v", r)
+	}
+	// Signatures on: missing or wrong ones are refused with 4102.
+	if r := open(2, otherApp.ID, "b", nil); r.GetErrorMessage().GetCode() != 4102 || r.GetErrorMessage().GetReason() != "SIGNATURE_FAILED" {
+		t.Fatalf("missing signature: %v", r)
+	}
+	now := time.Now().UnixMilli()
+	if r := open(3, otherApp.ID, "b", &pb.SessionCommand{S: proto.String("00"), N: proto.String("n"), T: proto.Int64(now)}); r.GetErrorMessage().GetCode() != 4102 {
+		t.Fatalf("wrong signature: %v", r)
+	}
+	sig := otherApp.Sign(apps.LoginMessage(otherApp.ID, "b", now, "n"))
+	if r := open(4, otherApp.ID, "b", &pb.SessionCommand{S: proto.String(sig), N: proto.String("n"), T: proto.Int64(now)}); r.GetOp() != pb.OpType_opened {
+		t.Fatalf("valid signature: %v", r)
+	}
+}
