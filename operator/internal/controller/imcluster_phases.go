@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -331,7 +332,11 @@ func (r *IMClusterReconciler) reconcilePVCs(ctx context.Context, s *scope) (ctrl
 	replicas := ptr.Deref(s.sts.Spec.Replicas, 0)
 	for i := range pvcs.Items {
 		pvc := &pvcs.Items[i]
-		o := ordinalOf(c, pvc.Name[len(dataVolume)+1:])
+		podPart, ok := strings.CutPrefix(pvc.Name, dataVolume+"-")
+		o := ordinalOf(c, podPart)
+		if !ok || o < 0 {
+			continue
+		}
 		if o >= replicas && c.Spec.Storage.ReclaimPolicy == imv1.ReclaimDelete && s.pods[o] == nil && pvc.DeletionTimestamp == nil {
 			if err := r.Delete(ctx, pvc); client.IgnoreNotFound(err) != nil {
 				return ctrl.Result{}, fmt.Errorf("delete claim %s: %w", pvc.Name, err)
