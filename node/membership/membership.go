@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/memberlist"
 
@@ -29,6 +28,7 @@ var (
 	ErrUnknownNode       = errors.New("membership: unknown node")
 	ErrNotStarted        = errors.New("membership: not started")
 	ErrRemoveSelf        = errors.New("membership: cannot remove self")
+	ErrShutdown          = errors.New("membership: shut down")
 )
 
 // Membership runs one node's gossip membership. Create it with New, Start
@@ -60,6 +60,8 @@ type Membership struct {
 	metaDirty atomic.Bool
 	// joined is set once a seed answered (or there are no seeds).
 	joined atomic.Bool
+	// down is set by Shutdown; memberlist must not be used afterwards.
+	down atomic.Bool
 
 	mu sync.Mutex
 	// self is this node's own entry; table[cfg.NodeID] mirrors it.
@@ -146,8 +148,8 @@ func (m *Membership) Joined() bool { return m.joined.Load() }
 // Join contacts the given gossip addresses now and returns how many
 // answered.
 func (m *Membership) Join(addrs []string) (int, error) {
-	if m.ml == nil {
-		return 0, ErrNotStarted
+	if err := m.usable(); err != nil {
+		return 0, err
 	}
 	n, err := m.ml.Join(addrs)
 	if n > 0 {
@@ -170,8 +172,8 @@ func (m *Membership) tryJoin() {
 // active -> draining -> left) and gossips it. Setting the current state is
 // a no-op.
 func (m *Membership) SetState(st ring.State) error {
-	if m.ml == nil {
-		return ErrNotStarted
+	if err := m.usable(); err != nil {
+		return err
 	}
 	m.mu.Lock()
 	cur := m.self
@@ -199,8 +201,8 @@ func (m *Membership) SetState(st ring.State) error {
 // remove / replace path) and gossips it. It does not check liveness: the
 // caller (the admin API) does.
 func (m *Membership) Remove(id string) error {
-	if m.ml == nil {
-		return ErrNotStarted
+	if err := m.usable(); err != nil {
+		return err
 	}
 	if id == m.cfg.NodeID {
 		return ErrRemoveSelf
@@ -230,6 +232,9 @@ func (m *Membership) Leave() error {
 	if err := m.SetState(ring.StateLeft); err != nil {
 		return err
 	}
+	if err := m.usable(); err != nil {
+		return err
+	}
 	if err := m.ml.Leave(m.cfg.UpdateTimeout); err != nil {
 		return fmt.Errorf("membership: leave: %w", err)
 	}
@@ -239,6 +244,7 @@ func (m *Membership) Leave() error {
 // Shutdown stops gossip without announcing anything (other nodes see this
 // node die) and waits for the loop. It is idempotent.
 func (m *Membership) Shutdown() error {
+	m.down.Store(true)
 	var err error
 	if m.ml != nil {
 		err = m.ml.Shutdown()
@@ -253,6 +259,19 @@ func (m *Membership) Shutdown() error {
 	return nil
 }
 
+// usable reports ErrNotStarted or ErrShutdown when memberlist cannot be
+// used. (Shutdown racing with a state change is the owner's bug: the owner
+// stops using Membership before shutting it down.)
+func (m *Membership) usable() error {
+	switch {
+	case m.down.Load():
+		return ErrShutdown
+	case m.ml == nil:
+		return ErrNotStarted
+	}
+	return nil
+}
+
 // signal wakes the loop without blocking.
 func (m *Membership) signal() {
 	select {
@@ -263,49 +282,26 @@ func (m *Membership) signal() {
 
 // loop coalesces events into Snapshots and retries joining.
 func (m *Membership) loop(ctx context.Context) {
-	var (
-		quiet  = time.NewTimer(time.Hour)
-		maxT   = time.NewTimer(time.Hour)
-		rejoin = time.NewTicker(m.cfg.RejoinInterval)
-		dirty  bool
-	)
-	defer quiet.Stop()
-	defer maxT.Stop()
-	defer rejoin.Stop()
-	quiet.Stop()
-	maxT.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-m.events:
-			quiet.Reset(m.cfg.QuiescentPeriod)
-			if !dirty {
-				dirty = true
-				maxT.Reset(m.cfg.MaxCoalescePeriod)
+	c := coalescer{
+		in:    m.events,
+		quiet: m.cfg.QuiescentPeriod,
+		max:   m.cfg.MaxCoalescePeriod,
+		flush: func() {
+			if m.metaDirty.Swap(false) {
+				if err := m.ml.UpdateNode(m.cfg.UpdateTimeout); err != nil {
+					m.log.Warn("Announcing state failed", keyErr, err)
+				}
 			}
-			continue
-		case <-rejoin.C:
+			m.publish()
+		},
+		tickEvery: m.cfg.RejoinInterval,
+		tick: func() {
 			if !m.joined.Load() {
 				m.tryJoin()
 			}
-			continue
-		case <-quiet.C:
-		case <-maxT.C:
-		}
-		if !dirty {
-			continue
-		}
-		dirty = false
-		quiet.Stop()
-		maxT.Stop()
-		if m.metaDirty.Swap(false) {
-			if err := m.ml.UpdateNode(m.cfg.UpdateTimeout); err != nil {
-				m.log.Warn("Announcing state failed", keyErr, err)
-			}
-		}
-		m.publish()
+		},
 	}
+	c.run(ctx)
 }
 
 // publish builds a Snapshot from the table and memberlist's live nodes and

@@ -57,7 +57,10 @@ type Config struct {
 	// MaxInflight bounds inbound requests handled concurrently per
 	// connection. When reached, the reader stops reading that connection
 	// until a handler finishes: TCP backpressure to the sender, whose send
-	// queue then fills and fails fast. Zero means 256.
+	// queue then fills and fails fast. With the reader holding one more
+	// frame, an inbound connection holds at most (MaxInflight+1) *
+	// MaxFrameSize payload bytes; peer messages are small in practice.
+	// Zero means 256.
 	MaxInflight int
 	// MaxFrameSize bounds one frame's size in bytes (after the 4-byte
 	// length); a larger frame from a peer closes the connection, a larger

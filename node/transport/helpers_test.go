@@ -84,3 +84,5 @@ func echo(id string) Handler {
 		return append([]byte(id+":"), req.Payload...), nil
 	}}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
