@@ -142,6 +142,20 @@ func (m *Membership) Snapshot() *Snapshot { return m.snap.Load() }
 // read Snapshot after receiving.
 func (m *Membership) Changes() <-chan struct{} { return m.changes }
 
+// ResolvePeer returns the peer transport address node id gossips, from the
+// current Snapshot. Its signature matches transport.Resolver, so the owner
+// can pass m.ResolvePeer to the transport without this package importing it.
+func (m *Membership) ResolvePeer(id string) (string, error) {
+	mm, ok := m.Snapshot().Member(id)
+	switch {
+	case !ok:
+		return "", fmt.Errorf("%w: %q", ErrUnknownNode, id)
+	case mm.PeerAddr == "":
+		return "", fmt.Errorf("membership: node %q gossips no peer address", id)
+	}
+	return mm.PeerAddr, nil
+}
+
 // Joined reports whether a seed answered (always true without seeds).
 func (m *Membership) Joined() bool { return m.joined.Load() }
 

@@ -22,6 +22,12 @@ func TestMembershipConverges(t *testing.T) {
 				m0.AdminAddr != "127.0.0.1:90" || m0.Version != "test" || m0.State != ring.StateActive {
 				t.Fatalf("imnode-0 as seen by %s: %+v", s.Self, m0)
 			}
+			if addr, err := ms[1].ResolvePeer("imnode-0"); err != nil || addr != "127.0.0.1:70" {
+				t.Fatalf("ResolvePeer = %q, %v", addr, err)
+			}
+			if _, err := ms[1].ResolvePeer("nobody"); !errors.Is(err, ErrUnknownNode) {
+				t.Fatalf("ResolvePeer(nobody) err = %v", err)
+			}
 			rg, err := ring.New(ring.DefaultConfig(), s.Epoch, s.Roster())
 			if err != nil || len(rg.Placed()) != n {
 				t.Fatalf("ring from snapshot: %v, placed %v", err, rg.Placed())

@@ -26,9 +26,18 @@ func genRoster(t *rapid.T, minN, maxN int) []Member {
 	return ms
 }
 
+// withRandomStates gives every member a random lifecycle state.
+func withRandomStates(t *rapid.T, ms []Member) []Member {
+	out := slices.Clone(ms)
+	for i := range out {
+		out[i].State = State(rapid.IntRange(int(StateJoining), int(StateLeft)).Draw(t, "state"))
+	}
+	return out
+}
+
 func TestRingPropertyOrderIndependent(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		ms := genRoster(t, 0, 12)
+		ms := withRandomStates(t, genRoster(t, 0, 12))
 		perm := rapid.Permutation(ms).Draw(t, "perm")
 		cfg := Config{Shards: rapid.IntRange(1, 300).Draw(t, "shards"), ReplicationFactor: rapid.IntRange(1, 5).Draw(t, "r")}
 		a := mustNew(t, cfg, 1, ms)
@@ -40,6 +49,13 @@ func TestRingPropertyOrderIndependent(t *testing.T) {
 		}
 		if a.Signature() != b.Signature() {
 			t.Fatal("signature depends on input order")
+		}
+		for s := range cfg.Shards {
+			for _, id := range a.Replicas(s) {
+				if !a.State(id).Placed() {
+					t.Fatalf("shard %d: replica %s in state %v", s, id, a.State(id))
+				}
+			}
 		}
 	})
 }

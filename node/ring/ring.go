@@ -249,7 +249,9 @@ func (rg *Ring) IsReplica(shard int, id string) bool {
 
 // Coordinator returns the first replica of shard for which live returns
 // true, and false if none is live. live must be safe to call from the
-// calling goroutine; a nil live treats every node as live.
+// calling goroutine; a nil live treats every node as live. Besides gossip
+// liveness, live may exclude replicas that are still catching up (a joining
+// or restarted node must not coordinate before it has the shard).
 func (rg *Ring) Coordinator(shard int, live func(id string) bool) (string, bool) {
 	for _, id := range rg.Replicas(shard) {
 		if live == nil || live(id) {

@@ -37,6 +37,10 @@ type Config struct {
 	// differs are answered with an EpochMismatchError. Nil means epoch 0
 	// and no check. Called on hot paths: make it an atomic load.
 	Epoch func() uint64
+	// SkipEpochCheck, if set, exempts requests of the methods for which it
+	// returns true from the epoch check (e.g. anti-entropy or session
+	// re-registration, which are valid across epochs). Nil checks all.
+	SkipEpochCheck func(method uint16) bool
 	// Logger receives connection-level events. Nil means slog.Default().
 	Logger *slog.Logger
 	// Dial opens connections; nil means a net.Dialer. Tests inject faults

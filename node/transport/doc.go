@@ -41,6 +41,16 @@
 // (version, its node id); the listener answers HelloAck with its own id, so
 // a reused address that now belongs to another node is detected.
 //
+// # Epochs
+//
+// Every request and message carries the sender's roster epoch
+// (Config.Epoch). The receiver answers a request whose epoch differs from
+// its own (in either direction) with an EpochMismatchError carrying both:
+// the side that is behind converges through gossip and the caller re-routes
+// with its new ring. Epoch 0 (a sender without an epoch) and methods
+// exempted by Config.SkipEpochCheck are not checked; messages are never
+// checked but carry the epoch for the handler to judge.
+//
 // When a connection fails, pending calls fail with ErrConnectionLost, the
 // peer enters backoff (exponential, jittered) and calls fail fast with
 // ErrUnavailable until a redial succeeds. All errors that a caller may retry

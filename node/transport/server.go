@@ -122,7 +122,8 @@ func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, 
 func (t *Transport) handleRequest(ctx context.Context, w *wconn, out chan<- outFrame, f *frame) {
 	resp := frame{typ: frameResponse, id: f.id, status: statusOK, epoch: t.cfg.Epoch()}
 	switch {
-	case f.epoch != 0 && resp.epoch != 0 && f.epoch != resp.epoch:
+	case f.epoch != 0 && resp.epoch != 0 && f.epoch != resp.epoch &&
+		(t.cfg.SkipEpochCheck == nil || !t.cfg.SkipEpochCheck(f.method)):
 		t.stats.epochRejects.Add(1)
 		resp.status = statusEpochMismatch
 	case t.cfg.Handler == nil:

@@ -74,7 +74,10 @@ func TestTransportEpochMismatch(t *testing.T) {
 	var epochB atomic.Uint64
 	epochB.Store(5)
 	a := startNode(t, book, "a", nil, func(c *Config) { c.Epoch = func() uint64 { return 4 } })
-	b := startNode(t, book, "b", echo("b"), func(c *Config) { c.Epoch = epochB.Load })
+	b := startNode(t, book, "b", echo("b"), func(c *Config) {
+		c.Epoch = epochB.Load
+		c.SkipEpochCheck = func(method uint16) bool { return method == 2 }
+	})
 	_, err := a.Call(context.Background(), "b", 1, nil)
 	var em *EpochMismatchError
 	if !errors.As(err, &em) || em.Sent != 4 || em.Remote != 5 || em.Peer != "b" {
@@ -82,6 +85,9 @@ func TestTransportEpochMismatch(t *testing.T) {
 	}
 	if !errors.Is(err, ErrEpochMismatch) || !IsRetryable(err) {
 		t.Fatal("epoch mismatch is not ErrEpochMismatch or not retryable")
+	}
+	if got, err := a.Call(context.Background(), "b", 2, []byte("y")); err != nil || string(got) != "b:y" {
+		t.Fatalf("exempt method: %q, %v", got, err)
 	}
 	if b.Stats().EpochRejects != 1 {
 		t.Fatalf("epoch rejects = %d", b.Stats().EpochRejects)
