@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -299,5 +300,37 @@ func TestNodeBase64FramesAreStandardBase64(t *testing.T) {
 	}
 	if _, err := base64.StdEncoding.DecodeString(string(f.data)); err != nil {
 		t.Fatalf("answer is not standard Base64: %v", err)
+	}
+}
+
+func TestNodeLoginAndIdleTimeouts(t *testing.T) {
+	n := startNode(t, func(c *node.Config) {
+		c.LoginTimeout = 200 * time.Millisecond
+		c.IdleTimeout = 400 * time.Millisecond
+	})
+	tests := []struct {
+		name  string
+		login bool
+		code  uint16
+	}{
+		{"never logs in", false, 4108},
+		{"logs in, then silent", true, 4107},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialRaw(t, n, protocol.SubprotocolBinary)
+			if tt.login {
+				login(t, c, 1, "tom", nil)
+			}
+			select {
+			case err := <-c.closed:
+				var ce *gws.CloseError
+				if !errors.As(err, &ce) || ce.Code != tt.code {
+					t.Fatalf("closed with %v, want close code %d", err, tt.code)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("socket not closed within 10s")
+			}
+		})
 	}
 }

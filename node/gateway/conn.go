@@ -3,8 +3,8 @@ package gateway
 import (
 	"errors"
 	"log/slog"
-	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -34,6 +34,8 @@ type conn struct {
 
 	closeOnce sync.Once
 	shutOnce  sync.Once
+	// lastRead is when the socket last delivered a frame (Unix nanos).
+	lastRead atomic.Int64
 
 	// mu guards the fields below.
 	mu sync.Mutex
@@ -61,7 +63,7 @@ func newConn(g *Gateway, ws *gws.Conn) *conn {
 	}
 	c.log = g.log.With("conn", c.id)
 	ws.Session().Store(sessionKeyConn, c)
-	_ = ws.SetReadDeadline(time.Now().Add(g.cfg.IdleTimeout))
+	c.touch()
 	g.metrics.connections.Inc()
 	return c
 }
@@ -90,12 +92,25 @@ func (h *handler) OnClose(ws *gws.Conn, err error) {
 }
 
 func (h *handler) OnPing(ws *gws.Conn, payload []byte) {
-	_ = ws.SetReadDeadline(time.Now().Add(h.g.cfg.IdleTimeout))
+	if c := connOf(ws); c != nil {
+		c.touch()
+	}
 	_ = ws.WritePong(payload)
 }
 
 func (h *handler) OnPong(ws *gws.Conn, _ []byte) {
-	_ = ws.SetReadDeadline(time.Now().Add(h.g.cfg.IdleTimeout))
+	if c := connOf(ws); c != nil {
+		c.touch()
+	}
+}
+
+// touch records read activity. The worker closes the socket with 4107 when
+// nothing arrived for IdleTimeout; the read deadline (twice as long) is only
+// a backstop for a worker that cannot run.
+func (c *conn) touch() {
+	now := time.Now()
+	c.lastRead.Store(now.UnixNano())
+	_ = c.ws.SetReadDeadline(now.Add(2 * c.g.cfg.IdleTimeout))
 }
 
 func (h *handler) OnMessage(ws *gws.Conn, msg *gws.Message) {
@@ -104,7 +119,7 @@ func (h *handler) OnMessage(ws *gws.Conn, msg *gws.Message) {
 	if c == nil {
 		return
 	}
-	_ = ws.SetReadDeadline(time.Now().Add(h.g.cfg.IdleTimeout))
+	c.touch()
 	text := msg.Opcode == gws.OpcodeText
 	cmd, err := protocol.Decode(msg.Bytes(), text)
 	if err != nil {
@@ -168,8 +183,16 @@ func scanRequestID(b []byte) (int32, bool) {
 func (c *conn) workLoop() {
 	loginTimer := time.NewTimer(c.g.cfg.LoginTimeout)
 	defer loginTimer.Stop()
+	idle := time.NewTicker(c.g.cfg.IdleTimeout / 4)
+	defer idle.Stop()
 	for {
 		select {
+		case <-idle.C:
+			if time.Since(time.Unix(0, c.lastRead.Load())) > c.g.cfg.IdleTimeout {
+				c.g.metrics.idleDisconnects.Inc()
+				c.close(uint16(protocol.ErrReadTimeout.Code), protocol.ErrReadTimeout.Reason)
+				return
+			}
 		case <-c.done:
 			return
 		case <-c.g.ctx.Done():
@@ -287,10 +310,6 @@ func (c *conn) release(cause error) {
 	_ = c.ws.NetConn().Close()
 	c.g.untrack(c)
 	c.g.metrics.connections.Dec()
-	var ne net.Error
-	if errors.As(cause, &ne) && ne.Timeout() {
-		c.g.metrics.idleDisconnects.Inc()
-	}
 	c.mu.Lock()
 	sessions := c.sessions
 	c.sessions = nil
