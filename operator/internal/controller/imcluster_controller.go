@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	imv1 "github.com/imcluster/imcluster/api/v1"
 	"github.com/imcluster/imcluster/node/adminapi"
@@ -235,4 +235,3 @@ func (r *IMClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("imcluster").
 		Complete(r)
 }
-

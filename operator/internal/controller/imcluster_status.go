@@ -180,4 +180,3 @@ func phaseOf(s *scope) imv1.Phase {
 	}
 	return imv1.PhaseRunning
 }
-

@@ -155,4 +155,3 @@ func TestOperatorCreatesObjects(t *testing.T) {
 		t.Fatalf("pdb still exists after disabling it")
 	}
 }
-
