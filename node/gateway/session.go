@@ -199,6 +199,7 @@ func (g *Gateway) Kick(app, clientID string) int {
 // logout implements session/close.
 func (g *Gateway) logout(c *conn, req *pb.GenericCommand) *pb.GenericCommand {
 	resp := protocol.Response(req, pb.CommandType_session, protocol.Op(pb.OpType_closed))
+	resp.SessionMessage = &pb.SessionCommand{} // Swift checks for the sub-message
 	s := c.sessionFor(req.PeerId)
 	if s == nil {
 		return resp
