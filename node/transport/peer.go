@@ -29,13 +29,13 @@ type result struct {
 // writes and redials, plus a reader per connection. The table is guarded by
 // mu; state and ids are atomics.
 type peer struct {
-	t      *Transport
-	id     string
-	ctx    context.Context
-	cancel context.CancelFunc
-	queue  chan outFrame // bounded by Config.SendQueueLen; full -> ErrQueueFull
-	nextID atomic.Uint64
-	state  atomic.Int32
+	t       *Transport
+	id      string
+	cancel  context.CancelFunc // stops run
+	stopped atomic.Bool        // set by stop; calls then fail with ErrShutdown
+	queue   chan outFrame      // bounded by Config.SendQueueLen; full -> ErrQueueFull
+	nextID  atomic.Uint64
+	state   atomic.Int32
 	// lastErr is the error that put the peer into backoff.
 	lastErr atomic.Pointer[error]
 
@@ -43,18 +43,19 @@ type peer struct {
 	pending map[uint64]chan result // each chan has capacity 1
 }
 
-func newPeer(t *Transport, id string) *peer {
-	p := &peer{t: t, id: id, queue: make(chan outFrame, t.cfg.SendQueueLen), pending: map[uint64]chan result{}}
-	p.ctx, p.cancel = context.WithCancel(t.ctx)
-	return p
+func newPeer(t *Transport, id string, cancel context.CancelFunc) *peer {
+	return &peer{t: t, id: id, cancel: cancel, queue: make(chan outFrame, t.cfg.SendQueueLen), pending: map[uint64]chan result{}}
 }
 
 // stop ends the peer's goroutines; run fails what is pending on exit.
-func (p *peer) stop() { p.cancel() }
+func (p *peer) stop() {
+	p.stopped.Store(true)
+	p.cancel()
+}
 
 // register adds a pending call and returns its id and result channel.
 func (p *peer) register() (uint64, chan result, error) {
-	if p.ctx.Err() != nil {
+	if p.stopped.Load() {
 		return 0, nil, ErrShutdown
 	}
 	if err := p.unavailable(); err != nil {
@@ -115,7 +116,7 @@ func (p *peer) unavailable() error {
 
 // enqueue adds an encoded frame to the send queue without blocking.
 func (p *peer) enqueue(f outFrame) error {
-	if p.ctx.Err() != nil {
+	if p.stopped.Load() {
 		return ErrShutdown
 	}
 	if err := p.unavailable(); err != nil {

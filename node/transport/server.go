@@ -10,16 +10,16 @@ import (
 )
 
 // acceptLoop accepts peer connections until the listener closes.
-func (t *Transport) acceptLoop(ln net.Listener) {
+func (t *Transport) acceptLoop(ctx context.Context, ln net.Listener) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if t.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				t.log.Error("Accepting peer connections stopped", keyErr, err)
 			}
 			return
 		}
-		t.goFunc(func() { t.serveInbound(t.ctx, c) })
+		t.goFunc(func() { t.serveInbound(ctx, c) })
 	}
 }
 

@@ -29,13 +29,16 @@ var errNoHandler = errors.New("transport: no handler")
 // Transport is a node's peer transport. All methods are safe for concurrent
 // use. Create it with New, then Start, and Shutdown when done.
 type Transport struct {
-	cfg    Config
-	log    *slog.Logger
-	ctx    context.Context // cancelled by Shutdown; the root of every goroutine
+	cfg Config
+	log *slog.Logger
+	// cancel stops the accept loop and inbound connections (set by Start);
+	// peers have their own, cancelled by Shutdown.
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	ln     net.Listener
-	stats  counters
+	// down is set by Shutdown before anything is cancelled.
+	down  atomic.Bool
+	ln    net.Listener
+	stats counters
 
 	// lastBadLog is the unix-nano time of the last bad-frame warning.
 	lastBadLog atomic.Int64
@@ -68,8 +71,7 @@ func New(cfg Config) (*Transport, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	t := &Transport{cfg: cfg, log: cfg.Logger.With("component", logComponent)}
-	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t := &Transport{cfg: cfg, log: cfg.Logger.With("component", logComponent), cancel: func() {}}
 	t.mu.peers = map[string]*peer{}
 	return t, nil
 }
@@ -79,13 +81,15 @@ func (t *Transport) Start() error {
 	if t.cfg.ListenAddr == "" {
 		return nil
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	var lc net.ListenConfig
-	ln, err := lc.Listen(t.ctx, "tcp", t.cfg.ListenAddr)
+	ln, err := lc.Listen(ctx, "tcp", t.cfg.ListenAddr)
 	if err != nil {
+		cancel()
 		return fmt.Errorf("transport: listen %s: %w", t.cfg.ListenAddr, err)
 	}
-	t.ln = ln
-	t.goFunc(func() { t.acceptLoop(ln) })
+	t.ln, t.cancel = ln, cancel
+	t.goFunc(func() { t.acceptLoop(ctx, ln) })
 	return nil
 }
 
@@ -101,9 +105,15 @@ func (t *Transport) Addr() net.Addr {
 // Shutdown stops accepting, closes every connection, fails pending calls
 // with ErrShutdown and waits for every goroutine. It is idempotent.
 func (t *Transport) Shutdown() {
+	t.down.Store(true)
 	t.mu.Lock()
 	t.mu.shutdown = true
+	peers := t.mu.peers
+	t.mu.peers = map[string]*peer{}
 	t.mu.Unlock()
+	for _, p := range peers {
+		p.stop()
+	}
 	t.cancel()
 	if t.ln != nil {
 		_ = t.ln.Close()
@@ -234,16 +244,17 @@ func (t *Transport) peer(id string) (*peer, error) {
 	if t.cfg.Resolve == nil {
 		return nil, fmt.Errorf("%w: no resolver", ErrUnavailable)
 	}
-	p := newPeer(t, id)
+	ctx, cancel := context.WithCancel(context.Background())
+	p := newPeer(t, id, cancel)
 	t.mu.peers[id] = p
-	t.goFunc(func() { p.run(p.ctx) })
+	t.goFunc(func() { p.run(ctx) })
 	return p, nil
 }
 
 // logConnError logs the end of a connection at debug level unless it is
 // the transport shutting down.
 func (t *Transport) logConnError(w *wconn, msg string, err error) {
-	if t.ctx.Err() != nil {
+	if t.down.Load() {
 		return
 	}
 	select {
