@@ -134,16 +134,19 @@ function track(obj, calls) {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, target);
       if (typeof v !== 'function' || prop === 'constructor') return v;
-      return function tracked(...args) {
-        const r = v.apply(this === receiver ? target : this, args);
-        if (r && typeof r.then === 'function') {
-          r.catch(() => {}); // observed by the test through calls
-          calls.push({ method: String(prop), args, promise: r });
-        } else if (r === target) {
-          return receiver; // keep chaining (query.contains(...).lessThan(...)) tracked
-        }
-        return r;
-      };
+      // A function proxy keeps `new obj.Class(...)` and static members working.
+      return new Proxy(v, {
+        apply(fn, thisArg, args) {
+          const r = Reflect.apply(fn, thisArg === receiver ? target : thisArg, args);
+          if (r && typeof r.then === 'function') {
+            r.catch(() => {}); // observed by the test through calls
+            calls.push({ method: String(prop), args, promise: r });
+          } else if (r === target) {
+            return receiver; // keep chaining (query.contains(...).lessThan(...)) tracked
+          }
+          return r;
+        },
+      });
     },
   });
 }
