@@ -74,6 +74,8 @@ type IMClient struct {
 	// and no event is sent after the channel is closed.
 	emitMu     sync.Mutex
 	eventsDone bool
+	// handlerDone stops OnEvent calls once the session has ended.
+	handlerDone atomic.Bool
 
 	// mu guards the session state below.
 	mu struct {
@@ -250,7 +252,9 @@ func (cl *IMClient) DroppedEvents() uint64 { return cl.dropped.Load() }
 // emit delivers ev to the handler or the queue (drop oldest when full).
 func (cl *IMClient) emit(ev Event) {
 	if h := cl.opts.OnEvent; h != nil {
-		h(ev)
+		if !cl.handlerDone.Load() {
+			h(ev)
+		}
 		return
 	}
 	cl.emitMu.Lock()
@@ -277,6 +281,7 @@ func (cl *IMClient) shutdown() {
 	cl.mu.Lock()
 	cl.mu.closed = true
 	cl.mu.Unlock()
+	cl.handlerDone.Store(true)
 	cl.emitMu.Lock()
 	defer cl.emitMu.Unlock()
 	if !cl.eventsDone {
