@@ -32,7 +32,11 @@
 // A node that restarts without its old seq learns it from the table
 // (push/pull on join): with the same state it adopts the seq (no epoch
 // change); with a different state it re-announces with seq+1. A node that
-// finds itself removed (state left with a higher seq) accepts it.
+// finds itself removed (state left with a higher seq) accepts it, so its
+// owner sees state left in the Snapshot and must not serve its stale data;
+// except a node that starts in state joining: it is a new incarnation of
+// the id (the replace path: same StatefulSet ordinal, empty disk) and
+// re-announces joining over the old tombstone.
 //
 // # Meta
 //

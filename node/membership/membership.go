@@ -64,6 +64,10 @@ type Membership struct {
 	down atomic.Bool
 
 	mu sync.Mutex
+	// fresh is true from New until the first successful Join when the node
+	// started in state joining: it is a new incarnation of its id (empty
+	// disk, the replace path) and overrides an old "left" entry.
+	fresh bool
 	// self is this node's own entry; table[cfg.NodeID] mirrors it.
 	self  entry
 	table map[string]entry
@@ -86,6 +90,7 @@ func New(cfg Config) (*Membership, error) {
 		table:   map[string]entry{},
 		metas:   map[string]Meta{},
 	}
+	m.fresh = cfg.State == ring.StateJoining
 	m.table[cfg.NodeID] = m.self
 	m.metas[cfg.NodeID] = cfg.meta(m.self.State, m.self.Seq)
 	m.snap.Store(&Snapshot{Self: cfg.NodeID})
@@ -167,6 +172,11 @@ func (m *Membership) Join(addrs []string) (int, error) {
 	}
 	n, err := m.ml.Join(addrs)
 	if n > 0 {
+		// Join did a push/pull with every seed that answered: the table
+		// now holds what the cluster knew about us.
+		m.mu.Lock()
+		m.fresh = false
+		m.mu.Unlock()
 		m.joined.Store(true)
 		m.signal()
 	}
@@ -355,7 +365,7 @@ func (m *Membership) mergeLocked(id string, e entry) bool {
 		return true
 	}
 	switch {
-	case e.State == ring.StateLeft:
+	case e.State == ring.StateLeft && !m.fresh:
 		m.self = e // removed by an admin: accept
 	case e.State == m.self.State:
 		m.self = e // restarted: adopt the old seq, no epoch change

@@ -220,3 +220,29 @@ func FuzzDecodeMeta(f *testing.F) {
 		_, _, _ = decodeEntryMsg(b)
 	})
 }
+
+// TestMembershipRemovedNodeReplaced: a removed node that comes back with its
+// old data (state active) accepts its removal; a replacement with the same
+// id and an empty disk (state joining) rejoins the roster.
+func TestMembershipRemovedNodeReplaced(t *testing.T) {
+	ms := startCluster(t, 3)
+	before := ms[0].Snapshot().Epoch
+	if err := ms[2].Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, ms[:2], 3, 2)
+	if err := ms[0].Remove("imnode-2"); err != nil {
+		t.Fatal(err)
+	}
+	waitConvergedTo(t, ms[:2], 3, 2, memberIs("imnode-2", ring.StateLeft, before+1))
+
+	stale := startNode(t, "imnode-2", ring.StateActive, ms[0].Addr())
+	waitConvergedTo(t, []*Membership{ms[0], ms[1], stale}, 3, 3, memberIs("imnode-2", ring.StateLeft, before+1))
+	if err := stale.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, ms[:2], 3, 2)
+
+	replacement := startNode(t, "imnode-2", ring.StateJoining, ms[0].Addr())
+	waitConvergedTo(t, []*Membership{ms[0], ms[1], replacement}, 3, 3, memberIs("imnode-2", ring.StateJoining, before+2))
+}

@@ -152,12 +152,12 @@ func (p *peer) run(ctx context.Context) {
 	backoff := p.t.cfg.BackoffMin
 	for ctx.Err() == nil {
 		p.state.Store(stateConnecting)
-		w, err := p.dial(ctx)
+		w, r, err := p.dial(ctx)
 		if err == nil {
 			p.t.stats.dials.Add(1)
 			p.state.Store(stateConnected)
 			since := time.Now()
-			err = p.serve(ctx, w)
+			err = p.serve(ctx, w, r)
 			if time.Since(since) > p.t.cfg.BackoffMax {
 				backoff = p.t.cfg.BackoffMin // it was healthy: redial soon
 			}
@@ -199,19 +199,19 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // dial connects and performs the handshake.
-func (p *peer) dial(ctx context.Context) (*wconn, error) {
+func (p *peer) dial(ctx context.Context) (*wconn, *bufio.Reader, error) {
 	if p.t.cfg.Faults.isPartitioned(p.id) {
-		return nil, errors.New("partitioned (fault injection)")
+		return nil, nil, errors.New("partitioned (fault injection)")
 	}
 	addr, err := p.t.cfg.Resolve(p.id)
 	if err != nil {
-		return nil, fmt.Errorf("resolve: %w", err)
+		return nil, nil, fmt.Errorf("resolve: %w", err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, p.t.cfg.DialTimeout)
 	defer cancel()
 	c, err := p.t.cfg.Dial(dctx, "tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w := newWconn(c, p.id)
 	stop := context.AfterFunc(dctx, w.close) // bounds the handshake
@@ -219,9 +219,10 @@ func (p *peer) dial(ctx context.Context) (*wconn, error) {
 	hello := frame{typ: frameHello, version: protocolVersion, nodeID: p.t.cfg.NodeID}
 	if _, err := c.Write(appendFrame(nil, &hello)); err != nil {
 		w.close()
-		return nil, fmt.Errorf("handshake: %w", err)
+		return nil, nil, fmt.Errorf("handshake: %w", err)
 	}
-	ack, err := readFrame(bufio.NewReaderSize(c, 512), 512)
+	r := bufio.NewReaderSize(c, readBufSize)
+	ack, err := readFrame(r, frameHelloMax)
 	if err == nil && ack.typ != frameHelloAck {
 		err = fmt.Errorf("%w: expected hello ack, got type %d", ErrBadFrame, ack.typ)
 	}
@@ -233,19 +234,19 @@ func (p *peer) dial(ctx context.Context) (*wconn, error) {
 	}
 	if err != nil || !stop() {
 		w.close()
-		return nil, errors.Join(fmt.Errorf("handshake with %s", addr), err, dctx.Err())
+		return nil, nil, errors.Join(fmt.Errorf("handshake with %s", addr), err, dctx.Err())
 	}
-	return w, nil
+	return w, r, nil
 }
 
 // serve runs one connection: the reader on its own goroutine, the writer
 // here. It returns when the connection ends.
-func (p *peer) serve(ctx context.Context, w *wconn) error {
+func (p *peer) serve(ctx context.Context, w *wconn, r *bufio.Reader) error {
 	var readErr error
 	done := make(chan struct{})
 	p.t.goFunc(func() {
 		defer close(done)
-		readErr = p.readLoop(w)
+		readErr = p.readLoop(w, r)
 	})
 	p.t.writeLoop(ctx, w, p.queue)
 	w.close()
@@ -257,9 +258,8 @@ func (p *peer) serve(ctx context.Context, w *wconn) error {
 }
 
 // readLoop reads responses until the connection fails.
-func (p *peer) readLoop(w *wconn) error {
+func (p *peer) readLoop(w *wconn, r *bufio.Reader) error {
 	defer w.close()
-	r := bufio.NewReaderSize(w.c, 16<<10)
 	for {
 		f, err := readFrame(r, p.t.cfg.MaxFrameSize)
 		if err == nil && f.typ != frameResponse {

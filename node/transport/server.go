@@ -30,7 +30,7 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	defer w.close()
 	stop := context.AfterFunc(ctx, w.close)
 	defer stop()
-	r := bufio.NewReaderSize(c, 16<<10)
+	r := bufio.NewReaderSize(c, readBufSize)
 	if !t.handshake(w, r) {
 		return
 	}

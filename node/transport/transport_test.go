@@ -547,3 +547,34 @@ func TestTransportPayloadTooLarge(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestTransportSustainedStream: a stream that keeps the send queue busy for
+// several WriteTimeouts must not trip the write deadline while the peer
+// reads (each flush gets a fresh deadline).
+func TestTransportSustainedStream(t *testing.T) {
+	book := newAddrBook()
+	var got atomic.Int64
+	a := startNode(t, book, "a", nil, func(c *Config) { c.WriteTimeout = 100 * time.Millisecond })
+	startNode(t, book, "b", HandlerFuncs{Message: func(*Message) { got.Add(1) }}, nil)
+	payload := make([]byte, 1024)
+	sent := int64(0)
+	for start := time.Now(); time.Since(start) < 500*time.Millisecond; {
+		err := a.Send("b", 1, payload)
+		switch {
+		case err == nil:
+			sent++
+		case errors.Is(err, ErrQueueFull):
+		default:
+			t.Fatalf("send: %v", err)
+		}
+	}
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if got.Load() != sent {
+			return fmt.Errorf("received %d of %d", got.Load(), sent)
+		}
+		return nil
+	})
+	if st := a.Stats(); st.Dials != 1 || st.DialErrors != 0 {
+		t.Fatalf("connection was replaced during the stream: %+v", st)
+	}
+}

@@ -37,13 +37,21 @@ func (w *wconn) close() {
 	})
 }
 
+// readBufSize is the read buffer per connection: a few typical frames.
+const readBufSize = 16 << 10
+
 // writeBufSize is the write buffer per connection: large enough to batch
 // many small frames into one syscall, small against the send queue bound.
 const writeBufSize = 32 << 10
 
+// maxBatch bounds the frames written between flushes, so that under a
+// sustained stream each flush (and its WriteTimeout) covers a bounded
+// amount of data instead of the whole stream.
+const maxBatch = 128
+
 // writeLoop writes frames from out to w until ctx is done, w is closed or a
-// write fails (which closes w). It batches whatever is queued into one
-// flush, bounded by WriteTimeout per batch.
+// write fails (which closes w). It batches up to maxBatch queued frames into
+// one flush, each batch bounded by WriteTimeout.
 func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame) {
 	defer w.close()
 	bw := bufio.NewWriterSize(w.c, writeBufSize)
@@ -62,15 +70,16 @@ func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame
 		if !t.writeFrame(ctx, w, bw, f) {
 			return
 		}
-		for more := true; more; {
+		for n := 1; n < maxBatch && bw.Buffered() < writeBufSize/2; n++ {
 			select {
 			case f = <-out:
 				if !t.writeFrame(ctx, w, bw, f) {
 					return
 				}
+				continue
 			default:
-				more = false
 			}
+			break
 		}
 		if err := bw.Flush(); err != nil {
 			t.logConnError(w, "Flushing frames", err)
