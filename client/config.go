@@ -166,7 +166,7 @@ func (c Config) withDefaults() Config {
 // min(base * 2^k, max), the JS SDK schedule.
 func backoff(attempt int, base, max time.Duration) time.Duration {
 	d := base
-	for i := 0; i < attempt; i++ {
+	for range attempt {
 		d *= 2
 		if d >= max || d <= 0 {
 			return max

@@ -381,6 +381,7 @@ func (c *Conn) handleFrame(s *socket, cmd *pb.GenericCommand) {
 	case pb.CommandType_error:
 		c.logger.Warn("Ignoring unsolicited error frame", "code", cmd.GetErrorMessage().GetCode(), "reason", cmd.GetErrorMessage().GetReason())
 		return
+	default: // a push for a session
 	}
 	if cmd.Service != nil && cmd.GetService() != protocol.ServiceIM {
 		return

@@ -132,6 +132,7 @@ func (fs *fakeServer) handle(ws *gws.Conn, cmd *pb.GenericCommand) {
 		r := protocol.Response(cmd, pb.CommandType_conv, protocol.Op(pb.OpType_started))
 		r.ConvMessage = &pb.ConvCommand{Cid: proto.String("c1"), Cdate: proto.String("2026-01-01T00:00:00.000Z")}
 		fs.send(ws, r)
+	default: // ack, read: recorded only
 	}
 }
 
@@ -167,6 +168,7 @@ func (fs *fakeServer) session(ws *gws.Conn, cmd *pb.GenericCommand) {
 		fs.send(ws, u)
 	case pb.OpType_close:
 		fs.send(ws, protocol.Response(cmd, pb.CommandType_session, protocol.Op(pb.OpType_closed)))
+	default:
 	}
 }
 

@@ -300,7 +300,7 @@ func (b *bench) sendLoop(ctx context.Context, conv *client.Conversation) {
 	interval := time.Duration(float64(time.Second) / b.cfg.Rate)
 	// A random phase spreads the clients over the interval.
 	select {
-	case <-time.After(rand.N(interval)):
+	case <-time.After(rand.N(interval)): //nolint:gosec // jitter, not a secret
 	case <-ctx.Done():
 		return
 	}
