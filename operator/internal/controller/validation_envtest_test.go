@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	imv1 "github.com/imcluster/imcluster/api/v1"
 )
@@ -94,5 +96,32 @@ func TestOperatorCRDValidationUpdate(t *testing.T) {
 	}
 	if c := e.get("upd"); c.Spec.Storage.Size.String() != "1Ti" || c.Spec.Shards != 16 {
 		t.Fatalf("after updates: size %s shards %d", c.Spec.Storage.Size.String(), c.Spec.Shards)
+	}
+}
+
+func TestOperatorCRDScaleSubresource(t *testing.T) {
+	e := newEnv(t)
+	c := e.create(e.cluster("sc", 3))
+	scale := &autoscalingv1.Scale{}
+	if err := e.c.SubResource("scale").Get(e.ctx, c, scale); err != nil {
+		t.Fatalf("get scale: %v", err)
+	}
+	if scale.Spec.Replicas != 3 {
+		t.Fatalf("scale replicas %d", scale.Spec.Replicas)
+	}
+	scale.Spec.Replicas = 5
+	if err := e.c.SubResource("scale").Update(e.ctx, c, client.WithSubResourceBody(scale)); err != nil {
+		t.Fatalf("scale to 5: %v", err)
+	}
+	if got := e.get("sc").Spec.Replicas; got != 5 {
+		t.Fatalf("spec.replicas %d after scale", got)
+	}
+	if err := e.c.SubResource("scale").Get(e.ctx, c, scale); err != nil {
+		t.Fatalf("get scale: %v", err)
+	}
+	scale.Spec.Replicas = 2
+	err := e.c.SubResource("scale").Update(e.ctx, c, client.WithSubResourceBody(scale))
+	if err == nil || !strings.Contains(err.Error(), "replicationFactor must be <= replicas") {
+		t.Fatalf("scale below replicationFactor: %v", err)
 	}
 }
