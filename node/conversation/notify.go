@@ -133,7 +133,10 @@ func (e *Engine) reliable(b *store.Batch, app string, to []string, cmd *pb.Gener
 	cmd.NotificationType = int32p(protocol.NotificationReliable)
 	v, err := proto.Marshal(cmd)
 	if err != nil {
-		panic("conversation: marshal notification: " + err.Error()) // frames are built here, always valid
+		// Frames are built here with every required field; keep the push
+		// even if it cannot be persisted.
+		e.log.Error("Persisting notification failed", "err", err)
+		return cmd
 	}
 	for _, id := range to {
 		b.Set(e.clientKey(app, id, store.FamNotif).Int64(ts).Str(e.nonce).Bytes(), v)

@@ -3,6 +3,7 @@ package conversation
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -131,6 +132,9 @@ func applyChange(cols map[string]any, key string, val any) (any, error) {
 			amount = a
 		}
 		cur, _ := parent[last].(float64)
+		if math.IsInf(cur+amount, 0) {
+			return nil, protocol.ErrConversationUpdateFailed.WithDetail("Increment on %q overflows", key)
+		}
 		parent[last] = cur + amount
 	default:
 		return nil, protocol.ErrConversationUpdateFailed.WithDetail("unsupported __op %q", opName)

@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"slices"
 	"testing"
@@ -88,4 +89,47 @@ func jsonEqual(a, b string) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+func TestConversationUpdateNotificationShapes(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom, "Jerry")
+	h.do(tom, updateReq(cid, `{"n":{"__op":"Increment","amount":1e308}}`))
+	h.fail(tom, updateReq(cid, `{"n":{"__op":"Increment","amount":1e308}}`), protocol.ErrConversationUpdateFailed)
+	h.fail(tom, updateReq(cid, `{"n":{"__op":"Bogus"}}`), protocol.ErrConversationUpdateFailed)
+	h.fail(tom, updateReq(cid, `[1,2]`), protocol.ErrConversationUpdateFailed)
+	h.do(tom, updateReq(cid, `{"attr.x":"y"}`))
+	ns, _, err := h.e.Notifications(t.Context(), testApp, "Jerry", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := ns[len(ns)-1]
+	js, sw := n.JSMap(), n.SwiftMap()
+	if js["op"] != "updated" || !reflect.DeepEqual(js["attr"], map[string]any{"data": `{"attr.x":"y"}`}) || js["initBy"] != "Tom" {
+		t.Fatalf("JS shape %v", js)
+	}
+	if !reflect.DeepEqual(sw["attr"], map[string]any{"attr.x": "y"}) || !reflect.DeepEqual(sw["attrModified"], map[string]any{"attr.x": "y"}) {
+		t.Fatalf("Swift shape %v", sw)
+	}
+}
+
+// FuzzConversationUpdate feeds arbitrary attr documents to conv/update: the
+// engine must answer (success or a protocol error) and never panic.
+func FuzzConversationUpdate(f *testing.F) {
+	for _, s := range []string{`{"a.b.c":1}`, `{"x":{"__op":"Add","objects":[1]}}`, `{"x":{"__op":"Increment"}}`,
+		`{"a":{"__op":"Delete"}}`, `{"":1}`, `{"a..b":1}`, `{"m":[]}`, `null`, `{"x":{"__op":"Remove","objects":"no"}}`} {
+		f.Add(s)
+	}
+	h := newHarness(f)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom, "Jerry")
+	f.Fuzz(func(t *testing.T, attr string) {
+		_, err := h.e.Handle(t.Context(), tom, updateReq(cid, attr))
+		var pe *protocol.Error
+		if err != nil && !errors.As(err, &pe) {
+			t.Fatalf("internal error for %q: %v", attr, err)
+		}
+		h.d.take()
+	})
 }
