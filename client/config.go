@@ -29,6 +29,10 @@ const (
 	// backoff: attempt k waits min(1 s * 2^k, 5 min).
 	DefaultReconnectBaseDelay = time.Second
 	DefaultReconnectMaxDelay  = 5 * time.Minute
+	// DefaultAckInterval batches receiver acks like the JS SDK (once per
+	// second per conversation), which keeps the server's durable ack writes
+	// per conversation bounded whatever the message rate.
+	DefaultAckInterval = time.Second
 	// DefaultEventQueueSize is the capacity of an IMClient's event channel.
 	// 1024 events absorb a burst of a few seconds of a busy group chat; when
 	// the channel is full the oldest event is dropped (see IMClient.Events).
@@ -80,6 +84,10 @@ type Config struct {
 	// NoReconnect disables automatic reconnection: a dropped socket closes
 	// the sessions on it (they receive a CloseEvent).
 	NoReconnect bool
+	// AckInterval is how often receiver acks are flushed: the acks of one
+	// conversation within it are merged into one {cid, fromts, tots} frame,
+	// as the JS SDK does once per second. Zero means 1 s.
+	AckInterval time.Duration
 	// ReconnectBaseDelay and ReconnectMaxDelay shape the backoff
 	// min(base * 2^attempt, max). Zero means 1 s and 5 min.
 	ReconnectBaseDelay time.Duration
@@ -122,7 +130,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("client: config: unknown subprotocol %q", c.Subprotocol)
 	}
-	if c.RequestTimeout < 0 || c.HeartbeatInterval < 0 || c.LivenessTimeout < 0 || c.DialTimeout < 0 ||
+	if c.RequestTimeout < 0 || c.HeartbeatInterval < 0 || c.LivenessTimeout < 0 || c.DialTimeout < 0 || c.AckInterval < 0 ||
 		c.ReconnectBaseDelay < 0 || c.ReconnectMaxDelay < 0 {
 		return errors.New("client: config: durations must not be negative")
 	}
@@ -148,6 +156,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReconnectBaseDelay == 0 {
 		c.ReconnectBaseDelay = DefaultReconnectBaseDelay
+	}
+	if c.AckInterval == 0 {
+		c.AckInterval = DefaultAckInterval
 	}
 	if c.ReconnectMaxDelay == 0 {
 		c.ReconnectMaxDelay = DefaultReconnectMaxDelay

@@ -276,12 +276,19 @@ func (c *Conn) fireAndForget(cmd *pb.GenericCommand) {
 	}
 }
 
-// writeLoop writes fire-and-forget frames to the current socket.
+// writeLoop writes fire-and-forget frames to the current socket and
+// flushes the sessions' batched receiver acks every AckInterval.
 func (c *Conn) writeLoop(ctx context.Context) {
+	acks := time.NewTicker(c.cfg.AckInterval)
+	defer acks.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-acks.C:
+			for _, cl := range c.clients() {
+				cl.flushAcks()
+			}
 		case frame := <-c.fire:
 			c.mu.Lock()
 			s := c.mu.sock

@@ -56,19 +56,24 @@ type LoginOptions struct {
 	// need exact receive times.
 	OnEvent func(Event)
 	// NoAutoAck disables receiver acks for pushed messages (delivery
-	// receipts then never reach the senders).
+	// receipts then never reach the senders). Acks are batched per
+	// conversation every Config.AckInterval.
 	NoAutoAck bool
 }
 
 // IMClient is one logged-in session (the SDK's IMClient). It is safe for
 // concurrent use. Its events arrive on Events() (or LoginOptions.OnEvent).
 type IMClient struct {
-	conn     *Conn
-	id       string
-	opts     LoginOptions
-	events   chan Event
-	dropped  atomic.Uint64
-	autoAcks atomic.Uint64
+	conn    *Conn
+	id      string
+	opts    LoginOptions
+	events  chan Event
+	dropped atomic.Uint64
+
+	// ackMu guards acks, the receiver acks waiting for the next flush
+	// (bounded by the number of conversations with new messages).
+	ackMu sync.Mutex
+	acks  map[string]ackRange
 
 	// emitMu serializes producers of events so that drop-oldest is atomic
 	// and no event is sent after the channel is closed.
@@ -330,6 +335,7 @@ func (cl *IMClient) Close(ctx context.Context) error {
 	if cl.isClosed() {
 		return nil
 	}
+	cl.flushAcks()
 	_, err := cl.request(ctx, &pb.GenericCommand{Cmd: pb.CommandType_session.Enum(), Op: pb.OpType_close.Enum()})
 	cl.conn.removeClient(cl)
 	cl.shutdown()

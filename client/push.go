@@ -68,15 +68,41 @@ func (cl *IMClient) onDirect(d *pb.DirectCommand) {
 	if cl.opts.NoAutoAck || m.Transient || m.From == cl.id {
 		return
 	}
-	ts := d.GetTimestamp()
-	cl.autoAcks.Add(1)
-	_ = cl.fire(&pb.GenericCommand{
-		Cmd: pb.CommandType_ack.Enum(),
-		AckMessage: &pb.AckCommand{
-			Cid: proto.String(m.ConversationID), Mid: proto.String(m.ID),
-			Fromts: proto.Int64(ts), Tots: proto.Int64(ts),
-		},
-	})
+	cl.queueAck(m.ConversationID, d.GetTimestamp())
+}
+
+// ackRange is the span of message timestamps received in one conversation
+// since the last flush.
+type ackRange struct{ from, to int64 }
+
+// queueAck records a received message for the next batched receiver ack.
+func (cl *IMClient) queueAck(cid string, ts int64) {
+	cl.ackMu.Lock()
+	defer cl.ackMu.Unlock()
+	if cl.acks == nil {
+		cl.acks = make(map[string]ackRange)
+	}
+	r, ok := cl.acks[cid]
+	if !ok {
+		r = ackRange{from: ts, to: ts}
+	}
+	r.from, r.to = min(r.from, ts), max(r.to, ts)
+	cl.acks[cid] = r
+}
+
+// flushAcks sends one ack {cid, fromts, tots} per conversation with
+// received messages (the JS SDK's shape; no message ids).
+func (cl *IMClient) flushAcks() {
+	cl.ackMu.Lock()
+	acks := cl.acks
+	cl.acks = nil
+	cl.ackMu.Unlock()
+	for cid, r := range acks {
+		_ = cl.fire(&pb.GenericCommand{
+			Cmd:        pb.CommandType_ack.Enum(),
+			AckMessage: &pb.AckCommand{Cid: proto.String(cid), Fromts: proto.Int64(r.from), Tots: proto.Int64(r.to)},
+		})
+	}
 }
 
 func (cl *IMClient) onConv(cmd *pb.GenericCommand) {
