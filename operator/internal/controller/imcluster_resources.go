@@ -222,13 +222,29 @@ func mergeLabels(dst, src map[string]string) map[string]string {
 // desiredPodTemplate renders the pod template; configHash is the ConfigMap's
 // hash. The template hash annotation is computed over everything else.
 func desiredPodTemplate(c *imv1.IMCluster, configHash string) corev1.PodTemplateSpec {
-	tokenName, tokenKey := adminTokenSecret(c)
-	env := []corev1.EnvVar{
-		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-		{Name: "IMNODE_ADMIN_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: tokenName}, Key: tokenKey}}},
+	mounts, volumes := podVolumes(c)
+	t := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{
+			Labels:      commonLabels(c),
+			Annotations: map[string]string{AnnotationConfigHash: configHash, AnnotationVersion: c.Spec.Version},
+		},
+		Spec: corev1.PodSpec{
+			Containers:                    []corev1.Container{nodeContainer(c, mounts)},
+			Volumes:                       volumes,
+			TerminationGracePeriodSeconds: ptr.To[int64](terminationSecs),
+			Affinity:                      podAffinity(c),
+			TopologySpreadConstraints:     c.Spec.Scheduling.TopologySpreadConstraints,
+			Tolerations:                   c.Spec.Scheduling.Tolerations,
+			NodeSelector:                  c.Spec.Scheduling.NodeSelector,
+			PriorityClassName:             c.Spec.Scheduling.PriorityClassName,
+			SecurityContext:               &corev1.PodSecurityContext{FSGroup: ptr.To[int64](65532), RunAsUser: ptr.To[int64](65532)},
+		},
 	}
+	t.Annotations[AnnotationTemplateHash] = hashOf(t)
+	return t
+}
+
+func podVolumes(c *imv1.IMCluster) ([]corev1.VolumeMount, []corev1.Volume) {
 	mounts := []corev1.VolumeMount{
 		{Name: dataVolume, MountPath: dataDir},
 		{Name: "config", MountPath: configDir, ReadOnly: true},
@@ -245,10 +261,21 @@ func desiredPodTemplate(c *imv1.IMCluster, configHash string) corev1.PodTemplate
 		volumes = append(volumes, corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{
 			Secret: &corev1.SecretVolumeSource{SecretName: ref.Name}}})
 	}
+	return mounts, volumes
+}
+
+func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount) corev1.Container {
+	tokenName, tokenKey := adminTokenSecret(c)
+	env := []corev1.EnvVar{
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		{Name: "IMNODE_ADMIN_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: tokenName}, Key: tokenKey}}},
+	}
 	adminProbe := func(path string) corev1.ProbeHandler {
 		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString(portNameAdmin)}}
 	}
-	container := corev1.Container{
+	return corev1.Container{
 		Name:            containerName,
 		Image:           c.ImageRef(),
 		ImagePullPolicy: c.Spec.ImagePullPolicy,
@@ -287,6 +314,11 @@ func desiredPodTemplate(c *imv1.IMCluster, configHash string) corev1.PodTemplate
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
 	}
+}
+
+// podAffinity is spec.scheduling.affinity, or by default a preference for one
+// node pod per host.
+func podAffinity(c *imv1.IMCluster) *corev1.Affinity {
 	affinity := c.Spec.Scheduling.Affinity
 	if affinity == nil {
 		affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
@@ -299,25 +331,7 @@ func desiredPodTemplate(c *imv1.IMCluster, configHash string) corev1.PodTemplate
 			}},
 		}}
 	}
-	t := corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{
-			Labels:      commonLabels(c),
-			Annotations: map[string]string{AnnotationConfigHash: configHash, AnnotationVersion: c.Spec.Version},
-		},
-		Spec: corev1.PodSpec{
-			Containers:                    []corev1.Container{container},
-			Volumes:                       volumes,
-			TerminationGracePeriodSeconds: ptr.To[int64](terminationSecs),
-			Affinity:                      affinity,
-			TopologySpreadConstraints:     c.Spec.Scheduling.TopologySpreadConstraints,
-			Tolerations:                   c.Spec.Scheduling.Tolerations,
-			NodeSelector:                  c.Spec.Scheduling.NodeSelector,
-			PriorityClassName:             c.Spec.Scheduling.PriorityClassName,
-			SecurityContext:               &corev1.PodSecurityContext{FSGroup: ptr.To[int64](65532), RunAsUser: ptr.To[int64](65532)},
-		},
-	}
-	t.Annotations[AnnotationTemplateHash] = hashOf(t)
-	return t
+	return affinity
 }
 
 func desiredStatefulSet(c *imv1.IMCluster, template corev1.PodTemplateSpec, replicas int32) *appsv1.StatefulSet {
