@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -209,6 +210,10 @@ type Engine struct {
 	rooms rooms
 	wills wills
 
+	// acks feeds the ack loop while running is set (see handleReceiverAck).
+	acks    chan ackJob
+	running atomic.Bool
+
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
 }
@@ -227,6 +232,7 @@ func New(cfg Config) (*Engine, error) {
 		now:    cfg.Clock,
 		log:    cfg.Logger.With("component", logComponent),
 		nonce:  newMessageID()[:8],
+		acks:   make(chan ackJob, ackQueueSize),
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -239,24 +245,32 @@ func New(cfg Config) (*Engine, error) {
 }
 
 // Start starts the engine's background work (retention sweeper, temporary
-// conversation expiry). Stop stops it.
+// conversation expiry, the receiver-ack loop). Stop stops it. Call each once.
 func (e *Engine) Start(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
+	e.goFunc(func() { e.sweepLoop(ctx) })
+	e.goFunc(func() { e.ackLoop(ctx) })
+	e.running.Store(true)
+}
+
+func (e *Engine) goFunc(f func()) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.sweepLoop(ctx)
+		f()
 	}()
 }
 
 // Stop stops the background work and waits for it. It does not close the
 // store.
 func (e *Engine) Stop() {
+	e.running.Store(false)
 	if e.cancel != nil {
 		e.cancel()
 	}
 	e.wg.Wait()
+	e.drainAcks()
 }
 
 func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }

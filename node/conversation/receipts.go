@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"context"
+	"slices"
 
 	"github.com/imcluster/imcluster/node/protocol/pb"
 	"github.com/imcluster/imcluster/node/store"
@@ -11,24 +12,99 @@ import (
 // The JS SDK acks at most one second of messages per conversation.
 const maxAckScan = 1000
 
+// ackQueueSize bounds the receiver acks waiting for the ack loop. When it is
+// full, Handle processes the ack itself (the caller waits: back-pressure).
+const ackQueueSize = 4096
+
+// ackBatchMax is the most receiver acks one durable commit covers; larger
+// batches would hold more client stripes at once for little gain.
+const ackBatchMax = 128
+
+// ackJob is one receiver ack waiting for the ack loop.
+type ackJob struct {
+	c  Caller
+	am *pb.AckCommand
+}
+
 // handleReceiverAck implements the receiver delivery ack (spec 3.5.5): it
 // advances the client's delivery pointer and sends delivery receipts for
-// r=true messages. It never answers.
+// r=true messages. It never answers. While the engine runs, acks are handed
+// to the ack loop, which commits a burst of them with one fsync instead of
+// keeping the session's worker waiting.
 func (e *Engine) handleReceiverAck(ctx context.Context, c Caller, req *pb.GenericCommand) error {
 	am := req.GetAckMessage()
 	if am == nil {
 		return nil
 	}
+	job := ackJob{c: c, am: am}
+	if e.running.Load() {
+		select {
+		case e.acks <- job:
+			return nil
+		default:
+		}
+	}
+	return e.processAcks(ctx, []ackJob{job})
+}
+
+// ackLoop is the single goroutine that commits queued receiver acks.
+func (e *Engine) ackLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-e.acks:
+			batch := []ackJob{j}
+		more:
+			for len(batch) < ackBatchMax {
+				select {
+				case j := <-e.acks:
+					batch = append(batch, j)
+				default:
+					break more
+				}
+			}
+			if err := e.processAcks(context.Background(), batch); err != nil {
+				e.log.Warn("Recording receiver acks failed", "err", err)
+			}
+		}
+	}
+}
+
+// drainAcks processes acks still queued after the ack loop stopped.
+func (e *Engine) drainAcks() {
+	for {
+		select {
+		case j := <-e.acks:
+			if err := e.processAcks(context.Background(), []ackJob{j}); err != nil {
+				e.log.Warn("Recording receiver acks failed", "err", err)
+			}
+		default:
+			return
+		}
+	}
+}
+
+// ackWork is one resolved receiver ack.
+type ackWork struct {
+	c    Caller
+	r    *convRecord
+	msgs []*message
+}
+
+// resolveAck finds the messages a receiver ack covers (nil if none).
+func (e *Engine) resolveAck(ctx context.Context, j ackJob) (*ackWork, error) {
+	c, am := j.c, j.am
 	r, err := e.loadConv(c.App, am.GetCid())
 	if err != nil || r == nil || r.expired(e.nowMs()) || r.Kind == convTransient || !r.isMember(c.ClientID) {
-		return err
+		return nil, err
 	}
 	var msgs []*message
 	switch {
 	case am.Mid != nil:
 		m, err := e.lookupMessage(c.App, r.ID, am.GetMid())
 		if err != nil || m == nil {
-			return err
+			return nil, err
 		}
 		msgs = []*message{m}
 	case am.Tots != nil:
@@ -39,45 +115,97 @@ func (e *Engine) handleReceiverAck(ctx context.Context, c Caller, req *pb.Generi
 		msgs, err = e.history(ctx, c.App, r.ID, logsWindow{limit: maxAckScan, newer: true,
 			t: from, tIncluded: true, tt: am.GetTots(), ttIncluded: true})
 		if err != nil {
-			return err
+			return nil, err
 		}
-	default:
-		return nil
 	}
 	if len(msgs) == 0 {
-		return nil
+		return nil, nil
 	}
-	now := e.nowMs()
-	top := msgs[len(msgs)-1].Ts
-	b := e.st.NewBatch()
-	lock := e.clientLock(c.App, c.ClientID)
-	lock.Lock()
-	s, err := e.loadClientState(c.App, c.ClientID, r.ID)
-	if err != nil {
-		lock.Unlock()
-		b.Close()
-		return err
-	}
-	if top > s.AckTs {
-		s.AckTs, s.AckAt = top, now
-		e.putClientState(b, c.App, c.ClientID, r.ID, s)
-	}
-	var ps []push
-	for _, m := range msgs {
-		if m.Receipt && m.From != c.ClientID {
-			p := newPush(pb.CommandType_rcp, nil)
-			p.RcpMessage = &pb.RcpCommand{Id: strp(m.ID), Cid: strp(r.ID), T: int64p(now), From: strp(c.ClientID)}
-			e.reliable(b, c.App, []string{m.From}, p)
-			ps = append(ps, push{app: c.App, to: []string{m.From}, cmd: p})
+	return &ackWork{c: c, r: r, msgs: msgs}, nil
+}
+
+// processAcks records a batch of receiver acks with one durable commit and
+// then pushes the delivery receipts. It holds the client stripes of every
+// acking client (taken in index order) from reading their state until the
+// commit, so a concurrent read pointer update is never overwritten.
+func (e *Engine) processAcks(ctx context.Context, jobs []ackJob) error {
+	var work []*ackWork
+	for _, j := range jobs {
+		w, err := e.resolveAck(ctx, j)
+		if err != nil {
+			return err
+		}
+		if w != nil {
+			work = append(work, w)
 		}
 	}
-	err = e.commitIfAny(b)
-	lock.Unlock()
-	if err != nil {
-		return internal("commit ack", err)
+	if len(work) == 0 {
+		return nil
 	}
-	e.deliverConv(c.App, r.ID, ps...)
+	var idx []uint32
+	for _, w := range work {
+		idx = append(idx, stripeIndex(w.c.App, w.c.ClientID))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		e.clientStripes[i].Lock()
+	}
+	ps, err := e.recordAcksLocked(work)
+	for _, i := range slices.Backward(idx) {
+		e.clientStripes[i].Unlock()
+	}
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		e.deliverConv(p.app, p.cid, p.push)
+	}
 	return nil
+}
+
+type convPushItem struct {
+	app, cid string
+	push     push
+}
+
+// recordAcksLocked advances delivery pointers and persists receipts. The
+// caller holds the client stripes of every acking client.
+func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
+	now := e.nowMs()
+	b := e.st.NewBatch()
+	states := map[[3]string]clientState{}
+	var ps []convPushItem
+	for _, w := range work {
+		key := [3]string{w.c.App, w.c.ClientID, w.r.ID}
+		s, ok := states[key]
+		if !ok {
+			var err error
+			if s, err = e.loadClientState(w.c.App, w.c.ClientID, w.r.ID); err != nil {
+				b.Close()
+				return nil, err
+			}
+		}
+		if top := w.msgs[len(w.msgs)-1].Ts; top > s.AckTs {
+			s.AckTs, s.AckAt = top, now
+			states[key] = s
+		}
+		for _, m := range w.msgs {
+			if m.Receipt && m.From != w.c.ClientID {
+				p := newPush(pb.CommandType_rcp, nil)
+				p.RcpMessage = &pb.RcpCommand{Id: strp(m.ID), Cid: strp(w.r.ID), T: int64p(now), From: strp(w.c.ClientID)}
+				e.reliable(b, w.c.App, []string{m.From}, p)
+				ps = append(ps, convPushItem{app: w.c.App, cid: w.r.ID, push: push{app: w.c.App, to: []string{m.From}, cmd: p}})
+			}
+		}
+	}
+	for k, s := range states {
+		e.putClientState(b, k[0], k[1], k[2], s)
+	}
+	if err := e.commitIfAny(b); err != nil {
+		return nil, internal("commit acks", err)
+	}
+	return ps, nil
 }
 
 // commitIfAny commits b durably unless it is empty, and releases it.

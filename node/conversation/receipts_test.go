@@ -1,6 +1,8 @@
 package conversation
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -160,4 +162,60 @@ func TestConversationUnread(t *testing.T) {
 	if u, _ := h.e.UnreadSummary(t.Context(), testApp, "William", 0); u != nil {
 		t.Fatalf("new member unread %v", u)
 	}
+}
+
+// checkFor polls f until it returns nil or the deadline passes.
+func checkFor(t testing.TB, total, every time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(every)
+	}
+}
+
+func TestConversationReceiverAckLoop(t *testing.T) {
+	h := newHarness(t)
+	h.e.Start(t.Context())
+	tom, jerry := h.caller("Tom", 1), h.caller("Jerry", 2)
+	cid := h.start(tom, "Jerry")
+	var acks []*pb.AckCommand
+	for i := range 20 {
+		h.clock.Advance(time.Millisecond)
+		req := receiptReq(cid, "m")
+		req.DirectMessage.R = proto.Bool(i%2 == 0)
+		acks = append(acks, h.do(tom, req).GetAckMessage())
+	}
+	h.d.take()
+	for _, a := range acks {
+		if resp, err := h.e.Handle(t.Context(), jerry, ackReq(cid, a.GetT(), a.GetT())); resp != nil || err != nil {
+			t.Fatalf("ack: %v %v", resp, err)
+		}
+	}
+	var got []delivered
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		got = append(got, h.d.take()...)
+		if len(got) < 10 {
+			return errors.New("waiting for 10 receipts")
+		}
+		return nil
+	})
+	for i, p := range got {
+		if p.cmd.GetRcpMessage().GetId() != acks[2*i].GetUid() {
+			t.Fatalf("receipt %d for %v", i, p.cmd.GetRcpMessage())
+		}
+	}
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		s, err := h.e.loadClientState(testApp, "Jerry", cid)
+		if err != nil || s.AckTs != acks[len(acks)-1].GetT() {
+			return fmt.Errorf("ack pointer %d, %v", s.AckTs, err)
+		}
+		return nil
+	})
 }
