@@ -297,11 +297,13 @@ func (e *Engine) clientLock(app, clientID string) *sync.Mutex {
 // read). Client-visible failures are *protocol.Error; any other error is
 // internal. Safe for concurrent use.
 //
-// Push ordering: when ctx carries an outbox (WithOutbox), pushes that also
-// go to the caller's own session (conv/start, add, remove, ...) are held in
-// it until the gateway calls the flush function after enqueueing the
-// response, so the response reaches the caller first. Without an outbox they
-// are delivered before Handle returns.
+// Push ordering: pushes are handed to the Deliverer after the change is
+// durable, in commit order per conversation. Pushes that also reach the
+// caller's own session (conv/start, add, remove, ...) are delivered before
+// Handle returns unless ctx carries an outbox (WithOutbox), which holds them
+// until the gateway flushes it after enqueueing the response. A gateway that
+// already holds a socket's pushes back while it runs that socket's command
+// (node/gateway does) needs no outbox.
 func (e *Engine) Handle(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
 	start := e.now()
 	name := commandName(req)
