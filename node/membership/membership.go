@@ -123,11 +123,7 @@ func (m *Membership) Start() error {
 }
 
 func (m *Membership) goFunc(f func()) {
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		f()
-	}()
+	m.wg.Go(f)
 }
 
 // Addr returns the gossip address other nodes use as a seed (host:port).

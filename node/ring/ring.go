@@ -216,11 +216,11 @@ func (rg *Ring) ReplicationFactor() int { return rg.cfgR }
 
 // Members returns every member the ring was built from, sorted by id. The
 // slice is shared: do not modify it.
-func (rg *Ring) Members() []Member { return rg.members[:len(rg.members):len(rg.members)] }
+func (rg *Ring) Members() []Member { return slices.Clip(rg.members) }
 
 // Placed returns the ids of the nodes in the placement target (joining and
 // active), sorted. The slice is shared: do not modify it.
-func (rg *Ring) Placed() []string { return rg.placed[:len(rg.placed):len(rg.placed)] }
+func (rg *Ring) Placed() []string { return slices.Clip(rg.placed) }
 
 // State returns the state of node id, or StateUnknown if it is not a member.
 func (rg *Ring) State(id string) State {

@@ -26,6 +26,7 @@ type Faults struct {
 // NewFaults returns a Faults with no fault active; seed makes drops
 // reproducible.
 func NewFaults(seed uint64) *Faults {
+	//nolint:gosec // reproducible fault injection, not cryptography
 	return &Faults{rng: rand.New(rand.NewPCG(seed, seed)), partitioned: map[string]bool{}}
 }
 

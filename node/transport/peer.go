@@ -184,7 +184,7 @@ func (p *peer) run(ctx context.Context) {
 // jitter spreads d by +-20% so peers that lost the same node do not redial
 // in lockstep.
 func jitter(d time.Duration) time.Duration {
-	return d - d/5 + rand.N(d*2/5+1)
+	return d - d/5 + rand.N(d*2/5+1) //nolint:gosec // jitter, not cryptography
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -48,7 +48,7 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrFrameTooLarge) {
 		t.logBadFrame(w, err)
 	} else {
-		t.logConnError(w, "Closing inbound peer connection", err)
+		t.logConnError(w, "read", err)
 	}
 	w.close()
 	<-writerDone

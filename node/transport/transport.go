@@ -132,11 +132,7 @@ func (t *Transport) Stats() Stats {
 
 // goFunc runs f on a goroutine owned by t (Shutdown waits for it).
 func (t *Transport) goFunc(f func()) {
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		f()
-	}()
+	t.wg.Go(f)
 }
 
 // Call sends a request to node to and waits for its response. The deadline
@@ -186,8 +182,7 @@ func (t *Transport) Call(ctx context.Context, to string, method uint16, payload 
 
 // decorate fills the epoch the request carried into a mismatch error.
 func decorate(err error, sent uint64) error {
-	var em *EpochMismatchError
-	if errors.As(err, &em) {
+	if em, ok := errors.AsType[*EpochMismatchError](err); ok {
 		em.Sent = sent
 	}
 	return err
@@ -253,7 +248,7 @@ func (t *Transport) peer(id string) (*peer, error) {
 
 // logConnError logs the end of a connection at debug level unless it is
 // the transport shutting down.
-func (t *Transport) logConnError(w *wconn, msg string, err error) {
+func (t *Transport) logConnError(w *wconn, during string, err error) {
 	if t.down.Load() {
 		return
 	}
@@ -262,7 +257,7 @@ func (t *Transport) logConnError(w *wconn, msg string, err error) {
 		return
 	default:
 	}
-	t.log.Debug(msg, keyPeer, w.peer, keyErr, err)
+	t.log.Debug("Closing peer connection", "during", during, keyPeer, w.peer, keyErr, err)
 }
 
 // logBadFrame counts and, at most once per badFrameLogInterval, logs a

@@ -411,7 +411,7 @@ func TestTransportGarbageIsRejected(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			if _, err := c.Write(in); err != nil {
 				t.Fatal(err)
 			}

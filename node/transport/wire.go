@@ -82,7 +82,7 @@ func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame
 			break
 		}
 		if err := bw.Flush(); err != nil {
-			t.logConnError(w, "Flushing frames", err)
+			t.logConnError(w, "flush", err)
 			return
 		}
 	}
@@ -120,7 +120,7 @@ func (t *Transport) writeFrame(ctx context.Context, w *wconn, bw *bufio.Writer, 
 		}
 	}
 	if _, err := bw.Write(f.b); err != nil {
-		t.logConnError(w, "Writing frame", err)
+		t.logConnError(w, "write", err)
 		return false
 	}
 	return true
