@@ -66,28 +66,95 @@ func (e *Engine) checkSend(c Caller, cid string, r *convRecord, dm *pb.DirectCom
 
 // send stores (unless transient) and pushes one message. mid is a
 // pre-assigned id (will messages) or empty.
+//
+// The stripe lock covers validation, timestamp assignment and queueing the
+// push (so pushes leave in timestamp order), not the fsync: the message is
+// committed after the lock is released and its push is held in the queue
+// until the commit succeeded (persist before push), which lets Pebble group
+// the commits of one busy conversation. The conversation record is not
+// written: the last message is the newest key of the message range.
 func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid string) (*message, error) {
 	cid := dm.GetCid()
 	st := e.convStripe(c.App, cid)
 	st.mu.Lock()
-	defer e.unlockAndDrain(st)
+	m, p, dedupKey, err := e.prepareSendLocked(c, cid, st, dm, mid)
+	if err != nil || m == nil || p == nil {
+		st.mu.Unlock()
+		return m, err
+	}
+	transient := dm.GetTransient()
+	if transient {
+		e.enqueue(st, *p)
+		st.mu.Unlock()
+		e.drain(st)
+		e.metrics.messages.WithLabelValues("transient").Inc()
+		return m, nil
+	}
+	g := &gate{}
+	p.gate = g
+	e.enqueue(st, *p)
+	st.inflight++
+	st.mu.Unlock()
+
+	b := e.st.NewBatch()
+	e.putMessage(b, c.App, cid, m)
+	if dedupKey != nil {
+		v := binary.BigEndian.AppendUint64(nil, uint64(m.Ts))
+		v = binary.BigEndian.AppendUint64(v, uint64(e.nowMs()))
+		b.Set(dedupKey, append(v, m.ID...))
+	}
+	err = e.st.Commit(b)
+
+	st.mu.Lock()
+	st.inflight--
+	if st.inflight == 0 && len(st.lastTs) > maxLastTsPerStripe {
+		st.lastTs = nil // nothing in flight: the store has every assigned timestamp
+	}
+	st.mu.Unlock()
+	e.openGate(st, g, err == nil)
+	if err != nil {
+		return nil, internal("commit message", err)
+	}
+	e.metrics.messages.WithLabelValues("stored").Inc()
+	return m, nil
+}
+
+// maxLastTsPerStripe bounds the per-stripe cache of last assigned
+// timestamps; it is dropped (and rebuilt from the store) when larger.
+const maxLastTsPerStripe = 1024
+
+// prepareSendLocked validates a send, answers resends of a known dt (push
+// nil), assigns the timestamp and builds the message and its push. Caller
+// holds st.mu.
+func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.DirectCommand, mid string) (*message, *push, []byte, error) {
 	r, err := e.loadConv(c.App, cid)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if err := e.checkSend(c, cid, r, dm); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	transient := dm.GetTransient()
 	var dedupKey []byte
 	if !transient && dm.GetDt() != "" {
 		dedupKey = e.convKey(c.App, cid, store.FamDedup).Str(c.ClientID).Str(dm.GetDt()).Bytes()
 		if m, ok := e.dedupLookup(dedupKey); ok {
-			return m, nil
+			return m, nil, nil, nil
 		}
 	}
-	now := e.nowMs()
-	ts := max(now, r.LastTs+1, e.lastTransient(st, c.App, cid)+1)
+	last, ok := st.lastTs[roomKey(c.App, cid)]
+	if !ok {
+		newest, err := e.newestMessage(c.App, cid)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		last = newest.ts()
+	}
+	ts := max(e.nowMs(), last+1)
+	if st.lastTs == nil {
+		st.lastTs = map[string]int64{}
+	}
+	st.lastTs[roomKey(c.App, cid)] = ts
 	if mid == "" {
 		mid = newMessageID()
 	}
@@ -98,30 +165,11 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 	} else {
 		m.Type, m.HasType = lcType(m.Data)
 	}
-	if transient {
-		e.setLastTransient(st, c.App, cid, ts)
-		e.metrics.messages.WithLabelValues("transient").Inc()
-	} else {
-		r.LastTs, r.Last = ts, m.snapshot()
-		b := e.st.NewBatch()
-		e.putMessage(b, c.App, cid, m)
-		e.putConv(b, c.App, r)
-		if dedupKey != nil {
-			v := binary.BigEndian.AppendUint64(nil, uint64(ts))
-			v = binary.BigEndian.AppendUint64(v, uint64(now))
-			b.Set(dedupKey, append(v, mid...))
-		}
-		if err := e.st.Commit(b); err != nil {
-			return nil, internal("commit message", err)
-		}
-		e.metrics.messages.WithLabelValues("stored").Inc()
-	}
 	to := r.Members
 	if r.Kind == convTransient {
 		to = e.rooms.list(c.App, cid)
 	}
-	e.emitNow(st, push{app: c.App, to: to, except: c.Session, cmd: directPush(r, m, dm, transient)})
-	return m, nil
+	return m, &push{app: c.App, to: to, except: c.Session, cmd: directPush(r, m, dm, transient)}, dedupKey, nil
 }
 
 // dedupLookup returns the message recorded under a de-duplication key if it
@@ -172,19 +220,6 @@ func lcType(data string) (int64, bool) {
 	}
 	n, err := v.T.Int64()
 	return n, err == nil
-}
-
-// lastTransient returns the last timestamp assigned to a transient message
-// of the conversation (those are not stored). Caller holds st.mu.
-func (e *Engine) lastTransient(st *stripe, app, cid string) int64 {
-	return st.transientTs[roomKey(app, cid)]
-}
-
-func (e *Engine) setLastTransient(st *stripe, app, cid string, ts int64) {
-	if st.transientTs == nil {
-		st.transientTs = map[string]int64{}
-	}
-	st.transientTs[roomKey(app, cid)] = ts
 }
 
 // wills holds will messages (spec 3.5.3) per session until the session

@@ -99,7 +99,9 @@ func TestConversationDirectErrors(t *testing.T) {
 func TestConversationDirectConcurrentTimestamps(t *testing.T) {
 	h := newHarness(t)
 	tom := h.caller("Tom", 1)
+	h.caller("Jerry", 2)
 	cid := h.start(tom, "Jerry")
+	h.d.take()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	seen := map[int64]bool{}
@@ -116,6 +118,23 @@ func TestConversationDirectConcurrentTimestamps(t *testing.T) {
 	wg.Wait()
 	if len(seen) != 80 {
 		t.Fatalf("%d distinct timestamps for 80 messages", len(seen))
+	}
+	// Jerry receives every message, in timestamp order.
+	var last int64
+	n := 0
+	for _, p := range h.d.take() {
+		if p.client != "Jerry" {
+			continue
+		}
+		ts := p.cmd.GetDirectMessage().GetTimestamp()
+		if ts <= last {
+			t.Fatalf("push %d out of order: %d after %d", n, ts, last)
+		}
+		last = ts
+		n++
+	}
+	if n != 80 {
+		t.Fatalf("Jerry got %d pushes", n)
 	}
 }
 

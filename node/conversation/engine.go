@@ -166,22 +166,37 @@ const numStripes = 1024
 // finds the queue not being drained. See node/LOCKING.md.
 type stripe struct {
 	mu sync.Mutex
-	// transientTs is the last timestamp of transient (unstored) messages per
-	// conversation, keeping timestamps strictly increasing. Guarded by mu.
-	transientTs map[string]int64
+	// lastTs caches the last timestamp assigned per conversation (app \x00
+	// cid), including transient and in-flight messages, keeping timestamps
+	// strictly increasing. inflight counts sends between timestamp
+	// assignment and commit. Guarded by mu.
+	lastTs   map[string]int64
+	inflight int
 
 	qmu      sync.Mutex
 	queue    []push
 	draining bool
 }
 
-// push is one Deliver call.
+// push is one Deliver call. A push with a gate waits in the stripe queue
+// until the gate opens (its message is durable) or is cancelled.
 type push struct {
 	app    string
 	to     []string
 	except SessionID
 	cmd    *pb.GenericCommand
+	gate   *gate
 }
+
+// gate holds a queued push back until the write it reports is committed.
+// Its state is guarded by the stripe's qmu.
+type gate struct{ state int }
+
+const (
+	gatePending = iota
+	gateOpen
+	gateCancelled
+)
 
 // Engine executes the conversation and message commands of the protocol.
 // It is safe for concurrent use. Each conversation's write path is owned by
@@ -486,7 +501,9 @@ func (e *Engine) enqueue(st *stripe, ps ...push) {
 }
 
 // drain delivers the stripe's queued pushes in order unless another
-// goroutine is already doing so. It holds no lock while calling Deliver.
+// goroutine is already doing so. It stops at a push whose gate is still
+// pending; the goroutine that opens that gate drains again. It holds no lock
+// while calling Deliver.
 func (e *Engine) drain(st *stripe) {
 	st.qmu.Lock()
 	if st.draining {
@@ -495,16 +512,20 @@ func (e *Engine) drain(st *stripe) {
 	}
 	st.draining = true
 	for {
-		batch := st.queue
-		st.queue = nil
-		if len(batch) == 0 {
+		n := 0
+		for n < len(st.queue) && (st.queue[n].gate == nil || st.queue[n].gate.state != gatePending) {
+			n++
+		}
+		if n == 0 {
 			st.draining = false
 			st.qmu.Unlock()
 			return
 		}
+		batch := st.queue[:n:n]
+		st.queue = append([]push(nil), st.queue[n:]...)
 		st.qmu.Unlock()
 		for _, p := range batch {
-			if len(p.to) == 0 {
+			if len(p.to) == 0 || (p.gate != nil && p.gate.state == gateCancelled) {
 				continue
 			}
 			e.d.Deliver(p.app, p.to, p.except, p.cmd)
@@ -512,6 +533,17 @@ func (e *Engine) drain(st *stripe) {
 		}
 		st.qmu.Lock()
 	}
+}
+
+// openGate releases (ok) or cancels a gated push and drains the queue.
+func (e *Engine) openGate(st *stripe, g *gate, ok bool) {
+	st.qmu.Lock()
+	g.state = gateOpen
+	if !ok {
+		g.state = gateCancelled
+	}
+	st.qmu.Unlock()
+	e.drain(st)
 }
 
 // unlockAndDrain releases st.mu and delivers queued pushes.

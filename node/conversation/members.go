@@ -97,12 +97,16 @@ func (e *Engine) convAdd(ctx context.Context, c Caller, cm *pb.ConvCommand) (*pb
 		}
 	}
 	if len(added) > 0 {
+		newest, err := e.newestMessage(c.App, cid)
+		if err != nil {
+			return nil, err
+		}
 		r.Members = setAdd(r.Members, added...)
 		r.Updated = e.nowMs()
 		b := e.st.NewBatch()
 		e.putConv(b, c.App, r)
 		for _, id := range added {
-			e.indexClient(b, c.App, id, r, r.Updated)
+			e.indexClient(b, c.App, id, r, newest.ts(), r.Updated)
 		}
 		udate := protocol.ISODate(r.Updated)
 		ps := e.memberEvent(b, c.App, cid, c.ClientID, udate, pb.OpType_joined, pb.OpType_members_joined,

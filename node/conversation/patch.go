@@ -64,9 +64,6 @@ func (e *Engine) patchOne(_ context.Context, c Caller, it *pb.PatchItem) (int64,
 	applyPatch(m, it)
 	m.PatchTs = patchTs
 	r.LastPatch = patchTs
-	if r.Last != nil && r.Last.ID == m.ID {
-		r.Last = m.snapshot()
-	}
 	item := patchItem(r.ID, m, it.GetRecall())
 	v, err := proto.Marshal(item)
 	if err != nil {

@@ -26,9 +26,9 @@ const (
 	defaultQuerySort  = "-lm"
 )
 
-// doc returns the conversation as a query/result document (spec 3.8.5). The
-// map shares column values with r.
-func (r *convRecord) doc(flag int32) map[string]any {
+// doc returns the conversation as a query/result document (spec 3.8.5);
+// last is its newest message or nil. The map shares column values with r.
+func (r *convRecord) doc(flag int32, last *message) map[string]any {
 	d := make(map[string]any, len(r.Columns)+16)
 	for k, v := range r.Columns {
 		d[k] = v
@@ -44,21 +44,21 @@ func (r *convRecord) doc(flag int32) map[string]any {
 	}
 	d["createdAt"] = protocol.ISODate(r.Created)
 	d["updatedAt"] = protocol.ISODate(r.Updated)
-	if r.Last != nil {
-		d["lm"] = map[string]any{"__type": "Date", "iso": protocol.ISODate(r.Last.Ts)}
+	if last != nil {
+		d["lm"] = map[string]any{"__type": "Date", "iso": protocol.ISODate(last.Ts)}
 	}
 	if r.Kind == convTemporary {
 		d["ttl"] = r.TTL
 		d["temp"] = true
 		d["conv_type"] = convTemporary
 	}
-	if flag&flagLastMessage != 0 && r.Last != nil {
-		lastMessageFields(d, r.Last)
+	if flag&flagLastMessage != 0 && last != nil {
+		lastMessageFields(d, last)
 	}
 	return d
 }
 
-func lastMessageFields(d map[string]any, l *lastMessage) {
+func lastMessageFields(d map[string]any, l *message) {
 	if l.IsBin {
 		d["msg"] = base64.StdEncoding.EncodeToString(l.Bin)
 		d["bin"] = true
@@ -127,10 +127,14 @@ func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 		if r.Kind == convTemporary || r.expired(now) {
 			continue
 		}
-		d := r.doc(cm.GetFlag())
 		if filter.Empty() && !r.isMember(c.ClientID) {
 			continue
 		}
+		last, err := e.newestMessage(c.App, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		d := r.doc(cm.GetFlag(), last)
 		if filter.Match(d) {
 			docs = append(docs, d)
 		}
@@ -220,7 +224,11 @@ func (e *Engine) tempQuery(c Caller, cm *pb.ConvCommand) (*pb.GenericCommand, er
 		if r == nil || r.Kind != convTemporary || r.expired(now) {
 			continue
 		}
-		d := r.doc(cm.GetFlag())
+		last, err := e.newestMessage(c.App, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		d := r.doc(cm.GetFlag(), last)
 		if cm.GetFlag()&flagCompact != 0 {
 			delete(d, "m")
 		}

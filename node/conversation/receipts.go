@@ -255,9 +255,13 @@ func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 	if err != nil || r == nil || r.expired(e.nowMs()) || r.Kind == convTransient || !r.isMember(c.ClientID) {
 		return err
 	}
-	target := r.LastTs
+	last, err := e.newestMessage(c.App, r.ID)
+	if err != nil {
+		return err
+	}
+	target := last.ts()
 	if t.GetTimestamp() > 0 {
-		target = min(t.GetTimestamp(), r.LastTs)
+		target = min(t.GetTimestamp(), target)
 	}
 	now := e.nowMs()
 	b := e.st.NewBatch()
@@ -291,7 +295,7 @@ func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 	if err != nil {
 		return internal("commit read", err)
 	}
-	tuple, err := e.unreadTuple(c.App, c.ClientID, r, s)
+	tuple, err := e.unreadTuple(c.App, c.ClientID, r, s, last)
 	if err != nil {
 		return err
 	}

@@ -50,25 +50,10 @@ type convRecord struct {
 	TTL       int32             `json:"ttl,omitempty"` // seconds, temporary only
 	Expire    int64             `json:"exp,omitempty"` // ms, temporary only
 	Columns   map[string]any    `json:"cols,omitempty"`
-	LastTs    int64             `json:"lts,omitempty"` // last assigned message timestamp
 	LastPatch int64             `json:"lpt,omitempty"` // last assigned patch timestamp
-	Last      *lastMessage      `json:"last,omitempty"`
 	Silenced  []string          `json:"sh,omitempty"` // sorted
 	Blocked   []string          `json:"bl,omitempty"` // sorted
 	Roles     map[string]string `json:"roles,omitempty"`
-}
-
-// lastMessage is the snapshot of a conversation's newest stored message.
-type lastMessage struct {
-	ID          string   `json:"id"`
-	From        string   `json:"f"`
-	Ts          int64    `json:"t"`
-	Data        string   `json:"d,omitempty"`
-	Bin         []byte   `json:"b,omitempty"`
-	IsBin       bool     `json:"ib,omitempty"`
-	PatchTs     int64    `json:"pt,omitempty"`
-	MentionAll  bool     `json:"ma,omitempty"`
-	MentionPids []string `json:"mp,omitempty"`
 }
 
 // message is a stored message (value of FamMsg).
@@ -85,11 +70,6 @@ type message struct {
 	HasType     bool     `json:"ht,omitempty"`
 	Type        int64    `json:"ty,omitempty"`
 	PatchTs     int64    `json:"pt,omitempty"`
-}
-
-func (m *message) snapshot() *lastMessage {
-	return &lastMessage{ID: m.ID, From: m.From, Ts: m.Ts, Data: m.Data, Bin: m.Bin, IsBin: m.IsBin,
-		PatchTs: m.PatchTs, MentionAll: m.MentionAll, MentionPids: m.MentionPids}
 }
 
 func (m *message) mentions(clientID string) bool {
@@ -272,11 +252,33 @@ func (e *Engine) putClientState(b *store.Batch, app, clientID, cid string, s cli
 }
 
 // indexClient adds cid to the client's conversation index (FamClientConv)
-// and starts its read pointer at the conversation's newest message, so
-// history from before the join does not count as unread.
-func (e *Engine) indexClient(b *store.Batch, app, clientID string, r *convRecord, nowMs int64) {
+// and starts its read pointer at readTs (the conversation's newest message),
+// so history from before the join does not count as unread.
+func (e *Engine) indexClient(b *store.Batch, app, clientID string, r *convRecord, readTs, nowMs int64) {
 	b.Set(e.clientKey(app, clientID, store.FamClientConv).Str(r.ID).Bytes(), nil)
-	e.putClientState(b, app, clientID, r.ID, clientState{ReadTs: r.LastTs, Changed: nowMs})
+	e.putClientState(b, app, clientID, r.ID, clientState{ReadTs: readTs, Changed: nowMs})
+}
+
+// newestMessage returns the conversation's newest stored message (the last
+// message of queries and unread tuples, and lm), or nil.
+func (e *Engine) newestMessage(app, cid string) (*message, error) {
+	var m *message
+	err := e.st.ScanPrefix(e.convKey(app, cid, store.FamMsg).Bytes(), true, func(_, v []byte) (bool, error) {
+		var err error
+		m, err = decodeMessage(v)
+		return false, err
+	})
+	if err != nil {
+		return nil, internal("load newest message", err)
+	}
+	return m, nil
+}
+
+func (m *message) ts() int64 {
+	if m == nil {
+		return 0
+	}
+	return m.Ts
 }
 
 func (e *Engine) unindexClient(b *store.Batch, app, clientID, cid string) {

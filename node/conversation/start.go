@@ -163,7 +163,7 @@ func (e *Engine) createConvLocked(ctx context.Context, c Caller, r *convRecord, 
 		b.Set(uniqueIdx, []byte(r.ID))
 	}
 	for _, id := range r.Members {
-		e.indexClient(b, c.App, id, r, r.Created)
+		e.indexClient(b, c.App, id, r, 0, r.Created)
 	}
 	udate := protocol.ISODate(r.Updated)
 	joined := e.reliable(b, c.App, r.Members, convPush(pb.OpType_joined, r.ID, c.ClientID, udate, nil))

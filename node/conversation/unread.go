@@ -39,8 +39,9 @@ func (e *Engine) unreadCount(app, clientID, cid string, readTs int64) (int, bool
 	return n, mentioned, nil
 }
 
-// unreadTuple builds the client's UnreadTuple for r.
-func (e *Engine) unreadTuple(app, clientID string, r *convRecord, s clientState) (*pb.UnreadTuple, error) {
+// unreadTuple builds the client's UnreadTuple for r; l is r's newest message
+// or nil.
+func (e *Engine) unreadTuple(app, clientID string, r *convRecord, s clientState, l *message) (*pb.UnreadTuple, error) {
 	n, mentioned, err := e.unreadCount(app, clientID, r.ID, s.ReadTs)
 	if err != nil {
 		return nil, err
@@ -49,7 +50,7 @@ func (e *Engine) unreadTuple(app, clientID string, r *convRecord, s clientState)
 	if n > 0 && mentioned {
 		t.Mentioned = boolp(true)
 	}
-	if l := r.Last; l != nil {
+	if l != nil {
 		t.Mid, t.Timestamp, t.From = strp(l.ID), int64p(l.Ts), strp(l.From)
 		if l.IsBin {
 			t.BinaryMsg = l.Bin
@@ -93,17 +94,21 @@ func (e *Engine) UnreadSummary(ctx context.Context, app, clientID string, lastNo
 		if err != nil {
 			return nil, err
 		}
-		if lastNotifTime > 0 && r.LastTs <= lastNotifTime && s.Changed <= lastNotifTime {
+		last, err := e.newestMessage(app, cid)
+		if err != nil {
+			return nil, err
+		}
+		if lastNotifTime > 0 && last.ts() <= lastNotifTime && s.Changed <= lastNotifTime {
 			continue
 		}
-		t, err := e.unreadTuple(app, clientID, r, s)
+		t, err := e.unreadTuple(app, clientID, r, s, last)
 		if err != nil {
 			return nil, err
 		}
 		if lastNotifTime <= 0 && t.GetUnread() == 0 {
 			continue
 		}
-		entries = append(entries, entry{t: t, at: max(r.LastTs, s.Changed)})
+		entries = append(entries, entry{t: t, at: max(last.ts(), s.Changed)})
 	}
 	if len(entries) == 0 {
 		return nil, nil
