@@ -51,8 +51,8 @@ type convRecord struct {
 	Expire    int64             `json:"exp,omitempty"` // ms, temporary only
 	Columns   map[string]any    `json:"cols,omitempty"`
 	LastPatch int64             `json:"lpt,omitempty"` // last assigned patch timestamp
-	Silenced  []string          `json:"sh,omitempty"` // sorted
-	Blocked   []string          `json:"bl,omitempty"` // sorted
+	Silenced  []string          `json:"sh,omitempty"`  // sorted
+	Blocked   []string          `json:"bl,omitempty"`  // sorted
 	Roles     map[string]string `json:"roles,omitempty"`
 }
 
