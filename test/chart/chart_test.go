@@ -1,9 +1,5 @@
 //go:build chart
 
-// Package chart tests the Helm chart in charts/imcluster with Helm itself (helm.sh/helm/v3 as a
-// library, pinned in go.mod) and a real kube-apiserver and etcd (envtest, built by
-// hack/envtest-assets.sh): lint, rendering, server-side validation of every rendered object, and
-// install, upgrade and uninstall. Run it with `make test-helm`.
 package chart
 
 import (
