@@ -5,6 +5,7 @@ package chart
 import (
 	"bytes"
 	"cmp"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -203,12 +204,22 @@ func TestChartRender(t *testing.T) {
 				sel, _, _ := unstructured.NestedStringMap(pdb.Object, "spec", "selector", "matchLabels")
 				checkSelects(t, "PodDisruptionBudget", sel, dep)
 			}
-			if (len(r.hooks) > 0) != v.bool("metrics", "enabled") {
-				t.Errorf("helm test hook rendered=%v, want it with metrics.enabled=%v", len(r.hooks) > 0, v.bool("metrics", "enabled"))
+			if wantHook := v.bool("metrics", "enabled") || v.bool("cluster", "enabled"); (len(r.hooks) > 0) != wantHook {
+				t.Errorf("helm test hook rendered=%v, want %v", len(r.hooks) > 0, wantHook)
 			}
 			for _, h := range r.hooks {
 				if h.GetAnnotations()["helm.sh/hook"] != "test" {
 					t.Errorf("hook %s is not a helm test hook", h.GetName())
+				}
+				script := fmt.Sprint(h.Object["spec"])
+				if imc != nil {
+					port := 8080
+					if p, ok := v.get("cluster", "spec", "service", "clientPort").(float64); ok {
+						port = int(p)
+					}
+					if want := fmt.Sprintf("nc -w 10 %s.%s.svc %d", imc.GetName(), testNamespace, port); !strings.Contains(script, want) {
+						t.Errorf("helm test does not check the cluster's client Service (%q):\n%s", want, script)
+					}
 				}
 			}
 		})
