@@ -1,7 +1,11 @@
 package node
 
 import (
+	"encoding/json"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -54,6 +58,7 @@ func (n *Node) adminHandler() http.Handler {
 		}
 		adminapi.WriteJSON(w, http.StatusOK, adminapi.DrainStatus{Operation: op, Started: started, Done: started && n.gateway.Connections() == 0})
 	})
+	mux.HandleFunc("POST "+PathBackup, n.backup)
 	mux.HandleFunc("POST "+adminapi.PathRemove, func(w http.ResponseWriter, _ *http.Request) {
 		adminapi.WriteError(w, http.StatusConflict, "a single node has no peers to remove")
 	})
@@ -74,4 +79,38 @@ func (n *Node) nodeStatus() adminapi.NodeStatus {
 		ShardsCoordinated: n.cfg.Shards,
 		Connections:       n.gateway.Connections(),
 	}
+}
+
+// PathBackup serves POST {"dir": "/absolute/path"}: a consistent online
+// checkpoint of the node's database into dir, which must not exist and
+// should be on the data volume (files are hard-linked there). The checkpoint
+// is a complete data directory: start imnode on it to restore.
+const PathBackup = "/admin/v1/backup"
+
+// BackupRequest is the body of POST /admin/v1/backup.
+type BackupRequest struct {
+	Dir string `json:"dir"`
+}
+
+func (n *Node) backup(w http.ResponseWriter, r *http.Request) {
+	var req BackupRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+		adminapi.WriteError(w, http.StatusBadRequest, "body must be JSON {\"dir\": \"/absolute/path\"}")
+		return
+	}
+	if !filepath.IsAbs(req.Dir) {
+		adminapi.WriteError(w, http.StatusBadRequest, "dir must be an absolute path")
+		return
+	}
+	if _, err := os.Stat(req.Dir); err == nil {
+		adminapi.WriteError(w, http.StatusConflict, "dir already exists: choose a new directory per backup")
+		return
+	}
+	n.log.Info("Writing backup checkpoint", "dir", req.Dir)
+	if err := n.store.Checkpoint(req.Dir); err != nil {
+		n.log.Error("Backup failed", "dir", req.Dir, "err", err)
+		adminapi.WriteError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	adminapi.WriteJSON(w, http.StatusOK, req)
 }

@@ -136,3 +136,37 @@ func TestNodeLoginSignatureEnforcedPerApp(t *testing.T) {
 		t.Fatalf("valid signature: %v", r)
 	}
 }
+
+func TestNodeBackupRestores(t *testing.T) {
+	n := startNode(t, nil)
+	dev := apps.Dev()
+	_, created := call(t, n, "POST", "/1.1/rtm/conversations", master(dev), `{"client_id":"Tom","members":["Jerry"],"name":"kept"}`)
+	cid, _ := created["objectId"].(string)
+	if _, sent := call(t, n, "POST", "/1.1/rtm/conversations/"+cid+"/messages", master(dev), `{"from_client":"Tom","message":"backed up"}`); sent["msg-id"] == nil {
+		t.Fatalf("send: %v", sent)
+	}
+	dir := t.TempDir() + "/backup"
+	admin := func(body string) (int, string) {
+		resp, err := http.Post("http://"+n.AdminAddr().String()+node.PathBackup, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := admin(`{"dir":"relative"}`); code != 400 {
+		t.Fatalf("relative dir: %d %s", code, body)
+	}
+	if code, body := admin(`{"dir":"` + dir + `"}`); code != 200 {
+		t.Fatalf("backup: %d %s", code, body)
+	}
+	if code, _ := admin(`{"dir":"` + dir + `"}`); code != 409 {
+		t.Fatalf("backup into an existing dir: %d", code)
+	}
+	restored := startNode(t, func(c *node.Config) { c.DataDir = dir })
+	_, hist := call(t, restored, "GET", "/1.1/rtm/conversations/"+cid+"/messages?client_id=Jerry", master(dev), "")
+	if results, _ := hist["results"].([]any); len(results) != 1 {
+		t.Fatalf("restored node history = %v", hist)
+	}
+}

@@ -140,3 +140,36 @@ func TestStorePrefixEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestStoreCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Config{Dir: dir + "/db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := s.NewBatch()
+	b.Set(NewKey(1, "a", FamConv).Str("c"), []byte("v1"))
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Checkpoint(dir + "/backup"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Checkpoint(dir + "/backup"); err == nil {
+		t.Fatal("checkpoint into an existing directory succeeded")
+	}
+	b = s.NewBatch()
+	b.Set(NewKey(1, "a", FamConv).Str("c"), []byte("v2"))
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	backup, err := Open(Config{Dir: dir + "/backup"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backup.Close()
+	if v, err := backup.Get(NewKey(1, "a", FamConv).Str("c")); err != nil || string(v) != "v1" {
+		t.Fatalf("backup holds %q, %v; want the state at checkpoint time", v, err)
+	}
+}
