@@ -170,3 +170,21 @@ func TestNodeBackupRestores(t *testing.T) {
 		t.Fatalf("restored node history = %v", hist)
 	}
 }
+
+func TestNodeRESTCORSPreflight(t *testing.T) {
+	n := startNode(t, nil)
+	req, _ := http.NewRequest("OPTIONS", "http://"+n.ClientAddr().String()+"/1.1/fileUpload/abc", nil)
+	req.Header.Set("Origin", "http://127.0.0.1:1")
+	req.Header.Set("Access-Control-Request-Method", "PUT")
+	req.Header.Set("Access-Control-Request-Headers", "cache-control,content-type,x-lc-id")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := resp.Header
+	if resp.StatusCode != 204 || h.Get("Access-Control-Allow-Origin") != "*" ||
+		h.Get("Access-Control-Allow-Headers") != "cache-control,content-type,x-lc-id" || !strings.Contains(h.Get("Access-Control-Allow-Methods"), "PUT") {
+		t.Fatalf("preflight answered %d %v", resp.StatusCode, h)
+	}
+}

@@ -4,9 +4,7 @@ BROWSER_DIR := test/browser
 BROWSER_NPM_CACHE := $(CACHE_DIR)/npm
 CHROMIUM_BIN ?= /usr/bin/chromium
 
-# Not in PRE_GO_TESTS yet: the file-upload test fails in a real browser until
-# the node allows the Cache-Control request header in CORS preflights
-# (test/browser/FINDINGS.md, 1). Hook it in once `make test-browser` passes.
+PRE_GO_TESTS += test-browser
 
 .PHONY: test-browser
 test-browser: ## Run the official LeanCloud browser SDK builds in headless Chromium (playwright-core) against imnode.

@@ -50,6 +50,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// corsHeaders are the request headers the LeanCloud SDKs send.
+const corsHeaders = "Content-Type, Cache-Control, X-LC-Id, X-LC-Key, X-LC-Sign, X-LC-Session, X-LC-UA, X-LC-IM-Session-Token, X-LC-Prod"
+
 // Server serves the client port's HTTP endpoints.
 type Server struct {
 	cfg Config
@@ -82,12 +85,21 @@ func New(cfg Config) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Allow-Headers", "Content-Type, X-LC-Id, X-LC-Key, X-LC-Sign, X-LC-Session, X-LC-UA, X-LC-IM-Session-Token, X-LC-Prod")
 	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
 	if r.Method == http.MethodOptions {
+		// Allow whatever headers the SDK's request carries (the storage SDK
+		// sends Cache-Control on uploads, others X-LC-*): these endpoints
+		// authenticate by their own headers, not by cookies.
+		allow := r.Header.Get("Access-Control-Request-Headers")
+		if allow == "" {
+			allow = corsHeaders
+		}
+		h.Set("Access-Control-Allow-Headers", allow)
+		h.Set("Access-Control-Max-Age", "86400")
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	h.Set("Access-Control-Allow-Headers", corsHeaders)
 	s.mux.ServeHTTP(w, r)
 }
 
