@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
@@ -83,13 +82,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	return c, nil
 }
 
-func (c *Conn) goFunc(f func()) {
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f()
-	}()
-}
+func (c *Conn) goFunc(f func()) { c.wg.Go(f) }
 
 // Close logs nothing out (use IMClient.Close for that): it closes the socket
 // with code 1000, stops every goroutine of the Conn, fails pending requests
@@ -189,7 +182,7 @@ func (c *Conn) roundTrip(ctx context.Context, s *socket, cmd *pb.GenericCommand,
 		defer cancel()
 	}
 	i := c.nextI()
-	cmd.I = proto.Int32(i)
+	cmd.I = new(i)
 	cl := &call{sock: s, ch: make(chan *pb.GenericCommand, 1), hook: hook}
 	c.mu.Lock()
 	if c.mu.closed {
@@ -465,7 +458,7 @@ func (c *Conn) serve(ctx context.Context, s *socket) {
 		case <-hb.C:
 			// Echo carries an i like the JS SDK's; nobody waits for the
 			// answer, it only feeds the liveness timer.
-			c.fireAndForget(&pb.GenericCommand{Cmd: pb.CommandType_echo.Enum(), I: proto.Int32(c.nextI())})
+			c.fireAndForget(&pb.GenericCommand{Cmd: pb.CommandType_echo.Enum(), I: new(c.nextI())})
 		case <-live.C:
 			idle := time.Since(time.Unix(0, s.lastRecv.Load()))
 			if idle >= c.cfg.LivenessTimeout {
@@ -514,8 +507,7 @@ func (c *Conn) relogin(ctx context.Context, s *socket) {
 			}
 			continue
 		}
-		var se *Error
-		if errors.As(err, &se) {
+		if se, ok := errors.AsType[*Error](err); ok {
 			cl.terminate(CloseEvent{Code: se.Code, Reason: se.Reason, Detail: se.Detail})
 			continue
 		}

@@ -5,12 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
@@ -45,7 +44,7 @@ type ConversationInfo struct {
 // Attr returns a custom attribute by dot path ("attr.type").
 func (i *ConversationInfo) Attr(path string) (any, bool) {
 	var cur any = i.Attributes
-	for _, p := range strings.Split(path, ".") {
+	for p := range strings.SplitSeq(path, ".") {
 		m, ok := cur.(map[string]any)
 		if !ok {
 			return nil, false
@@ -116,9 +115,7 @@ type CreateOptions struct {
 func (cl *IMClient) CreateConversation(ctx context.Context, o CreateOptions) (*Conversation, error) {
 	members := normalizeMembers(append(slices.Clone(o.Members), cl.id))
 	attrs := make(map[string]any, len(o.Attributes)+1)
-	for k, v := range o.Attributes {
-		attrs[k] = v
-	}
+	maps.Copy(attrs, o.Attributes)
 	if o.Name != "" {
 		attrs["name"] = o.Name
 	}
@@ -126,16 +123,16 @@ func (cl *IMClient) CreateConversation(ctx context.Context, o CreateOptions) (*C
 	if err != nil {
 		return nil, err
 	}
-	cm := &pb.ConvCommand{M: members, Attr: protocol.JSON(data), Unique: proto.Bool(o.Unique)}
+	cm := &pb.ConvCommand{M: members, Attr: protocol.JSON(data), Unique: new(o.Unique)}
 	if o.Transient {
-		cm.Transient = proto.Bool(true)
-		cm.TempConv = proto.Bool(false)
+		cm.Transient = new(true)
+		cm.TempConv = new(false)
 		cm.M = []string{cl.id}
 	}
 	if o.Temporary {
-		cm.TempConv = proto.Bool(true)
+		cm.TempConv = new(true)
 		if o.TTL > 0 {
-			cm.TempConvTTL = proto.Int32(int32(o.TTL / time.Second))
+			cm.TempConvTTL = new(int32(o.TTL / time.Second))
 		}
 	}
 	if err := cl.signConv(ctx, cm, "", members, "create"); err != nil {
@@ -249,7 +246,7 @@ func firstFailure(r *MemberResult, err error) error {
 }
 
 func (c *Conversation) changeMembers(ctx context.Context, op pb.OpType, ids []string, action string) (*MemberResult, error) {
-	cm := &pb.ConvCommand{Cid: proto.String(c.id), M: ids}
+	cm := &pb.ConvCommand{Cid: new(c.id), M: ids}
 	if err := c.cl.signConv(ctx, cm, c.id, normalizeMembers(ids), action); err != nil {
 		return nil, err
 	}
@@ -283,7 +280,7 @@ func (c *Conversation) Update(ctx context.Context, changes map[string]any) (map[
 	}
 	resp, err := c.cl.request(ctx, &pb.GenericCommand{
 		Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_update.Enum(),
-		ConvMessage: &pb.ConvCommand{Cid: proto.String(c.id), Attr: protocol.JSON(data)},
+		ConvMessage: &pb.ConvCommand{Cid: new(c.id), Attr: protocol.JSON(data)},
 	})
 	if err != nil {
 		return nil, err
@@ -355,8 +352,8 @@ func (c *Conversation) UpdateMemberRole(ctx context.Context, member, role string
 		return &Error{Code: 5130, Reason: "OWNER_PROMOTION_NOT_ALLOWED", Detail: "the owner role cannot be assigned"}
 	}
 	_, err := c.convRequest(ctx, pb.OpType_member_info_update, &pb.ConvCommand{
-		TargetClientId: proto.String(member),
-		Info:           &pb.ConvMemberInfo{Pid: proto.String(member), Role: proto.String(role)},
+		TargetClientId: new(member),
+		Info:           &pb.ConvMemberInfo{Pid: new(member), Role: new(role)},
 	})
 	return err
 }
@@ -385,10 +382,10 @@ func (c *Conversation) UnmuteMembers(ctx context.Context, ids []string) (*Member
 func (c *Conversation) MutedMembers(ctx context.Context, limit int, next string) ([]string, string, error) {
 	cm := &pb.ConvCommand{}
 	if limit > 0 {
-		cm.Limit = proto.Int32(int32(limit))
+		cm.Limit = new(int32(limit))
 	}
 	if next != "" {
-		cm.Next = proto.String(next)
+		cm.Next = new(next)
 	}
 	resp, err := c.convRequest(ctx, pb.OpType_query_shutup, cm)
 	if err != nil {
@@ -410,7 +407,7 @@ func (c *Conversation) UnblockMembers(ctx context.Context, ids []string) (*Membe
 func (c *Conversation) blacklist(ctx context.Context, op pb.OpType, ids []string) (*MemberResult, error) {
 	resp, err := c.cl.request(ctx, &pb.GenericCommand{
 		Cmd: pb.CommandType_blacklist.Enum(), Op: op.Enum(),
-		BlacklistMessage: &pb.BlacklistCommand{SrcCid: proto.String(c.id), ToPids: ids},
+		BlacklistMessage: &pb.BlacklistCommand{SrcCid: new(c.id), ToPids: ids},
 	})
 	if err != nil {
 		return nil, err
@@ -421,12 +418,12 @@ func (c *Conversation) blacklist(ctx context.Context, op pb.OpType, ids []string
 
 // BlockedMembers lists the blacklist, paged like MutedMembers.
 func (c *Conversation) BlockedMembers(ctx context.Context, limit int, next string) ([]string, string, error) {
-	bm := &pb.BlacklistCommand{SrcCid: proto.String(c.id)}
+	bm := &pb.BlacklistCommand{SrcCid: new(c.id)}
 	if limit > 0 {
-		bm.Limit = proto.Int32(int32(limit))
+		bm.Limit = new(int32(limit))
 	}
 	if next != "" {
-		bm.Next = proto.String(next)
+		bm.Next = new(next)
 	}
 	resp, err := c.cl.request(ctx, &pb.GenericCommand{Cmd: pb.CommandType_blacklist.Enum(), Op: pb.OpType_query.Enum(), BlacklistMessage: bm})
 	if err != nil {
@@ -447,7 +444,7 @@ func (c *Conversation) MaxRead(ctx context.Context) (delivered, read time.Time, 
 }
 
 func (c *Conversation) convRequest(ctx context.Context, op pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
-	cm.Cid = proto.String(c.id)
+	cm.Cid = new(c.id)
 	return c.cl.request(ctx, &pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: op.Enum(), ConvMessage: cm})
 }
 
@@ -459,7 +456,7 @@ func (cl *IMClient) signConv(ctx context.Context, cm *pb.ConvCommand, cid string
 	if err != nil {
 		return fmt.Errorf("client: conversation signature: %w", err)
 	}
-	cm.S, cm.T, cm.N = proto.String(sig.Signature), proto.Int64(sig.Timestamp), proto.String(sig.Nonce)
+	cm.S, cm.T, cm.N = new(sig.Signature), new(sig.Timestamp), new(sig.Nonce)
 	return nil
 }
 

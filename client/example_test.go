@@ -19,7 +19,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	tom, err := conn.Login(ctx, "Tom", client.LoginOptions{})
 	if err != nil {
 		log.Fatal(err)
@@ -79,8 +79,7 @@ func ExampleConversation_MessageIterator() {
 func ExampleError() {
 	var conv *client.Conversation
 	_, err := conv.Send(context.Background(), client.NewText("hi"))
-	var se *client.Error
-	if errors.As(err, &se) {
+	if se, ok := errors.AsType[*client.Error](err); ok {
 		fmt.Println(se.Code, se.Reason, se.Detail)
 	}
 	if errors.Is(err, protocol.ErrInvalidMessagingTarget) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 
@@ -63,17 +64,9 @@ func startFakeServer(t testing.TB) *fakeServer {
 		fs.mu.Lock()
 		fs.mu.conns[ws] = &fakeConn{sub: ws.SubProtocol()}
 		fs.mu.Unlock()
-		fs.wg.Add(1)
-		go func() {
-			defer fs.wg.Done()
-			ws.ReadLoop()
-		}()
+		fs.wg.Go(ws.ReadLoop)
 	})}
-	fs.wg.Add(1)
-	go func() {
-		defer fs.wg.Done()
-		_ = fs.srv.Serve(ln)
-	}()
+	fs.wg.Go(func() { _ = fs.srv.Serve(ln) })
 	t.Cleanup(fs.stop)
 	return fs
 }
@@ -100,7 +93,7 @@ func (fs *fakeServer) OnPing(ws *gws.Conn, p []byte) { _ = ws.WritePong(p) }
 func (fs *fakeServer) OnPong(*gws.Conn, []byte)      {}
 
 func (fs *fakeServer) OnMessage(ws *gws.Conn, m *gws.Message) {
-	defer m.Close()
+	defer func() { _ = m.Close() }()
 	cmd, err := protocol.Decode(m.Bytes(), m.Opcode == gws.OpcodeText)
 	if err != nil {
 		fs.t.Errorf("fake server: decode: %v", err)
@@ -130,7 +123,7 @@ func (fs *fakeServer) handle(ws *gws.Conn, cmd *pb.GenericCommand) {
 			return
 		}
 		r := protocol.Response(cmd, pb.CommandType_conv, protocol.Op(pb.OpType_started))
-		r.ConvMessage = &pb.ConvCommand{Cid: proto.String("c1"), Cdate: proto.String("2026-01-01T00:00:00.000Z")}
+		r.ConvMessage = &pb.ConvCommand{Cid: new("c1"), Cdate: new("2026-01-01T00:00:00.000Z")}
 		fs.send(ws, r)
 	default: // ack, read: recorded only
 	}
@@ -159,12 +152,12 @@ func (fs *fakeServer) session(ws *gws.Conn, cmd *pb.GenericCommand) {
 		}
 		fs.mu.Unlock()
 		r := protocol.Response(cmd, pb.CommandType_session, protocol.Op(pb.OpType_opened))
-		r.PeerId = proto.String(peer)
+		r.PeerId = new(peer)
 		r.ServerTs = proto.Int64(1)
-		r.SessionMessage = &pb.SessionCommand{St: proto.String(st), StTtl: proto.Int32(3600)}
+		r.SessionMessage = &pb.SessionCommand{St: new(st), StTtl: proto.Int32(3600)}
 		fs.send(ws, r)
 		u := protocol.Push(peer, pb.CommandType_unread, nil)
-		u.UnreadMessage = &pb.UnreadCommand{NotifTime: proto.Int64(2), Convs: []*pb.UnreadTuple{{Cid: proto.String("c1"), Unread: proto.Int32(1)}}}
+		u.UnreadMessage = &pb.UnreadCommand{NotifTime: proto.Int64(2), Convs: []*pb.UnreadTuple{{Cid: new("c1"), Unread: proto.Int32(1)}}}
 		fs.send(ws, u)
 	case pb.OpType_close:
 		fs.send(ws, protocol.Response(cmd, pb.CommandType_session, protocol.Op(pb.OpType_closed)))
@@ -196,12 +189,12 @@ func (fs *fakeServer) direct(ws *gws.Conn, cmd *pb.GenericCommand) {
 	}
 	fs.mu.Unlock()
 	r := protocol.Response(cmd, pb.CommandType_ack, nil)
-	r.AckMessage = &pb.AckCommand{Uid: proto.String(id), T: proto.Int64(1000)}
+	r.AckMessage = &pb.AckCommand{Uid: new(id), T: proto.Int64(1000)}
 	fs.send(ws, r)
 	for _, tg := range targets {
 		p := protocol.Push(tg.peer, pb.CommandType_direct, nil)
 		p.DirectMessage = &pb.DirectCommand{
-			Cid: d.Cid, Id: proto.String(id), FromPeerId: proto.String(cmd.GetPeerId()), Timestamp: proto.Int64(1000),
+			Cid: d.Cid, Id: new(id), FromPeerId: new(cmd.GetPeerId()), Timestamp: proto.Int64(1000),
 			Msg: d.Msg, BinaryMsg: d.BinaryMsg,
 		}
 		fs.send(tg.ws, p)
@@ -231,7 +224,7 @@ func (fs *fakeServer) send(ws *gws.Conn, cmd *pb.GenericCommand) {
 func (fs *fakeServer) pushTo(peer string, cmd *pb.GenericCommand) {
 	for _, ws := range fs.connsOf(peer) {
 		c := proto.Clone(cmd).(*pb.GenericCommand)
-		c.PeerId = proto.String(peer)
+		c.PeerId = new(peer)
 		fs.send(ws, c)
 	}
 }
@@ -241,11 +234,8 @@ func (fs *fakeServer) connsOf(peer string) []*gws.Conn {
 	defer fs.mu.Unlock()
 	var out []*gws.Conn
 	for ws, fc := range fs.mu.conns {
-		for _, p := range fc.peers {
-			if p == peer {
-				out = append(out, ws)
-				break
-			}
+		if slices.Contains(fc.peers, peer) {
+			out = append(out, ws)
 		}
 	}
 	return out

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/imcluster/imcluster/node/protocol/pb"
 )
 
@@ -20,35 +18,35 @@ func (c *Conversation) Send(ctx context.Context, m *OutgoingMessage) (*Message, 
 		m.DedupToken = newUUID()
 	}
 	d := &pb.DirectCommand{
-		Cid:         proto.String(c.id),
-		Dt:          proto.String(m.DedupToken),
-		MentionAll:  proto.Bool(m.MentionAll),
+		Cid:         new(c.id),
+		Dt:          new(m.DedupToken),
+		MentionAll:  new(m.MentionAll),
 		MentionPids: m.MentionPids,
 	}
 	if m.Binary != nil {
 		d.BinaryMsg = m.Binary
 	} else {
-		d.Msg = proto.String(m.Content)
+		d.Msg = new(m.Content)
 	}
 	if m.Transient {
-		d.Transient = proto.Bool(true)
+		d.Transient = new(true)
 	}
 	if m.Receipt {
-		d.R = proto.Bool(true)
+		d.R = new(true)
 	}
 	if m.Will {
-		d.Will = proto.Bool(true)
+		d.Will = new(true)
 	}
 	if m.PushData != nil {
 		pd, err := marshalJSON(m.PushData)
 		if err != nil {
 			return nil, err
 		}
-		d.PushData = proto.String(pd)
+		d.PushData = new(pd)
 	}
 	cmd := &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), DirectMessage: d}
 	if m.Priority != 0 {
-		cmd.Priority = proto.Int32(int32(m.Priority))
+		cmd.Priority = new(int32(m.Priority))
 	}
 	resp, err := c.cl.request(ctx, cmd)
 	if err != nil {
@@ -99,27 +97,27 @@ type HistoryQuery struct {
 // QueryMessages returns one page of history, oldest first whatever the
 // direction.
 func (c *Conversation) QueryMessages(ctx context.Context, q HistoryQuery) ([]*Message, error) {
-	lm := &pb.LogsCommand{Cid: proto.String(c.id)}
+	lm := &pb.LogsCommand{Cid: new(c.id)}
 	if q.Limit > 0 {
-		lm.L = proto.Int32(int32(q.Limit))
+		lm.L = new(int32(q.Limit))
 	}
 	if !q.StartTime.IsZero() {
-		lm.T = proto.Int64(q.StartTime.UnixMilli())
+		lm.T = new(q.StartTime.UnixMilli())
 		if q.StartMessageID != "" {
-			lm.Mid = proto.String(q.StartMessageID)
+			lm.Mid = new(q.StartMessageID)
 		}
 	}
 	if q.StartClosed {
-		lm.TIncluded = proto.Bool(true)
+		lm.TIncluded = new(true)
 	}
 	if !q.EndTime.IsZero() {
-		lm.Tt = proto.Int64(q.EndTime.UnixMilli())
+		lm.Tt = new(q.EndTime.UnixMilli())
 		if q.EndMessageID != "" {
-			lm.Tmid = proto.String(q.EndMessageID)
+			lm.Tmid = new(q.EndMessageID)
 		}
 	}
 	if q.EndClosed {
-		lm.TtIncluded = proto.Bool(true)
+		lm.TtIncluded = new(true)
 	}
 	dir := q.Direction
 	if dir == DirectionAuto && !q.StartTime.IsZero() && !q.EndTime.IsZero() && q.EndTime.After(q.StartTime) {
@@ -129,7 +127,7 @@ func (c *Conversation) QueryMessages(ctx context.Context, q HistoryQuery) ([]*Me
 		lm.Direction = pb.LogsCommand_QueryDirection(dir).Enum()
 	}
 	if q.Type != 0 {
-		lm.Lctype = proto.Int32(int32(q.Type))
+		lm.Lctype = new(int32(q.Type))
 	}
 	resp, err := c.cl.request(ctx, &pb.GenericCommand{Cmd: pb.CommandType_logs.Enum(), LogsMessage: lm})
 	if err != nil {
@@ -203,14 +201,14 @@ func (it *MessageIterator) Next(ctx context.Context) (page []*Message, done bool
 // to now if m is nil (read, no response). It updates the unread count on
 // the client's other devices and sends read receipts.
 func (c *Conversation) Read(m *Message) error {
-	t := &pb.ReadTuple{Cid: proto.String(c.id)}
+	t := &pb.ReadTuple{Cid: new(c.id)}
 	if m != nil {
-		t.Timestamp = proto.Int64(m.Timestamp.UnixMilli())
+		t.Timestamp = new(m.Timestamp.UnixMilli())
 		if m.From != c.cl.id {
-			t.Mid = proto.String(m.ID)
+			t.Mid = new(m.ID)
 		}
 	} else {
-		t.Timestamp = proto.Int64(time.Now().UnixMilli())
+		t.Timestamp = new(time.Now().UnixMilli())
 	}
 	return c.cl.fire(&pb.GenericCommand{Cmd: pb.CommandType_read.Enum(), ReadMessage: &pb.ReadCommand{Convs: []*pb.ReadTuple{t}}})
 }
@@ -219,13 +217,13 @@ func (c *Conversation) Read(m *Message) error {
 // (patch/modify) and returns the patch time.
 func (c *Conversation) UpdateMessage(ctx context.Context, old *Message, m *OutgoingMessage) (time.Time, error) {
 	p := &pb.PatchItem{
-		Cid: proto.String(c.id), Mid: proto.String(old.ID), Timestamp: proto.Int64(old.Timestamp.UnixMilli()),
-		MentionAll: proto.Bool(m.MentionAll), MentionPids: m.MentionPids,
+		Cid: new(c.id), Mid: new(old.ID), Timestamp: new(old.Timestamp.UnixMilli()),
+		MentionAll: new(m.MentionAll), MentionPids: m.MentionPids,
 	}
 	if m.Binary != nil {
 		p.BinaryMsg = m.Binary
 	} else {
-		p.Data = proto.String(m.Content)
+		p.Data = new(m.Content)
 	}
 	return c.patch(ctx, p)
 }
@@ -234,8 +232,8 @@ func (c *Conversation) UpdateMessage(ctx context.Context, old *Message, m *Outgo
 // {"_lctype":-127}.
 func (c *Conversation) RecallMessage(ctx context.Context, old *Message) (time.Time, error) {
 	return c.patch(ctx, &pb.PatchItem{
-		Cid: proto.String(c.id), Mid: proto.String(old.ID), Timestamp: proto.Int64(old.Timestamp.UnixMilli()),
-		Recall: proto.Bool(true),
+		Cid: new(c.id), Mid: new(old.ID), Timestamp: new(old.Timestamp.UnixMilli()),
+		Recall: new(true),
 	})
 }
 

@@ -137,41 +137,41 @@ func (c *Conn) Login(ctx context.Context, clientID string, opts LoginOptions) (*
 func (cl *IMClient) openCommand(ctx context.Context, relogin, first bool) (*pb.GenericCommand, error) {
 	cl.mu.Lock()
 	sm := &pb.SessionCommand{
-		Ua:            proto.String(userAgent),
-		R:             proto.Bool(relogin),
+		Ua:            new(userAgent),
+		R:             new(relogin),
 		ConfigBitmap:  proto.Int64(configBitmap),
-		LastPatchTime: proto.Int64(cl.mu.lastPatchTime),
+		LastPatchTime: new(cl.mu.lastPatchTime),
 	}
 	if cl.mu.lastUnreadNotifTime != 0 {
-		sm.LastUnreadNotifTime = proto.Int64(cl.mu.lastUnreadNotifTime)
+		sm.LastUnreadNotifTime = new(cl.mu.lastUnreadNotifTime)
 	}
 	if cl.mu.st != "" && (cl.mu.stExpiry.IsZero() || time.Now().Before(cl.mu.stExpiry)) {
-		sm.St = proto.String(cl.mu.st)
+		sm.St = new(cl.mu.st)
 	}
 	cl.mu.Unlock()
 	if first && !relogin {
 		if cl.opts.Tag != "" {
-			sm.Tag = proto.String(cl.opts.Tag)
+			sm.Tag = new(cl.opts.Tag)
 		}
 		if cl.opts.DeviceID != "" {
-			sm.DeviceId = proto.String(cl.opts.DeviceID)
+			sm.DeviceId = new(cl.opts.DeviceID)
 		}
 		if cl.opts.Signature != nil && sm.St == nil {
 			sig, err := cl.opts.Signature(ctx, cl.id)
 			if err != nil {
 				return nil, fmt.Errorf("client: login signature: %w", err)
 			}
-			sm.S, sm.T, sm.N = proto.String(sig.Signature), proto.Int64(sig.Timestamp), proto.String(sig.Nonce)
+			sm.S, sm.T, sm.N = new(sig.Signature), new(sig.Timestamp), new(sig.Nonce)
 		}
 	}
 	cmd := &pb.GenericCommand{
 		Cmd:            pb.CommandType_session.Enum(),
 		Op:             pb.OpType_open.Enum(),
-		AppId:          proto.String(cl.conn.cfg.AppID),
+		AppId:          new(cl.conn.cfg.AppID),
 		SessionMessage: sm,
 	}
 	if cl.id != "" {
-		cmd.PeerId = proto.String(cl.id)
+		cmd.PeerId = new(cl.id)
 	}
 	return cmd, nil
 }
@@ -315,7 +315,7 @@ func (cl *IMClient) request(ctx context.Context, cmd *pb.GenericCommand) (*pb.Ge
 	if cl.isClosed() {
 		return nil, ErrClosed
 	}
-	cmd.PeerId = proto.String(cl.id)
+	cmd.PeerId = new(cl.id)
 	return cl.conn.request(ctx, cmd, nil)
 }
 
@@ -324,7 +324,7 @@ func (cl *IMClient) fire(cmd *pb.GenericCommand) error {
 	if cl.isClosed() {
 		return ErrClosed
 	}
-	cmd.PeerId = proto.String(cl.id)
+	cmd.PeerId = new(cl.id)
 	cl.conn.fireAndForget(cmd)
 	return nil
 }
@@ -367,7 +367,7 @@ func (cl *IMClient) RefreshSessionToken(ctx context.Context) (string, error) {
 	resp, err := cl.request(ctx, &pb.GenericCommand{
 		Cmd:            pb.CommandType_session.Enum(),
 		Op:             pb.OpType_refresh.Enum(),
-		SessionMessage: &pb.SessionCommand{Ua: proto.String(userAgent), St: proto.String(st)},
+		SessionMessage: &pb.SessionCommand{Ua: new(userAgent), St: new(st)},
 	})
 	if err != nil {
 		return "", err

@@ -28,7 +28,7 @@ func (r *rawConn) OnClose(*gws.Conn, error)      { close(r.done) }
 func (r *rawConn) OnPing(ws *gws.Conn, p []byte) { _ = ws.WritePong(p) }
 func (r *rawConn) OnPong(*gws.Conn, []byte)      {}
 func (r *rawConn) OnMessage(_ *gws.Conn, m *gws.Message) {
-	defer m.Close()
+	defer func() { _ = m.Close() }()
 	cmd, err := protocol.Decode(m.Bytes(), m.Opcode == gws.OpcodeText)
 	if err != nil {
 		r.t.Errorf("raw: decode: %v", err)
@@ -104,9 +104,9 @@ func TestClientNodeWireDetails(t *testing.T) {
 			tom, jerry := uid("Tom"), uid("Jerry")
 			rt, rj := rawDial(t, tn.url, sub), rawDial(t, tn.url, sub)
 			open := func(r *rawConn, id string, i int32) {
-				r.send(&pb.GenericCommand{Cmd: pb.CommandType_session.Enum(), Op: pb.OpType_open.Enum(), I: proto.Int32(i),
-					AppId: proto.String(apps.DevAppID), PeerId: proto.String(id),
-					SessionMessage: &pb.SessionCommand{Ua: proto.String("raw"), ConfigBitmap: proto.Int64(187)}})
+				r.send(&pb.GenericCommand{Cmd: pb.CommandType_session.Enum(), Op: pb.OpType_open.Enum(), I: new(i),
+					AppId: proto.String(apps.DevAppID), PeerId: new(id),
+					SessionMessage: &pb.SessionCommand{Ua: new("raw"), ConfigBitmap: proto.Int64(187)}})
 				o := r.next(byI(i))
 				if o.GetCmd() != pb.CommandType_session || o.GetOp() != pb.OpType_opened || o.GetPeerId() != id ||
 					o.ServerTs == nil || o.GetSessionMessage().GetSt() == "" || o.GetSessionMessage().StTtl == nil ||
@@ -122,8 +122,8 @@ func TestClientNodeWireDetails(t *testing.T) {
 				t.Fatalf("echo answered with %v", e)
 			}
 
-			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_start.Enum(), I: proto.Int32(3), PeerId: proto.String(tom),
-				ConvMessage: &pb.ConvCommand{M: []string{jerry, tom}, Unique: proto.Bool(true), Attr: protocol.JSON("{}")}})
+			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_start.Enum(), I: proto.Int32(3), PeerId: new(tom),
+				ConvMessage: &pb.ConvCommand{M: []string{jerry, tom}, Unique: new(true), Attr: protocol.JSON("{}")}})
 			st := rt.next(byI(3))
 			cid := st.GetConvMessage().GetCid()
 			if st.GetOp() != pb.OpType_started || cid == "" || st.GetConvMessage().GetCdate() == "" {
@@ -135,8 +135,8 @@ func TestClientNodeWireDetails(t *testing.T) {
 				t.Fatalf("conv/joined push = %v", joined)
 			}
 
-			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), I: proto.Int32(4), PeerId: proto.String(tom),
-				DirectMessage: &pb.DirectCommand{Cid: proto.String(cid), Msg: proto.String("hi"), MentionAll: proto.Bool(false), R: proto.Bool(true)}})
+			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), I: proto.Int32(4), PeerId: new(tom),
+				DirectMessage: &pb.DirectCommand{Cid: new(cid), Msg: new("hi"), MentionAll: new(false), R: new(true)}})
 			ack := rt.next(byI(4))
 			if ack.GetCmd() != pb.CommandType_ack || ack.GetAckMessage().Code != nil || ack.GetAckMessage().GetUid() == "" || ack.GetAckMessage().T == nil {
 				t.Fatalf("ack = %v", ack)
@@ -149,27 +149,27 @@ func TestClientNodeWireDetails(t *testing.T) {
 			}
 
 			// A receiver ack (no i) gets no answer but a receipt to the sender.
-			rj.send(&pb.GenericCommand{Cmd: pb.CommandType_ack.Enum(), PeerId: proto.String(jerry),
-				AckMessage: &pb.AckCommand{Cid: proto.String(cid), Fromts: d.Timestamp, Tots: d.Timestamp}})
+			rj.send(&pb.GenericCommand{Cmd: pb.CommandType_ack.Enum(), PeerId: new(jerry),
+				AckMessage: &pb.AckCommand{Cid: new(cid), Fromts: d.Timestamp, Tots: d.Timestamp}})
 			rcp := rt.next(func(c *pb.GenericCommand) bool { return c.GetCmd() == pb.CommandType_rcp })
 			if rcp.I != nil || rcp.GetService() != 2 || rcp.GetRcpMessage().GetId() != d.GetId() || rcp.GetRcpMessage().GetFrom() != jerry {
 				t.Fatalf("rcp push = %v", rcp)
 			}
 
 			// Errors come back on the request's i with a symbolic reason.
-			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_update.Enum(), I: proto.Int32(5), PeerId: proto.String(tom),
-				ConvMessage: &pb.ConvCommand{Cid: proto.String("5a5d7433c3422b31ed845e76")}})
+			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_update.Enum(), I: proto.Int32(5), PeerId: new(tom),
+				ConvMessage: &pb.ConvCommand{Cid: new("5a5d7433c3422b31ed845e76")}})
 			e := rt.next(byI(5))
 			if e.GetCmd() != pb.CommandType_error || e.GetErrorMessage().GetCode() != 4303 || e.GetErrorMessage().GetReason() != "CONVERSATION_NOT_FOUND" {
 				t.Fatalf("update of an unknown conversation = %v", e)
 			}
 			// An unknown command still gets an answer on its i.
-			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_pubsub.Enum(), Op: pb.OpType_subscribe.Enum(), I: proto.Int32(6), PeerId: proto.String(tom)})
+			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_pubsub.Enum(), Op: pb.OpType_subscribe.Enum(), I: proto.Int32(6), PeerId: new(tom)})
 			if u := rt.next(byI(6)); u.GetCmd() != pb.CommandType_error {
 				t.Fatalf("unknown command answered with %v", u)
 			}
 			// Logout answers session/closed.
-			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_session.Enum(), Op: pb.OpType_close.Enum(), I: proto.Int32(8), PeerId: proto.String(tom)})
+			rt.send(&pb.GenericCommand{Cmd: pb.CommandType_session.Enum(), Op: pb.OpType_close.Enum(), I: proto.Int32(8), PeerId: new(tom)})
 			if c := rt.next(byI(8)); c.GetCmd() != pb.CommandType_session || c.GetOp() != pb.OpType_closed {
 				t.Fatalf("logout answered with %v", c)
 			}

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
 )
@@ -100,7 +98,7 @@ func (cl *IMClient) flushAcks() {
 	for cid, r := range acks {
 		_ = cl.fire(&pb.GenericCommand{
 			Cmd:        pb.CommandType_ack.Enum(),
-			AckMessage: &pb.AckCommand{Cid: proto.String(cid), Fromts: proto.Int64(r.from), Tots: proto.Int64(r.to)},
+			AckMessage: &pb.AckCommand{Cid: new(cid), Fromts: new(r.from), Tots: new(r.to)},
 		})
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
 )
@@ -183,13 +181,13 @@ func (q *ConversationQuery) Descending(key string) *ConversationQuery {
 
 // Limit sets the page size; 0 is valid and returns nothing.
 func (q *ConversationQuery) Limit(n int) *ConversationQuery {
-	q.limit = proto.Int32(int32(n))
+	q.limit = new(int32(n))
 	return q
 }
 
 // Skip skips the first n results.
 func (q *ConversationQuery) Skip(n int) *ConversationQuery {
-	q.skip = proto.Int32(int32(n))
+	q.skip = new(int32(n))
 	return q
 }
 
@@ -247,9 +245,9 @@ func (q *ConversationQuery) First(ctx context.Context) (*Conversation, error) {
 }
 
 func (q *ConversationQuery) findInfos(ctx context.Context) ([]ConversationInfo, error) {
-	cm := &pb.ConvCommand{Limit: q.limit, Skip: q.skip, Flag: proto.Int32(q.flag)}
+	cm := &pb.ConvCommand{Limit: q.limit, Skip: q.skip, Flag: new(q.flag)}
 	if len(q.tempIDs) > 0 {
-		cm = &pb.ConvCommand{TempConvIds: q.tempIDs, Limit: proto.Int32(int32(len(q.tempIDs)))}
+		cm = &pb.ConvCommand{TempConvIds: q.tempIDs, Limit: new(int32(len(q.tempIDs)))}
 	} else {
 		where, err := q.Where()
 		if err != nil {
@@ -257,7 +255,7 @@ func (q *ConversationQuery) findInfos(ctx context.Context) ([]ConversationInfo, 
 		}
 		cm.Where = protocol.JSON(where)
 		if len(q.sort) > 0 {
-			cm.Sort = proto.String(strings.Join(q.sort, ","))
+			cm.Sort = new(strings.Join(q.sort, ","))
 		}
 	}
 	resp, err := q.cl.request(ctx, &pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_query.Enum(), ConvMessage: cm})

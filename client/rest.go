@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -49,9 +50,7 @@ func (c *Conn) restGet(ctx context.Context, path string, query url.Values, heade
 	}
 	req.Header.Set("X-LC-Id", c.cfg.AppID)
 	req.Header.Set("X-LC-Key", c.cfg.AppKey)
-	for k, v := range header {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, header)
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("client: rest: %w", err)
@@ -148,7 +147,7 @@ func notificationCommand(n map[string]any) *pb.GenericCommand {
 	cmd := &pb.GenericCommand{Cmd: pb.CommandType(cmdV).Enum(), Service: proto.Int32(protocol.ServiceIM),
 		NotificationType: proto.Int32(protocol.NotificationReliable)}
 	if ts, ok := n["serverTs"].(float64); ok {
-		cmd.ServerTs = proto.Int64(int64(ts))
+		cmd.ServerTs = new(int64(ts))
 	}
 	if op := str(n["op"]); op != "" {
 		v, ok := pb.OpType_value[op]
@@ -170,16 +169,16 @@ func notificationCommand(n map[string]any) *pb.GenericCommand {
 			cm.AttrModified = protocol.JSON(str(a["data"]))
 		}
 		if info, ok := n["info"].(map[string]any); ok {
-			cm.Info = &pb.ConvMemberInfo{Pid: proto.String(str(info["pid"])), Role: proto.String(str(info["role"]))}
+			cm.Info = &pb.ConvMemberInfo{Pid: new(str(info["pid"])), Role: new(str(info["role"]))}
 		}
 		cmd.ConvMessage = cm
 	case pb.CommandType_rcp:
-		r := &pb.RcpCommand{Read: proto.Bool(boolean(n["read"]))}
+		r := &pb.RcpCommand{Read: new(boolean(n["read"]))}
 		setStr(&r.Id, n["id"])
 		setStr(&r.Cid, n["cid"])
 		setStr(&r.From, n["from"])
 		if t, ok := n["t"].(float64); ok {
-			r.T = proto.Int64(int64(t))
+			r.T = new(int64(t))
 		}
 		cmd.RcpMessage = r
 	default:
@@ -190,7 +189,7 @@ func notificationCommand(n map[string]any) *pb.GenericCommand {
 
 func setStr(dst **string, v any) {
 	if s, ok := v.(string); ok {
-		*dst = proto.String(s)
+		*dst = new(s)
 	}
 }
 

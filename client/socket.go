@@ -60,8 +60,7 @@ func (s *socket) close() {
 // closeCode returns the WebSocket close code the server sent, 1006 if the
 // socket ended without a close frame. Valid after done.
 func (s *socket) closeCode() uint16 {
-	var ce *gws.CloseError
-	if errors.As(s.closeErr, &ce) {
+	if ce, ok := errors.AsType[*gws.CloseError](s.closeErr); ok {
 		return ce.Code
 	}
 	return 1006
@@ -90,7 +89,7 @@ func (s *socket) OnPing(ws *gws.Conn, payload []byte) {
 func (s *socket) OnPong(*gws.Conn, []byte) { s.lastRecv.Store(time.Now().UnixNano()) }
 
 func (s *socket) OnMessage(_ *gws.Conn, m *gws.Message) {
-	defer m.Close()
+	defer func() { _ = m.Close() }()
 	s.lastRecv.Store(time.Now().UnixNano())
 	// Decode copies what it keeps (it unmarshals into fresh memory), so the
 	// pooled buffer may be released by m.Close.

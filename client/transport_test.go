@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -292,7 +293,7 @@ func TestClientTransportKick(t *testing.T) {
 	tom := login(t, c, "Tom", client.LoginOptions{})
 	jerry := login(t, c, "Jerry", client.LoginOptions{})
 	kick := &pb.GenericCommand{Cmd: pb.CommandType_session.Enum(), Op: pb.OpType_closed.Enum(), Service: proto.Int32(2),
-		SessionMessage: &pb.SessionCommand{Code: proto.Int32(4111), Reason: proto.String("SESSION_CONFLICT")}}
+		SessionMessage: &pb.SessionCommand{Code: proto.Int32(4111), Reason: new("SESSION_CONFLICT")}}
 	fs.pushTo("Tom", kick)
 	ev := waitEvent[client.ConflictEvent](t, tom, nil)
 	if ev.Reason != "SESSION_CONFLICT" {
@@ -386,9 +387,9 @@ func TestClientTransportDialFailure(t *testing.T) {
 func (fs *fakeServer) lastFrame(match func(*pb.GenericCommand) bool) *pb.GenericCommand {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	for i := len(fs.mu.frames) - 1; i >= 0; i-- {
-		if match(fs.mu.frames[i]) {
-			return fs.mu.frames[i]
+	for _, f := range slices.Backward(fs.mu.frames) {
+		if match(f) {
+			return f
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -120,12 +121,11 @@ func (b *bench) onEvent(ev client.Event) {
 	if !ok || !strings.HasPrefix(me.Message.Content, contentPrefix) {
 		return
 	}
-	rest := me.Message.Content[len(contentPrefix):]
-	i := strings.IndexByte(rest, ':')
-	if i < 0 {
+	stamp, _, ok := strings.Cut(me.Message.Content[len(contentPrefix):], ":")
+	if !ok {
 		return
 	}
-	ns, err := strconv.ParseInt(rest[:i], 10, 64)
+	ns, err := strconv.ParseInt(stamp, 10, 64)
 	if err != nil {
 		return
 	}
@@ -165,11 +165,7 @@ func run(ctx context.Context, cfg benchConfig) (*result, error) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, conv := range convs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b.sendLoop(sendCtx, conv)
-		}()
+		wg.Go(func() { b.sendLoop(sendCtx, conv) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -181,10 +177,7 @@ func run(ctx context.Context, cfg benchConfig) (*result, error) {
 		dropped += c.DroppedFrames()
 	}
 	b.errMu.Lock()
-	errs := make(map[string]uint64, len(b.errors))
-	for k, v := range b.errors {
-		errs[k] = v
-	}
+	errs := maps.Clone(b.errors)
 	b.errMu.Unlock()
 	return &result{
 		URLs: cfg.URLs, Clients: cfg.Clients, Conns: len(conns), RatePerClient: cfg.Rate,
@@ -243,14 +236,12 @@ func (b *bench) parallel(ctx context.Context, n int, f func(ctx context.Context,
 		if ctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer func() { <-sem }()
 			if err := f(ctx, i); err != nil {
 				cancel(err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {

@@ -29,10 +29,7 @@ const (
 )
 
 func histIndex(v int64) int {
-	if v < 0 {
-		v = 0
-	}
-	u := uint64(v)
+	u := uint64(max(v, 0))
 	if u < 2*histHalf {
 		return int(u)
 	}
@@ -55,10 +52,7 @@ func histValue(idx int) int64 {
 
 // Record adds one sample.
 func (h *histogram) Record(d time.Duration) {
-	v := int64(d)
-	if v < 0 {
-		v = 0
-	}
+	v := max(int64(d), 0)
 	h.counts[histIndex(v)].Add(1)
 	h.total.Add(1)
 	h.sum.Add(v)

@@ -16,9 +16,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -83,7 +84,9 @@ func mainErr(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	printResult(out, res)
+	if err := printResult(out, res); err != nil {
+		return err
+	}
 	switch *jsonOut {
 	case "":
 	case "-":
@@ -108,28 +111,26 @@ func writeJSON(w io.Writer, res *result) error {
 	return enc.Encode(res)
 }
 
-func printResult(w io.Writer, r *result) {
-	fmt.Fprintf(w, "imbench: %d clients over %d connections to %s\n", r.Clients, r.Conns, strings.Join(r.URLs, ", "))
-	fmt.Fprintf(w, "  offered   %.0f msg/s (%.2f/client), %d-byte messages, %.1fs measured (setup %.1fs)\n",
+func printResult(w io.Writer, r *result) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "imbench: %d clients over %d connections to %s\n", r.Clients, r.Conns, strings.Join(r.URLs, ", "))
+	fmt.Fprintf(&b, "  offered   %.0f msg/s (%.2f/client), %d-byte messages, %.1fs measured (setup %.1fs)\n",
 		r.OfferedPerSecond, r.RatePerClient, r.MessageBytes, r.DurationSeconds, r.SetupSeconds)
-	fmt.Fprintf(w, "  sent %d  acked %d  received %d  errors %d  dropped frames %d\n",
+	fmt.Fprintf(&b, "  sent %d  acked %d  received %d  errors %d  dropped frames %d\n",
 		r.Sent, r.Acked, r.Received, sum(r.Errors), r.DroppedFrames)
-	fmt.Fprintf(w, "  acked     %.1f msg/s\n", r.AckedPerSecond)
+	fmt.Fprintf(&b, "  acked     %.1f msg/s\n", r.AckedPerSecond)
 	for _, l := range []struct {
 		name string
 		l    latency
 	}{{"send->ack", r.SendToAck}, {"send->recv", r.SendToReceive}} {
-		fmt.Fprintf(w, "  %-10s p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  mean %.2fms  (n=%d)\n",
+		fmt.Fprintf(&b, "  %-10s p50 %.2fms  p90 %.2fms  p99 %.2fms  max %.2fms  mean %.2fms  (n=%d)\n",
 			l.name, l.l.P50Ms, l.l.P90Ms, l.l.P99Ms, l.l.MaxMs, l.l.MeanMs, l.l.Count)
 	}
-	kinds := make([]string, 0, len(r.Errors))
-	for k := range r.Errors {
-		kinds = append(kinds, k)
+	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
+		fmt.Fprintf(&b, "  error %-40s %d\n", k, r.Errors[k])
 	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		fmt.Fprintf(w, "  error %-40s %d\n", k, r.Errors[k])
-	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 func sum(m map[string]uint64) uint64 {
