@@ -466,3 +466,26 @@ func TestClientTransportFrames(t *testing.T) {
 		t.Fatalf("re-login = %v", re)
 	}
 }
+
+// TestClientTransportBackoffSchedule: with the server gone, reconnect
+// attempts follow base * 2^k capped at the maximum (JS: 1 s .. 5 min; here
+// scaled down to 10 ms .. 100 ms).
+func TestClientTransportBackoffSchedule(t *testing.T) {
+	fs := startFakeServer(t)
+	c := dial(t, fastConfig(fs.url))
+	tom := login(t, c, "Tom", client.LoginOptions{})
+	fs.stop()
+	want := []time.Duration{10, 20, 40, 80, 100, 100}
+	for k, d := range want {
+		s := waitEvent[client.ScheduleEvent](t, tom, nil)
+		if s.Attempt != k || s.Delay != d*time.Millisecond {
+			t.Fatalf("schedule %d = %+v, want delay %v", k, s, d*time.Millisecond)
+		}
+		if r := waitEvent[client.RetryEvent](t, tom, nil); r.Attempt != k {
+			t.Fatalf("retry = %+v, want attempt %d", r, k)
+		}
+	}
+	if c.Connected() {
+		t.Fatal("connected to a stopped server")
+	}
+}
