@@ -50,7 +50,7 @@ type Node struct {
 	ready    atomic.Bool
 	draining atomic.Bool
 
-	ctx    context.Context
+	ctx    context.Context //nolint:containedctx // lifetime context owned by the Node, cancelled by Shutdown
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -144,10 +144,11 @@ func (n *Node) Start() error {
 	})
 	engine.Start(n.ctx)
 
-	if n.clientLn, err = net.Listen("tcp", n.cfg.ClientAddr); err != nil {
+	var lc net.ListenConfig
+	if n.clientLn, err = lc.Listen(n.ctx, "tcp", n.cfg.ClientAddr); err != nil {
 		return n.abort(fmt.Errorf("node: listen client %s: %w", n.cfg.ClientAddr, err))
 	}
-	if n.adminLn, err = net.Listen("tcp", n.cfg.AdminAddr); err != nil {
+	if n.adminLn, err = lc.Listen(n.ctx, "tcp", n.cfg.AdminAddr); err != nil {
 		return n.abort(fmt.Errorf("node: listen admin %s: %w", n.cfg.AdminAddr, err))
 	}
 	n.clientSrv = &http.Server{
@@ -171,13 +172,11 @@ func (n *Node) Start() error {
 }
 
 func (n *Node) serve(srv *http.Server, ln net.Listener) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("HTTP server stopped", "addr", ln.Addr().String(), "err", err)
 		}
-	}()
+	})
 }
 
 // abort releases what Start opened before it failed.

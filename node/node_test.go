@@ -76,7 +76,7 @@ func (h rawHandler) OnPing(*gws.Conn, []byte)       {}
 func (h rawHandler) OnPong(*gws.Conn, []byte)       {}
 func (h rawHandler) OnMessage(_ *gws.Conn, m *gws.Message) {
 	h.c.frames <- received{data: append([]byte(nil), m.Bytes()...), text: m.Opcode == gws.OpcodeText}
-	m.Close()
+	_ = m.Close()
 }
 
 func dialRaw(t testing.TB, n *node.Node, sub string) *rawConn {

@@ -36,7 +36,7 @@ func call(t *testing.T, n *node.Node, method, path string, headers map[string]st
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, _ := io.ReadAll(resp.Body)
 	var out map[string]any
 	if err := json.Unmarshal(data, &out); err != nil {
@@ -151,7 +151,7 @@ func TestNodeBackupRestores(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
@@ -181,7 +181,7 @@ func TestNodeRESTCORSPreflight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	h := resp.Header
 	if resp.StatusCode != 204 || h.Get("Access-Control-Allow-Origin") != "*" ||
 		h.Get("Access-Control-Allow-Headers") != "cache-control,content-type,x-lc-id" || !strings.Contains(h.Get("Access-Control-Allow-Methods"), "PUT") {

@@ -114,7 +114,7 @@ func (c *conn) touch() {
 }
 
 func (h *handler) OnMessage(ws *gws.Conn, msg *gws.Message) {
-	defer msg.Close()
+	defer func() { _ = msg.Close() }()
 	c := connOf(ws)
 	if c == nil {
 		return

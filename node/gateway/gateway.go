@@ -110,7 +110,9 @@ type Gateway struct {
 	nextSession atomic.Uint64
 	draining    atomic.Bool
 
-	ctx    context.Context
+	// ctx is the gateway's lifetime, cancelled by Shutdown and the parent of
+	// every request context; it is not a request context.
+	ctx    context.Context //nolint:containedctx // lifetime context owned by the Gateway
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -119,12 +121,11 @@ type Gateway struct {
 }
 
 var (
-	_                gws.Event              = (*handler)(nil)
-	_                conversation.Deliverer = (*Gateway)(nil)
-	_                http.Handler           = (*Gateway)(nil)
-	errGatewayClosed                        = errors.New("gateway: shut down")
-	closeSlowClient  uint16                 = 1013
-	closeFlood       uint16                 = 1008
+	_               gws.Event              = (*handler)(nil)
+	_               conversation.Deliverer = (*Gateway)(nil)
+	_               http.Handler           = (*Gateway)(nil)
+	closeSlowClient uint16                 = 1013
+	closeFlood      uint16                 = 1008
 )
 
 // New returns a gateway. SetEngine must be called before it serves.
@@ -188,11 +189,7 @@ func IsUpgrade(r *http.Request) bool {
 }
 
 func (g *Gateway) goFunc(f func()) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		f()
-	}()
+	g.wg.Go(f)
 }
 
 func (g *Gateway) track(c *conn) bool {

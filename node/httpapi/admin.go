@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 
@@ -17,6 +18,9 @@ import (
 
 // maxBody bounds a server-side REST request body.
 const maxBody = 1 << 20
+
+// maxQueryWindow bounds limit and skip of a conversation query.
+const maxQueryWindow = 100000
 
 // routesAdmin registers the server-side REST API. Every call needs the master
 // key and acts as the client named in the request (the engine applies the
@@ -90,9 +94,7 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request, app 
 		return
 	}
 	attr := map[string]any{}
-	for k, v := range body.Attributes {
-		attr[k] = v
-	}
+	maps.Copy(attr, body.Attributes)
 	if body.Name != "" {
 		attr["name"] = body.Name
 	}
@@ -126,9 +128,9 @@ func (s *Server) queryConversations(w http.ResponseWriter, r *http.Request, app 
 	}
 	for name, dst := range map[string]**int32{"limit": &cm.Limit, "skip": &cm.Skip} {
 		if v := q.Get(name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				writeError(w, http.StatusBadRequest, 107, name+" must be a non-negative integer")
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err != nil || n < 0 || n > maxQueryWindow {
+				writeError(w, http.StatusBadRequest, 107, name+" must be an integer in [0, 100000]")
 				return
 			}
 			*dst = proto.Int32(int32(n))

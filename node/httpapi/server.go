@@ -154,8 +154,7 @@ func writeError(w http.ResponseWriter, status, code int, msg string) {
 
 // writeProtocolError maps a protocol error to HTTP.
 func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
-	var pe *protocol.Error
-	if errors.As(err, &pe) {
+	if pe, ok := errors.AsType[*protocol.Error](err); ok {
 		status := http.StatusBadRequest
 		switch pe.Code {
 		case protocol.ErrConversationNotFound.Code, protocol.ErrMessageNotFound.Code:

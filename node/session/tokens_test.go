@@ -15,7 +15,7 @@ func TestSessionTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	now := time.UnixMilli(1_700_000_000_000)
 	tok := NewTokens(st, func(string, string) uint16 { return 7 }, time.Hour, func() time.Time { return now })
 	s, err := tok.Issue("app", "tom", Info{Tag: "Mobile"})

@@ -182,15 +182,15 @@ func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
 type pebbleLogger struct{ l *slog.Logger }
 
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...))
+	p.l.Debug("Pebble", "detail", fmt.Sprintf(format, args...))
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...))
+	p.l.Error("Pebble", "detail", fmt.Sprintf(format, args...))
 }
 
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...))
+	p.l.Error("Pebble fatal error", "detail", fmt.Sprintf(format, args...))
 	panic(fmt.Sprintf(format, args...))
 }
 

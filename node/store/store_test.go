@@ -94,7 +94,7 @@ func TestStoreCommitScanReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openMem(t, fs)
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	v, err := s.Get(NewKey(0, "a", FamConv).Str("c"))
 	if err != nil || string(v) != "conv" {
 		t.Fatalf("Get after reopen = %q, %v", v, err)
@@ -147,7 +147,7 @@ func TestStoreCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	b := s.NewBatch()
 	b.Set(NewKey(1, "a", FamConv).Str("c"), []byte("v1"))
 	if err := s.Commit(b); err != nil {
@@ -168,7 +168,7 @@ func TestStoreCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer backup.Close()
+	defer func() { _ = backup.Close() }()
 	if v, err := backup.Get(NewKey(1, "a", FamConv).Str("c")); err != nil || string(v) != "v1" {
 		t.Fatalf("backup holds %q, %v; want the state at checkpoint time", v, err)
 	}
