@@ -181,6 +181,37 @@ func (cl *IMClient) GetConversation(ctx context.Context, id string) (*Conversati
 	return c, nil
 }
 
+// GetConversations fetches several conversations by id in one query per
+// kind (temporary ids through tempConvIds, the others through $in); unknown
+// ids are simply missing from the result, which is in no particular order.
+func (cl *IMClient) GetConversations(ctx context.Context, ids ...string) ([]*Conversation, error) {
+	var normal []any
+	var tempIDs []string
+	for _, id := range ids {
+		if strings.HasPrefix(id, "_tmp:") {
+			tempIDs = append(tempIDs, id)
+		} else {
+			normal = append(normal, id)
+		}
+	}
+	var out []*Conversation
+	if len(normal) > 0 {
+		list, err := cl.Query().ContainedIn("objectId", normal...).Limit(len(normal)).Find(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, list...)
+	}
+	if len(tempIDs) > 0 {
+		list, err := cl.Query().TemporaryIDs(tempIDs...).Find(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, list...)
+	}
+	return out, nil
+}
+
 // Fetch reloads the record from the server.
 func (c *Conversation) Fetch(ctx context.Context) error {
 	var q *ConversationQuery

@@ -229,6 +229,11 @@ func TestClientNodeChatRoomAndTemporary(t *testing.T) {
 	if again.ID() != tmp.ID() {
 		t.Fatalf("temporary conversation not unique by members: %s vs %s", again.ID(), tmp.ID())
 	}
+	both, err := jerry.GetConversations(ctx, room.ID(), tmp.ID(), "5a5d7433c3422b31ed845e76")
+	mustNoErr(t, err)
+	if len(both) != 2 {
+		t.Fatalf("GetConversations found %d, want the room and the temporary conversation", len(both))
+	}
 	jtmp, err := jerry.GetConversation(ctx, tmp.ID())
 	mustNoErr(t, err)
 	if ji := jtmp.Info(); ji.TTL != time.Hour || !sameSet(ji.Members, []string{tomID, jerryID}) {
