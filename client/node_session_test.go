@@ -138,3 +138,20 @@ func TestClientNodeLimits(t *testing.T) {
 		t.Fatalf("501st member: %v", err)
 	}
 }
+
+func TestClientNodeBase64Subprotocol(t *testing.T) {
+	tn := startNode(t)
+	ctx := testCtx(t)
+	cfg := client.DefaultConfig(apps.DevAppID, tn.url)
+	cfg.Subprotocol = protocol.SubprotocolBase64
+	tom := login(t, dial(t, cfg), uid("Tom"), client.LoginOptions{})
+	jerry := login(t, dial(t, cfg), uid("Jerry"), client.LoginOptions{})
+	conv, err := tom.CreateConversation(ctx, client.CreateOptions{Members: []string{jerry.ID()}, Unique: true})
+	mustNoErr(t, err)
+	bin := []byte{0, 0xff, 'x'}
+	_, err = conv.Send(ctx, client.NewBinary(bin))
+	mustNoErr(t, err)
+	if m := waitEvent[client.MessageEvent](t, jerry, nil).Message; !bytes.Equal(m.Binary, bin) {
+		t.Fatalf("binary over base64 frames = %+v", m)
+	}
+}
