@@ -317,14 +317,14 @@ func (c *Conn) route(peerID *string) *IMClient {
 
 // clientByID returns the session with the given id, if logged in here.
 func (c *Conn) clientByID(id string) *IMClient {
-	p := id
 	c.mu.Lock()
-	n := len(c.mu.clients)
-	c.mu.Unlock()
-	if n == 0 {
-		return nil
+	defer c.mu.Unlock()
+	for _, cl := range c.mu.clients {
+		if cl.id == id {
+			return cl
+		}
 	}
-	return c.route(&p)
+	return nil
 }
 
 func (c *Conn) addClient(cl *IMClient) bool {

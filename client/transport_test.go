@@ -489,3 +489,20 @@ func TestClientTransportBackoffSchedule(t *testing.T) {
 		t.Fatal("connected to a stopped server")
 	}
 }
+
+func TestClientTransportNoReconnect(t *testing.T) {
+	fs := startFakeServer(t)
+	cfg := fastConfig(fs.url)
+	cfg.NoReconnect = true
+	c := dial(t, cfg)
+	tom := login(t, c, "Tom", client.LoginOptions{})
+	fs.dropAll()
+	if ev := waitEvent[client.CloseEvent](t, tom, nil); ev.Code != 1006 {
+		t.Fatalf("close = %+v", ev)
+	}
+	for range tom.Events() {
+	}
+	if len(fs.opens()) != 1 {
+		t.Fatal("reconnected although NoReconnect is set")
+	}
+}
