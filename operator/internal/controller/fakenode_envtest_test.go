@@ -84,10 +84,12 @@ func (f *fakeNodes) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		adminapi.WriteJSON(w, http.StatusOK, d)
 	case "DELETE " + adminapi.PathDrain:
-		if n.state == adminapi.StateLeft {
+		switch n.state {
+		case adminapi.StateLeft:
 			n.state, n.receiving = adminapi.StateJoining, 1
-		} else if n.state == adminapi.StateDraining {
+		case adminapi.StateDraining:
 			n.state = adminapi.StateActive
+		case adminapi.StateJoining, adminapi.StateActive:
 		}
 		n.drainOp, n.drainDone = "", false
 		w.WriteHeader(http.StatusNoContent)

@@ -403,7 +403,7 @@ func (r *IMClusterReconciler) cancelDrain(ctx context.Context, s *scope, o int32
 // setReplicas is the only place that changes the StatefulSet's replicas.
 func (r *IMClusterReconciler) setReplicas(ctx context.Context, s *scope, n int32) error {
 	patch := client.MergeFrom(s.sts.DeepCopy())
-	s.sts.Spec.Replicas = ptr.To(n)
+	s.sts.Spec.Replicas = new(n)
 	if err := r.Patch(ctx, s.sts, patch); err != nil {
 		return fmt.Errorf("scale statefulset to %d: %w", n, err)
 	}

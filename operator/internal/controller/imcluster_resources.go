@@ -72,11 +72,6 @@ func podName(c *imv1.IMCluster, ordinal int32) string {
 	return fmt.Sprintf("%s-%d", statefulSetName(c), ordinal)
 }
 
-// pvcName is the claim the StatefulSet controller makes for an ordinal.
-func pvcName(c *imv1.IMCluster, ordinal int32) string {
-	return dataVolume + "-" + podName(c, ordinal)
-}
-
 func adminTokenSecret(c *imv1.IMCluster) (name, key string) {
 	if ref := c.Spec.AdminTokenSecretRef; ref != nil {
 		return ref.Name, ref.Key
@@ -308,8 +303,8 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount) corev1.Contai
 			Command: []string{"/imnode", "prestop", "--admin-addr", fmt.Sprintf("127.0.0.1:%d", imv1.DefaultAdminPort), "--timeout", "60s"},
 		}}},
 		SecurityContext: &corev1.SecurityContext{
-			AllowPrivilegeEscalation: ptr.To(false),
-			ReadOnlyRootFilesystem:   ptr.To(true),
+			AllowPrivilegeEscalation: new(false),
+			ReadOnlyRootFilesystem:   new(true),
 			RunAsNonRoot:             ptr.To(true),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},

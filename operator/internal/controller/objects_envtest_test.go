@@ -18,7 +18,7 @@ import (
 
 func TestOperatorCreatesObjects(t *testing.T) {
 	e := newEnv(t)
-	c := e.create(e.cluster("chat", 3, func(c *imv1.IMCluster) {
+	e.create(e.cluster("chat", 3, func(c *imv1.IMCluster) {
 		c.Spec.AdminTokenSecretRef = nil // the operator makes one
 		c.Spec.Service.Type = corev1.ServiceTypeLoadBalancer
 		c.Spec.Service.Annotations = map[string]string{"lb.example/internal": "true"}
@@ -118,7 +118,7 @@ func TestOperatorCreatesObjects(t *testing.T) {
 	}
 
 	// Finalizer and status.
-	c = e.get("chat")
+	c := e.get("chat")
 	if len(c.Finalizers) != 1 || c.Finalizers[0] != Finalizer {
 		t.Fatalf("finalizers %v", c.Finalizers)
 	}

@@ -27,7 +27,7 @@ func (e *env) reconcileN(name string, n int) {
 func TestOperatorScaleUpOneNodeAtATime(t *testing.T) {
 	e := newEnv(t)
 	e.create(e.cluster("up", 3))
-	for i := int32(0); i < 3; i++ {
+	for i := range int32(3) {
 		pod := fmt.Sprintf("up-%d", i)
 		e.reconcileN("up", 3)
 		if got := e.stsReplicas("up"); got != i+1 {
