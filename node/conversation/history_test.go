@@ -9,6 +9,7 @@ import (
 
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/store"
 )
 
 func TestConversationHistoryWindows(t *testing.T) {
@@ -96,6 +97,13 @@ func TestConversationRetention(t *testing.T) {
 	h.send(tom, cid, "middle")
 	h.clock.Advance(100 * 24 * time.Hour)
 	h.send(tom, cid, "new")
+	// Keys of other owners (no app, or not even our codec) must not trip the sweeper.
+	b := h.st.NewBatch()
+	b.Set(store.NewKey(3, "", store.FamMeta).Str("x").Bytes(), []byte("v"))
+	b.Set([]byte{0, 5, 0xff, 0xfe}, []byte("junk"))
+	if err := h.st.Commit(b); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.e.sweep(t.Context()); err != nil {
 		t.Fatal(err)
 	}

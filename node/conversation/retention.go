@@ -191,9 +191,13 @@ func (e *Engine) forEachShardApp(fn func(shard uint16, app string) error) error 
 			var next []byte
 			found := false
 			err := e.st.Scan(lower, end, false, func(k, _ []byte) (bool, error) {
-				_, _, a, _ := store.ReadKey(k)
+				r, _, a, _ := store.ReadKey(k)
 				full := store.NewKey(shard, a, 0).Bytes()
 				next = store.PrefixEnd(full[:len(full)-1])
+				if r.Err() != nil || bytes.Compare(next, k) <= 0 {
+					// Not one of our keys: step past it.
+					a, next = "", append(append([]byte(nil), k...), 0)
+				}
 				app, found = a, true
 				return false, nil
 			})
