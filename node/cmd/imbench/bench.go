@@ -167,6 +167,7 @@ func run(ctx context.Context, cfg benchConfig) (*result, error) {
 	for _, conv := range convs {
 		wg.Go(func() { b.sendLoop(sendCtx, conv) })
 	}
+	wg.Go(func() { b.progress(sendCtx, start) })
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.drain(ctx)
@@ -188,6 +189,25 @@ func run(ctx context.Context, cfg benchConfig) (*result, error) {
 		SendToAck:        latencyOf(&b.ackLat), SendToReceive: latencyOf(&b.recvLat),
 		Errors: errs, DroppedFrames: dropped, SetupSeconds: setup.Seconds(),
 	}, nil
+}
+
+// progressInterval is how often a running benchmark logs its counters
+// (at -v).
+const progressInterval = 5 * time.Second
+
+// progress logs the counters every progressInterval until ctx ends.
+func (b *bench) progress(ctx context.Context, start time.Time) {
+	t := time.NewTicker(progressInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b.cfg.Logger.Info("Sending", "elapsed", time.Since(start).Round(time.Second), "sent", b.sent.Load(),
+				"acked", b.acked.Load(), "received", b.received.Load(), "ackP99", b.ackLat.Quantile(0.99))
+		}
+	}
 }
 
 // drain waits until every acked message has been received or cfg.Drain
