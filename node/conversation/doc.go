@@ -11,6 +11,22 @@
 // shard (Shards.ClientShard(app, clientID)). Per-client writes are kept in
 // small helpers so the cluster can later turn them into cross-shard calls.
 //
+// Key layout (families of node/store, values JSON unless noted):
+//
+//	conv shard   FamConv      cid                      conversation record
+//	conv shard   FamMsg       cid, ts, mid             message (newest key = last message, lm)
+//	conv shard   FamMsgID     cid, mid                 8-byte big-endian ts
+//	conv shard   FamPatch     cid, patchTs, mid        PatchItem (protobuf)
+//	conv shard   FamDedup     cid, sender, dt          ts, accepted-at, mid
+//	key shard    FamUnique    uniqueId | "tmp:"+id     cid (shard = ConvShard(app, key))
+//	client shard FamClientConv clientId, cid           empty (the client's conversations)
+//	client shard FamClientState clientId, cid          read/ack pointers
+//	client shard FamNotif     clientId, serverTs, nonce push frame (protobuf)
+//
+// Message timestamps are strictly increasing per conversation (a per-stripe
+// cache of the last assigned timestamp, rebuilt from the newest message key);
+// message ids are 22-character URL-safe Base64 of 16 random bytes.
+//
 // It must not know about sockets, sessions or authentication: the gateway
 // decodes frames, authenticates, calls Engine.Handle and writes the response,
 // and implements Deliverer for pushes. Conversation-action signatures are the

@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		swept: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imnode_conversation_swept_total",
-			Help: "Records removed by the retention sweeper, by kind (conversations, notifications, dedup).",
+			Help: "Records removed by the retention sweeper, by kind (messages, conversations, notifications, dedup).",
 		}, []string{"kind"}),
 	}
 	if reg == nil {
