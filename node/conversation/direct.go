@@ -107,6 +107,7 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 
 	st.mu.Lock()
 	st.inflight--
+	delete(st.pendingDt, string(dedupKey))
 	if st.inflight == 0 && len(st.lastTs) > maxLastTsPerStripe {
 		st.lastTs = nil // nothing in flight: the store has every assigned timestamp
 	}
@@ -138,6 +139,9 @@ func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.Dire
 	var dedupKey []byte
 	if !transient && dm.GetDt() != "" {
 		dedupKey = e.convKey(c.App, cid, store.FamDedup).Str(c.ClientID).Str(dm.GetDt()).Bytes()
+		if m, ok := st.pendingDt[string(dedupKey)]; ok {
+			return m, nil, nil, nil // the same resend while the first is committing
+		}
 		if m, ok := e.dedupLookup(dedupKey); ok {
 			return m, nil, nil, nil
 		}
@@ -164,6 +168,12 @@ func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.Dire
 		m.Bin, m.IsBin, m.Data = dm.BinaryMsg, true, ""
 	} else {
 		m.Type, m.HasType = lcType(m.Data)
+	}
+	if dedupKey != nil {
+		if st.pendingDt == nil {
+			st.pendingDt = map[string]*message{}
+		}
+		st.pendingDt[string(dedupKey)] = m
 	}
 	to := r.Members
 	if r.Kind == convTransient {

@@ -172,6 +172,9 @@ type stripe struct {
 	// assignment and commit. Guarded by mu.
 	lastTs   map[string]int64
 	inflight int
+	// pendingDt holds messages with a dt between timestamp assignment and
+	// commit, so a concurrent resend is answered with the same id.
+	pendingDt map[string]*message
 
 	qmu      sync.Mutex
 	queue    []push
