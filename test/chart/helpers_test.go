@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -424,8 +426,12 @@ func helmConfig(t testing.TB, env *envtest.Environment, namespace string) *actio
 	flags := genericclioptions.NewConfigFlags(false)
 	cacheDir := filepath.Join(dir, "cache")
 	flags.KubeConfig, flags.Namespace, flags.CacheDir = &path, &namespace, &cacheDir
+	var getter genericclioptions.RESTClientGetter = flags
+	if v := unstampedVersionFix(t, flags); v != nil {
+		getter = versionedGetter{ConfigFlags: flags, version: v}
+	}
 	cfg := new(action.Configuration)
-	if err := cfg.Init(flags, namespace, "secret", func(format string, v ...any) { t.Logf("helm: "+format, v...) }); err != nil {
+	if err := cfg.Init(getter, namespace, "secret", func(format string, v ...any) { t.Logf("helm: "+format, v...) }); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
@@ -454,3 +460,53 @@ func (v values) get(path ...string) any {
 func (v values) bool(path ...string) bool { b, _ := v.get(path...).(bool); return b }
 
 func (v values) str(path ...string) string { s, _ := v.get(path...).(string); return s }
+
+// unstampedVersionFix returns the Kubernetes version to report instead of the API server's own when
+// the server reports none. kube-apiserver built with plain `go build` (hack/envtest-assets.sh builds it
+// from the Go module proxy) says "v0.0.0-master+$Format:%H$" unless the build stamps the version
+// through -ldflags, and Helm then rejects every chart with a kubeVersion constraint. The binary is
+// built from the release in the KUBEBUILDER_ASSETS directory name (v1.37.2-etcd...), so that version
+// is reported instead. A stamped server gets nil: nothing is changed.
+func unstampedVersionFix(t testing.TB, flags *genericclioptions.ConfigFlags) *version.Info {
+	t.Helper()
+	dc, err := flags.ToDiscoveryClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, err := dc.ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(sv.GitVersion, "v0.0.0") {
+		return nil
+	}
+	m := regexp.MustCompile(`^v1\.(\d+)\.\d+`).FindStringSubmatch(filepath.Base(os.Getenv("KUBEBUILDER_ASSETS")))
+	if m == nil {
+		t.Fatalf("the API server reports version %q and KUBEBUILDER_ASSETS=%q names none", sv.GitVersion, os.Getenv("KUBEBUILDER_ASSETS"))
+	}
+	fixed := *sv
+	fixed.GitVersion, fixed.Major, fixed.Minor = m[0], "1", m[1]
+	t.Logf("the envtest kube-apiserver is not version-stamped (%s): Helm sees %s, the release it was built from", sv.GitVersion, fixed.GitVersion)
+	return &fixed
+}
+
+// versionedGetter is the kubeconfig getter with a discovery client that reports a fixed server version.
+type versionedGetter struct {
+	*genericclioptions.ConfigFlags
+	version *version.Info
+}
+
+func (g versionedGetter) ToDiscoveryClient() (discovery.CachedDiscoveryInterface, error) {
+	dc, err := g.ConfigFlags.ToDiscoveryClient()
+	if err != nil {
+		return nil, err
+	}
+	return versionedDiscovery{CachedDiscoveryInterface: dc, version: g.version}, nil
+}
+
+type versionedDiscovery struct {
+	discovery.CachedDiscoveryInterface
+	version *version.Info
+}
+
+func (d versionedDiscovery) ServerVersion() (*version.Info, error) { return d.version, nil }
