@@ -164,3 +164,28 @@ func TestConversationWillMessages(t *testing.T) {
 		t.Fatalf("will pushes %v", pushKeys(got))
 	}
 }
+
+func TestConversationDirectConcurrentDedup(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom, "Jerry")
+	var wg sync.WaitGroup
+	uids := make([]string, 8)
+	for i := range uids {
+		wg.Go(func() {
+			req := directReq(cid, "once")
+			req.DirectMessage.Dt = proto.String("same-dt")
+			uids[i] = h.do(tom, req).GetAckMessage().GetUid()
+		})
+	}
+	wg.Wait()
+	for _, u := range uids {
+		if u != uids[0] {
+			t.Fatalf("different ids for one dt: %v", uids)
+		}
+	}
+	logs := h.do(tom, logsReq(&pb.LogsCommand{Cid: proto.String(cid)})).GetLogsMessage().GetLogs()
+	if len(logs) != 1 {
+		t.Fatalf("%d stored messages for one dt", len(logs))
+	}
+}
