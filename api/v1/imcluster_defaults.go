@@ -3,6 +3,7 @@ package v1
 import (
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -16,9 +17,19 @@ const (
 	DefaultPeerPort = 7946
 	// DefaultRetention is 180 days.
 	DefaultRetention = 180 * 24 * time.Hour
+	// DefaultStorageSize is the volume of a node when spec.storage.size is unset.
+	DefaultStorageSize = "10Gi"
 	// DefaultImageRepository is used with spec.version when spec.image is empty.
 	DefaultImageRepository = "imcluster/imnode"
 )
+
+// StorageSize returns spec.storage.size, defaulted.
+func (c *IMCluster) StorageSize() resource.Quantity {
+	if c.Spec.Storage.Size == nil || c.Spec.Storage.Size.IsZero() {
+		return resource.MustParse(DefaultStorageSize)
+	}
+	return *c.Spec.Storage.Size
+}
 
 // IsPaused reports whether reconciliation is paused by spec or annotation.
 func (c *IMCluster) IsPaused() bool {

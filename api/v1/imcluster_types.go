@@ -169,7 +169,7 @@ type StorageSpec struct {
 	// but never shrink.
 	// +kubebuilder:default="10Gi"
 	// +optional
-	Size resource.Quantity `json:"size,omitempty"`
+	Size *resource.Quantity `json:"size,omitempty"`
 
 	// ReclaimPolicy: Retain (default) keeps claims on scale-down and deletion;
 	// Delete removes a drained node's claim and all claims on deletion.

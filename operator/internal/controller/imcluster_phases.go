@@ -345,17 +345,18 @@ func (r *IMClusterReconciler) reconcilePVCs(ctx context.Context, s *scope) (ctrl
 			continue
 		}
 		cur := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
-		if o < replicas && cur.Cmp(c.Spec.Storage.Size) < 0 {
+		size := c.StorageSize()
+		if o < replicas && cur.Cmp(size) < 0 {
 			patch := client.MergeFrom(pvc.DeepCopy())
 			if pvc.Spec.Resources.Requests == nil {
 				pvc.Spec.Resources.Requests = corev1.ResourceList{}
 			}
-			pvc.Spec.Resources.Requests[corev1.ResourceStorage] = c.Spec.Storage.Size
+			pvc.Spec.Resources.Requests[corev1.ResourceStorage] = size
 			if err := r.Patch(ctx, pvc, patch); err != nil {
-				s.degrade("VolumeExpansionFailed", "Expanding claim %s to %s: %v", pvc.Name, c.Spec.Storage.Size.String(), err)
+				s.degrade("VolumeExpansionFailed", "Expanding claim %s to %s: %v", pvc.Name, size.String(), err)
 				continue
 			}
-			r.event(c, corev1.EventTypeNormal, "VolumeExpanding", "Resize", "Expanding claim %s to %s", pvc.Name, c.Spec.Storage.Size.String())
+			r.event(c, corev1.EventTypeNormal, "VolumeExpanding", "Resize", "Expanding claim %s to %s", pvc.Name, size.String())
 		}
 	}
 	return ctrl.Result{}, nil
@@ -574,10 +575,15 @@ func (r *IMClusterReconciler) rollPods(ctx context.Context, s *scope, cur int32)
 	}
 	for o := range cur {
 		if msg := r.notCaughtUp(s, o); msg != "" {
-			if stale >= 0 {
+			switch {
+			case stale >= 0:
 				s.operation = &imv1.Operation{Type: imv1.OperationUpgrade, Pod: podName(c, o), Message: msg}
 				s.progress("RollingUpdate", "Rolling update: %s", msg)
-			} else {
+			case o == cur-1:
+				// The last node added by a scale-up is still joining.
+				s.operation = &imv1.Operation{Type: imv1.OperationScaleUp, Pod: podName(c, o), Message: msg}
+				s.progress("ScalingUp", "Scaling up to %d nodes: %s", c.Spec.Replicas, msg)
+			default:
 				s.progress("WaitingForNodes", "%s", msg)
 			}
 			return ctrl.Result{}, nil

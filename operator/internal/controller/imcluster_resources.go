@@ -358,7 +358,7 @@ func desiredStatefulSet(c *imv1.IMCluster, template corev1.PodTemplateSpec, repl
 					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 					StorageClassName: c.Spec.Storage.StorageClassName,
 					Resources: corev1.VolumeResourceRequirements{
-						Requests: corev1.ResourceList{corev1.ResourceStorage: c.Spec.Storage.Size},
+						Requests: corev1.ResourceList{corev1.ResourceStorage: c.StorageSize()},
 					},
 				},
 			}},

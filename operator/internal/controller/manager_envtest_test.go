@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,7 +64,7 @@ func (e *env) startManager() (stop func()) {
 // playKubelet does one kubelet pass and catches every node up.
 func (e *env) playKubelet(name string, catchUp bool) {
 	e.kubelet(name)
-	if catchUp {
+	if catchUp && e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name}, &appsv1.StatefulSet{}) == nil {
 		for o := range e.stsReplicas(name) {
 			e.nodes.catchUp(fmt.Sprintf("%s-%d", name, o))
 		}

@@ -203,7 +203,12 @@ func (e *env) pod(name string) *corev1.Pod {
 // so the API server deletes them at once.
 func (e *env) kubelet(name string) {
 	e.t.Helper()
-	sts := e.sts(name)
+	sts := &appsv1.StatefulSet{}
+	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: name}, sts); apierrors.IsNotFound(err) {
+		return // not created yet
+	} else if err != nil {
+		e.t.Fatalf("get StatefulSet: %v", err)
+	}
 	replicas := ptr.Deref(sts.Spec.Replicas, 0)
 	pods := &corev1.PodList{}
 	if err := e.c.List(e.ctx, pods, client.InNamespace(e.ns), client.MatchingLabels(sts.Spec.Selector.MatchLabels)); err != nil {
@@ -236,6 +241,10 @@ func (e *env) createPod(sts *appsv1.StatefulSet, pn string, ready bool) {
 	p := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
 	p.Name, p.Namespace = pn, e.ns
 	p.Spec.Hostname, p.Spec.Subdomain = pn, sts.Spec.ServiceName
+	for _, vct := range sts.Spec.VolumeClaimTemplates { // as the StatefulSet controller does
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: vct.Name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: vct.Name + "-" + pn}}})
+	}
 	if err := e.c.Create(e.ctx, p); err != nil {
 		e.t.Fatalf("create pod %s: %v", pn, err)
 	}

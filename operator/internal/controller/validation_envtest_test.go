@@ -50,7 +50,7 @@ func TestOperatorCRDValidationCreate(t *testing.T) {
 	}
 	// Defaults are applied by the API server.
 	c := e.get("va")
-	if c.Spec.Storage.Size.String() != "10Gi" || c.Spec.Storage.ReclaimPolicy != imv1.ReclaimRetain ||
+	if c.Spec.Storage.Size == nil || c.Spec.Storage.Size.String() != "10Gi" || c.Spec.Storage.ReclaimPolicy != imv1.ReclaimRetain ||
 		c.Spec.Service.Type != "ClusterIP" || c.Spec.PodDisruptionBudget.Enabled == nil || !*c.Spec.PodDisruptionBudget.Enabled {
 		t.Fatalf("defaults not applied: %+v", c.Spec)
 	}
@@ -59,7 +59,7 @@ func TestOperatorCRDValidationCreate(t *testing.T) {
 func TestOperatorCRDValidationUpdate(t *testing.T) {
 	e := newEnv(t)
 	e.create(e.cluster("upd", 3, func(c *imv1.IMCluster) {
-		c.Spec.Storage.Size = resource.MustParse("10Gi")
+		c.Spec.Storage.Size = ptr.To(resource.MustParse("10Gi"))
 		c.Spec.Storage.StorageClassName = ptr.To("fast")
 	}))
 	tests := []struct {
@@ -68,14 +68,14 @@ func TestOperatorCRDValidationUpdate(t *testing.T) {
 		wantErr string
 	}{
 		{"shards immutable", func(c *imv1.IMCluster) { c.Spec.Shards = 32 }, "shards is immutable"},
-		{"storage shrinks", func(c *imv1.IMCluster) { c.Spec.Storage.Size = resource.MustParse("5Gi") }, "storage.size can only grow"},
+		{"storage shrinks", func(c *imv1.IMCluster) { c.Spec.Storage.Size = ptr.To(resource.MustParse("5Gi")) }, "storage.size can only grow"},
 		{"storage class changes", func(c *imv1.IMCluster) { c.Spec.Storage.StorageClassName = ptr.To("slow") },
 			"storageClassName is immutable"},
 		{"scale below rf", func(c *imv1.IMCluster) { c.Spec.Replicas = 2 }, "replicationFactor must be <= replicas"},
 		{"rf above replicas", func(c *imv1.IMCluster) { c.Spec.ReplicationFactor = 4 }, "replicationFactor must be <= replicas"},
 		{"write quorum above rf", func(c *imv1.IMCluster) { c.Spec.WriteQuorum = 4 }, "writeQuorum must be <= replicationFactor"},
-		{"storage grows", func(c *imv1.IMCluster) { c.Spec.Storage.Size = resource.MustParse("20Gi") }, ""},
-		{"storage grows across units", func(c *imv1.IMCluster) { c.Spec.Storage.Size = resource.MustParse("1Ti") }, ""},
+		{"storage grows", func(c *imv1.IMCluster) { c.Spec.Storage.Size = ptr.To(resource.MustParse("20Gi")) }, ""},
+		{"storage grows across units", func(c *imv1.IMCluster) { c.Spec.Storage.Size = ptr.To(resource.MustParse("1Ti")) }, ""},
 		{"scale up", func(c *imv1.IMCluster) { c.Spec.Replicas = 5 }, ""},
 		{"version change", func(c *imv1.IMCluster) { c.Spec.Version = "1.1.0" }, ""},
 	}
@@ -94,7 +94,7 @@ func TestOperatorCRDValidationUpdate(t *testing.T) {
 			}
 		})
 	}
-	if c := e.get("upd"); c.Spec.Storage.Size.String() != "1Ti" || c.Spec.Shards != 16 {
+	if c := e.get("upd"); c.Spec.Storage.Size == nil || c.Spec.Storage.Size.String() != "1Ti" || c.Spec.Shards != 16 {
 		t.Fatalf("after updates: size %s shards %d", c.Spec.Storage.Size.String(), c.Spec.Shards)
 	}
 }
