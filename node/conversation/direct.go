@@ -285,21 +285,27 @@ func (e *Engine) acceptWill(c Caller, dm *pb.DirectCommand) (*pb.GenericCommand,
 // SessionGone is called by the gateway after a session ended and was
 // removed from its registry (so Deliverer.Online no longer counts it).
 // clean=false (connection dropped without session/close) delivers the
-// session's will messages; they are discarded otherwise. When the client has
-// no other session it leaves every chat room. Safe for concurrent use.
+// session's will messages (on an engine goroutine while the engine runs, so
+// SessionGone does not wait for their commit); they are discarded otherwise.
+// When the client has no other session it leaves every chat room. Safe for
+// concurrent use; never blocks on I/O while the engine runs.
 func (e *Engine) SessionGone(app, clientID string, s SessionID, clean bool) {
 	held := e.wills.take(willKey{app, clientID, s})
-	if !clean {
-		for _, w := range held {
-			if _, err := e.send(context.Background(), Caller{App: app, ClientID: clientID, Session: s}, w.dm, w.mid); err != nil {
-				var pe *protocol.Error
-				if !errors.As(err, &pe) {
-					e.log.Warn("Dropping will message", "conv", w.dm.GetCid(), "err", err)
-				}
-			}
-		}
+	if !clean && len(held) > 0 {
+		e.goFunc(func() { e.sendWills(app, clientID, s, held) })
 	}
 	if len(e.d.Online(app, []string{clientID})) == 0 {
 		e.rooms.leaveAll(app, clientID)
+	}
+}
+
+// sendWills delivers a dropped session's will messages as normal messages.
+func (e *Engine) sendWills(app, clientID string, s SessionID, held []willMsg) {
+	for _, w := range held {
+		_, err := e.send(context.Background(), Caller{App: app, ClientID: clientID, Session: s}, w.dm, w.mid)
+		var pe *protocol.Error
+		if err != nil && !errors.As(err, &pe) {
+			e.log.Warn("Dropping will message", "conv", w.dm.GetCid(), "err", err)
+		}
 	}
 }

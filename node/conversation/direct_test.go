@@ -1,11 +1,13 @@
 package conversation
 
 import (
+	"errors"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -188,4 +190,24 @@ func TestConversationDirectConcurrentDedup(t *testing.T) {
 	if len(logs) != 1 {
 		t.Fatalf("%d stored messages for one dt", len(logs))
 	}
+}
+
+func TestConversationWillMessagesAsync(t *testing.T) {
+	h := newHarness(t)
+	h.e.Start(t.Context())
+	tom := h.caller("Tom", 1)
+	h.caller("Jerry", 2)
+	cid := h.start(tom, "Jerry")
+	h.d.take()
+	h.do(tom, &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), DirectMessage: &pb.DirectCommand{Cid: proto.String(cid), Msg: proto.String("bye"), Will: proto.Bool(true)}})
+	h.d.disconnect("Tom", 1)
+	h.e.SessionGone(testApp, "Tom", 1, false)
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		for _, p := range h.d.take() {
+			if p.client == "Jerry" && p.cmd.GetDirectMessage().GetMsg() == "bye" {
+				return nil
+			}
+		}
+		return errors.New("will message not delivered")
+	})
 }

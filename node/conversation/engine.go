@@ -232,8 +232,13 @@ type Engine struct {
 	acks    chan ackJob
 	running atomic.Bool
 
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	// runMu orders goroutine starts against Stop: goFunc adds to wg only
+	// while started and not stopped.
+	runMu   sync.Mutex
+	started bool
+	stopped bool
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
 }
 
 // New creates an Engine. It does not start background work; call Start.
@@ -267,13 +272,25 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) Start(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
+	e.runMu.Lock()
+	e.started = true
+	e.runMu.Unlock()
 	e.goFunc(func() { e.sweepLoop(ctx) })
 	e.goFunc(func() { e.ackLoop(ctx) })
 	e.running.Store(true)
 }
 
+// goFunc runs f on an owned goroutine that Stop waits for. Before Start or
+// after Stop it runs f on the caller's goroutine instead.
 func (e *Engine) goFunc(f func()) {
+	e.runMu.Lock()
+	if !e.started || e.stopped {
+		e.runMu.Unlock()
+		f()
+		return
+	}
 	e.wg.Add(1)
+	e.runMu.Unlock()
 	go func() {
 		defer e.wg.Done()
 		f()
@@ -283,6 +300,9 @@ func (e *Engine) goFunc(f func()) {
 // Stop stops the background work and waits for it. It does not close the
 // store.
 func (e *Engine) Stop() {
+	e.runMu.Lock()
+	e.stopped = true
+	e.runMu.Unlock()
 	e.running.Store(false)
 	if e.cancel != nil {
 		e.cancel()
