@@ -120,6 +120,10 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 	return m, nil
 }
 
+// configGroupRcp is configBitmap bit 6: the client wants read receipts in
+// conversations of more than two members.
+const configGroupRcp = 64
+
 // maxLastTsPerStripe bounds the per-stripe cache of last assigned
 // timestamps; it is dropped (and rebuilt from the store) when larger.
 const maxLastTsPerStripe = 1024
@@ -163,7 +167,7 @@ func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.Dire
 		mid = newMessageID()
 	}
 	m := &message{ID: mid, From: c.ClientID, Ts: ts, Data: dm.GetMsg(), Receipt: dm.GetR(),
-		MentionAll: dm.GetMentionAll(), MentionPids: dm.MentionPids}
+		GroupRcp: c.ConfigBitmap&configGroupRcp != 0, MentionAll: dm.GetMentionAll(), MentionPids: dm.MentionPids}
 	if dm.BinaryMsg != nil {
 		m.Bin, m.IsBin, m.Data = dm.BinaryMsg, true, ""
 	} else {

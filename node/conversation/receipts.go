@@ -230,7 +230,7 @@ func (e *Engine) deliverConv(app, cid string, ps ...push) {
 
 // handleRead implements read (spec 3.12.2): it moves the read pointer, pushes
 // the new unread state to the client's other sessions and sends read
-// receipts in two-member conversations. It never answers.
+// receipts (spec 3.12.3). It never answers.
 func (e *Engine) handleRead(ctx context.Context, c Caller, req *pb.GenericCommand) error {
 	rm := req.GetReadMessage()
 	if rm == nil {
@@ -283,8 +283,8 @@ func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 	s.Changed = now
 	e.putClientState(b, c.App, c.ClientID, r.ID, s)
 	var ps []push
-	if target > old && len(r.Members) == 2 {
-		ps, err = e.readReceipt(b, c, r, old, target, t.GetMid())
+	if target > old {
+		ps, err = e.readReceipts(b, c, r, old, target, t.GetMid())
 	}
 	if err == nil {
 		err = e.st.Commit(b)
@@ -306,34 +306,40 @@ func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 	return nil
 }
 
-// readReceipt builds the read receipt for the other member of a two-member
-// conversation when one of its r=true messages in (old, target] was read.
-func (e *Engine) readReceipt(b *store.Batch, c Caller, r *convRecord, old, target int64, mid string) ([]push, error) {
-	other := r.Members[0]
-	if other == c.ClientID {
-		other = r.Members[1]
-	}
+// readReceipts builds the read receipts for messages in (old, target]
+// sent with r=true: in a two-member conversation to the other member, in a
+// larger one only to senders whose session asked for group receipts
+// (configBitmap bit 6). Each sender gets one receipt naming its newest such
+// message (or the reader's mid in a two-member conversation).
+func (e *Engine) readReceipts(b *store.Batch, c Caller, r *convRecord, old, target int64, mid string) ([]push, error) {
 	msgs, err := e.history(context.Background(), c.App, r.ID, logsWindow{limit: maxAckScan, t: target, tIncluded: true, tt: old})
 	if err != nil {
 		return nil, err
 	}
-	var newest *message
+	pair := len(r.Members) == 2
+	newest := map[string]*message{}
+	var senders []string
 	for _, m := range msgs {
-		if m.From == other && m.Receipt {
-			newest = m
+		if m.From == c.ClientID || !m.Receipt || (!pair && !m.GroupRcp) {
+			continue
 		}
+		if _, ok := newest[m.From]; !ok {
+			senders = append(senders, m.From)
+		}
+		newest[m.From] = m
 	}
-	if newest == nil {
-		return nil, nil
+	var ps []push
+	for _, sender := range senders {
+		id := newest[sender].ID
+		if pair && mid != "" {
+			id = mid
+		}
+		p := newPush(pb.CommandType_rcp, nil)
+		p.RcpMessage = &pb.RcpCommand{Id: strp(id), Cid: strp(r.ID), T: int64p(target), Read: boolp(true), From: strp(c.ClientID)}
+		e.reliable(b, c.App, []string{sender}, p)
+		ps = append(ps, push{app: c.App, to: []string{sender}, cmd: p})
 	}
-	id := newest.ID
-	if mid != "" {
-		id = mid
-	}
-	p := newPush(pb.CommandType_rcp, nil)
-	p.RcpMessage = &pb.RcpCommand{Id: strp(id), Cid: strp(r.ID), T: int64p(target), Read: boolp(true), From: strp(c.ClientID)}
-	e.reliable(b, c.App, []string{other}, p)
-	return []push{{app: c.App, to: []string{other}, cmd: p}}, nil
+	return ps, nil
 }
 
 // convMaxRead implements conv/max_read (spec 3.12.4).

@@ -219,3 +219,27 @@ func TestConversationReceiverAckLoop(t *testing.T) {
 		return nil
 	})
 }
+
+func TestConversationGroupReadReceipts(t *testing.T) {
+	h := newHarness(t)
+	tom, jerry := h.caller("Tom", 1), h.caller("Jerry", 2)
+	mary := h.caller("Mary", 3)
+	groupTom := tom
+	groupTom.ConfigBitmap |= configGroupRcp
+	cid := h.start(tom, "Jerry", "Mary")
+	h.clock.Advance(time.Second)
+	plain := h.do(jerry, receiptReq(cid, "jerry, no group receipts")).GetAckMessage()
+	h.clock.Advance(time.Second)
+	wanted := h.do(groupTom, receiptReq(cid, "tom wants group receipts")).GetAckMessage()
+	h.d.take()
+	h.do(mary, readReq(cid, wanted.GetT(), ""))
+	var rcps []delivered
+	for _, p := range h.d.take() {
+		if p.cmd.GetCmd() == pb.CommandType_rcp {
+			rcps = append(rcps, p)
+		}
+	}
+	if len(rcps) != 1 || rcps[0].client != "Tom" || rcps[0].cmd.GetRcpMessage().GetId() != wanted.GetUid() || !rcps[0].cmd.GetRcpMessage().GetRead() {
+		t.Fatalf("group read receipts %v (plain %s)", pushKeys(rcps), plain.GetUid())
+	}
+}

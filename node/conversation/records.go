@@ -65,6 +65,7 @@ type message struct {
 	Bin         []byte   `json:"b,omitempty"`
 	IsBin       bool     `json:"ib,omitempty"`
 	Receipt     bool     `json:"r,omitempty"`
+	GroupRcp    bool     `json:"gr,omitempty"` // sender wants read receipts in groups (configBitmap bit 6)
 	MentionAll  bool     `json:"ma,omitempty"`
 	MentionPids []string `json:"mp,omitempty"`
 	HasType     bool     `json:"ht,omitempty"`
