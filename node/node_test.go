@@ -140,6 +140,16 @@ func (c *rawConn) recv() *pb.GenericCommand {
 	return nil
 }
 
+// recvResponse skips pushes until the response with the given i arrives.
+func (c *rawConn) recvResponse(i int32) *pb.GenericCommand {
+	c.t.Helper()
+	for {
+		if r := c.recv(); r.I != nil && r.GetI() == i {
+			return r
+		}
+	}
+}
+
 func login(t testing.TB, c *rawConn, i int32, clientID string, sm *pb.SessionCommand) *pb.GenericCommand {
 	t.Helper()
 	if sm == nil {

@@ -188,3 +188,41 @@ func TestNodeRESTCORSPreflight(t *testing.T) {
 		t.Fatalf("preflight answered %d %v", resp.StatusCode, h)
 	}
 }
+
+func TestNodeConversationSignaturesAndPatchSwitches(t *testing.T) {
+	strict := apps.App{ID: "strict", Key: "strict-key", MasterKey: "strict-master", ConversationSignature: true, DisableEdit: true, DisableRecall: true}
+	n := startNode(t, func(c *node.Config) { c.Apps = append(c.Apps, strict) })
+	c := dialRaw(t, n, protocol.SubprotocolBinary)
+	c.send(&pb.GenericCommand{Cmd: pb.CommandType_session.Enum(), Op: pb.OpType_open.Enum(), I: proto.Int32(1),
+		AppId: proto.String(strict.ID), PeerId: proto.String("tom"), SessionMessage: &pb.SessionCommand{}})
+	if r := c.recv(); r.GetOp() != pb.OpType_opened {
+		t.Fatalf("login: %v", r)
+	}
+	start := func(i int32, s string, ts int64) *pb.GenericCommand {
+		c.send(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_start.Enum(), I: proto.Int32(i),
+			ConvMessage: &pb.ConvCommand{M: []string{"jerry", "tom"}, S: proto.String(s), T: proto.Int64(ts), N: proto.String("n"),
+				Attr: protocol.JSON("{}")}})
+		return c.recv()
+	}
+	now := time.Now().UnixMilli()
+	if r := start(2, "signature", now); r.GetErrorMessage().GetCode() != 4302 || r.GetErrorMessage().GetReason() != "CONVERSATION_SIGNATURE_FAILED" {
+		t.Fatalf("fake conversation signature: %v", r)
+	}
+	sig := strict.Sign(apps.ConversationMessage(strict.ID, "tom", "", []string{"tom", "jerry"}, now, "n", "create"))
+	r := start(3, sig, now)
+	if r.GetOp() != pb.OpType_started {
+		t.Fatalf("signed conv/start: %v", r)
+	}
+	cid := r.GetConvMessage().GetCid()
+	for _, recall := range []bool{false, true} {
+		c.send(&pb.GenericCommand{Cmd: pb.CommandType_patch.Enum(), Op: pb.OpType_modify.Enum(), I: proto.Int32(4),
+			PatchMessage: &pb.PatchCommand{Patches: []*pb.PatchItem{{Cid: proto.String(cid), Mid: proto.String("m"), Recall: proto.Bool(recall)}}}})
+		want := int32(4406)
+		if recall {
+			want = 4407
+		}
+		if r := c.recvResponse(4); r.GetErrorMessage().GetCode() != want {
+			t.Fatalf("patch (recall=%v) with the switch off: %v, want %d", recall, r, want)
+		}
+	}
+}

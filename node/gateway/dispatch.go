@@ -78,6 +78,11 @@ func (g *Gateway) engineCommand(c *conn, req *pb.GenericCommand) *pb.GenericComm
 	if s == nil {
 		return protocol.ErrorResponse(req, protocol.ErrSessionRequired.WithDetail("no open session for this request"))
 	}
+	if pe := g.checkPolicy(s.app, s.clientID, req); pe != nil {
+		r := protocol.ErrorResponse(req, pe)
+		r.PeerId = proto.String(s.clientID)
+		return r
+	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RequestTimeout)
 	defer cancel()
 	caller := conversation.Caller{App: s.app.ID, ClientID: s.clientID, Session: s.id, ConfigBitmap: s.configBitmap}
