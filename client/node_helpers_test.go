@@ -36,11 +36,17 @@ func (tn *testNode) stop(t testing.TB) {
 // t.Cleanup (after the connections the test opened later).
 func startNode(t testing.TB) *testNode {
 	t.Helper()
+	return startNodeWith(t, apps.Dev())
+}
+
+// startNodeWith starts a node serving the given apps.
+func startNodeWith(t testing.TB, list ...apps.App) *testNode {
+	t.Helper()
 	n, err := node.New(node.Config{
 		DataDir:       t.TempDir(),
 		ClientAddr:    "127.0.0.1:0",
 		AdminAddr:     "127.0.0.1:0",
-		Apps:          []apps.App{apps.Dev()},
+		Apps:          list,
 		Shards:        16,
 		ShutdownGrace: time.Second,
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
