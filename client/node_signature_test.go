@@ -60,3 +60,39 @@ func TestClientNodeSignatures(t *testing.T) {
 		t.Fatalf("unsigned add: %v", err)
 	}
 }
+
+// TestClientNodeAppIsolation: the same client id in two apps sees only its
+// own app's data.
+func TestClientNodeAppIsolation(t *testing.T) {
+	other := apps.App{ID: "other-app", Key: "other-key", MasterKey: "other-master"}
+	tn := startNodeWith(t, apps.Dev(), other)
+	ctx := testCtx(t)
+	tomID, jerryID := uid("Tom"), uid("Jerry")
+	devTom := tn.login(t, tomID)
+	conv, err := devTom.CreateConversation(ctx, client.CreateOptions{Members: []string{jerryID}, Name: "dev only", Unique: true})
+	mustNoErr(t, err)
+	_, err = conv.Send(ctx, client.NewText("dev secret"))
+	mustNoErr(t, err)
+
+	otherTom := login(t, dial(t, client.DefaultConfig(other.ID, tn.url)), tomID, client.LoginOptions{})
+	if _, err := otherTom.GetConversation(ctx, conv.ID()); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("other app fetched the dev conversation: %v", err)
+	}
+	mine, err := otherTom.Query().Find(ctx)
+	mustNoErr(t, err)
+	if len(mine) != 0 {
+		t.Fatalf("other app's default query found %d conversations", len(mine))
+	}
+	if _, err := otherTom.Conversation(conv.ID()).QueryMessages(ctx, client.HistoryQuery{}); err == nil {
+		t.Fatal("other app read the dev conversation's history")
+	}
+	if _, err := otherTom.Conversation(conv.ID()).Send(ctx, client.NewText("x")); !errors.Is(err, protocol.ErrInvalidMessagingTarget) {
+		t.Fatalf("other app sent into the dev conversation: %v", err)
+	}
+	// A same-member unique conversation in the other app is a new one.
+	oc, err := otherTom.CreateConversation(ctx, client.CreateOptions{Members: []string{jerryID}, Unique: true})
+	mustNoErr(t, err)
+	if oc.ID() == conv.ID() {
+		t.Fatal("unique conversation shared across apps")
+	}
+}
