@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -152,4 +153,35 @@ func TestClientNodeMissedNotifications(t *testing.T) {
 	roles, err := jerry.Conversation(conv.ID()).MemberRoles(ctx)
 	mustNoErr(t, err)
 	_ = roles // the owner need not be listed; the call must succeed
+}
+
+// TestClientNodeKickedByApp: the server-side API forces a client offline;
+// the session ends with a CloseEvent 4115 and does not come back.
+func TestClientNodeKickedByApp(t *testing.T) {
+	tn := startNode(t)
+	c := tn.conn(t)
+	tom := login(t, c, uid("Tom"), client.LoginOptions{})
+	jerry := login(t, c, uid("Jerry"), client.LoginOptions{})
+	req, err := http.NewRequestWithContext(testCtx(t), http.MethodPost, tn.httpBase()+"/1.1/rtm/clients/"+tom.ID()+"/kick", nil)
+	mustNoErr(t, err)
+	req.Header.Set("X-LC-Id", apps.DevAppID)
+	req.Header.Set("X-LC-Key", apps.DevMasterKey+",master")
+	resp, err := http.DefaultClient.Do(req)
+	mustNoErr(t, err)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("kick: HTTP %d", resp.StatusCode)
+	}
+	ev := waitEvent[client.CloseEvent](t, tom, nil)
+	if ev.Code != 4115 || ev.Reason != "KICKED_BY_APP" {
+		t.Fatalf("close = %+v", ev)
+	}
+	for range tom.Events() {
+	}
+	// The other session on the socket is unaffected.
+	online, err := jerry.OnlineStatus(testCtx(t), []string{tom.ID(), jerry.ID()})
+	mustNoErr(t, err)
+	if !sameSet(online, []string{jerry.ID()}) {
+		t.Fatalf("online after kick = %v", online)
+	}
 }
