@@ -150,9 +150,18 @@ func TestClientNodeMissedNotifications(t *testing.T) {
 	}
 	waitEvent[client.ReconnectEvent](t, jerry, nil)
 
+	mustNoErr(t, conv.UpdateMemberRole(ctx, jerryID, client.RoleManager))
 	roles, err := jerry.Conversation(conv.ID()).MemberRoles(ctx)
 	mustNoErr(t, err)
-	_ = roles // the owner need not be listed; the call must succeed
+	found := false
+	for _, r := range roles {
+		if r.ClientID == jerryID {
+			found = r.Role == client.RoleManager
+		}
+	}
+	if !found {
+		t.Fatalf("member roles over REST = %+v, want %s as Manager", roles, jerryID)
+	}
 }
 
 // TestClientNodeKickedByApp: the server-side API forces a client offline;
