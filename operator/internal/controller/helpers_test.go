@@ -92,3 +92,23 @@ func TestOperatorLowestRequeue(t *testing.T) {
 		t.Fatal("lowestRequeue does not pick the soonest requeue")
 	}
 }
+
+// The CRD rejects replicas below replicationFactor; an object that got past
+// an older CRD must still not be drained.
+func TestOperatorScaleDownRefusedBelowReplicationFactor(t *testing.T) {
+	c := fixture()
+	c.Spec.Replicas, c.Spec.ReplicationFactor = 2, 3
+	s := &scope{cluster: c, before: c.DeepCopy(), nodes: map[int32]*adminapi.NodeStatus{
+		2: {ID: "chat-2", State: adminapi.StateActive},
+	}}
+	r := &IMClusterReconciler{} // no client: a refusal must not touch anything
+	if _, err := r.scaleDown(t.Context(), s, 3); err != nil {
+		t.Fatalf("scaleDown: %v", err)
+	}
+	if len(s.degraded) != 1 || s.degraded[0].reason != "ScaleDownRefused" {
+		t.Fatalf("degraded %+v", s.degraded)
+	}
+	if s.operation == nil || s.operation.Pod != "chat-2" {
+		t.Fatalf("operation %+v", s.operation)
+	}
+}
