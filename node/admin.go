@@ -58,6 +58,13 @@ func (n *Node) adminHandler() http.Handler {
 		}
 		adminapi.WriteJSON(w, http.StatusOK, adminapi.DrainStatus{Operation: op, Started: started, Done: started && n.gateway.Connections() == 0})
 	})
+	mux.HandleFunc("DELETE "+adminapi.PathDrain, func(w http.ResponseWriter, _ *http.Request) {
+		if n.draining.CompareAndSwap(true, false) {
+			n.log.Info("Drain cancelled: accepting clients again")
+			n.gateway.Resume()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("POST "+PathBackup, n.backup)
 	mux.HandleFunc("POST "+adminapi.PathRemove, func(w http.ResponseWriter, _ *http.Request) {
 		adminapi.WriteError(w, http.StatusConflict, "a single node has no peers to remove")

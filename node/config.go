@@ -37,6 +37,11 @@ type Config struct {
 	// "wss://rtm.example.com". Zero value derives it from each request
 	// (ws:// or wss:// plus the Host header).
 	PublicURL string
+	// TLSCertFile and TLSKeyFile, when both set, serve the client port over
+	// TLS (wss:// and https://). Zero values mean plain TCP, for nodes behind
+	// a TLS-terminating load balancer.
+	TLSCertFile string
+	TLSKeyFile  string
 	// Apps are the tenants served. At least one is required.
 	Apps []apps.App
 	// Shards is the fixed shard count S. Zero value means 256. It must never
@@ -91,6 +96,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Shards < 1 || c.Shards > ring.MaxShards {
 		return fmt.Errorf("node: Shards must be in [1, %d], got %d", ring.MaxShards, c.Shards)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("node: TLSCertFile and TLSKeyFile go together")
 	}
 	if c.Retention < 0 || c.SessionTokenTTL < 0 || c.IdleTimeout < 0 || c.LoginTimeout < 0 {
 		return errors.New("node: durations must not be negative")

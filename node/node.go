@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -147,6 +148,13 @@ func (n *Node) Start() error {
 	var lc net.ListenConfig
 	if n.clientLn, err = lc.Listen(n.ctx, "tcp", n.cfg.ClientAddr); err != nil {
 		return n.abort(fmt.Errorf("node: listen client %s: %w", n.cfg.ClientAddr, err))
+	}
+	if n.cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(n.cfg.TLSCertFile, n.cfg.TLSKeyFile)
+		if err != nil {
+			return n.abort(fmt.Errorf("node: load TLS key pair: %w", err))
+		}
+		n.clientLn = tls.NewListener(n.clientLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 	if n.adminLn, err = lc.Listen(n.ctx, "tcp", n.cfg.AdminAddr); err != nil {
 		return n.abort(fmt.Errorf("node: listen admin %s: %w", n.cfg.AdminAddr, err))

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/imcluster/imcluster/node"
+	"github.com/imcluster/imcluster/node/adminapi"
 	"github.com/imcluster/imcluster/node/apps"
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
@@ -225,4 +227,37 @@ func TestNodeConversationSignaturesAndPatchSwitches(t *testing.T) {
 			t.Fatalf("patch (recall=%v) with the switch off: %v, want %d", recall, r, want)
 		}
 	}
+}
+
+func TestNodeAdminDrainAndCancel(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.AdminToken = "secret" })
+	ac := adminapi.NewClient("http://"+n.AdminAddr().String(), "secret", nil)
+	ctx := context.Background()
+	if _, err := adminapi.NewClient("http://"+n.AdminAddr().String(), "wrong", nil).Node(ctx); err == nil {
+		t.Fatal("admin API accepted a wrong token")
+	}
+	c := dialRaw(t, n, protocol.SubprotocolBinary)
+	login(t, c, 1, "tom", nil)
+	if _, err := ac.StartDrain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.recv(); r.GetCmd() != pb.CommandType_goaway || r.I != nil {
+		t.Fatalf("after drain the client got %v, want goaway", r)
+	}
+	if st, err := ac.Node(ctx); err != nil || st.State != adminapi.StateDraining {
+		t.Fatalf("node during drain = %+v, %v", st, err)
+	}
+	if err := ac.Readyz(ctx); err == nil {
+		t.Fatal("draining node reports ready")
+	}
+	if err := ac.CancelDrain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := ac.Node(ctx); err != nil || st.State != adminapi.StateActive {
+		t.Fatalf("node after cancel = %+v, %v", st, err)
+	}
+	if err := ac.Readyz(ctx); err != nil {
+		t.Fatalf("readyz after cancel: %v", err)
+	}
+	dialRaw(t, n, protocol.SubprotocolBinary) // accepts connections again
 }

@@ -236,6 +236,9 @@ func (g *Gateway) Goaway() {
 	}
 }
 
+// Resume accepts connections again after Goaway (a cancelled drain).
+func (g *Gateway) Resume() { g.draining.Store(false) }
+
 // Shutdown sends goaway, waits until clients disconnected or ctx is done,
 // then closes the remaining connections and waits for every goroutine.
 func (g *Gateway) Shutdown(ctx context.Context) {

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,10 @@ func run() error {
 		logLevel  string
 		logFormat string
 		version   bool
+		cluster   clusterFlags
+		tlsCert   string
+		tlsKey    string
+		config    string
 	)
 	fs := flag.NewFlagSet("imnode", flag.ContinueOnError)
 	fs.StringVar(&cfg.NodeID, "node-id", "", "stable node id (default imnode-0)")
@@ -54,12 +59,29 @@ func run() error {
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.BoolVar(&version, "version", false, "print the version and exit")
+	fs.StringVar(&config, "config", "", "JSON configuration file (the operator's ConfigMap); command-line flags win over it")
+	fs.StringVar(&tlsCert, "tls-cert-file", "", "serve the client port over TLS with this PEM certificate")
+	fs.StringVar(&tlsKey, "tls-key-file", "", "PEM private key for --tls-cert-file")
+	cluster.register(fs)
+	if len(os.Args) > 1 && os.Args[1] == "prestop" {
+		return prestop(os.Args[2:])
+	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	if err := applyConfigFile(fs, config); err != nil {
 		return err
 	}
 	if err := applyEnv(fs); err != nil {
 		return err
 	}
+	if err := cluster.validate(cfg.NodeID); err != nil {
+		return err
+	}
+	if (tlsCert == "") != (tlsKey == "") {
+		return errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	cfg.TLSCertFile, cfg.TLSKeyFile = tlsCert, tlsKey
 	if version {
 		fmt.Println(node.Version)
 		return nil

@@ -3,10 +3,13 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,15 +41,16 @@ func TestMain(m *testing.M) {
 
 // process is an imnode child process.
 type process struct {
-	cmd    *exec.Cmd
-	client string
+	cmd           *exec.Cmd
+	client, admin string
 }
 
-func startProcess(t *testing.T, dataDir string) *process {
+func startProcess(t *testing.T, dataDir string, extra ...string) *process {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr.json")
-	cmd := exec.Command(imnodeBin, "--data-dir", dataDir, "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--dev-app", "--addr-file", addrFile, "--log-level", "warn")
+	args := append([]string{"--data-dir", dataDir, "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--dev-app", "--addr-file", addrFile, "--log-level", "warn"}, extra...)
+	cmd := exec.Command(imnodeBin, args...)
 	cmd.Stderr = t.Output()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -60,11 +64,11 @@ func startProcess(t *testing.T, dataDir string) *process {
 	for {
 		data, err := os.ReadFile(addrFile)
 		if err == nil {
-			var addrs struct{ Client string }
+			var addrs struct{ Client, Admin string }
 			if err := json.Unmarshal(data, &addrs); err != nil {
 				t.Fatalf("addr file: %v", err)
 			}
-			p.client = addrs.Client
+			p.client, p.admin = addrs.Client, addrs.Admin
 			return p
 		}
 		if time.Now().After(deadline) {
@@ -134,5 +138,91 @@ func TestIMNodeAckedMessageSurvivesSIGKILL(t *testing.T) {
 		if got[i].ID != m.ID || !got[i].Timestamp.Equal(m.Timestamp) || got[i].From != "Tom" {
 			t.Fatalf("message %d after restart = %+v, want id %s at %v", i, got[i], m.ID, m.Timestamp)
 		}
+	}
+}
+
+// operatorConfig is the node configuration file as the operator renders it
+// into the ConfigMap (operator/internal/controller, desiredConfigMap).
+const operatorConfig = `{
+  "clusterName": "chat",
+  "shards": 256,
+  "replicationFactor": %d,
+  "writeQuorum": %d,
+  "retention": "4320h0m0s",
+  "clientPort": 8080,
+  "adminPort": 8081,
+  "peerPort": 7946,
+  "join": "chat-peers.default.svc:7946",
+  "dataDir": "/var/lib/imnode",
+  "extra": {"idle-timeout": "300s"}
+}`
+
+func writeConfig(t *testing.T, rf, wq int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "imnode.json")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(operatorConfig, rf, wq)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// operatorArgs are the container args of the operator's StatefulSet, with
+// addresses on 127.0.0.1 port 0.
+func operatorArgs(config, nodeID string) []string {
+	return []string{"--config", config, "--node-id", nodeID, "--peer-addr", "127.0.0.1:0", "--advertise-host", nodeID + ".chat-peers.default.svc"}
+}
+
+func TestIMNodeStartsAsTheOperatorRunsItAndPrestopDrains(t *testing.T) {
+	p := startProcess(t, t.TempDir(), operatorArgs(writeConfig(t, 1, 1), "chat-0")...)
+	ready := func() int {
+		resp, err := http.Get("http://" + p.admin + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ready(); code != 200 {
+		t.Fatalf("/readyz = %d before prestop", code)
+	}
+	out, err := exec.Command(imnodeBin, "prestop", "--admin-addr", p.admin, "--timeout", "10s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("prestop: %v: %s", err, out)
+	}
+	if code := ready(); code != 503 {
+		t.Fatalf("/readyz = %d after prestop, want 503 while draining", code)
+	}
+}
+
+func TestIMNodeRefusesMultiNodeConfigurations(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		config [2]int
+	}{
+		{"replication factor 3", nil, [2]int{3, 2}},
+		{"second ordinal of a StatefulSet", []string{"--node-id", "chat-1"}, [2]int{1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--dev-app",
+				"--config", writeConfig(t, tt.config[0], tt.config[1]), "--node-id", "chat-0"}, tt.args...)
+			out, err := exec.Command(imnodeBin, args...).CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || !strings.Contains(string(out), "replicas: 1") {
+				t.Fatalf("imnode %v: err %v, output %q; want a refusal that says to run replicas: 1", args, err, out)
+			}
+		})
+	}
+}
+
+func TestIMNodeConfigFileRejectsUnknownSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "imnode.json")
+	if err := os.WriteFile(path, []byte(`{"extra": {"no-such-flag": "1"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(imnodeBin, "--config", path, "--data-dir", t.TempDir(), "--dev-app").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `unknown setting "no-such-flag"`) {
+		t.Fatalf("unknown extra setting: err %v, output %q", err, out)
 	}
 }
