@@ -24,6 +24,7 @@ func (g *Gateway) checkPolicy(app *apps.App, clientID string, req *pb.GenericCom
 				return protocol.ErrMessageEditDisabled.WithDetail("editing messages is disabled for this app")
 			}
 		}
+	default:
 	}
 	return nil
 }
