@@ -131,6 +131,11 @@ function fmt(v) {
 // recorded in calls (in call order) as {method, args, promise}.
 function track(obj, calls) {
   return new Proxy(obj, {
+    // Accessors run on the real object: the SDK keeps state in WeakMaps keyed
+    // by it.
+    set(target, prop, value) {
+      return Reflect.set(target, prop, value, target);
+    },
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, target);
       if (typeof v !== 'function' || prop === 'constructor') return v;
@@ -185,9 +190,14 @@ async function run(line, env = {}, { require: req, placeholders = {} } = {}) {
 
 // settle waits for the tracked call `method` (the n-th one) and returns its
 // value, or throws its rejection.
+// Calls made later in the example's own callbacks are waited for.
 async function settle(ran, method, n = 0, ms = 15000) {
-  const c = ran.calls.filter((x) => x.method === method)[n];
-  if (!c) throw new Error(`example made no call #${n} to ${method} (calls: ${ran.calls.map((x) => x.method)})`);
+  const { poll } = require('./harness');
+  const c = await poll(`call #${n} to ${method} by the example`, () => ran.calls.filter((x) => x.method === method)[n], ms)
+    .catch((e) => {
+      const err = ran.console.errors()[0];
+      throw new Error(`${e.message} (calls: ${ran.calls.map((x) => x.method)}; console.error: ${err ? err.text : 'none'})`);
+    });
   return withTimeout(c.promise, ms, `${method}() of the example`);
 }
 
