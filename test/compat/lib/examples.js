@@ -148,12 +148,20 @@ function track(obj, calls) {
             calls.push({ method: String(prop), args, promise: r });
           } else if (r === target) {
             return receiver; // keep chaining (query.contains(...).lessThan(...)) tracked
+          } else if (isInstance(r)) {
+            return track(r, calls); // e.g. getQuery(), createMessagesIterator()
           }
           return r;
         },
       });
     },
   });
+}
+
+function isInstance(v) {
+  if (!v || typeof v !== 'object' || Array.isArray(v) || v instanceof Date || Buffer.isBuffer(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto !== null && proto !== Object.prototype;
 }
 
 // run evaluates example `line` with env as its free variables. It returns
