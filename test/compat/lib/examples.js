@@ -161,7 +161,8 @@ function track(obj, calls) {
 function isInstance(v) {
   if (!v || typeof v !== 'object' || Array.isArray(v) || v instanceof Date || Buffer.isBuffer(v)) return false;
   const proto = Object.getPrototypeOf(v);
-  return proto !== null && proto !== Object.prototype;
+  if (proto === Object.prototype) return Object.values(v).some((x) => typeof x === 'function'); // e.g. an iterator
+  return proto !== null;
 }
 
 // run evaluates example `line` with env as its free variables. It returns
