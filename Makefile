@@ -72,8 +72,8 @@ test: $(PRE_GO_TESTS) test-go ## Run the whole suite (all test targets, Go tests
 
 .PHONY: test-go
 test-go: ## Go unit and integration tests, with -race on node and client.
-	$(GO) test -race -count=1 ./node/... ./client/...
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /node/ -e /node$$ -e /client)
+	$(GO) test -race -count=1 ./node/... ./client/...
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
