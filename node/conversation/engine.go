@@ -338,10 +338,8 @@ func (e *Engine) clientLock(app, clientID string) *sync.Mutex {
 // Push ordering: pushes are handed to the Deliverer after the change is
 // durable, in commit order per conversation. Pushes that also reach the
 // caller's own session (conv/start, add, remove, ...) are delivered before
-// Handle returns unless ctx carries an outbox (WithOutbox), which holds them
-// until the gateway flushes it after enqueueing the response. A gateway that
-// already holds a socket's pushes back while it runs that socket's command
-// (node/gateway does) needs no outbox.
+// Handle returns; the gateway holds a socket's pushes back while it runs that
+// socket's command, so the client sees the response first.
 func (e *Engine) Handle(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
 	start := e.now()
 	name := commandName(req)
@@ -454,68 +452,10 @@ func internal(what string, err error) error {
 	return fmt.Errorf("conversation: %s: %w", what, err)
 }
 
-// outbox holds the pushes of one request until the gateway flushes them.
-type outbox struct {
-	mu     sync.Mutex
-	items  []outboxItem
-	closed bool
-}
-
-type outboxItem struct {
-	st *stripe
-	p  push
-}
-
-type outboxKey struct{}
-
-// WithOutbox returns a context for one Handle call whose pushes are held
-// until flush is called. The gateway calls flush after it has enqueued the
-// response on the caller's socket. flush is idempotent; pushes produced after
-// flush are delivered immediately.
-func (e *Engine) WithOutbox(ctx context.Context) (context.Context, func()) {
-	ob := &outbox{}
-	return context.WithValue(ctx, outboxKey{}, ob), func() {
-		ob.mu.Lock()
-		items := ob.items
-		ob.items = nil
-		ob.closed = true
-		ob.mu.Unlock()
-		touched := map[*stripe]bool{}
-		for _, it := range items {
-			e.enqueue(it.st, it.p)
-			touched[it.st] = true
-		}
-		for _, it := range items {
-			if touched[it.st] {
-				delete(touched, it.st)
-				e.drain(it.st)
-			}
-		}
-	}
-}
-
-// emit queues pushes of a conversation. If ctx carries an open outbox they
-// wait there; otherwise they are queued on the stripe (the caller holds
-// st.mu, so queue order is commit order) and delivered by drain after the
-// caller releases st.mu.
-func (e *Engine) emit(ctx context.Context, st *stripe, ps ...push) {
-	if ob, ok := ctx.Value(outboxKey{}).(*outbox); ok {
-		ob.mu.Lock()
-		if !ob.closed {
-			for _, p := range ps {
-				ob.items = append(ob.items, outboxItem{st: st, p: p})
-			}
-			ob.mu.Unlock()
-			return
-		}
-		ob.mu.Unlock()
-	}
-	e.enqueue(st, ps...)
-}
-
-// emitNow queues pushes on the stripe regardless of any outbox; for pushes
-// that never reach the caller's own session (messages).
-func (e *Engine) emitNow(st *stripe, ps ...push) { e.enqueue(st, ps...) }
+// emit queues pushes of a conversation on its stripe; the caller holds
+// st.mu, so queue order is commit order. drain delivers them after the caller
+// releases st.mu.
+func (e *Engine) emit(st *stripe, ps ...push) { e.enqueue(st, ps...) }
 
 func (e *Engine) enqueue(st *stripe, ps ...push) {
 	st.qmu.Lock()

@@ -114,7 +114,7 @@ func (e *Engine) convAdd(ctx context.Context, c Caller, cm *pb.ConvCommand) (*pb
 		if err := e.st.Commit(b); err != nil {
 			return nil, internal("commit add", err)
 		}
-		e.emit(ctx, st, ps...)
+		e.emit(st, ps...)
 	}
 	return convResponse(pb.OpType_added, &pb.ConvCommand{Cid: strp(cid), AllowedPids: allowed,
 		FailedPids: failed.proto(), Udate: isoDate(r.Updated)}), nil
@@ -195,7 +195,7 @@ func (e *Engine) removeMembersLocked(ctx context.Context, st *stripe, c Caller, 
 	if err := e.st.Commit(b); err != nil {
 		return internal("commit remove", err)
 	}
-	e.emit(ctx, st, ps...)
+	e.emit(st, ps...)
 	return nil
 }
 
@@ -298,7 +298,7 @@ func (e *Engine) convMemberInfoUpdate(ctx context.Context, c Caller, cm *pb.Conv
 	if err := e.st.Commit(b); err != nil {
 		return nil, internal("commit member info", err)
 	}
-	e.emit(ctx, st, push{app: c.App, to: r.Members, except: c.Session, cmd: p})
+	e.emit(st, push{app: c.App, to: r.Members, except: c.Session, cmd: p})
 	return convResponse(pb.OpType_member_info_updated, &pb.ConvCommand{Cid: strp(r.ID)}), nil
 }
 

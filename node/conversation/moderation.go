@@ -72,7 +72,7 @@ func (e *Engine) convShutup(ctx context.Context, c Caller, cm *pb.ConvCommand, a
 		if err := e.st.Commit(b); err != nil {
 			return nil, internal("commit shutup", err)
 		}
-		e.emit(ctx, st, ps...)
+		e.emit(st, ps...)
 	}
 	return convResponse(op, &pb.ConvCommand{Cid: strp(r.ID), AllowedPids: allowed, FailedPids: failed.proto()}), nil
 }
@@ -206,7 +206,7 @@ func (e *Engine) blacklistChange(ctx context.Context, c Caller, bm *pb.Blacklist
 		if err := e.st.Commit(b); err != nil {
 			return nil, internal("commit unblock", err)
 		}
-		e.emit(ctx, st, ps...)
+		e.emit(st, ps...)
 		return resp, nil
 	}
 	r.Blocked = setAdd(r.Blocked, changed...)
@@ -232,6 +232,6 @@ func (e *Engine) blacklistChange(ctx context.Context, c Caller, bm *pb.Blacklist
 	if err := e.st.Commit(b); err != nil {
 		return nil, internal("commit block", err)
 	}
-	e.emit(ctx, st, ps...)
+	e.emit(st, ps...)
 	return resp, nil
 }

@@ -82,7 +82,7 @@ func (e *Engine) patchOne(_ context.Context, c Caller, it *pb.PatchItem) (int64,
 	if r.Kind == convTransient {
 		to = e.rooms.list(c.App, cid)
 	}
-	e.emitNow(st, push{app: c.App, to: to, except: c.Session, cmd: p})
+	e.emit(st, push{app: c.App, to: to, except: c.Session, cmd: p})
 	return patchTs, nil
 }
 

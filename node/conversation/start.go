@@ -172,7 +172,7 @@ func (e *Engine) createConvLocked(ctx context.Context, c Caller, r *convRecord, 
 	if err := e.st.Commit(b); err != nil {
 		return nil, internal("commit conversation", err)
 	}
-	e.emit(ctx, st, ps...)
+	e.emit(st, ps...)
 	return convResponse(pb.OpType_started, startedMsg(r, false)), nil
 }
 

@@ -190,21 +190,3 @@ func TestConversationStartChatRoom(t *testing.T) {
 		t.Fatalf("room history %v", logs.GetLogsMessage())
 	}
 }
-
-func TestConversationOutboxOrdersResponseFirst(t *testing.T) {
-	h := newHarness(t)
-	tom := h.caller("Tom", 1)
-	h.caller("Jerry", 2)
-	ctx, flush := h.e.WithOutbox(context.Background())
-	if _, err := h.e.Handle(ctx, tom, convReq(pb.OpType_start, &pb.ConvCommand{M: []string{"Jerry"}})); err != nil {
-		t.Fatal(err)
-	}
-	if got := h.d.take(); len(got) != 0 {
-		t.Fatalf("pushes before flush: %v", pushKeys(got))
-	}
-	flush()
-	flush()
-	if got := h.d.take(); len(got) != 4 {
-		t.Fatalf("pushes after flush: %v", pushKeys(got))
-	}
-}

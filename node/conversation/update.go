@@ -67,7 +67,7 @@ func (e *Engine) convUpdate(ctx context.Context, c Caller, cm *pb.ConvCommand) (
 	if err := e.st.Commit(b); err != nil {
 		return nil, internal("commit update", err)
 	}
-	e.emit(ctx, st, push{app: c.App, to: recipients, except: c.Session, cmd: p})
+	e.emit(st, push{app: c.App, to: recipients, except: c.Session, cmd: p})
 	return convResponse(pb.OpType_updated, &pb.ConvCommand{Cid: strp(r.ID), Udate: strp(udate),
 		AttrModified: protocol.JSON(string(modJSON))}), nil
 }
