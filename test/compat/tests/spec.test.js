@@ -102,3 +102,17 @@ test('single-device login: a second login with the same tag kicks the first with
   const lc = await laptop.getConversation(conv.id);
   assert.equal(lc.id, conv.id);
 });
+
+test('noBinary: the Base64 text subprotocol (lc.proto2base64.3) works like the binary one', async () => {
+  const app = h.app();
+  const tomRT = h.realtime(app, 0, { noBinary: true });
+  const tom = await tomRT.createIMClient('Tom');
+  const jerry = await h.realtime(app, 1).createIMClient('Jerry');
+  const rec = new Recorder(jerry, [Event.MESSAGE], 'jerry');
+  const conv = await tom.createConversation({ members: ['Jerry'], name: 'text frames' });
+  const sent = await conv.send(new tomRT.sdk.realtime.TextMessage('over base64'));
+  const [m] = await rec.waitFor(Event.MESSAGE, (x) => x.id === sent.id);
+  assert.equal(m.text, 'over base64');
+  const history = await conv.queryMessages({ limit: 1 });
+  assert.equal(history[0].id, sent.id);
+});
