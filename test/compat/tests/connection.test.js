@@ -69,3 +69,25 @@ test('logout with tom.close() (example 3855)', async () => {
   const again = await h.realtime(app, 2).createIMClient('Tom');
   assert.equal(again.id, 'Tom');
 });
+
+test('pause/resume: OFFLINE and ONLINE events, and an INVITED that happened while offline is replayed (example 3908, spec §1.7 reliable notifications)', async () => {
+  const app = h.app();
+  const { poll } = require('../lib/harness');
+  const tom = await h.realtime(app, 0).createIMClient('Tom');
+  const jerryRT = h.realtime(app, 1);
+  const jerry = await jerryRT.createIMClient('Jerry');
+  const rec = new Recorder(jerry, [Event.INVITED], 'jerry');
+  const ran = await ex.run(3908, { realtime: jerryRT }, { require: jerryRT.sdk.require });
+
+  jerryRT.pause();
+  await ran.console.waitFor('离线（网络连接已断开）');
+  await poll('the node to see Jerry offline', async () => (await tom.ping(['Jerry'])).length === 0);
+  const conv = await tom.createConversation({ members: ['Jerry'], name: 'while you were away' });
+
+  jerryRT.resume();
+  await ran.console.waitFor('已恢复在线');
+  await ran.console.waitFor('与服务端连接恢复', 20000);
+  const [payload, c] = await rec.waitFor(Event.INVITED, (p, c2) => c2.id === conv.id, 15000);
+  assert.equal(payload.invitedBy, 'Tom');
+  assert.equal(c.name, 'while you were away');
+});
