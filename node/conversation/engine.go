@@ -366,6 +366,7 @@ func (e *Engine) dispatch(ctx context.Context, c Caller, req *pb.GenericCommand)
 		}
 	case pb.CommandType_blacklist:
 		return e.handleBlacklist(ctx, c, req)
+	default:
 	}
 	return nil, errUnsupported(req)
 }
@@ -404,6 +405,7 @@ func (e *Engine) handleConv(ctx context.Context, c Caller, req *pb.GenericComman
 		return e.convQueryShutup(ctx, c, cm)
 	case pb.OpType_check_shutup:
 		return e.convCheckShutup(ctx, c, cm)
+	default:
 	}
 	return nil, errUnsupported(req)
 }

@@ -158,6 +158,7 @@ func (e *Engine) handleBlacklist(ctx context.Context, c Caller, req *pb.GenericC
 			}
 		}
 		return blacklistResponse(pb.OpType_check_result, out), nil
+	default:
 	}
 	return nil, errUnsupported(req)
 }

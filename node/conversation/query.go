@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 
 	"github.com/imcluster/imcluster/node/protocol"
@@ -30,9 +31,7 @@ const (
 // last is its newest message or nil. The map shares column values with r.
 func (r *convRecord) doc(flag int32, last *message) map[string]any {
 	d := make(map[string]any, len(r.Columns)+16)
-	for k, v := range r.Columns {
-		d[k] = v
-	}
+	maps.Copy(d, r.Columns)
 	d["objectId"] = r.ID
 	d["c"] = r.Creator
 	d["m"] = nonNil(r.Members)

@@ -1,7 +1,7 @@
 package conversation
 
 import (
-	"crypto/md5"
+	"crypto/md5" //nolint:gosec // uniqueId format only
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -153,7 +153,7 @@ func setRemove(set []string, ids ...string) []string {
 
 // uniqueKey is the 32-hex unique-conversation key of a member set.
 func uniqueKey(members []string) string {
-	sum := md5.Sum([]byte(strings.Join(members, ":")))
+	sum := md5.Sum([]byte(strings.Join(members, ":"))) //nolint:gosec // LeanCloud's uniqueId format, not a security hash
 	return hex.EncodeToString(sum[:])
 }
 
