@@ -2,6 +2,7 @@ package query
 
 import (
 	"cmp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -188,12 +189,7 @@ func eqMatch(v any, present bool, lit operand) bool {
 	if !ok {
 		return false
 	}
-	for _, e := range arr {
-		if lit.equals(e) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(arr, lit.equals)
 }
 
 // eqOp is a literal or $eq.
@@ -223,12 +219,7 @@ func (o cmpOp) test(v any, present bool) bool {
 	if !ok {
 		return false
 	}
-	for _, e := range arr {
-		if o.one(e) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(arr, o.one)
 }
 
 // one compares a single value; mixed types never satisfy the operator.
@@ -298,12 +289,7 @@ func (o inOp) test(v any, present bool) bool {
 	if !ok {
 		return false
 	}
-	for _, e := range arr {
-		if o.set.contains(e) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(arr, o.set.contains)
 }
 
 // allOp is $all: every literal is equal to the value or contained in it. An empty list matches

@@ -121,7 +121,7 @@ const crdLabels = `  labels:
 // "<operator>-manager", with the rules unchanged.
 func roleTemplate(roleYAML []byte) ([]byte, error) {
 	var rules []rbacv1.PolicyRule
-	for _, doc := range strings.Split(string(roleYAML), "\n---") {
+	for doc := range strings.SplitSeq(string(roleYAML), "\n---") {
 		if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
 			continue
 		}
