@@ -93,7 +93,7 @@ func (f *fixture) do(method, path string, body any, headers ...string) resp {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	raw, _ := io.ReadAll(res.Body)
 	out := resp{status: res.StatusCode, raw: raw}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
@@ -185,7 +185,7 @@ func TestStorageUserPersistsAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, svc = open()
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	id, err := svc.UserBySessionToken(context.Background(), "app-a", r.body["sessionToken"].(string))
 	if err != nil || id != r.body["objectId"] {
 		t.Fatalf("after reopen: %q, %v", id, err)
