@@ -2,14 +2,11 @@ package httpapi
 
 import (
 	"context"
-	"crypto/md5" //nolint:gosec // LeanCloud's X-LC-Sign scheme is MD5; kept for SDK compatibility.
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
+	"time"
 
 	"github.com/imcluster/imcluster/node/apps"
 	"github.com/imcluster/imcluster/node/conversation"
@@ -106,8 +103,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // appHandler is a handler that runs for an authenticated app.
 type appHandler func(w http.ResponseWriter, r *http.Request, app *apps.App, master bool)
 
-// withApp authenticates X-LC-Id plus X-LC-Key (appKey, or "<masterKey>,master")
-// or X-LC-Sign ("md5(timestamp+key),timestamp[,master]").
+// withApp authenticates X-LC-Id plus X-LC-Key or X-LC-Sign
+// (apps.AuthenticateREST).
 func (s *Server) withApp(h appHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		appID := r.Header.Get("X-LC-Id")
@@ -116,7 +113,8 @@ func (s *Server) withApp(h appHandler) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, 401, "unknown app (X-LC-Id)")
 			return
 		}
-		master, ok := authenticate(app, r.Header.Get("X-LC-Key"), r.Header.Get("X-LC-Sign"))
+		master, ok := apps.AuthenticateREST(app.Key, app.MasterKey, r.Header.Get("X-LC-Key"), r.Header.Get("X-LC-Sign"),
+			time.Now(), apps.RESTSignWindow)
 		if !ok {
 			writeError(w, http.StatusUnauthorized, 401, "unauthorized: wrong X-LC-Key or X-LC-Sign")
 			return
@@ -124,28 +122,6 @@ func (s *Server) withApp(h appHandler) http.HandlerFunc {
 		h(w, r, app, master)
 	}
 }
-
-func authenticate(app *apps.App, key, sign string) (master, ok bool) {
-	if key != "" {
-		if k, isMaster := strings.CutSuffix(key, ",master"); isMaster {
-			return true, equal(k, app.MasterKey)
-		}
-		return false, equal(key, app.Key)
-	}
-	parts := strings.Split(sign, ",")
-	if len(parts) < 2 {
-		return false, false
-	}
-	isMaster := len(parts) == 3 && parts[2] == "master"
-	secret := app.Key
-	if isMaster {
-		secret = app.MasterKey
-	}
-	sum := md5.Sum([]byte(parts[1] + secret)) //nolint:gosec // protocol-mandated
-	return isMaster, equal(hex.EncodeToString(sum[:]), strings.ToLower(parts[0]))
-}
-
-func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
 // writeError writes LeanCloud's JSON error shape.
 func writeError(w http.ResponseWriter, status, code int, msg string) {

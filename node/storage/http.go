@@ -1,16 +1,13 @@
 package storage
 
 import (
-	"crypto/md5" //nolint:gosec // LeanCloud's X-LC-Sign scheme is MD5
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
-	"time"
+
+	"github.com/imcluster/imcluster/node/apps"
 )
 
 // LeanCloud storage error codes used by the shim (the JSON "code" field).
@@ -61,36 +58,8 @@ func (s *Service) app(h appHandler) http.HandlerFunc {
 // authenticate checks X-LC-Key or X-LC-Sign and reports whether the master
 // key was used.
 func (s *Service) authenticate(app App, r *http.Request) (master, ok bool) {
-	if key := r.Header.Get("X-LC-Key"); key != "" {
-		if k, isMaster := strings.CutSuffix(key, ",master"); isMaster {
-			return true, app.MasterKey != "" && equal(k, app.MasterKey)
-		}
-		return false, equal(key, app.Key)
-	}
-	sign := r.Header.Get("X-LC-Sign")
-	if sign == "" {
-		return false, false
-	}
-	parts := strings.Split(sign, ",")
-	if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "master") {
-		return false, false
-	}
-	ts, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil {
-		return false, false
-	}
-	if d := s.cfg.Now().Sub(time.UnixMilli(ts)); d > s.cfg.SignWindow || d < -s.cfg.SignWindow {
-		return false, false
-	}
-	key := app.Key
-	if len(parts) == 3 {
-		master, key = true, app.MasterKey
-		if key == "" {
-			return false, false
-		}
-	}
-	sum := md5.Sum([]byte(parts[1] + key)) //nolint:gosec // protocol-mandated
-	return master, equal(strings.ToLower(parts[0]), hex.EncodeToString(sum[:]))
+	return apps.AuthenticateREST(app.Key, app.MasterKey, r.Header.Get("X-LC-Key"), r.Header.Get("X-LC-Sign"),
+		s.cfg.Now(), s.cfg.SignWindow)
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
