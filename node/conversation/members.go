@@ -58,28 +58,49 @@ func without(set, ids []string) []string {
 
 func isSelf(ids []string, self string) bool { return len(ids) == 1 && ids[0] == self }
 
+// membershipTarget loads conversation cid for an add (join) or remove (quit)
+// by c and applies the rules both share; the caller holds the conversation's
+// stripe. Chat rooms take only the caller itself: entering or leaving the
+// room's online set is answered here (resp). Temporary conversations have
+// fixed members, and only members may change others.
+func (e *Engine) membershipTarget(c Caller, cid string, ids []string, add bool) (r *convRecord, resp *pb.GenericCommand, err error) {
+	r, err = e.loadLive(c.App, cid)
+	if err != nil {
+		return nil, nil, err
+	}
+	verb, roomVerb, op := "remove", "leave", pb.OpType_removed
+	if add {
+		verb, roomVerb, op = "add", "join", pb.OpType_added
+	}
+	switch r.Kind {
+	case convTransient:
+		if !isSelf(ids, c.ClientID) {
+			return nil, nil, protocol.ErrNormalConversationRequired.WithDetail("chat room members can only %s themselves", roomVerb)
+		}
+		if add {
+			e.rooms.join(c.App, cid, c.ClientID)
+		} else {
+			e.rooms.leave(c.App, cid, c.ClientID)
+		}
+		return nil, convResponse(op, &pb.ConvCommand{Cid: strp(cid), AllowedPids: ids, Udate: isoDate(r.Updated)}), nil
+	case convTemporary:
+		return nil, nil, protocol.ErrNormalConversationRequired.WithDetail("temporary conversation members are fixed")
+	}
+	if !isSelf(ids, c.ClientID) && !r.isMember(c.ClientID) {
+		return nil, nil, protocol.ErrMembershipRequired.WithDetail("only members can %s others", verb)
+	}
+	return r, nil, nil
+}
+
 // convAdd implements conv/add (also join = add self), spec 3.6.
 func (e *Engine) convAdd(ctx context.Context, c Caller, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
 	cid, ids := cm.GetCid(), sortedSet(cm.M)
 	st := e.convStripe(c.App, cid)
 	st.mu.Lock()
 	defer e.unlockAndDrain(st)
-	r, err := e.loadLive(c.App, cid)
-	if err != nil {
-		return nil, err
-	}
-	switch r.Kind {
-	case convTransient:
-		if !isSelf(ids, c.ClientID) {
-			return nil, protocol.ErrNormalConversationRequired.WithDetail("chat room members can only join themselves")
-		}
-		e.rooms.join(c.App, cid, c.ClientID)
-		return convResponse(pb.OpType_added, &pb.ConvCommand{Cid: strp(cid), AllowedPids: ids, Udate: isoDate(r.Updated)}), nil
-	case convTemporary:
-		return nil, protocol.ErrNormalConversationRequired.WithDetail("temporary conversation members are fixed")
-	}
-	if !isSelf(ids, c.ClientID) && !r.isMember(c.ClientID) {
-		return nil, protocol.ErrMembershipRequired.WithDetail("only members can add others")
+	r, resp, err := e.membershipTarget(c, cid, ids, true)
+	if resp != nil || err != nil {
+		return resp, err
 	}
 	var allowed, added []string
 	var failed failures
@@ -126,22 +147,9 @@ func (e *Engine) convRemove(ctx context.Context, c Caller, cm *pb.ConvCommand) (
 	st := e.convStripe(c.App, cid)
 	st.mu.Lock()
 	defer e.unlockAndDrain(st)
-	r, err := e.loadLive(c.App, cid)
-	if err != nil {
-		return nil, err
-	}
-	switch r.Kind {
-	case convTransient:
-		if !isSelf(ids, c.ClientID) {
-			return nil, protocol.ErrNormalConversationRequired.WithDetail("chat room members can only leave themselves")
-		}
-		e.rooms.leave(c.App, cid, c.ClientID)
-		return convResponse(pb.OpType_removed, &pb.ConvCommand{Cid: strp(cid), AllowedPids: ids, Udate: isoDate(r.Updated)}), nil
-	case convTemporary:
-		return nil, protocol.ErrNormalConversationRequired.WithDetail("temporary conversation members are fixed")
-	}
-	if !isSelf(ids, c.ClientID) && !r.isMember(c.ClientID) {
-		return nil, protocol.ErrMembershipRequired.WithDetail("only members can remove others")
+	r, resp, err := e.membershipTarget(c, cid, ids, false)
+	if resp != nil || err != nil {
+		return resp, err
 	}
 	rolesOn := len(r.Roles) > 0
 	var allowed, removed []string
