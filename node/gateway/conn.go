@@ -247,14 +247,30 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// sendCommand encodes and enqueues a response or push for this socket.
-func (c *conn) sendCommand(cmd *pb.GenericCommand) {
+// encode serializes cmd for the socket's subprotocol. A frame that cannot be
+// encoded (a missing proto2 required field: a bug) is logged and dropped.
+func (c *conn) encode(cmd *pb.GenericCommand) (outFrame, bool) {
 	data, text, err := protocol.Encode(cmd, c.sub)
 	if err != nil {
 		c.log.Error("Dropping unencodable frame", "cmd", cmd.GetCmd().String(), "err", err)
-		return
+		return outFrame{}, false
 	}
-	c.enqueue(outFrame{data: data, text: text})
+	return outFrame{data: data, text: text}, true
+}
+
+// sendCommand encodes and enqueues a response or push for this socket.
+func (c *conn) sendCommand(cmd *pb.GenericCommand) {
+	if f, ok := c.encode(cmd); ok {
+		c.enqueue(f)
+	}
+}
+
+// pushCommand encodes cmd and sends it through push, so that it follows the
+// response of the command being executed.
+func (c *conn) pushCommand(cmd *pb.GenericCommand) {
+	if f, ok := c.encode(cmd); ok {
+		c.push(f)
+	}
 }
 
 // push enqueues a push, holding it back while the worker runs a command.

@@ -148,7 +148,7 @@ func (g *Gateway) afterLogin(s *clientSession, sm *pb.SessionCommand) {
 	} else if unread != nil {
 		p := protocol.Push(s.clientID, pb.CommandType_unread, nil)
 		p.UnreadMessage = unread
-		s.conn.sendCommandDeferred(p)
+		s.conn.pushCommand(p)
 	}
 	patches, err := g.engine.PatchesSince(ctx, s.app.ID, s.clientID, sm.GetLastPatchTime())
 	if err != nil {
@@ -156,7 +156,7 @@ func (g *Gateway) afterLogin(s *clientSession, sm *pb.SessionCommand) {
 	} else if patches != nil && len(patches.GetPatches()) > 0 {
 		p := protocol.Push(s.clientID, pb.CommandType_patch, protocol.Op(pb.OpType_modify))
 		p.PatchMessage = patches
-		s.conn.sendCommandDeferred(p)
+		s.conn.pushCommand(p)
 	}
 }
 
@@ -183,7 +183,7 @@ func (g *Gateway) kick(s *clientSession, why *protocol.Error, detail string) {
 	}
 	p := protocol.Push(s.clientID, pb.CommandType_session, protocol.Op(pb.OpType_closed))
 	p.SessionMessage = &pb.SessionCommand{Code: proto.Int32(why.Code), Reason: proto.String(why.Reason), Detail: proto.String(detail)}
-	s.conn.sendCommandDeferred(p)
+	s.conn.pushCommand(p)
 	g.endSession(s, true)
 }
 
@@ -278,17 +278,6 @@ func (c *conn) removeSession(s *clientSession) bool {
 		}
 	}
 	return false
-}
-
-// sendCommandDeferred encodes cmd and pushes it through the deferral path,
-// so that it follows the response of the command being executed.
-func (c *conn) sendCommandDeferred(cmd *pb.GenericCommand) {
-	data, text, err := protocol.Encode(cmd, c.sub)
-	if err != nil {
-		c.log.Error("Dropping unencodable frame", "cmd", cmd.GetCmd().String(), "err", err)
-		return
-	}
-	c.push(outFrame{data: data, text: text})
 }
 
 func validClientID(id string) *protocol.Error {

@@ -128,7 +128,8 @@ func writeError(w http.ResponseWriter, status, code int, msg string) {
 	writeJSON(w, status, map[string]any{"code": code, "error": msg})
 }
 
-// writeProtocolError maps a protocol error to HTTP.
+// writeEngineError maps an engine error to HTTP: protocol errors keep their
+// code and reason, anything else is logged and answered 500.
 func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 	if pe, ok := errors.AsType[*protocol.Error](err); ok {
 		status := http.StatusBadRequest
