@@ -67,6 +67,16 @@ func (s shards) ClientShard(app, clientID string) uint16 {
 	return uint16(ring.ClientShard(s.n, app, clientID))
 }
 
+func (s shards) Count() int { return s.n }
+
+func (s shards) Coordinated() []uint16 {
+	out := make([]uint16, s.n)
+	for i := range out {
+		out[i] = uint16(i)
+	}
+	return out
+}
+
 // New validates cfg and builds a node. Nothing listens until Start.
 func New(cfg Config) (*Node, error) {
 	cfg.setDefaults()

@@ -44,12 +44,18 @@ type Deliverer interface {
 type Shards interface {
 	ConvShard(app, cid string) uint16
 	ClientShard(app, clientID string) uint16
+	// Count is the shard count S: queries that span shards visit 0..S-1.
+	Count() int
+	// Coordinated returns the shards this node coordinates now; background
+	// work (retention, expiry) runs on these only, so each shard is swept
+	// by one node.
+	Coordinated() []uint16
 }
 
 // Config configures an Engine.
 type Config struct {
 	// Store is the node's database. Required.
-	Store *store.Store
+	Store store.KV
 	// Shards places keys. Required.
 	Shards Shards
 	// Deliverer sends pushes to sessions. Required.
@@ -207,7 +213,7 @@ const (
 // conversation stripe, then client stripe).
 type Engine struct {
 	cfg     Config
-	st      *store.Store
+	st      store.KV
 	shards  Shards
 	d       Deliverer
 	now     func() time.Time

@@ -29,6 +29,16 @@ func (testShards) ClientShard(app, clientID string) uint16 {
 	return hash16(app, "client\x00"+clientID)
 }
 
+func (testShards) Count() int { return 16 }
+
+func (testShards) Coordinated() []uint16 {
+	out := make([]uint16, 16)
+	for i := range out {
+		out[i] = uint16(i)
+	}
+	return out
+}
+
 func hash16(a, b string) uint16 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(a + "\x00" + b))

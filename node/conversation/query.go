@@ -236,13 +236,12 @@ func (e *Engine) tempQuery(c Caller, cm *pb.ConvCommand) (*pb.GenericCommand, er
 	return queryResults(docs)
 }
 
-// forEachConv calls fn for every conversation record of app, shard by shard.
-// It seeks from shard to shard, so its cost is proportional to the number of
-// non-empty shards plus the app's conversations.
+// forEachConv calls fn for every conversation record of app, shard by shard
+// (a scatter over all S shards; each scan goes to its shard's coordinator).
 func (e *Engine) forEachConv(ctx context.Context, app string, fn func(*convRecord) error) error {
-	return e.forEachShard(func(shard uint16) error {
-		prefix := store.NewKey(shard, app, store.FamConv).Bytes()
-		return e.st.ScanPrefix(prefix, false, func(_, v []byte) (bool, error) {
+	for shard := range e.shards.Count() {
+		prefix := store.NewKey(uint16(shard), app, store.FamConv).Bytes()
+		err := e.st.ScanPrefix(prefix, false, func(_, v []byte) (bool, error) {
 			if err := ctx.Err(); err != nil {
 				return false, err
 			}
@@ -252,29 +251,9 @@ func (e *Engine) forEachConv(ctx context.Context, app string, fn func(*convRecor
 			}
 			return true, fn(&r)
 		})
-	})
-}
-
-// forEachShard calls fn for every shard that holds at least one key.
-func (e *Engine) forEachShard(fn func(shard uint16) error) error {
-	next := 0
-	for next <= 0xffff {
-		found := -1
-		err := e.st.Scan(store.ShardPrefix(uint16(next)), nil, false, func(k, _ []byte) (bool, error) {
-			s, err := store.ShardOf(k)
-			found = int(s)
-			return false, err
-		})
 		if err != nil {
-			return internal("seek shard", err)
-		}
-		if found < 0 {
-			return nil
-		}
-		if err := fn(uint16(found)); err != nil {
 			return err
 		}
-		next = found + 1
 	}
 	return nil
 }

@@ -181,9 +181,19 @@ func (e *Engine) deleteWhere(prefix []byte, kind string, old func(k, v []byte) b
 	return nil
 }
 
-// forEachShardApp calls fn for every (shard, app) pair that holds keys.
+// forEachShardApp calls fn for every (shard, app) pair that holds keys, in
+// the shards this node coordinates.
 func (e *Engine) forEachShardApp(fn func(shard uint16, app string) error) error {
-	return e.forEachShard(func(shard uint16) error {
+	for _, shard := range e.shards.Coordinated() {
+		if err := e.forEachApp(shard, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) forEachApp(shard uint16, fn func(shard uint16, app string) error) error {
+	{
 		lower := store.ShardPrefix(shard)
 		end := store.PrefixEnd(lower)
 		for {
@@ -217,7 +227,7 @@ func (e *Engine) forEachShardApp(fn func(shard uint16, app string) error) error 
 			}
 			lower = next
 		}
-	})
+	}
 }
 
 func beUint64(b []byte) uint64 {

@@ -32,7 +32,7 @@ type Info struct {
 
 // Tokens issues, validates and revokes session tokens.
 type Tokens struct {
-	st    *store.Store
+	st    store.KV
 	shard ShardFunc
 	ttl   time.Duration
 	now   func() time.Time
@@ -40,7 +40,7 @@ type Tokens struct {
 
 // NewTokens returns a token service. ttl zero means DefaultTTL; now nil means
 // time.Now.
-func NewTokens(st *store.Store, shard ShardFunc, ttl time.Duration, now func() time.Time) *Tokens {
+func NewTokens(st store.KV, shard ShardFunc, ttl time.Duration, now func() time.Time) *Tokens {
 	if ttl == 0 {
 		ttl = DefaultTTL
 	}

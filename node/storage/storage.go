@@ -32,7 +32,7 @@ type App struct {
 // Config configures a Service.
 type Config struct {
 	// Store holds the records. Required.
-	Store *store.Store
+	Store store.KV
 	// LookupApp returns the app with the given id. Required.
 	LookupApp func(appID string) (App, bool)
 	// Shard is the store shard whose FamUser/FamFile families hold the

@@ -92,45 +92,99 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 	return out, nil
 }
 
-// Batch is a set of writes applied atomically by Commit. A Batch is not safe
-// for concurrent use; it must be committed or closed.
+// KV is what the domain packages (conversation, session, storage) read and
+// write through. *Store implements it for one node's own database; the
+// cluster implements it by routing each key to the coordinator of its shard
+// (the first two bytes of every key). A Scan's bounds must lie within one
+// shard.
+type KV interface {
+	Get(key []byte) ([]byte, error)
+	NewBatch() *Batch
+	Commit(b *Batch) error
+	Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) (bool, error)) error
+	ScanPrefix(prefix []byte, reverse bool, fn func(k, v []byte) (bool, error)) error
+}
+
+var _ KV = (*Store)(nil)
+
+// OpKind is the kind of one write in a Batch.
+type OpKind uint8
+
+// Write kinds.
+const (
+	OpSet OpKind = iota + 1
+	OpDelete
+	// OpDeleteRange deletes [Key, Value).
+	OpDeleteRange
+)
+
+// Op is one write: set Key to Value, delete Key, or delete [Key, Value).
+type Op struct {
+	Kind  OpKind
+	Key   []byte
+	Value []byte
+}
+
+// Batch is a list of writes applied atomically by Store.Commit (a cluster
+// KV splits it by shard: atomic per shard). A Batch is not safe for
+// concurrent use.
 type Batch struct {
-	b *pebble.Batch
+	ops []Op
 }
 
 // NewBatch returns an empty batch.
-func (s *Store) NewBatch() *Batch { return &Batch{b: s.db.NewBatch()} }
+func (s *Store) NewBatch() *Batch { return &Batch{} }
 
 // Set records a write of value under key. Both are copied.
-func (b *Batch) Set(key, value []byte) { _ = b.b.Set(key, value, nil) }
-
-// Delete records a deletion of key.
-func (b *Batch) Delete(key []byte) { _ = b.b.Delete(key, nil) }
-
-// DeleteRange records a deletion of every key in [start, end).
-func (b *Batch) DeleteRange(start, end []byte) { _ = b.b.DeleteRange(start, end, nil) }
-
-// Empty reports whether the batch holds no writes.
-func (b *Batch) Empty() bool { return b.b.Empty() }
-
-// Close releases a batch that was not committed. Closing a committed batch is
-// a no-op.
-func (b *Batch) Close() {
-	if b.b != nil {
-		_ = b.b.Close()
-		b.b = nil
-	}
+func (b *Batch) Set(key, value []byte) {
+	b.ops = append(b.ops, Op{Kind: OpSet, Key: clone(key), Value: clone(value)})
 }
 
+// Delete records a deletion of key.
+func (b *Batch) Delete(key []byte) { b.ops = append(b.ops, Op{Kind: OpDelete, Key: clone(key)}) }
+
+// DeleteRange records a deletion of every key in [start, end).
+func (b *Batch) DeleteRange(start, end []byte) {
+	b.ops = append(b.ops, Op{Kind: OpDeleteRange, Key: clone(start), Value: clone(end)})
+}
+
+// Empty reports whether the batch holds no writes.
+func (b *Batch) Empty() bool { return len(b.ops) == 0 }
+
+// Ops returns the recorded writes in order. The slice is shared.
+func (b *Batch) Ops() []Op { return b.ops }
+
+// Close releases a batch that was not committed. It is a no-op kept so
+// callers release batches on every path.
+func (b *Batch) Close() {}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
 // Commit applies the batch atomically and durably: it returns only after the
-// write-ahead log is fsync'd. The batch is released.
-func (s *Store) Commit(b *Batch) error {
-	if b.b == nil {
-		return errors.New("store: batch already committed")
+// write-ahead log is fsync'd.
+func (s *Store) Commit(b *Batch) error { return s.Apply(b.ops) }
+
+// Apply applies ops atomically and durably (fsync'd).
+func (s *Store) Apply(ops []Op) error {
+	pb := s.db.NewBatch()
+	defer pb.Close()
+	for _, op := range ops {
+		var err error
+		switch op.Kind {
+		case OpSet:
+			err = pb.Set(op.Key, op.Value, nil)
+		case OpDelete:
+			err = pb.Delete(op.Key, nil)
+		case OpDeleteRange:
+			err = pb.DeleteRange(op.Key, op.Value, nil)
+		default:
+			err = fmt.Errorf("unknown op kind %d", op.Kind)
+		}
+		if err != nil {
+			return fmt.Errorf("store: batch: %w", err)
+		}
 	}
-	err := b.b.Commit(pebble.Sync)
-	b.Close()
-	if err != nil {
+	if err := pb.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
