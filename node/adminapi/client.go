@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -161,4 +162,24 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("adminapi: decode %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// Shards calls GET /admin/v1/shards.
+func (c *Client) Shards(ctx context.Context) (ShardsStatus, error) {
+	var out ShardsStatus
+	err := c.do(ctx, http.MethodGet, PathShards, nil, &out)
+	return out, err
+}
+
+// DebugMessages calls GET /admin/v1/debug/messages for one conversation.
+func (c *Client) DebugMessages(ctx context.Context, app, cid string) (DebugMessages, error) {
+	var out DebugMessages
+	q := url.Values{"app": {app}, "cid": {cid}}
+	err := c.do(ctx, http.MethodGet, PathDebugMessages+"?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+// Faults calls POST /admin/v1/faults.
+func (c *Client) Faults(ctx context.Context, req FaultRequest) error {
+	return c.do(ctx, http.MethodPost, PathFaults, req, nil)
 }

@@ -155,3 +155,62 @@ type ErrorResponse struct {
 	// Error says what went wrong.
 	Error string `json:"error"`
 }
+
+// Paths for tests, chaos runs and operators debugging replicas. They read
+// this node's own store only (no routing to other nodes).
+const (
+	// PathShards serves GET: ShardsStatus, every shard this node replicates.
+	PathShards = "/admin/v1/shards"
+	// PathDebugMessages serves GET ?app=A&cid=C: DebugMessages, the
+	// conversation's messages as stored on this node.
+	PathDebugMessages = "/admin/v1/debug/messages"
+	// PathFaults serves POST FaultRequest when imnode runs with
+	// --fault-injection (404 otherwise): partition this node's peer transport
+	// from the given nodes, or heal.
+	PathFaults = "/admin/v1/faults"
+)
+
+// ShardsStatus is GET /admin/v1/shards.
+type ShardsStatus struct {
+	// Shards lists the shards this node replicates, ascending.
+	Shards []ShardStatus `json:"shards"`
+}
+
+// ShardStatus is one local shard replica.
+type ShardStatus struct {
+	// Shard is the shard number.
+	Shard int `json:"shard"`
+	// Coordinator reports whether this node coordinates the shard now.
+	Coordinator bool `json:"coordinator"`
+	// Ready reports whether the replica has caught up (it may coordinate).
+	Ready bool `json:"ready"`
+	// Keys counts the stored keys of the shard (tombstones included).
+	Keys int64 `json:"keys"`
+	// Digest is a hash of every (key, version) of the shard, hex: two
+	// replicas with equal digests hold the same data.
+	Digest string `json:"digest"`
+}
+
+// DebugMessages is GET /admin/v1/debug/messages.
+type DebugMessages struct {
+	// Replica reports whether this node replicates the conversation's shard.
+	Replica bool `json:"replica"`
+	// Messages are the stored messages in (timestamp, id) order.
+	Messages []DebugMessage `json:"messages"`
+}
+
+// DebugMessage is one stored message.
+type DebugMessage struct {
+	ID        string `json:"id"`
+	Timestamp int64  `json:"timestamp"`
+	From      string `json:"from,omitempty"`
+	Data      string `json:"data,omitempty"`
+}
+
+// FaultRequest is the body of POST /admin/v1/faults.
+type FaultRequest struct {
+	// Partition drops all peer traffic to and from these node ids.
+	Partition []string `json:"partition,omitempty"`
+	// Heal removes every partition.
+	Heal bool `json:"heal,omitempty"`
+}
