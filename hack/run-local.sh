@@ -1,44 +1,169 @@
 #!/usr/bin/env bash
-# Starts a local imcluster node on 127.0.0.1 with the built-in development app
-# and prints the options to connect with. Ctrl-C stops it cleanly.
+# Starts a local three-node imcluster on 127.0.0.1 with the built-in
+# development app and prints the options to connect with. Ctrl-C stops all
+# nodes cleanly (SIGTERM, then waits for them).
 #
-# Environment: IMCLUSTER_DATA (data directory, default ~/.cache/imcluster/run),
-# CLIENT_PORT (default 8080), ADMIN_PORT (default 8081).
+# Node N (imnode-N, N = 0, 1, 2) listens on
+#   client    CLIENT_PORT + 2N  (8080, 8082, 8084): WebSocket and REST
+#   admin     ADMIN_PORT  + 2N  (8081, 8083, 8085): /readyz, /metrics, /admin/v1
+#   gossip    PEER_PORT   + 2N  (7946, 7948, 7950): memberlist, TCP and UDP
+#   transport PEER_PORT + 2N + 1 (7947, 7949, 7951): peer data transport, TCP
+# keeps its data in $IMCLUSTER_DATA/node-N and its log in $IMCLUSTER_DATA/node-N.log.
+# Nodes 1 and 2 join node 0's gossip address.
+#
+# Environment: IMCLUSTER_DATA (default ~/.cache/imcluster/run), NODES (default 3;
+# 1 starts a single node without cluster flags), CLIENT_PORT (8080), ADMIN_PORT
+# (8081), PEER_PORT (7946), SHARDS (the node's default, 256), REPLICATION_FACTOR
+# (3), WRITE_QUORUM (2), LOG_LEVEL (info), READY_TIMEOUT (seconds, 120),
+# RESET=1 (delete the data of earlier runs first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 data=${IMCLUSTER_DATA:-$HOME/.cache/imcluster/run}
+nodes=${NODES:-3}
 client_port=${CLIENT_PORT:-8080}
 admin_port=${ADMIN_PORT:-8081}
-mkdir -p "$data/node-0"
+peer_port=${PEER_PORT:-7946}
+replication_factor=${REPLICATION_FACTOR:-3}
+write_quorum=${WRITE_QUORUM:-2}
+log_level=${LOG_LEVEL:-info}
+ready_timeout=${READY_TIMEOUT:-120}
+imnode=bin/imnode
 
-bin/imnode --node-id imnode-0 --data-dir "$data/node-0" \
-  --client-addr "127.0.0.1:$client_port" --admin-addr "127.0.0.1:$admin_port" \
-  --dev-app --addr-file "$data/node-0.addr" &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; exit 0' INT TERM
+[[ $nodes =~ ^[1-9][0-9]*$ ]] || { echo "NODES must be a positive integer, got '$nodes'" >&2; exit 2; }
+[ -x "$imnode" ] || { echo "$imnode not found: run 'make run' (it builds it)" >&2; exit 1; }
 
-for _ in $(seq 1 100); do
-  [ -s "$data/node-0.addr" ] && break
-  kill -0 $pid 2>/dev/null || { echo "imnode exited; see the log above" >&2; exit 1; }
-  sleep 0.1
+client() { echo $((client_port + 2 * $1)); }
+admin() { echo $((admin_port + 2 * $1)); }
+gossip() { echo $((peer_port + 2 * $1)); }
+transport() { echo $((peer_port + 2 * $1 + 1)); }
+
+pids=()
+reported=()
+
+# stop sends SIGTERM to every node still running and waits for all of them.
+stop() {
+  trap - INT TERM EXIT
+  local i
+  for i in "${!pids[@]}"; do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
+}
+trap 'echo; echo "stopping ${#pids[@]} node(s)..."; stop; exit 0' INT TERM
+trap stop EXIT
+
+# report prints why node $1 is gone, with the end of its log.
+report() {
+  local i=$1 code=0
+  wait "${pids[$i]}" 2>/dev/null || code=$?
+  echo >&2
+  echo "imnode-$i exited (status $code); last lines of $data/node-$i.log:" >&2
+  tail -n 40 "$data/node-$i.log" | sed 's/^/  | /' >&2
+  if tail -n 5 "$data/node-$i.log" | grep -q 'store: open'; then
+    echo "(data of an older, incompatible build? RESET=1 make run starts from empty data dirs)" >&2
+  fi
+  reported[i]=1
+}
+
+start_node() {
+  local i=$1
+  shift
+  mkdir -p "$data/node-$i"
+  rm -f "$data/node-$i.addr"
+  local args=(--node-id "imnode-$i" --data-dir "$data/node-$i"
+    --client-addr "127.0.0.1:$(client "$i")" --admin-addr "127.0.0.1:$(admin "$i")"
+    --dev-app --addr-file "$data/node-$i.addr" --log-level "$log_level")
+  if [ "$nodes" -gt 1 ]; then
+    args+=(--peer-addr "127.0.0.1:$(gossip "$i")" --transport-addr "127.0.0.1:$(transport "$i")"
+      --advertise-host 127.0.0.1
+      --replication-factor "$replication_factor" --write-quorum "$write_quorum")
+    [ -n "${SHARDS:-}" ] && args+=(--shards "$SHARDS")
+  fi
+  args+=("$@")
+  echo "=== $(date -u +%FT%TZ) $imnode ${args[*]}" >"$data/node-$i.log"
+  "$imnode" "${args[@]}" >>"$data/node-$i.log" 2>&1 &
+  pids[i]=$!
+}
+
+# wait_for waits until "$2..." succeeds, failing if node $1 exits first.
+wait_for() {
+  local i=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + ready_timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      report "$i"
+      echo "imnode-$i exited while waiting for $what" >&2
+      exit 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo "imnode-$i: no $what after ${ready_timeout}s; last lines of $data/node-$i.log:" >&2
+      tail -n 40 "$data/node-$i.log" | sed 's/^/  | /' >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+if [ "${RESET:-}" = 1 ]; then
+  echo "RESET=1: deleting $data"
+  rm -rf "$data"
+fi
+mkdir -p "$data"
+echo "starting $nodes imnode node(s); data and logs in $data"
+start_node 0
+wait_for 0 "addr file" test -s "$data/node-0.addr"
+for ((i = 1; i < nodes; i++)); do
+  start_node "$i" --join "127.0.0.1:$(gossip 0)"
+done
+for ((i = 0; i < nodes; i++)); do
+  wait_for "$i" "/readyz" curl -fsS "http://127.0.0.1:$(admin "$i")/readyz"
+  echo "imnode-$i ready: client 127.0.0.1:$(client "$i"), admin 127.0.0.1:$(admin "$i")"
+done
+
+rtm=""
+admins=""
+for ((i = 0; i < nodes; i++)); do
+  rtm+="${rtm:+, }'ws://127.0.0.1:$(client "$i")'"
+  admins+="    imnode-$i  http://127.0.0.1:$(admin "$i")/admin/v1/node   log: $data/node-$i.log"$'\n'
 done
 
 cat <<MSG
 
-imcluster is running (data in $data). Connect with the LeanCloud JS SDK:
+imcluster is running: $nodes node(s), data in $data. Connect with the LeanCloud JS SDK:
 
   const { Realtime, TextMessage } = require('leancloud-realtime');
   const realtime = new Realtime({
     appId: 'imcluster-dev',
     appKey: 'imcluster-dev-key',
-    server: 'http://127.0.0.1:$client_port',
-    RTMServers: ['ws://127.0.0.1:$client_port'],
+    server: 'http://127.0.0.1:$(client 0)',
+    RTMServers: [$rtm],
   });
 
-  Server-side REST API master key: imcluster-dev-master
-  Admin API: http://127.0.0.1:$admin_port/admin/v1/node   Metrics: http://127.0.0.1:$admin_port/metrics
-
-Press Ctrl-C to stop.
+  Server-side REST API master key: imcluster-dev-master (X-LC-Key: imcluster-dev-master,master)
+  Admin API (no token in development; also /readyz, /metrics and /admin/v1/cluster on each):
+$admins
+Press Ctrl-C to stop all nodes.
 MSG
-wait $pid
+
+# Stay up until Ctrl-C; report a node that exits (the others keep serving:
+# kill one to watch the cluster carry on without it).
+while :; do
+  alive=0
+  for i in "${!pids[@]}"; do
+    if kill -0 "${pids[$i]}" 2>/dev/null; then
+      alive=$((alive + 1))
+    elif [ -z "${reported[$i]:-}" ]; then
+      report "$i"
+    fi
+  done
+  if [ "$alive" -eq 0 ]; then
+    echo "all nodes exited" >&2
+    exit 1
+  fi
+  sleep 1 &
+  wait $! || true
+done

@@ -4,11 +4,24 @@
 // events and console output with deadlines.
 //
 // Node addresses: by default the harness starts IMCLUSTER_NODES (default 1)
-// independent imnode processes. With IMCLUSTER_CLIENT_ADDRS='["127.0.0.1:p1",
-// ...]' it uses an already running cluster instead (restart() is then
-// unavailable). Clients are pinned to nodes by index: realtime(i) connects to
-// nodes[i % nodes.length], so the same tests run against one node or against a
-// three-node cluster with Tom, Jerry and Mary on different nodes.
+// imnode processes. With more than one it starts a cluster: node 0 first, the
+// others --join the gossip addresses of the nodes already running, each with
+// IMCLUSTER_SHARDS shards (default 32), IMCLUSTER_REPLICATION_FACTOR (default
+// 3) and IMCLUSTER_WRITE_QUORUM (default 2); start() returns once every node is
+// ready (/readyz), sees all members alive and active and no under-replicated
+// shard. With IMCLUSTER_CLIENT_ADDRS='["127.0.0.1:p1", ...]' it uses an
+// already running cluster instead (restart() is then unavailable). Clients
+// are pinned to nodes by index: realtime(i) connects to nodes[i % nodes.length]
+// only (RTMServers lists that one address), so the same tests run against one
+// node or against a three-node cluster with Tom, Jerry and Mary on different
+// nodes.
+//
+// restart(i) stops node i and starts it again on the same client, gossip and
+// transport ports and data dir (a restarted member must come back at the
+// address its peers know), joining the other nodes.
+//
+// IMNODE_LOG=1 streams every node's output to stderr; IMNODE_LOG_DIR=DIR
+// appends it to DIR/<test file>.compat-<i>.log (kept after the run).
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -81,30 +94,76 @@ function withTimeout(p, ms, what) {
   ]).finally(() => clearTimeout(t));
 }
 
+// cluster is the multi-node configuration of harness-started nodes, or null
+// for a single node (started without any cluster flag).
+function clusterConfig(n) {
+  if (n <= 1) return null;
+  const int = (name, def) => {
+    const v = Number(process.env[name] || def);
+    assert.ok(Number.isInteger(v) && v > 0, `${name} must be a positive integer`);
+    return v;
+  };
+  return {
+    shards: int('IMCLUSTER_SHARDS', 32),
+    replicationFactor: int('IMCLUSTER_REPLICATION_FACTOR', 3),
+    writeQuorum: int('IMCLUSTER_WRITE_QUORUM', 2),
+  };
+}
+
+async function httpGet(url) {
+  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  const body = await res.text();
+  return { status: res.status, body };
+}
+
 class Node {
-  constructor(index, dir, appsFile) {
+  constructor(index, dir, appsFile, cluster = null) {
     this.index = index;
+    this.id = `compat-${index}`;
     this.dir = dir;
     this.appsFile = appsFile;
+    this.cluster = cluster;
     this.client = null; // "127.0.0.1:PORT"
     this.admin = null;
+    this.gossip = null;
+    this.transport = null;
     this.proc = null;
     this.log = [];
+    this.logFile = null;
+    if (process.env.IMNODE_LOG_DIR) {
+      fs.mkdirSync(process.env.IMNODE_LOG_DIR, { recursive: true });
+      const test = path.basename(process.argv[1] || 'compat', '.js');
+      this.logFile = path.join(process.env.IMNODE_LOG_DIR, `${test}.${this.id}.log`);
+    }
   }
 
-  async start() {
+  // start starts the node (again, on the ports of its previous run, if any)
+  // and waits until it is ready. join lists the gossip addresses of running
+  // nodes (cluster mode; empty for the first node).
+  async start(join = []) {
     const addrFile = path.join(this.dir, 'addr.json');
     fs.rmSync(addrFile, { force: true });
-    const clientAddr = this.client || '127.0.0.1:0';
     const args = [
-      '--node-id', `compat-${this.index}`,
+      '--node-id', this.id,
       '--data-dir', path.join(this.dir, 'data'),
-      '--client-addr', clientAddr,
+      '--client-addr', this.client || '127.0.0.1:0',
       '--admin-addr', '127.0.0.1:0',
       '--dev-app', '--apps-file', this.appsFile,
       '--addr-file', addrFile,
       '--log-level', process.env.IMNODE_LOG_LEVEL || 'warn',
     ];
+    if (this.cluster) {
+      args.push(
+        '--peer-addr', this.gossip || '127.0.0.1:0',
+        '--transport-addr', this.transport || '127.0.0.1:0',
+        '--advertise-host', '127.0.0.1',
+        '--shards', String(this.cluster.shards),
+        '--replication-factor', String(this.cluster.replicationFactor),
+        '--write-quorum', String(this.cluster.writeQuorum),
+      );
+      if (join.length) args.push('--join', join.join(','));
+    }
+    if (this.logFile) fs.appendFileSync(this.logFile, `\n=== ${new Date().toISOString()} imnode ${args.join(' ')}\n`);
     const proc = spawn(IMNODE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
@@ -112,14 +171,18 @@ class Node {
       this.log.push(b.toString());
       if (this.log.length > 200) this.log.shift();
       if (process.env.IMNODE_LOG) process.stderr.write(`[imnode ${this.index}] ${b}`);
+      if (this.logFile) fs.appendFileSync(this.logFile, b);
     };
     proc.stdout.on('data', keep);
     proc.stderr.on('data', keep);
     let exitedEarly = null;
     this.exited.then((e) => { exitedEarly = e; });
+    const checkAlive = () => {
+      if (exitedEarly) throw new Error(`imnode ${this.index} exited (${JSON.stringify(exitedEarly)}): ${this.tail()}`);
+    };
     // A restart may find the port still in TIME_WAIT/held: retry binding.
     const addrs = await poll(`imnode ${this.index} addr file`, () => {
-      if (exitedEarly) throw new Error(`imnode ${this.index} exited (${JSON.stringify(exitedEarly)}): ${this.log.join('').slice(-2000)}`);
+      checkAlive();
       try {
         const a = JSON.parse(fs.readFileSync(addrFile, 'utf8'));
         return a.client ? a : null;
@@ -129,6 +192,31 @@ class Node {
     }, 20000);
     this.client = addrs.client;
     this.admin = addrs.admin;
+    if (this.cluster) {
+      assert.ok(addrs.gossip && addrs.transport, `imnode ${this.index} addr file lacks gossip/transport: ${JSON.stringify(addrs)}`);
+      this.gossip = addrs.gossip;
+      this.transport = addrs.transport;
+    }
+    // Ready: joined, caught up and serving.
+    await poll(`imnode ${this.index} /readyz`, async () => {
+      checkAlive();
+      try {
+        return (await httpGet(`http://${this.admin}/readyz`)).status === 200;
+      } catch {
+        return false;
+      }
+    }, 60000, 100);
+  }
+
+  // clusterView is GET /admin/v1/cluster on this node.
+  async clusterView() {
+    const { status, body } = await httpGet(`http://${this.admin}/admin/v1/cluster`);
+    assert.equal(status, 200, `GET /admin/v1/cluster on imnode ${this.index}: ${status} ${body}`);
+    return JSON.parse(body);
+  }
+
+  tail(n = 3000) {
+    return this.log.join('').slice(-n);
   }
 
   async stop(signal = 'SIGTERM') {
@@ -168,12 +256,40 @@ class Harness {
     const appsFile = path.join(this.dir, 'apps.json');
     fs.writeFileSync(appsFile, JSON.stringify({ apps: this.apps }));
     const n = Number(process.env.IMCLUSTER_NODES || 1);
+    assert.ok(Number.isInteger(n) && n >= 1, 'IMCLUSTER_NODES must be a positive integer');
+    const cluster = clusterConfig(n);
     for (let i = 0; i < n; i++) {
       const dir = path.join(this.dir, `node-${i}`);
       fs.mkdirSync(dir);
-      const node = new Node(i, dir, appsFile);
-      await node.start();
+      const node = new Node(i, dir, appsFile, cluster);
       this.nodes.push(node);
+      await node.start(this.nodes.filter((o) => o !== node && o.proc).map((o) => o.gossip));
+    }
+    await this.waitHealthy();
+  }
+
+  // waitHealthy waits until every running node sees every node alive and
+  // active and no under-replicated shard (cluster mode; a no-op for one node).
+  async waitHealthy(timeoutMs = 60000) {
+    if (this.external || this.nodes.length < 2) return;
+    let last = '';
+    try {
+      await poll('a healthy cluster', async () => {
+        for (const node of this.nodes) {
+          if (!node.proc) return false;
+          const view = await node.clusterView();
+          last = `imnode ${node.index} sees ${JSON.stringify(view)}`;
+          for (const other of this.nodes) {
+            const m = (view.members || []).find((x) => x.id === other.id);
+            if (!m || !m.alive || m.state !== 'active') return false;
+          }
+          if ((view.underReplicated || []).length > 0) return false;
+        }
+        return true;
+      }, timeoutMs, 200);
+    } catch (err) {
+      err.message += `; last view: ${last}`;
+      throw err;
     }
   }
 
@@ -181,9 +297,7 @@ class Harness {
     for (const rt of this.realtimes.splice(0)) {
       await closeRealtime(rt);
     }
-    for (const n of this.nodes) {
-      if (!this.external) await n.stop();
-    }
+    if (!this.external) await Promise.all(this.nodes.map((n) => n.stop()));
     if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -231,13 +345,16 @@ class Harness {
     return AV;
   }
 
-  // restart stops node i and starts it again on the same port and data dir.
+  // restart stops node i and starts it again on the same ports and data dir;
+  // in a cluster it rejoins through the other nodes and restart returns once
+  // the cluster is healthy again (the node caught up).
   async restart(i, { signal = 'SIGTERM', beforeStart } = {}) {
     assert.ok(!this.external, 'restart needs harness-started nodes');
     const n = this.node(i);
     await n.stop(signal);
     if (beforeStart) await beforeStart();
-    await n.start();
+    await n.start(this.nodes.filter((o) => o !== n && o.proc).map((o) => o.gossip));
+    await this.waitHealthy();
   }
 }
 
