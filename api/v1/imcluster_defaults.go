@@ -13,8 +13,13 @@ const (
 	DefaultClientPort = 8080
 	// DefaultAdminPort serves /healthz, /readyz, /metrics and /admin/v1.
 	DefaultAdminPort = 8081
-	// DefaultPeerPort carries gossip and replication between nodes.
+	// DefaultPeerPort carries the nodes' gossip (memberlist: failure detection
+	// and each node's state record), over both TCP and UDP.
 	DefaultPeerPort = 7946
+	// DefaultTransportPort carries the peer data transport between nodes
+	// (request forwarding, replication, shard streaming), TCP. imnode's
+	// --transport-addr defaults to the peer port + 1.
+	DefaultTransportPort = DefaultPeerPort + 1
 	// DefaultRetention is 180 days.
 	DefaultRetention = 180 * 24 * time.Hour
 	// DefaultStorageSize is the volume of a node when spec.storage.size is unset.

@@ -38,19 +38,23 @@ const (
 	// AnnotationVersion is spec.version as rendered into the template.
 	AnnotationVersion = "imcluster.io/version"
 
-	configFileKey   = "imnode.json"
-	adminTokenKey   = "token"
-	appsFileKey     = "apps.json"
-	dataVolume      = "data"
-	dataDir         = "/var/lib/imnode"
-	configDir       = "/etc/imnode"
-	appsDir         = "/etc/imnode/apps"
-	tlsDir          = "/etc/imnode/tls"
-	containerName   = "imnode"
-	portNameClient  = "client"
-	portNameAdmin   = "admin"
-	portNamePeer    = "peer"
-	terminationSecs = 120 // preStop connection drain (60s) plus shutdown
+	configFileKey  = "imnode.json"
+	adminTokenKey  = "token"
+	appsFileKey    = "apps.json"
+	dataVolume     = "data"
+	dataDir        = "/var/lib/imnode"
+	configDir      = "/etc/imnode"
+	appsDir        = "/etc/imnode/apps"
+	tlsDir         = "/etc/imnode/tls"
+	containerName  = "imnode"
+	portNameClient = "client"
+	portNameAdmin  = "admin"
+	// Gossip is memberlist on TCP and UDP (one port, two protocols: two named
+	// ports); the peer data transport is TCP on the next port.
+	portNameGossip    = "gossip"
+	portNameGossipUDP = "gossip-udp"
+	portNameTransport = "transport"
+	terminationSecs   = 120 // preStop connection drain (60s) plus shutdown
 )
 
 func selectorLabels(c *imv1.IMCluster) map[string]string {
@@ -155,7 +159,9 @@ func desiredPeerService(c *imv1.IMCluster) *corev1.Service {
 			PublishNotReadyAddresses: true,
 			Selector:                 selectorLabels(c),
 			Ports: []corev1.ServicePort{
-				{Name: portNamePeer, Port: imv1.DefaultPeerPort, TargetPort: intstr.FromString(portNamePeer)},
+				{Name: portNameGossip, Port: imv1.DefaultPeerPort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString(portNameGossip)},
+				{Name: portNameGossipUDP, Port: imv1.DefaultPeerPort, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromString(portNameGossipUDP)},
+				{Name: portNameTransport, Port: imv1.DefaultTransportPort, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromString(portNameTransport)},
 				{Name: portNameAdmin, Port: imv1.DefaultAdminPort, TargetPort: intstr.FromString(portNameAdmin)},
 				{Name: portNameClient, Port: c.ClientPort(), TargetPort: intstr.FromString(portNameClient)},
 			},
@@ -281,13 +287,16 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount) corev1.Contai
 			"--client-addr", fmt.Sprintf("0.0.0.0:%d", c.ClientPort()),
 			"--admin-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultAdminPort),
 			"--peer-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultPeerPort),
+			"--transport-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultTransportPort),
 			"--advertise-host", fmt.Sprintf("$(POD_NAME).%s.$(POD_NAMESPACE).svc", peerServiceName(c)),
 		},
 		Env: env,
 		Ports: []corev1.ContainerPort{
 			{Name: portNameClient, ContainerPort: c.ClientPort(), Protocol: corev1.ProtocolTCP},
 			{Name: portNameAdmin, ContainerPort: imv1.DefaultAdminPort, Protocol: corev1.ProtocolTCP},
-			{Name: portNamePeer, ContainerPort: imv1.DefaultPeerPort, Protocol: corev1.ProtocolTCP},
+			{Name: portNameGossip, ContainerPort: imv1.DefaultPeerPort, Protocol: corev1.ProtocolTCP},
+			{Name: portNameGossipUDP, ContainerPort: imv1.DefaultPeerPort, Protocol: corev1.ProtocolUDP},
+			{Name: portNameTransport, ContainerPort: imv1.DefaultTransportPort, Protocol: corev1.ProtocolTCP},
 		},
 		Resources:    c.Spec.Resources,
 		VolumeMounts: mounts,

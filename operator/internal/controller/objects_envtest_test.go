@@ -3,6 +3,7 @@
 package controller
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -66,8 +67,19 @@ func TestOperatorCreatesObjects(t *testing.T) {
 		t.Fatalf("peer service: %v", err)
 	}
 	owned(peers)
-	if peers.Spec.ClusterIP != corev1.ClusterIPNone || !peers.Spec.PublishNotReadyAddresses || len(peers.Spec.Ports) != 3 {
+	if peers.Spec.ClusterIP != corev1.ClusterIPNone || !peers.Spec.PublishNotReadyAddresses || len(peers.Spec.Ports) != 5 {
 		t.Fatalf("peer service spec %+v", peers.Spec)
+	}
+	// Gossip on TCP and UDP, the data transport on the next port (TCP).
+	peerPorts := map[string]string{}
+	for _, p := range peers.Spec.Ports {
+		peerPorts[p.Name] = fmt.Sprintf("%d/%s->%s", p.Port, p.Protocol, p.TargetPort.StrVal)
+	}
+	for name, want := range map[string]string{"gossip": "7946/TCP->gossip", "gossip-udp": "7946/UDP->gossip-udp",
+		"transport": "7947/TCP->transport", "admin": "8081/TCP->admin", "client": "8080/TCP->client"} {
+		if peerPorts[name] != want {
+			t.Fatalf("peer service port %s = %q, want %q (all: %v)", name, peerPorts[name], want, peerPorts)
+		}
 	}
 	svc := &corev1.Service{}
 	if err := e.c.Get(e.ctx, key("chat"), svc); err != nil {
@@ -111,6 +123,19 @@ func TestOperatorCreatesObjects(t *testing.T) {
 	}
 	if !slices.Contains(ctr.Args, "$(POD_NAME)") {
 		t.Fatalf("node id is not the pod name: %v", ctr.Args)
+	}
+	ctrPorts := map[string]string{}
+	for _, p := range ctr.Ports {
+		ctrPorts[p.Name] = fmt.Sprintf("%d/%s", p.ContainerPort, p.Protocol)
+	}
+	for name, want := range map[string]string{"client": "8080/TCP", "admin": "8081/TCP", "gossip": "7946/TCP",
+		"gossip-udp": "7946/UDP", "transport": "7947/TCP"} {
+		if ctrPorts[name] != want {
+			t.Fatalf("container port %s = %q, want %q (all: %v)", name, ctrPorts[name], want, ctrPorts)
+		}
+	}
+	if !slices.Contains(ctr.Args, "0.0.0.0:7946") || !slices.Contains(ctr.Args, "0.0.0.0:7947") {
+		t.Fatalf("peer and transport listen addresses missing: %v", ctr.Args)
 	}
 	aff := tmpl.Spec.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution
 	if len(aff) != 1 || aff[0].PodAffinityTerm.TopologyKey != corev1.LabelHostname {
