@@ -162,6 +162,7 @@ func (nd *Node) Stop(t testing.TB) {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // in case it was paused
 	timer := time.NewTimer(nd.c.opts.StopTimeout)
 	defer timer.Stop()
 	select {
