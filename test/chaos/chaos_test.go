@@ -1,0 +1,279 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/client"
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/test/harness"
+)
+
+const devApp = apps.DevAppID
+
+// EnvDuration and EnvSeed are the environment forms of -chaos.duration and
+// -chaos.seed (the flags win).
+const (
+	EnvDuration = "CHAOS_DURATION"
+	EnvSeed     = "CHAOS_SEED"
+)
+
+var (
+	flagDuration = flag.Duration("chaos.duration", 0,
+		"minimum length of TestChaos's fault phase; after the fixed kill, partition, join and drain it injects random faults "+
+			"until this much time passed (zero: just the fixed ones, about a minute; env "+EnvDuration+")")
+	flagSeed = flag.Uint64("chaos.seed", 0, "seed of the fault schedule and the senders (zero: from the clock; env "+EnvSeed+")")
+)
+
+// Cluster shape of the chaos runs (issue 4): R=3, W=2, a small shard count
+// so that per-shard work stays cheap but every node coordinates several.
+const (
+	chaosNodes  = 3
+	chaosShards = 24
+)
+
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
+
+func runDuration(t *testing.T) time.Duration {
+	if *flagDuration > 0 {
+		return *flagDuration
+	}
+	if v := os.Getenv(EnvDuration); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("%s: %v", EnvDuration, err)
+		}
+		return d
+	}
+	return 0
+}
+
+func runSeed(t *testing.T) uint64 {
+	seed := *flagSeed
+	if v := os.Getenv(EnvSeed); seed == 0 && v != "" {
+		if _, err := fmt.Sscan(v, &seed); err != nil {
+			t.Fatalf("%s: %v", EnvSeed, err)
+		}
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("chaos seed %d (rerun with -chaos.seed=%d)", seed, seed)
+	return seed
+}
+
+func startCluster(t *testing.T, n int) *harness.Cluster {
+	return harness.Start(t, n, harness.Options{
+		Shards:         chaosShards,
+		FaultInjection: true,
+		ReadyTimeout:   readyTimeout,
+	})
+}
+
+// TestChaos runs senders across several conversations and nodes while it
+// SIGKILLs and restarts a node, partitions one from the others and heals,
+// adds a node and drains another; with -chaos.duration it then goes on with
+// random faults (wiped disks included). Once the cluster settles it checks
+// every acknowledged message against every replica.
+func TestChaos(t *testing.T) {
+	dur, seed := runDuration(t), runSeed(t)
+	c := startCluster(t, chaosNodes)
+	ledger := NewLedger()
+	cfg := LoadConfig{AppID: devApp, Seed: seed, Logger: testLogger(t)}
+	load, err := StartLoad(t.Context(), cfg, c.ClientURLs(nil), ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(load.Stop)
+	r := newRunner(t, c, load, ledger, seed)
+	start := time.Now()
+
+	hold(quietGap)
+	r.kill(r.pick(c.Running()))
+	hold(quietGap)
+	r.partition(r.pick(c.Running()))
+	hold(quietGap)
+	joined := r.join()
+	hold(quietGap)
+	r.drain(r.pick(slices.DeleteFunc(c.Running(), func(nd *harness.Node) bool { return nd == joined })))
+	for time.Since(start) < dur {
+		hold(quietGap)
+		r.random()
+	}
+	hold(quietGap)
+	r.waitProgress(2*cfg.withDefaults().Senders, readyTimeout)
+	load.Stop()
+
+	sum := Summary{
+		Seed: seed, Duration: time.Since(start), NodesStart: chaosNodes, NodesEnd: len(c.Running()),
+		Senders: cfg.withDefaults().Senders, Conversations: len(load.Conversations()),
+		Faults: r.faults, Errors: ledger.Errors(), Events: ledger.Events(),
+	}
+	sum.Attempts, sum.Acked, sum.Abandoned = ledger.Counts()
+	sum.Settle, sum.Report = settleAndVerify(t.Context(), t, c, load.Conversations(), ledger.Acks())
+	t.Log("\n" + sum.String())
+	checkErrors(t, ledger, sum)
+	if sum.Acked == 0 {
+		t.Error("no message was acknowledged")
+	}
+}
+
+// checkErrors fails the test on permanent rejections: a conversation that
+// worked before a fault must work after it.
+func checkErrors(t *testing.T, ledger *Ledger, sum Summary) {
+	t.Helper()
+	if n := sum.Rejected(); n > 0 {
+		samples := ledger.ErrorSamples()
+		for k, v := range sum.Errors {
+			if strings.HasPrefix(k, ErrClassRejected) {
+				t.Errorf("%d sends rejected with %s, e.g. %s", v, k, samples[k])
+			}
+		}
+	}
+}
+
+// TestChaosWipedReplica loses one node (R-W = 1) with its disk under load:
+// killed, data directory deleted, restarted empty. Nothing acknowledged may
+// be lost, and the empty node must end with the same data as the others.
+func TestChaosWipedReplica(t *testing.T) {
+	seed := runSeed(t)
+	c := startCluster(t, chaosNodes)
+	ledger := NewLedger()
+	cfg := LoadConfig{AppID: devApp, Seed: seed, Senders: 6, Logger: testLogger(t)}
+	load, err := StartLoad(t.Context(), cfg, c.ClientURLs(nil), ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(load.Stop)
+	r := newRunner(t, c, load, ledger, seed)
+	start := time.Now()
+	hold(quietGap)
+	r.wipe(r.pick(c.Running()))
+	hold(quietGap)
+	r.waitProgress(2*cfg.Senders, readyTimeout)
+	load.Stop()
+
+	sum := Summary{
+		Seed: seed, Duration: time.Since(start), NodesStart: chaosNodes, NodesEnd: len(c.Running()),
+		Senders: cfg.Senders, Conversations: len(load.Conversations()),
+		Faults: r.faults, Errors: ledger.Errors(), Events: ledger.Events(),
+	}
+	sum.Attempts, sum.Acked, sum.Abandoned = ledger.Counts()
+	sum.Settle, sum.Report = settleAndVerify(t.Context(), t, c, load.Conversations(), ledger.Acks())
+	t.Log("\n" + sum.String())
+	checkErrors(t, ledger, sum)
+}
+
+// quorumSendTimeout bounds each send made without a write quorum: it must
+// fail (an error answer, or no answer within the bound), never be acked.
+const quorumSendTimeout = 10 * time.Second
+
+// TestChaosQuorumLoss kills 2 of 3 nodes: the survivor holds one replica
+// of every shard, fewer than W=2, so every send must fail instead of being
+// acknowledged, both right after the kill and once the survivor saw the
+// others dead. After a restart sends succeed again and every acknowledged
+// message is on every replica.
+func TestChaosQuorumLoss(t *testing.T) {
+	c := startCluster(t, chaosNodes)
+	survivor := c.Node(0)
+	ctx := t.Context()
+	ccfg := client.DefaultConfig(devApp, survivor.ClientURL())
+	ccfg.ReconnectBaseDelay, ccfg.ReconnectMaxDelay = reconnectBase, reconnectMax
+	conn, err := client.Dial(ctx, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	cl, err := conn.Login(ctx, "chaos-q0", client.LoginOptions{OnEvent: func(client.Event) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv, err := cl.CreateConversation(ctx, client.CreateOptions{Name: "chaos-quorum", Members: []string{"chaos-q1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acks []Ack
+	send := func(payload string) (Ack, error) {
+		first := time.Now()
+		sctx, cancel := context.WithTimeout(ctx, quorumSendTimeout)
+		defer cancel()
+		m, err := conv.Send(sctx, &client.OutgoingMessage{Content: payload, DedupToken: payload})
+		if err != nil {
+			return Ack{}, err
+		}
+		return Ack{Conv: conv.ID(), ID: m.ID, Timestamp: m.Timestamp.UnixMilli(), Payload: payload, FirstSent: first, Acked: time.Now()}, nil
+	}
+	for i := range 5 {
+		a, err := send(fmt.Sprintf("before#%d", i))
+		if err != nil {
+			t.Fatalf("send before the kill: %v", err)
+		}
+		acks = append(acks, a)
+	}
+
+	c.Node(1).Kill(t)
+	c.Node(2).Kill(t)
+	sendAll := func(round string) {
+		const n = 4
+		var wg sync.WaitGroup
+		results := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				a, err := send(fmt.Sprintf("%s#%d", round, i))
+				if err == nil {
+					results[i] = fmt.Errorf("acknowledged with 1 of 3 replicas reachable (W=2): %s@%d", a.ID, a.Timestamp)
+					return
+				}
+				t.Logf("%s send %d failed as it must: %s: %v", round, i, Classify(err), err)
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(results...); err != nil {
+			t.Error(err)
+		}
+	}
+	sendAll("no-quorum")
+	harness.CheckFor(t, readyTimeout, settleInterval, func() error {
+		cs, err := survivor.Admin().Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		for _, id := range []string{c.Node(1).ID(), c.Node(2).ID()} {
+			if m, ok := cs.Member(id); ok && m.Alive {
+				return fmt.Errorf("%s still sees %s alive", survivor.ID(), id)
+			}
+		}
+		return nil
+	})
+	sendAll("no-quorum-detected")
+
+	c.Node(1).Restart(t)
+	c.Node(2).Restart(t)
+	harness.CheckFor(t, readyTimeout, settleInterval, func() error {
+		a, err := send("after#0")
+		if err != nil {
+			return err
+		}
+		acks = append(acks, a)
+		return nil
+	})
+	for i := 1; i < 5; i++ {
+		a, err := send(fmt.Sprintf("after#%d", i))
+		if err != nil {
+			t.Fatalf("send after the restart: %v", err)
+		}
+		acks = append(acks, a)
+	}
+	_, rep := settleAndVerify(ctx, t, c, []string{conv.ID()}, acks)
+	if rep != nil {
+		t.Logf("quorum loss: %d acknowledged, %d stored without ack (sends that failed), replicas read %d", rep.Acked, rep.StoredUnacked, rep.Replicas)
+	}
+}

@@ -1,0 +1,26 @@
+// Package chaos checks imcluster's guarantee (DESIGN.md section 5): an
+// acknowledged message survives the loss of any R-W nodes, disks included,
+// and a partition, and after the faults heal every replica holds the same
+// data.
+//
+// The tests start real imnode processes on 127.0.0.1 through test/harness
+// (R=3, W=2, --fault-injection), run concurrent senders (the Go client)
+// across several conversations and nodes that record every message the
+// server acknowledged (Load, Ledger), and meanwhile SIGKILL and restart
+// nodes, partition one from the others and heal, add a node and drain
+// another, or wipe a node's disk. Once the cluster settles (Settle: equal
+// shard digests on every replica) Verify reads each conversation from every
+// node that replicates it and checks that every acknowledged message is
+// present with its acknowledged timestamp, ids are unique, timestamps
+// strictly increase, a message first sent after another was acknowledged
+// has a later timestamp, and all replicas hold identical lists.
+//
+// `go test ./test/chaos` (part of `make test-go`) does a short run of a few
+// minutes; `make chaos CHAOS_DURATION=10m` a long one that injects random
+// faults for that long and prints a summary (Summary).
+//
+// What it must not do: import node internals (it talks to the nodes only
+// through the client protocol and the admin API), bind anything but
+// 127.0.0.1, or loop without a bound: every wait polls with a deadline and
+// the senders stop with the run.
+package chaos

@@ -1,0 +1,245 @@
+package chaos
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/node/adminapi"
+	"github.com/imcluster/imcluster/test/harness"
+)
+
+// Pacing of the fault schedule. The holds are long enough for the failure
+// detector to notice (memberlist probes within about a second) and for
+// senders to hit the fault; the gaps let the cluster serve under normal
+// conditions between faults, so every fault starts from a working cluster.
+const (
+	killDowntime   = 3 * time.Second
+	partitionHold  = 6 * time.Second
+	quietGap       = 4 * time.Second
+	drainTimeout   = 2 * time.Minute
+	settleTimeout  = 2 * time.Minute
+	settleInterval = 250 * time.Millisecond
+	// readyTimeout bounds the harness's waits for a restarted or new node
+	// to be ready and the cluster converged: catch-up under load on a busy
+	// 2-core machine takes longer than the harness default.
+	readyTimeout = 90 * time.Second
+)
+
+// runner injects faults into a harness cluster under load. It runs on the
+// test goroutine only: the harness fails the test through t.
+type runner struct {
+	t      *testing.T
+	c      *harness.Cluster
+	load   *Load
+	ledger *Ledger
+	rng    *rand.Rand
+	log    *slog.Logger
+	faults map[string]int
+}
+
+func newRunner(t *testing.T, c *harness.Cluster, load *Load, ledger *Ledger, seed uint64) *runner {
+	return &runner{
+		t: t, c: c, load: load, ledger: ledger,
+		rng:    rand.New(rand.NewPCG(seed, 0x6368616f73)), //nolint:gosec // picks nodes and faults
+		log:    testLogger(t),
+		faults: map[string]int{},
+	}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
+}
+
+// admins returns the admin clients of the running nodes by id.
+func admins(c *harness.Cluster) map[string]*adminapi.Client {
+	out := map[string]*adminapi.Client{}
+	for _, nd := range c.Running() {
+		out[nd.ID()] = nd.Admin()
+	}
+	return out
+}
+
+// hold waits d: the paced part of the schedule (a fault held open, or a
+// quiet gap under load), not a wait for a condition.
+func hold(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	<-t.C
+}
+
+func (r *runner) refreshURLs() { r.load.SetURLs(r.c.ClientURLs(nil)) }
+
+func (r *runner) pick(nodes []*harness.Node) *harness.Node {
+	return nodes[r.rng.IntN(len(nodes))]
+}
+
+func (r *runner) injected(kind string, nd *harness.Node, start time.Time) {
+	r.faults[kind]++
+	r.log.Info("Fault done", "kind", kind, "node", nd.ID(), "took", time.Since(start).Round(time.Millisecond).String(),
+		"acked", r.ledger.AckCount(), "running", len(r.c.Running()))
+}
+
+// kill SIGKILLs nd, keeps it down for killDowntime and restarts it on its
+// data directory.
+func (r *runner) kill(nd *harness.Node) {
+	start := time.Now()
+	r.log.Info("Killing", "node", nd.ID())
+	nd.Kill(r.t)
+	hold(killDowntime)
+	r.log.Info("Restarting", "node", nd.ID())
+	nd.Restart(r.t)
+	r.refreshURLs()
+	r.injected(FaultKill, nd, start)
+}
+
+// partition cuts nd's peer traffic from every other running node for
+// partitionHold, then heals and waits for the cluster to converge.
+func (r *runner) partition(nd *harness.Node) {
+	start := time.Now()
+	others := slices.DeleteFunc(r.c.Running(), func(o *harness.Node) bool { return o == nd })
+	r.log.Info("Partitioning", "node", nd.ID(), "from", len(others))
+	r.c.Partition(r.t, []*harness.Node{nd}, others)
+	hold(partitionHold)
+	r.log.Info("Healing", "node", nd.ID())
+	r.c.Heal(r.t)
+	r.c.WaitConverged(r.t)
+	r.injected(FaultPartition, nd, start)
+}
+
+// join adds a node and waits until the cluster converged with it.
+func (r *runner) join() *harness.Node {
+	start := time.Now()
+	r.log.Info("Adding a node")
+	nd := r.c.AddNode(r.t)
+	r.refreshURLs()
+	r.injected(FaultJoin, nd, start)
+	return nd
+}
+
+// drain drains nd (POST, then poll GET /admin/v1/drain until done) and
+// stops it.
+func (r *runner) drain(nd *harness.Node) {
+	start := time.Now()
+	r.log.Info("Draining", "node", nd.ID())
+	adm := nd.Admin()
+	if _, err := adm.StartDrain(r.t.Context()); err != nil {
+		r.t.Fatalf("drain %s: %v", nd.ID(), err)
+	}
+	var last adminapi.DrainStatus
+	harness.CheckFor(r.t, drainTimeout, settleInterval, func() error {
+		ds, err := adm.Drain(r.t.Context())
+		if err != nil {
+			return err
+		}
+		last = ds
+		if !ds.Done {
+			return &drainPendingError{ds}
+		}
+		return nil
+	})
+	r.log.Info("Drained, stopping", "node", nd.ID(), "operation", last.Operation)
+	nd.Stop(r.t)
+	r.refreshURLs()
+	r.c.WaitConverged(r.t)
+	r.injected(FaultDrain, nd, start)
+}
+
+type drainPendingError struct{ ds adminapi.DrainStatus }
+
+func (e *drainPendingError) Error() string {
+	return "drain not done: " + strconv.Itoa(e.ds.ShardsLeft) + " shards left"
+}
+
+// wipe kills nd, deletes its data directory and restarts it empty. Losing
+// one node's disk is within the guarantee only if no other replica is
+// missing data, so the load pauses until every replica holds the same data
+// first, and resumes before the kill.
+func (r *runner) wipe(nd *harness.Node) {
+	start := time.Now()
+	r.load.Pause()
+	took, err := Settle(r.t.Context(), admins(r.c), r.c.Options().ReplicationFactor, settleInterval, settleTimeout)
+	r.load.Resume()
+	if err != nil {
+		r.t.Fatalf("before wiping %s: %v", nd.ID(), err)
+	}
+	r.log.Info("Settled before wipe", "took", took.Round(time.Millisecond).String())
+	hold(quietGap / 2)
+	r.log.Info("Killing and wiping", "node", nd.ID(), "dataDir", nd.DataDir())
+	nd.Kill(r.t)
+	if err := os.RemoveAll(nd.DataDir()); err != nil {
+		r.t.Fatal(err)
+	}
+	nd.Restart(r.t)
+	r.refreshURLs()
+	r.injected(FaultWipe, nd, start)
+}
+
+// random injects one fault chosen at random among those that keep the
+// cluster between 3 and 5 nodes.
+func (r *runner) random() {
+	running := r.c.Running()
+	kinds := []string{FaultKill, FaultKill, FaultPartition, FaultPartition, FaultWipe}
+	if len(running) < 5 {
+		kinds = append(kinds, FaultJoin)
+	}
+	if len(running) > 3 {
+		kinds = append(kinds, FaultDrain)
+	}
+	switch k := kinds[r.rng.IntN(len(kinds))]; k {
+	case FaultKill:
+		r.kill(r.pick(running))
+	case FaultPartition:
+		r.partition(r.pick(running))
+	case FaultWipe:
+		r.wipe(r.pick(running))
+	case FaultJoin:
+		r.join()
+	case FaultDrain:
+		r.drain(r.pick(running))
+	}
+}
+
+// waitProgress polls until the senders got n more acks than before, or
+// fails the test: after the faults healed, the cluster must serve again.
+func (r *runner) waitProgress(n int, timeout time.Duration) {
+	before := r.ledger.AckCount()
+	harness.CheckFor(r.t, timeout, settleInterval, func() error {
+		if got := r.ledger.AckCount() - before; got < n {
+			return &progressError{got: got, want: n}
+		}
+		return nil
+	})
+}
+
+type progressError struct{ got, want int }
+
+func (e *progressError) Error() string {
+	return "no progress after the faults: " + strconv.Itoa(e.got) + " new acks, want " + strconv.Itoa(e.want)
+}
+
+// settleAndVerify stops nothing: the caller stopped the load. It waits for
+// the cluster to settle and verifies every acknowledged message against
+// every replica, returning the report (nil if it could not read it).
+func settleAndVerify(ctx context.Context, t *testing.T, c *harness.Cluster, convs []string, acks []Ack) (time.Duration, *Report) {
+	t.Helper()
+	r := c.Options().ReplicationFactor
+	took, err := Settle(ctx, admins(c), r, settleInterval, settleTimeout)
+	if err != nil {
+		t.Error(err)
+	}
+	rep, err := Verify(ctx, admins(c), devApp, convs, acks, r)
+	if err != nil {
+		t.Error(err)
+		return took, nil
+	}
+	if err := rep.Err(); err != nil {
+		t.Error(err)
+	}
+	return took, rep
+}

@@ -1,0 +1,119 @@
+package chaos
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Fault kinds, the keys of Summary.Faults.
+const (
+	// FaultKill: SIGKILL a node, leave it down a few seconds, restart it on
+	// its data directory.
+	FaultKill = "kill+restart"
+	// FaultPartition: cut a node's peer traffic from every other node, hold,
+	// heal.
+	FaultPartition = "partition+heal"
+	// FaultJoin: add a node.
+	FaultJoin = "join"
+	// FaultDrain: drain a node until done, then stop it.
+	FaultDrain = "drain+stop"
+	// FaultWipe: SIGKILL a node, delete its data directory, restart it
+	// empty (the loss of R-W = 1 node with its disk).
+	FaultWipe = "kill+wipe+restart"
+)
+
+// Summary is what a chaos run prints at its end.
+type Summary struct {
+	// Seed reproduces the choices of nodes, faults and conversations.
+	Seed uint64
+	// Duration is how long the load ran; Settle how long the cluster took
+	// to converge once it stopped.
+	Duration time.Duration
+	Settle   time.Duration
+	// NodesStart and NodesEnd are the running node counts.
+	NodesStart, NodesEnd int
+	// Senders and Conversations describe the load.
+	Senders, Conversations int
+	// Attempts, Acked and Abandoned come from the Ledger.
+	Attempts, Acked, Abandoned int
+	// Faults counts the injected faults by kind.
+	Faults map[string]int
+	// Errors counts the failed send attempts by class; Events the senders'
+	// connection events.
+	Errors map[string]int
+	Events map[string]int
+	// Report is the verification outcome (nil if it did not run).
+	Report *Report
+}
+
+// Retryable returns the failed attempts that were not permanent rejections.
+func (s Summary) Retryable() int {
+	n := 0
+	for k, v := range s.Errors {
+		if !strings.HasPrefix(k, ErrClassRejected) {
+			n += v
+		}
+	}
+	return n
+}
+
+// Rejected returns the attempts the server rejected permanently.
+func (s Summary) Rejected() int {
+	n := 0
+	for k, v := range s.Errors {
+		if strings.HasPrefix(k, ErrClassRejected) {
+			n += v
+		}
+	}
+	return n
+}
+
+// String formats the summary as an aligned block.
+func (s Summary) String() string {
+	var b strings.Builder
+	line := func(k, format string, args ...any) {
+		fmt.Fprintf(&b, "  %-22s %s\n", k+":", fmt.Sprintf(format, args...))
+	}
+	b.WriteString("chaos summary\n")
+	line("seed", "%d", s.Seed)
+	line("duration", "%s (settled in %s)", s.Duration.Round(time.Second), s.Settle.Round(100*time.Millisecond))
+	line("nodes", "%d at start, %d at end", s.NodesStart, s.NodesEnd)
+	line("load", "%d senders, %d conversations", s.Senders, s.Conversations)
+	line("send attempts", "%d", s.Attempts)
+	line("acknowledged", "%d", s.Acked)
+	line("abandoned", "%d (not acknowledged when the load stopped, or rejected)", s.Abandoned)
+	total := 0
+	for _, v := range s.Faults {
+		total += v
+	}
+	line("faults", "%d %s", total, formatCounts(s.Faults))
+	line("retryable errors", "%d %s", s.Retryable(), formatCounts(s.Errors))
+	line("rejected", "%d", s.Rejected())
+	line("client events", "%s", formatCounts(s.Events))
+	if r := s.Report; r != nil {
+		line("replicas read", "%d (conversation, replica) lists", r.Replicas)
+		line("messages lost", "%d", r.Lost)
+		line("missing on a replica", "%d", r.Missing)
+		line("duplicate ids", "%d", r.DuplicateIDs)
+		line("duplicate payloads", "%d (a retried send stored twice)", r.DuplicatePayloads)
+		line("order violations", "%d stored, %d acknowledged", r.OrderViolations, r.AckOrderViolations)
+		line("ts mismatches", "%d", r.TimestampMismatches)
+		line("divergent convs", "%d", r.Divergent)
+		line("stored unacked", "%d (allowed: attempts whose ack never arrived)", r.StoredUnacked)
+	}
+	return b.String()
+}
+
+func formatCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return "{" + strings.Join(parts, " ") + "}"
+}
