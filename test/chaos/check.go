@@ -2,9 +2,13 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -182,7 +186,7 @@ func Verify(ctx context.Context, nodes map[string]*adminapi.Client, app string, 
 	for _, cid := range convs {
 		lists := map[string][]adminapi.DebugMessage{}
 		for _, id := range ids {
-			dm, err := nodes[id].DebugMessages(ctx, app, cid)
+			dm, err := debugMessages(ctx, nodes[id].BaseURL(), app, cid)
 			if err != nil {
 				return nil, fmt.Errorf("chaos: node %s: conversation %s: %w", id, cid, err)
 			}
@@ -291,3 +295,41 @@ func sameMessages(a, b []adminapi.DebugMessage) bool {
 		return x.ID == y.ID && x.Timestamp == y.Timestamp && x.Data == y.Data
 	})
 }
+
+// maxDebugBody caps one GET /admin/v1/debug/messages answer. The adminapi
+// client reads at most 1 MiB, about 8000 messages: a long run writes more
+// than that to one conversation, so the checker reads them itself.
+const maxDebugBody = 256 << 20
+
+// debugMessages is adminapi.Client.DebugMessages without the 1 MiB cap
+// (the chaos runs use no admin token).
+func debugMessages(ctx context.Context, base, app, cid string) (adminapi.DebugMessages, error) {
+	var out adminapi.DebugMessages
+	q := url.Values{"app": {app}, "cid": {cid}}
+	ctx, cancel := context.WithTimeout(ctx, debugTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+adminapi.PathDebugMessages+"?"+q.Encode(), nil)
+	if err != nil {
+		return out, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxDebugBody))
+	if err != nil {
+		return out, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return out, fmt.Errorf("GET %s: HTTP %d: %s", adminapi.PathDebugMessages, resp.StatusCode, strings.TrimSpace(string(data)))
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return out, fmt.Errorf("GET %s: %w", adminapi.PathDebugMessages, err)
+	}
+	return out, nil
+}
+
+// debugTimeout bounds one debug read: the node scans one conversation of
+// at most a few hundred thousand messages from its local store.
+const debugTimeout = 30 * time.Second
