@@ -12,16 +12,14 @@ import (
 	"github.com/imcluster/imcluster/node/adminapi"
 )
 
-// adminHandler serves the admin port (DESIGN.md section 7). A single node is
-// its whole cluster: it replicates and coordinates every shard, and draining
-// it means telling its clients to go away.
+// adminHandler serves the admin port (DESIGN.md section 7).
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+adminapi.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET "+adminapi.PathReadyz, func(w http.ResponseWriter, _ *http.Request) {
-		if !n.ready.Load() || n.draining.Load() {
+		if !n.ready.Load() || n.draining.Load() || !n.cluster.Active() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
@@ -32,33 +30,29 @@ func (n *Node) adminHandler() http.Handler {
 		adminapi.WriteJSON(w, http.StatusOK, n.nodeStatus())
 	})
 	mux.HandleFunc("GET "+adminapi.PathCluster, func(w http.ResponseWriter, _ *http.Request) {
-		st := n.nodeStatus()
-		adminapi.WriteJSON(w, http.StatusOK, adminapi.ClusterStatus{
-			Epoch:             st.Epoch,
-			Shards:            n.cfg.Shards,
-			ReplicationFactor: 1,
-			Members: []adminapi.Member{{
-				ID: st.ID, State: st.State, Alive: true, Version: Version, Shards: n.cfg.Shards,
-				ClientAddr: n.clientLn.Addr().String(), AdminAddr: n.adminLn.Addr().String(),
-			}},
-		})
+		adminapi.WriteJSON(w, http.StatusOK, n.cluster.ClusterStatus())
 	})
 	mux.HandleFunc("POST "+adminapi.PathDrain, func(w http.ResponseWriter, _ *http.Request) {
-		if n.draining.CompareAndSwap(false, true) {
-			n.log.Info("Draining: sending goaway to clients")
+		op, err := n.cluster.Drain(func() {
+			n.draining.Store(true)
+			n.log.Info("Draining: sending goaway to clients and handing shards off")
 			n.gateway.Goaway()
+		})
+		if err != nil {
+			adminapi.WriteError(w, http.StatusInternalServerError, err.Error())
+			return
 		}
-		adminapi.WriteJSON(w, http.StatusAccepted, adminapi.DrainStarted{Operation: "drain-" + n.cfg.NodeID})
+		adminapi.WriteJSON(w, http.StatusAccepted, adminapi.DrainStarted{Operation: op})
 	})
 	mux.HandleFunc("GET "+adminapi.PathDrain, func(w http.ResponseWriter, _ *http.Request) {
-		started := n.draining.Load()
-		op := ""
-		if started {
-			op = "drain-" + n.cfg.NodeID
-		}
-		adminapi.WriteJSON(w, http.StatusOK, adminapi.DrainStatus{Operation: op, Started: started, Done: started && n.gateway.Connections() == 0})
+		p := n.cluster.DrainProgress()
+		adminapi.WriteJSON(w, http.StatusOK, adminapi.DrainStatus{Operation: p.Operation, Started: p.Started, ShardsLeft: p.ShardsLeft, Done: p.Done})
 	})
 	mux.HandleFunc("DELETE "+adminapi.PathDrain, func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.cluster.CancelDrain(); err != nil {
+			adminapi.WriteError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
 		if n.draining.CompareAndSwap(true, false) {
 			n.log.Info("Drain cancelled: accepting clients again")
 			n.gateway.Resume()
@@ -66,26 +60,64 @@ func (n *Node) adminHandler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST "+PathBackup, n.backup)
-	mux.HandleFunc("POST "+adminapi.PathRemove, func(w http.ResponseWriter, _ *http.Request) {
-		adminapi.WriteError(w, http.StatusConflict, "a single node has no peers to remove")
+	mux.HandleFunc("POST "+adminapi.PathRemove, func(w http.ResponseWriter, r *http.Request) {
+		var req adminapi.RemoveRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Node == "" {
+			adminapi.WriteError(w, http.StatusBadRequest, `body must be {"node": "<node id>"}`)
+			return
+		}
+		if err := n.cluster.Remove(req.Node); err != nil {
+			adminapi.WriteError(w, http.StatusConflict, err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("GET "+adminapi.PathShards, func(w http.ResponseWriter, _ *http.Request) {
+		st, err := n.cluster.ShardsStatus()
+		if err != nil {
+			adminapi.WriteError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		adminapi.WriteJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET "+adminapi.PathDebugMessages, func(w http.ResponseWriter, r *http.Request) {
+		app, cid := r.URL.Query().Get("app"), r.URL.Query().Get("cid")
+		if app == "" || cid == "" {
+			adminapi.WriteError(w, http.StatusBadRequest, "app and cid are required")
+			return
+		}
+		msgs, err := n.cluster.LocalMessages(app, cid)
+		if err != nil {
+			adminapi.WriteError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		adminapi.WriteJSON(w, http.StatusOK, msgs)
+	})
+	if f := n.cluster.Faults(); f != nil {
+		mux.HandleFunc("POST "+adminapi.PathFaults, func(w http.ResponseWriter, r *http.Request) {
+			var req adminapi.FaultRequest
+			if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+				adminapi.WriteError(w, http.StatusBadRequest, "body must be a FaultRequest: "+err.Error())
+				return
+			}
+			if req.Heal {
+				f.Heal()
+			}
+			if len(req.Partition) > 0 {
+				f.Partition(req.Partition...)
+			}
+			n.log.Warn("Fault injection", "partition", req.Partition, "heal", req.Heal)
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
 	return adminapi.RequireToken(n.cfg.AdminToken, mux)
 }
 
 func (n *Node) nodeStatus() adminapi.NodeStatus {
-	state := adminapi.StateActive
-	if n.draining.Load() {
-		state = adminapi.StateDraining
-	}
-	return adminapi.NodeStatus{
-		ID:                n.cfg.NodeID,
-		State:             state,
-		Version:           Version,
-		Epoch:             1,
-		ShardsReplicated:  n.cfg.Shards,
-		ShardsCoordinated: n.cfg.Shards,
-		Connections:       n.gateway.Connections(),
-	}
+	st := n.cluster.NodeStatus()
+	st.Version = Version
+	st.Connections = n.gateway.Connections()
+	return st
 }
 
 // PathBackup serves POST {"dir": "/absolute/path"}: a consistent online

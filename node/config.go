@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +49,29 @@ type Config struct {
 	// Shards is the fixed shard count S. Zero value means 256. It must never
 	// change for an existing data directory.
 	Shards int
+	// ReplicationFactor is R, the replicas per shard. Zero value means 3
+	// (placement uses min(R, nodes)).
+	ReplicationFactor int
+	// WriteQuorum is W, the replicas that must hold a write before it is
+	// acknowledged. Zero value means 2 (min(W, replicas of the shard)).
+	WriteQuorum int
+	// GossipAddr is the membership (memberlist) bind address, UDP and TCP.
+	// Zero value means ":7946".
+	GossipAddr string
+	// TransportAddr is the peer transport bind address (TCP). Zero value
+	// means the gossip port plus one (port 0 stays 0).
+	TransportAddr string
+	// AdvertiseHost is the host other nodes reach this one at. Zero value
+	// means the bind host, which must then be a concrete address.
+	AdvertiseHost string
+	// Join lists gossip addresses (host:port) of running nodes. Empty
+	// starts a new cluster.
+	Join []string
+	// LocalTimings selects fast failure detection and short peer timeouts
+	// for clusters on one machine (`make run`, tests).
+	LocalTimings bool
+	// FaultInjection enables POST /admin/v1/faults (tests, chaos runs).
+	FaultInjection bool
 	// Retention is how long messages are kept. Zero value means 180 days.
 	Retention time.Duration
 	// SessionTokenTTL is the lifetime of session tokens. Zero value means 48 h.
@@ -78,6 +103,18 @@ func (c *Config) setDefaults() {
 	if c.Shards == 0 {
 		c.Shards = ring.DefaultShards
 	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = ring.DefaultReplicationFactor
+	}
+	if c.WriteQuorum == 0 {
+		c.WriteQuorum = 2
+	}
+	if c.GossipAddr == "" {
+		c.GossipAddr = ":7946"
+	}
+	if c.TransportAddr == "" {
+		c.TransportAddr = nextPort(c.GossipAddr)
+	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 5 * time.Second
 	}
@@ -97,6 +134,12 @@ func (c *Config) Validate() error {
 	if c.Shards < 1 || c.Shards > ring.MaxShards {
 		return fmt.Errorf("node: Shards must be in [1, %d], got %d", ring.MaxShards, c.Shards)
 	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > ring.MaxReplicationFactor {
+		return fmt.Errorf("node: ReplicationFactor must be in [1, %d], got %d", ring.MaxReplicationFactor, c.ReplicationFactor)
+	}
+	if c.WriteQuorum < 1 || c.WriteQuorum > c.ReplicationFactor {
+		return fmt.Errorf("node: WriteQuorum must be in [1, ReplicationFactor %d], got %d", c.ReplicationFactor, c.WriteQuorum)
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("node: TLSCertFile and TLSKeyFile go together")
 	}
@@ -104,4 +147,18 @@ func (c *Config) Validate() error {
 		return errors.New("node: durations must not be negative")
 	}
 	return nil
+}
+
+// nextPort returns addr with its port plus one (port 0 stays 0); an
+// unparsable addr is returned as is for Validate to report.
+func nextPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p == 0 {
+		return addr
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+1))
 }

@@ -16,10 +16,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/cluster"
 	"github.com/imcluster/imcluster/node/conversation"
 	"github.com/imcluster/imcluster/node/gateway"
 	"github.com/imcluster/imcluster/node/httpapi"
-	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/session"
 	"github.com/imcluster/imcluster/node/storage"
 	"github.com/imcluster/imcluster/node/store"
@@ -40,6 +40,7 @@ type Node struct {
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	store   *store.Store
+	cluster *cluster.Cluster
 	engine  *conversation.Engine
 	gateway *gateway.Gateway
 	storage *storage.Service
@@ -54,27 +55,6 @@ type Node struct {
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Node, cancelled by Shutdown
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-}
-
-// shards maps keys to shards with the cluster's placement hash.
-type shards struct{ n int }
-
-func (s shards) ConvShard(app, cid string) uint16 {
-	return uint16(ring.ConversationShard(s.n, app, cid))
-}
-
-func (s shards) ClientShard(app, clientID string) uint16 {
-	return uint16(ring.ClientShard(s.n, app, clientID))
-}
-
-func (s shards) Count() int { return s.n }
-
-func (s shards) Coordinated() []uint16 {
-	out := make([]uint16, s.n)
-	for i := range out {
-		out[i] = uint16(i)
-	}
-	return out
 }
 
 // New validates cfg and builds a node. Nothing listens until Start.
@@ -103,8 +83,37 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.store = st
-	sh := shards{n: n.cfg.Shards}
-	tokens := session.NewTokens(st, sh.ClientShard, n.cfg.SessionTokenTTL, nil)
+	var lc net.ListenConfig
+	if n.clientLn, err = lc.Listen(n.ctx, "tcp", n.cfg.ClientAddr); err != nil {
+		return n.abort(fmt.Errorf("node: listen client %s: %w", n.cfg.ClientAddr, err))
+	}
+	if n.adminLn, err = lc.Listen(n.ctx, "tcp", n.cfg.AdminAddr); err != nil {
+		return n.abort(fmt.Errorf("node: listen admin %s: %w", n.cfg.AdminAddr, err))
+	}
+	cl, err := cluster.New(cluster.Config{
+		NodeID:            n.cfg.NodeID,
+		Store:             st,
+		Shards:            n.cfg.Shards,
+		ReplicationFactor: n.cfg.ReplicationFactor,
+		WriteQuorum:       n.cfg.WriteQuorum,
+		GossipAddr:        n.cfg.GossipAddr,
+		TransportAddr:     n.cfg.TransportAddr,
+		AdvertiseHost:     n.cfg.AdvertiseHost,
+		Seeds:             n.cfg.Join,
+		ClientAddr:        n.advertised(n.clientLn.Addr().String()),
+		AdminAddr:         n.advertised(n.adminLn.Addr().String()),
+		Version:           Version,
+		Local:             n.cfg.LocalTimings,
+		FaultInjection:    n.cfg.FaultInjection,
+		Logger:            n.cfg.Logger,
+		Registerer:        n.reg,
+	})
+	if err != nil {
+		return n.abort(err)
+	}
+	n.cluster = cl
+	kv := cl.KV()
+	tokens := session.NewTokens(kv, cl.ClientShard, n.cfg.SessionTokenTTL, nil)
 	gw, err := gateway.New(gateway.Config{
 		Apps:         registry,
 		Tokens:       tokens,
@@ -112,15 +121,16 @@ func (n *Node) Start() error {
 		Registerer:   n.reg,
 		IdleTimeout:  n.cfg.IdleTimeout,
 		LoginTimeout: n.cfg.LoginTimeout,
+		Presence:     cl.Presence(),
 	})
 	if err != nil {
 		return n.abort(err)
 	}
 	n.gateway = gw
 	engine, err := conversation.New(conversation.Config{
-		Store:      st,
-		Shards:     sh,
-		Deliverer:  gw,
+		Store:      kv,
+		Shards:     cl,
+		Deliverer:  cl.Deliverer(),
 		Logger:     n.cfg.Logger.With("component", logComponentConv),
 		Registerer: n.reg,
 		Retention:  n.cfg.Retention,
@@ -129,9 +139,11 @@ func (n *Node) Start() error {
 		return n.abort(err)
 	}
 	n.engine = engine
-	gw.SetEngine(engine)
+	cl.SetEngine(engine)
+	cl.SetGateway(gw)
+	gw.SetEngine(cl.Router())
 	n.storage, err = storage.New(storage.Config{
-		Store: st,
+		Store: kv,
 		LookupApp: func(id string) (storage.App, bool) {
 			a, ok := registry.Lookup(id)
 			if !ok {
@@ -153,21 +165,17 @@ func (n *Node) Start() error {
 		PublicURL: n.cfg.PublicURL,
 		Logger:    n.cfg.Logger.With("component", logComponentHTTP),
 	})
+	if err := cl.Start(); err != nil {
+		return n.abort(err)
+	}
 	engine.Start(n.ctx)
 
-	var lc net.ListenConfig
-	if n.clientLn, err = lc.Listen(n.ctx, "tcp", n.cfg.ClientAddr); err != nil {
-		return n.abort(fmt.Errorf("node: listen client %s: %w", n.cfg.ClientAddr, err))
-	}
 	if n.cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(n.cfg.TLSCertFile, n.cfg.TLSKeyFile)
 		if err != nil {
 			return n.abort(fmt.Errorf("node: load TLS key pair: %w", err))
 		}
 		n.clientLn = tls.NewListener(n.clientLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	}
-	if n.adminLn, err = lc.Listen(n.ctx, "tcp", n.cfg.AdminAddr); err != nil {
-		return n.abort(fmt.Errorf("node: listen admin %s: %w", n.cfg.AdminAddr, err))
 	}
 	n.clientSrv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +193,9 @@ func (n *Node) Start() error {
 	n.serve(n.adminSrv, n.adminLn)
 	n.ready.Store(true)
 	n.log.Info("Serving", "client", n.clientLn.Addr().String(), "admin", n.adminLn.Addr().String(),
-		"version", Version, "apps", registry.Len(), "shards", n.cfg.Shards)
+		"gossip", cl.GossipAddr(), "transport", cl.TransportAddr(),
+		"version", Version, "apps", registry.Len(), "shards", n.cfg.Shards,
+		"replicationFactor", n.cfg.ReplicationFactor, "writeQuorum", n.cfg.WriteQuorum)
 	return nil
 }
 
@@ -207,11 +217,32 @@ func (n *Node) abort(err error) error {
 	if n.engine != nil {
 		n.engine.Stop()
 	}
+	if n.cluster != nil {
+		n.cluster.Shutdown()
+	}
 	if n.store != nil {
 		_ = n.store.Close()
 	}
 	n.cancel()
 	return err
+}
+
+// GossipAddr returns the bound gossip address (after Start).
+func (n *Node) GossipAddr() string { return n.cluster.GossipAddr() }
+
+// TransportAddr returns the bound peer transport address (after Start).
+func (n *Node) TransportAddr() string { return n.cluster.TransportAddr() }
+
+// advertised replaces the host of a bound address by AdvertiseHost when set.
+func (n *Node) advertised(addr string) string {
+	if n.cfg.AdvertiseHost == "" {
+		return addr
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(n.cfg.AdvertiseHost, port)
 }
 
 // ClientAddr returns the bound client address (after Start).
@@ -236,6 +267,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	_ = n.adminSrv.Close()
 	n.cancel()
 	n.engine.Stop()
+	n.cluster.Shutdown()
 	n.wg.Wait()
 	return n.store.Close()
 }

@@ -28,11 +28,14 @@ func TestMain(m *testing.M) {
 func startNode(t testing.TB, mutate func(*node.Config)) *node.Node {
 	t.Helper()
 	cfg := node.Config{
-		DataDir:    t.TempDir(),
-		ClientAddr: "127.0.0.1:0",
-		AdminAddr:  "127.0.0.1:0",
-		Apps:       []apps.App{apps.Dev()},
-		Logger:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		DataDir:       t.TempDir(),
+		ClientAddr:    "127.0.0.1:0",
+		AdminAddr:     "127.0.0.1:0",
+		GossipAddr:    "127.0.0.1:0",
+		TransportAddr: "127.0.0.1:0",
+		LocalTimings:  true,
+		Apps:          []apps.App{apps.Dev()},
+		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if mutate != nil {
 		mutate(&cfg)

@@ -253,11 +253,17 @@ func TestNodeAdminDrainAndCancel(t *testing.T) {
 	if err := ac.CancelDrain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := ac.Node(ctx); err != nil || st.State != adminapi.StateActive {
-		t.Fatalf("node after cancel = %+v, %v", st, err)
-	}
-	if err := ac.Readyz(ctx); err != nil {
-		t.Fatalf("readyz after cancel: %v", err)
+	// The node rejoins, catches its shards up again and turns active.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := ac.Node(ctx)
+		if err == nil && st.State == adminapi.StateActive && ac.Readyz(ctx) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node after cancel = %+v, %v; want active and ready", st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	dialRaw(t, n, protocol.SubprotocolBinary) // accepts connections again
 }

@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -46,7 +47,7 @@ func (e *Engine) convStart(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 	}
 	switch {
 	case cm.GetTransient():
-		return e.startRoom(c, cols)
+		return e.startRoom(c, cm.GetCid(), cols)
 	case cm.GetTempConv():
 		return e.startNormal(ctx, c, cm, cols, true)
 	default:
@@ -54,9 +55,26 @@ func (e *Engine) convStart(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 	}
 }
 
-func (e *Engine) startRoom(c Caller, cols map[string]any) (*pb.GenericCommand, error) {
+// startRoom creates a chat room. id is the room's id when the cluster
+// router chose it (so the room is created where its conversation shard is
+// coordinated, with its online set); empty means a new one.
+func (e *Engine) startRoom(c Caller, id string, cols map[string]any) (*pb.GenericCommand, error) {
 	now := e.nowMs()
-	r := &convRecord{ID: newConvID(now), Creator: c.ClientID, Kind: convTransient, Created: now, Updated: now, Columns: cols}
+	if id != "" {
+		if !validConvID(id) {
+			return nil, protocol.ErrInvalidMessagingTarget.WithDetail("invalid chat room id %q", id)
+		}
+		r, err := e.loadConv(c.App, id)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			return nil, protocol.ErrInvalidMessagingTarget.WithDetail("conversation %s exists", id)
+		}
+	} else {
+		id = newConvID(now)
+	}
+	r := &convRecord{ID: id, Creator: c.ClientID, Kind: convTransient, Created: now, Updated: now, Columns: cols}
 	b := e.st.NewBatch()
 	e.putConv(b, c.App, r)
 	if err := e.st.Commit(b); err != nil {
@@ -113,6 +131,18 @@ func (e *Engine) startNormal(ctx context.Context, c Caller, cm *pb.ConvCommand, 
 	}
 	return e.createConvLocked(ctx, c, r, e.uniqueIndexKey(c.App, idxKey), st)
 }
+
+// validConvID reports whether id has the form newConvID produces.
+func validConvID(id string) bool {
+	if len(id) != 24 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
+// newRoomID returns a fresh chat-room id for Route.
+func (e *Engine) newRoomID() string { return newConvID(e.nowMs()) }
 
 func (e *Engine) tempTTL(req int32) time.Duration {
 	if req <= 0 {

@@ -32,6 +32,12 @@ func (g *Gateway) Deliver(app string, clientIDs []string, except conversation.Se
 		g.log.Error("Dropping unencodable push", "cmd", cmd.GetCmd().String(), "err", err)
 		return
 	}
+	g.DeliverEncoded(app, clientIDs, except, base)
+}
+
+// DeliverEncoded is Deliver for a frame already marshalled without peerId
+// and i (pushes relayed from another node). It never blocks.
+func (g *Gateway) DeliverEncoded(app string, clientIDs []string, except conversation.SessionID, base []byte) {
 	for _, id := range clientIDs {
 		sessions := g.reg.sessions(app, id)
 		if len(sessions) == 0 {
@@ -57,7 +63,8 @@ func (g *Gateway) Deliver(app string, clientIDs []string, except conversation.Se
 	}
 }
 
-// Online implements conversation.Deliverer.
+// Online implements conversation.Deliverer: the clients with a session on
+// this node.
 func (g *Gateway) Online(app string, clientIDs []string) []string {
 	return g.reg.online(app, clientIDs)
 }

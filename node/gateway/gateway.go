@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,21 @@ type Config struct {
 	MaxSessionsPerConn int
 	// Now is the clock. Zero value means time.Now.
 	Now func() time.Time
+	// Presence, if set, is told about sessions opening and closing on
+	// this node and answers session/query for the whole cluster. Nil means
+	// this node is the whole cluster.
+	Presence Presence
+}
+
+// Presence tracks clients' sessions beyond this node (the cluster's session
+// registry). Opened runs before the login response is sent (so pushes to
+// the client are routed here by the time it acts) and may block briefly;
+// it returns the client's sessions on other nodes that hold the same tag
+// have been told to close. Closed must not block.
+type Presence interface {
+	Opened(app, clientID, tag, deviceID string, s conversation.SessionID)
+	Closed(app, clientID string, s conversation.SessionID)
+	Online(app string, clientIDs []string) []string
 }
 
 func (c *Config) setDefaults() {
@@ -152,6 +168,9 @@ func New(cfg Config) (*Gateway, error) {
 		Recovery:            gws.Recovery,
 		Logger:              gwsLogger{g.log},
 	})
+	// Session ids are unique across the cluster's nodes (a push names the
+	// session to skip by id): random high bits per process, a counter below.
+	g.nextSession.Store(rand.Uint64() << 32)
 	return g, nil
 }
 

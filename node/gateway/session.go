@@ -124,6 +124,9 @@ func (g *Gateway) open(c *conn, req *pb.GenericCommand) *pb.GenericCommand {
 	c.loggedIn = true
 	c.mu.Unlock()
 	g.reg.add(s)
+	if g.cfg.Presence != nil {
+		g.cfg.Presence.Opened(app.ID, clientID, tag, deviceID, s.id)
+	}
 
 	resp := protocol.Response(req, pb.CommandType_session, protocol.Op(pb.OpType_opened))
 	resp.PeerId = proto.String(clientID)
@@ -176,6 +179,17 @@ func (g *Gateway) tagRivals(app, clientID, tag, deviceID string, same *clientSes
 	return rivals, sameDevice
 }
 
+// KickTag closes this node's sessions of clientID holding tag, except
+// session except: the client logged in with that tag on another node
+// (4111 SESSION_CONFLICT, like a local conflict).
+func (g *Gateway) KickTag(app, clientID, tag, deviceID string, except conversation.SessionID) {
+	for _, s := range g.reg.sessions(app, clientID) {
+		if s.id != except && s.tag == tag {
+			g.kick(s, protocol.ErrSessionConflict, "logged in on another device")
+		}
+	}
+}
+
 // kick closes a session from the server side with a session/closed push.
 func (g *Gateway) kick(s *clientSession, why *protocol.Error, detail string) {
 	if !s.conn.removeSession(s) {
@@ -223,7 +237,11 @@ func (g *Gateway) queryOnline(c *conn, req *pb.GenericCommand) *pb.GenericComman
 	}
 	resp := protocol.Response(req, pb.CommandType_session, protocol.Op(pb.OpType_query_result))
 	resp.PeerId = proto.String(s.clientID)
-	resp.SessionMessage = &pb.SessionCommand{OnlineSessionPeerIds: g.reg.online(s.app.ID, ids)}
+	online := g.reg.online(s.app.ID, ids)
+	if g.cfg.Presence != nil {
+		online = g.cfg.Presence.Online(s.app.ID, ids)
+	}
+	resp.SessionMessage = &pb.SessionCommand{OnlineSessionPeerIds: online}
 	return resp
 }
 
@@ -255,6 +273,9 @@ func (g *Gateway) refresh(c *conn, req *pb.GenericCommand) *pb.GenericCommand {
 func (g *Gateway) endSession(s *clientSession, clean bool) {
 	if !g.reg.remove(s) {
 		return
+	}
+	if g.cfg.Presence != nil {
+		g.cfg.Presence.Closed(s.app.ID, s.clientID, s.id)
 	}
 	if clean {
 		if err := g.cfg.Tokens.Revoke(s.app.ID, s.clientID, s.token); err != nil {

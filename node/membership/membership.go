@@ -217,6 +217,31 @@ func (m *Membership) SetState(st ring.State) error {
 	return nil
 }
 
+// Rejoin moves this node back to joining from draining or left (a drain
+// cancelled, or a left node taken back into the roster) and gossips it with
+// a higher seq, so it wins over the old entry everywhere.
+func (m *Membership) Rejoin() error {
+	if err := m.usable(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	cur := m.self
+	if cur.State == ring.StateJoining || cur.State == ring.StateActive {
+		m.mu.Unlock()
+		return nil
+	}
+	m.self = entry{State: ring.StateJoining, Seq: cur.Seq + 1}
+	m.table[m.cfg.NodeID] = m.self
+	m.metas[m.cfg.NodeID] = m.cfg.meta(m.self.State, m.self.Seq)
+	m.mu.Unlock()
+	m.log.Info("Rejoining", "from", cur.State.String())
+	m.signal()
+	if err := m.ml.UpdateNode(m.cfg.UpdateTimeout); err != nil {
+		return fmt.Errorf("membership: announce rejoin: %w", err)
+	}
+	return nil
+}
+
 // Remove marks a dead node that will never return as left (the admin
 // remove / replace path) and gossips it. It does not check liveness: the
 // caller (the admin API) does.

@@ -62,6 +62,7 @@ func Open(cfg Config) (*Store, error) {
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{cfg.Logger.With("component", "store")},
+		Merger:             lwwMerger,
 	}
 	db, err := pebble.Open(cfg.Dir, opts)
 	if err != nil {

@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/imcluster/imcluster/node"
 )
 
 // fileConfig is the JSON configuration file the operator renders into the
@@ -95,43 +96,49 @@ func port(n int) string {
 	return ":" + strconv.Itoa(n)
 }
 
-// clusterFlags are the multi-node settings the operator passes. This version
-// of imnode serves one node per data set: routing between nodes and
-// replication are not built yet, so it refuses configurations that would
-// silently split the data over independent nodes.
+// clusterFlags are the multi-node settings.
 type clusterFlags struct {
 	name              string
 	join              string
 	peerAddr          string
+	transportAddr     string
 	advertiseHost     string
 	replicationFactor int
 	writeQuorum       int
+	profile           string
+	faultInjection    bool
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.name, "cluster-name", "", "cluster name (informational)")
-	fs.StringVar(&c.join, "join", "", "seed peers host:port,... (multi-node clusters are not supported by this version)")
-	fs.StringVar(&c.peerAddr, "peer-addr", "", "peer listen address (reserved for multi-node clusters)")
-	fs.StringVar(&c.advertiseHost, "advertise-host", "", "host name peers reach this node at (reserved for multi-node clusters)")
-	fs.IntVar(&c.replicationFactor, "replication-factor", 1, "replicas per shard; must be 1 in this version")
-	fs.IntVar(&c.writeQuorum, "write-quorum", 1, "write quorum; must be 1 in this version")
+	fs.StringVar(&c.join, "join", "", "gossip addresses host:port,... of running nodes to join (empty: start a new cluster)")
+	fs.StringVar(&c.peerAddr, "peer-addr", ":7946", "gossip (membership) listen address, TCP and UDP")
+	fs.StringVar(&c.transportAddr, "transport-addr", "", "peer data transport listen address, TCP (default: the --peer-addr port plus one)")
+	fs.StringVar(&c.advertiseHost, "advertise-host", "", "host name or IP other nodes reach this node at (default: the bind host)")
+	fs.IntVar(&c.replicationFactor, "replication-factor", 3, "replicas per shard (R); fixed per cluster")
+	fs.IntVar(&c.writeQuorum, "write-quorum", 2, "replicas that hold a write durably before it is acknowledged (W <= R)")
+	fs.StringVar(&c.profile, "cluster-profile", "lan", "failure-detection timings: lan (data center) or local (all nodes on one machine: make run, tests)")
+	fs.BoolVar(&c.faultInjection, "fault-injection", false, "enable POST /admin/v1/faults (tests and chaos runs only)")
 }
 
-// errMultiNode explains why a multi-node configuration is refused.
-var errMultiNode = errors.New("this imnode version serves one node per data set: routing between nodes and " +
-	"replication are not available yet, so run IMCluster with replicas: 1, replicationFactor: 1, writeQuorum: 1")
-
-func (c *clusterFlags) validate(nodeID string) error {
-	if c.replicationFactor != 1 || c.writeQuorum != 1 {
-		return fmt.Errorf("replicationFactor %d, writeQuorum %d: %w", c.replicationFactor, c.writeQuorum, errMultiNode)
+// apply validates the cluster flags and copies them into cfg.
+func (c *clusterFlags) apply(cfg *node.Config) error {
+	switch c.profile {
+	case "lan":
+	case "local":
+		cfg.LocalTimings = true
+	default:
+		return fmt.Errorf("--cluster-profile must be lan or local, got %q", c.profile)
 	}
-	// Under the operator node ids are StatefulSet pod names; any ordinal but
-	// 0 means the cluster was scaled beyond one node.
-	if c.join != "" {
-		if i := strings.LastIndexByte(nodeID, '-'); i >= 0 {
-			if n, err := strconv.Atoi(nodeID[i+1:]); err == nil && n > 0 {
-				return fmt.Errorf("node %s: %w", nodeID, errMultiNode)
-			}
+	if c.replicationFactor < 1 || c.writeQuorum < 1 || c.writeQuorum > c.replicationFactor {
+		return fmt.Errorf("--write-quorum %d must be in [1, --replication-factor %d]", c.writeQuorum, c.replicationFactor)
+	}
+	cfg.ReplicationFactor, cfg.WriteQuorum = c.replicationFactor, c.writeQuorum
+	cfg.GossipAddr, cfg.TransportAddr, cfg.AdvertiseHost = c.peerAddr, c.transportAddr, c.advertiseHost
+	cfg.FaultInjection = c.faultInjection
+	for _, s := range strings.Split(c.join, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.Join = append(cfg.Join, s)
 		}
 	}
 	return nil

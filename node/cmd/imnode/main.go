@@ -75,7 +75,7 @@ func run() error {
 	if err := applyEnv(fs); err != nil {
 		return err
 	}
-	if err := cluster.validate(cfg.NodeID); err != nil {
+	if err := cluster.apply(&cfg); err != nil {
 		return err
 	}
 	if (tlsCert == "") != (tlsKey == "") {
@@ -155,7 +155,10 @@ func newLogger(level, format string) (*slog.Logger, error) {
 
 // writeAddrFile atomically writes {"client": ..., "admin": ...}.
 func writeAddrFile(path string, n *node.Node) error {
-	data, err := json.Marshal(map[string]string{"client": n.ClientAddr().String(), "admin": n.AdminAddr().String()})
+	data, err := json.Marshal(map[string]string{
+		"client": n.ClientAddr().String(), "admin": n.AdminAddr().String(),
+		"gossip": n.GossipAddr(), "transport": n.TransportAddr(),
+	})
 	if err != nil {
 		return err
 	}

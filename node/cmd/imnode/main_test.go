@@ -49,6 +49,7 @@ func startProcess(t *testing.T, dataDir string, extra ...string) *process {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr.json")
 	args := append([]string{"--data-dir", dataDir, "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--peer-addr", "127.0.0.1:0", "--cluster-profile", "local",
 		"--dev-app", "--addr-file", addrFile, "--log-level", "warn"}, extra...)
 	cmd := exec.Command(imnodeBin, args...)
 	cmd.Stderr = t.Output()
@@ -194,25 +195,13 @@ func TestIMNodeStartsAsTheOperatorRunsItAndPrestopDrains(t *testing.T) {
 	}
 }
 
-func TestIMNodeRefusesMultiNodeConfigurations(t *testing.T) {
-	tests := []struct {
-		name   string
-		args   []string
-		config [2]int
-	}{
-		{"replication factor 3", nil, [2]int{3, 2}},
-		{"second ordinal of a StatefulSet", []string{"--node-id", "chat-1"}, [2]int{1, 1}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--dev-app",
-				"--config", writeConfig(t, tt.config[0], tt.config[1]), "--node-id", "chat-0"}, tt.args...)
-			out, err := exec.Command(imnodeBin, args...).CombinedOutput()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || !strings.Contains(string(out), "replicas: 1") {
-				t.Fatalf("imnode %v: err %v, output %q; want a refusal that says to run replicas: 1", args, err, out)
-			}
-		})
+func TestIMNodeRefusesBadQuorum(t *testing.T) {
+	args := []string{"--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--dev-app",
+		"--config", writeConfig(t, 2, 3), "--node-id", "chat-0"}
+	out, err := exec.Command(imnodeBin, args...).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || !strings.Contains(string(out), "--write-quorum 3 must be in [1, --replication-factor 2]") {
+		t.Fatalf("imnode %v: err %v, output %q; want a refusal of W > R", args, err, out)
 	}
 }
 

@@ -1,0 +1,482 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sockaddr "github.com/hashicorp/go-sockaddr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/membership"
+	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/transport"
+)
+
+// Config configures a Cluster.
+type Config struct {
+	// NodeID is this node's stable id. Required.
+	NodeID string
+	// Store is the node's database. Required.
+	Store *store.Store
+	// Shards is S. Zero means 256.
+	Shards int
+	// ReplicationFactor is R. Zero means 3. Placement uses min(R, placed
+	// nodes).
+	ReplicationFactor int
+	// WriteQuorum is W: a write is acknowledged after min(W, replicas of
+	// its shard) replicas hold it durably. Zero means 2.
+	WriteQuorum int
+	// GossipAddr is the memberlist bind address (UDP and TCP), host:port;
+	// port 0 picks one. Required.
+	GossipAddr string
+	// TransportAddr is the peer transport listen address (TCP). Required.
+	TransportAddr string
+	// AdvertiseHost is the host other nodes reach this one at. Empty means
+	// the host of each bind address (which must then not be unspecified).
+	AdvertiseHost string
+	// Seeds are gossip addresses of running nodes to join.
+	Seeds []string
+	// ClientAddr and AdminAddr are gossiped for the admin API.
+	ClientAddr, AdminAddr string
+	// Version is gossiped.
+	Version string
+	// Local selects fast gossip and transport timings for tests and `make
+	// run` on one machine.
+	Local bool
+	// FaultInjection enables Faults (tests and chaos runs).
+	FaultInjection bool
+	// AntiEntropyInterval is the period of digest comparisons between
+	// replicas. Zero means 30s (5s with Local).
+	AntiEntropyInterval time.Duration
+	// SyncKeysPerSecond rate-limits repair and rebalancing streams. Zero
+	// means 200000.
+	SyncKeysPerSecond int
+	// Logger is the parent logger. Zero means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the cluster metrics. Zero means not registered.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.Shards == 0 {
+		c.Shards = ring.DefaultShards
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = ring.DefaultReplicationFactor
+	}
+	if c.WriteQuorum == 0 {
+		c.WriteQuorum = 2
+	}
+	if c.AntiEntropyInterval == 0 {
+		c.AntiEntropyInterval = 30 * time.Second
+		if c.Local {
+			c.AntiEntropyInterval = 5 * time.Second
+		}
+	}
+	if c.SyncKeysPerSecond == 0 {
+		c.SyncKeysPerSecond = 200000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a configuration error.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("cluster: NodeID is required")
+	case c.Store == nil:
+		return errors.New("cluster: Store is required")
+	case c.GossipAddr == "" || c.TransportAddr == "":
+		return errors.New("cluster: GossipAddr and TransportAddr are required")
+	case c.WriteQuorum < 1 || c.WriteQuorum > c.ReplicationFactor:
+		return fmt.Errorf("cluster: write quorum %d must be in [1, replication factor %d]", c.WriteQuorum, c.ReplicationFactor)
+	}
+	return ring.Config{Shards: c.Shards, ReplicationFactor: c.ReplicationFactor}.Validate()
+}
+
+// Gateway is what the cluster needs from the node's gateway.
+type Gateway interface {
+	DeliverEncoded(app string, clientIDs []string, except conversation.SessionID, frame []byte)
+	KickTag(app, clientID, tag, deviceID string, except conversation.SessionID)
+}
+
+// Cluster is one node's membership in the cluster. Create it with New, set
+// the engine and gateway, Start it, and Shutdown when done.
+type Cluster struct {
+	cfg  Config
+	log  *slog.Logger
+	st   *store.Store
+	ml   *membership.Membership
+	tr   *transport.Transport
+	flt  *transport.Faults
+	clk  hlc
+	met  *metrics
+	ring atomic.Pointer[ring.Ring]
+	snap atomic.Pointer[membership.Snapshot]
+
+	engine  *conversation.Engine
+	gateway Gateway
+
+	reg      registry
+	presence presence
+	sync     syncer
+
+	gossipAddr string
+
+	active   atomic.Bool
+	draining atomic.Bool
+	drain    drainState
+
+	ctx    context.Context //nolint:containedctx // lifetime context owned by the Cluster, cancelled by Shutdown
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New validates cfg. Nothing listens until Start.
+func New(cfg Config) (*Cluster, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cluster{
+		cfg: cfg, log: cfg.Logger.With("component", "cluster"), st: cfg.Store, met: m,
+		clk: hlc{now: time.Now}, ctx: ctx, cancel: cancel,
+	}
+	if cfg.FaultInjection {
+		c.flt = transport.NewFaults(uint64(time.Now().UnixNano()))
+	}
+	c.reg.init()
+	c.presence.init()
+	c.sync.init(c)
+	return c, nil
+}
+
+// SetEngine sets the conversation engine that runs commands this node
+// coordinates. Call before Start.
+func (c *Cluster) SetEngine(e *conversation.Engine) { c.engine = e }
+
+// SetGateway sets the node's gateway. Call before Start.
+func (c *Cluster) SetGateway(g Gateway) { c.gateway = g }
+
+// Start binds the transport and gossip ports, joins the seeds and starts the
+// ring loop. The node announces itself joining; it turns active once it has
+// caught up the shards it replicates.
+func (c *Cluster) Start() error {
+	tcfg := transport.DefaultConfig()
+	if c.cfg.Local {
+		tcfg = transport.DefaultLocalConfig()
+	}
+	tcfg.NodeID = c.cfg.NodeID
+	tcfg.ListenAddr = c.cfg.TransportAddr
+	tcfg.Handler = transport.HandlerFuncs{Request: c.handleRequest, Message: c.handleMessage}
+	tcfg.Epoch = c.epoch
+	tcfg.SkipEpochCheck = skipEpochCheck
+	tcfg.Logger = c.cfg.Logger.With("component", "transport")
+	tcfg.Faults = c.flt
+	tcfg.Resolve = func(id string) (string, error) {
+		if c.ml == nil {
+			return "", errors.New("cluster: not started")
+		}
+		return c.ml.ResolvePeer(id)
+	}
+	tr, err := transport.New(tcfg)
+	if err != nil {
+		return err
+	}
+	if err := tr.Start(); err != nil {
+		return err
+	}
+	c.tr = tr
+	trAddr, err := c.advertise(tr.Addr().String())
+	if err != nil {
+		tr.Shutdown()
+		return err
+	}
+	gossipHost, gossipPort, err := splitHostPort(c.cfg.GossipAddr)
+	if err != nil {
+		tr.Shutdown()
+		return err
+	}
+	mcfg := membership.DefaultConfig()
+	if c.cfg.Local {
+		mcfg = membership.DefaultLocalConfig()
+		// -race on a loaded 2-core machine: give probes more slack.
+		mcfg.ProbeInterval = 500 * time.Millisecond
+		mcfg.ProbeTimeout = 300 * time.Millisecond
+		mcfg.SuspicionMult = 4
+	}
+	mcfg.NodeID = c.cfg.NodeID
+	mcfg.BindAddr, mcfg.BindPort = gossipHost, gossipPort
+	if gossipPort == 0 {
+		mcfg.BindPort = -1
+	}
+	if net.ParseIP(c.cfg.AdvertiseHost) != nil {
+		// memberlist needs an IP; for a DNS name (a pod's stable name) it
+		// advertises the private IP it finds, which peers reach as well.
+		mcfg.AdvertiseAddr = c.cfg.AdvertiseHost
+	}
+	mcfg.PeerAddr, mcfg.ClientAddr, mcfg.AdminAddr = trAddr, c.cfg.ClientAddr, c.cfg.AdminAddr
+	mcfg.Version = c.cfg.Version
+	mcfg.State = ring.StateJoining
+	mcfg.Seeds = c.cfg.Seeds
+	mcfg.Logger = c.cfg.Logger
+	ml, err := membership.New(mcfg)
+	if err != nil {
+		tr.Shutdown()
+		return err
+	}
+	if err := ml.Start(); err != nil {
+		tr.Shutdown()
+		return err
+	}
+	c.ml = ml
+	// memberlist's local node record is rewritten by every state change:
+	// read its address once, now.
+	c.gossipAddr = ml.Addr()
+	c.awaitJoin()
+	c.rebuild()
+	if len(c.ml.Snapshot().Members) <= 1 {
+		// Alone: there is nobody to catch up from, every shard is ready
+		// before the first client arrives.
+		for c.sync.step() {
+		}
+		c.sync.maybeActive()
+	}
+	c.wg.Go(c.loop)
+	c.wg.Go(c.sync.run)
+	return nil
+}
+
+// awaitJoin waits, bounded, until a seed answered and the roster shows
+// another node, so the first placement this node computes is the cluster's
+// and not a cluster of one (which would make it catch up from nobody and
+// coordinate everything). Without seeds, or when none answers in time (a
+// whole cluster starting at once), it proceeds alone.
+func (c *Cluster) awaitJoin() {
+	if len(c.cfg.Seeds) == 0 {
+		return
+	}
+	wait := 10 * time.Second
+	if c.cfg.Local {
+		wait = 5 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if c.ml.Joined() && len(c.ml.Snapshot().Members) > 1 {
+			return
+		}
+		select {
+		case <-c.ml.Changes():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	c.log.Warn("No seed answered; starting alone", "seeds", c.cfg.Seeds)
+}
+
+// advertise returns the address other nodes dial for a bound one: the
+// AdvertiseHost if set, else the bind host, else (bound to all interfaces)
+// this machine's private IP, as memberlist picks it.
+func (c *Cluster) advertise(bound string) (string, error) {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return "", fmt.Errorf("cluster: address %q: %w", bound, err)
+	}
+	if c.cfg.AdvertiseHost != "" {
+		host = c.cfg.AdvertiseHost
+	} else if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		priv, err := sockaddr.GetPrivateIP()
+		if err != nil || priv == "" {
+			return "", fmt.Errorf("cluster: bound to %s and no private IP found: set an advertise host", bound)
+		}
+		host = priv
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("cluster: address %q: %w", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("cluster: address %q: bad port", addr)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, p, nil
+}
+
+// GossipAddr returns the bound gossip address (after Start).
+func (c *Cluster) GossipAddr() string { return c.gossipAddr }
+
+// TransportAddr returns the bound transport address (after Start).
+func (c *Cluster) TransportAddr() string { return c.tr.Addr().String() }
+
+// Faults returns the fault injector, or nil without FaultInjection.
+func (c *Cluster) Faults() *transport.Faults { return c.flt }
+
+// Shutdown leaves nothing behind: it stops the loops, gossip and the
+// transport. Other nodes see this node die; its replicas stay its own
+// (membership is not ownership).
+func (c *Cluster) Shutdown() {
+	c.cancel()
+	if c.ml != nil {
+		_ = c.ml.Shutdown()
+	}
+	c.wg.Wait()
+	if c.tr != nil {
+		c.tr.Shutdown()
+	}
+}
+
+func (c *Cluster) epoch() uint64 {
+	if r := c.ring.Load(); r != nil {
+		return r.Epoch()
+	}
+	return 0
+}
+
+// loop rebuilds the ring after each membership change.
+func (c *Cluster) loop() {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.ml.Changes():
+			c.rebuild()
+		}
+	}
+}
+
+// rebuild installs the ring of the current membership snapshot and starts
+// what the change calls for: syncs of newly replicated shards,
+// re-registration of this node's sessions, forgetting dead gateways.
+func (c *Cluster) rebuild() {
+	snap := c.ml.Snapshot()
+	rg, err := ring.New(ring.Config{Shards: c.cfg.Shards, ReplicationFactor: c.cfg.ReplicationFactor}, snap.Epoch, snap.Roster())
+	if err != nil {
+		c.log.Error("Building placement failed", "err", err)
+		return
+	}
+	old := c.ring.Load()
+	oldSnap := c.snap.Load()
+	c.snap.Store(snap)
+	c.ring.Store(rg)
+	c.met.epoch.Set(float64(rg.Epoch()))
+	c.sync.onRing(old, rg)
+	c.reg.forgetDead(snap)
+	if oldSnap == nil || old == nil || placementChanged(old, rg) || livenessChanged(oldSnap, snap) {
+		c.presence.reregister(c)
+	}
+}
+
+func placementChanged(a, b *ring.Ring) bool { return a.Signature() != b.Signature() }
+
+func livenessChanged(a, b *membership.Snapshot) bool {
+	if len(a.Members) != len(b.Members) {
+		return true
+	}
+	for i := range a.Members {
+		if a.Members[i].ID != b.Members[i].ID || a.Members[i].Live != b.Members[i].Live {
+			return true
+		}
+	}
+	return false
+}
+
+// live reports gossip liveness (self is always live).
+func (c *Cluster) live(id string) bool {
+	if id == c.cfg.NodeID {
+		return true
+	}
+	s := c.snap.Load()
+	return s != nil && s.IsLive(id)
+}
+
+// coordinators returns the live replicas of shard in preference order: the
+// first that is caught up coordinates.
+func (c *Cluster) coordinators(shard uint16) []string {
+	rg := c.ring.Load()
+	var out []string
+	for _, id := range rg.Replicas(int(shard)) {
+		if c.live(id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// coordinates reports whether this node coordinates shard now: it is the
+// first live replica that is caught up, as far as it knows.
+func (c *Cluster) coordinates(shard uint16) bool {
+	for _, id := range c.coordinators(shard) {
+		if id == c.cfg.NodeID {
+			return c.sync.ready(shard)
+		}
+		return false
+	}
+	return false
+}
+
+// ConvShard implements conversation.Shards.
+func (c *Cluster) ConvShard(app, cid string) uint16 {
+	return uint16(ring.ConversationShard(c.cfg.Shards, app, cid))
+}
+
+// ClientShard implements conversation.Shards.
+func (c *Cluster) ClientShard(app, clientID string) uint16 {
+	return uint16(ring.ClientShard(c.cfg.Shards, app, clientID))
+}
+
+// Count implements conversation.Shards.
+func (c *Cluster) Count() int { return c.cfg.Shards }
+
+// Coordinated implements conversation.Shards.
+func (c *Cluster) Coordinated() []uint16 {
+	var out []uint16
+	for s := range c.cfg.Shards {
+		if c.coordinates(uint16(s)) {
+			out = append(out, uint16(s))
+		}
+	}
+	return out
+}
+
+// Replicated returns the shards this node replicates in the current ring.
+func (c *Cluster) Replicated() []int { return c.ring.Load().ShardsOf(c.cfg.NodeID) }
+
+// Active reports whether this node has announced itself active.
+func (c *Cluster) Active() bool { return c.active.Load() }
+
+// Ring returns the current placement.
+func (c *Cluster) Ring() *ring.Ring { return c.ring.Load() }
+
+// Snapshot returns the current membership view.
+func (c *Cluster) Snapshot() *membership.Snapshot { return c.snap.Load() }
+
+// quorum returns the write quorum for a replica list.
+func (c *Cluster) quorum(replicas int) int { return min(c.cfg.WriteQuorum, max(replicas, 1)) }
+
+// others returns ids without self.
+func (c *Cluster) others(ids []string) []string {
+	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == c.cfg.NodeID })
+}

@@ -1,0 +1,408 @@
+package cluster
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/membership"
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+)
+
+// registry is the session registry of the client shards this node holds
+// the registry for (the first live replica of each client shard): which
+// gateway nodes have how many sessions of each client. It is soft state:
+// gateways re-register everything when the roster or liveness changes, and
+// entries of dead gateways are dropped.
+type registry struct {
+	mu sync.Mutex
+	// m maps app \x00 clientId to node id to session count.
+	m map[string]map[string]int
+}
+
+func (r *registry) init() { r.m = map[string]map[string]int{} }
+
+func regKey(app, client string) string { return app + "\x00" + client }
+
+func (r *registry) set(app, client, node string, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := regKey(app, client)
+	if n <= 0 {
+		if e := r.m[k]; e != nil {
+			delete(e, node)
+			if len(e) == 0 {
+				delete(r.m, k)
+			}
+		}
+		return
+	}
+	e := r.m[k]
+	if e == nil {
+		e = map[string]int{}
+		r.m[k] = e
+	}
+	e[node] = n
+}
+
+// gateways returns the nodes holding sessions of client.
+func (r *registry) gateways(app, client string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Collect(maps.Keys(r.m[regKey(app, client)]))
+}
+
+func (r *registry) online(app string, ids []string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, id := range ids {
+		if len(r.m[regKey(app, id)]) > 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (r *registry) forgetDead(snap *membership.Snapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, e := range r.m {
+		for node := range e {
+			if node != snap.Self && !snap.IsLive(node) {
+				delete(e, node)
+			}
+		}
+		if len(e) == 0 {
+			delete(r.m, k)
+		}
+	}
+}
+
+// apply decodes an mRegister batch from node from: entries (app, client,
+// count, tag, device, session); a non-empty tag asks the other gateways of
+// the client to close sessions with the same tag.
+func (r *registry) apply(c *Cluster, from string, d *dec) error {
+	n := d.count()
+	for range n {
+		app, client := d.str(), d.str()
+		count := int(d.u64())
+		tag, device := d.str(), d.str()
+		s := d.u64()
+		if d.err != nil {
+			break
+		}
+		if tag != "" {
+			c.kickTag(app, client, tag, device, from, sessionID(s))
+		}
+		r.set(app, client, from, count)
+	}
+	return d.done("register")
+}
+
+// kickTag tells every gateway but from holding client's sessions to close
+// those with tag.
+func (c *Cluster) kickTag(app, client, tag, device, from string, except conversation.SessionID) {
+	var e enc
+	e.str(app)
+	e.str(client)
+	e.str(tag)
+	e.str(device)
+	e.u64(uint64(except))
+	for _, node := range c.reg.gateways(app, client) {
+		if node == from {
+			continue
+		}
+		if node == c.cfg.NodeID {
+			c.async(func() { c.gateway.KickTag(app, client, tag, device, except) })
+			continue
+		}
+		_ = c.tr.Send(node, msgKickTag, e.b)
+	}
+}
+
+// presence is this node's side of the registry: its own session counts per
+// client, registered at each client shard's registry holder.
+type presence struct {
+	mu sync.Mutex
+	m  map[string]int // app \x00 clientId -> sessions on this node
+}
+
+func (p *presence) init() { p.m = map[string]int{} }
+
+// registryNode returns the node holding client shard's registry: its first
+// live replica.
+func (c *Cluster) registryNode(shard uint16) (string, bool) {
+	for _, id := range c.ring.Load().Replicas(int(shard)) {
+		if c.live(id) {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// Presence returns the gateway.Presence of this node.
+func (c *Cluster) Presence() *Presence { return (*Presence)(c) }
+
+// Presence implements gateway.Presence.
+type Presence Cluster
+
+// Opened registers a new session synchronously (bounded by the request
+// timeout): the login response waits, so pushes find the client by the
+// time it acts.
+func (p *Presence) Opened(app, clientID, tag, deviceID string, s conversation.SessionID) {
+	c := (*Cluster)(p)
+	c.presence.mu.Lock()
+	k := regKey(app, clientID)
+	c.presence.m[k]++
+	n := c.presence.m[k]
+	c.presence.mu.Unlock()
+	c.register(app, clientID, n, tag, deviceID, s)
+}
+
+// Closed unregisters a session in the background.
+func (p *Presence) Closed(app, clientID string, _ conversation.SessionID) {
+	c := (*Cluster)(p)
+	c.presence.mu.Lock()
+	k := regKey(app, clientID)
+	c.presence.m[k]--
+	n := c.presence.m[k]
+	if n <= 0 {
+		delete(c.presence.m, k)
+	}
+	c.presence.mu.Unlock()
+	c.async(func() { c.register(app, clientID, n, "", "", 0) })
+}
+
+// Online answers session/query from the client shards' registries.
+func (p *Presence) Online(app string, ids []string) []string {
+	return (*Cluster)(p).online(app, ids)
+}
+
+// register sends one registration to the client shard's registry holder.
+func (c *Cluster) register(app, clientID string, n int, tag, deviceID string, s conversation.SessionID) {
+	node, ok := c.registryNode(c.ClientShard(app, clientID))
+	if !ok {
+		return
+	}
+	var e enc
+	e.u64(1)
+	e.str(app)
+	e.str(clientID)
+	e.u64(uint64(max(n, 0)))
+	e.str(tag)
+	e.str(deviceID)
+	e.u64(uint64(s))
+	if node == c.cfg.NodeID {
+		_ = c.reg.apply(c, node, &dec{b: e.b})
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
+	defer cancel()
+	if _, err := c.tr.Call(ctx, node, mRegister, e.b); err != nil {
+		c.met.registerErrors.Inc()
+		c.log.Debug("Registering a session failed", "client", clientID, "registry", node, "err", err)
+	}
+}
+
+// reregister sends every local session count to the current registry
+// holders, in the background (after roster or liveness changes).
+func (p *presence) reregister(c *Cluster) {
+	p.mu.Lock()
+	snapshot := maps.Clone(p.m)
+	p.mu.Unlock()
+	c.async(func() {
+		batches := map[string]*enc{}
+		counts := map[string]uint64{}
+		for k, n := range snapshot {
+			i := indexByte(k, 0)
+			app, client := k[:i], k[i+1:]
+			node, ok := c.registryNode(c.ClientShard(app, client))
+			if !ok {
+				continue
+			}
+			b := batches[node]
+			if b == nil {
+				b = &enc{}
+				batches[node] = b
+			}
+			counts[node]++
+			b.str(app)
+			b.str(client)
+			b.u64(uint64(n))
+			b.str("")
+			b.str("")
+			b.u64(0)
+		}
+		for node, body := range batches {
+			var e enc
+			e.u64(counts[node])
+			e.b = append(e.b, body.b...)
+			if node == c.cfg.NodeID {
+				_ = c.reg.apply(c, node, &dec{b: e.b})
+				continue
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
+			_, err := c.tr.Call(ctx, node, mRegister, e.b)
+			cancel()
+			if err != nil {
+				c.met.registerErrors.Inc()
+			}
+		}
+	})
+}
+
+func indexByte(s string, b byte) int {
+	for i := range len(s) {
+		if s[i] == b {
+			return i
+		}
+	}
+	return -1
+}
+
+// Deliverer returns the engine's Deliverer.
+func (c *Cluster) Deliverer() conversation.Deliverer { return (*deliverer)(c) }
+
+type deliverer Cluster
+
+// Deliver implements conversation.Deliverer without blocking: recipients
+// are grouped by their client shard's registry holder; local ones are
+// looked up here and pushed to their gateways, remote ones are relayed to
+// the holder (one message per holder), which pushes to the gateways. Each
+// hop is an ordered peer connection, so one conversation's pushes keep
+// their order. A push to a holder that is unreachable is dropped: the
+// recipients catch up through unread counts and history, like offline
+// clients.
+func (dl *deliverer) Deliver(app string, clientIDs []string, except conversation.SessionID, cmd *pb.GenericCommand) {
+	c := (*Cluster)(dl)
+	if cmd.PeerId != nil || cmd.I != nil || cmd.Service == nil {
+		cmd = proto.CloneOf(cmd)
+		cmd.PeerId, cmd.I = nil, nil
+		if cmd.Service == nil {
+			cmd.Service = proto.Int32(protocol.ServiceIM)
+		}
+	}
+	frame, err := proto.Marshal(cmd)
+	if err != nil {
+		c.log.Error("Dropping unencodable push", "err", err)
+		return
+	}
+	byHolder := map[string][]string{}
+	for _, id := range clientIDs {
+		node, ok := c.registryNode(c.ClientShard(app, id))
+		if !ok {
+			continue
+		}
+		byHolder[node] = append(byHolder[node], id)
+	}
+	for node, ids := range byHolder {
+		if node == c.cfg.NodeID {
+			c.fanout(app, ids, except, frame)
+			continue
+		}
+		if err := c.tr.Send(node, msgFanout, pushPayload(app, ids, except, frame)); err != nil {
+			c.met.pushDrops.Inc()
+		}
+	}
+}
+
+func pushPayload(app string, ids []string, except conversation.SessionID, frame []byte) []byte {
+	var e enc
+	e.str(app)
+	e.strs(ids)
+	e.u64(uint64(except))
+	e.bytes(frame)
+	return e.b
+}
+
+// fanout pushes frame to the gateways holding sessions of ids (this node
+// holds their registry).
+func (c *Cluster) fanout(app string, ids []string, except conversation.SessionID, frame []byte) {
+	byNode := map[string][]string{}
+	for _, id := range ids {
+		for _, node := range c.reg.gateways(app, id) {
+			byNode[node] = append(byNode[node], id)
+		}
+	}
+	for node, ids := range byNode {
+		if node == c.cfg.NodeID {
+			c.gateway.DeliverEncoded(app, ids, except, frame)
+			continue
+		}
+		if err := c.tr.Send(node, msgPush, pushPayload(app, ids, except, frame)); err != nil {
+			c.met.pushDrops.Inc()
+		}
+	}
+}
+
+func decodePush(d *dec) (string, []string, conversation.SessionID, []byte, error) {
+	app := d.str()
+	ids := d.strs()
+	except := sessionID(d.u64())
+	frame := d.bytes()
+	return app, ids, except, frame, d.done("push")
+}
+
+func (c *Cluster) serveFanout(d *dec) error {
+	app, ids, except, frame, err := decodePush(d)
+	if err == nil {
+		c.fanout(app, ids, except, frame)
+	}
+	return err
+}
+
+func (c *Cluster) servePush(d *dec) error {
+	app, ids, except, frame, err := decodePush(d)
+	if err == nil {
+		c.gateway.DeliverEncoded(app, ids, except, frame)
+	}
+	return err
+}
+
+// Online implements conversation.Deliverer: asks the registry holders.
+func (dl *deliverer) Online(app string, clientIDs []string) []string {
+	return (*Cluster)(dl).online(app, clientIDs)
+}
+
+func (c *Cluster) online(app string, clientIDs []string) []string {
+	byHolder := map[string][]string{}
+	for _, id := range clientIDs {
+		if node, ok := c.registryNode(c.ClientShard(app, id)); ok {
+			byHolder[node] = append(byHolder[node], id)
+		}
+	}
+	var out []string
+	for node, ids := range byHolder {
+		if node == c.cfg.NodeID {
+			out = append(out, c.reg.online(app, ids)...)
+			continue
+		}
+		var e enc
+		e.str(app)
+		e.strs(ids)
+		ctx, cancel := context.WithTimeout(c.ctx, time.Second)
+		resp, err := c.tr.Call(ctx, node, mOnline, e.b)
+		cancel()
+		if err != nil {
+			continue
+		}
+		d := dec{b: resp}
+		got := d.strs()
+		if d.done("online") == nil {
+			out = append(out, got...)
+		}
+	}
+	// Keep the callers' order.
+	set := map[string]bool{}
+	for _, id := range out {
+		set[id] = true
+	}
+	return slices.DeleteFunc(slices.Clone(clientIDs), func(id string) bool { return !set[id] })
+}

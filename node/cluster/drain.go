@@ -1,0 +1,175 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/imcluster/imcluster/node/membership"
+	"github.com/imcluster/imcluster/node/ring"
+)
+
+// drainState is the progress of this node's drain: the shards it held when
+// the drain started, and those whose new replicas confirmed they hold them.
+type drainState struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	op     string
+	shards []int
+	left   map[int]bool
+	done   bool
+}
+
+// DrainStatus is the progress of a drain.
+type DrainStatus struct {
+	Operation  string
+	Started    bool
+	ShardsLeft int
+	Done       bool
+}
+
+// Drain starts draining (idempotent): the node announces draining, which
+// takes it out of the placement; the shards' new replicas pull them from
+// this node and the others; once each confirmed every shard this node held,
+// the node announces left. onStart runs once (the caller sends goaway).
+func (c *Cluster) Drain(onStart func()) (string, error) {
+	c.drain.mu.Lock()
+	if c.drain.op != "" {
+		op := c.drain.op
+		c.drain.mu.Unlock()
+		return op, nil
+	}
+	c.drain.op = fmt.Sprintf("drain-%s-%d", c.cfg.NodeID, time.Now().UnixMilli())
+	c.drain.shards = c.Replicated()
+	c.drain.left = map[int]bool{}
+	for _, s := range c.drain.shards {
+		c.drain.left[s] = true
+	}
+	op := c.drain.op
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.drain.cancel = cancel
+	c.drain.mu.Unlock()
+	c.draining.Store(true)
+	if err := c.ml.SetState(ring.StateDraining); err != nil && !errors.Is(err, membership.ErrInvalidTransition) {
+		return op, err
+	}
+	if onStart != nil {
+		onStart()
+	}
+	c.wg.Go(func() { c.handoff(ctx) })
+	return op, nil
+}
+
+// CancelDrain stops a drain (idempotent): the node rejoins as joining,
+// catches up the shards placement gives back to it and turns active again.
+func (c *Cluster) CancelDrain() error {
+	c.drain.mu.Lock()
+	if c.drain.op == "" {
+		c.drain.mu.Unlock()
+		return nil
+	}
+	if c.drain.cancel != nil {
+		c.drain.cancel()
+	}
+	c.drain.cancel, c.drain.op, c.drain.shards, c.drain.left, c.drain.done = nil, "", nil, nil, false
+	c.drain.mu.Unlock()
+	c.sync.mu.Lock()
+	c.sync.initial = false
+	c.sync.mu.Unlock()
+	c.active.Store(false)
+	c.draining.Store(false)
+	if err := c.ml.Rejoin(); err != nil {
+		return err
+	}
+	c.sync.signal()
+	return nil
+}
+
+// DrainProgress reports the drain.
+func (c *Cluster) DrainProgress() DrainStatus {
+	c.drain.mu.Lock()
+	defer c.drain.mu.Unlock()
+	return DrainStatus{Operation: c.drain.op, Started: c.drain.op != "", ShardsLeft: len(c.drain.left), Done: c.drain.done}
+}
+
+// handoff waits until the new replicas of every shard this node held
+// confirm they hold it, then announces left.
+func (c *Cluster) handoff(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		rg := c.ring.Load()
+		if rg.State(c.cfg.NodeID) != ring.StateDraining {
+			// Gossip has not rebuilt our ring yet.
+			if !sleepCtx(ctx, 50*time.Millisecond) {
+				return
+			}
+			continue
+		}
+		c.drain.mu.Lock()
+		var todo []int
+		for s := range c.drain.left {
+			todo = append(todo, s)
+		}
+		c.drain.mu.Unlock()
+		for _, s := range todo {
+			if c.confirmHandoff(ctx, rg, uint16(s)) {
+				c.drain.mu.Lock()
+				delete(c.drain.left, s)
+				c.drain.mu.Unlock()
+			}
+		}
+		c.drain.mu.Lock()
+		finished := len(c.drain.left) == 0
+		c.drain.mu.Unlock()
+		if finished {
+			c.drain.mu.Lock()
+			cancelled := c.drain.op == ""
+			c.drain.mu.Unlock()
+			if cancelled {
+				return
+			}
+			if err := c.ml.SetState(ring.StateLeft); err != nil {
+				c.log.Warn("Announcing left failed", "err", err)
+			}
+			c.drain.mu.Lock()
+			c.drain.done = true
+			c.drain.mu.Unlock()
+			c.log.Info("Drained: every shard handed off", "shards", len(c.drain.shards))
+			return
+		}
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// confirmHandoff asks every replica of shard in ring rg to confirm it holds
+// the shard.
+func (c *Cluster) confirmHandoff(ctx context.Context, rg *ring.Ring, shard uint16) bool {
+	for _, id := range rg.Replicas(int(shard)) {
+		if id == c.cfg.NodeID {
+			continue
+		}
+		var e enc
+		e.u64(uint64(shard))
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := c.tr.Call(cctx, id, mEnsureSynced, e.b)
+		cancel()
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Remove takes a dead node out of the roster; its replicas are rebuilt on
+// the nodes that take its shards over (they catch up from the survivors).
+func (c *Cluster) Remove(id string) error {
+	if c.live(id) {
+		return fmt.Errorf("cluster: node %q is alive: drain it instead", id)
+	}
+	return c.ml.Remove(id)
+}

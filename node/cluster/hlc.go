@@ -1,0 +1,40 @@
+package cluster
+
+import (
+	"sync"
+	"time"
+)
+
+// hlc is a hybrid logical clock: versions are wall-clock milliseconds
+// shifted left 16 bits plus a logical counter, strictly increasing on this
+// node and never below a version observed from a peer, so a write made
+// after seeing another wins over it last-writer-wins.
+type hlc struct {
+	mu   sync.Mutex
+	last uint64
+	now  func() time.Time
+}
+
+const hlcLogicalBits = 16
+
+// Now returns a new version.
+func (c *hlc) Now() uint64 {
+	wall := uint64(c.now().UnixMilli()) << hlcLogicalBits
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if wall > c.last {
+		c.last = wall
+	} else {
+		c.last++
+	}
+	return c.last
+}
+
+// Observe moves the clock past a version seen from a peer.
+func (c *hlc) Observe(v uint64) {
+	c.mu.Lock()
+	if v > c.last {
+		c.last = v
+	}
+	c.mu.Unlock()
+}

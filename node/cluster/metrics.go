@@ -1,0 +1,59 @@
+package cluster
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	epoch           prometheus.Gauge
+	writeSeconds    prometheus.Histogram
+	replicated      prometheus.Counter
+	replicateErrors prometheus.Counter
+	quorumFailures  prometheus.Counter
+	badMessages     prometheus.Counter
+	registerErrors  prometheus.Counter
+	pushDrops       prometheus.Counter
+	asyncDrops      prometheus.Counter
+	syncKeys        prometheus.Counter
+	syncRuns        *prometheus.CounterVec
+	syncPending     prometheus.Gauge
+	underReplicated prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_roster_epoch",
+			Help: "Roster epoch this node has converged to."}),
+		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "imcluster_replicated_write_seconds",
+			Help: "Time from a coordinated write to its write quorum.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		replicated: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_replica_ops_applied_total",
+			Help: "Replicated write operations applied as a replica."}),
+		replicateErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_replicate_errors_total",
+			Help: "Replication requests to other replicas that failed (repaired by anti-entropy)."}),
+		quorumFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_write_quorum_failures_total",
+			Help: "Writes that fewer than W replicas acknowledged (the client got a retryable error)."}),
+		badMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_peer_bad_messages_total",
+			Help: "Undecodable peer messages dropped."}),
+		registerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_session_register_errors_total",
+			Help: "Session registrations that did not reach the client shard's registry."}),
+		pushDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_push_relay_drops_total",
+			Help: "Pushes not relayed to another node (unreachable or its queue full)."}),
+		asyncDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_cluster_async_drops_total",
+			Help: "Background cluster tasks dropped because their queue was full."}),
+		syncKeys: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_sync_keys_total",
+			Help: "Keys received by shard syncs (catch-up, rebalancing, repair)."}),
+		syncRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imcluster_sync_runs_total",
+			Help: "Shard syncs by reason and result."}, []string{"reason", "result"}),
+		syncPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_shards_pending",
+			Help: "Shards this node replicates but has not caught up yet."}),
+		underReplicated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_under_replicated_shards",
+			Help: "Shards with a replica down or still catching up, as this node sees them."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.epoch, m.writeSeconds, m.replicated, m.replicateErrors, m.quorumFailures,
+			m.badMessages, m.registerErrors, m.pushDrops, m.asyncDrops, m.syncKeys, m.syncRuns, m.syncPending, m.underReplicated} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,236 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/transport"
+)
+
+// Router is the gateway's engine in a cluster: it runs each command at the
+// coordinator of the shard the command touches (conversation.Engine.Route
+// says which) and everything else here.
+func (c *Cluster) Router() *Router { return (*Router)(c) }
+
+// Router implements the gateway's Engine interface.
+type Router Cluster
+
+func (r *Router) c() *Cluster { return (*Cluster)(r) }
+
+// Handle runs req for caller at the coordinators of the shards it touches.
+// Failures to reach a coordinator become the protocol's retryable 4200.
+func (r *Router) Handle(ctx context.Context, caller conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+	c := r.c()
+	var resp *pb.GenericCommand
+	for _, part := range c.engine.Route(caller, req) {
+		var err error
+		if part.Anywhere {
+			resp, err = c.engine.Handle(ctx, caller, part.Req)
+		} else {
+			resp, err = c.command(ctx, part.Shard, caller, part.Req)
+		}
+		if err != nil {
+			return nil, clientError(err)
+		}
+	}
+	return resp, nil
+}
+
+// clientError maps cluster failures to the protocol's retryable error and
+// passes protocol errors through.
+func clientError(err error) error {
+	var pe *protocol.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case transport.IsRetryable(err):
+		return protocol.ErrUnavailable.WithDetail("%v", err)
+	}
+	return err
+}
+
+// command runs req at shard's coordinator. It retries, within ctx, only
+// failures that prove the command did not run (not coordinating, epoch
+// changing, peer unreachable before sending): a command is not idempotent.
+func (c *Cluster) command(ctx context.Context, shard uint16, caller conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+	raw, err := proto.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var e enc
+	e.str(caller.App)
+	e.str(caller.ClientID)
+	e.u64(uint64(caller.Session))
+	e.i64(caller.ConfigBitmap)
+	e.bytes(raw)
+	payload := e.b
+	backoff := 20 * time.Millisecond
+	for {
+		var resp *pb.GenericCommand
+		err := c.onCoordinatorOnce(ctx, shard, func() error {
+			var err error
+			resp, err = c.engine.Handle(ctx, caller, req)
+			return err
+		}, func(ctx context.Context, to string) error {
+			out, err := c.tr.Call(ctx, to, mCommand, payload)
+			if err != nil {
+				return err
+			}
+			resp, err = decodeCommandResult(out)
+			return err
+		}, notExecuted)
+		if err == nil || !notExecuted(err) {
+			return resp, err
+		}
+		if !sleepCtx(ctx, backoff) {
+			return nil, err
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// notExecuted reports errors after which the peer certainly did not run
+// the request.
+func notExecuted(err error) bool {
+	if errors.Is(err, transport.ErrEpochMismatch) || errors.Is(err, transport.ErrUnavailable) ||
+		errors.Is(err, transport.ErrQueueFull) || errors.Is(err, ErrNotReady) || errors.Is(err, ErrNoCoordinator) {
+		return true
+	}
+	var re *transport.RemoteError
+	return errors.As(err, &re) && strings.Contains(re.Message, ErrNotReady.Error())
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Result statuses of mCommand.
+const (
+	cmdOK       = 0
+	cmdProtocol = 1
+	cmdFailed   = 2
+)
+
+func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
+	caller := conversation.Caller{App: d.str(), ClientID: d.str(), Session: sessionID(d.u64()), ConfigBitmap: d.i64()}
+	raw := d.bytes()
+	if err := d.done("command"); err != nil {
+		return nil, err
+	}
+	req := &pb.GenericCommand{}
+	if err := proto.Unmarshal(raw, req); err != nil {
+		return nil, err
+	}
+	for _, part := range c.engine.Route(caller, req) {
+		if part.Anywhere {
+			continue
+		}
+		if err := c.serving(part.Shard, nil); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := c.engine.Handle(ctx, caller, req)
+	var e enc
+	var pe *protocol.Error
+	switch {
+	case err == nil:
+		e.u64(cmdOK)
+		if resp != nil {
+			b, err := proto.Marshal(resp)
+			if err != nil {
+				return nil, err
+			}
+			e.bytes(b)
+		}
+	case errors.As(err, &pe):
+		e.u64(cmdProtocol)
+		e.u64(uint64(pe.Code))
+		e.str(pe.Reason)
+		e.str(pe.Detail)
+		e.bool(pe.Temporary)
+		e.strs(pe.Pids)
+	case transport.IsRetryable(err):
+		return nil, transport.Retry(err)
+	default:
+		c.log.Error("Command failed", "cmd", req.GetCmd().String(), "op", req.GetOp().String(), "err", err)
+		e.u64(cmdFailed)
+		e.str(err.Error())
+	}
+	return e.b, nil
+}
+
+func decodeCommandResult(b []byte) (*pb.GenericCommand, error) {
+	d := dec{b: b}
+	switch d.u64() {
+	case cmdOK:
+		if len(d.b) == 0 {
+			return nil, d.done("command result")
+		}
+		raw := d.bytes()
+		if err := d.done("command result"); err != nil {
+			return nil, err
+		}
+		resp := &pb.GenericCommand{}
+		if err := proto.Unmarshal(raw, resp); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	case cmdProtocol:
+		pe := &protocol.Error{Code: int32(d.u64()), Reason: d.str(), Detail: d.str(), Temporary: d.bool(), Pids: d.strs()}
+		if err := d.done("command error"); err != nil {
+			return nil, err
+		}
+		return nil, pe
+	default:
+		msg := d.str()
+		if err := d.done("command failure"); err != nil {
+			return nil, err
+		}
+		return nil, errors.New(msg)
+	}
+}
+
+// UnreadSummary implements the gateway's Engine: it reads the client's
+// shard through the KV, from any node.
+func (r *Router) UnreadSummary(ctx context.Context, app, clientID string, lastNotifTime int64) (*pb.UnreadCommand, error) {
+	return r.c().engine.UnreadSummary(ctx, app, clientID, lastNotifTime)
+}
+
+// PatchesSince implements the gateway's Engine.
+func (r *Router) PatchesSince(ctx context.Context, app, clientID string, since int64) (*pb.PatchCommand, error) {
+	return r.c().engine.PatchesSince(ctx, app, clientID, since)
+}
+
+// SessionGone implements the gateway's Engine: the session's chat rooms
+// and will messages live at the coordinators of the conversations it used,
+// so every live node hears of it.
+func (r *Router) SessionGone(app, clientID string, s conversation.SessionID, clean bool) {
+	c := r.c()
+	c.engine.SessionGone(app, clientID, s, clean)
+	var e enc
+	e.str(app)
+	e.str(clientID)
+	e.u64(uint64(s))
+	e.bool(clean)
+	for _, m := range c.snap.Load().Members {
+		if m.ID != c.cfg.NodeID && m.Live && m.State.Owns() {
+			_ = c.tr.Send(m.ID, msgSessionGone, e.b)
+		}
+	}
+}
+
+func sessionID(v uint64) conversation.SessionID { return conversation.SessionID(v) }

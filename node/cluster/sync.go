@@ -1,0 +1,438 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/store"
+)
+
+// syncPage bounds the records one sync answer carries.
+const syncPage = 1000
+
+// asyncQueueLen bounds background tasks (registrations, relayed kicks and
+// session ends); when full a task is dropped and counted: registrations
+// are soft state repaired by the next re-registration.
+const asyncQueueLen = 4096
+
+// syncer catches up the shards this node replicates: all of them at start,
+// newly placed ones after a roster change, and those whose digest differs
+// from another replica's (anti-entropy). A shard is ready (may coordinate)
+// once a sync from every live replica finished. One worker goroutine runs
+// the syncs in order, rate-limited; the queue is a set, so it is bounded by
+// the shard count.
+type syncer struct {
+	c *Cluster
+
+	mu      sync.Mutex
+	isReady []bool
+	queued  []bool
+	queue   []uint16
+	waiters map[uint16][]chan struct{}
+	// prev is the ring before the latest change: its replicas are sync
+	// sources too (a draining node hands off its shards this way).
+	prev *ring.Ring
+	// initial is set once the first catch-up of every replicated shard is
+	// done.
+	initial bool
+
+	wake  chan struct{}
+	tasks chan func()
+}
+
+func (s *syncer) init(c *Cluster) {
+	s.c = c
+	s.isReady = make([]bool, c.cfg.Shards)
+	s.queued = make([]bool, c.cfg.Shards)
+	s.waiters = map[uint16][]chan struct{}{}
+	s.wake = make(chan struct{}, 1)
+	s.tasks = make(chan func(), asyncQueueLen)
+}
+
+// async runs f on the cluster's background worker without blocking.
+func (c *Cluster) async(f func()) {
+	select {
+	case c.sync.tasks <- f:
+	default:
+		c.met.asyncDrops.Inc()
+	}
+}
+
+// ready reports whether shard has caught up here.
+func (s *syncer) ready(shard uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int(shard) < len(s.isReady) && s.isReady[shard]
+}
+
+// onRing marks newly replicated shards not ready and queues their sync.
+func (s *syncer) onRing(old, cur *ring.Ring) {
+	self := s.c.cfg.NodeID
+	s.mu.Lock()
+	s.prev = old
+	for _, sh := range cur.ShardsOf(self) {
+		if old != nil && old.IsReplica(sh, self) && s.isReady[sh] {
+			continue
+		}
+		s.isReady[sh] = false
+		s.enqueueLocked(uint16(sh))
+	}
+	s.c.met.syncPending.Set(float64(s.pendingLocked(cur)))
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *syncer) enqueueLocked(shard uint16) {
+	if !s.queued[shard] {
+		s.queued[shard] = true
+		s.queue = append(s.queue, shard)
+	}
+}
+
+func (s *syncer) pendingLocked(cur *ring.Ring) int {
+	n := 0
+	for _, sh := range cur.ShardsOf(s.c.cfg.NodeID) {
+		if !s.isReady[sh] {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *syncer) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the sync worker: it drains the sync queue, runs background tasks,
+// and compares digests every AntiEntropyInterval.
+func (s *syncer) run() {
+	c := s.c
+	ae := time.NewTicker(c.cfg.AntiEntropyInterval)
+	defer ae.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	go s.runTasks()
+	for {
+		for s.step() {
+			if c.ctx.Err() != nil {
+				return
+			}
+		}
+		s.maybeActive()
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-s.wake:
+		case <-ae.C:
+			s.antiEntropy()
+		case <-retry.C:
+		}
+		if s.hasQueue() {
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// runTasks runs async tasks until the cluster stops. It is started and
+// stopped with run (same owner, the Cluster's context).
+func (s *syncer) runTasks() {
+	for {
+		select {
+		case <-s.c.ctx.Done():
+			return
+		case f := <-s.tasks:
+			f()
+		}
+	}
+}
+
+func (s *syncer) hasQueue() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > 0
+}
+
+// step syncs the first queued shard; false when the queue is empty or the
+// sync failed (it stays queued for the retry timer).
+func (s *syncer) step() bool {
+	s.mu.Lock()
+	if len(s.queue) == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	shard := s.queue[0]
+	prev := s.prev
+	s.mu.Unlock()
+	c := s.c
+	cur := c.ring.Load()
+	if !cur.IsReplica(int(shard), c.cfg.NodeID) {
+		s.finish(shard, false)
+		return true
+	}
+	sources := c.syncSources(shard, prev, cur)
+	ok := true
+	for _, src := range sources {
+		if err := c.pull(c.ctx, shard, src); err != nil {
+			c.met.syncRuns.WithLabelValues("catchup", "error").Inc()
+			c.log.Warn("Catching up a shard failed", "shard", shard, "from", src, "err", err)
+			ok = false
+		}
+	}
+	if !ok && c.ctx.Err() == nil {
+		// Keep it queued, but at the back, and retry later.
+		s.mu.Lock()
+		if len(s.queue) > 0 && s.queue[0] == shard {
+			s.queue = append(s.queue[1:], shard)
+		}
+		s.mu.Unlock()
+		return false
+	}
+	c.met.syncRuns.WithLabelValues("catchup", "ok").Inc()
+	s.finish(shard, true)
+	return true
+}
+
+// finish dequeues shard and, if ok, marks it ready and wakes waiters.
+func (s *syncer) finish(shard uint16, ok bool) {
+	s.mu.Lock()
+	s.queue = slices.DeleteFunc(s.queue, func(x uint16) bool { return x == shard })
+	s.queued[shard] = false
+	var ws []chan struct{}
+	if ok {
+		s.isReady[shard] = true
+		ws = s.waiters[shard]
+		delete(s.waiters, shard)
+	}
+	s.c.met.syncPending.Set(float64(s.pendingLocked(s.c.ring.Load())))
+	s.mu.Unlock()
+	for _, w := range ws {
+		close(w)
+	}
+}
+
+// maybeActive announces the node active once its first catch-up is done.
+func (s *syncer) maybeActive() {
+	c := s.c
+	s.mu.Lock()
+	done := !s.initial && len(s.queue) == 0
+	if done {
+		s.initial = true
+	}
+	s.mu.Unlock()
+	if !done || c.draining.Load() {
+		return
+	}
+	if err := c.ml.SetState(ring.StateActive); err != nil {
+		c.log.Warn("Announcing active failed", "err", err)
+		s.mu.Lock()
+		s.initial = false
+		s.mu.Unlock()
+		return
+	}
+	c.active.Store(true)
+	c.log.Info("Caught up: active", "shards", len(c.Replicated()))
+}
+
+// syncSources returns the live nodes other than self that replicate shard
+// in the current or the previous ring.
+func (c *Cluster) syncSources(shard uint16, prev, cur *ring.Ring) []string {
+	var out []string
+	add := func(rg *ring.Ring) {
+		if rg == nil {
+			return
+		}
+		for _, id := range rg.Replicas(int(shard)) {
+			if id != c.cfg.NodeID && c.live(id) && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	add(cur)
+	add(prev)
+	return out
+}
+
+// pull copies every record of shard from node src (the LWW merge makes it
+// safe while writes continue), rate-limited.
+func (c *Cluster) pull(ctx context.Context, shard uint16, src string) error {
+	var after []byte
+	for {
+		var e enc
+		e.u64(uint64(shard))
+		e.bytes(after)
+		e.u64(syncPage)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := c.tr.Call(cctx, src, mSyncScan, e.b)
+		cancel()
+		if err != nil {
+			return err
+		}
+		d := dec{b: resp}
+		n := d.count()
+		ops := make([]store.Op, 0, n)
+		for range n {
+			k, v := d.bytes(), d.bytes()
+			if d.err != nil {
+				break
+			}
+			if s, err := store.ShardOf(k); err != nil || s != shard {
+				return fmt.Errorf("cluster: sync record outside shard %d", shard)
+			}
+			ops = append(ops, store.Op{Kind: store.OpSet, Key: k, Value: v})
+		}
+		more := d.bool()
+		if err := d.done("sync scan"); err != nil {
+			return err
+		}
+		if err := c.observeOps(ops); err != nil {
+			return err
+		}
+		if len(ops) > 0 {
+			if err := c.st.ApplyVersioned(ops); err != nil {
+				return err
+			}
+			after = ops[len(ops)-1].Key
+			c.met.syncKeys.Add(float64(len(ops)))
+			// Rate limit: one page per page-time at SyncKeysPerSecond.
+			pause := time.Duration(float64(len(ops)) / float64(c.cfg.SyncKeysPerSecond) * float64(time.Second))
+			if !sleepCtx(ctx, pause) {
+				return ctx.Err()
+			}
+		}
+		if !more || len(ops) == 0 {
+			return nil
+		}
+	}
+}
+
+// serveSyncScan answers a page of raw records of a shard after a key.
+func (c *Cluster) serveSyncScan(d *dec) ([]byte, error) {
+	shard := uint16(d.u64())
+	after := d.bytes()
+	limit := int(d.u64())
+	if err := d.done("sync scan"); err != nil {
+		return nil, err
+	}
+	if int(shard) >= c.cfg.Shards {
+		return nil, fmt.Errorf("cluster: shard %d out of range", shard)
+	}
+	if limit <= 0 || limit > syncPage {
+		limit = syncPage
+	}
+	lower := store.ShardPrefix(shard)
+	if len(after) > 0 {
+		if s, err := store.ShardOf(after); err != nil || s != shard {
+			return nil, fmt.Errorf("cluster: sync cursor outside shard %d", shard)
+		}
+		lower = append(append([]byte(nil), after...), 0)
+	}
+	var body enc
+	n := 0
+	err := c.st.Scan(lower, store.PrefixEnd(store.ShardPrefix(shard)), false, func(k, v []byte) (bool, error) {
+		body.bytes(k)
+		body.bytes(v)
+		n++
+		return n < limit, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var e enc
+	e.u64(uint64(n))
+	e.b = append(e.b, body.b...)
+	e.bool(n == limit)
+	return e.b, nil
+}
+
+// antiEntropy compares each ready local replica's digest with the other
+// live replicas' and pulls from those that differ; the other side does the
+// same, so both converge.
+func (s *syncer) antiEntropy() {
+	c := s.c
+	cur := c.ring.Load()
+	under := 0
+	for _, sh := range cur.ShardsOf(c.cfg.NodeID) {
+		shard := uint16(sh)
+		if c.ctx.Err() != nil {
+			return
+		}
+		if !s.ready(shard) {
+			under++
+			continue
+		}
+		if slices.ContainsFunc(cur.Replicas(sh), func(id string) bool { return !c.live(id) }) {
+			under++
+		}
+		mine, _, err := c.st.ShardDigest(shard)
+		if err != nil {
+			c.log.Warn("Computing a shard digest failed", "shard", shard, "err", err)
+			continue
+		}
+		for _, peer := range c.others(cur.Replicas(sh)) {
+			if !c.live(peer) {
+				continue
+			}
+			theirs, err := c.remoteDigest(peer, shard)
+			if err != nil || theirs == mine {
+				continue
+			}
+			if err := c.pull(c.ctx, shard, peer); err != nil {
+				c.met.syncRuns.WithLabelValues("repair", "error").Inc()
+				continue
+			}
+			c.met.syncRuns.WithLabelValues("repair", "ok").Inc()
+		}
+	}
+	c.met.underReplicated.Set(float64(under))
+}
+
+func (c *Cluster) remoteDigest(peer string, shard uint16) (uint64, error) {
+	var e enc
+	e.u64(uint64(shard))
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	resp, err := c.tr.Call(ctx, peer, mDigest, e.b)
+	if err != nil {
+		return 0, err
+	}
+	d := dec{b: resp}
+	dg := d.u64()
+	_ = d.u64()
+	return dg, d.done("digest")
+}
+
+// ensure returns once this node holds shard (it replicates it and has
+// caught up), queueing a sync if needed; a drain waits on this.
+func (s *syncer) ensure(ctx context.Context, shard uint16) error {
+	c := s.c
+	if int(shard) >= c.cfg.Shards {
+		return fmt.Errorf("cluster: shard %d out of range", shard)
+	}
+	if !c.ring.Load().IsReplica(int(shard), c.cfg.NodeID) {
+		return ErrNotReady
+	}
+	s.mu.Lock()
+	if s.isReady[shard] {
+		s.mu.Unlock()
+		return nil
+	}
+	w := make(chan struct{})
+	s.waiters[shard] = append(s.waiters[shard], w)
+	s.enqueueLocked(shard)
+	s.mu.Unlock()
+	s.signal()
+	select {
+	case <-w:
+		return nil
+	case <-ctx.Done():
+		return errors.Join(ErrNotReady, ctx.Err())
+	}
+}

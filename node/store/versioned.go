@@ -1,0 +1,151 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Replicated values. A replicated key's value is a versioned record:
+//
+//	kind (1 byte: VersionValue or VersionTombstone) | version (8 bytes, big endian) | value
+//
+// written with Pebble's Merge under the lwwMerger: of all records ever
+// written to a key, the one with the highest version wins (ties broken by
+// the bytes, so every replica picks the same), whatever the order they
+// arrive in. Replicas therefore converge by exchanging records in any order,
+// and a write never needs a read first.
+const (
+	VersionValue     byte = 1
+	VersionTombstone byte = 2
+	versionHeader         = 9
+)
+
+// ErrCorruptValue reports a replicated value that is not a versioned record.
+var ErrCorruptValue = errors.New("store: corrupt versioned value")
+
+// EncodeVersioned returns the versioned record of value at version; a
+// tombstone records a deletion.
+func EncodeVersioned(version uint64, tombstone bool, value []byte) []byte {
+	out := make([]byte, versionHeader, versionHeader+len(value))
+	out[0] = VersionValue
+	if tombstone {
+		out[0] = VersionTombstone
+		value = nil
+	}
+	binary.BigEndian.PutUint64(out[1:], version)
+	return append(out, value...)
+}
+
+// DecodeVersioned splits a versioned record. value aliases rec.
+func DecodeVersioned(rec []byte) (version uint64, tombstone bool, value []byte, err error) {
+	if len(rec) < versionHeader || (rec[0] != VersionValue && rec[0] != VersionTombstone) {
+		return 0, false, nil, ErrCorruptValue
+	}
+	return binary.BigEndian.Uint64(rec[1:]), rec[0] == VersionTombstone, rec[versionHeader:], nil
+}
+
+// newer reports whether record a wins over record b.
+func newer(a, b []byte) bool {
+	va, vb := binary.BigEndian.Uint64(a[1:]), binary.BigEndian.Uint64(b[1:])
+	if va != vb {
+		return va > vb
+	}
+	return bytes.Compare(a, b) > 0
+}
+
+const lwwMergerName = "imcluster.lww.v1"
+
+// lwwMerger keeps the winning record of a key's merge operands.
+var lwwMerger = &pebble.Merger{
+	Name: lwwMergerName,
+	Merge: func(_, value []byte) (pebble.ValueMerger, error) {
+		m := &lww{}
+		return m, m.add(value)
+	},
+}
+
+type lww struct{ best []byte }
+
+func (m *lww) add(v []byte) error {
+	if len(v) < versionHeader {
+		return ErrCorruptValue
+	}
+	if m.best == nil || newer(v, m.best) {
+		m.best = append(m.best[:0:0], v...)
+	}
+	return nil
+}
+
+func (m *lww) MergeNewer(v []byte) error { return m.add(v) }
+func (m *lww) MergeOlder(v []byte) error { return m.add(v) }
+
+func (m *lww) Finish(bool) ([]byte, io.Closer, error) { return m.best, nil, nil }
+
+// ApplyVersioned applies replicated writes atomically and durably: OpSet
+// values must be versioned records (tombstones included) and are merged
+// last-writer-wins; OpDeleteRange deletes its range outright (time-based
+// retention, which every replica applies alike); OpDelete removes a key
+// without a trace (local cleanup only).
+func (s *Store) ApplyVersioned(ops []Op) error {
+	pb := s.db.NewBatch()
+	defer pb.Close()
+	for _, op := range ops {
+		var err error
+		switch op.Kind {
+		case OpSet:
+			if len(op.Value) < versionHeader {
+				return fmt.Errorf("%w: key %x", ErrCorruptValue, op.Key)
+			}
+			err = pb.Merge(op.Key, op.Value, nil)
+		case OpDelete:
+			err = pb.Delete(op.Key, nil)
+		case OpDeleteRange:
+			err = pb.DeleteRange(op.Key, op.Value, nil)
+		default:
+			err = fmt.Errorf("unknown op kind %d", op.Kind)
+		}
+		if err != nil {
+			return fmt.Errorf("store: batch: %w", err)
+		}
+	}
+	if err := pb.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// ShardDigest hashes every (key, version, kind) of a shard in key order and
+// counts the keys: replicas with equal digests hold the same data (values
+// are determined by their versions).
+func (s *Store) ShardDigest(shard uint16) (digest uint64, keys int64, err error) {
+	h := xxhash.New()
+	var vb [versionHeader]byte
+	prefix := ShardPrefix(shard)
+	err = s.ScanPrefix(prefix, false, func(k, v []byte) (bool, error) {
+		if len(v) < versionHeader {
+			return false, fmt.Errorf("%w: key %x", ErrCorruptValue, k)
+		}
+		var lb [4]byte
+		binary.BigEndian.PutUint32(lb[:], uint32(len(k)))
+		_, _ = h.Write(lb[:])
+		_, _ = h.Write(k)
+		copy(vb[:], v[:versionHeader])
+		_, _ = h.Write(vb[:])
+		keys++
+		return true, nil
+	})
+	return h.Sum64(), keys, err
+}
+
+// DeleteShard removes every key of a shard (a replica this node no longer
+// holds, after its new owners confirmed it).
+func (s *Store) DeleteShard(shard uint16) error {
+	p := ShardPrefix(shard)
+	return s.Apply([]Op{{Kind: OpDeleteRange, Key: p, Value: PrefixEnd(p)}})
+}
