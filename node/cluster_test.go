@@ -102,3 +102,117 @@ func TestClusterMessagesAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// sendText sends a message and returns the response (ack or error).
+func sendText(c *rawConn, i int32, cid, text string) *pb.GenericCommand {
+	c.send(&pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), I: proto.Int32(i),
+		DirectMessage: &pb.DirectCommand{Cid: proto.String(cid), Msg: proto.String(text)}})
+	return c.recvResponse(i)
+}
+
+func startConv(t *testing.T, c *rawConn, i int32, members ...string) string {
+	t.Helper()
+	c.send(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_start.Enum(), I: proto.Int32(i),
+		ConvMessage: &pb.ConvCommand{M: members, Unique: proto.Bool(false)}})
+	r := c.recvResponse(i)
+	if r.GetOp() != pb.OpType_started {
+		t.Fatalf("conv/start: %v", r)
+	}
+	return r.GetConvMessage().GetCid()
+}
+
+func TestClusterWritesFailBelowQuorum(t *testing.T) {
+	nodes := startCluster(t, 3)
+	tom := dialRaw(t, nodes[0], protocol.SubprotocolBinary)
+	login(t, tom, 1, "tom", nil)
+	cid := startConv(t, tom, 2, "jerry")
+	if a := sendText(tom, 3, cid, "before"); a.GetCmd() != pb.CommandType_ack {
+		t.Fatalf("send with every replica up: %v", a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := nodes[1].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// One of three down: W=2 still holds.
+	if a := sendText(tom, 4, cid, "one down"); a.GetCmd() != pb.CommandType_ack {
+		t.Fatalf("send with 2 of 3 replicas: %v", a)
+	}
+	if err := nodes[2].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := sendText(tom, 5, cid, "two down")
+	if e := a.GetErrorMessage(); e.GetCode() != 4200 {
+		t.Fatalf("send with 1 of 3 replicas: %v, want the retryable 4200", a)
+	}
+	// Nothing unacknowledged is visible as sent: history shows what was acked.
+	tom.send(&pb.GenericCommand{Cmd: pb.CommandType_logs.Enum(), I: proto.Int32(6),
+		LogsMessage: &pb.LogsCommand{Cid: proto.String(cid), Limit: proto.Int32(10)}})
+	if l := tom.recvResponse(6); len(l.GetLogsMessage().GetLogs()) < 2 {
+		t.Fatalf("history after quorum loss: %v", l)
+	}
+}
+
+func TestClusterRebuildsAReplicaWhoseDiskWasLost(t *testing.T) {
+	nodes := startCluster(t, 3)
+	tom := dialRaw(t, nodes[0], protocol.SubprotocolBinary)
+	login(t, tom, 1, "tom", nil)
+	cid := startConv(t, tom, 2, "jerry")
+	for i := range 30 {
+		if a := sendText(tom, int32(10+i), cid, fmt.Sprintf("m%d", i)); a.GetCmd() != pb.CommandType_ack {
+			t.Fatalf("send %d: %v", i, a)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := nodes[2].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// node-2 comes back with an empty disk: it catches up from the others.
+	fresh := startNode(t, func(c *node.Config) {
+		c.NodeID, c.Shards, c.Join = "node-2", 16, []string{nodes[0].GossipAddr()}
+	})
+	ac := adminapi.NewClient("http://"+fresh.AdminAddr().String(), "", nil)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		msgs, err := ac.DebugMessages(context.Background(), "imcluster-dev", cid)
+		if err == nil && msgs.Replica && len(msgs.Messages) == 30 && ac.Readyz(context.Background()) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rebuilt replica holds %+v, %v; want all 30 messages", msgs, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Every shard's replicas converge to equal digests.
+	admins := []*adminapi.Client{
+		adminapi.NewClient("http://"+nodes[0].AdminAddr().String(), "", nil),
+		adminapi.NewClient("http://"+nodes[1].AdminAddr().String(), "", nil), ac,
+	}
+	for {
+		digests := map[int]map[string]bool{}
+		for _, a := range admins {
+			st, err := a.Shards(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range st.Shards {
+				if digests[s.Shard] == nil {
+					digests[s.Shard] = map[string]bool{}
+				}
+				digests[s.Shard][s.Digest] = true
+			}
+		}
+		same := len(digests) == 16
+		for _, d := range digests {
+			same = same && len(d) == 1
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica digests differ: %v", digests)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -49,6 +49,8 @@ type Node struct {
 	clientSrv         *http.Server
 	adminSrv          *http.Server
 
+	shutdownOnce sync.Once
+
 	ready    atomic.Bool
 	draining atomic.Bool
 
@@ -254,8 +256,14 @@ func (n *Node) AdminAddr() net.Addr { return n.adminLn.Addr() }
 // Shutdown sends goaway to clients, waits up to ShutdownGrace (or ctx) for
 // them to leave, stops every goroutine and closes the store. Every
 // acknowledged write is already durable, so a Shutdown cut short loses
-// nothing.
+// nothing. Calls after the first return nil at once.
 func (n *Node) Shutdown(ctx context.Context) error {
+	var err error
+	n.shutdownOnce.Do(func() { err = n.shutdown(ctx) })
+	return err
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
 	n.ready.Store(false)
 	n.log.Info("Shutting down")
 	grace, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)

@@ -60,6 +60,8 @@ type Membership struct {
 	metaDirty atomic.Bool
 	// joined is set once a seed answered (or there are no seeds).
 	joined atomic.Bool
+	// addr is the gossip address, set by Start.
+	addr string
 	// down is set by Shutdown; memberlist must not be used afterwards.
 	down atomic.Bool
 
@@ -110,6 +112,9 @@ func (m *Membership) Start() error {
 		return fmt.Errorf("membership: create memberlist: %w", err)
 	}
 	m.ml = ml
+	// memberlist rewrites its local node record on every update: read
+	// the address once, before anything updates it.
+	m.addr = ml.LocalNode().Address()
 	m.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: mc.RetransmitMult}
 	m.publish()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -127,12 +132,7 @@ func (m *Membership) goFunc(f func()) {
 }
 
 // Addr returns the gossip address other nodes use as a seed (host:port).
-func (m *Membership) Addr() string {
-	if m.ml == nil {
-		return ""
-	}
-	return m.ml.LocalNode().Address()
-}
+func (m *Membership) Addr() string { return m.addr }
 
 // Snapshot returns the latest published view. It is immutable and shared;
 // do not modify it.

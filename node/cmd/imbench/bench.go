@@ -39,6 +39,7 @@ const maxErrorKinds = 32
 type bench struct {
 	cfg      benchConfig
 	runID    string
+	place    placement
 	measure  atomic.Bool // inside the measured window
 	sent     atomic.Uint64
 	acked    atomic.Uint64
@@ -68,6 +69,7 @@ type result struct {
 	Errors           map[string]uint64 `json:"errors"`
 	DroppedFrames    uint64            `json:"droppedFrames"`
 	SetupSeconds     float64           `json:"setupSeconds"`
+	Placement        placementSummary  `json:"placement"`
 }
 
 type latency struct {
@@ -137,7 +139,11 @@ func (b *bench) onEvent(ev client.Event) {
 
 // run executes the benchmark: connect, log in, pair, send, drain, report.
 func run(ctx context.Context, cfg benchConfig) (*result, error) {
-	b := &bench{cfg: cfg, runID: strconv.FormatInt(time.Now().UnixNano()%1e9, 36), errors: map[string]uint64{}}
+	if len(cfg.URLs) == 0 || cfg.Clients < 1 || cfg.Conns < 1 || cfg.Conns > cfg.Clients {
+		return nil, errors.New("need at least one URL and 1 <= connections <= clients")
+	}
+	b := &bench{cfg: cfg, runID: strconv.FormatInt(time.Now().UnixNano()%1e9, 36), errors: map[string]uint64{},
+		place: place(cfg.Clients, cfg.Conns, len(cfg.URLs))}
 	setupStart := time.Now()
 	conns, err := b.dialAll(ctx)
 	defer func() {
@@ -188,6 +194,7 @@ func run(ctx context.Context, cfg benchConfig) (*result, error) {
 		OfferedPerSecond: cfg.Rate * float64(cfg.Clients),
 		SendToAck:        latencyOf(&b.ackLat), SendToReceive: latencyOf(&b.recvLat),
 		Errors: errs, DroppedFrames: dropped, SetupSeconds: setup.Seconds(),
+		Placement: b.place.summary(len(cfg.URLs)),
 	}, nil
 }
 
@@ -222,13 +229,13 @@ func (b *bench) drain(ctx context.Context) {
 	}
 }
 
-// dialAll opens cfg.Conns connections, spreading them over the URLs: conn j
-// starts with URL j mod len(URLs).
+// dialAll opens cfg.Conns connections, spreading them over the URLs as
+// b.place says; the other URLs follow in rotated order as failover targets.
 func (b *bench) dialAll(ctx context.Context) ([]*client.Conn, error) {
 	conns := make([]*client.Conn, 0, b.cfg.Conns)
 	for j := range b.cfg.Conns {
-		n := len(b.cfg.URLs)
-		urls := append(append([]string(nil), b.cfg.URLs[j%n:]...), b.cfg.URLs[:j%n]...)
+		u := b.place.ConnURL[j]
+		urls := append(append([]string(nil), b.cfg.URLs[u:]...), b.cfg.URLs[:u]...)
 		cc := client.DefaultConfig(b.cfg.AppID, urls...)
 		cc.Subprotocol = b.cfg.Subprotocol
 		cc.Logger = b.cfg.Logger
@@ -274,7 +281,7 @@ func (b *bench) loginAll(ctx context.Context, conns []*client.Conn) ([]*client.I
 	clients := make([]*client.IMClient, b.cfg.Clients)
 	err := b.parallel(ctx, b.cfg.Clients, func(ctx context.Context, i int) error {
 		id := fmt.Sprintf("bench-%s-%d", b.runID, i)
-		cl, err := conns[i%len(conns)].Login(ctx, id, client.LoginOptions{OnEvent: b.onEvent})
+		cl, err := conns[b.place.ClientConn[i]].Login(ctx, id, client.LoginOptions{OnEvent: b.onEvent})
 		if err != nil {
 			return fmt.Errorf("login %s: %w", id, err)
 		}
