@@ -75,6 +75,9 @@ func startCluster(t *testing.T, n int) *harness.Cluster {
 		Shards:         chaosShards,
 		FaultInjection: true,
 		ReadyTimeout:   readyTimeout,
+		// All nodes share one machine: the local failure-detection timings
+		// notice a killed node within a couple of seconds.
+		ExtraArgs: []string{"--cluster-profile", "local"},
 	})
 }
 
@@ -112,18 +115,28 @@ func TestChaos(t *testing.T) {
 	r.waitProgress(2*cfg.withDefaults().Senders, readyTimeout)
 	load.Stop()
 
-	sum := Summary{
-		Seed: seed, Duration: time.Since(start), NodesStart: chaosNodes, NodesEnd: len(c.Running()),
-		Senders: cfg.withDefaults().Senders, Conversations: len(load.Conversations()),
-		Faults: r.faults, Errors: ledger.Errors(), Events: ledger.Events(),
-	}
-	sum.Attempts, sum.Acked, sum.Abandoned = ledger.Counts()
-	sum.Settle, sum.Report = settleAndVerify(t.Context(), t, c, load.Conversations(), ledger.Acks())
-	t.Log("\n" + sum.String())
-	checkErrors(t, ledger, sum)
+	sum := r.finish(seed, start, cfg.withDefaults().Senders)
 	if sum.Acked == 0 {
 		t.Error("no message was acknowledged")
 	}
+}
+
+// finish builds the summary of a run whose load stopped, settles and
+// verifies, logs the summary and fails the test on violations.
+func (r *runner) finish(seed uint64, start time.Time, senders int) Summary {
+	t, c := r.t, r.c
+	acks := r.ledger.Acks()
+	sum := Summary{
+		Seed: seed, Duration: time.Since(start), NodesStart: chaosNodes, NodesEnd: len(c.Running()),
+		Senders: senders, Conversations: len(r.load.Conversations()),
+		Faults: r.faults, Errors: r.ledger.Errors(), Events: r.ledger.Events(),
+	}
+	sum.Attempts, sum.Acked, sum.Abandoned = r.ledger.Counts()
+	sum.MaxAckGap, sum.MaxAckGapFrom = MaxAckGap(acks)
+	sum.Settle, sum.Report = settleAndVerify(t.Context(), t, c, r.load.Conversations(), acks)
+	t.Log("\n" + sum.String())
+	checkErrors(t, r.ledger, sum)
+	return sum
 }
 
 // checkErrors fails the test on permanent rejections: a conversation that
@@ -161,15 +174,7 @@ func TestChaosWipedReplica(t *testing.T) {
 	r.waitProgress(2*cfg.Senders, readyTimeout)
 	load.Stop()
 
-	sum := Summary{
-		Seed: seed, Duration: time.Since(start), NodesStart: chaosNodes, NodesEnd: len(c.Running()),
-		Senders: cfg.Senders, Conversations: len(load.Conversations()),
-		Faults: r.faults, Errors: ledger.Errors(), Events: ledger.Events(),
-	}
-	sum.Attempts, sum.Acked, sum.Abandoned = ledger.Counts()
-	sum.Settle, sum.Report = settleAndVerify(t.Context(), t, c, load.Conversations(), ledger.Acks())
-	t.Log("\n" + sum.String())
-	checkErrors(t, ledger, sum)
+	r.finish(seed, start, cfg.Senders)
 }
 
 // quorumSendTimeout bounds each send made without a write quorum: it must

@@ -230,7 +230,7 @@ func (r *Report) checkConversation(cid string, lists map[string][]adminapi.Debug
 			payloads[m.Data] = m.ID
 			if i > 0 && msgs[i-1].Timestamp >= m.Timestamp {
 				r.OrderViolations++
-				r.problem("%s on %s: %s@%d follows %s@%d", cid, n, m.ID, m.Timestamp, msgs[i-1].ID, msgs[i-1].Timestamp)
+				r.problem("%s on %s: %s follows %s", cid, n, describe(m, acked), describe(msgs[i-1], acked))
 			}
 		}
 		for _, a := range acks {
@@ -288,6 +288,16 @@ func (r *Report) checkAckOrder(cid string, acks []Ack) {
 				b.FirstSent.Format(time.StampMilli), maxAck.ID, maxAck.Timestamp, maxAck.Acked.Format(time.StampMilli))
 		}
 	}
+}
+
+// describe formats a stored message with what its sender saw, if acked.
+func describe(m adminapi.DebugMessage, acked map[string]Ack) string {
+	a, ok := acked[m.ID]
+	if !ok {
+		return fmt.Sprintf("%s@%d (%q, not acknowledged)", m.ID, m.Timestamp, m.Data)
+	}
+	return fmt.Sprintf("%s@%d (%q, first sent %s, acknowledged %s via %s)", m.ID, m.Timestamp, m.Data,
+		a.FirstSent.Format(time.StampMilli), a.Acked.Format(time.StampMilli), a.Via)
 }
 
 func sameMessages(a, b []adminapi.DebugMessage) bool {

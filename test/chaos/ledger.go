@@ -28,6 +28,8 @@ type Ack struct {
 	// Acked must get a later timestamp in the same conversation.
 	FirstSent time.Time
 	Acked     time.Time
+	// Via is the WebSocket URL of the node the sender was connected to.
+	Via string
 }
 
 // Error classes counted by the ledger. Retryable ones are expected while the
@@ -179,4 +181,20 @@ func (l *Ledger) Events() map[string]int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return maps.Clone(l.events)
+}
+
+// MaxAckGap returns the longest time between two consecutive acks (by
+// arrival) and when it began: how long the load as a whole was stalled.
+func MaxAckGap(acks []Ack) (gap time.Duration, from time.Time) {
+	times := make([]time.Time, 0, len(acks))
+	for _, a := range acks {
+		times = append(times, a.Acked)
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	for i := 1; i < len(times); i++ {
+		if d := times[i].Sub(times[i-1]); d > gap {
+			gap, from = d, times[i-1]
+		}
+	}
+	return gap, from
 }

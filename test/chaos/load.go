@@ -278,6 +278,16 @@ func (l *Load) onEvent(ev client.Event) {
 	}
 }
 
+// via returns the URL s's connection uses now: the client rotates the one
+// that worked to the end of its list.
+func (s *sender) via() string {
+	urls := s.conn.URLs()
+	if len(urls) == 0 {
+		return ""
+	}
+	return urls[len(urls)-1]
+}
+
 func (s *sender) close() {
 	if s.conn != nil {
 		_ = s.conn.Close()
@@ -333,7 +343,8 @@ func (l *Load) deliver(ctx context.Context, s *sender, cid, payload string) {
 		cancel()
 		if err == nil {
 			s.down = time.Time{}
-			l.ledger.Acked(Ack{Conv: cid, ID: m.ID, Timestamp: m.Timestamp.UnixMilli(), Payload: payload, FirstSent: first, Acked: time.Now()})
+			l.ledger.Acked(Ack{Conv: cid, ID: m.ID, Timestamp: m.Timestamp.UnixMilli(), Payload: payload,
+				FirstSent: first, Acked: time.Now(), Via: s.via()})
 			return
 		}
 		if ctx.Err() != nil {

@@ -45,6 +45,10 @@ type Summary struct {
 	// connection events.
 	Errors map[string]int
 	Events map[string]int
+	// MaxAckGap is the longest stretch without any ack, starting at
+	// MaxAckGapFrom: a stall of the whole load.
+	MaxAckGap     time.Duration
+	MaxAckGapFrom time.Time
 	// Report is the verification outcome (nil if it did not run).
 	Report *Report
 }
@@ -84,6 +88,7 @@ func (s Summary) String() string {
 	line("load", "%d senders, %d conversations", s.Senders, s.Conversations)
 	line("send attempts", "%d", s.Attempts)
 	line("acknowledged", "%d", s.Acked)
+	line("longest ack gap", "%s (from %s)", s.MaxAckGap.Round(time.Millisecond), s.MaxAckGapFrom.Format(time.StampMilli))
 	line("abandoned", "%d (not acknowledged when the load stopped, or rejected)", s.Abandoned)
 	total := 0
 	for _, v := range s.Faults {
