@@ -135,6 +135,9 @@ type Cluster struct {
 
 	gossipAddr string
 
+	suspectMu sync.Mutex
+	suspects  map[string]time.Time // peer -> suspected until
+
 	active   atomic.Bool
 	draining atomic.Bool
 	drain    drainState
@@ -157,7 +160,7 @@ func New(cfg Config) (*Cluster, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cluster{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster"), st: cfg.Store, met: m,
-		clk: hlc{now: time.Now}, ctx: ctx, cancel: cancel,
+		clk: hlc{now: time.Now}, ctx: ctx, cancel: cancel, suspects: map[string]time.Time{},
 	}
 	if cfg.FaultInjection {
 		c.flt = transport.NewFaults(uint64(time.Now().UnixNano()))
@@ -386,6 +389,9 @@ func (c *Cluster) rebuild() {
 	c.reg.forgetDead(snap)
 	if oldSnap == nil || old == nil || placementChanged(old, rg) || livenessChanged(oldSnap, snap) {
 		c.presence.reregister(c)
+		if c.engine != nil {
+			c.engine.ForgetTimestamps()
+		}
 	}
 }
 
@@ -413,16 +419,55 @@ func (c *Cluster) live(id string) bool {
 }
 
 // coordinators returns the live replicas of shard in preference order: the
-// first that is caught up coordinates.
+// first that is caught up coordinates. Replicas this node recently failed
+// to reach (suspects: partitioned or hung, though gossip still sees them)
+// go last, so requests do not wait on them again and again.
 func (c *Cluster) coordinators(shard uint16) []string {
 	rg := c.ring.Load()
-	var out []string
+	var out, suspects []string
 	for _, id := range rg.Replicas(int(shard)) {
-		if c.live(id) {
+		switch {
+		case !c.live(id):
+		case c.suspected(id):
+			suspects = append(suspects, id)
+		default:
 			out = append(out, id)
 		}
 	}
-	return out
+	return append(out, suspects...)
+}
+
+// suspectFor is how long a peer that failed a call stays suspected.
+func (c *Cluster) suspectFor() time.Duration {
+	if c.cfg.Local {
+		return 2 * time.Second
+	}
+	return 10 * time.Second
+}
+
+// noteCall records the outcome of a call to peer: failures that suggest it
+// is unreachable make it a suspect, a success clears it.
+func (c *Cluster) noteCall(peer string, err error) {
+	c.suspectMu.Lock()
+	defer c.suspectMu.Unlock()
+	switch {
+	case err == nil:
+		delete(c.suspects, peer)
+	case errors.Is(err, transport.ErrTimeout) || errors.Is(err, transport.ErrUnavailable) ||
+		errors.Is(err, transport.ErrConnectionLost) || errors.Is(err, context.DeadlineExceeded):
+		c.suspects[peer] = time.Now().Add(c.suspectFor())
+	}
+}
+
+func (c *Cluster) suspected(peer string) bool {
+	c.suspectMu.Lock()
+	defer c.suspectMu.Unlock()
+	until, ok := c.suspects[peer]
+	if ok && time.Now().After(until) {
+		delete(c.suspects, peer)
+		return false
+	}
+	return ok
 }
 
 // coordinates reports whether this node coordinates shard now: it is the

@@ -76,10 +76,14 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 		return c.serveSyncScan(&d)
 	case mDigest:
 		shard := uint16(d.u64())
+		cutoff := d.u64()
 		if err := d.done("digest"); err != nil {
 			return nil, err
 		}
-		dg, n, err := c.st.ShardDigest(shard)
+		if int(shard) >= c.cfg.Shards {
+			return nil, fmt.Errorf("cluster: shard %d out of range", shard)
+		}
+		dg, n, err := c.st.ShardDigestUpTo(shard, cutoff)
 		if err != nil {
 			return nil, err
 		}

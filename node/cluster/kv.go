@@ -178,6 +178,10 @@ func (c *Cluster) write(ctx context.Context, shard uint16, ops []store.Op) error
 // success it tries again, a few times within about a second, while gossip
 // converges.
 func (c *Cluster) onCoordinator(ctx context.Context, shard uint16, local func() error, remote func(ctx context.Context, to string) error) error {
+	// The whole operation, retries included, stays within a budget well
+	// under the SDK's 20 s request timeout.
+	ctx, cancel := context.WithTimeout(ctx, 2*c.requestTimeout())
+	defer cancel()
 	backoff := 20 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := c.onCoordinatorOnce(ctx, shard, local, remote, transport.IsRetryable)
@@ -202,6 +206,7 @@ func (c *Cluster) onCoordinatorOnce(ctx context.Context, shard uint16, local fun
 			return local()
 		}
 		err := remote(ctx, id)
+		c.noteCall(id, err)
 		if err == nil || errors.Is(err, store.ErrNotFound) || !next(err) {
 			return err
 		}
@@ -244,6 +249,7 @@ func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store
 			rctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
 			defer cancel()
 			_, err := c.tr.Call(rctx, id, mReplicate, payload)
+			c.noteCall(id, err)
 			if err != nil {
 				c.met.replicateErrors.Inc()
 			}

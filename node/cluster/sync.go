@@ -12,6 +12,10 @@ import (
 	"github.com/imcluster/imcluster/node/store"
 )
 
+// antiEntropySettle is how old a record must be to count in anti-entropy
+// digests.
+const antiEntropySettle = 5 * time.Second
+
 // syncPage bounds the records one sync answer carries.
 const syncPage = 1000
 
@@ -197,6 +201,9 @@ func (s *syncer) step() bool {
 	}
 	c.met.syncRuns.WithLabelValues("catchup", "ok").Inc()
 	s.finish(shard, true)
+	if c.engine != nil {
+		c.engine.ForgetTimestamps() // this node may coordinate the shard from now on
+	}
 	return true
 }
 
@@ -371,7 +378,10 @@ func (s *syncer) antiEntropy() {
 		if slices.ContainsFunc(cur.Replicas(sh), func(id string) bool { return !c.live(id) }) {
 			under++
 		}
-		mine, _, err := c.st.ShardDigest(shard)
+		// Compare what settled (older than antiEntropySettle): writes in
+		// flight to the replicas would make every digest differ under load.
+		cutoff := uint64(time.Now().Add(-antiEntropySettle).UnixMilli()) << hlcLogicalBits
+		mine, _, err := c.st.ShardDigestUpTo(shard, cutoff)
 		if err != nil {
 			c.log.Warn("Computing a shard digest failed", "shard", shard, "err", err)
 			continue
@@ -380,7 +390,7 @@ func (s *syncer) antiEntropy() {
 			if !c.live(peer) {
 				continue
 			}
-			theirs, err := c.remoteDigest(peer, shard)
+			theirs, err := c.remoteDigest(peer, shard, cutoff)
 			if err != nil || theirs == mine {
 				continue
 			}
@@ -394,9 +404,10 @@ func (s *syncer) antiEntropy() {
 	c.met.underReplicated.Set(float64(under))
 }
 
-func (c *Cluster) remoteDigest(peer string, shard uint16) (uint64, error) {
+func (c *Cluster) remoteDigest(peer string, shard uint16, cutoff uint64) (uint64, error) {
 	var e enc
 	e.u64(uint64(shard))
+	e.u64(cutoff)
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
 	defer cancel()
 	resp, err := c.tr.Call(ctx, peer, mDigest, e.b)

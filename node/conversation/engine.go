@@ -522,3 +522,19 @@ func (e *Engine) unlockAndDrain(st *stripe) {
 	st.mu.Unlock()
 	e.drain(st)
 }
+
+// ForgetTimestamps drops the cached last timestamps of conversations (of
+// stripes with no send in flight), so the next send reads the newest stored
+// message. The cluster calls it when shard coordination moves: another node
+// may have assigned later timestamps meanwhile, and timestamps must stay
+// strictly increasing per conversation across coordinator changes.
+func (e *Engine) ForgetTimestamps() {
+	for i := range e.convStripes {
+		st := &e.convStripes[i]
+		st.mu.Lock()
+		if st.inflight == 0 {
+			st.lastTs = nil
+		}
+		st.mu.Unlock()
+	}
+}

@@ -124,12 +124,22 @@ func (s *Store) ApplyVersioned(ops []Op) error {
 // counts the keys: replicas with equal digests hold the same data (values
 // are determined by their versions).
 func (s *Store) ShardDigest(shard uint16) (digest uint64, keys int64, err error) {
+	return s.ShardDigestUpTo(shard, ^uint64(0))
+}
+
+// ShardDigestUpTo is ShardDigest over the records with versions up to
+// maxVersion: anti-entropy compares settled data and ignores writes still
+// in flight to the replicas.
+func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64, keys int64, err error) {
 	h := xxhash.New()
 	var vb [versionHeader]byte
 	prefix := ShardPrefix(shard)
 	err = s.ScanPrefix(prefix, false, func(k, v []byte) (bool, error) {
 		if len(v) < versionHeader {
 			return false, fmt.Errorf("%w: key %x", ErrCorruptValue, k)
+		}
+		if binary.BigEndian.Uint64(v[1:versionHeader]) > maxVersion {
+			return true, nil
 		}
 		var lb [4]byte
 		binary.BigEndian.PutUint32(lb[:], uint32(len(k)))
