@@ -216,3 +216,95 @@ func TestClusterRebuildsAReplicaWhoseDiskWasLost(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// waitDigestsEqual polls until the replicas of every shard report the same
+// digest across the given nodes.
+func waitDigestsEqual(t *testing.T, nodes []*node.Node, shards int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		digests := map[int]map[string]bool{}
+		var err error
+		for _, nd := range nodes {
+			st, e := adminapi.NewClient("http://"+nd.AdminAddr().String(), "", nil).Shards(context.Background())
+			if e != nil {
+				err = e
+				break
+			}
+			for _, s := range st.Shards {
+				if digests[s.Shard] == nil {
+					digests[s.Shard] = map[string]bool{}
+				}
+				digests[s.Shard][s.Digest] = s.Ready
+			}
+		}
+		same := err == nil && len(digests) == shards
+		for _, d := range digests {
+			for _, ready := range d {
+				same = same && len(d) == 1 && ready
+			}
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica digests differ: %v %v", digests, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestClusterJoinAndDrainMoveShards(t *testing.T) {
+	nodes := startCluster(t, 3)
+	tom := dialRaw(t, nodes[0], protocol.SubprotocolBinary)
+	login(t, tom, 1, "tom", nil)
+	var cids []string
+	for i := range 8 {
+		cid := startConv(t, tom, int32(2+i), fmt.Sprintf("peer%d", i))
+		cids = append(cids, cid)
+		for j := range 5 {
+			if a := sendText(tom, int32(100+10*i+j), cid, "x"); a.GetCmd() != pb.CommandType_ack {
+				t.Fatalf("send: %v", a)
+			}
+		}
+	}
+	fourth := startNode(t, func(c *node.Config) {
+		c.NodeID, c.Shards, c.Join = "node-3", 16, []string{nodes[0].GossipAddr()}
+	})
+	all := append(nodes, fourth)
+	waitDigestsEqual(t, all, 16)
+	ac := adminapi.NewClient("http://"+fourth.AdminAddr().String(), "", nil)
+	if st, err := ac.Node(context.Background()); err != nil || st.ShardsReplicated == 0 {
+		t.Fatalf("joined node replicates nothing: %+v %v", st, err)
+	}
+	// Drain node-1: its shards move to the others, then it leaves.
+	drainer := adminapi.NewClient("http://"+nodes[1].AdminAddr().String(), "", nil)
+	if _, err := drainer.StartDrain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := drainer.Drain(context.Background())
+		if err == nil && st.Done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drain did not finish: %+v %v", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rest := []*node.Node{nodes[0], nodes[2], fourth}
+	waitDigestsEqual(t, rest, 16)
+	// Every message is still there, from every remaining node.
+	for _, nd := range rest {
+		c := dialRaw(t, nd, protocol.SubprotocolBinary)
+		login(t, c, 1, "tom", nil)
+		for i, cid := range cids {
+			c.send(&pb.GenericCommand{Cmd: pb.CommandType_logs.Enum(), I: proto.Int32(int32(10 + i)),
+				LogsMessage: &pb.LogsCommand{Cid: proto.String(cid), Limit: proto.Int32(100)}})
+			if l := c.recvResponse(int32(10 + i)); len(l.GetLogsMessage().GetLogs()) != 5 {
+				t.Fatalf("history of %s: %v", cid, l)
+			}
+		}
+	}
+}

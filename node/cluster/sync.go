@@ -41,6 +41,9 @@ type syncer struct {
 	// prev is the ring before the latest change: its replicas are sync
 	// sources too (a draining node hands off its shards this way).
 	prev *ring.Ring
+	// release lists shards this node no longer replicates: their copy is
+	// deleted once every new replica confirmed it holds the shard.
+	release []uint16
 	// initial is set once the first catch-up of every replicated shard is
 	// done.
 	initial bool
@@ -79,6 +82,13 @@ func (s *syncer) onRing(old, cur *ring.Ring) {
 	self := s.c.cfg.NodeID
 	s.mu.Lock()
 	s.prev = old
+	if old != nil {
+		for _, sh := range old.ShardsOf(self) {
+			if !cur.IsReplica(sh, self) && !slices.Contains(s.release, uint16(sh)) {
+				s.release = append(s.release, uint16(sh))
+			}
+		}
+	}
 	for _, sh := range cur.ShardsOf(self) {
 		if old != nil && old.IsReplica(sh, self) && s.isReady[sh] {
 			continue
@@ -131,6 +141,7 @@ func (s *syncer) run() {
 			}
 		}
 		s.maybeActive()
+		s.releaseShards()
 		select {
 		case <-c.ctx.Done():
 			return
@@ -139,7 +150,7 @@ func (s *syncer) run() {
 			s.antiEntropy()
 		case <-retry.C:
 		}
-		if s.hasQueue() {
+		if s.hasQueue() || s.hasRelease() {
 			retry.Reset(time.Second)
 		}
 	}
@@ -205,6 +216,47 @@ func (s *syncer) step() bool {
 		c.engine.ForgetTimestamps() // this node may coordinate the shard from now on
 	}
 	return true
+}
+
+func (s *syncer) hasRelease() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.release) > 0
+}
+
+// releaseShards deletes the local copies of shards this node no longer
+// replicates, each once all of its current replicas confirmed they hold it
+// (a draining node keeps its copies: it leaves with them). A shard placed
+// here again is kept; the sync queue re-pulls what it may lack.
+func (s *syncer) releaseShards() {
+	c := s.c
+	if c.draining.Load() {
+		return
+	}
+	s.mu.Lock()
+	todo := slices.Clone(s.release)
+	s.mu.Unlock()
+	for _, shard := range todo {
+		if c.ctx.Err() != nil {
+			return
+		}
+		cur := c.ring.Load()
+		done := cur.IsReplica(int(shard), c.cfg.NodeID)
+		if !done && c.confirmHandoff(c.ctx, cur, shard) && !c.ring.Load().IsReplica(int(shard), c.cfg.NodeID) {
+			if err := c.st.DeleteShard(shard); err != nil {
+				c.log.Warn("Deleting a handed-off shard failed", "shard", shard, "err", err)
+				continue
+			}
+			c.met.syncRuns.WithLabelValues("release", "ok").Inc()
+			c.log.Info("Deleted the local copy of a shard its new replicas confirmed", "shard", shard)
+			done = true
+		}
+		if done {
+			s.mu.Lock()
+			s.release = slices.DeleteFunc(s.release, func(x uint16) bool { return x == shard })
+			s.mu.Unlock()
+		}
+	}
 }
 
 // finish dequeues shard and, if ok, marks it ready and wakes waiters.
