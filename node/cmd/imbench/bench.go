@@ -37,15 +37,18 @@ const maxErrorKinds = 32
 // bench holds the shared counters of a run. Every field is safe for
 // concurrent use; memory is constant in the number of messages.
 type bench struct {
-	cfg      benchConfig
-	runID    string
-	place    placement
-	measure  atomic.Bool // inside the measured window
-	sent     atomic.Uint64
-	acked    atomic.Uint64
-	received atomic.Uint64
-	ackLat   histogram
-	recvLat  histogram
+	cfg   benchConfig
+	runID string
+	place placement
+	// misplaced counts connections that could not reach their URL and
+	// connected to a failover URL instead.
+	misplaced atomic.Uint64
+	measure   atomic.Bool // inside the measured window
+	sent      atomic.Uint64
+	acked     atomic.Uint64
+	received  atomic.Uint64
+	ackLat    histogram
+	recvLat   histogram
 
 	errMu  sync.Mutex
 	errors map[string]uint64
@@ -70,6 +73,7 @@ type result struct {
 	DroppedFrames    uint64            `json:"droppedFrames"`
 	SetupSeconds     float64           `json:"setupSeconds"`
 	Placement        placementSummary  `json:"placement"`
+	MisplacedConns   uint64            `json:"misplacedConnections"` // dialed to a failover URL, not their own
 }
 
 type latency struct {
@@ -194,7 +198,7 @@ func run(ctx context.Context, cfg benchConfig) (*result, error) {
 		OfferedPerSecond: cfg.Rate * float64(cfg.Clients),
 		SendToAck:        latencyOf(&b.ackLat), SendToReceive: latencyOf(&b.recvLat),
 		Errors: errs, DroppedFrames: dropped, SetupSeconds: setup.Seconds(),
-		Placement: b.place.summary(len(cfg.URLs)),
+		Placement: b.place.summary(len(cfg.URLs)), MisplacedConns: b.misplaced.Load(),
 	}, nil
 }
 
@@ -242,6 +246,11 @@ func (b *bench) dialAll(ctx context.Context) ([]*client.Conn, error) {
 		c, err := client.Dial(ctx, cc)
 		if err != nil {
 			return conns, fmt.Errorf("dial connection %d: %w", j, err)
+		}
+		// The client moves the URL it connected to to the end of its list.
+		if got := c.URLs(); len(got) > 0 && got[len(got)-1] != urls[0] {
+			b.misplaced.Add(1)
+			b.cfg.Logger.Warn("Connection fell back to another URL", "conn", j, "want", urls[0], "got", got[len(got)-1])
 		}
 		conns = append(conns, c)
 	}

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Starts NODES imnode processes on 127.0.0.1 (fresh temp data dirs, every port
+# chosen by the kernel, --cluster-profile local), waits for /readyz on all of
+# them, runs imbench against all their client URLs with the given arguments,
+# prints each node's CPU time and resident memory, and stops the nodes.
+# Nodes 2..NODES join node 1's gossip address (read from its addr file).
+#
+#   hack/bench-local.sh --clients 1000 --conns 1000 --rate 1 --duration 30s
+#   NODES=3 REPLICATION=1/1 hack/bench-local.sh --clients 1000 --conns 1000
+#
+# Environment: NODES (1), SHARDS (256), REPLICATION (R/W, default 3/2; passed
+# to every node as --replication-factor/--write-quorum when NODES > 1; a single
+# node runs with the defaults, effectively R=1/W=1), LOG_LEVEL (info),
+# READY_TIMEOUT (seconds, 120), BIN (directory with imnode and imbench, ./bin),
+# KEEP=1 (keep the data dirs and logs; they are also kept when imbench fails).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+nodes=${NODES:-1}
+shards=${SHARDS:-256}
+replication=${REPLICATION:-3/2}
+log_level=${LOG_LEVEL:-info}
+ready_timeout=${READY_TIMEOUT:-120}
+bin=${BIN:-bin}
+
+[[ $nodes =~ ^[1-9][0-9]*$ ]] || { echo "NODES must be a positive integer, got '$nodes'" >&2; exit 2; }
+[[ $replication =~ ^([1-9][0-9]*)/([1-9][0-9]*)$ ]] ||
+  { echo "REPLICATION must be R/W (e.g. 3/2 or 1/1), got '$replication'" >&2; exit 2; }
+rf=${BASH_REMATCH[1]}
+wq=${BASH_REMATCH[2]}
+for b in imnode imbench; do
+  [ -x "$bin/$b" ] || { echo "$bin/$b not found: run 'make build'" >&2; exit 1; }
+done
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/imbench.XXXXXX")
+pids=()
+keep=${KEEP:-}
+
+# stop sends SIGTERM to every node and waits for them; it removes the temp
+# dir unless KEEP=1 or something failed.
+stop() {
+  local status=$?
+  trap - INT TERM EXIT
+  local i
+  for i in "${!pids[@]}"; do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
+  if [ "$status" -ne 0 ] || [ -n "$keep" ]; then
+    echo "node data and logs kept in $dir" >&2
+  else
+    rm -rf "$dir"
+  fi
+  exit "$status"
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+# field FILE NAME prints the string NAME of the flat JSON object in FILE.
+field() { sed -E 's/.*"'"$2"'":"([^"]*)".*/\1/' "$1"; }
+
+# fail_node I WHAT reports that node I is gone or stuck, with its log tail.
+fail_node() {
+  echo "imnode-$1: $2; last lines of $dir/node-$1.log:" >&2
+  tail -n 40 "$dir/node-$1.log" | sed 's/^/  | /' >&2
+  exit 1
+}
+
+# wait_for I WHAT CMD... polls CMD until it succeeds, failing if node I exits.
+wait_for() {
+  local i=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + ready_timeout))
+  until "$@" >/dev/null 2>&1; do
+    kill -0 "${pids[$i]}" 2>/dev/null || fail_node "$i" "exited while waiting for $what"
+    [ $SECONDS -lt $deadline ] || fail_node "$i" "no $what after ${ready_timeout}s"
+    sleep 0.1
+  done
+}
+
+start_node() {
+  local i=$1
+  shift
+  local args=(--node-id "imnode-$i" --data-dir "$dir/node-$i" --dev-app --addr-file "$dir/node-$i.addr"
+    --client-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --peer-addr 127.0.0.1:0 --advertise-host 127.0.0.1
+    --cluster-profile local --shards "$shards" --log-level "$log_level")
+  if [ "$nodes" -gt 1 ]; then
+    args+=(--replication-factor "$rf" --write-quorum "$wq")
+  fi
+  args+=("$@")
+  echo "imnode ${args[*]}" >&2
+  echo "=== $(date -u +%FT%TZ) imnode ${args[*]}" >"$dir/node-$i.log"
+  "$bin/imnode" "${args[@]}" >>"$dir/node-$i.log" 2>&1 &
+  pids[i]=$!
+}
+
+# cpu_ticks PID prints the process's user+system CPU time in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# status_kb PID FIELD prints a /proc/PID/status field (VmRSS, VmHWM) in KiB.
+status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+
+start_node 0
+wait_for 0 "addr file" test -s "$dir/node-0.addr"
+gossip0=$(field "$dir/node-0.addr" gossip)
+for ((i = 1; i < nodes; i++)); do
+  start_node "$i" --join "$gossip0"
+done
+urls=()
+for ((i = 0; i < nodes; i++)); do
+  wait_for "$i" "addr file" test -s "$dir/node-$i.addr"
+  admin=$(field "$dir/node-$i.addr" admin)
+  wait_for "$i" "/readyz" curl -fsS "http://$admin/readyz"
+  urls+=("ws://$(field "$dir/node-$i.addr" client)/")
+done
+# Every node must see all of them alive and active before the load starts.
+sees_all() {
+  [ "$(curl -fsS "http://$1/admin/v1/cluster" | grep -o '"state":"active","alive":true' | wc -l)" -eq "$nodes" ]
+}
+for ((i = 0; i < nodes; i++)); do
+  wait_for "$i" "all $nodes members active" sees_all "$(field "$dir/node-$i.addr" admin)"
+done
+echo "$nodes node(s) ready (shards $shards$([ "$nodes" -gt 1 ] && echo ", R=$rf W=$wq")); logs in $dir" >&2
+
+ticks=$(getconf CLK_TCK)
+cpu0=()
+for i in "${!pids[@]}"; do
+  cpu0[i]=$(cpu_ticks "${pids[$i]}")
+done
+url_args=()
+for u in "${urls[@]}"; do
+  url_args+=(--url "$u")
+done
+echo "imbench ${url_args[*]} $*" >&2
+timer=()
+[ -x /usr/bin/time ] && timer=(/usr/bin/time -f "imbench: cpu %Us user %Ss system, max RSS %M KiB")
+bench_status=0
+"${timer[@]}" "$bin/imbench" "${url_args[@]}" "$@" || bench_status=$?
+
+for i in "${!pids[@]}"; do
+  if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+    fail_node "$i" "exited during the benchmark"
+  fi
+  cpu=$(($(cpu_ticks "${pids[$i]}") - cpu0[i]))
+  printf 'imnode-%d: cpu %.1fs during imbench, RSS %d MiB now, peak %d MiB; log: %d warnings, %d errors\n' \
+    "$i" "$(awk -v c="$cpu" -v t="$ticks" 'BEGIN {print c / t}')" \
+    $(($(status_kb "${pids[$i]}" VmRSS) / 1024)) $(($(status_kb "${pids[$i]}" VmHWM) / 1024)) \
+    "$(grep -c 'level=WARN' "$dir/node-$i.log" || true)" "$(grep -c 'level=ERROR' "$dir/node-$i.log" || true)"
+done
+[ "$bench_status" -eq 0 ] || keep=1
+exit "$bench_status"

@@ -1,0 +1,16 @@
+##@ Benchmarks (imbench against local nodes; figures in docs/benchmarks.md)
+
+# BENCH_ARGS are imbench's flags (the URLs are added by the target).
+BENCH_ARGS ?= --clients 1000 --conns 100 --rate 1 --duration 30s
+# BENCH_SHARDS is every node's --shards.
+BENCH_SHARDS ?= 256
+# BENCH_REPLICATION is R/W of bench-cluster-local: 3/2 (default) or 1/1.
+BENCH_REPLICATION ?= 3/2
+
+.PHONY: bench-local
+bench-local: build ## Start one imnode on 127.0.0.1 (temp data dir) and run imbench against it with BENCH_ARGS.
+	NODES=1 SHARDS=$(BENCH_SHARDS) hack/bench-local.sh $(BENCH_ARGS)
+
+.PHONY: bench-cluster-local
+bench-cluster-local: build ## Start three imnodes on 127.0.0.1 (R/W = BENCH_REPLICATION) and run imbench against all three with BENCH_ARGS.
+	NODES=3 SHARDS=$(BENCH_SHARDS) REPLICATION=$(BENCH_REPLICATION) hack/bench-local.sh $(BENCH_ARGS)
