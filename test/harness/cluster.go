@@ -66,6 +66,11 @@ type Options struct {
 	// LogTail is the number of lines per log written to the test log when
 	// the test failed. Zero means DefaultLogTail; negative means all.
 	LogTail int
+	// SequentialStart makes Start launch the joining nodes one at a time,
+	// each once the previous one is ready (a StatefulSet's OrderedReady).
+	// By default they are launched together (Parallel pod management, or
+	// a whole cluster restarting at once).
+	SequentialStart bool
 }
 
 func (o Options) withDefaults() Options {
@@ -110,7 +115,8 @@ type Cluster struct {
 
 // Start builds imnode (once per test binary) and starts n nodes on
 // 127.0.0.1 with port 0 everywhere: the first without --join, the others
-// joining the first's gossip address. It returns once every node's /readyz
+// joining the first's gossip address, all at once once the first is ready
+// (one at a time with Options.SequentialStart). It returns once every node's /readyz
 // is 200 and every node's cluster view lists all n alive and active, and
 // fails the test otherwise. The processes are killed in t.Cleanup, after
 // which the logs are dumped if the test failed.
@@ -141,14 +147,25 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	for range n - 1 {
 		rest = append(rest, c.newNode())
 	}
-	errs := make([]error, len(rest))
-	var wg sync.WaitGroup
-	for i, nd := range rest {
-		wg.Go(func() { errs[i] = nd.start([]string{seed}, false) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
+	if c.opts.SequentialStart {
+		for _, nd := range rest {
+			if err := nd.start([]string{seed}, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.waitReady(nd); err != nil {
+				t.Fatal(err)
+			}
+		}
+	} else {
+		errs := make([]error, len(rest))
+		var wg sync.WaitGroup
+		for i, nd := range rest {
+			wg.Go(func() { errs[i] = nd.start([]string{seed}, false) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.WaitConverged(t)
 	return c
