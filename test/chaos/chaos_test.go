@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -71,7 +72,7 @@ func runSeed(t *testing.T) uint64 {
 }
 
 func startCluster(t *testing.T, n int) *harness.Cluster {
-	return harness.Start(t, n, harness.Options{
+	c := harness.Start(t, n, harness.Options{
 		Shards:         chaosShards,
 		FaultInjection: true,
 		ReadyTimeout:   readyTimeout,
@@ -79,6 +80,74 @@ func startCluster(t *testing.T, n int) *harness.Cluster {
 		// notice a killed node within a couple of seconds.
 		ExtraArgs: []string{"--cluster-profile", "local"},
 	})
+	t.Cleanup(func() { keepLogs(t, c) })
+	t.Cleanup(func() { checkCrashes(t, c) })
+	return c
+}
+
+// crashMarkers start the lines a Go process writes when it dies of a panic
+// or a fatal runtime error.
+var crashMarkers = []string{"panic: ", "fatal error: "}
+
+// checkCrashes fails the test if any node process of the run crashed. The
+// harness relaunches a node whose restart exits before it is listening
+// (on new ports), so a crash at startup would otherwise go unnoticed.
+func checkCrashes(t *testing.T, c *harness.Cluster) {
+	for _, nd := range c.Nodes() {
+		for _, path := range nd.LogFiles() {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Errorf("reading %s: %v", path, err)
+				continue
+			}
+			lines := strings.Split(string(data), "\n")
+			for i, line := range lines {
+				if slices.ContainsFunc(crashMarkers, func(m string) bool { return strings.HasPrefix(line, m) }) {
+					end := min(i+crashExcerpt, len(lines))
+					t.Errorf("%s crashed (%s):\n%s", nd.ID(), filepath.Base(path), strings.Join(lines[i:end], "\n"))
+					break
+				}
+			}
+		}
+	}
+}
+
+// crashExcerpt is how many lines of a crash (message and the first frames
+// of the stack) the test log shows.
+const crashExcerpt = 30
+
+// EnvArtifacts names the directory a failed run copies every node log to
+// (default: the system temp directory). The harness only prints the tails,
+// and a chaos failure usually needs the whole story.
+const EnvArtifacts = "CHAOS_ARTIFACTS"
+
+// keepLogs copies the node logs of a failed test out of its temp directory.
+// It runs in t.Cleanup before the harness's own cleanup kills the nodes.
+func keepLogs(t *testing.T, c *harness.Cluster) {
+	if !t.Failed() {
+		return
+	}
+	base := os.Getenv(EnvArtifacts)
+	if base == "" {
+		base = os.TempDir()
+	}
+	dir, err := os.MkdirTemp(base, "imcluster-"+t.Name()+"-")
+	if err != nil {
+		t.Logf("keeping logs: %v", err)
+		return
+	}
+	for _, nd := range c.Nodes() {
+		for _, path := range nd.LogFiles() {
+			data, err := os.ReadFile(path)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, filepath.Base(path)), data, 0o600)
+			}
+			if err != nil {
+				t.Logf("keeping %s: %v", path, err)
+			}
+		}
+	}
+	t.Logf("node logs kept in %s", dir)
 }
 
 // TestChaos runs senders across several conversations and nodes while it
