@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"sync/atomic"
 )
 
 // logBridge adapts memberlist's *log.Logger lines ("[WARN] memberlist:
 // ...") to slog, keeping their level. memberlist writes from its own
-// goroutines; slog handlers are safe for that.
+// goroutines; slog handlers are safe for that. memberlist's probe
+// goroutines can outlive its Shutdown, so lines after Shutdown (down set)
+// are dropped.
 type logBridge struct {
-	log *slog.Logger
+	log  *slog.Logger
+	down *atomic.Bool
 }
 
 var levelPrefixes = []struct {
@@ -25,6 +29,9 @@ var levelPrefixes = []struct {
 }
 
 func (l logBridge) Write(p []byte) (int, error) {
+	if l.down != nil && l.down.Load() {
+		return len(p), nil
+	}
 	msg := bytes.TrimRight(p, "\n")
 	level := slog.LevelInfo
 	for _, lp := range levelPrefixes {

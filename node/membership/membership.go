@@ -106,7 +106,7 @@ func (m *Membership) Start() error {
 	mc := m.cfg.memberlistConfig()
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)
-	mc.Logger = log.New(logBridge{m.log}, "", 0)
+	mc.Logger = log.New(logBridge{log: m.log, down: &m.down}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("membership: create memberlist: %w", err)
