@@ -59,6 +59,13 @@ func (n *Node) adminHandler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST "+adminapi.PathGoaway, func(w http.ResponseWriter, _ *http.Request) {
+		if n.draining.CompareAndSwap(false, true) {
+			n.log.Info("Going away: sending goaway to clients (replicas stay)")
+			n.gateway.Goaway()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("POST "+PathBackup, n.backup)
 	mux.HandleFunc("POST "+adminapi.PathRemove, func(w http.ResponseWriter, r *http.Request) {
 		var req adminapi.RemoveRequest

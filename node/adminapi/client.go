@@ -183,3 +183,8 @@ func (c *Client) DebugMessages(ctx context.Context, app, cid string) (DebugMessa
 func (c *Client) Faults(ctx context.Context, req FaultRequest) error {
 	return c.do(ctx, http.MethodPost, PathFaults, req, nil)
 }
+
+// Goaway calls POST /admin/v1/goaway.
+func (c *Client) Goaway(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, PathGoaway, nil, nil)
+}

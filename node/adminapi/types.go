@@ -18,6 +18,10 @@ const (
 	PathDrain = "/admin/v1/drain"
 	// PathRemove serves POST RemoveRequest: remove a dead node from the roster.
 	PathRemove = "/admin/v1/remove"
+	// PathGoaway serves POST: send goaway to every client and stop accepting
+	// new ones, without handing shards off (a restart: the pod's preStop
+	// hook). Idempotent. The node keeps its replicas and reports not ready.
+	PathGoaway = "/admin/v1/goaway"
 )
 
 // NodeState is a node's lifecycle state in the roster. Only the node itself

@@ -12,10 +12,11 @@ import (
 	"github.com/imcluster/imcluster/node/adminapi"
 )
 
-// prestop implements `imnode prestop`: the pod's preStop hook. It starts a
-// drain through the local admin API (goaway to every client) and waits until
-// the drain reports done or the timeout passes. It never fails the hook for
-// a node that is already gone.
+// prestop implements `imnode prestop`: the pod's preStop hook. It sends
+// goaway to every client through the local admin API and waits until they
+// left or the timeout passes. It does not hand shards off: a stopping pod
+// comes back (restart, upgrade, rescheduling) and keeps its replicas; scale
+// down drains explicitly (POST /admin/v1/drain) before the pod is deleted.
 func prestop(args []string) error {
 	fs := flag.NewFlagSet("imnode prestop", flag.ContinueOnError)
 	addr := fs.String("admin-addr", "127.0.0.1:8081", "the node's admin address")
@@ -27,14 +28,14 @@ func prestop(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	c := adminapi.NewClient("http://"+*addr, *token, &http.Client{Timeout: 5 * time.Second})
-	if _, err := c.StartDrain(ctx); err != nil {
-		return fmt.Errorf("prestop: start drain: %w", err)
+	if err := c.Goaway(ctx); err != nil {
+		return fmt.Errorf("prestop: goaway: %w", err)
 	}
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		st, err := c.Drain(ctx)
-		if err == nil && st.Done {
+		st, err := c.Node(ctx)
+		if err == nil && st.Connections == 0 {
 			return nil
 		}
 		select {
