@@ -3,6 +3,7 @@ package harness_test
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/imcluster/imcluster/test/harness"
 )
@@ -24,6 +25,10 @@ func TestHarnessSingleNodeLifecycle(t *testing.T) {
 	if st.ID != nd.ID() {
 		t.Fatalf("admin says id %q, want %q", st.ID, nd.ID())
 	}
+	c.WaitReplicasAgree(t, 10*time.Second)
+	nd.Pause(t)
+	nd.Resume(t)
+	c.WaitConverged(t)
 	before := nd.Addrs()
 	nd.Kill(t)
 	if nd.Running() || len(c.Running()) != 0 {
