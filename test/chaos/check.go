@@ -225,7 +225,8 @@ func (r *Report) checkConversation(cid string, lists map[string][]adminapi.Debug
 			ids[m.ID] = m.Timestamp
 			if other, dup := payloads[m.Data]; dup && other != m.ID && m.Data != "" {
 				r.DuplicatePayloads++
-				r.problem("%s on %s: payload %q stored as %s and %s (informational)", cid, n, m.Data, other, m.ID)
+				r.problem("%s on %s: payload %q (also its dedup token) stored twice: %s@%d and %s (informational)",
+					cid, n, m.Data, other, ids[other], describe(m, acked))
 			}
 			payloads[m.Data] = m.ID
 			if i > 0 && msgs[i-1].Timestamp >= m.Timestamp {

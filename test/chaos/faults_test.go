@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,6 +241,8 @@ func settleAndVerify(ctx context.Context, t *testing.T, c *harness.Cluster, conv
 	}
 	if err := rep.Err(); err != nil {
 		t.Error(err)
+	} else if len(rep.Problems) > 0 {
+		t.Log("informational findings:\n  " + strings.Join(rep.Problems, "\n  "))
 	}
 	return took, rep
 }
