@@ -473,13 +473,8 @@ func (c *Cluster) suspected(peer string) bool {
 // coordinates reports whether this node coordinates shard now: it is the
 // first live replica that is caught up, as far as it knows.
 func (c *Cluster) coordinates(shard uint16) bool {
-	for _, id := range c.coordinators(shard) {
-		if id == c.cfg.NodeID {
-			return c.sync.ready(shard)
-		}
-		return false
-	}
-	return false
+	ids := c.coordinators(shard)
+	return len(ids) > 0 && ids[0] == c.cfg.NodeID && c.sync.ready(shard)
 }
 
 // ConvShard implements conversation.Shards.

@@ -15,11 +15,12 @@ import (
 	"github.com/imcluster/imcluster/node/protocol/pb"
 )
 
-// registry is the session registry of the client shards this node holds
-// the registry for (the first live replica of each client shard): which
-// gateway nodes have how many sessions of each client. It is soft state:
-// gateways re-register everything when the roster or liveness changes, and
-// entries of dead gateways are dropped.
+// registry is the session registry of the client shards this node
+// replicates: which gateway nodes have how many sessions of each client.
+// Gateways register with every live replica of the client's shard, so any
+// of them can route a push when another is down or unreachable. It is soft
+// state: gateways re-register everything when the roster or liveness
+// changes, and entries of dead gateways are dropped.
 type registry struct {
 	mu sync.Mutex
 	// m maps app \x00 clientId to node id to session count.
@@ -136,16 +137,9 @@ type presence struct {
 
 func (p *presence) init() { p.m = map[string]int{} }
 
-// registryNode returns the node holding client shard's registry: its first
-// live replica.
-func (c *Cluster) registryNode(shard uint16) (string, bool) {
-	for _, id := range c.ring.Load().Replicas(int(shard)) {
-		if c.live(id) {
-			return id, true
-		}
-	}
-	return "", false
-}
+// registryNodes returns the live replicas of a client shard, which hold its
+// session registry: reachable ones first (see coordinators).
+func (c *Cluster) registryNodes(shard uint16) []string { return c.coordinators(shard) }
 
 // Presence returns the gateway.Presence of this node.
 func (c *Cluster) Presence() *Presence { return (*Presence)(c) }
@@ -185,12 +179,10 @@ func (p *Presence) Online(app string, ids []string) []string {
 	return (*Cluster)(p).online(app, ids)
 }
 
-// register sends one registration to the client shard's registry holder.
+// register sends one registration to every registry replica of the
+// client's shard: the first synchronously, the others in the background.
 func (c *Cluster) register(app, clientID string, n int, tag, deviceID string, s conversation.SessionID) {
-	node, ok := c.registryNode(c.ClientShard(app, clientID))
-	if !ok {
-		return
-	}
+	nodes := c.registryNodes(c.ClientShard(app, clientID))
 	var e enc
 	e.u64(1)
 	e.str(app)
@@ -199,15 +191,29 @@ func (c *Cluster) register(app, clientID string, n int, tag, deviceID string, s 
 	e.str(tag)
 	e.str(deviceID)
 	e.u64(uint64(s))
+	for i, node := range nodes {
+		if i == 0 {
+			c.sendRegistration(node, e.b)
+		} else {
+			c.async(func() { c.sendRegistration(node, e.b) })
+		}
+	}
+}
+
+// sendRegistration delivers an mRegister batch to node (applied here when
+// node is this one).
+func (c *Cluster) sendRegistration(node string, payload []byte) {
 	if node == c.cfg.NodeID {
-		_ = c.reg.apply(c, node, &dec{b: e.b})
+		_ = c.reg.apply(c, node, &dec{b: payload})
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
 	defer cancel()
-	if _, err := c.tr.Call(ctx, node, mRegister, e.b); err != nil {
+	_, err := c.tr.Call(ctx, node, mRegister, payload)
+	c.noteCall(node, err)
+	if err != nil {
 		c.met.registerErrors.Inc()
-		c.log.Debug("Registering a session failed", "client", clientID, "registry", node, "err", err)
+		c.log.Debug("Registering sessions failed", "registry", node, "err", err)
 	}
 }
 
@@ -223,37 +229,26 @@ func (p *presence) reregister(c *Cluster) {
 		for k, n := range snapshot {
 			i := indexByte(k, 0)
 			app, client := k[:i], k[i+1:]
-			node, ok := c.registryNode(c.ClientShard(app, client))
-			if !ok {
-				continue
+			for _, node := range c.registryNodes(c.ClientShard(app, client)) {
+				b := batches[node]
+				if b == nil {
+					b = &enc{}
+					batches[node] = b
+				}
+				counts[node]++
+				b.str(app)
+				b.str(client)
+				b.u64(uint64(n))
+				b.str("")
+				b.str("")
+				b.u64(0)
 			}
-			b := batches[node]
-			if b == nil {
-				b = &enc{}
-				batches[node] = b
-			}
-			counts[node]++
-			b.str(app)
-			b.str(client)
-			b.u64(uint64(n))
-			b.str("")
-			b.str("")
-			b.u64(0)
 		}
 		for node, body := range batches {
 			var e enc
 			e.u64(counts[node])
 			e.b = append(e.b, body.b...)
-			if node == c.cfg.NodeID {
-				_ = c.reg.apply(c, node, &dec{b: e.b})
-				continue
-			}
-			ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
-			_, err := c.tr.Call(ctx, node, mRegister, e.b)
-			cancel()
-			if err != nil {
-				c.met.registerErrors.Inc()
-			}
+			c.sendRegistration(node, e.b)
 		}
 	})
 }
@@ -273,13 +268,14 @@ func (c *Cluster) Deliverer() conversation.Deliverer { return (*deliverer)(c) }
 type deliverer Cluster
 
 // Deliver implements conversation.Deliverer without blocking: recipients
-// are grouped by their client shard's registry holder; local ones are
-// looked up here and pushed to their gateways, remote ones are relayed to
-// the holder (one message per holder), which pushes to the gateways. Each
-// hop is an ordered peer connection, so one conversation's pushes keep
-// their order. A push to a holder that is unreachable is dropped: the
-// recipients catch up through unread counts and history, like offline
-// clients.
+// are grouped by a registry replica of their client shard (the first
+// reachable one); local ones are looked up here and pushed to their
+// gateways, remote ones are relayed to that replica (one message per
+// replica), which pushes to the gateways. Each hop is an ordered peer
+// connection, so one conversation's pushes keep their order. When a relay
+// cannot be queued (the replica is down) the next replica is tried; if none
+// takes it the push is dropped and the recipients catch up through unread
+// counts and history, like offline clients.
 func (dl *deliverer) Deliver(app string, clientIDs []string, except conversation.SessionID, cmd *pb.GenericCommand) {
 	c := (*Cluster)(dl)
 	if cmd.PeerId != nil || cmd.I != nil || cmd.Service == nil {
@@ -294,23 +290,30 @@ func (dl *deliverer) Deliver(app string, clientIDs []string, except conversation
 		c.log.Error("Dropping unencodable push", "err", err)
 		return
 	}
-	byHolder := map[string][]string{}
+	byShard := map[uint16][]string{}
 	for _, id := range clientIDs {
-		node, ok := c.registryNode(c.ClientShard(app, id))
-		if !ok {
-			continue
-		}
-		byHolder[node] = append(byHolder[node], id)
+		shard := c.ClientShard(app, id)
+		byShard[shard] = append(byShard[shard], id)
 	}
-	for node, ids := range byHolder {
+	for shard, ids := range byShard {
+		c.relay(app, c.registryNodes(shard), ids, except, frame)
+	}
+}
+
+// relay hands a push for ids to the first registry replica that takes it.
+func (c *Cluster) relay(app string, replicas, ids []string, except conversation.SessionID, frame []byte) {
+	for _, node := range replicas {
 		if node == c.cfg.NodeID {
 			c.fanout(app, ids, except, frame)
-			continue
+			return
 		}
-		if err := c.tr.Send(node, msgFanout, pushPayload(app, ids, except, frame)); err != nil {
-			c.met.pushDrops.Inc()
+		err := c.tr.Send(node, msgFanout, pushPayload(app, ids, except, frame))
+		c.noteCall(node, err)
+		if err == nil {
+			return
 		}
 	}
+	c.met.pushDrops.Inc()
 }
 
 func pushPayload(app string, ids []string, except conversation.SessionID, frame []byte) []byte {
@@ -371,18 +374,11 @@ func (dl *deliverer) Online(app string, clientIDs []string) []string {
 	return (*Cluster)(dl).online(app, clientIDs)
 }
 
-func (c *Cluster) online(app string, clientIDs []string) []string {
-	byHolder := map[string][]string{}
-	for _, id := range clientIDs {
-		if node, ok := c.registryNode(c.ClientShard(app, id)); ok {
-			byHolder[node] = append(byHolder[node], id)
-		}
-	}
-	var out []string
-	for node, ids := range byHolder {
+// onlineAt asks the first registry replica of shard that answers.
+func (c *Cluster) onlineAt(app string, shard uint16, ids []string) []string {
+	for _, node := range c.registryNodes(shard) {
 		if node == c.cfg.NodeID {
-			out = append(out, c.reg.online(app, ids)...)
-			continue
+			return c.reg.online(app, ids)
 		}
 		var e enc
 		e.str(app)
@@ -390,14 +386,28 @@ func (c *Cluster) online(app string, clientIDs []string) []string {
 		ctx, cancel := context.WithTimeout(c.ctx, time.Second)
 		resp, err := c.tr.Call(ctx, node, mOnline, e.b)
 		cancel()
+		c.noteCall(node, err)
 		if err != nil {
 			continue
 		}
 		d := dec{b: resp}
 		got := d.strs()
 		if d.done("online") == nil {
-			out = append(out, got...)
+			return got
 		}
+	}
+	return nil
+}
+
+func (c *Cluster) online(app string, clientIDs []string) []string {
+	byShard := map[uint16][]string{}
+	for _, id := range clientIDs {
+		shard := c.ClientShard(app, id)
+		byShard[shard] = append(byShard[shard], id)
+	}
+	var out []string
+	for shard, ids := range byShard {
+		out = append(out, c.onlineAt(app, shard, ids)...)
 	}
 	// Keep the callers' order.
 	set := map[string]bool{}

@@ -30,10 +30,17 @@ func (c *hlc) Now() uint64 {
 	return c.last
 }
 
-// Observe moves the clock past a version seen from a peer.
+// maxDrift bounds how far ahead of this node's wall clock an observed
+// version may move the clock: a corrupt or hostile version near 2^64 must
+// not make versions wrap around.
+const maxDrift = time.Hour
+
+// Observe moves the clock past a version seen from a peer, unless it is
+// more than maxDrift ahead of the wall clock.
 func (c *hlc) Observe(v uint64) {
+	limit := uint64(c.now().Add(maxDrift).UnixMilli()) << hlcLogicalBits
 	c.mu.Lock()
-	if v > c.last {
+	if v > c.last && v <= limit {
 		c.last = v
 	}
 	c.mu.Unlock()

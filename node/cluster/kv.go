@@ -82,7 +82,7 @@ func (k *kv) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) (bool,
 	if err != nil {
 		return err
 	}
-	shardEnd := store.PrefixEnd(store.ShardPrefix(shard))
+	shardEnd := store.ShardEnd(shard)
 	if upper == nil || bytes.Compare(upper, shardEnd) > 0 {
 		upper = shardEnd
 	}
@@ -196,7 +196,7 @@ func (c *Cluster) onCoordinator(ctx context.Context, shard uint16, local func() 
 // (locally when this node is the one), moving on while next(err).
 func (c *Cluster) onCoordinatorOnce(ctx context.Context, shard uint16, local func() error,
 	remote func(ctx context.Context, to string) error, next func(error) bool) error {
-	var last error = ErrNoCoordinator
+	last := ErrNoCoordinator
 	for _, id := range c.coordinators(shard) {
 		if id == c.cfg.NodeID {
 			if !c.sync.ready(shard) {
@@ -226,7 +226,7 @@ func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store
 		case store.OpDelete:
 			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(c.clk.Now(), true, nil)})
 		case store.OpDeleteRange:
-			if s, err := store.ShardOf(op.Value); err != nil || (s != shard && !bytes.Equal(op.Value, store.PrefixEnd(store.ShardPrefix(shard)))) {
+			if s, err := store.ShardOf(op.Value); err != nil || (s != shard && !bytes.Equal(op.Value, store.ShardEnd(shard))) {
 				return fmt.Errorf("cluster: delete range crosses shard %d", shard)
 			}
 			vops = append(vops, op)
@@ -275,7 +275,7 @@ func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store
 			return transport.Retry(ctx.Err())
 		}
 	}
-	c.met.writeSeconds.Observe(time.Now().Sub(start).Seconds())
+	c.met.writeSeconds.Observe(time.Since(start).Seconds())
 	if acks < need {
 		c.met.quorumFailures.Inc()
 		return fmt.Errorf("%w: %d of %d acknowledged (%v)", ErrQuorum, acks, need, lastErr)

@@ -395,7 +395,7 @@ func (c *Cluster) serveSyncScan(d *dec) ([]byte, error) {
 	}
 	var body enc
 	n := 0
-	err := c.st.Scan(lower, store.PrefixEnd(store.ShardPrefix(shard)), false, func(k, v []byte) (bool, error) {
+	err := c.st.Scan(lower, store.ShardEnd(shard), false, func(k, v []byte) (bool, error) {
 		body.bytes(k)
 		body.bytes(v)
 		n++

@@ -168,7 +168,7 @@ func (s *Store) Commit(b *Batch) error { return s.Apply(b.ops) }
 // Apply applies ops atomically and durably (fsync'd).
 func (s *Store) Apply(ops []Op) error {
 	pb := s.db.NewBatch()
-	defer pb.Close()
+	defer func() { _ = pb.Close() }()
 	for _, op := range ops {
 		var err error
 		switch op.Kind {

@@ -94,12 +94,12 @@ func (m *lww) Finish(bool) ([]byte, io.Closer, error) { return m.best, nil, nil 
 // without a trace (local cleanup only).
 func (s *Store) ApplyVersioned(ops []Op) error {
 	pb := s.db.NewBatch()
-	defer pb.Close()
+	defer func() { _ = pb.Close() }()
 	for _, op := range ops {
 		var err error
 		switch op.Kind {
 		case OpSet:
-			if len(op.Value) < versionHeader {
+			if len(op.Value) < versionHeader || (op.Value[0] != VersionValue && op.Value[0] != VersionTombstone) {
 				return fmt.Errorf("%w: key %x", ErrCorruptValue, op.Key)
 			}
 			err = pb.Merge(op.Key, op.Value, nil)
@@ -157,5 +157,15 @@ func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64,
 // holds, after its new owners confirmed it).
 func (s *Store) DeleteShard(shard uint16) error {
 	p := ShardPrefix(shard)
-	return s.Apply([]Op{{Kind: OpDeleteRange, Key: p, Value: PrefixEnd(p)}})
+	return s.Apply([]Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}})
+}
+
+// ShardEnd returns a key above every key of shard (for shard 0xffff, whose
+// prefix has no PrefixEnd, a key no encoded key reaches: encoded keys
+// continue with a string tag below 0xff).
+func ShardEnd(shard uint16) []byte {
+	if end := PrefixEnd(ShardPrefix(shard)); end != nil {
+		return end
+	}
+	return []byte{0xff, 0xff, 0xff}
 }

@@ -136,7 +136,7 @@ func (c *clusterFlags) apply(cfg *node.Config) error {
 	cfg.ReplicationFactor, cfg.WriteQuorum = c.replicationFactor, c.writeQuorum
 	cfg.GossipAddr, cfg.TransportAddr, cfg.AdvertiseHost = c.peerAddr, c.transportAddr, c.advertiseHost
 	cfg.FaultInjection = c.faultInjection
-	for _, s := range strings.Split(c.join, ",") {
+	for s := range strings.SplitSeq(c.join, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.Join = append(cfg.Join, s)
 		}
