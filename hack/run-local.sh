@@ -12,7 +12,7 @@
 # Nodes 1 and 2 join node 0's gossip address.
 #
 # Environment: IMCLUSTER_DATA (default ~/.cache/imcluster/run), NODES (default 3;
-# 1 starts a single node without cluster flags), CLIENT_PORT (8080), ADMIN_PORT
+# 1 starts a single node), CLIENT_PORT (8080), ADMIN_PORT
 # (8081), PEER_PORT (7946), SHARDS (the node's default, 256), REPLICATION_FACTOR
 # (3), WRITE_QUORUM (2), LOG_LEVEL (info), READY_TIMEOUT (seconds, 120),
 # RESET=1 (delete the data of earlier runs first).
@@ -76,12 +76,12 @@ start_node() {
   local args=(--node-id "imnode-$i" --data-dir "$data/node-$i"
     --client-addr "127.0.0.1:$(client "$i")" --admin-addr "127.0.0.1:$(admin "$i")"
     --dev-app --addr-file "$data/node-$i.addr" --log-level "$log_level")
-  if [ "$nodes" -gt 1 ]; then
-    args+=(--peer-addr "127.0.0.1:$(gossip "$i")" --transport-addr "127.0.0.1:$(transport "$i")"
-      --advertise-host 127.0.0.1
-      --replication-factor "$replication_factor" --write-quorum "$write_quorum")
-    [ -n "${SHARDS:-}" ] && args+=(--shards "$SHARDS")
-  fi
+  # --cluster-profile local: failure detection tuned for nodes on one machine.
+  # The advertised host defaults to the bind host, 127.0.0.1.
+  args+=(--peer-addr "127.0.0.1:$(gossip "$i")" --transport-addr "127.0.0.1:$(transport "$i")"
+    --cluster-profile local
+    --replication-factor "$replication_factor" --write-quorum "$write_quorum")
+  if [ -n "${SHARDS:-}" ]; then args+=(--shards "$SHARDS"); fi
   args+=("$@")
   echo "=== $(date -u +%FT%TZ) $imnode ${args[*]}" >"$data/node-$i.log"
   "$imnode" "${args[@]}" >>"$data/node-$i.log" 2>&1 &

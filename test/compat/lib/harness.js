@@ -4,8 +4,8 @@
 // events and console output with deadlines.
 //
 // Node addresses: by default the harness starts IMCLUSTER_NODES (default 1)
-// imnode processes. With more than one it starts a cluster: node 0 first, the
-// others --join the gossip addresses of the nodes already running, each with
+// imnode processes as one cluster: node 0 first, the others --join the gossip
+// addresses of the nodes already running, all on 127.0.0.1, each with
 // IMCLUSTER_SHARDS shards (default 32), IMCLUSTER_REPLICATION_FACTOR (default
 // 3) and IMCLUSTER_WRITE_QUORUM (default 2); start() returns once every node is
 // ready (/readyz), sees all members alive and active and no under-replicated
@@ -94,10 +94,10 @@ function withTimeout(p, ms, what) {
   ]).finally(() => clearTimeout(t));
 }
 
-// cluster is the multi-node configuration of harness-started nodes, or null
-// for a single node (started without any cluster flag).
-function clusterConfig(n) {
-  if (n <= 1) return null;
+// clusterConfig is the cluster configuration of harness-started nodes. A
+// single node gets the same flags (its gossip and transport listeners are
+// bound to 127.0.0.1 like everything else; R and W are effectively 1).
+function clusterConfig() {
   const int = (name, def) => {
     const v = Number(process.env[name] || def);
     assert.ok(Number.isInteger(v) && v > 0, `${name} must be a positive integer`);
@@ -117,7 +117,7 @@ async function httpGet(url) {
 }
 
 class Node {
-  constructor(index, dir, appsFile, cluster = null) {
+  constructor(index, dir, appsFile, cluster) {
     this.index = index;
     this.id = `compat-${index}`;
     this.dir = dir;
@@ -152,17 +152,17 @@ class Node {
       '--addr-file', addrFile,
       '--log-level', process.env.IMNODE_LOG_LEVEL || 'warn',
     ];
-    if (this.cluster) {
-      args.push(
-        '--peer-addr', this.gossip || '127.0.0.1:0',
-        '--transport-addr', this.transport || '127.0.0.1:0',
-        '--advertise-host', '127.0.0.1',
-        '--shards', String(this.cluster.shards),
-        '--replication-factor', String(this.cluster.replicationFactor),
-        '--write-quorum', String(this.cluster.writeQuorum),
-      );
-      if (join.length) args.push('--join', join.join(','));
-    }
+    args.push(
+      '--peer-addr', this.gossip || '127.0.0.1:0',
+      '--transport-addr', this.transport || '127.0.0.1:0',
+      // No --advertise-host: it defaults to the bind host, 127.0.0.1.
+      // Failure detection tuned for nodes sharing one machine.
+      '--cluster-profile', 'local',
+      '--shards', String(this.cluster.shards),
+      '--replication-factor', String(this.cluster.replicationFactor),
+      '--write-quorum', String(this.cluster.writeQuorum),
+    );
+    if (join.length) args.push('--join', join.join(','));
     if (this.logFile) fs.appendFileSync(this.logFile, `\n=== ${new Date().toISOString()} imnode ${args.join(' ')}\n`);
     const proc = spawn(IMNODE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
@@ -192,11 +192,9 @@ class Node {
     }, 20000);
     this.client = addrs.client;
     this.admin = addrs.admin;
-    if (this.cluster) {
-      assert.ok(addrs.gossip && addrs.transport, `imnode ${this.index} addr file lacks gossip/transport: ${JSON.stringify(addrs)}`);
-      this.gossip = addrs.gossip;
-      this.transport = addrs.transport;
-    }
+    assert.ok(addrs.gossip && addrs.transport, `imnode ${this.index} addr file lacks gossip/transport: ${JSON.stringify(addrs)}`);
+    this.gossip = addrs.gossip;
+    this.transport = addrs.transport;
     // Ready: joined, caught up and serving.
     await poll(`imnode ${this.index} /readyz`, async () => {
       checkAlive();
@@ -257,7 +255,7 @@ class Harness {
     fs.writeFileSync(appsFile, JSON.stringify({ apps: this.apps }));
     const n = Number(process.env.IMCLUSTER_NODES || 1);
     assert.ok(Number.isInteger(n) && n >= 1, 'IMCLUSTER_NODES must be a positive integer');
-    const cluster = clusterConfig(n);
+    const cluster = clusterConfig();
     for (let i = 0; i < n; i++) {
       const dir = path.join(this.dir, `node-${i}`);
       fs.mkdirSync(dir);
@@ -269,9 +267,9 @@ class Harness {
   }
 
   // waitHealthy waits until every running node sees every node alive and
-  // active and no under-replicated shard (cluster mode; a no-op for one node).
+  // active and no under-replicated shard.
   async waitHealthy(timeoutMs = 60000) {
-    if (this.external || this.nodes.length < 2) return;
+    if (this.external) return;
     let last = '';
     try {
       await poll('a healthy cluster', async () => {
