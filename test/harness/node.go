@@ -282,7 +282,7 @@ func (nd *Node) args(join []string, bind Addrs, addrFile string) []string {
 		"--admin-addr", or0(bind.Admin),
 		"--peer-addr", or0(bind.Gossip),
 		"--transport-addr", or0(bind.Transport),
-		"--advertise-host", "127.0.0.1",
+		"--cluster-profile", "local",
 		"--dev-app",
 		"--addr-file", addrFile,
 		"--log-level", o.LogLevel,
