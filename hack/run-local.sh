@@ -140,7 +140,7 @@ imcluster is running: $nodes node(s), data in $data. Connect with the LeanCloud 
     appId: 'imcluster-dev',
     appKey: 'imcluster-dev-key',
     server: 'http://127.0.0.1:$(client 0)',
-    RTMServers: [$rtm],
+    RTMServers: [$rtm],  // any node; the SDK shuffles them
   });
 
   Server-side REST API master key: imcluster-dev-master (X-LC-Key: imcluster-dev-master,master)
