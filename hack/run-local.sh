@@ -52,7 +52,7 @@ stop() {
     wait "${pids[$i]}" 2>/dev/null || true
   done
 }
-trap 'echo; echo "stopping ${#pids[@]} node(s)..."; stop; exit 0' INT TERM
+trap 'echo; echo "stopping the nodes..."; stop; echo "stopped"; exit 0' INT TERM
 trap stop EXIT
 
 # report prints why node $1 is gone, with the end of its log.
