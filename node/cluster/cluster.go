@@ -165,6 +165,14 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.FaultInjection {
 		c.flt = transport.NewFaults(uint64(time.Now().UnixNano()))
 	}
+	// Until Start builds the first placement, peers' requests see an
+	// empty ring (this node replicates nothing yet) and an empty view.
+	empty, err := ring.New(ring.Config{Shards: cfg.Shards, ReplicationFactor: cfg.ReplicationFactor}, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	c.ring.Store(empty)
+	c.snap.Store(&membership.Snapshot{Self: cfg.NodeID})
 	c.reg.init()
 	c.presence.init()
 	c.sync.init(c)
@@ -382,6 +390,9 @@ func (c *Cluster) rebuild() {
 	}
 	old := c.ring.Load()
 	oldSnap := c.snap.Load()
+	if old.Epoch() == 0 {
+		old, oldSnap = nil, nil // the empty placement before Start
+	}
 	c.snap.Store(snap)
 	c.ring.Store(rg)
 	c.met.epoch.Set(float64(rg.Epoch()))

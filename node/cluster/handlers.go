@@ -166,14 +166,18 @@ func (c *Cluster) handleMessage(msg *transport.Message) {
 		app, client, tag, device := d.str(), d.str(), d.str(), d.str()
 		except := d.u64()
 		if err = d.done("kick tag"); err == nil && c.gateway != nil {
-			c.gateway.KickTag(app, client, tag, device, sessionID(except))
+			// A kick revokes the session's token (a store write): not on
+			// the connection's reader.
+			c.async(func() { c.gateway.KickTag(app, client, tag, device, sessionID(except)) })
 		}
 	case msgSessionGone:
 		app, client := d.str(), d.str()
 		s := d.u64()
 		clean := d.bool()
 		if err = d.done("session gone"); err == nil && c.engine != nil {
-			c.engine.SessionGone(app, client, sessionID(s), clean)
+			// SessionGone asks the registry whether the client is still
+			// online: not on the connection's reader.
+			c.async(func() { c.engine.SessionGone(app, client, sessionID(s), clean) })
 		}
 	default:
 		err = fmt.Errorf("cluster: unknown message %d", msg.Method)

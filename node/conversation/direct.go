@@ -181,7 +181,9 @@ func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.Dire
 	}
 	to := r.Members
 	if r.Kind == convTransient {
-		to = e.rooms.list(c.App, cid)
+		if to, err = e.roomList(c.App, cid); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	return m, &push{app: c.App, to: to, except: c.Session, cmd: directPush(r, m, dm, transient)}, dedupKey, nil
 }
@@ -299,7 +301,7 @@ func (e *Engine) SessionGone(app, clientID string, s SessionID, clean bool) {
 		e.goFunc(func() { e.sendWills(app, clientID, s, held) })
 	}
 	if len(e.d.Online(app, []string{clientID})) == 0 {
-		e.rooms.leaveAll(app, clientID)
+		e.leaveRooms(app, clientID)
 	}
 }
 

@@ -537,4 +537,5 @@ func (e *Engine) ForgetTimestamps() {
 		}
 		st.mu.Unlock()
 	}
+	e.rooms.forget()
 }

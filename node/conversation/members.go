@@ -77,10 +77,14 @@ func (e *Engine) membershipTarget(c Caller, cid string, ids []string, add bool) 
 		if !isSelf(ids, c.ClientID) {
 			return nil, nil, protocol.ErrNormalConversationRequired.WithDetail("chat room members can only %s themselves", roomVerb)
 		}
+		var err error
 		if add {
-			e.rooms.join(c.App, cid, c.ClientID)
+			err = e.roomJoin(c.App, cid, c.ClientID)
 		} else {
-			e.rooms.leave(c.App, cid, c.ClientID)
+			err = e.roomLeave(c.App, cid, c.ClientID)
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		return nil, convResponse(op, &pb.ConvCommand{Cid: strp(cid), AllowedPids: ids, Udate: isoDate(r.Updated)}), nil
 	case convTemporary:
@@ -215,7 +219,11 @@ func (e *Engine) convCount(_ context.Context, c Caller, cm *pb.ConvCommand) (*pb
 	}
 	n := len(r.Members)
 	if r.Kind == convTransient {
-		n = len(e.d.Online(c.App, e.rooms.list(c.App, r.ID)))
+		ids, err := e.roomList(c.App, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		n = len(e.d.Online(c.App, ids))
 	}
 	return convResponse(pb.OpType_result, &pb.ConvCommand{Cid: strp(r.ID), Count: int32p(int32(n))}), nil
 }
@@ -236,7 +244,9 @@ func (e *Engine) convIsMember(_ context.Context, c Caller, cm *pb.ConvCommand) (
 		case r == nil || r.expired(e.nowMs()):
 			out[cid] = false
 		case r.Kind == convTransient:
-			out[cid] = e.rooms.has(c.App, cid, c.ClientID)
+			if out[cid], err = e.roomHas(c.App, cid, c.ClientID); err != nil {
+				return nil, err
+			}
 		default:
 			out[cid] = r.isMember(c.ClientID)
 		}
@@ -257,7 +267,11 @@ func (e *Engine) convMembers(_ context.Context, c Caller, cm *pb.ConvCommand) (*
 	}
 	m := r.Members
 	if r.Kind == convTransient {
-		m = e.d.Online(c.App, e.rooms.list(c.App, r.ID))
+		ids, err := e.roomList(c.App, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		m = e.d.Online(c.App, ids)
 		limit := int(cm.GetLimit())
 		if limit <= 0 || limit > maxRoomMembersList {
 			limit = maxRoomMembersList

@@ -80,7 +80,10 @@ func (e *Engine) patchOne(_ context.Context, c Caller, it *pb.PatchItem) (int64,
 	p.PatchMessage = &pb.PatchCommand{Patches: []*pb.PatchItem{item}, LastPatchTime: int64p(patchTs)}
 	to := r.Members
 	if r.Kind == convTransient {
-		to = e.rooms.list(c.App, cid)
+		var err error
+		if to, err = e.roomList(c.App, cid); err != nil {
+			return 0, err
+		}
 	}
 	e.emit(st, push{app: c.App, to: to, except: c.Session, cmd: p})
 	return patchTs, nil

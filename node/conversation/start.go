@@ -77,10 +77,11 @@ func (e *Engine) startRoom(c Caller, id string, cols map[string]any) (*pb.Generi
 	r := &convRecord{ID: id, Creator: c.ClientID, Kind: convTransient, Created: now, Updated: now, Columns: cols}
 	b := e.st.NewBatch()
 	e.putConv(b, c.App, r)
+	b.Set(e.roomKey(c.App, r.ID, c.ClientID), nil)
 	if err := e.st.Commit(b); err != nil {
 		return nil, internal("commit chat room", err)
 	}
-	e.rooms.join(c.App, r.ID, c.ClientID)
+	e.rooms.replace(c.App, r.ID, []string{c.ClientID})
 	return convResponse(pb.OpType_started, &pb.ConvCommand{Cid: strp(r.ID), Cdate: isoDate(now), Udate: isoDate(now)}), nil
 }
 

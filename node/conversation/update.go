@@ -27,10 +27,14 @@ func (e *Engine) convUpdate(ctx context.Context, c Caller, cm *pb.ConvCommand) (
 	case convTemporary:
 		return nil, protocol.ErrNormalConversationRequired.WithDetail("temporary conversations cannot be updated")
 	case convTransient:
-		if c.ClientID != r.Creator && !e.rooms.has(c.App, r.ID, c.ClientID) {
+		ids, err := e.roomList(c.App, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		if c.ClientID != r.Creator && !slices.Contains(ids, c.ClientID) {
 			return nil, protocol.ErrConversationUpdateRejected
 		}
-		recipients = e.rooms.list(c.App, r.ID)
+		recipients = ids
 	default:
 		if !r.isMember(c.ClientID) {
 			return nil, protocol.ErrConversationUpdateRejected

@@ -38,6 +38,9 @@ const (
 	FamUser Family = 'U'
 	// FamFile: storage-REST files (node/storage). Components defined there.
 	FamFile Family = 'F'
+	// FamRoom: chat-room members online (joined, not left). Components:
+	// cid, clientId.
+	FamRoom Family = 'r'
 	// FamMeta: node-local metadata (no app). Components defined by the user.
 	FamMeta Family = 'M'
 )
