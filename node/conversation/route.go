@@ -33,10 +33,14 @@ func (e *Engine) Route(c Caller, req *pb.GenericCommand) []Routed {
 		cm := req.GetConvMessage()
 		switch {
 		case req.GetOp() == pb.OpType_start && cm.GetTransient():
-			// The room is created at its shard's coordinator, which keeps
-			// its online set: choose the id here.
-			part := proto.CloneOf(req)
-			part.ConvMessage.Cid = strp(e.newRoomID())
+			// The room is created at its shard's coordinator: choose the
+			// id here, once (the coordinator routes the same request
+			// again and must find the same shard).
+			part := req
+			if cm.GetCid() == "" {
+				part = proto.CloneOf(req)
+				part.ConvMessage.Cid = strp(e.newRoomID())
+			}
 			return []Routed{{Req: part, Shard: e.shards.ConvShard(c.App, part.ConvMessage.GetCid())}}
 		case req.GetOp() == pb.OpType_start:
 			if idx, ok := e.startIndexKey(c, cm); ok {

@@ -190,6 +190,11 @@ func (c *Config) memberlistConfig() *memberlist.Config {
 	mc.BindPort = max(c.BindPort, 0)
 	mc.AdvertiseAddr = c.AdvertiseAddr
 	mc.AdvertisePort = c.AdvertisePort
+	if mc.AdvertiseAddr != "" && mc.AdvertisePort == 0 && c.BindPort > 0 {
+		// An advertised host without a port announces the bound port
+		// (memberlist would announce port 0).
+		mc.AdvertisePort = c.BindPort
+	}
 	mc.GossipInterval = c.GossipInterval
 	mc.ProbeInterval = c.ProbeInterval
 	mc.ProbeTimeout = c.ProbeTimeout
