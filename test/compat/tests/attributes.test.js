@@ -52,6 +52,11 @@ test('custom attributes, name and attr.* updates with CONVERSATION_INFO_UPDATED 
   assert.deepEqual(payload.attributes, { name: '聪明的喵星人' });
   assert.equal(payload.updatedBy, 'Tom');
   assert.equal(conv.id, conversation.id);
+  // Jerry's SDK has the same race as Tom's above: a conversation query it
+  // sent on its own (after the creation pushes) may be answered before the
+  // rename and applied after the push. The push carried the new name; a
+  // fetch shows what is stored.
+  await jerryConv.fetch();
   assert.equal(jerryConv.name, '聪明的喵星人');
   [payload] = await jerryConvEvents.waitFor(Event.INFO_UPDATED);
   assert.equal(payload.updatedBy, 'Tom');
