@@ -163,7 +163,7 @@ func (n *Node) Start() error {
 		Tokens:    tokens,
 		Engine:    engine,
 		Storage:   n.storage,
-		Kicker:    gw,
+		Kicker:    cl,
 		PublicURL: n.cfg.PublicURL,
 		Logger:    n.cfg.Logger.With("component", logComponentHTTP),
 	})

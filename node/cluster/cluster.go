@@ -110,6 +110,7 @@ func (c *Config) Validate() error {
 type Gateway interface {
 	DeliverEncoded(app string, clientIDs []string, except conversation.SessionID, frame []byte)
 	KickTag(app, clientID, tag, deviceID string, except conversation.SessionID)
+	Kick(app, clientID string) int
 }
 
 // Cluster is one node's membership in the cluster. Create it with New, set

@@ -416,3 +416,31 @@ func (c *Cluster) online(app string, clientIDs []string) []string {
 	}
 	return slices.DeleteFunc(slices.Clone(clientIDs), func(id string) bool { return !set[id] })
 }
+
+// Kick closes every session of a client on every live node (the REST
+// server API's kick; rare, so it asks all nodes) and returns how many
+// sessions were closed.
+func (c *Cluster) Kick(app, clientID string) int {
+	n := c.gateway.Kick(app, clientID)
+	var e enc
+	e.str(app)
+	e.str(clientID)
+	for _, m := range c.snap.Load().Members {
+		if m.ID == c.cfg.NodeID || !m.Live {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
+		resp, err := c.tr.Call(ctx, m.ID, mKick, e.b)
+		cancel()
+		if err != nil {
+			c.log.Warn("Kicking a client on a peer failed", "peer", m.ID, "client", clientID, "err", err)
+			continue
+		}
+		d := dec{b: resp}
+		k := d.u64()
+		if d.done("kick") == nil {
+			n += int(k)
+		}
+	}
+	return n
+}

@@ -91,6 +91,14 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 		e.u64(dg)
 		e.u64(uint64(n))
 		return e.b, nil
+	case mKick:
+		app, client := d.str(), d.str()
+		if err := d.done("kick"); err != nil {
+			return nil, err
+		}
+		var e enc
+		e.u64(uint64(c.gateway.Kick(app, client)))
+		return e.b, nil
 	case mEnsureSynced:
 		shard := uint16(d.u64())
 		if err := d.done("ensure synced"); err != nil {

@@ -24,13 +24,14 @@ const (
 	msgPush                          // message: app, ids, except, frame -> to a gateway
 	msgKickTag                       // message: app, client, tag, device, except session
 	msgSessionGone                   // message: app, client, session, clean
+	mKick                            // request: app, client -> sessions closed on the receiver
 )
 
 // skipEpochCheck lists the methods valid across roster epochs: replication,
 // sync and registration carry their own checks (ready, replica sets).
 func skipEpochCheck(m uint16) bool {
 	switch m {
-	case mReplicate, mRegister, mSyncScan, mDigest, mEnsureSynced, mOnline:
+	case mReplicate, mRegister, mSyncScan, mDigest, mEnsureSynced, mOnline, mKick:
 		return true
 	}
 	return false
