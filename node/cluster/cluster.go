@@ -273,6 +273,7 @@ func (c *Cluster) Start() error {
 	}
 	c.wg.Go(c.loop)
 	c.wg.Go(c.sync.run)
+	c.wg.Go(c.sync.runTasks)
 	return nil
 }
 

@@ -133,7 +133,6 @@ func (s *syncer) run() {
 	defer ae.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
-	go s.runTasks()
 	for {
 		for s.step() {
 			if c.ctx.Err() != nil {
@@ -156,8 +155,8 @@ func (s *syncer) run() {
 	}
 }
 
-// runTasks runs async tasks until the cluster stops. It is started and
-// stopped with run (same owner, the Cluster's context).
+// runTasks runs async tasks until the cluster stops (owned by the
+// Cluster: started by Start, waited for by Shutdown).
 func (s *syncer) runTasks() {
 	for {
 		select {
