@@ -167,6 +167,7 @@ func TestChaos(t *testing.T) {
 	t.Cleanup(load.Stop)
 	r := newRunner(t, c, load, ledger, seed)
 	start := time.Now()
+	t.Cleanup(r.salvage(seed, start, cfg.withDefaults().Senders))
 
 	hold(quietGap)
 	r.kill(r.pick(c.Running()))
@@ -184,7 +185,7 @@ func TestChaos(t *testing.T) {
 	r.waitProgress(2*cfg.withDefaults().Senders, readyTimeout)
 	load.Stop()
 
-	sum := r.finish(seed, start, cfg.withDefaults().Senders)
+	sum := r.finish(t.Context(), seed, start, cfg.withDefaults().Senders, settleTimeout)
 	if sum.Acked == 0 {
 		t.Error("no message was acknowledged")
 	}
@@ -192,20 +193,45 @@ func TestChaos(t *testing.T) {
 
 // finish builds the summary of a run whose load stopped, settles and
 // verifies, logs the summary and fails the test on violations.
-func (r *runner) finish(seed uint64, start time.Time, senders int) Summary {
+func (r *runner) finish(ctx context.Context, seed uint64, start time.Time, senders int, settle time.Duration) Summary {
+	r.finished = true
 	t, c := r.t, r.c
 	acks := r.ledger.Acks()
 	sum := Summary{
 		Seed: seed, Duration: time.Since(start), NodesStart: chaosNodes, NodesEnd: len(c.Running()),
 		Senders: senders, Conversations: len(r.load.Conversations()),
-		Faults: r.faults, Errors: r.ledger.Errors(), Events: r.ledger.Events(),
+		Faults: r.faults, Errors: r.ledger.Errors(), Events: r.ledger.Events(), AcksVia: map[string]int{},
+	}
+	for _, a := range acks {
+		sum.AcksVia[a.Via]++
 	}
 	sum.Attempts, sum.Acked, sum.Abandoned = r.ledger.Counts()
 	sum.MaxAckGap, sum.MaxAckGapFrom = MaxAckGap(acks)
-	sum.Settle, sum.Report = settleAndVerify(t.Context(), t, c, r.load.Conversations(), acks)
+	sum.Settle, sum.Report = settleAndVerify(ctx, t, c, r.load.Conversations(), acks, settle)
 	t.Log("\n" + sum.String())
 	checkErrors(t, r.ledger, sum)
 	return sum
+}
+
+// salvageSettle bounds the settling of a run that stopped early: the
+// cluster may be broken for good, the verification runs anyway.
+const salvageSettle = 30 * time.Second
+
+// salvage returns a cleanup that, if the test stopped before finish (a
+// harness wait failed), stops the load and still verifies what was
+// acknowledged against the running nodes: a failed run then also says
+// whether acknowledged messages were lost.
+func (r *runner) salvage(seed uint64, start time.Time, senders int) func() {
+	return func() {
+		if r.finished {
+			return
+		}
+		r.t.Log("the run stopped early; verifying the messages acknowledged so far")
+		r.load.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), salvageSettle+time.Minute)
+		defer cancel()
+		r.finish(ctx, seed, start, senders, salvageSettle)
+	}
 }
 
 // checkErrors fails the test on permanent rejections: a conversation that
@@ -237,13 +263,14 @@ func TestChaosWipedReplica(t *testing.T) {
 	t.Cleanup(load.Stop)
 	r := newRunner(t, c, load, ledger, seed)
 	start := time.Now()
+	t.Cleanup(r.salvage(seed, start, cfg.Senders))
 	hold(quietGap)
 	r.wipe(r.pick(c.Running()))
 	hold(quietGap)
 	r.waitProgress(2*cfg.Senders, readyTimeout)
 	load.Stop()
 
-	r.finish(seed, start, cfg.Senders)
+	r.finish(t.Context(), seed, start, cfg.Senders, settleTimeout)
 }
 
 // quorumSendTimeout bounds each send made without a write quorum: it must
@@ -346,7 +373,7 @@ func TestChaosQuorumLoss(t *testing.T) {
 		}
 		acks = append(acks, a)
 	}
-	_, rep := settleAndVerify(ctx, t, c, []string{conv.ID()}, acks)
+	_, rep := settleAndVerify(ctx, t, c, []string{conv.ID()}, acks, settleTimeout)
 	if rep != nil {
 		t.Logf("quorum loss: %d acknowledged, %d stored without ack (sends that failed), replicas read %d", rep.Acked, rep.StoredUnacked, rep.Replicas)
 	}

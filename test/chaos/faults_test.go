@@ -42,6 +42,8 @@ type runner struct {
 	rng    *rand.Rand
 	log    *slog.Logger
 	faults map[string]int
+	// finished is set once the run reached its verification.
+	finished bool
 }
 
 func newRunner(t *testing.T, c *harness.Cluster, load *Load, ledger *Ledger, seed uint64) *runner {
@@ -227,10 +229,10 @@ func (e *progressError) Error() string {
 // settleAndVerify stops nothing: the caller stopped the load. It waits for
 // the cluster to settle and verifies every acknowledged message against
 // every replica, returning the report (nil if it could not read it).
-func settleAndVerify(ctx context.Context, t *testing.T, c *harness.Cluster, convs []string, acks []Ack) (time.Duration, *Report) {
+func settleAndVerify(ctx context.Context, t *testing.T, c *harness.Cluster, convs []string, acks []Ack, timeout time.Duration) (time.Duration, *Report) {
 	t.Helper()
 	r := c.Options().ReplicationFactor
-	took, err := Settle(ctx, admins(c), r, settleInterval, settleTimeout)
+	took, err := Settle(ctx, admins(c), r, settleInterval, timeout)
 	if err != nil {
 		t.Error(err)
 	}

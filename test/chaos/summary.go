@@ -45,6 +45,9 @@ type Summary struct {
 	// connection events.
 	Errors map[string]int
 	Events map[string]int
+	// AcksVia counts the acks by the WebSocket URL of the node that
+	// answered them.
+	AcksVia map[string]int
 	// MaxAckGap is the longest stretch without any ack, starting at
 	// MaxAckGapFrom: a stall of the whole load.
 	MaxAckGap     time.Duration
@@ -98,6 +101,7 @@ func (s Summary) String() string {
 	line("retryable errors", "%d %s", s.Retryable(), formatCounts(s.Errors))
 	line("rejected", "%d", s.Rejected())
 	line("client events", "%s", formatCounts(s.Events))
+	line("acks via", "%s", formatCounts(s.AcksVia))
 	if r := s.Report; r != nil {
 		line("replicas read", "%d (conversation, replica) lists", r.Replicas)
 		line("messages lost", "%d", r.Lost)
