@@ -15,9 +15,13 @@
 // strictly increase, a message first sent after another was acknowledged
 // has a later timestamp, and all replicas hold identical lists.
 //
-// `go test ./test/chaos` (part of `make test-go`) does a short run of a few
-// minutes; `make chaos CHAOS_DURATION=10m` a long one that injects random
-// faults for that long and prints a summary (Summary).
+// `go test ./test/chaos` (part of `make test-go`) does a short run of about
+// a minute; `make chaos CHAOS_DURATION=10m` a long one that injects random
+// faults for that long and prints a summary (Summary). CHAOS_SEED replays
+// the choices of a run, CHAOS_ARTIFACTS is where a failed run keeps the
+// full node logs, IMNODE_BIN runs a prebuilt imnode (see test/harness).
+// A run also fails if any node process crashed, even one the harness
+// relaunched.
 //
 // What it must not do: import node internals (it talks to the nodes only
 // through the client protocol and the admin API), bind anything but
