@@ -7,6 +7,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"sync"
 
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
@@ -236,23 +237,46 @@ func (e *Engine) tempQuery(c Caller, cm *pb.ConvCommand) (*pb.GenericCommand, er
 	return queryResults(docs)
 }
 
-// forEachConv calls fn for every conversation record of app, shard by shard
-// (a scatter over all S shards; each scan goes to its shard's coordinator).
+// scatterParallelism bounds the shard scans a scatter query runs at once.
+const scatterParallelism = 16
+
+// forEachConv calls fn for every conversation record of app, in shard
+// order: a scatter over all S shards (each scan goes to its shard's
+// coordinator), scatterParallelism shards at a time.
 func (e *Engine) forEachConv(ctx context.Context, app string, fn func(*convRecord) error) error {
-	for shard := range e.shards.Count() {
-		prefix := store.NewKey(uint16(shard), app, store.FamConv).Bytes()
-		err := e.st.ScanPrefix(prefix, false, func(_, v []byte) (bool, error) {
-			if err := ctx.Err(); err != nil {
-				return false, err
+	n := e.shards.Count()
+	results := make([][]*convRecord, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, scatterParallelism)
+	var wg sync.WaitGroup
+	for shard := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if ctx.Err() != nil {
+				errs[shard] = ctx.Err()
+				return
 			}
-			var r convRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return false, internal("decode conversation", err)
-			}
-			return true, fn(&r)
+			prefix := store.NewKey(uint16(shard), app, store.FamConv).Bytes()
+			errs[shard] = e.st.ScanPrefix(prefix, false, func(_, v []byte) (bool, error) {
+				var r convRecord
+				if err := json.Unmarshal(v, &r); err != nil {
+					return false, internal("decode conversation", err)
+				}
+				results[shard] = append(results[shard], &r)
+				return true, nil
+			})
 		})
-		if err != nil {
-			return err
+	}
+	wg.Wait()
+	for shard := range n {
+		if errs[shard] != nil {
+			return errs[shard]
+		}
+		for _, r := range results[shard] {
+			if err := fn(r); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
