@@ -83,23 +83,6 @@ func (r *rooms) leave(app, cid, clientID string) {
 	del(r.byClient, roomKey(app, clientID), cid)
 }
 
-// leaveAll removes the client from every room it joined.
-func (r *rooms) leaveAll(app, clientID string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for cid := range r.byClient[roomKey(app, clientID)] {
-		del(r.members, roomKey(app, cid), clientID)
-	}
-	delete(r.byClient, roomKey(app, clientID))
-}
-
-func (r *rooms) has(app, cid, clientID string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.members[roomKey(app, cid)][clientID]
-	return ok
-}
-
 // list returns the room's members, sorted. The slice is owned by the caller.
 func (r *rooms) list(app, cid string) []string {
 	r.mu.Lock()
