@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -127,5 +128,17 @@ func TestClusterHLCConcurrent(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestClusterHLCIgnoresVersionsFarAhead(t *testing.T) {
+	c, _ := newTestHLC(1_000)
+	c.Observe(math.MaxUint64 - 1)
+	a, b := c.Now(), c.Now()
+	if b <= a {
+		t.Fatalf("versions went backwards after a hostile observation: %d then %d", a, b)
+	}
+	if a>>hlcLogicalBits > 1_000+uint64(maxDrift.Milliseconds()) {
+		t.Fatalf("clock moved to %d ms by a version beyond the drift bound", a>>hlcLogicalBits)
 	}
 }

@@ -551,3 +551,16 @@ func TestStoreVersionedConverge(t *testing.T) {
 		}
 	})
 }
+
+func TestStoreVersionedDeleteLastShard(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer func() { _ = s.Close() }()
+	key := NewKey(0xffff, "app", FamConv).Str("c").Bytes()
+	mustApplyVersioned(t, s, setOp(key, rec{version: 1, value: "v"}))
+	if err := s.DeleteShard(0xffff); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, err := s.ShardDigest(0xffff); err != nil || n != 0 {
+		t.Fatalf("shard 65535 after DeleteShard: %d keys, %v", n, err)
+	}
+}
