@@ -3,7 +3,7 @@
 # chosen by the kernel, --cluster-profile local), waits for /readyz on all of
 # them, runs imbench against all their client URLs with the given arguments,
 # prints each node's CPU time and resident memory, and stops the nodes.
-# Nodes 2..NODES join node 1's gossip address (read from its addr file).
+# imnode-1 and later join imnode-0's gossip address (read from its addr file).
 #
 #   hack/bench-local.sh --clients 1000 --conns 1000 --rate 1 --duration 30s
 #   NODES=3 REPLICATION=1/1 hack/bench-local.sh --clients 1000 --conns 1000
@@ -11,8 +11,9 @@
 # Environment: NODES (1), SHARDS (256), REPLICATION (R/W, default 3/2; passed
 # to every node as --replication-factor/--write-quorum when NODES > 1; a single
 # node runs with the defaults, effectively R=1/W=1), LOG_LEVEL (info),
-# READY_TIMEOUT (seconds, 120), BIN (directory with imnode and imbench, ./bin),
-# KEEP=1 (keep the data dirs and logs; they are also kept when imbench fails).
+# READY_TIMEOUT (seconds, 120), STOP_TIMEOUT (seconds from SIGTERM to SIGQUIT,
+# 60), BIN (directory with imnode and imbench, ./bin), KEEP=1 (keep the data
+# dirs and logs; they are also kept when imbench fails or a node hangs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ shards=${SHARDS:-256}
 replication=${REPLICATION:-3/2}
 log_level=${LOG_LEVEL:-info}
 ready_timeout=${READY_TIMEOUT:-120}
+stop_timeout=${STOP_TIMEOUT:-60}
 bin=${BIN:-bin}
 
 [[ $nodes =~ ^[1-9][0-9]*$ ]] || { echo "NODES must be a positive integer, got '$nodes'" >&2; exit 2; }
@@ -36,8 +38,13 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/imbench.XXXXXX")
 pids=()
 keep=${KEEP:-}
 
-# stop sends SIGTERM to every node and waits for them; it removes the temp
-# dir unless KEEP=1 or something failed.
+# alive PID: the process exists and is not a zombie.
+alive() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" ] && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]; }
+
+# stop sends SIGTERM to every node and waits for them; a node still running
+# STOP_TIMEOUT seconds later gets SIGQUIT (the Go runtime writes every
+# goroutine's stack to its log and exits). It removes the temp dir unless
+# KEEP=1 or something failed.
 stop() {
   local status=$?
   trap - INT TERM EXIT
@@ -45,9 +52,20 @@ stop() {
   for i in "${!pids[@]}"; do
     kill -TERM "${pids[$i]}" 2>/dev/null || true
   done
+  local start=$SECONDS
+  local deadline=$((SECONDS + stop_timeout))
   for i in "${!pids[@]}"; do
+    while alive "${pids[$i]}" && [ $SECONDS -lt $deadline ]; do
+      sleep 0.2
+    done
+    if alive "${pids[$i]}"; then
+      echo "imnode-$i still running ${stop_timeout}s after SIGTERM: SIGQUIT, goroutine dump in $dir/node-$i.log" >&2
+      kill -QUIT "${pids[$i]}" 2>/dev/null || true
+      keep=1
+    fi
     wait "${pids[$i]}" 2>/dev/null || true
   done
+  [ "${#pids[@]}" -eq 0 ] || echo "nodes stopped $((SECONDS - start))s after SIGTERM" >&2
   if [ "$status" -ne 0 ] || [ -n "$keep" ]; then
     echo "node data and logs kept in $dir" >&2
   else
@@ -74,7 +92,7 @@ wait_for() {
   shift 2
   local deadline=$((SECONDS + ready_timeout))
   until "$@" >/dev/null 2>&1; do
-    kill -0 "${pids[$i]}" 2>/dev/null || fail_node "$i" "exited while waiting for $what"
+    alive "${pids[$i]}" || fail_node "$i" "exited while waiting for $what"
     [ $SECONDS -lt $deadline ] || fail_node "$i" "no $what after ${ready_timeout}s"
     sleep 0.1
   done
@@ -98,6 +116,8 @@ start_node() {
 
 # cpu_ticks PID prints the process's user+system CPU time in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# machine_ticks prints the busy and total CPU ticks of the machine (all cores).
+machine_ticks() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
 # status_kb PID FIELD prints a /proc/PID/status field (VmRSS, VmHWM) in KiB.
 status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 
@@ -136,17 +156,27 @@ echo "imbench ${url_args[*]} $*" >&2
 timer=()
 [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "imbench: cpu %Us user %Ss system, max RSS %M KiB")
 bench_status=0
+read -r busy0 total0 < <(machine_ticks)
+start=$(date +%s.%N)
 "${timer[@]}" "$bin/imbench" "${url_args[@]}" "$@" || bench_status=$?
+read -r busy1 total1 < <(machine_ticks)
+wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {print e - s}')
+nodes_cpu=0
 
 for i in "${!pids[@]}"; do
-  if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+  if ! alive "${pids[$i]}"; then
     fail_node "$i" "exited during the benchmark"
   fi
   cpu=$(($(cpu_ticks "${pids[$i]}") - cpu0[i]))
+  nodes_cpu=$((nodes_cpu + cpu))
   printf 'imnode-%d: cpu %.1fs during imbench, RSS %d MiB now, peak %d MiB; log: %d warnings, %d errors\n' \
     "$i" "$(awk -v c="$cpu" -v t="$ticks" 'BEGIN {print c / t}')" \
     $(($(status_kb "${pids[$i]}" VmRSS) / 1024)) $(($(status_kb "${pids[$i]}" VmHWM) / 1024)) \
     "$(grep -c 'level=WARN' "$dir/node-$i.log" || true)" "$(grep -c 'level=ERROR' "$dir/node-$i.log" || true)"
+  grep -E 'level=(WARN|ERROR)' "$dir/node-$i.log" | head -n 5 | cut -c1-400 | sed "s/^/  imnode-$i | /" || true
 done
+# Everything else on the machine shares the same cores: report how busy it was.
+awk -v b=$((busy1 - busy0)) -v t=$((total1 - total0)) -v n="$nodes_cpu" -v k="$ticks" -v w="$wall" -v c="$(nproc)" \
+  'BEGIN {printf "machine: %d cores %.0f%% busy over %.1fs of imbench (setup included); nodes used %.1f cpu-s, everything else (imbench too) %.1f cpu-s\n", c, 100 * b / t, w, n / k, (b - n) / k}'
 [ "$bench_status" -eq 0 ] || keep=1
 exit "$bench_status"

@@ -38,20 +38,41 @@ func TestBenchRunAgainstNode(t *testing.T) {
 		defer cancel()
 		_ = n.Shutdown(ctx)
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	res, err := run(ctx, benchConfig{
-		URLs: []string{"ws://" + n.ClientAddr().String() + "/"}, AppID: apps.DevAppID,
-		Subprotocol: protocol.SubprotocolBinary, Clients: 6, Conns: 2, Rate: 20, Duration: 500 * time.Millisecond,
-		Size: 64, Parallel: 4, Drain: 10 * time.Second, Logger: logger,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Acked == 0 || res.Acked != res.Sent || res.Received != res.Acked || len(res.Errors) != 0 {
-		t.Fatalf("sent %d acked %d received %d errors %v", res.Sent, res.Acked, res.Received, res.Errors)
-	}
-	if res.SendToAck.Count != res.Acked || res.SendToReceive.Count != res.Received || res.SendToAck.P99Ms <= 0 {
-		t.Fatalf("latencies = %+v / %+v", res.SendToAck, res.SendToReceive)
+	url := "ws://" + n.ClientAddr().String() + "/"
+	for _, tc := range []struct {
+		name string
+		urls []string
+	}{
+		{"one url", []string{url}},
+		// Two URLs of the same node (it serves the WebSocket on any path):
+		// the connections and clients are spread over both.
+		{"two urls", []string{url, url + "second"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			res, err := run(ctx, benchConfig{
+				URLs: tc.urls, AppID: apps.DevAppID,
+				Subprotocol: protocol.SubprotocolBinary, Clients: 6, Conns: 2, Rate: 20, Duration: 500 * time.Millisecond,
+				Size: 64, Parallel: 4, Drain: 10 * time.Second, Logger: logger,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Acked == 0 || res.Acked != res.Sent || res.Received != res.Acked || len(res.Errors) != 0 {
+				t.Fatalf("sent %d acked %d received %d errors %v", res.Sent, res.Acked, res.Received, res.Errors)
+			}
+			if res.SendToAck.Count != res.Acked || res.SendToReceive.Count != res.Received || res.SendToAck.P99Ms <= 0 {
+				t.Fatalf("latencies = %+v / %+v", res.SendToAck, res.SendToReceive)
+			}
+			wantCross := 0
+			if len(tc.urls) > 1 {
+				wantCross = 3
+			}
+			if p := res.Placement; p.Pairs != 3 || p.CrossURLPairs != wantCross || len(p.ConnsPerURL) != len(tc.urls) ||
+				res.MisplacedConns != 0 {
+				t.Fatalf("placement = %+v, misplaced %d", p, res.MisplacedConns)
+			}
+		})
 	}
 }
