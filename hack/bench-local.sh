@@ -39,7 +39,11 @@ pids=()
 keep=${KEEP:-}
 
 # alive PID: the process exists and is not a zombie.
-alive() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" ] && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]; }
+alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
 
 # stop sends SIGTERM to every node and waits for them; a node still running
 # STOP_TIMEOUT seconds later gets SIGQUIT (the Go runtime writes every
