@@ -265,6 +265,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 func (n *Node) shutdown(ctx context.Context) error {
 	n.ready.Store(false)
+	n.cluster.Quiesce()
 	n.log.Info("Shutting down")
 	grace, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
 	defer cancel()

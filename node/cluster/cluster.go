@@ -136,11 +136,18 @@ type Cluster struct {
 
 	gossipAddr string
 
+	standInMu sync.Mutex
+	standIns  map[uint16]bool // shards run here for a preferred coordinator
+
 	suspectMu sync.Mutex
 	suspects  map[string]time.Time // peer -> suspected until
 
 	active   atomic.Bool
 	draining atomic.Bool
+	// stopping is set by Quiesce: this node no longer coordinates, so
+	// requests in flight elsewhere move to the next replica instead of
+	// meeting a closing connection.
+	stopping atomic.Bool
 	drain    drainState
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Cluster, cancelled by Shutdown
@@ -162,6 +169,7 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster"), st: cfg.Store, met: m,
 		clk: hlc{now: time.Now}, ctx: ctx, cancel: cancel, suspects: map[string]time.Time{},
+		standIns: map[uint16]bool{},
 	}
 	if cfg.FaultInjection {
 		c.flt = transport.NewFaults(uint64(time.Now().UnixNano()))
@@ -347,6 +355,12 @@ func (c *Cluster) TransportAddr() string { return c.tr.Addr().String() }
 // Faults returns the fault injector, or nil without FaultInjection.
 func (c *Cluster) Faults() *transport.Faults { return c.flt }
 
+// Quiesce stops coordinating before a shutdown: requests for shards this
+// node coordinates are answered "not ready" (peers retry them at the next
+// replica) and local ones go to the other replicas. Replication to this
+// node continues until Shutdown.
+func (c *Cluster) Quiesce() { c.stopping.Store(true) }
+
 // Shutdown leaves nothing behind: it stops the loops, gossip and the
 // transport. Other nodes see this node die; its replicas stay its own
 // (membership is not ownership).
@@ -402,6 +416,9 @@ func (c *Cluster) rebuild() {
 	c.reg.forgetDead(snap)
 	if oldSnap == nil || old == nil || placementChanged(old, rg) || livenessChanged(oldSnap, snap) {
 		c.presence.reregister(c)
+		c.standInMu.Lock()
+		c.standIns = map[uint16]bool{}
+		c.standInMu.Unlock()
 		if c.engine != nil {
 			c.engine.ForgetTimestamps()
 		}
@@ -487,7 +504,32 @@ func (c *Cluster) suspected(peer string) bool {
 // first live replica that is caught up, as far as it knows.
 func (c *Cluster) coordinates(shard uint16) bool {
 	ids := c.coordinators(shard)
-	return len(ids) > 0 && ids[0] == c.cfg.NodeID && c.sync.ready(shard)
+	return len(ids) > 0 && ids[0] == c.cfg.NodeID && c.canCoordinate(shard)
+}
+
+// standIn is called before this node runs a coordinator's work for shard
+// while it is not the shard's preferred coordinator (that one is stopping,
+// catching up or unreachable). The first time per shard since the last
+// roster or liveness change it drops the engine's cached timestamps: the
+// preferred coordinator may have assigned later ones.
+func (c *Cluster) standIn(shard uint16) {
+	ids := c.coordinators(shard)
+	if len(ids) > 0 && ids[0] == c.cfg.NodeID {
+		return
+	}
+	c.standInMu.Lock()
+	first := !c.standIns[shard]
+	c.standIns[shard] = true
+	c.standInMu.Unlock()
+	if first && c.engine != nil {
+		c.engine.ForgetTimestamps()
+	}
+}
+
+// canCoordinate reports whether this node may coordinate shard: caught up
+// and not stopping.
+func (c *Cluster) canCoordinate(shard uint16) bool {
+	return !c.stopping.Load() && c.sync.ready(shard)
 }
 
 // ConvShard implements conversation.Shards.

@@ -120,7 +120,7 @@ func (c *Cluster) serving(shard uint16, key []byte) error {
 			return fmt.Errorf("cluster: key outside shard %d", shard)
 		}
 	}
-	if !c.ring.Load().IsReplica(int(shard), c.cfg.NodeID) || !c.sync.ready(shard) {
+	if !c.ring.Load().IsReplica(int(shard), c.cfg.NodeID) || !c.canCoordinate(shard) {
 		return ErrNotReady
 	}
 	return nil

@@ -199,10 +199,11 @@ func (c *Cluster) onCoordinatorOnce(ctx context.Context, shard uint16, local fun
 	last := ErrNoCoordinator
 	for _, id := range c.coordinators(shard) {
 		if id == c.cfg.NodeID {
-			if !c.sync.ready(shard) {
+			if !c.canCoordinate(shard) {
 				last = ErrNotReady
 				continue
 			}
+			c.standIn(shard)
 			return local()
 		}
 		err := remote(ctx, id)

@@ -142,6 +142,7 @@ func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
 		if err := c.serving(part.Shard, nil); err != nil {
 			return nil, err
 		}
+		c.standIn(part.Shard)
 	}
 	resp, err := c.engine.Handle(ctx, caller, req)
 	var e enc

@@ -150,19 +150,21 @@ func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.Dire
 			return m, nil, nil, nil
 		}
 	}
-	last, ok := st.lastTs[roomKey(c.App, cid)]
-	if !ok {
+	epoch := e.tsEpoch.Load()
+	cached, ok := st.lastTs[roomKey(c.App, cid)]
+	last := cached.ts
+	if !ok || cached.epoch != epoch {
 		newest, err := e.newestMessage(c.App, cid)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		last = newest.ts()
+		last = max(last, newest.ts())
 	}
 	ts := max(e.nowMs(), last+1)
 	if st.lastTs == nil {
-		st.lastTs = map[string]int64{}
+		st.lastTs = map[string]cachedTs{}
 	}
-	st.lastTs[roomKey(c.App, cid)] = ts
+	st.lastTs[roomKey(c.App, cid)] = cachedTs{ts: ts, epoch: epoch}
 	if mid == "" {
 		mid = newMessageID()
 	}

@@ -176,7 +176,7 @@ type stripe struct {
 	// cid), including transient and in-flight messages, keeping timestamps
 	// strictly increasing. inflight counts sends between timestamp
 	// assignment and commit. Guarded by mu.
-	lastTs   map[string]int64
+	lastTs   map[string]cachedTs
 	inflight int
 	// pendingDt holds messages with a dt between timestamp assignment and
 	// commit, so a concurrent resend is answered with the same id.
@@ -185,6 +185,13 @@ type stripe struct {
 	qmu      sync.Mutex
 	queue    []push
 	draining bool
+}
+
+// cachedTs is the last timestamp assigned to a conversation and the
+// Engine.tsEpoch it was assigned or checked under.
+type cachedTs struct {
+	ts    int64
+	epoch uint64
 }
 
 // push is one Deliver call. A push with a gate waits in the stripe queue
@@ -233,6 +240,9 @@ type Engine struct {
 
 	rooms rooms
 	wills wills
+
+	// tsEpoch invalidates the stripes' cached timestamps (ForgetTimestamps).
+	tsEpoch atomic.Uint64
 
 	// acks feeds the ack loop while running is set (see handleReceiverAck).
 	acks    chan ackJob
@@ -523,19 +533,14 @@ func (e *Engine) unlockAndDrain(st *stripe) {
 	e.drain(st)
 }
 
-// ForgetTimestamps drops the cached last timestamps of conversations (of
-// stripes with no send in flight), so the next send reads the newest stored
-// message. The cluster calls it when shard coordination moves: another node
-// may have assigned later timestamps meanwhile, and timestamps must stay
-// strictly increasing per conversation across coordinator changes.
+// ForgetTimestamps makes the cached last timestamps of conversations
+// suspect: the next send of each conversation reads the newest stored
+// message again and continues after the later of the two. The cluster calls
+// it when shard coordination moves (another node may have assigned later
+// timestamps meanwhile; they must stay strictly increasing per conversation
+// across coordinator changes). It takes no stripe lock, so it is safe to call
+// from code running under one.
 func (e *Engine) ForgetTimestamps() {
-	for i := range e.convStripes {
-		st := &e.convStripes[i]
-		st.mu.Lock()
-		if st.inflight == 0 {
-			st.lastTs = nil
-		}
-		st.mu.Unlock()
-	}
+	e.tsEpoch.Add(1)
 	e.rooms.forget()
 }

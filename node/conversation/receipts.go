@@ -3,6 +3,7 @@ package conversation
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/imcluster/imcluster/node/protocol/pb"
 	"github.com/imcluster/imcluster/node/store"
@@ -71,17 +72,36 @@ func (e *Engine) ackLoop(ctx context.Context) {
 	}
 }
 
-// drainAcks processes acks still queued after the ack loop stopped.
+// drainAckBudget bounds how long Stop spends on acks still queued: a
+// delivery receipt is best effort, and at shutdown the peers holding the
+// clients' state may be stopping too.
+const drainAckBudget = 5 * time.Second
+
+// drainAcks processes acks still queued after the ack loop stopped, in
+// batches, for at most drainAckBudget; what is left is dropped and counted
+// in the log.
 func (e *Engine) drainAcks() {
-	for {
-		select {
-		case j := <-e.acks:
-			if err := e.processAcks(context.Background(), []ackJob{j}); err != nil {
-				e.log.Warn("Recording receiver acks failed", "err", err)
+	deadline := time.Now().Add(drainAckBudget)
+	for time.Now().Before(deadline) {
+		var batch []ackJob
+	more:
+		for len(batch) < ackBatchMax {
+			select {
+			case j := <-e.acks:
+				batch = append(batch, j)
+			default:
+				break more
 			}
-		default:
+		}
+		if len(batch) == 0 {
 			return
 		}
+		if err := e.processAcks(context.Background(), batch); err != nil {
+			e.log.Warn("Recording receiver acks failed", "err", err)
+		}
+	}
+	if n := len(e.acks); n > 0 {
+		e.log.Warn("Dropping receiver acks at shutdown", "acks", n)
 	}
 }
 
