@@ -121,10 +121,14 @@ const crashExcerpt = 30
 // and a chaos failure usually needs the whole story.
 const EnvArtifacts = "CHAOS_ARTIFACTS"
 
+// EnvKeepLogs, when not empty, keeps the node logs of passing runs too (to
+// study a stall that did not fail the run).
+const EnvKeepLogs = "CHAOS_KEEP_LOGS"
+
 // keepLogs copies the node logs of a failed test out of its temp directory.
 // It runs in t.Cleanup before the harness's own cleanup kills the nodes.
 func keepLogs(t *testing.T, c *harness.Cluster) {
-	if !t.Failed() {
+	if !t.Failed() && os.Getenv(EnvKeepLogs) == "" {
 		return
 	}
 	base := os.Getenv(EnvArtifacts)
@@ -207,6 +211,7 @@ func (r *runner) finish(ctx context.Context, seed uint64, start time.Time, sende
 	}
 	sum.Attempts, sum.Acked, sum.Abandoned = r.ledger.Counts()
 	sum.MaxAckGap, sum.MaxAckGapFrom = MaxAckGap(acks)
+	sum.GapErrors = r.ledger.ErrorsBetween(sum.MaxAckGapFrom, sum.MaxAckGapFrom.Add(sum.MaxAckGap))
 	sum.Settle, sum.Report = settleAndVerify(ctx, t, c, r.load.Conversations(), acks, settle)
 	t.Log("\n" + sum.String())
 	checkErrors(t, r.ledger, sum)

@@ -92,7 +92,22 @@ type Ledger struct {
 	samples   map[string]string // first error text per class, for reports
 	abandoned int               // payloads never acknowledged (run ended or rejected)
 	events    map[string]int    // connection events by kind (disconnect, goaway, ...)
+	timeline  []ErrorEvent      // the latest failed attempts, at most maxTimeline
 }
+
+// ErrorEvent is one failed send attempt, for explaining stalls.
+type ErrorEvent struct {
+	At     time.Time
+	Sender string
+	// Via is the URL of the node the sender was connected to.
+	Via   string
+	Class string
+	Err   string
+}
+
+// maxTimeline bounds the error timeline: enough for a stall of a minute
+// with every sender retrying about once a second, a few hundred kB.
+const maxTimeline = 4096
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
@@ -113,10 +128,15 @@ func (l *Ledger) Acked(a Ack) {
 	l.mu.Unlock()
 }
 
-// Failed records a failed attempt and returns its class.
-func (l *Ledger) Failed(err error) string {
+// Failed records a failed attempt of sender (connected via the node at
+// URL via) and returns its class.
+func (l *Ledger) Failed(err error, sender, via string) string {
 	c := Classify(err)
 	l.mu.Lock()
+	if len(l.timeline) == maxTimeline {
+		l.timeline = append(l.timeline[:0], l.timeline[maxTimeline/2:]...)
+	}
+	l.timeline = append(l.timeline, ErrorEvent{At: time.Now(), Sender: sender, Via: via, Class: c, Err: err.Error()})
 	l.errs[c]++
 	if _, ok := l.samples[c]; !ok {
 		l.samples[c] = err.Error()
@@ -197,4 +217,17 @@ func MaxAckGap(acks []Ack) (gap time.Duration, from time.Time) {
 		}
 	}
 	return gap, from
+}
+
+// ErrorsBetween returns the recorded failed attempts in [from, to].
+func (l *Ledger) ErrorsBetween(from, to time.Time) []ErrorEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []ErrorEvent
+	for _, e := range l.timeline {
+		if !e.At.Before(from) && !e.At.After(to) {
+			out = append(out, e)
+		}
+	}
+	return out
 }

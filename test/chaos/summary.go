@@ -52,6 +52,8 @@ type Summary struct {
 	// MaxAckGapFrom: a stall of the whole load.
 	MaxAckGap     time.Duration
 	MaxAckGapFrom time.Time
+	// GapErrors are the failed attempts during the longest ack gap.
+	GapErrors []ErrorEvent
 	// Report is the verification outcome (nil if it did not run).
 	Report *Report
 }
@@ -92,6 +94,12 @@ func (s Summary) String() string {
 	line("send attempts", "%d", s.Attempts)
 	line("acknowledged", "%d", s.Acked)
 	line("longest ack gap", "%s (from %s)", s.MaxAckGap.Round(time.Millisecond), s.MaxAckGapFrom.Format(time.StampMilli))
+	if len(s.GapErrors) > 0 {
+		line("errors in the gap", "%d %s", len(s.GapErrors), formatCounts(gapCounts(s.GapErrors)))
+		for _, e := range firstPerKind(s.GapErrors) {
+			fmt.Fprintf(&b, "  %24s %s %s via %s: %s\n", "", e.At.Format(time.StampMilli), e.Sender, e.Via, e.Err)
+		}
+	}
 	line("abandoned", "%d (not acknowledged when the load stopped, or rejected)", s.Abandoned)
 	total := 0
 	for _, v := range s.Faults {
@@ -125,4 +133,26 @@ func formatCounts(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
 	}
 	return "{" + strings.Join(parts, " ") + "}"
+}
+
+// gapCounts counts errors by class and node.
+func gapCounts(evs []ErrorEvent) map[string]int {
+	m := map[string]int{}
+	for _, e := range evs {
+		m[e.Class+" via "+e.Via]++
+	}
+	return m
+}
+
+// firstPerKind returns the first error of each (class, node).
+func firstPerKind(evs []ErrorEvent) []ErrorEvent {
+	seen := map[string]bool{}
+	var out []ErrorEvent
+	for _, e := range evs {
+		if k := e.Class + e.Via; !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
 }
