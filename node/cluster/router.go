@@ -44,14 +44,19 @@ func (r *Router) Handle(ctx context.Context, caller conversation.Caller, req *pb
 }
 
 // clientError maps cluster failures to the protocol's retryable error and
-// passes protocol errors through.
+// passes protocol errors through. The detail names the kind of failure, not
+// node names or addresses.
 func clientError(err error) error {
 	var pe *protocol.Error
 	switch {
 	case errors.As(err, &pe):
 		return pe
 	case transport.IsRetryable(err):
-		return protocol.ErrUnavailable.WithDetail("%v", err)
+		detail := "the cluster cannot serve this conversation right now, retry"
+		if errors.Is(err, ErrQuorum) || strings.Contains(err.Error(), "write quorum not reached") {
+			detail = "write quorum not reached: the message was not acknowledged, retry"
+		}
+		return protocol.ErrUnavailable.WithDetail("%s", detail)
 	}
 	return err
 }
