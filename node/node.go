@@ -167,6 +167,10 @@ func (n *Node) Start() error {
 		PublicURL: n.cfg.PublicURL,
 		Logger:    n.cfg.Logger.With("component", logComponentHTTP),
 	})
+	// The admin port serves first: /healthz answers while the node waits
+	// for its cluster (Start may wait for a seed) and catches up.
+	n.adminSrv = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.serve(n.adminSrv, n.adminLn)
 	if err := cl.Start(); err != nil {
 		return n.abort(err)
 	}
@@ -190,9 +194,7 @@ func (n *Node) Start() error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
-	n.adminSrv = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	n.serve(n.clientSrv, n.clientLn)
-	n.serve(n.adminSrv, n.adminLn)
 	n.ready.Store(true)
 	n.log.Info("Serving", "client", n.clientLn.Addr().String(), "admin", n.adminLn.Addr().String(),
 		"gossip", cl.GossipAddr(), "transport", cl.TransportAddr(),

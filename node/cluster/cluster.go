@@ -144,6 +144,9 @@ type Cluster struct {
 
 	active   atomic.Bool
 	draining atomic.Bool
+	// started is set once Start has set up membership (c.ml): the admin
+	// API may call in before that.
+	started atomic.Bool
 	// stopping is set by Quiesce: this node no longer coordinates, so
 	// requests in flight elsewhere move to the next replica instead of
 	// meeting a closing connection.
@@ -211,8 +214,8 @@ func (c *Cluster) Start() error {
 	tcfg.Logger = c.cfg.Logger.With("component", "transport")
 	tcfg.Faults = c.flt
 	tcfg.Resolve = func(id string) (string, error) {
-		if c.ml == nil {
-			return "", errors.New("cluster: not started")
+		if !c.started.Load() {
+			return "", errNotStarted
 		}
 		return c.ml.ResolvePeer(id)
 	}
@@ -279,6 +282,7 @@ func (c *Cluster) Start() error {
 		}
 		c.sync.maybeActive()
 	}
+	c.started.Store(true)
 	c.wg.Go(c.loop)
 	c.wg.Go(c.sync.run)
 	c.wg.Go(c.sync.runTasks)
@@ -299,16 +303,42 @@ func (c *Cluster) awaitJoin() {
 		wait = 5 * time.Second
 	}
 	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
+	warned := false
+	for {
 		if c.ml.Joined() && len(c.ml.Snapshot().Members) > 1 {
 			return
+		}
+		if time.Now().After(deadline) {
+			switch {
+			case c.ml.Joined():
+				return // a seed answered (ourselves, in a one-node cluster)
+			case !c.hasData():
+				c.log.Warn("No seed answered; starting a new cluster", "seeds", c.cfg.Seeds)
+				return
+			case !warned:
+				// A node with data that starts alone would form a second
+				// cluster next to the one it belongs to: keep trying.
+				c.log.Warn("No seed answered; this node has data, so it waits for its cluster", "seeds", c.cfg.Seeds)
+				warned = true
+			}
 		}
 		select {
 		case <-c.ml.Changes():
 		case <-time.After(20 * time.Millisecond):
+		case <-c.ctx.Done():
+			return
 		}
 	}
-	c.log.Warn("No seed answered; starting alone", "seeds", c.cfg.Seeds)
+}
+
+// hasData reports whether the store holds any replicated record.
+func (c *Cluster) hasData() bool {
+	found := false
+	_ = c.st.Scan(nil, nil, false, func(_, _ []byte) (bool, error) {
+		found = true
+		return false, nil
+	})
+	return found
 }
 
 // advertise returns the address other nodes dial for a bound one: the
@@ -351,6 +381,10 @@ func (c *Cluster) GossipAddr() string { return c.gossipAddr }
 
 // TransportAddr returns the bound transport address (after Start).
 func (c *Cluster) TransportAddr() string { return c.tr.Addr().String() }
+
+// errNotStarted answers admin calls that need membership before Start
+// finished (the node is still waiting for its cluster).
+var errNotStarted = errors.New("cluster: still starting (waiting for a seed or catching up); retry")
 
 // Faults returns the fault injector, or nil without FaultInjection.
 func (c *Cluster) Faults() *transport.Faults { return c.flt }
@@ -470,9 +504,9 @@ func (c *Cluster) coordinators(shard uint16) []string {
 // suspectFor is how long a peer that failed a call stays suspected.
 func (c *Cluster) suspectFor() time.Duration {
 	if c.cfg.Local {
-		return 2 * time.Second
+		return 5 * time.Second
 	}
-	return 10 * time.Second
+	return 15 * time.Second
 }
 
 // noteCall records the outcome of a call to peer: failures that suggest it

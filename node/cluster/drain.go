@@ -35,6 +35,9 @@ type DrainStatus struct {
 // this node and the others; once each confirmed every shard this node held,
 // the node announces left. onStart runs once (the caller sends goaway).
 func (c *Cluster) Drain(onStart func()) (string, error) {
+	if !c.started.Load() {
+		return "", errNotStarted
+	}
 	c.drain.mu.Lock()
 	if c.drain.op != "" {
 		op := c.drain.op
@@ -65,6 +68,9 @@ func (c *Cluster) Drain(onStart func()) (string, error) {
 // CancelDrain stops a drain (idempotent): the node rejoins as joining,
 // catches up the shards placement gives back to it and turns active again.
 func (c *Cluster) CancelDrain() error {
+	if !c.started.Load() {
+		return nil // nothing can have been drained yet
+	}
 	c.drain.mu.Lock()
 	if c.drain.op == "" {
 		c.drain.mu.Unlock()
@@ -168,6 +174,9 @@ func (c *Cluster) confirmHandoff(ctx context.Context, rg *ring.Ring, shard uint1
 // Remove takes a dead node out of the roster; its replicas are rebuilt on
 // the nodes that take its shards over (they catch up from the survivors).
 func (c *Cluster) Remove(id string) error {
+	if !c.started.Load() {
+		return errNotStarted
+	}
 	if c.live(id) {
 		return fmt.Errorf("cluster: node %q is alive: drain it instead", id)
 	}

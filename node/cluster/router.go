@@ -84,6 +84,11 @@ func (c *Cluster) command(ctx context.Context, shard uint16, caller conversation
 			resp, err = c.engine.Handle(ctx, caller, req)
 			return err
 		}, func(ctx context.Context, to string) error {
+			// Cap one attempt: a coordinator that does not answer (hung,
+			// partitioned while gossip still sees it) costs this much, is
+			// suspected, and the next commands go to another replica.
+			ctx, cancel := context.WithTimeout(ctx, 2*c.requestTimeout())
+			defer cancel()
 			out, err := c.tr.Call(ctx, to, mCommand, payload)
 			if err != nil {
 				return err
