@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,6 +76,7 @@ func (c *Cluster) command(ctx context.Context, shard uint16, caller conversation
 	e.u64(uint64(caller.Session))
 	e.i64(caller.ConfigBitmap)
 	e.bytes(raw)
+	e.bool(false) // not proxied yet
 	payload := e.b
 	backoff := 20 * time.Millisecond
 	for {
@@ -136,8 +138,10 @@ const (
 )
 
 func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
+	payload := d.b
 	caller := conversation.Caller{App: d.str(), ClientID: d.str(), Session: sessionID(d.u64()), ConfigBitmap: d.i64()}
 	raw := d.bytes()
+	proxied := d.bool()
 	if err := d.done("command"); err != nil {
 		return nil, err
 	}
@@ -151,6 +155,15 @@ func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
 		}
 		if err := c.serving(part.Shard, nil); err != nil {
 			return nil, err
+		}
+		if !proxied {
+			// The gateway's view of the shard's coordinator may differ
+			// from ours (it suspects a replica we reach): if we know a
+			// preferred coordinator, hand the command to it, so one node
+			// serializes the conversation's writes.
+			if out, ok := c.proxyCommand(ctx, part.Shard, payload); ok {
+				return out, nil
+			}
 		}
 		c.standIn(part.Shard)
 	}
@@ -182,6 +195,39 @@ func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
 		e.str(err.Error())
 	}
 	return e.b, nil
+}
+
+// proxyCommand forwards a command payload (marked proxied) to the shard's
+// preferred coordinator when that is not this node. It reports false when
+// this node is the preferred one or the preferred one certainly did not run
+// the command (this node then stands in).
+func (c *Cluster) proxyCommand(ctx context.Context, shard uint16, payload []byte) ([]byte, bool) {
+	ids := c.coordinators(shard)
+	if len(ids) == 0 || ids[0] == c.cfg.NodeID {
+		return nil, false
+	}
+	fwd := append(slices.Clip(payload[:len(payload)-1]), 1) // proxied = true
+	ctx, cancel := context.WithTimeout(ctx, 2*c.requestTimeout())
+	defer cancel()
+	out, err := c.tr.Call(ctx, ids[0], mCommand, fwd)
+	c.noteCall(ids[0], err)
+	if err != nil && notExecuted(err) {
+		return nil, false
+	}
+	if err != nil {
+		// It may have run there: answer with the retryable error rather
+		// than running it twice.
+		var e enc
+		e.u64(cmdProtocol)
+		pe := protocol.ErrUnavailable
+		e.u64(uint64(pe.Code))
+		e.str(pe.Reason)
+		e.str("the conversation's coordinator did not answer, retry")
+		e.bool(true)
+		e.strs(nil)
+		return e.b, true
+	}
+	return out, true
 }
 
 func decodeCommandResult(b []byte) (*pb.GenericCommand, error) {
