@@ -141,6 +141,7 @@ type Cluster struct {
 
 	suspectMu sync.Mutex
 	suspects  map[string]time.Time // peer -> suspected until
+	cutOff    map[string]time.Time // peer -> first failure since its last success
 
 	active   atomic.Bool
 	draining atomic.Bool
@@ -171,7 +172,7 @@ func New(cfg Config) (*Cluster, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cluster{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster"), st: cfg.Store, met: m,
-		clk: hlc{now: time.Now}, ctx: ctx, cancel: cancel, suspects: map[string]time.Time{},
+		clk: hlc{now: time.Now}, ctx: ctx, cancel: cancel, suspects: map[string]time.Time{}, cutOff: map[string]time.Time{},
 		standIns: map[uint16]bool{},
 	}
 	if cfg.FaultInjection {
@@ -513,13 +514,66 @@ func (c *Cluster) suspectFor() time.Duration {
 // is unreachable make it a suspect, a success clears it.
 func (c *Cluster) noteCall(peer string, err error) {
 	c.suspectMu.Lock()
-	defer c.suspectMu.Unlock()
+	reconnected := false
 	switch {
 	case err == nil:
 		delete(c.suspects, peer)
+		if since, ok := c.cutOff[peer]; ok {
+			delete(c.cutOff, peer)
+			reconnected = time.Since(since) >= cutOffResync
+		}
 	case errors.Is(err, transport.ErrTimeout) || errors.Is(err, transport.ErrUnavailable) ||
 		errors.Is(err, transport.ErrConnectionLost) || errors.Is(err, context.DeadlineExceeded):
 		c.suspects[peer] = time.Now().Add(c.suspectFor())
+		if _, ok := c.cutOff[peer]; !ok {
+			c.cutOff[peer] = time.Now()
+		}
+	}
+	c.suspectMu.Unlock()
+	if reconnected {
+		c.async(func() { c.reconnected(peer) })
+	}
+}
+
+// cutOffResync is how long a peer must have been unreachable for its
+// reconnection to trigger catch-up of the shards both replicate (a brief
+// timeout under load does not).
+const cutOffResync = time.Second
+
+// reconnected runs after peer answers again following a cut-off of at
+// least cutOffResync (a partition, a hung process). Either side may have
+// coordinated the other's shards meanwhile (the stand-in path), so the
+// shards each would coordinate are caught up before it does so again: this
+// node's here, peer's by asking peer. Until then the shard stays with the
+// replica that served it.
+func (c *Cluster) reconnected(peer string) {
+	rg := c.ring.Load()
+	var mine, theirs []uint16
+	for _, sh := range rg.ShardsOf(c.cfg.NodeID) {
+		reps := rg.Replicas(sh)
+		if !slices.Contains(reps, peer) {
+			continue
+		}
+		switch reps[0] {
+		case c.cfg.NodeID:
+			mine = append(mine, uint16(sh))
+		case peer:
+			theirs = append(theirs, uint16(sh))
+		}
+	}
+	c.log.Info("Peer reachable again: catching up shards both replicate", "peer", peer, "here", len(mine), "there", len(theirs))
+	c.sync.resync(mine)
+	if len(theirs) > 0 {
+		var e enc
+		e.u64(uint64(len(theirs)))
+		for _, sh := range theirs {
+			e.u64(uint64(sh))
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
+		defer cancel()
+		if _, err := c.tr.Call(ctx, peer, mResync, e.b); err != nil {
+			c.log.Warn("Asking a peer to catch up failed", "peer", peer, "err", err)
+		}
 	}
 }
 

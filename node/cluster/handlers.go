@@ -91,6 +91,17 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 		e.u64(dg)
 		e.u64(uint64(n))
 		return e.b, nil
+	case mResync:
+		n := d.count()
+		var shards []uint16
+		for range n {
+			shards = append(shards, uint16(d.u64()))
+		}
+		if err := d.done("resync"); err != nil {
+			return nil, err
+		}
+		c.sync.resync(shards)
+		return nil, nil
 	case mKick:
 		app, client := d.str(), d.str()
 		if err := d.done("kick"); err != nil {

@@ -258,6 +258,32 @@ func (s *syncer) releaseShards() {
 	}
 }
 
+// resync marks shards this node replicates not ready and queues their
+// catch-up (after this node was cut off from a replica that may have
+// coordinated them meanwhile).
+func (s *syncer) resync(shards []uint16) {
+	c := s.c
+	cur := c.ring.Load()
+	n := 0
+	s.mu.Lock()
+	for _, sh := range shards {
+		if int(sh) >= c.cfg.Shards || !cur.IsReplica(int(sh), c.cfg.NodeID) {
+			continue
+		}
+		s.isReady[sh] = false
+		s.enqueueLocked(sh)
+		n++
+	}
+	c.met.syncPending.Set(float64(s.pendingLocked(cur)))
+	s.mu.Unlock()
+	if n > 0 {
+		if c.engine != nil {
+			c.engine.ForgetTimestamps()
+		}
+		s.signal()
+	}
+}
+
 // finish dequeues shard and, if ok, marks it ready and wakes waiters.
 func (s *syncer) finish(shard uint16, ok bool) {
 	s.mu.Lock()

@@ -25,13 +25,14 @@ const (
 	msgKickTag                       // message: app, client, tag, device, except session
 	msgSessionGone                   // message: app, client, session, clean
 	mKick                            // request: app, client -> sessions closed on the receiver
+	mResync                          // request: shards -> (); the receiver catches them up before coordinating
 )
 
 // skipEpochCheck lists the methods valid across roster epochs: replication,
 // sync and registration carry their own checks (ready, replica sets).
 func skipEpochCheck(m uint16) bool {
 	switch m {
-	case mReplicate, mRegister, mSyncScan, mDigest, mEnsureSynced, mOnline, mKick:
+	case mReplicate, mRegister, mSyncScan, mDigest, mEnsureSynced, mOnline, mKick, mResync:
 		return true
 	}
 	return false
