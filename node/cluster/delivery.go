@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -227,7 +228,7 @@ func (p *presence) reregister(c *Cluster) {
 		batches := map[string]*enc{}
 		counts := map[string]uint64{}
 		for k, n := range snapshot {
-			i := indexByte(k, 0)
+			i := strings.IndexByte(k, 0)
 			app, client := k[:i], k[i+1:]
 			for _, node := range c.registryNodes(c.ClientShard(app, client)) {
 				b := batches[node]
@@ -251,15 +252,6 @@ func (p *presence) reregister(c *Cluster) {
 			c.sendRegistration(node, e.b)
 		}
 	})
-}
-
-func indexByte(s string, b byte) int {
-	for i := range len(s) {
-		if s[i] == b {
-			return i
-		}
-	}
-	return -1
 }
 
 // Deliverer returns the engine's Deliverer.

@@ -235,7 +235,7 @@ func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store
 			return fmt.Errorf("cluster: unknown op kind %d", op.Kind)
 		}
 	}
-	replicas := c.replicaSet(shard)
+	replicas := c.ring.Load().Replicas(int(shard))
 	need := c.quorum(len(replicas))
 	var e enc
 	e.u64(uint64(shard))
@@ -282,12 +282,6 @@ func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store
 		return fmt.Errorf("%w: %d of %d acknowledged (%v)", ErrQuorum, acks, need, lastErr)
 	}
 	return nil
-}
-
-// replicaSet is the shard's replica list plus, while a node drains, nothing
-// else: draining nodes are out of the placement and hand off by sync.
-func (c *Cluster) replicaSet(shard uint16) []string {
-	return c.ring.Load().Replicas(int(shard))
 }
 
 func (c *Cluster) requestTimeout() time.Duration {
