@@ -167,12 +167,20 @@ func (p *Presence) Closed(app, clientID string, _ conversation.SessionID) {
 	c.presence.mu.Lock()
 	k := regKey(app, clientID)
 	c.presence.m[k]--
-	n := c.presence.m[k]
-	if n <= 0 {
+	if c.presence.m[k] <= 0 {
 		delete(c.presence.m, k)
 	}
 	c.presence.mu.Unlock()
-	c.async(func() { c.register(app, clientID, n, "", "", 0) })
+	// The count is read again when the task runs: a login that happened
+	// meanwhile registered a higher one synchronously, which must not be
+	// overwritten by this older count.
+	c.async(func() { c.register(app, clientID, c.presence.count(k), "", "", 0) })
+}
+
+func (p *presence) count(k string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[k]
 }
 
 // Online answers session/query from the client shards' registries.
