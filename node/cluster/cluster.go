@@ -531,7 +531,7 @@ func (c *Cluster) noteCall(peer string, err error) {
 	}
 	c.suspectMu.Unlock()
 	if reconnected {
-		c.async(func() { c.reconnected(peer) })
+		c.reconnected(peer)
 	}
 }
 
@@ -562,19 +562,24 @@ func (c *Cluster) reconnected(peer string) {
 		}
 	}
 	c.log.Info("Peer reachable again: catching up shards both replicate", "peer", peer, "here", len(mine), "there", len(theirs))
+	// Synchronously: no command may run here on a stale shard after this
+	// call returns.
 	c.sync.resync(mine)
-	if len(theirs) > 0 {
-		var e enc
-		e.u64(uint64(len(theirs)))
-		for _, sh := range theirs {
-			e.u64(uint64(sh))
-		}
+	if len(theirs) == 0 {
+		return
+	}
+	var e enc
+	e.u64(uint64(len(theirs)))
+	for _, sh := range theirs {
+		e.u64(uint64(sh))
+	}
+	c.async(func() {
 		ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
 		defer cancel()
 		if _, err := c.tr.Call(ctx, peer, mResync, e.b); err != nil {
 			c.log.Warn("Asking a peer to catch up failed", "peer", peer, "err", err)
 		}
-	}
+	})
 }
 
 func (c *Cluster) suspected(peer string) bool {
@@ -614,10 +619,35 @@ func (c *Cluster) standIn(shard uint16) {
 	}
 }
 
-// canCoordinate reports whether this node may coordinate shard: caught up
-// and not stopping.
+// canCoordinate reports whether this node may coordinate shard: caught up,
+// not stopping, and able to reach enough of the shard's other replicas to
+// form a write quorum. An isolated node (partitioned, its peers hung)
+// therefore leaves its shards to the replicas that still reach each other,
+// instead of coordinating them alongside.
 func (c *Cluster) canCoordinate(shard uint16) bool {
-	return !c.stopping.Load() && c.sync.ready(shard)
+	return !c.stopping.Load() && c.sync.ready(shard) && c.reachesQuorum(shard)
+}
+
+// reachesQuorum reports whether at least W-1 other replicas of shard are
+// live and were not cut off by the last call to them.
+func (c *Cluster) reachesQuorum(shard uint16) bool {
+	reps := c.ring.Load().Replicas(int(shard))
+	need := c.quorum(len(reps)) - 1
+	if need <= 0 {
+		return true
+	}
+	c.suspectMu.Lock()
+	defer c.suspectMu.Unlock()
+	n := 0
+	for _, id := range reps {
+		if id == c.cfg.NodeID || !c.live(id) {
+			continue
+		}
+		if _, cut := c.cutOff[id]; !cut {
+			n++
+		}
+	}
+	return n >= need
 }
 
 // ConvShard implements conversation.Shards.

@@ -79,6 +79,10 @@ func (c *Cluster) command(ctx context.Context, shard uint16, caller conversation
 	e.bool(false) // not proxied yet
 	payload := e.b
 	backoff := 20 * time.Millisecond
+	// Waiting for a coordinator (roster converging, a replica catching up)
+	// is bounded well inside the client's timeout: then the client gets the
+	// retryable error.
+	giveUp := time.Now().Add(2 * c.requestTimeout())
 	for {
 		var resp *pb.GenericCommand
 		err := c.onCoordinatorOnce(ctx, shard, func() error {
@@ -101,7 +105,7 @@ func (c *Cluster) command(ctx context.Context, shard uint16, caller conversation
 		if err == nil || !notExecuted(err) {
 			return resp, err
 		}
-		if !sleepCtx(ctx, backoff) {
+		if time.Now().Add(backoff).After(giveUp) || !sleepCtx(ctx, backoff) {
 			return nil, err
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
