@@ -166,14 +166,25 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 func (s *Store) Commit(b *Batch) error { return s.Apply(b.ops) }
 
 // Apply applies ops atomically and durably (fsync'd).
-func (s *Store) Apply(ops []Op) error {
+func (s *Store) Apply(ops []Op) error { return s.apply(ops, false) }
+
+// apply commits ops as one fsync'd batch; with versioned, OpSet values are
+// versioned records merged last-writer-wins (see ApplyVersioned).
+func (s *Store) apply(ops []Op, versioned bool) error {
 	pb := s.db.NewBatch()
 	defer func() { _ = pb.Close() }()
 	for _, op := range ops {
 		var err error
 		switch op.Kind {
 		case OpSet:
-			err = pb.Set(op.Key, op.Value, nil)
+			if !versioned {
+				err = pb.Set(op.Key, op.Value, nil)
+				break
+			}
+			if len(op.Value) < versionHeader || (op.Value[0] != VersionValue && op.Value[0] != VersionTombstone) {
+				return fmt.Errorf("%w: key %x", ErrCorruptValue, op.Key)
+			}
+			err = pb.Merge(op.Key, op.Value, nil)
 		case OpDelete:
 			err = pb.Delete(op.Key, nil)
 		case OpDeleteRange:

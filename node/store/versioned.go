@@ -92,33 +92,7 @@ func (m *lww) Finish(bool) ([]byte, io.Closer, error) { return m.best, nil, nil 
 // last-writer-wins; OpDeleteRange deletes its range outright (time-based
 // retention, which every replica applies alike); OpDelete removes a key
 // without a trace (local cleanup only).
-func (s *Store) ApplyVersioned(ops []Op) error {
-	pb := s.db.NewBatch()
-	defer func() { _ = pb.Close() }()
-	for _, op := range ops {
-		var err error
-		switch op.Kind {
-		case OpSet:
-			if len(op.Value) < versionHeader || (op.Value[0] != VersionValue && op.Value[0] != VersionTombstone) {
-				return fmt.Errorf("%w: key %x", ErrCorruptValue, op.Key)
-			}
-			err = pb.Merge(op.Key, op.Value, nil)
-		case OpDelete:
-			err = pb.Delete(op.Key, nil)
-		case OpDeleteRange:
-			err = pb.DeleteRange(op.Key, op.Value, nil)
-		default:
-			err = fmt.Errorf("unknown op kind %d", op.Kind)
-		}
-		if err != nil {
-			return fmt.Errorf("store: batch: %w", err)
-		}
-	}
-	if err := pb.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	return nil
-}
+func (s *Store) ApplyVersioned(ops []Op) error { return s.apply(ops, true) }
 
 // ShardDigest hashes every (key, version, kind) of a shard in key order and
 // counts the keys: replicas with equal digests hold the same data (values
