@@ -287,6 +287,7 @@ func (c *Cluster) Start() error {
 	c.wg.Go(c.loop)
 	c.wg.Go(c.sync.run)
 	c.wg.Go(c.sync.runTasks)
+	c.wg.Go(c.probeLoop)
 	return nil
 }
 
@@ -513,25 +514,62 @@ func (c *Cluster) suspectFor() time.Duration {
 // noteCall records the outcome of a call to peer: failures that suggest it
 // is unreachable make it a suspect, a success clears it.
 func (c *Cluster) noteCall(peer string, err error) {
-	c.suspectMu.Lock()
-	reconnected := false
-	switch {
-	case err == nil:
-		delete(c.suspects, peer)
-		if since, ok := c.cutOff[peer]; ok {
-			delete(c.cutOff, peer)
-			reconnected = time.Since(since) >= cutOffResync
+	if err == nil {
+		c.suspectMu.Lock()
+		since, cut := c.cutOff[peer]
+		c.suspectMu.Unlock()
+		if cut && time.Since(since) >= cutOffResync {
+			// Catch up first, then count the peer reachable: until the
+			// entry is gone this node does not coordinate the shards.
+			c.reconnected(peer)
 		}
-	case errors.Is(err, transport.ErrTimeout) || errors.Is(err, transport.ErrUnavailable) ||
-		errors.Is(err, transport.ErrConnectionLost) || errors.Is(err, context.DeadlineExceeded):
+		c.suspectMu.Lock()
+		delete(c.suspects, peer)
+		delete(c.cutOff, peer)
+		c.suspectMu.Unlock()
+		return
+	}
+	if errors.Is(err, transport.ErrTimeout) || errors.Is(err, transport.ErrUnavailable) ||
+		errors.Is(err, transport.ErrConnectionLost) || errors.Is(err, context.DeadlineExceeded) {
+		c.suspectMu.Lock()
 		c.suspects[peer] = time.Now().Add(c.suspectFor())
 		if _, ok := c.cutOff[peer]; !ok {
 			c.cutOff[peer] = time.Now()
 		}
+		c.suspectMu.Unlock()
 	}
-	c.suspectMu.Unlock()
-	if reconnected {
-		c.reconnected(peer)
+}
+
+// probeInterval is how often a node pings the other members over the peer
+// transport, so each side of a partition notices it (gossip may not: it
+// runs on other connections) even without traffic between them.
+func (c *Cluster) probeInterval() time.Duration {
+	if c.cfg.Local {
+		return 300 * time.Millisecond
+	}
+	return time.Second
+}
+
+// probeLoop pings every other live member each probeInterval (owned by the
+// Cluster, stopped by Shutdown).
+func (c *Cluster) probeLoop() {
+	t := time.NewTicker(c.probeInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, m := range c.snap.Load().Members {
+			if m.ID == c.cfg.NodeID || !m.Live || !m.State.Owns() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, c.probeInterval())
+			_, err := c.tr.Call(ctx, m.ID, mPing, nil)
+			cancel()
+			c.noteCall(m.ID, err)
+		}
 	}
 }
 

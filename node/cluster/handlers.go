@@ -91,6 +91,8 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 		e.u64(dg)
 		e.u64(uint64(n))
 		return e.b, nil
+	case mPing:
+		return nil, nil
 	case mResync:
 		n := d.count()
 		var shards []uint16

@@ -26,13 +26,14 @@ const (
 	msgSessionGone                   // message: app, client, session, clean
 	mKick                            // request: app, client -> sessions closed on the receiver
 	mResync                          // request: shards -> (); the receiver catches them up before coordinating
+	mPing                            // request: () -> (); reachability over the peer transport
 )
 
 // skipEpochCheck lists the methods valid across roster epochs: replication,
 // sync and registration carry their own checks (ready, replica sets).
 func skipEpochCheck(m uint16) bool {
 	switch m {
-	case mReplicate, mRegister, mSyncScan, mDigest, mEnsureSynced, mOnline, mKick, mResync:
+	case mReplicate, mRegister, mSyncScan, mDigest, mEnsureSynced, mOnline, mKick, mResync, mPing:
 		return true
 	}
 	return false
