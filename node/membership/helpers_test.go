@@ -9,23 +9,8 @@ import (
 	"time"
 
 	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/test/harness"
 )
-
-// checkFor polls f every interval until it returns nil or timeout passes.
-func checkFor(tb testing.TB, timeout, interval time.Duration, f func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("condition not met after %v: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
 
 // convergeTimeout is generous: gossip on a loaded 2-core machine under
 // -race is slow, and polling returns as soon as the condition holds.
@@ -107,7 +92,7 @@ func waitConverged(tb testing.TB, ms []*Membership, wantMembers, wantLive int) *
 func waitConvergedTo(tb testing.TB, ms []*Membership, wantMembers, wantLive int, cond func(*Snapshot) error) *Snapshot {
 	tb.Helper()
 	var s0 *Snapshot
-	checkFor(tb, convergeTimeout, 10*time.Millisecond, func() error {
+	harness.CheckFor(tb, convergeTimeout, 10*time.Millisecond, func() error {
 		s0 = ms[0].Snapshot()
 		if err := cond(s0); err != nil {
 			return err

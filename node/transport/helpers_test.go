@@ -6,24 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
-	"time"
 )
-
-// checkFor polls f every interval until it returns nil or timeout passes.
-func checkFor(tb testing.TB, timeout, interval time.Duration, f func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("condition not met after %v: %v", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
 
 // addrBook is a mutable Resolver for tests.
 type addrBook struct {

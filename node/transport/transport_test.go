@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/imcluster/imcluster/test/harness"
 )
 
 func TestTransportCallAndMessages(t *testing.T) {
@@ -51,7 +53,7 @@ func TestTransportCallAndMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	harness.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(msgs) < 50 {
@@ -178,7 +180,7 @@ func TestTransportUnreachablePeerFailsFast(t *testing.T) {
 	a := startNode(t, book, "a", nil, nil)
 	// The first call may wait for the first dial; after it the peer is in
 	// backoff and calls fail at once.
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	harness.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		start := time.Now()
 		_, err := a.Call(context.Background(), "gone", 1, nil)
 		if !errors.Is(err, ErrUnavailable) || !IsRetryable(err) {
@@ -217,7 +219,7 @@ func TestTransportReconnect(t *testing.T) {
 	}
 	b1.Shutdown()
 	// Calls fail with a retryable error while b is down.
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	harness.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		_, err := a.Call(context.Background(), "b", 1, nil)
 		if err == nil || !IsRetryable(err) {
 			return fmt.Errorf("err = %v, want retryable failure", err)
@@ -226,7 +228,7 @@ func TestTransportReconnect(t *testing.T) {
 	})
 	// b comes back (on a new port, as a restarted pod might).
 	startNode(t, book, "b", echo("b2"), nil)
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	harness.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		got, err := a.Call(context.Background(), "b", 1, nil)
 		if err != nil || string(got) != "b2:" {
 			return fmt.Errorf("%q, %v", got, err)
@@ -243,7 +245,7 @@ func TestTransportWrongPeer(t *testing.T) {
 	a := startNode(t, book, "a", nil, nil)
 	b := startNode(t, book, "b", echo("b"), nil)
 	book.set("c", b.Addr().String()) // stale address now used by b
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	harness.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		_, err := a.Call(context.Background(), "c", 1, nil)
 		if !errors.Is(err, ErrWrongPeer) {
 			return fmt.Errorf("err = %v", err)
@@ -313,7 +315,7 @@ func TestTransportStoppedPeerBoundsMemory(t *testing.T) {
 	// Big messages fill the socket buffers, then the bounded queue.
 	payload := make([]byte, 256<<10)
 	var full int
-	checkFor(t, 5*time.Second, time.Millisecond, func() error {
+	harness.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		err := a.Send("stuck", 2, payload)
 		if errors.Is(err, ErrQueueFull) {
 			full++
@@ -336,7 +338,7 @@ func TestTransportStoppedPeerBoundsMemory(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("pending call not failed after the write timeout")
 	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	harness.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if err := a.Send("stuck", 2, nil); !errors.Is(err, ErrUnavailable) {
 			return fmt.Errorf("send err = %v", err)
 		}
@@ -377,7 +379,7 @@ func TestTransportInflightBackpressure(t *testing.T) {
 			}
 		})
 	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	harness.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if running.Load() != 2 {
 			return fmt.Errorf("%d running", running.Load())
 		}
@@ -428,7 +430,7 @@ func TestTransportGarbageIsRejected(t *testing.T) {
 					break
 				}
 			}
-			checkFor(t, 5*time.Second, time.Millisecond, func() error {
+			harness.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 				if a.Stats().BadFrames == before {
 					return errors.New("malformed frame not counted")
 				}
@@ -475,7 +477,7 @@ func TestTransportFaults(t *testing.T) {
 		t.Fatalf("partitioned call err = %v", err)
 	}
 	faults.Heal()
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error { return call(time.Second) })
+	harness.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error { return call(time.Second) })
 }
 
 func TestTransportShutdown(t *testing.T) {
@@ -495,7 +497,7 @@ func TestTransportShutdown(t *testing.T) {
 		_, err := a.Call(context.Background(), "b", 1, nil)
 		errc <- err
 	}()
-	checkFor(t, 5*time.Second, time.Millisecond, func() error {
+	harness.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		if a.Stats().Dials == 0 {
 			return errors.New("not connected")
 		}
@@ -568,7 +570,7 @@ func TestTransportSustainedStream(t *testing.T) {
 			t.Fatalf("send: %v", err)
 		}
 	}
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	harness.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if got.Load() != sent {
 			return fmt.Errorf("received %d of %d", got.Load(), sent)
 		}
