@@ -112,6 +112,14 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 		var e enc
 		e.u64(uint64(c.gateway.Kick(app, client)))
 		return e.b, nil
+	case mLease:
+		return c.serveLease(req.From, &d)
+	case mLeaseRelease:
+		return c.serveLeaseRelease(req.From, &d)
+	case mRangeDigest:
+		return c.serveRangeDigest(&d)
+	case mShardSize:
+		return c.serveShardSize(&d)
 	case mEnsureSynced:
 		shard := uint16(d.u64())
 		if err := d.done("ensure synced"); err != nil {

@@ -27,13 +27,18 @@ const (
 	mKick                            // request: app, client -> sessions closed on the receiver
 	mResync                          // request: shards -> (); the receiver catches them up before coordinating
 	mPing                            // request: () -> (); reachability over the peer transport
+	mLease                           // request: candidate's lease request -> per-shard grants (lease.go)
+	mLeaseRelease                    // request: shards -> (); the holder gives its leases up (lease.go)
+	mRangeDigest                     // request: shard, cutoff -> per-range digests (antientropy.go)
+	mShardSize                       // request: shard -> keys, bytes (antientropy.go)
 )
 
 // skipEpochCheck lists the methods valid across roster epochs: replication,
 // sync and registration carry their own checks (ready, replica sets).
 func skipEpochCheck(m uint16) bool {
 	switch m {
-	case mReplicate, mRegister, mSyncScan, mDigest, mEnsureSynced, mOnline, mKick, mResync, mPing:
+	case mReplicate, mRegister, mSyncScan, mDigest, mEnsureSynced, mOnline, mKick, mResync, mPing,
+		mLease, mLeaseRelease, mRangeDigest, mShardSize:
 		return true
 	}
 	return false
