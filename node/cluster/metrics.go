@@ -16,6 +16,9 @@ type metrics struct {
 	syncRuns        *prometheus.CounterVec
 	syncPending     prometheus.Gauge
 	underReplicated prometheus.Gauge
+	leasesAcquired  prometheus.Counter
+	leasesHeld      prometheus.Gauge
+	replicaRefused  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,10 +49,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Shards this node replicates but has not caught up yet."}),
 		underReplicated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_under_replicated_shards",
 			Help: "Shards with a replica down or still catching up, as this node sees them."}),
+		leasesAcquired: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_leases_acquired_total",
+			Help: "Coordinator leases this node acquired afresh (not renewals)."}),
+		leasesHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_leases_held",
+			Help: "Shards whose coordinator lease this node holds."}),
+		replicaRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_replicate_refused_total",
+			Help: "Replicated writes refused because the sender does not hold the shard's lease here."}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.epoch, m.writeSeconds, m.replicated, m.replicateErrors, m.quorumFailures,
-			m.badMessages, m.registerErrors, m.pushDrops, m.asyncDrops, m.syncKeys, m.syncRuns, m.syncPending, m.underReplicated} {
+			m.badMessages, m.registerErrors, m.pushDrops, m.asyncDrops, m.syncKeys, m.syncRuns, m.syncPending, m.underReplicated,
+			m.leasesAcquired, m.leasesHeld, m.replicaRefused} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
