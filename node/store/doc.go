@@ -6,7 +6,10 @@
 // a shard is therefore one contiguous range (what rebalancing streams), and one
 // conversation's messages are one range sorted by (timestamp, message id)
 // (what history queries scan). Values are opaque bytes encoded by the owning
-// domain package.
+// domain package, except field docs (fielddoc.go): records written as named
+// fields with Batch.MergeFields, replicated with a version per field so
+// concurrent updates of different fields all survive, and read back as a
+// fields value (DecodeFields).
 //
 // Writes are acknowledged only after they are durable: Commit fsyncs the WAL.
 // Pebble coalesces concurrent synchronous commits into one WAL fsync, which is

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -42,6 +44,10 @@ func (c *Config) Validate() error {
 // Store is the node's Pebble database. It is safe for concurrent use.
 type Store struct {
 	db *pebble.DB
+	// plainMu orders plain batches: one with OpMergeFields (a
+	// read-modify-write) holds it exclusively from its reads to its
+	// commit, others share it. Versioned batches need no order.
+	plainMu sync.RWMutex
 }
 
 // Open opens (creating if needed) the database in cfg.Dir.
@@ -117,9 +123,15 @@ const (
 	OpDelete
 	// OpDeleteRange deletes [Key, Value).
 	OpDeleteRange
+	// OpMergeFields updates some fields of the fields doc at Key; Value
+	// holds the fields without versions (see Batch.MergeFields). The
+	// cluster's coordinator turns it into a versioned VersionDoc record;
+	// the plain Store merges it into the stored fields value.
+	OpMergeFields
 )
 
-// Op is one write: set Key to Value, delete Key, or delete [Key, Value).
+// Op is one write: set Key to Value, delete Key, delete [Key, Value), or
+// merge the fields in Value into the fields doc at Key.
 type Op struct {
 	Kind  OpKind
 	Key   []byte
@@ -165,13 +177,25 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 // write-ahead log is fsync'd.
 func (s *Store) Commit(b *Batch) error { return s.Apply(b.ops) }
 
-// Apply applies ops atomically and durably (fsync'd).
-func (s *Store) Apply(ops []Op) error { return s.apply(ops, false) }
+// Apply applies ops atomically and durably (fsync'd). An OpMergeFields
+// merges its fields into the key's fields value (see DecodeFields), which
+// it reads under a lock held until the commit, so concurrent batches
+// compose as if applied one after the other.
+func (s *Store) Apply(ops []Op) error {
+	if slices.ContainsFunc(ops, func(op Op) bool { return op.Kind == OpMergeFields }) {
+		s.plainMu.Lock()
+		defer s.plainMu.Unlock()
+		return s.apply(ops, false, s.db.NewIndexedBatch())
+	}
+	s.plainMu.RLock()
+	defer s.plainMu.RUnlock()
+	return s.apply(ops, false, s.db.NewBatch())
+}
 
-// apply commits ops as one fsync'd batch; with versioned, OpSet values are
-// versioned records merged last-writer-wins (see ApplyVersioned).
-func (s *Store) apply(ops []Op, versioned bool) error {
-	pb := s.db.NewBatch()
+// apply commits ops as one fsync'd batch pb; with versioned, OpSet values
+// are versioned records merged last-writer-wins (see ApplyVersioned). An
+// OpMergeFields needs an indexed pb and the exclusive plainMu.
+func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch) error {
 	defer func() { _ = pb.Close() }()
 	for _, op := range ops {
 		var err error
@@ -181,10 +205,15 @@ func (s *Store) apply(ops []Op, versioned bool) error {
 				err = pb.Set(op.Key, op.Value, nil)
 				break
 			}
-			if len(op.Value) < versionHeader || (op.Value[0] != VersionValue && op.Value[0] != VersionTombstone) {
-				return fmt.Errorf("%w: key %x", ErrCorruptValue, op.Key)
+			if err := validRecord(op.Value); err != nil {
+				return fmt.Errorf("%w: key %x", err, op.Key)
 			}
 			err = pb.Merge(op.Key, op.Value, nil)
+		case OpMergeFields:
+			if versioned {
+				return fmt.Errorf("%w: key %x: field update without a version", ErrCorruptValue, op.Key)
+			}
+			err = mergeFieldsInBatch(pb, op)
 		case OpDelete:
 			err = pb.Delete(op.Key, nil)
 		case OpDeleteRange:
@@ -269,4 +298,28 @@ func (s *Store) Checkpoint(dir string) error {
 		return fmt.Errorf("store: checkpoint %s: %w", dir, err)
 	}
 	return nil
+}
+
+// mergeFieldsInBatch applies an OpMergeFields to the fields value of its
+// key as read through the indexed batch pb (earlier ops of the batch
+// included).
+func mergeFieldsInBatch(pb *pebble.Batch, op Op) error {
+	var cur []byte
+	v, closer, err := pb.Get(op.Key)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		cur = append([]byte(nil), v...)
+		_ = closer.Close()
+	}
+	next, err := mergePlainFields(cur, op.Value)
+	if err != nil {
+		return fmt.Errorf("%w: key %x", err, op.Key)
+	}
+	if next == nil {
+		return pb.Delete(op.Key, nil)
+	}
+	return pb.Set(op.Key, next, nil)
 }

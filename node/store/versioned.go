@@ -42,9 +42,11 @@ func EncodeVersioned(version uint64, tombstone bool, value []byte) []byte {
 	return append(out, value...)
 }
 
-// DecodeVersioned splits a versioned record. value aliases rec.
+// DecodeVersioned splits a versioned record. value aliases rec. For a
+// VersionDoc record (see VersionDoc) value is the doc's body, not a value:
+// read it with DocValue.
 func DecodeVersioned(rec []byte) (version uint64, tombstone bool, value []byte, err error) {
-	if len(rec) < versionHeader || (rec[0] != VersionValue && rec[0] != VersionTombstone) {
+	if len(rec) < versionHeader || rec[0] < VersionValue || rec[0] > VersionDoc {
 		return 0, false, nil, ErrCorruptValue
 	}
 	return binary.BigEndian.Uint64(rec[1:]), rec[0] == VersionTombstone, rec[versionHeader:], nil
@@ -61,7 +63,8 @@ func newer(a, b []byte) bool {
 
 const lwwMergerName = "imcluster.lww.v1"
 
-// lwwMerger keeps the winning record of a key's merge operands.
+// lwwMerger keeps the winning record of a key's merge operands, merging
+// VersionDoc records per field (see VersionDoc).
 var lwwMerger = &pebble.Merger{
 	Name: lwwMergerName,
 	Merge: func(_, value []byte) (pebble.ValueMerger, error) {
@@ -70,10 +73,44 @@ var lwwMerger = &pebble.Merger{
 	},
 }
 
-type lww struct{ best []byte }
+// lww is the merge state of one key: the winning whole record (best), or
+// the docs merged so far (doc, which absorbs whole-record tombstones).
+type lww struct {
+	best []byte
+	doc  *docMerge
+}
 
 func (m *lww) add(v []byte) error {
 	if len(v) < versionHeader {
+		return ErrCorruptValue
+	}
+	version := binary.BigEndian.Uint64(v[1:])
+	switch v[0] {
+	case VersionDoc:
+		if m.doc == nil {
+			if m.best != nil && m.best[0] == VersionValue && binary.BigEndian.Uint64(m.best[1:]) > version {
+				return validDoc(v) // a newer whole value wins (a doc wins a tie)
+			}
+			m.doc = newDocMerge()
+			if m.best != nil && m.best[0] == VersionTombstone {
+				m.doc.raiseFloor(binary.BigEndian.Uint64(m.best[1:]))
+			}
+			m.best = nil
+		}
+		return m.doc.add(append([]byte(nil), v...))
+	case VersionTombstone:
+		if m.doc != nil {
+			m.doc.raiseFloor(version)
+			return nil
+		}
+	case VersionValue:
+		if m.doc != nil {
+			if version > m.doc.version {
+				m.doc, m.best = nil, append([]byte(nil), v...)
+			}
+			return nil
+		}
+	default:
 		return ErrCorruptValue
 	}
 	if m.best == nil || newer(v, m.best) {
@@ -85,14 +122,35 @@ func (m *lww) add(v []byte) error {
 func (m *lww) MergeNewer(v []byte) error { return m.add(v) }
 func (m *lww) MergeOlder(v []byte) error { return m.add(v) }
 
-func (m *lww) Finish(bool) ([]byte, io.Closer, error) { return m.best, nil, nil }
+func (m *lww) Finish(bool) ([]byte, io.Closer, error) {
+	if m.doc != nil {
+		return m.doc.encode(), nil, nil
+	}
+	return m.best, nil, nil
+}
+
+// validRecord reports whether v is a versioned record replicas accept:
+// a value, a tombstone or a canonical doc.
+func validRecord(v []byte) error {
+	if len(v) < versionHeader {
+		return ErrCorruptValue
+	}
+	switch v[0] {
+	case VersionValue, VersionTombstone:
+		return nil
+	case VersionDoc:
+		return validDoc(v)
+	}
+	return ErrCorruptValue
+}
 
 // ApplyVersioned applies replicated writes atomically and durably: OpSet
-// values must be versioned records (tombstones included) and are merged
-// last-writer-wins; OpDeleteRange deletes its range outright (time-based
+// values must be versioned records (tombstones and canonical docs included)
+// and are merged last-writer-wins (docs per field); an OpMergeFields is
+// rejected (the coordinator versions it first); OpDeleteRange deletes its range outright (time-based
 // retention, which every replica applies alike); OpDelete removes a key
 // without a trace (local cleanup only).
-func (s *Store) ApplyVersioned(ops []Op) error { return s.apply(ops, true) }
+func (s *Store) ApplyVersioned(ops []Op) error { return s.apply(ops, true, s.db.NewBatch()) }
 
 // ShardDigest hashes every (key, version, kind) of a shard in key order and
 // counts the keys: replicas with equal digests hold the same data (values

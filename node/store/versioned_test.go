@@ -171,7 +171,7 @@ func TestStoreVersionedDecodeCorrupt(t *testing.T) {
 		{"kind only", []byte{VersionValue}},
 		{"short header", valid[:versionHeader-1]},
 		{"kind zero", append([]byte{0}, valid[1:]...)},
-		{"kind three", append([]byte{3}, valid[1:]...)},
+		{"kind four", append([]byte{4}, valid[1:]...)},
 		{"kind 0xff", append([]byte{0xff}, valid[1:]...)},
 	}
 	for _, tt := range tests {
