@@ -15,10 +15,15 @@ type metrics struct {
 	syncKeys        prometheus.Counter
 	syncRuns        *prometheus.CounterVec
 	syncPending     prometheus.Gauge
-	underReplicated prometheus.Gauge
-	leasesAcquired  prometheus.Counter
-	leasesHeld      prometheus.Gauge
-	replicaRefused  prometheus.Counter
+	// syncKeysRemaining and syncBytesRemaining estimate what the shards
+	// still catching up have left to copy.
+	syncKeysRemaining  prometheus.Gauge
+	syncBytesRemaining prometheus.Gauge
+	syncBuckets        prometheus.Counter
+	underReplicated    prometheus.Gauge
+	leasesAcquired     prometheus.Counter
+	leasesHeld         prometheus.Gauge
+	replicaRefused     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,6 +52,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Shard syncs by reason and result."}, []string{"reason", "result"}),
 		syncPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_shards_pending",
 			Help: "Shards this node replicates but has not caught up yet."}),
+		syncKeysRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_keys_remaining",
+			Help: "Estimated keys still to copy to the shards this node is catching up (shards of unknown size not counted)."}),
+		syncBytesRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_bytes_remaining",
+			Help: "Estimated bytes (keys and values) still to copy to the shards this node is catching up (shards of unknown size not counted)."}),
+		syncBuckets: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_sync_buckets_total",
+			Help: "Digest buckets (1/64 of a shard each) found differing from another replica and copied, by catch-up and anti-entropy."}),
 		underReplicated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_under_replicated_shards",
 			Help: "Shards with a replica down or still catching up, as this node sees them."}),
 		leasesAcquired: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_leases_acquired_total",

@@ -32,10 +32,18 @@ func (c *Cluster) NodeStatus() adminapi.NodeStatus {
 	}
 	for _, s := range mine {
 		if !c.sync.ready(uint16(s)) {
-			st.Receiving = append(st.Receiving, adminapi.ShardTransfer{Shard: s, To: c.cfg.NodeID, KeysRemaining: -1})
+			st.Receiving = append(st.Receiving, c.receiving(uint16(s)))
 		}
 	}
 	return st
+}
+
+// receiving reports the catch-up of shard: the source and the keys and
+// bytes left to copy from it (-1 while unknown: the shard waits its turn
+// and its source did not tell its size yet).
+func (c *Cluster) receiving(shard uint16) adminapi.ShardTransfer {
+	from, keys, bytes := c.sync.progress(shard)
+	return adminapi.ShardTransfer{Shard: int(shard), From: from, To: c.cfg.NodeID, KeysRemaining: keys, BytesRemaining: bytes}
 }
 
 // ClusterStatus is GET /admin/v1/cluster from this node's view.
@@ -59,7 +67,7 @@ func (c *Cluster) ClusterStatus() adminapi.ClusterStatus {
 			out.UnderReplicated = append(out.UnderReplicated, s)
 		}
 		if slices.Contains(reps, c.cfg.NodeID) && !c.sync.ready(uint16(s)) {
-			out.Moves = append(out.Moves, adminapi.ShardTransfer{Shard: s, To: c.cfg.NodeID, KeysRemaining: -1})
+			out.Moves = append(out.Moves, c.receiving(uint16(s)))
 		}
 	}
 	for _, m := range snap.Members {
@@ -72,18 +80,20 @@ func (c *Cluster) ClusterStatus() adminapi.ClusterStatus {
 	return out
 }
 
-// ShardsStatus is GET /admin/v1/shards: this node's replicas.
+// ShardsStatus is GET /admin/v1/shards: this node's replicas. The digest
+// is the summary anti-entropy compares (keys and whole values), so equal
+// digests mean equal records.
 func (c *Cluster) ShardsStatus() (adminapi.ShardsStatus, error) {
 	var out adminapi.ShardsStatus
 	out.Shards = []adminapi.ShardStatus{}
 	for _, s := range c.ring.Load().ShardsOf(c.cfg.NodeID) {
-		dg, n, err := c.st.ShardDigest(uint16(s))
+		rd, err := c.st.ShardRangeDigest(uint16(s), ^uint64(0))
 		if err != nil {
 			return out, err
 		}
 		out.Shards = append(out.Shards, adminapi.ShardStatus{
 			Shard: s, Coordinator: c.coordinates(uint16(s)), Ready: c.sync.ready(uint16(s)),
-			Keys: n, Digest: fmt.Sprintf("%016x", dg),
+			Keys: rd.Keys(store.AllBuckets), Digest: fmt.Sprintf("%016x", rd.Summary()),
 		})
 	}
 	return out, nil

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,8 @@ type syncer struct {
 	// initial is set once the first catch-up of every replicated shard is
 	// done.
 	initial bool
+	// transfers holds the progress of every queued shard's catch-up.
+	transfers map[uint16]*transfer
 
 	wake  chan struct{}
 	tasks chan func()
@@ -57,6 +60,7 @@ func (s *syncer) init(c *Cluster) {
 	s.isReady = make([]bool, c.cfg.Shards)
 	s.queued = make([]bool, c.cfg.Shards)
 	s.waiters = map[uint16][]chan struct{}{}
+	s.transfers = map[uint16]*transfer{}
 	s.wake = make(chan struct{}, 1)
 	s.tasks = make(chan func(), asyncQueueLen)
 }
@@ -105,6 +109,9 @@ func (s *syncer) enqueueLocked(shard uint16) {
 	if !s.queued[shard] {
 		s.queued[shard] = true
 		s.queue = append(s.queue, shard)
+	}
+	if s.transfers[shard] == nil {
+		s.transfers[shard] = &transfer{keys: -1, bytes: -1}
 	}
 }
 
@@ -177,6 +184,7 @@ func (s *syncer) hasQueue() bool {
 // step syncs the first queued shard; false when the queue is empty or the
 // sync failed (it stays queued for the retry timer).
 func (s *syncer) step() bool {
+	s.sizeQueued()
 	s.mu.Lock()
 	if len(s.queue) == 0 {
 		s.mu.Unlock()
@@ -184,6 +192,7 @@ func (s *syncer) step() bool {
 	}
 	shard := s.queue[0]
 	prev := s.prev
+	t := s.transfers[shard]
 	s.mu.Unlock()
 	c := s.c
 	cur := c.ring.Load()
@@ -194,7 +203,9 @@ func (s *syncer) step() bool {
 	sources := c.syncSources(shard, prev, cur)
 	ok := true
 	for _, src := range sources {
-		if err := c.pull(c.ctx, shard, src); err != nil {
+		// Every record, whatever its version: the shard is caught up once
+		// it holds what each source holds now.
+		if _, _, err := c.syncFrom(c.ctx, shard, src, ^uint64(0), t); err != nil {
 			c.met.syncRuns.WithLabelValues("catchup", "error").Inc()
 			c.log.Warn("Catching up a shard failed", "shard", shard, "from", src, "err", err)
 			ok = false
@@ -289,6 +300,8 @@ func (s *syncer) finish(shard uint16, ok bool) {
 	s.mu.Lock()
 	s.queue = slices.DeleteFunc(s.queue, func(x uint16) bool { return x == shard })
 	s.queued[shard] = false
+	delete(s.transfers, shard)
+	s.remainingLocked()
 	var ws []chan struct{}
 	if ok {
 		s.isReady[shard] = true
@@ -344,64 +357,120 @@ func (c *Cluster) syncSources(shard uint16, prev, cur *ring.Ring) []string {
 	return out
 }
 
-// pull copies every record of shard from node src (the LWW merge makes it
-// safe while writes continue), rate-limited.
+// pull makes this node hold every record node src holds of shard (the LWW
+// merge makes it safe while writes continue), rate-limited. It copies only
+// the digest buckets that differ (syncFrom): where the digests are equal,
+// this node already holds exactly src's records.
 func (c *Cluster) pull(ctx context.Context, shard uint16, src string) error {
+	_, _, err := c.syncFrom(ctx, shard, src, ^uint64(0), nil)
+	return err
+}
+
+// pullBuckets copies the records of shard in the digest buckets of mask
+// from node src, rate-limited to SyncKeysPerSecond, and returns how many it
+// copied. The LWW merge makes it safe while writes continue, and copying a
+// subset is as safe as copying everything: records merge in any order. t,
+// if not nil, is credited with each page.
+func (c *Cluster) pullBuckets(ctx context.Context, shard uint16, src string, mask uint64, t *transfer) (int64, error) {
 	var after []byte
+	var copied int64
 	for {
 		var e enc
 		e.u64(uint64(shard))
 		e.bytes(after)
 		e.u64(syncPage)
+		e.u64(mask)
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		resp, err := c.tr.Call(cctx, src, mSyncScan, e.b)
 		cancel()
 		if err != nil {
-			return err
+			return copied, err
 		}
-		d := dec{b: resp}
-		n := d.count()
-		ops := make([]store.Op, 0, n)
-		for range n {
-			k, v := d.bytes(), d.bytes()
-			if d.err != nil {
-				break
-			}
-			if s, err := store.ShardOf(k); err != nil || s != shard {
-				return fmt.Errorf("cluster: sync record outside shard %d", shard)
-			}
-			ops = append(ops, store.Op{Kind: store.OpSet, Key: k, Value: v})
-		}
-		more := d.bool()
-		if err := d.done("sync scan"); err != nil {
-			return err
+		ops, more, cursor, err := decodeSyncPage(resp, shard)
+		if err != nil {
+			return copied, err
 		}
 		if err := c.observeOps(ops); err != nil {
-			return err
+			return copied, err
 		}
 		if len(ops) > 0 {
 			if err := c.st.ApplyVersioned(ops); err != nil {
-				return err
+				return copied, err
 			}
-			after = ops[len(ops)-1].Key
+			var size int64
+			for _, op := range ops {
+				size += int64(len(op.Key) + len(op.Value))
+			}
+			copied += int64(len(ops))
 			c.met.syncKeys.Add(float64(len(ops)))
+			c.sync.credit(t, int64(len(ops)), size)
 			// Rate limit: one page per page-time at SyncKeysPerSecond.
 			pause := time.Duration(float64(len(ops)) / float64(c.cfg.SyncKeysPerSecond) * float64(time.Second))
 			if !sleepCtx(ctx, pause) {
-				return ctx.Err()
+				return copied, ctx.Err()
 			}
 		}
-		if !more || len(ops) == 0 {
-			return nil
+		if !more || len(cursor) == 0 {
+			return copied, nil
 		}
+		if after != nil && bytes.Compare(cursor, after) <= 0 {
+			return copied, fmt.Errorf("cluster: sync cursor of shard %d did not advance", shard)
+		}
+		after = cursor
 	}
 }
 
-// serveSyncScan answers a page of raw records of a shard after a key.
+// decodeSyncPage decodes an mSyncScan answer: the records, whether more
+// follow, and the key to continue after (the last key the source examined,
+// or, from a source that does not send one, the last record's).
+func decodeSyncPage(resp []byte, shard uint16) (ops []store.Op, more bool, cursor []byte, err error) {
+	d := dec{b: resp}
+	n := d.count()
+	ops = make([]store.Op, 0, n)
+	for range n {
+		k, v := d.bytes(), d.bytes()
+		if d.err != nil {
+			break
+		}
+		if s, err := store.ShardOf(k); err != nil || s != shard {
+			return nil, false, nil, fmt.Errorf("cluster: sync record outside shard %d", shard)
+		}
+		ops = append(ops, store.Op{Kind: store.OpSet, Key: k, Value: v})
+	}
+	more = d.bool()
+	if len(d.b) > 0 {
+		cursor = d.bytes()
+	} else if len(ops) > 0 {
+		cursor = ops[len(ops)-1].Key
+	}
+	if err := d.done("sync scan"); err != nil {
+		return nil, false, nil, err
+	}
+	if len(cursor) > 0 {
+		if s, err := store.ShardOf(cursor); err != nil || s != shard {
+			return nil, false, nil, fmt.Errorf("cluster: sync cursor outside shard %d", shard)
+		}
+	}
+	return ops, more, cursor, nil
+}
+
+// syncScanBudget bounds the records one sync answer examines when it sends
+// only some buckets: 16 pages' worth, a few milliseconds of reading, so an
+// answer stays short however few records match.
+const syncScanBudget = 16 * syncPage
+
+// serveSyncScan answers a page of raw records of a shard after a key,
+// optionally only those of some digest buckets (a trailing mask; older
+// callers send none and get every bucket). The answer ends with the last
+// key examined, where the next page starts.
 func (c *Cluster) serveSyncScan(d *dec) ([]byte, error) {
 	shard := uint16(d.u64())
 	after := d.bytes()
 	limit := int(d.u64())
+	mask := store.AllBuckets
+	if len(d.b) > 0 {
+		mask = d.u64()
+	}
 	if err := d.done("sync scan"); err != nil {
 		return nil, err
 	}
@@ -411,16 +480,18 @@ func (c *Cluster) serveSyncScan(d *dec) ([]byte, error) {
 	if limit <= 0 || limit > syncPage {
 		limit = syncPage
 	}
-	lower := store.ShardPrefix(shard)
-	if len(after) > 0 {
-		if s, err := store.ShardOf(after); err != nil || s != shard {
-			return nil, fmt.Errorf("cluster: sync cursor outside shard %d", shard)
-		}
-		lower = append(append([]byte(nil), after...), 0)
+	if len(after) == 0 {
+		after = nil
+	} else if s, err := store.ShardOf(after); err != nil || s != shard {
+		return nil, fmt.Errorf("cluster: sync cursor outside shard %d", shard)
+	}
+	budget := 0
+	if mask != store.AllBuckets {
+		budget = syncScanBudget
 	}
 	var body enc
 	n := 0
-	err := c.st.Scan(lower, store.ShardEnd(shard), false, func(k, v []byte) (bool, error) {
+	last, end, err := c.st.ScanBuckets(shard, after, mask, budget, func(k, v []byte) (bool, error) {
 		body.bytes(k)
 		body.bytes(v)
 		n++
@@ -432,55 +503,12 @@ func (c *Cluster) serveSyncScan(d *dec) ([]byte, error) {
 	var e enc
 	e.u64(uint64(n))
 	e.b = append(e.b, body.b...)
-	e.bool(n == limit)
+	e.bool(!end)
+	e.bytes(last)
 	return e.b, nil
 }
 
-// antiEntropy compares each ready local replica's digest with the other
-// live replicas' and pulls from those that differ; the other side does the
-// same, so both converge.
-func (s *syncer) antiEntropy() {
-	c := s.c
-	cur := c.ring.Load()
-	under := 0
-	for _, sh := range cur.ShardsOf(c.cfg.NodeID) {
-		shard := uint16(sh)
-		if c.ctx.Err() != nil {
-			return
-		}
-		if !s.ready(shard) {
-			under++
-			continue
-		}
-		if slices.ContainsFunc(cur.Replicas(sh), func(id string) bool { return !c.live(id) }) {
-			under++
-		}
-		// Compare what settled (older than antiEntropySettle): writes in
-		// flight to the replicas would make every digest differ under load.
-		cutoff := uint64(time.Now().Add(-antiEntropySettle).UnixMilli()) << hlcLogicalBits
-		mine, _, err := c.st.ShardDigestUpTo(shard, cutoff)
-		if err != nil {
-			c.log.Warn("Computing a shard digest failed", "shard", shard, "err", err)
-			continue
-		}
-		for _, peer := range c.others(cur.Replicas(sh)) {
-			if !c.live(peer) {
-				continue
-			}
-			theirs, err := c.remoteDigest(peer, shard, cutoff)
-			if err != nil || theirs == mine {
-				continue
-			}
-			if err := c.pull(c.ctx, shard, peer); err != nil {
-				c.met.syncRuns.WithLabelValues("repair", "error").Inc()
-				continue
-			}
-			c.met.syncRuns.WithLabelValues("repair", "ok").Inc()
-		}
-	}
-	c.met.underReplicated.Set(float64(under))
-}
-
+// remoteDigest asks peer for its ShardDigestUpTo of shard.
 func (c *Cluster) remoteDigest(peer string, shard uint16, cutoff uint64) (uint64, error) {
 	var e enc
 	e.u64(uint64(shard))
