@@ -29,6 +29,15 @@ func startCluster(t *testing.T, n int) []*node.Node {
 		})
 		nodes = append(nodes, nd)
 	}
+	waitActive(t, nodes)
+	return nodes
+}
+
+// waitActive waits until every node sees all of them alive and active and
+// is ready.
+func waitActive(t *testing.T, nodes []*node.Node) {
+	t.Helper()
+	n := len(nodes)
 	deadline := time.Now().Add(20 * time.Second)
 	for _, nd := range nodes {
 		ac := adminapi.NewClient("http://"+nd.AdminAddr().String(), "", nil)
@@ -49,7 +58,6 @@ func startCluster(t *testing.T, n int) []*node.Node {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return nodes
 }
 
 func TestClusterMessagesAcrossNodes(t *testing.T) {
@@ -317,5 +325,138 @@ func TestClusterJoinAndDrainMoveShards(t *testing.T) {
 				t.Fatalf("history of %s: %v", cid, l)
 			}
 		}
+	}
+}
+
+// coordinatorsByShard asks every node which shards it coordinates (holds
+// the lease of) and returns the coordinators per shard.
+func coordinatorsByShard(t *testing.T, nodes []*node.Node) map[int][]string {
+	t.Helper()
+	out := map[int][]string{}
+	for i, nd := range nodes {
+		ac := adminapi.NewClient("http://"+nd.AdminAddr().String(), "", nil)
+		st, err := ac.Shards(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range st.Shards {
+			if s.Coordinator {
+				out[s.Shard] = append(out[s.Shard], fmt.Sprintf("node-%d", i))
+			}
+		}
+	}
+	return out
+}
+
+// waitOneCoordinatorEach polls until each of shards shards has exactly one
+// coordinator among nodes, for which ok (if set) holds, and returns the
+// coordinators.
+func waitOneCoordinatorEach(t *testing.T, nodes []*node.Node, shards int, what string, ok func(coordinator string) bool) map[int][]string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		byShard := coordinatorsByShard(t, nodes)
+		good := true
+		for s := range shards {
+			if len(byShard[s]) != 1 || (ok != nil && !ok(byShard[s][0])) {
+				good = false
+			}
+		}
+		if good {
+			return byShard
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: shards without exactly one coordinator: %v", what, byShard)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestClusterLeasesMoveAwayFromAPartitionedNode partitions a node from the
+// other two over the peer transport (gossip still sees it alive): its
+// coordinator leases run out and the other two take its shards over, writes
+// continue there, and after the partition heals the node coordinates again
+// and sees what was written meanwhile.
+func TestClusterLeasesMoveAwayFromAPartitionedNode(t *testing.T) {
+	var nodes []*node.Node
+	for i := range 3 {
+		nd := startNode(t, func(c *node.Config) {
+			c.NodeID = fmt.Sprintf("node-%d", i)
+			c.Shards = 16
+			c.FaultInjection = true
+			if i > 0 {
+				c.Join = []string{nodes[0].GossipAddr()}
+			}
+		})
+		nodes = append(nodes, nd)
+	}
+	waitActive(t, nodes)
+	before := waitOneCoordinatorEach(t, nodes, 16, "all connected", nil)
+	owned := 0
+	for _, ids := range before {
+		if ids[0] == "node-0" {
+			owned++
+		}
+	}
+	if owned == 0 {
+		t.Fatalf("node-0 coordinates no shard: %v", before)
+	}
+
+	tom := dialRaw(t, nodes[1], protocol.SubprotocolBinary)
+	login(t, tom, 1, "tom", nil)
+	cid := startConv(t, tom, 2, "jerry")
+
+	ac0 := adminapi.NewClient("http://"+nodes[0].AdminAddr().String(), "", nil)
+	if err := ac0.Faults(context.Background(), adminapi.FaultRequest{Partition: []string{"node-1", "node-2"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Its leases run out; the others take its shards over.
+	waitOneCoordinatorEach(t, nodes, 16, "node-0 partitioned", func(id string) bool { return id != "node-0" })
+	deadline := time.Now().Add(10 * time.Second)
+	for i := int32(10); ; i++ {
+		a := sendText(tom, i, cid, "during the partition")
+		if a.GetCmd() == pb.CommandType_ack {
+			break
+		}
+		if a.GetErrorMessage().GetCode() != 4200 || time.Now().After(deadline) {
+			t.Fatalf("send while node-0 is partitioned: %v", a)
+		}
+	}
+
+	if err := ac0.Faults(context.Background(), adminapi.FaultRequest{Heal: true}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		after := waitOneCoordinatorEach(t, nodes, 16, "healed", nil)
+		back := 0
+		for _, ids := range after {
+			if ids[0] == "node-0" {
+				back++
+			}
+		}
+		if back == owned {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node-0 coordinates %d shards after healing, want %d: %v", back, owned, after)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// History read through node-0 (as coordinator or gateway) has the
+	// message written while it was cut off.
+	jerry := dialRaw(t, nodes[0], protocol.SubprotocolBinary)
+	login(t, jerry, 1, "jerry", nil)
+	jerry.send(&pb.GenericCommand{Cmd: pb.CommandType_logs.Enum(), I: proto.Int32(2),
+		LogsMessage: &pb.LogsCommand{Cid: proto.String(cid), Limit: proto.Int32(10)}})
+	logs := jerry.recvResponse(2)
+	found := false
+	for _, l := range logs.GetLogsMessage().GetLogs() {
+		if l.GetData() == "during the partition" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("history through node-0 after healing lacks the message sent meanwhile: %v", logs)
 	}
 }

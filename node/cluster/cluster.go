@@ -133,6 +133,7 @@ type Cluster struct {
 	reg      registry
 	presence presence
 	sync     syncer
+	lease    leases
 
 	gossipAddr string
 
@@ -189,6 +190,10 @@ func New(cfg Config) (*Cluster, error) {
 	c.reg.init()
 	c.presence.init()
 	c.sync.init(c)
+	if err := c.initLeases(); err != nil {
+		cancel()
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -288,6 +293,7 @@ func (c *Cluster) Start() error {
 	c.wg.Go(c.sync.run)
 	c.wg.Go(c.sync.runTasks)
 	c.wg.Go(c.probeLoop)
+	c.wg.Go(c.leaseLoop)
 	return nil
 }
 
@@ -336,7 +342,7 @@ func (c *Cluster) awaitJoin() {
 // hasData reports whether the store holds any replicated record.
 func (c *Cluster) hasData() bool {
 	found := false
-	_ = c.st.Scan(nil, nil, false, func(_, _ []byte) (bool, error) {
+	_ = c.st.Scan(nil, store.ShardEnd(0xffff), false, func(_, _ []byte) (bool, error) {
 		found = true
 		return false, nil
 	})
@@ -393,9 +399,22 @@ func (c *Cluster) Faults() *transport.Faults { return c.flt }
 
 // Quiesce stops coordinating before a shutdown: requests for shards this
 // node coordinates are answered "not ready" (peers retry them at the next
-// replica) and local ones go to the other replicas. Replication to this
-// node continues until Shutdown.
-func (c *Cluster) Quiesce() { c.stopping.Store(true) }
+// replica) and local ones go to the other replicas; the leases it holds
+// are released, so the next replicas need not wait them out. Replication
+// to this node continues until Shutdown.
+func (c *Cluster) Quiesce() {
+	c.stopping.Store(true)
+	if !c.started.Load() {
+		return
+	}
+	var held []uint16
+	for s := range c.cfg.Shards {
+		if c.holdsLease(uint16(s)) {
+			held = append(held, uint16(s))
+		}
+	}
+	c.releaseLeases(held)
+}
 
 // Shutdown leaves nothing behind: it stops the loops, gossip and the
 // transport. Other nodes see this node die; its replicas stay its own
@@ -631,11 +650,10 @@ func (c *Cluster) suspected(peer string) bool {
 	return ok
 }
 
-// coordinates reports whether this node coordinates shard now: it is the
-// first live replica that is caught up, as far as it knows.
+// coordinates reports whether this node coordinates shard now: it holds
+// the shard's lease and is not stopping.
 func (c *Cluster) coordinates(shard uint16) bool {
-	ids := c.coordinators(shard)
-	return len(ids) > 0 && ids[0] == c.cfg.NodeID && c.canCoordinate(shard)
+	return !c.stopping.Load() && c.holdsLease(shard)
 }
 
 // standIn is called before this node runs a coordinator's work for shard
@@ -657,12 +675,18 @@ func (c *Cluster) standIn(shard uint16) {
 	}
 }
 
-// canCoordinate reports whether this node may coordinate shard: caught up,
-// not stopping, and able to reach enough of the shard's other replicas to
-// form a write quorum. An isolated node (partitioned, its peers hung)
-// therefore leaves its shards to the replicas that still reach each other,
-// instead of coordinating them alongside.
+// canCoordinate reports whether this node may coordinate shard now: it is
+// eligible and holds the shard's lease, acquiring it if needed (lease.go).
 func (c *Cluster) canCoordinate(shard uint16) bool {
+	return c.eligible(shard) && c.ensureLease(shard)
+}
+
+// eligible reports whether this node may seek to coordinate shard: caught
+// up, not stopping, and able to reach enough of the shard's other replicas
+// to form a write quorum. An isolated node (partitioned, its peers hung)
+// therefore leaves its shards to the replicas that still reach each other
+// and lets its leases run out.
+func (c *Cluster) eligible(shard uint16) bool {
 	return !c.stopping.Load() && c.sync.ready(shard) && c.reachesQuorum(shard)
 }
 

@@ -21,7 +21,7 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 			return nil, err
 		}
 		if err := c.serving(shard, key); err != nil {
-			return nil, err
+			return c.forwardToHolder(ctx, shard, req, err)
 		}
 		v, err := c.localGet(key)
 		var e enc
@@ -37,7 +37,11 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 		}
 		return e.b, nil
 	case mScan:
-		return c.serveScan(&d)
+		out, shard, err := c.serveScan(&d)
+		if errors.Is(err, ErrNotReady) {
+			return c.forwardToHolder(ctx, shard, req, err)
+		}
+		return out, err
 	case mWrite:
 		shard := uint16(d.u64())
 		ops, err := decodeOps(&d, shard)
@@ -45,7 +49,7 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 			return nil, err
 		}
 		if err := c.serving(shard, nil); err != nil {
-			return nil, err
+			return c.forwardToHolder(ctx, shard, req, err)
 		}
 		return nil, c.coordinateWrite(ctx, shard, ops)
 	case mReplicate:
@@ -53,6 +57,10 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 		ops, err := decodeOps(&d, shard)
 		if err != nil {
 			return nil, err
+		}
+		if !c.acceptsReplicate(shard, req.From) {
+			c.met.replicaRefused.Inc()
+			return nil, errNotHolder
 		}
 		if err := c.observeOps(ops); err != nil {
 			return nil, err
@@ -130,9 +138,41 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 	return nil, fmt.Errorf("cluster: unknown method %d", req.Method)
 }
 
+// errNotHolder answers a replicated write from a node that does not hold
+// the shard's lease here (its lease ran out while the write was in flight).
+var errNotHolder = transport.Retry(errors.New("cluster: sender does not hold the shard's lease"))
+
 // serving checks that this node may serve shard as its coordinator: it
-// replicates it and has caught up. key, if set, must be in the shard.
+// replicates it, has caught up and holds (or now acquires) the shard's
+// lease. key, if set, must be in the shard.
 func (c *Cluster) serving(shard uint16, key []byte) error {
+	if err := c.servable(shard, key); err != nil {
+		return err
+	}
+	if !c.canCoordinate(shard) {
+		return ErrNotReady
+	}
+	return nil
+}
+
+// forwardToHolder passes a coordinator request this node cannot serve (err)
+// on to the node it granted the shard's lease to, once: the sender may not
+// reach that node (it suspects it) while this node does.
+func (c *Cluster) forwardToHolder(ctx context.Context, shard uint16, req *transport.Request, err error) ([]byte, error) {
+	h := c.leaseHolder(shard)
+	if !errors.Is(err, ErrNotReady) || h == "" || h == c.cfg.NodeID || h == req.From || int(shard) >= c.cfg.Shards {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout())
+	defer cancel()
+	out, ferr := c.tr.Call(ctx, h, req.Method, req.Payload)
+	c.noteCall(h, ferr)
+	return out, ferr
+}
+
+// servable checks that this node may seek to serve shard as its
+// coordinator: it replicates it, has caught up and is not stopping.
+func (c *Cluster) servable(shard uint16, key []byte) error {
 	if int(shard) >= c.cfg.Shards {
 		return fmt.Errorf("cluster: shard %d out of range", shard)
 	}
@@ -141,25 +181,25 @@ func (c *Cluster) serving(shard uint16, key []byte) error {
 			return fmt.Errorf("cluster: key outside shard %d", shard)
 		}
 	}
-	if !c.ring.Load().IsReplica(int(shard), c.cfg.NodeID) || !c.canCoordinate(shard) {
+	if !c.ring.Load().IsReplica(int(shard), c.cfg.NodeID) || !c.eligible(shard) {
 		return ErrNotReady
 	}
 	return nil
 }
 
-func (c *Cluster) serveScan(d *dec) ([]byte, error) {
+func (c *Cluster) serveScan(d *dec) ([]byte, uint16, error) {
 	lower, upper := d.bytes(), d.bytes()
 	reverse := d.bool()
 	limit := int(d.u64())
 	if err := d.done("scan"); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	shard, err := store.ShardOf(lower)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := c.serving(shard, nil); err != nil {
-		return nil, err
+		return nil, shard, err
 	}
 	if limit <= 0 || limit > scanPage {
 		limit = scanPage
@@ -173,13 +213,13 @@ func (c *Cluster) serveScan(d *dec) ([]byte, error) {
 		return true, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, shard, err
 	}
 	var e enc
 	e.u64(uint64(n))
 	e.b = append(e.b, body.b...)
 	e.bool(n == limit)
-	return e.b, nil
+	return e.b, shard, nil
 }
 
 // handleMessage serves one-way peer messages; it must not block.

@@ -175,20 +175,19 @@ func (c *Cluster) write(ctx context.Context, shard uint16, ops []store.Op) error
 // against the live replicas in preference order, moving to the next one
 // while the answer is retryable (down, not caught up, epoch changing). The
 // data path is idempotent (versioned records), so after a round without
-// success it tries again, a few times within about a second, while gossip
-// converges.
+// success it tries again while gossip converges and a failed coordinator's
+// lease runs out (lease.go), within a budget well under the SDK's 20 s
+// request timeout.
 func (c *Cluster) onCoordinator(ctx context.Context, shard uint16, local func() error, remote func(ctx context.Context, to string) error) error {
-	// The whole operation, retries included, stays within a budget well
-	// under the SDK's 20 s request timeout.
 	ctx, cancel := context.WithTimeout(ctx, 2*c.requestTimeout())
 	defer cancel()
 	backoff := 20 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	for {
 		err := c.onCoordinatorOnce(ctx, shard, local, remote, transport.IsRetryable)
-		if err == nil || !transport.IsRetryable(err) || attempt == 4 || !sleepCtx(ctx, backoff) {
+		if err == nil || !transport.IsRetryable(err) || !sleepCtx(ctx, backoff) {
 			return err
 		}
-		backoff *= 2
+		backoff = min(2*backoff, 250*time.Millisecond)
 	}
 }
 

@@ -157,17 +157,20 @@ func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
 		if part.Anywhere {
 			continue
 		}
-		if err := c.serving(part.Shard, nil); err != nil {
+		if err := c.servable(part.Shard, nil); err != nil {
 			return nil, err
 		}
 		if !proxied {
 			// The gateway's view of the shard's coordinator may differ
-			// from ours (it suspects a replica we reach): if we know a
-			// preferred coordinator, hand the command to it, so one node
-			// serializes the conversation's writes.
+			// from ours (it suspects a replica we reach): if we know the
+			// lease holder or a preferred coordinator, hand the command
+			// to it, so one node serializes the conversation's writes.
 			if out, ok := c.proxyCommand(ctx, part.Shard, payload); ok {
 				return out, nil
 			}
+		}
+		if !c.canCoordinate(part.Shard) {
+			return nil, ErrNotReady
 		}
 		c.standIn(part.Shard)
 	}
@@ -201,20 +204,26 @@ func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
 	return e.b, nil
 }
 
-// proxyCommand forwards a command payload (marked proxied) to the shard's
-// preferred coordinator when that is not this node. It reports false when
-// this node is the preferred one or the preferred one certainly did not run
-// the command (this node then stands in).
+// proxyCommand forwards a command payload (marked proxied) to the node this
+// node granted the shard's lease to, or, when it granted none and holds
+// none, to the shard's preferred coordinator, when that is not this node.
+// It reports false when this node is that node or that node certainly did
+// not run the command (this node then tries to stand in).
 func (c *Cluster) proxyCommand(ctx context.Context, shard uint16, payload []byte) ([]byte, bool) {
-	ids := c.coordinators(shard)
-	if len(ids) == 0 || ids[0] == c.cfg.NodeID {
+	to := c.leaseHolder(shard)
+	if to == "" && !c.holdsLease(shard) {
+		if ids := c.coordinators(shard); len(ids) > 0 {
+			to = ids[0]
+		}
+	}
+	if to == "" || to == c.cfg.NodeID {
 		return nil, false
 	}
 	fwd := append(slices.Clip(payload[:len(payload)-1]), 1) // proxied = true
 	ctx, cancel := context.WithTimeout(ctx, 2*c.requestTimeout())
 	defer cancel()
-	out, err := c.tr.Call(ctx, ids[0], mCommand, fwd)
-	c.noteCall(ids[0], err)
+	out, err := c.tr.Call(ctx, to, mCommand, fwd)
+	c.noteCall(to, err)
 	if err != nil && notExecuted(err) {
 		return nil, false
 	}
