@@ -508,23 +508,6 @@ func (c *Cluster) serveSyncScan(d *dec) ([]byte, error) {
 	return e.b, nil
 }
 
-// remoteDigest asks peer for its ShardDigestUpTo of shard.
-func (c *Cluster) remoteDigest(peer string, shard uint16, cutoff uint64) (uint64, error) {
-	var e enc
-	e.u64(uint64(shard))
-	e.u64(cutoff)
-	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-	defer cancel()
-	resp, err := c.tr.Call(ctx, peer, mDigest, e.b)
-	if err != nil {
-		return 0, err
-	}
-	d := dec{b: resp}
-	dg := d.u64()
-	_ = d.u64()
-	return dg, d.done("digest")
-}
-
 // ensure returns once this node holds shard (it replicates it and has
 // caught up), queueing a sync if needed; a drain waits on this.
 func (s *syncer) ensure(ctx context.Context, shard uint16) error {
