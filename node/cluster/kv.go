@@ -215,8 +215,9 @@ func (c *Cluster) onCoordinatorOnce(ctx context.Context, shard uint16, local fun
 	return last
 }
 
-// coordinateWrite versions ops, applies them here and on the shard's other
-// replicas and returns once W replicas hold them.
+// coordinateWrite versions ops (a set becomes a versioned value, a delete
+// a tombstone, a field update a VersionDoc record), applies them here and
+// on the shard's other replicas and returns once W replicas hold them.
 func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op) error {
 	vops := make([]store.Op, 0, len(ops))
 	for _, op := range ops {
@@ -225,6 +226,14 @@ func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store
 			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(c.clk.Now(), false, op.Value)})
 		case store.OpDelete:
 			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(c.clk.Now(), true, nil)})
+		case store.OpMergeFields:
+			// Every field at one fresh version; the merge operator
+			// combines it with the doc on each replica, field by field.
+			rec, err := store.DocRecord(c.clk.Now(), op.Value)
+			if err != nil {
+				return fmt.Errorf("cluster: field update of key %x: %w", op.Key, err)
+			}
+			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: rec})
 		case store.OpDeleteRange:
 			if s, err := store.ShardOf(op.Value); err != nil || (s != shard && !bytes.Equal(op.Value, store.ShardEnd(shard))) {
 				return fmt.Errorf("cluster: delete range crosses shard %d", shard)
@@ -290,7 +299,9 @@ func (c *Cluster) requestTimeout() time.Duration {
 	return 5 * time.Second
 }
 
-// localGet reads a replicated key from this node's store.
+// localGet reads a replicated key from this node's store. A field doc
+// reads as its fields value (store.DecodeFields), or not found when no
+// field is live.
 func (c *Cluster) localGet(key []byte) ([]byte, error) {
 	rec, err := c.st.Get(key)
 	if err != nil {
@@ -304,11 +315,22 @@ func (c *Cluster) localGet(key []byte) ([]byte, error) {
 	if tomb {
 		return nil, store.ErrNotFound
 	}
+	if rec[0] == store.VersionDoc {
+		val, live, err := store.DocValue(rec)
+		if err != nil {
+			return nil, fmt.Errorf("%w: key %x", err, key)
+		}
+		if !live {
+			return nil, store.ErrNotFound
+		}
+		return val, nil
+	}
 	return val, nil
 }
 
-// localScan scans this node's store, decoding records and skipping
-// tombstones. limit > 0 stops after limit pairs.
+// localScan scans this node's store, decoding records (field docs into
+// fields values) and skipping tombstones and docs without a live field.
+// limit > 0 stops after limit pairs.
 func (c *Cluster) localScan(lower, upper []byte, reverse bool, limit int, fn func(k, v []byte) (bool, error)) error {
 	n := 0
 	return c.st.Scan(lower, upper, reverse, func(k, rec []byte) (bool, error) {
@@ -318,6 +340,15 @@ func (c *Cluster) localScan(lower, upper []byte, reverse bool, limit int, fn fun
 		}
 		if tomb {
 			return true, nil
+		}
+		if rec[0] == store.VersionDoc {
+			var live bool
+			if val, live, err = store.DocValue(rec); err != nil {
+				return false, fmt.Errorf("%w: key %x", err, k)
+			}
+			if !live {
+				return true, nil
+			}
 		}
 		n++
 		cont, err := fn(k, val)
@@ -345,7 +376,9 @@ func decodeOps(d *dec, shard uint16) ([]store.Op, error) {
 		if s, err := store.ShardOf(op.Key); err != nil || s != shard {
 			return nil, fmt.Errorf("cluster: op key outside shard %d", shard)
 		}
-		if op.Kind < store.OpSet || op.Kind > store.OpDeleteRange {
+		// OpMergeFields comes only in mWrite (a replica's ApplyVersioned
+		// rejects it): mReplicate carries its versioned OpSet record.
+		if op.Kind < store.OpSet || op.Kind > store.OpMergeFields {
 			return nil, fmt.Errorf("cluster: unknown op kind %d", op.Kind)
 		}
 		ops = append(ops, op)

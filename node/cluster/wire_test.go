@@ -188,7 +188,7 @@ func TestClusterWireOpsRejected(t *testing.T) {
 		{"short key", []store.Op{{Kind: store.OpSet, Key: []byte{7}}}},
 		{"empty key", []store.Op{{Kind: store.OpDelete}}},
 		{"kind zero", []store.Op{{Kind: 0, Key: key}}},
-		{"unknown kind", []store.Op{{Kind: store.OpDeleteRange + 1, Key: key}}},
+		{"unknown kind", []store.Op{{Kind: store.OpMergeFields + 1, Key: key}}},
 		{"bad op after good ones", append(testOps(7), store.Op{Kind: 99, Key: key})},
 	}
 	for _, tt := range tests {
