@@ -59,8 +59,8 @@ const versionLogicalBits = 16
 // graceVersions is FieldTombstoneGrace in version units.
 const graceVersions = uint64(FieldTombstoneGrace/time.Millisecond) << versionLogicalBits
 
-// MaxFieldName bounds a field name in bytes. Callers with user-supplied
-// names (custom columns) must reject longer ones; Batch.MergeFields panics.
+// MaxFieldName bounds a field name in bytes. A batch with a longer name
+// fails to commit (see Batch.MergeFields).
 const MaxFieldName = 1 << 14
 
 // docHeader is the versioned header plus the floor.
@@ -304,7 +304,8 @@ func sortFields(fields []Field) []Field {
 // field is set to its value, or deleted. Fields not named keep theirs, also
 // when another coordinator updates them concurrently. Do not mix Set and
 // MergeFields on one key; delete a whole doc with Delete. An empty fields
-// list records nothing. It panics on a name longer than MaxFieldName.
+// list records nothing. A name longer than MaxFieldName (user input) makes
+// the batch fail to commit with ErrCorruptValue.
 func (b *Batch) MergeFields(key []byte, fields []Field) {
 	if len(fields) == 0 {
 		return
@@ -312,7 +313,8 @@ func (b *Batch) MergeFields(key []byte, fields []Field) {
 	var v []byte
 	for _, f := range sortFields(fields) {
 		if len(f.Name) > MaxFieldName {
-			panic(fmt.Sprintf("store: field name of %d bytes exceeds MaxFieldName", len(f.Name)))
+			v = nil // an empty update, which Apply and DocRecord reject
+			break
 		}
 		v = appendEntry(v, &docEntry{name: []byte(f.Name), tomb: f.Deleted, value: f.Value}, false)
 	}

@@ -488,6 +488,19 @@ func TestStorePlainMergeFields(t *testing.T) {
 		t.Fatalf("fields after deleting the last = %v, want the key gone", got)
 	}
 
+	// A name too long fails the commit, without a trace.
+	b = s.NewBatch()
+	b.MergeFields(key, []Field{{Name: "ok"}, {Name: string(make([]byte, MaxFieldName+1))}})
+	if err := s.Commit(b); !errors.Is(err, ErrCorruptValue) {
+		t.Fatalf("MergeFields with a long name = %v, want ErrCorruptValue", err)
+	}
+	if _, err := DocRecord(1, b.Ops()[0].Value); !errors.Is(err, ErrCorruptValue) {
+		t.Fatalf("DocRecord with a long name = %v, want ErrCorruptValue", err)
+	}
+	if got := get(); got != nil {
+		t.Fatalf("fields after a failed commit = %v", got)
+	}
+
 	// A field update cannot go to a replica unversioned, nor merge into a
 	// value that is not a fields value.
 	if err := s.ApplyVersioned(b.Ops()); !errors.Is(err, ErrCorruptValue) {
