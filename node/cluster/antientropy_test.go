@@ -439,3 +439,33 @@ func FuzzDecodeRangeDigest(f *testing.F) {
 		}
 	})
 }
+
+// TestClusterDrainReportsBytesLeft: a drain measures the node's copies of
+// the shards it hands off and reports the bytes of those not confirmed yet.
+func TestClusterDrainReportsBytesLeft(t *testing.T) {
+	stores := openTestStores(t, 2)
+	for _, st := range stores {
+		mustApply(t, st, aeRecords(0, 300)...)
+	}
+	_, total, err := stores[1].ShardSize(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startTestNodes(t, stores, nil)
+	if p := nodes[1].DrainProgress(); p.Started || p.BytesLeft != -1 {
+		t.Fatalf("progress before a drain: %+v", p)
+	}
+	if _, err := nodes[1].Drain(nil); err != nil {
+		t.Fatal(err)
+	}
+	harness.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		p := nodes[1].DrainProgress()
+		if p.BytesLeft < -1 || p.BytesLeft > total {
+			t.Fatalf("bytes left %d, the node holds %d", p.BytesLeft, total)
+		}
+		if !p.Done || p.BytesLeft != 0 {
+			return fmt.Errorf("drain progress %+v", p)
+		}
+		return nil
+	})
+}

@@ -19,7 +19,10 @@ type drainState struct {
 	op     string
 	shards []int
 	left   map[int]bool
-	done   bool
+	// sizes is the size in bytes of this node's copy of each shard in
+	// shards, measured when the hand-off starts; nil until then.
+	sizes map[int]int64
+	done  bool
 }
 
 // DrainStatus is the progress of a drain.
@@ -27,7 +30,10 @@ type DrainStatus struct {
 	Operation  string
 	Started    bool
 	ShardsLeft int
-	Done       bool
+	// BytesLeft is the size of this node's copies of the shards left (keys
+	// and values): what their new replicas copy at most. -1 until measured.
+	BytesLeft int64
+	Done      bool
 }
 
 // Drain starts draining (idempotent): the node announces draining, which
@@ -62,6 +68,7 @@ func (c *Cluster) Drain(onStart func()) (string, error) {
 		onStart()
 	}
 	c.wg.Go(func() { c.handoff(ctx) })
+	c.wg.Go(func() { c.measureDrain(ctx) })
 	return op, nil
 }
 
@@ -79,7 +86,7 @@ func (c *Cluster) CancelDrain() error {
 	if c.drain.cancel != nil {
 		c.drain.cancel()
 	}
-	c.drain.cancel, c.drain.op, c.drain.shards, c.drain.left, c.drain.done = nil, "", nil, nil, false
+	c.drain.cancel, c.drain.op, c.drain.shards, c.drain.left, c.drain.sizes, c.drain.done = nil, "", nil, nil, nil, false
 	c.drain.mu.Unlock()
 	c.sync.mu.Lock()
 	c.sync.initial = false
@@ -97,7 +104,39 @@ func (c *Cluster) CancelDrain() error {
 func (c *Cluster) DrainProgress() DrainStatus {
 	c.drain.mu.Lock()
 	defer c.drain.mu.Unlock()
-	return DrainStatus{Operation: c.drain.op, Started: c.drain.op != "", ShardsLeft: len(c.drain.left), Done: c.drain.done}
+	bytes := int64(-1)
+	if c.drain.sizes != nil {
+		bytes = 0
+		for s := range c.drain.left {
+			bytes += c.drain.sizes[s]
+		}
+	}
+	return DrainStatus{Operation: c.drain.op, Started: c.drain.op != "", ShardsLeft: len(c.drain.left), BytesLeft: bytes, Done: c.drain.done}
+}
+
+// measureDrain records the size of this node's copy of each shard the
+// drain hands off (one scan per shard, once per drain).
+func (c *Cluster) measureDrain(ctx context.Context) {
+	c.drain.mu.Lock()
+	shards := c.drain.shards
+	c.drain.mu.Unlock()
+	sizes := make(map[int]int64, len(shards))
+	for _, s := range shards {
+		if ctx.Err() != nil {
+			return
+		}
+		_, n, err := c.st.ShardSize(uint16(s))
+		if err != nil {
+			c.log.Warn("Measuring a shard to hand off failed", "shard", s, "err", err)
+			return
+		}
+		sizes[s] = n
+	}
+	c.drain.mu.Lock()
+	if ctx.Err() == nil {
+		c.drain.sizes = sizes
+	}
+	c.drain.mu.Unlock()
 }
 
 // handoff waits until the new replicas of every shard this node held
