@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/bits"
@@ -11,10 +10,6 @@ import (
 
 	"github.com/imcluster/imcluster/node/store"
 )
-
-// errNotImplemented answers the reserved lease methods until lease.go
-// implements them (the lead's change); delete it with the last stub.
-var errNotImplemented = errors.New("cluster: not implemented")
 
 // Replicas compare a shard in two levels (store.RangeDigest): a summary of
 // the whole shard, then, when summaries differ, 64 bucket digests, and copy
