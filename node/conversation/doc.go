@@ -13,15 +13,20 @@
 //
 // Key layout (families of node/store, values JSON unless noted):
 //
-//	conv shard   FamConv      cid                      conversation record
+//	conv shard   FamConv      cid                      conversation record (field doc)
 //	conv shard   FamMsg       cid, ts, mid             message (newest key = last message, lm)
 //	conv shard   FamMsgID     cid, mid                 8-byte big-endian ts
 //	conv shard   FamPatch     cid, patchTs, mid        PatchItem (protobuf)
 //	conv shard   FamDedup     cid, sender, dt          ts, accepted-at, mid
 //	key shard    FamUnique    uniqueId | "tmp:"+id     cid (shard = ConvShard(app, key))
 //	client shard FamClientConv clientId, cid           empty (the client's conversations)
-//	client shard FamClientState clientId, cid          read/ack pointers
+//	client shard FamClientState clientId, cid          read/ack pointers (field doc)
 //	client shard FamNotif     clientId, serverTs, nonce push frame (protobuf)
+//
+// A field doc (fields.go) stores one field per scalar, per member of each
+// member set, per custom column and per role, each replicated with its own
+// version: writes name only the fields that changed, so concurrent updates
+// of different fields by two coordinators both survive.
 //
 // Message timestamps are strictly increasing per conversation (a per-stripe
 // cache of the last assigned timestamp, rebuilt from the newest message key);

@@ -259,11 +259,11 @@ func (e *Engine) forEachConv(ctx context.Context, app string, fn func(*convRecor
 			}
 			prefix := store.NewKey(uint16(shard), app, store.FamConv).Bytes()
 			errs[shard] = e.st.ScanPrefix(prefix, false, func(_, v []byte) (bool, error) {
-				var r convRecord
-				if err := json.Unmarshal(v, &r); err != nil {
+				r, err := decodeConv(v)
+				if err != nil {
 					return false, internal("decode conversation", err)
 				}
-				results[shard] = append(results[shard], &r)
+				results[shard] = append(results[shard], r)
 				return true, nil
 			})
 		})

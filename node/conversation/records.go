@@ -35,7 +35,8 @@ const (
 	roleMember  = "Member"
 )
 
-// convRecord is the stored conversation (value of FamConv). Columns holds the
+// convRecord is a conversation (value of FamConv, a field doc: see
+// fields.go; the JSON tags decode records stored before). Columns holds the
 // custom columns (including name) exactly as JSON values.
 type convRecord struct {
 	ID        string            `json:"id"`
@@ -54,6 +55,11 @@ type convRecord struct {
 	Silenced  []string          `json:"sh,omitempty"`  // sorted
 	Blocked   []string          `json:"bl,omitempty"`  // sorted
 	Roles     map[string]string `json:"roles,omitempty"`
+
+	// stored is the fields value the record was loaded from (nil for a
+	// new record, or one stored as JSON): putConv writes only the fields
+	// that differ from it (see fields.go).
+	stored []byte
 }
 
 // message is a stored message (value of FamMsg).
@@ -77,13 +83,18 @@ func (m *message) mentions(clientID string) bool {
 	return m.MentionAll || slices.Contains(m.MentionPids, clientID)
 }
 
-// clientState is per (client, conversation) state (value of FamClientState).
+// clientState is per (client, conversation) state (value of FamClientState,
+// a field doc like convRecord).
 type clientState struct {
 	ReadTs  int64 `json:"rt,omitempty"` // read pointer: messages with ts <= ReadTs are read
 	ReadAt  int64 `json:"ra,omitempty"` // when the pointer last moved
 	AckTs   int64 `json:"at,omitempty"` // delivery pointer
 	AckAt   int64 `json:"aa,omitempty"`
 	Changed int64 `json:"ch,omitempty"` // last change of the unread state (ms)
+
+	// stored is the fields value the state was loaded from (nil: not
+	// loaded): putClientState writes only the fields that differ.
+	stored []byte
 }
 
 func (r *convRecord) isMember(id string) bool {
@@ -204,11 +215,14 @@ func (e *Engine) loadConv(app, cid string) (*convRecord, error) {
 	if err != nil {
 		return nil, internal("load conversation", err)
 	}
-	var r convRecord
-	if err := json.Unmarshal(v, &r); err != nil {
+	r, err := decodeConv(v)
+	if err != nil {
 		return nil, internal("decode conversation "+cid, err)
 	}
-	return &r, nil
+	if v[0] != '{' {
+		r.stored = v // a copy Get made for us
+	}
+	return r, nil
 }
 
 // loadLive returns the conversation, answering 4303 when it is missing or an
@@ -224,12 +238,10 @@ func (e *Engine) loadLive(app, cid string) (*convRecord, error) {
 	return r, nil
 }
 
+// putConv writes the fields of r that changed since it was loaded (every
+// field of a new record) and deletes the fields it no longer has.
 func (e *Engine) putConv(b *store.Batch, app string, r *convRecord) {
-	v, err := json.Marshal(r)
-	if err != nil {
-		panic("conversation: marshal record: " + err.Error()) // only plain JSON types inside
-	}
-	b.Set(e.convKey(app, r.ID, store.FamConv).Bytes(), v)
+	b.MergeFields(e.convKey(app, r.ID, store.FamConv).Bytes(), changedFields(r.stored, r.fields(), isConvField))
 }
 
 func (e *Engine) loadClientState(app, clientID, cid string) (clientState, error) {
@@ -241,15 +253,29 @@ func (e *Engine) loadClientState(app, clientID, cid string) (clientState, error)
 	if err != nil {
 		return s, internal("load client state", err)
 	}
-	if err := json.Unmarshal(v, &s); err != nil {
+	if s, err = decodeClientState(v); err != nil {
 		return s, internal("decode client state", err)
+	}
+	if v[0] != '{' {
+		s.stored = v
 	}
 	return s, nil
 }
 
+// putClientState writes the fields of s that changed since it was loaded.
+// A state not loaded replaces any stored one: its zero fields are deleted.
 func (e *Engine) putClientState(b *store.Batch, app, clientID, cid string, s clientState) {
-	v, _ := json.Marshal(s)
-	b.Set(e.clientKey(app, clientID, store.FamClientState).Str(cid).Bytes(), v)
+	fields := s.fields()
+	if s.stored == nil {
+		for _, name := range clientStateFields {
+			if !slices.ContainsFunc(fields, func(f store.Field) bool { return f.Name == name }) {
+				fields = append(fields, store.Field{Name: name, Deleted: true})
+			}
+		}
+	} else {
+		fields = changedFields(s.stored, fields, isClientStateField)
+	}
+	b.MergeFields(e.clientKey(app, clientID, store.FamClientState).Str(cid).Bytes(), fields)
 }
 
 // indexClient adds cid to the client's conversation index (FamClientConv)

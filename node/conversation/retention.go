@@ -3,7 +3,6 @@ package conversation
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/imcluster/imcluster/node/store"
@@ -40,11 +39,11 @@ func (e *Engine) sweep(ctx context.Context) error {
 		}
 		var recs []*convRecord
 		err := e.st.ScanPrefix(store.NewKey(shard, app, store.FamConv).Bytes(), false, func(_, v []byte) (bool, error) {
-			var r convRecord
-			if err := json.Unmarshal(v, &r); err != nil {
+			r, err := decodeConv(v)
+			if err != nil {
 				return false, internal("decode conversation", err)
 			}
-			recs = append(recs, &r)
+			recs = append(recs, r)
 			return true, nil
 		})
 		if err != nil {
