@@ -325,7 +325,7 @@ func TestClusterCatchUpReportsProgress(t *testing.T) {
 			if tr.From != "n0" || tr.To != "n1" || tr.KeysRemaining > sizes[tr.Shard][0] || tr.BytesRemaining > sizes[tr.Shard][1] {
 				t.Fatalf("progress %+v beyond the source's shard of %v", tr, sizes[tr.Shard])
 			}
-			if tr.KeysRemaining == sizes[tr.Shard][0] && tr.BytesRemaining == sizes[tr.Shard][1] {
+			if tr.KeysRemaining > 0 && tr.KeysRemaining == sizes[tr.Shard][0] && tr.BytesRemaining == sizes[tr.Shard][1] {
 				sawQueued = true
 			}
 			if tr.KeysRemaining > 0 && tr.KeysRemaining < sizes[tr.Shard][0] && tr.BytesRemaining < sizes[tr.Shard][1] {
