@@ -228,7 +228,34 @@ func TestStoreDocMergeInStore(t *testing.T) {
 		if errA != nil || errB != nil || da.Summary() != db.Summary() {
 			rt.Fatalf("range digests differ: %v %v", errA, errB)
 		}
+		sa, _, errA := a.ShardDigest(shard)
+		sb, _, errB := b.ShardDigest(shard)
+		if errA != nil || errB != nil || sa != sb {
+			rt.Fatalf("shard digests differ: %v %v", errA, errB)
+		}
 	})
+}
+
+// TestStoreDocShardDigestCoversFields: two replicas holding docs with the
+// same newest version but different fields have different digests.
+func TestStoreDocShardDigestCoversFields(t *testing.T) {
+	key := NewKey(3, "app", FamConv).Str("c").Bytes()
+	full := operand{entries: []field{{"m/x", 5, false, ""}, {"m/y", 7, false, ""}}}.encode()
+	partial := operand{entries: []field{{"m/y", 7, false, ""}}}.encode()
+	var digests []uint64
+	for _, rec := range [][]byte{full, partial} {
+		s := openMem(t, vfs.NewMem())
+		mustApplyVersioned(t, s, Op{Kind: OpSet, Key: key, Value: rec})
+		d, _, err := s.ShardDigest(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, d)
+		_ = s.Close()
+	}
+	if digests[0] == digests[1] {
+		t.Fatal("docs with different fields under one version have equal digests")
+	}
 }
 
 func TestStoreDocRoundTrip(t *testing.T) {

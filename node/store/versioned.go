@@ -152,9 +152,10 @@ func validRecord(v []byte) error {
 // without a trace (local cleanup only).
 func (s *Store) ApplyVersioned(ops []Op) error { return s.apply(ops, true, s.db.NewBatch()) }
 
-// ShardDigest hashes every (key, version, kind) of a shard in key order and
-// counts the keys: replicas with equal digests hold the same data (values
-// are determined by their versions).
+// ShardDigest hashes every (key, version, kind) of a shard in key order,
+// and the body of field docs, and counts the keys: replicas with equal
+// digests hold the same data (other values are determined by their
+// versions).
 func (s *Store) ShardDigest(shard uint16) (digest uint64, keys int64, err error) {
 	return s.ShardDigestUpTo(shard, ^uint64(0))
 }
@@ -179,6 +180,10 @@ func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64,
 		_, _ = h.Write(k)
 		copy(vb[:], v[:versionHeader])
 		_, _ = h.Write(vb[:])
+		if v[0] == VersionDoc {
+			// A doc's version does not determine its fields: hash them.
+			_, _ = h.Write(v[versionHeader:])
+		}
 		keys++
 		return true, nil
 	})
