@@ -46,7 +46,7 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET "+adminapi.PathDrain, func(w http.ResponseWriter, _ *http.Request) {
 		p := n.cluster.DrainProgress()
-		adminapi.WriteJSON(w, http.StatusOK, adminapi.DrainStatus{Operation: p.Operation, Started: p.Started, ShardsLeft: p.ShardsLeft, Done: p.Done})
+		adminapi.WriteJSON(w, http.StatusOK, adminapi.DrainStatus{Operation: p.Operation, Started: p.Started, ShardsLeft: p.ShardsLeft, BytesLeft: p.BytesLeft, Done: p.Done})
 	})
 	mux.HandleFunc("DELETE "+adminapi.PathDrain, func(w http.ResponseWriter, _ *http.Request) {
 		if err := n.cluster.CancelDrain(); err != nil {

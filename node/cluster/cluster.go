@@ -534,14 +534,10 @@ func (c *Cluster) suspectFor() time.Duration {
 // is unreachable make it a suspect, a success clears it.
 func (c *Cluster) noteCall(peer string, err error) {
 	if err == nil {
-		c.suspectMu.Lock()
-		since, cut := c.cutOff[peer]
-		c.suspectMu.Unlock()
-		if cut && time.Since(since) >= cutOffResync {
-			// Catch up first, then count the peer reachable: until the
-			// entry is gone this node does not coordinate the shards.
-			c.reconnected(peer)
-		}
+		// A peer that was cut off may have had its shards coordinated by
+		// others meanwhile (or coordinated some itself): whoever takes a
+		// lease over catches the shard up first (lease.go), so nothing
+		// needs catching up here.
 		c.suspectMu.Lock()
 		delete(c.suspects, peer)
 		delete(c.cutOff, peer)
@@ -590,53 +586,6 @@ func (c *Cluster) probeLoop() {
 			c.noteCall(m.ID, err)
 		}
 	}
-}
-
-// cutOffResync is how long a peer must have been unreachable for its
-// reconnection to trigger catch-up of the shards both replicate (a brief
-// timeout under load does not).
-const cutOffResync = time.Second
-
-// reconnected runs after peer answers again following a cut-off of at
-// least cutOffResync (a partition, a hung process). Either side may have
-// coordinated the other's shards meanwhile (the stand-in path), so the
-// shards each would coordinate are caught up before it does so again: this
-// node's here, peer's by asking peer. Until then the shard stays with the
-// replica that served it.
-func (c *Cluster) reconnected(peer string) {
-	rg := c.ring.Load()
-	var mine, theirs []uint16
-	for _, sh := range rg.ShardsOf(c.cfg.NodeID) {
-		reps := rg.Replicas(sh)
-		if !slices.Contains(reps, peer) {
-			continue
-		}
-		switch reps[0] {
-		case c.cfg.NodeID:
-			mine = append(mine, uint16(sh))
-		case peer:
-			theirs = append(theirs, uint16(sh))
-		}
-	}
-	c.log.Info("Peer reachable again: catching up shards both replicate", "peer", peer, "here", len(mine), "there", len(theirs))
-	// Synchronously: no command may run here on a stale shard after this
-	// call returns.
-	c.sync.resync(mine)
-	if len(theirs) == 0 {
-		return
-	}
-	var e enc
-	e.u64(uint64(len(theirs)))
-	for _, sh := range theirs {
-		e.u64(uint64(sh))
-	}
-	c.async(func() {
-		ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
-		defer cancel()
-		if _, err := c.tr.Call(ctx, peer, mResync, e.b); err != nil {
-			c.log.Warn("Asking a peer to catch up failed", "peer", peer, "err", err)
-		}
-	})
 }
 
 func (c *Cluster) suspected(peer string) bool {

@@ -235,8 +235,8 @@ type leaseWant struct {
 	shard   uint16
 	grants  int
 	need    int
-	catchUp bool // a granter's last holder was another node (or unknown)
-	fresh   bool // this node did not hold the lease when the round began
+	catchUp bool     // a granter's last holder was another node (or unknown)
+	fresh   bool     // this node did not hold the lease when the round began
 	granted []string // peers that granted
 	waiter  chan struct{}
 }

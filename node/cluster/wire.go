@@ -25,7 +25,7 @@ const (
 	msgKickTag                       // message: app, client, tag, device, except session
 	msgSessionGone                   // message: app, client, session, clean
 	mKick                            // request: app, client -> sessions closed on the receiver
-	mResync                          // request: shards -> (); the receiver catches them up before coordinating
+	mResync                          // request: shards -> (); the receiver catches them up (sent by earlier builds)
 	mPing                            // request: () -> (); reachability over the peer transport
 	mLease                           // request: candidate's lease request -> per-shard grants (lease.go)
 	mLeaseRelease                    // request: shards -> (); the holder gives its leases up (lease.go)
