@@ -3,6 +3,8 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/imcluster/imcluster/node"
 	"github.com/imcluster/imcluster/node/adminapi"
+	"github.com/imcluster/imcluster/node/apps"
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
 )
@@ -458,5 +461,65 @@ func TestClusterLeasesMoveAwayFromAPartitionedNode(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("history through node-0 after healing lacks the message sent meanwhile: %v", logs)
+	}
+}
+
+// TestClusterServerAPIRunsAtTheCoordinator sends through the REST server
+// API of every node at once: each command runs at the conversation's
+// coordinator, so the messages get distinct, increasing timestamps and
+// every member change survives.
+func TestClusterServerAPIRunsAtTheCoordinator(t *testing.T) {
+	nodes := startCluster(t, 3)
+	dev := apps.Dev()
+	code, created := call(t, nodes[0], "POST", "/1.1/rtm/conversations", master(dev), `{"client_id":"Tom","members":["Jerry"],"name":"ops"}`)
+	if code != 201 {
+		t.Fatalf("create = %d %v", code, created)
+	}
+	cid := created["objectId"].(string)
+	const perNode = 10
+	var wg sync.WaitGroup
+	errs := make(chan string, 3*(perNode+1))
+	for i, nd := range nodes {
+		wg.Go(func() {
+			member := fmt.Sprintf(`{"client_id":"Tom","members":["M%d"]}`, i)
+			if code, body := call(t, nd, "POST", "/1.1/rtm/conversations/"+cid+"/members", master(dev), member); code != 200 {
+				errs <- fmt.Sprintf("add member via node-%d: %d %v", i, code, body)
+			}
+			for j := range perNode {
+				msg := fmt.Sprintf(`{"from_client":"Tom","message":"node-%d %d"}`, i, j)
+				if code, body := call(t, nd, "POST", "/1.1/rtm/conversations/"+cid+"/messages", master(dev), msg); code != 200 {
+					errs <- fmt.Sprintf("send via node-%d: %d %v", i, code, body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	code, hist := call(t, nodes[2], "GET", "/1.1/rtm/conversations/"+cid+"/messages?client_id=Tom&limit=100", master(dev), "")
+	results, _ := hist["results"].([]any)
+	if code != 200 || len(results) != 3*perNode {
+		t.Fatalf("history = %d, %d messages, want %d: %v", code, len(results), 3*perNode, hist)
+	}
+	seen := map[float64]bool{}
+	for _, r := range results {
+		ts, _ := r.(map[string]any)["timestamp"].(float64)
+		if seen[ts] {
+			t.Fatalf("two messages with timestamp %v: %v", ts, hist)
+		}
+		seen[ts] = true
+	}
+	code, got := call(t, nodes[1], "GET", "/1.1/rtm/conversations/"+cid, master(dev), "")
+	convs, _ := got["results"].([]any)
+	if code != 200 || len(convs) != 1 {
+		t.Fatalf("get = %d %v", code, got)
+	}
+	m := fmt.Sprint(convs[0].(map[string]any)["m"])
+	for _, want := range []string{"Tom", "Jerry", "M0", "M1", "M2"} {
+		if !strings.Contains(m, want) {
+			t.Fatalf("members %s lack %s", m, want)
+		}
 	}
 }

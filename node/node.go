@@ -20,6 +20,7 @@ import (
 	"github.com/imcluster/imcluster/node/conversation"
 	"github.com/imcluster/imcluster/node/gateway"
 	"github.com/imcluster/imcluster/node/httpapi"
+	"github.com/imcluster/imcluster/node/protocol/pb"
 	"github.com/imcluster/imcluster/node/session"
 	"github.com/imcluster/imcluster/node/storage"
 	"github.com/imcluster/imcluster/node/store"
@@ -161,7 +162,7 @@ func (n *Node) Start() error {
 	api := httpapi.New(httpapi.Config{
 		Apps:      registry,
 		Tokens:    tokens,
-		Engine:    engine,
+		Engine:    restEngine{Engine: engine, router: cl.Router()},
 		Storage:   n.storage,
 		Kicker:    cl,
 		PublicURL: n.cfg.PublicURL,
@@ -281,4 +282,18 @@ func (n *Node) shutdown(ctx context.Context) error {
 	n.cluster.Shutdown()
 	n.wg.Wait()
 	return n.store.Close()
+}
+
+// restEngine is the server API's engine: commands (conversation updates,
+// members, messages) run at their conversation's coordinator through the
+// cluster's router, like a client's, so they are serialized with the
+// conversation's other writes; reads run here through the cluster KV.
+type restEngine struct {
+	*conversation.Engine
+	router *cluster.Router
+}
+
+// Handle runs a server API command at its coordinator.
+func (e restEngine) Handle(ctx context.Context, c conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+	return e.router.Handle(ctx, c, req)
 }
