@@ -178,8 +178,17 @@ func (c *Cluster) write(ctx context.Context, shard uint16, ops []store.Op) error
 // success it tries again while gossip converges and a failed coordinator's
 // lease runs out (lease.go), within a budget well under the SDK's 20 s
 // request timeout.
+//
+// A stopping node (Quiesce) gives its own remaining work (queued receiver
+// acks) a short budget instead: when the whole cluster stops at once no
+// coordinator is left, and each operation would otherwise wait the full
+// budget.
 func (c *Cluster) onCoordinator(ctx context.Context, shard uint16, local func() error, remote func(ctx context.Context, to string) error) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*c.requestTimeout())
+	budget := 2 * c.requestTimeout()
+	if c.stopping.Load() {
+		budget = c.leaseDuration() / 4
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	backoff := 20 * time.Millisecond
 	for {
