@@ -148,10 +148,7 @@ func (s *syncer) sizeQueued() {
 // remoteShardSizes asks peer for the key and byte counts of shards.
 func (c *Cluster) remoteShardSizes(peer string, shards []uint16) ([][2]int64, error) {
 	var e enc
-	e.u64(uint64(len(shards)))
-	for _, sh := range shards {
-		e.u64(uint64(sh))
-	}
+	e.shards(shards)
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
 	resp, err := c.tr.Call(ctx, peer, mShardSize, e.b)
@@ -171,13 +168,9 @@ func (c *Cluster) remoteShardSizes(peer string, shards []uint16) ([][2]int64, er
 
 // serveShardSize answers mShardSize: shards -> keys and bytes of each.
 func (c *Cluster) serveShardSize(d *dec) ([]byte, error) {
-	n := d.count()
-	if n > c.cfg.Shards {
-		return nil, fmt.Errorf("cluster: %d shards asked for, of %d", n, c.cfg.Shards)
-	}
-	shards := make([]uint16, 0, n)
-	for range n {
-		shards = append(shards, uint16(d.u64()))
+	shards := d.shards(c.cfg.Shards)
+	if len(shards) > c.cfg.Shards {
+		return nil, fmt.Errorf("cluster: %d shards asked for, of %d", len(shards), c.cfg.Shards)
 	}
 	if err := d.done("shard size"); err != nil {
 		return nil, err

@@ -102,11 +102,7 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 	case mPing:
 		return nil, nil
 	case mResync:
-		n := d.count()
-		var shards []uint16
-		for range n {
-			shards = append(shards, uint16(d.u64()))
-		}
+		shards := d.shards(c.cfg.Shards)
 		if err := d.done("resync"); err != nil {
 			return nil, err
 		}

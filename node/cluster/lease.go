@@ -356,11 +356,12 @@ func (c *Cluster) finishLease(w *leaseWant, sent time.Time, ok bool) {
 // last holder.
 func (c *Cluster) requestLeases(peer string, ws []*leaseWant) (ok []bool, last []string, err error) {
 	ok, last = make([]bool, len(ws)), make([]string, len(ws))
-	var e enc
-	e.u64(uint64(len(ws)))
-	for _, w := range ws {
-		e.u64(uint64(w.shard))
+	shards := make([]uint16, len(ws))
+	for i, w := range ws {
+		shards[i] = w.shard
 	}
+	var e enc
+	e.shards(shards)
 	// A round waits for its slowest peer: a partitioned one must not
 	// hold it longer than the renewal period.
 	ctx, cancel := context.WithTimeout(c.ctx, c.leaseDuration()/4)
@@ -408,10 +409,7 @@ func (c *Cluster) releaseLeases(shards []uint16) {
 	for peer, shs := range byPeer {
 		wg.Go(func() {
 			var e enc
-			e.u64(uint64(len(shs)))
-			for _, sh := range shs {
-				e.u64(uint64(sh))
-			}
+			e.shards(shs)
 			ctx, cancel := context.WithTimeout(c.ctx, c.leaseDuration()/4)
 			defer cancel()
 			_, err := c.tr.Call(ctx, peer, mLeaseRelease, e.b)
@@ -518,11 +516,7 @@ func (c *Cluster) catchUpForLease(shard uint16, granters []string) bool {
 // serveLease answers a candidate's lease request: for each shard, whether
 // it is granted and who held it last.
 func (c *Cluster) serveLease(from string, d *dec) ([]byte, error) {
-	n := d.count()
-	shards := make([]uint16, 0, n)
-	for range n {
-		shards = append(shards, uint16(d.u64()))
-	}
+	shards := d.shards(c.cfg.Shards)
 	if err := d.done("lease"); err != nil {
 		return nil, err
 	}
@@ -535,9 +529,6 @@ func (c *Cluster) serveLease(from string, d *dec) ([]byte, error) {
 	c.lease.mu.Lock()
 	defer c.lease.mu.Unlock()
 	for _, sh := range shards {
-		if int(sh) >= c.cfg.Shards {
-			return nil, fmt.Errorf("cluster: shard %d out of range", sh)
-		}
 		ok, prev := c.grantLocked(sh, from, now)
 		e.bool(ok)
 		e.str(prev)
@@ -547,11 +538,7 @@ func (c *Cluster) serveLease(from string, d *dec) ([]byte, error) {
 
 // serveLeaseRelease drops the leases a holder gives up.
 func (c *Cluster) serveLeaseRelease(from string, d *dec) ([]byte, error) {
-	n := d.count()
-	shards := make([]uint16, 0, n)
-	for range n {
-		shards = append(shards, uint16(d.u64()))
-	}
+	shards := d.shards(c.cfg.Shards)
 	if err := d.done("lease release"); err != nil {
 		return nil, err
 	}
@@ -559,9 +546,7 @@ func (c *Cluster) serveLeaseRelease(from string, d *dec) ([]byte, error) {
 	c.lease.mu.Lock()
 	defer c.lease.mu.Unlock()
 	for _, sh := range shards {
-		if int(sh) < c.cfg.Shards {
-			c.releaseGrantLocked(sh, from, now)
-		}
+		c.releaseGrantLocked(sh, from, now)
 	}
 	return nil, nil
 }

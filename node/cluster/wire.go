@@ -61,6 +61,14 @@ func (e *enc) bool(v bool) {
 	}
 }
 
+// shards writes a list of shard numbers.
+func (e *enc) shards(v []uint16) {
+	e.u64(uint64(len(v)))
+	for _, s := range v {
+		e.u64(uint64(s))
+	}
+}
+
 func (e *enc) strs(v []string) {
 	e.u64(uint64(len(v)))
 	for _, s := range v {
@@ -135,6 +143,21 @@ func (d *dec) count() int {
 		return 0
 	}
 	return int(n)
+}
+
+// shards reads a list of shard numbers, each below limit (the cluster's
+// shard count).
+func (d *dec) shards(limit int) []uint16 {
+	n := d.count()
+	out := make([]uint16, 0, n)
+	for range n {
+		s := d.u64()
+		if d.err == nil && s >= uint64(limit) {
+			d.err = fmt.Errorf("shard %d out of range [0, %d)", s, limit)
+		}
+		out = append(out, uint16(s))
+	}
+	return out
 }
 
 func (d *dec) strs() []string {

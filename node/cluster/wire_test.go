@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -353,4 +354,22 @@ func FuzzDecodeOps(f *testing.F) {
 		_, _ = decodeCommandResult(b)
 		_, _ = decodeWireFields(b)
 	})
+}
+
+// Shard lists round-trip, and a shard at or above the limit is an error.
+func TestClusterWireShards(t *testing.T) {
+	var e enc
+	e.shards([]uint16{0, 7, 255})
+	d := dec{b: e.b}
+	if got := d.shards(256); d.done("shards") != nil || !slices.Equal(got, []uint16{0, 7, 255}) {
+		t.Fatalf("shards = %v, %v", got, d.err)
+	}
+	d = dec{b: e.b}
+	if _, err := d.shards(255), d.done("shards"); err == nil || !strings.Contains(err.Error(), "shard 255 out of range") {
+		t.Fatalf("shard over the limit: %v", err)
+	}
+	d = dec{b: e.b[:len(e.b)-1]}
+	if _, err := d.shards(256), d.done("shards"); err == nil {
+		t.Fatal("truncated shard list decoded")
+	}
 }
