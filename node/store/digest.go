@@ -116,7 +116,7 @@ func (d *RangeDigest) Diff(o *RangeDigest) uint64 {
 // ErrCorruptValue.
 func (s *Store) ShardRangeDigest(shard uint16, maxVersion uint64) (RangeDigest, error) {
 	var d RangeDigest
-	err := s.ScanPrefix(ShardPrefix(shard), false, func(k, v []byte) (bool, error) {
+	err := s.ScanShard(shard, func(k, v []byte) (bool, error) {
 		if len(v) < versionHeader {
 			return false, fmt.Errorf("%w: key %x", ErrCorruptValue, k)
 		}
@@ -131,7 +131,7 @@ func (s *Store) ShardRangeDigest(shard uint16, maxVersion uint64) (RangeDigest, 
 // ShardSize counts the keys of a shard and the bytes of their keys and
 // values (what a full sync of the shard copies). It scans the shard.
 func (s *Store) ShardSize(shard uint16) (keys, bytes int64, err error) {
-	err = s.ScanPrefix(ShardPrefix(shard), false, func(k, v []byte) (bool, error) {
+	err = s.ScanShard(shard, func(k, v []byte) (bool, error) {
 		keys++
 		bytes += int64(len(k) + len(v))
 		return true, nil

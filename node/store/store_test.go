@@ -173,3 +173,31 @@ func TestStoreCheckpoint(t *testing.T) {
 		t.Fatalf("backup holds %q, %v; want the state at checkpoint time", v, err)
 	}
 }
+
+// ScanShard sees every key of its shard and nothing else, also for the last
+// shard, whose prefix has no PrefixEnd (node-local keys sort above it).
+func TestStoreScanShard(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	defer func() { _ = s.Close() }()
+	last := NewKey(0xffff, "app", FamMsg).Str("c").Bytes()
+	first := NewKey(0, "app", FamMsg).Str("c").Bytes()
+	local := []byte("\xff\xff\xfflocal")
+	if err := s.Apply([]Op{{Kind: OpSet, Key: last}, {Kind: OpSet, Key: first}, {Kind: OpSet, Key: local}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		shard uint16
+		want  []byte
+	}{{0, first}, {0xffff, last}} {
+		var got [][]byte
+		if err := s.ScanShard(tt.shard, func(k, _ []byte) (bool, error) {
+			got = append(got, append([]byte(nil), k...))
+			return true, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || !bytes.Equal(got[0], tt.want) {
+			t.Fatalf("ScanShard(%#x) = %q, want only %q", tt.shard, got, tt.want)
+		}
+	}
+}

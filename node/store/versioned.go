@@ -166,8 +166,7 @@ func (s *Store) ShardDigest(shard uint16) (digest uint64, keys int64, err error)
 func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64, keys int64, err error) {
 	h := xxhash.New()
 	var vb [versionHeader]byte
-	prefix := ShardPrefix(shard)
-	err = s.ScanPrefix(prefix, false, func(k, v []byte) (bool, error) {
+	err = s.ScanShard(shard, func(k, v []byte) (bool, error) {
 		if len(v) < versionHeader {
 			return false, fmt.Errorf("%w: key %x", ErrCorruptValue, k)
 		}
@@ -195,6 +194,14 @@ func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64,
 func (s *Store) DeleteShard(shard uint16) error {
 	p := ShardPrefix(shard)
 	return s.Apply([]Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}})
+}
+
+// ScanShard calls fn for every key of shard in order, as Scan does, and
+// for nothing outside it: for the last shard (0xffff), whose prefix has no
+// PrefixEnd, it stops at ShardEnd, before node-local keys sorting above
+// every shard.
+func (s *Store) ScanShard(shard uint16, fn func(k, v []byte) (bool, error)) error {
+	return s.Scan(ShardPrefix(shard), ShardEnd(shard), false, fn)
 }
 
 // ShardEnd returns a key above every key of shard (for shard 0xffff, whose

@@ -1,0 +1,138 @@
+package cluster
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/store"
+)
+
+// newLeaseTestCluster returns an unstarted Cluster on st whose placement
+// has three members a, b and c (every shard on all three).
+func newLeaseTestCluster(t *testing.T, st *store.Store) *Cluster {
+	t.Helper()
+	c, err := New(Config{NodeID: "a", Store: st, Shards: 4, GossipAddr: "127.0.0.1:0", TransportAddr: "127.0.0.1:0",
+		Local: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg, err := ring.New(ring.Config{Shards: 4, ReplicationFactor: 3}, 1,
+		[]ring.Member{{ID: "a", State: ring.StateActive}, {ID: "b", State: ring.StateActive}, {ID: "c", State: ring.StateActive}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ring.Store(rg)
+	return c
+}
+
+func TestClusterLeaseGrants(t *testing.T) {
+	st := openTestStores(t, 1)[0]
+	c := newLeaseTestCluster(t, st)
+	l := c.leaseDuration()
+	now := time.Now()
+	grant := func(shard uint16, cand string, at time.Time) (bool, string) {
+		c.lease.mu.Lock()
+		defer c.lease.mu.Unlock()
+		return c.grantLocked(shard, cand, at)
+	}
+	if ok, prev := grant(0, "b", now); !ok || prev != "" {
+		t.Fatalf("first grant = %v, %q", ok, prev)
+	}
+	if ok, prev := grant(0, "c", now.Add(l/2)); ok || prev != "b" {
+		t.Fatalf("grant to c while b holds = %v, %q; want refused, holder b", ok, prev)
+	}
+	if ok, prev := grant(0, "b", now.Add(l/2)); !ok || prev != "b" {
+		t.Fatalf("renewal by b = %v, %q", ok, prev)
+	}
+	if ok := c.acceptsReplicate(0, "c"); ok {
+		t.Fatal("a replicated write from c accepted while b holds the lease")
+	}
+	if !c.acceptsReplicate(0, "b") || !c.acceptsReplicate(1, "c") {
+		t.Fatal("a replicated write from the holder (or of a shard without a lease) refused")
+	}
+	// The renewal runs a lease from when it was granted.
+	if ok, _ := grant(0, "c", now.Add(l+l/4)); ok {
+		t.Fatal("grant to c before b's renewed lease ran out")
+	}
+	if ok, prev := grant(0, "c", now.Add(l/2+l+time.Millisecond)); !ok || prev != "b" {
+		t.Fatalf("grant to c after b's lease ran out = %v, %q; want granted, previous holder b", ok, prev)
+	}
+	// A release ends the grant at once.
+	c.lease.mu.Lock()
+	c.releaseGrantLocked(0, "b", now.Add(2*l)) // not the holder: no effect
+	c.lease.mu.Unlock()
+	if ok, _ := grant(0, "b", now.Add(2*l)); ok {
+		t.Fatal("a release by a node that does not hold the lease ended c's grant")
+	}
+	c.lease.mu.Lock()
+	c.releaseGrantLocked(0, "c", now.Add(2*l))
+	c.lease.mu.Unlock()
+	if ok, prev := grant(0, "b", now.Add(2*l)); !ok || prev != "c" {
+		t.Fatalf("grant after c released = %v, %q", ok, prev)
+	}
+	if q := c.leaseQuorum(3); q != 2 {
+		t.Fatalf("lease quorum of 3 replicas = %d, want 2", q)
+	}
+	if q := c.leaseQuorum(4); q != 3 {
+		t.Fatalf("lease quorum of 4 replicas = %d, want 3 (a majority)", q)
+	}
+}
+
+// A node that granted leases to other nodes grants nothing after a restart
+// until those grants may have run out; one that never granted starts at once.
+func TestClusterLeaseGrantsAfterRestart(t *testing.T) {
+	st := openTestStores(t, 1)[0]
+	fresh := newLeaseTestCluster(t, st)
+	if ok, _ := fresh.grantLocked(0, "b", time.Now()); !ok {
+		t.Fatal("a node that never granted a lease refuses after start")
+	}
+
+	c := newLeaseTestCluster(t, st)
+	var e enc
+	e.shards([]uint16{1})
+	d := dec{b: e.b}
+	resp, err := c.serveLease("b", &d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := dec{b: resp}
+	if n := rd.count(); n != 1 || !rd.bool() || rd.str() != "" || rd.done("lease") != nil {
+		t.Fatalf("lease answer %x: want one grant", resp)
+	}
+	if _, err := st.Get(leaseMarkerKey); err != nil {
+		t.Fatalf("no grant marker after granting to another node: %v", err)
+	}
+
+	restarted := newLeaseTestCluster(t, st)
+	start := time.Now()
+	until := restarted.lease.noGrantUntil
+	if !until.After(start) || until.After(start.Add(restarted.leaseDuration())) {
+		t.Fatalf("after a restart grants resume at %v, want within a lease of %v", until, start)
+	}
+	if ok, _ := restarted.grantLocked(2, "c", start); ok {
+		t.Fatal("a restarted node granted a lease while its earlier grants may still run")
+	}
+	if ok, _ := restarted.grantLocked(2, "c", until); !ok {
+		t.Fatal("a restarted node still refuses after its earlier grants ran out")
+	}
+	// The marker sorts after every shard: no shard scan sees it.
+	if !hasNoShardKey(t, st) {
+		t.Fatal("the grant marker shows up in a shard scan")
+	}
+}
+
+func hasNoShardKey(t *testing.T, st *store.Store) bool {
+	t.Helper()
+	empty := true
+	for _, sh := range []uint16{0, 1, 2, 3, 0xffff} {
+		if err := st.ScanShard(sh, func(_, _ []byte) (bool, error) {
+			empty = false
+			return false, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return empty
+}
