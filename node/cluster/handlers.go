@@ -155,7 +155,7 @@ func (c *Cluster) serving(shard uint16, key []byte) error {
 // on to the node it granted the shard's lease to, once: the sender may not
 // reach that node (it suspects it) while this node does.
 func (c *Cluster) forwardToHolder(ctx context.Context, shard uint16, req *transport.Request, err error) ([]byte, error) {
-	h := c.leaseHolder(shard)
+	h := c.knownHolder(shard)
 	if !errors.Is(err, ErrNotReady) || h == "" || h == c.cfg.NodeID || h == req.From || int(shard) >= c.cfg.Shards {
 		return nil, err
 	}

@@ -66,6 +66,11 @@ type leaseState struct {
 	holder     string
 	grantUntil time.Time
 	last       string
+	// hint is the holder another replica named when it refused this node
+	// a grant, believed until hintUntil: requests go there meanwhile, and
+	// this node does not keep asking.
+	hint      string
+	hintUntil time.Time
 	// acquiring is closed when an acquisition in flight finishes.
 	acquiring chan struct{}
 }
@@ -164,8 +169,11 @@ func (c *Cluster) ensureLease(shard uint16) bool {
 			return true
 		}
 		w := st.acquiring
+		hinted := st.hint != "" && now.Before(st.hintUntil)
 		c.lease.mu.Unlock()
 		switch {
+		case w == nil && hinted:
+			return false // another node holds it: the caller forwards there
 		case w != nil:
 			t := time.NewTimer(time.Until(deadline))
 			select {
@@ -230,6 +238,23 @@ func (c *Cluster) acceptsReplicate(shard uint16, from string) bool {
 	return h == "" || h == from
 }
 
+// knownHolder returns the node this node believes holds shard's lease: the
+// one it granted it to, else the one a replica named when refusing this
+// node ("" if none).
+func (c *Cluster) knownHolder(shard uint16) string {
+	c.lease.mu.Lock()
+	defer c.lease.mu.Unlock()
+	st := &c.lease.s[shard]
+	now := time.Now()
+	switch {
+	case st.holder != "" && now.Before(st.grantUntil):
+		return st.holder
+	case st.hint != "" && now.Before(st.hintUntil):
+		return st.hint
+	}
+	return ""
+}
+
 // leaseWant is one shard of an acquisition round.
 type leaseWant struct {
 	shard   uint16
@@ -285,6 +310,9 @@ func (c *Cluster) acquireLeases(shards []uint16) {
 		wg.Go(func() {
 			ok, last, err := c.requestLeases(peer, pw)
 			c.noteCall(peer, err)
+			if err == nil {
+				c.noteHolders(pw, ok, last)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			for i, w := range pw {
@@ -340,6 +368,7 @@ func (c *Cluster) finishLease(w *leaseWant, sent time.Time, ok bool) {
 	st := &c.lease.s[w.shard]
 	if ok {
 		st.until = sent.Add(c.leaseDuration() - c.leaseMargin())
+		st.hint = ""
 	}
 	st.acquiring = nil
 	c.lease.mu.Unlock()
@@ -348,6 +377,20 @@ func (c *Cluster) finishLease(w *leaseWant, sent time.Time, ok bool) {
 		c.met.leasesAcquired.Inc()
 		if c.engine != nil {
 			c.engine.ForgetTimestamps() // another node may have assigned later timestamps
+		}
+	}
+}
+
+// noteHolders records, for the shards a peer refused, the holder it named
+// (a refusal's "last holder" is the current one), for a quarter lease.
+func (c *Cluster) noteHolders(ws []*leaseWant, ok []bool, last []string) {
+	until := time.Now().Add(c.leaseDuration() / 4)
+	c.lease.mu.Lock()
+	defer c.lease.mu.Unlock()
+	for i, w := range ws {
+		if !ok[i] && last[i] != "" && last[i] != c.cfg.NodeID {
+			st := &c.lease.s[w.shard]
+			st.hint, st.hintUntil = last[i], until
 		}
 	}
 }

@@ -136,3 +136,33 @@ func hasNoShardKey(t *testing.T, st *store.Store) bool {
 	}
 	return empty
 }
+
+// A replica that refuses a grant names the holder: requests for the shard
+// go there for a while, and the node does not keep asking for the lease.
+func TestClusterLeaseHint(t *testing.T) {
+	c := newLeaseTestCluster(t, openTestStores(t, 1)[0])
+	w := &leaseWant{shard: 2}
+	c.noteHolders([]*leaseWant{w}, []bool{false}, []string{"b"})
+	if h := c.knownHolder(2); h != "b" {
+		t.Fatalf("known holder = %q, want b", h)
+	}
+	if c.ensureLease(2) {
+		t.Fatal("ensureLease acquired a lease another replica said b holds")
+	}
+	c.lease.mu.Lock()
+	tried := c.lease.s[2].last != ""
+	c.lease.mu.Unlock()
+	if tried {
+		t.Fatal("ensureLease tried to acquire a lease another replica said b holds")
+	}
+	if h := c.knownHolder(1); h != "" {
+		t.Fatalf("known holder of an unnamed shard = %q", h)
+	}
+	// A grant this node made itself wins over the hint.
+	c.lease.mu.Lock()
+	c.grantLocked(2, "c", time.Now())
+	c.lease.mu.Unlock()
+	if h := c.knownHolder(2); h != "c" {
+		t.Fatalf("known holder = %q, want c (granted here)", h)
+	}
+}

@@ -210,7 +210,7 @@ func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
 // It reports false when this node is that node or that node certainly did
 // not run the command (this node then tries to stand in).
 func (c *Cluster) proxyCommand(ctx context.Context, shard uint16, payload []byte) ([]byte, bool) {
-	to := c.leaseHolder(shard)
+	to := c.knownHolder(shard)
 	if to == "" && !c.holdsLease(shard) {
 		if ids := c.coordinators(shard); len(ids) > 0 {
 			to = ids[0]
