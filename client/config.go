@@ -61,7 +61,10 @@ type Config struct {
 	// Server is the REST base URL (http:// or https://, no trailing slash),
 	// the SDK's `server` option: router, /1.1/rtm/notifications (missed
 	// reliable notifications are replayed after a reconnect) and member
-	// roles. Optional when URLs are given.
+	// roles. Optional when URLs are given: REST calls then go to the node
+	// the client is connected to (an imcluster node serves REST on its
+	// WebSocket port), which is also where they go when Server does not
+	// answer.
 	Server string
 	// AppKey is sent as X-LC-Key on REST calls.
 	AppKey string

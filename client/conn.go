@@ -593,7 +593,7 @@ func (d *ctxDialer) Dial(network, addr string) (net.Conn, error) {
 }
 
 func (c *Conn) dial(ctx context.Context, url string) (*socket, error) {
-	s := &socket{c: c, done: make(chan struct{})}
+	s := &socket{c: c, url: url, done: make(chan struct{})}
 	hdr := http.Header{}
 	hdr.Set("Sec-WebSocket-Protocol", c.cfg.Subprotocol)
 	ws, _, err := gws.NewClient(s, &gws.ClientOption{

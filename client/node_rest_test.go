@@ -194,3 +194,24 @@ func TestClientNodeKickedByApp(t *testing.T) {
 		t.Fatalf("online after kick = %v", online)
 	}
 }
+
+// TestClientNodeRESTFallsBackToTheConnectedNode: with Config.Server
+// unreachable (a single node that died) or unset, REST calls go to the node
+// the client is connected to.
+func TestClientNodeRESTFallsBackToTheConnectedNode(t *testing.T) {
+	tn := startNode(t)
+	ctx := testCtx(t)
+	for _, server := range []string{"http://127.0.0.1:1", ""} {
+		cfg := client.Config{AppID: apps.DevAppID, AppKey: apps.DevAppKey, URLs: []string{tn.url}, Server: server}
+		tom := login(t, dial(t, cfg), uid("Tom"), client.LoginOptions{})
+		conv, err := tom.CreateConversation(ctx, client.CreateOptions{Members: []string{uid("Jerry")}})
+		mustNoErr(t, err)
+		roles, err := conv.MemberRoles(ctx)
+		if err != nil {
+			t.Fatalf("member roles with Server %q: %v", server, err)
+		}
+		if len(roles) != 0 {
+			t.Fatalf("member roles of a new conversation = %+v, want none recorded", roles)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -36,15 +37,69 @@ func (e *RESTError) Error() string {
 	return fmt.Sprintf("client: rest: HTTP %d, code %d: %s", e.Status, e.Code, e.Message)
 }
 
-// restGet performs GET <Server><path>?query with the app headers and
-// decodes the JSON answer into out.
-func (c *Conn) restGet(ctx context.Context, path string, query url.Values, header http.Header, out any) error {
-	if c.cfg.Server == "" {
-		return errors.New("client: rest: Config.Server is not set")
+// restBases returns the REST base URLs to try, in order: Config.Server,
+// then the HTTP form of the WebSocket URL the client is connected to (an
+// imcluster node serves the REST API on its client port), so REST calls
+// reach a live node after a failover even when Server names a single node,
+// and work when only URLs are configured.
+func (c *Conn) restBases() []string {
+	var out []string
+	if c.cfg.Server != "" {
+		out = append(out, c.cfg.Server)
 	}
+	c.mu.Lock()
+	s := c.mu.sock
+	c.mu.Unlock()
+	if s != nil {
+		if b, ok := httpBase(s.url); ok && !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// httpBase returns scheme://host of the HTTP URL matching a WebSocket URL.
+func httpBase(wsURL string) (string, bool) {
+	u, err := url.Parse(wsURL)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	switch u.Scheme {
+	case "ws":
+		return "http://" + u.Host, true
+	case "wss":
+		return "https://" + u.Host, true
+	}
+	return "", false
+}
+
+// restGet performs GET <base><path>?query with the app headers and decodes
+// the JSON answer into out. It tries the next base (restBases) only when a
+// base cannot be reached; an HTTP error answer is final.
+func (c *Conn) restGet(ctx context.Context, path string, query url.Values, header http.Header, out any) error {
+	bases := c.restBases()
+	if len(bases) == 0 {
+		return errors.New("client: rest: no REST server: set Config.Server")
+	}
+	var errs []error
+	for _, base := range bases {
+		err := c.restGetFrom(ctx, base, path, query, header, out)
+		if !errors.Is(err, errUnreachable) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("client: rest: %w", errors.Join(errs...))
+}
+
+// errUnreachable marks a REST base that did not answer.
+var errUnreachable = errors.New("unreachable")
+
+// restGetFrom performs the GET against one base, within restTimeout.
+func (c *Conn) restGetFrom(ctx context.Context, base, path string, query url.Values, header http.Header, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, restTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.Server+path+"?"+query.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path+"?"+query.Encode(), nil)
 	if err != nil {
 		return fmt.Errorf("client: rest: %w", err)
 	}
@@ -53,8 +108,13 @@ func (c *Conn) restGet(ctx context.Context, path string, query url.Values, heade
 	maps.Copy(req.Header, header)
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("client: rest: %w", err)
+		return fmt.Errorf("%s %w: %w", base, errUnreachable, err)
 	}
+	return decodeREST(resp, path, out)
+}
+
+// decodeREST reads a REST answer into out, or the error it carries.
+func decodeREST(resp *http.Response, path string, out any) error {
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
@@ -108,7 +168,7 @@ func (cl *IMClient) syncNotifications(ctx context.Context) error {
 	cl.mu.Lock()
 	st, cursor := cl.mu.st, cl.mu.notifCursor
 	cl.mu.Unlock()
-	if cl.conn.cfg.Server == "" || st == "" || cursor == 0 {
+	if len(cl.conn.restBases()) == 0 || st == "" || cursor == 0 {
 		return nil
 	}
 	for range maxNotificationPages {

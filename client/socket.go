@@ -17,6 +17,7 @@ import (
 // methods below; done closes when that loop has ended.
 type socket struct {
 	c    *Conn
+	url  string // the WebSocket URL dialled
 	ws   *gws.Conn
 	text bool // Base64 text frames
 	done chan struct{}
