@@ -342,9 +342,13 @@ func coordinatorsByShard(t *testing.T, nodes []*node.Node) map[int][]string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		id := fmt.Sprintf("node-%d", i)
 		for _, s := range st.Shards {
 			if s.Coordinator {
-				out[s.Shard] = append(out[s.Shard], fmt.Sprintf("node-%d", i))
+				if s.LeaseHolder != id {
+					t.Fatalf("%s coordinates shard %d but names %q the lease holder", id, s.Shard, s.LeaseHolder)
+				}
+				out[s.Shard] = append(out[s.Shard], id)
 			}
 		}
 	}

@@ -184,8 +184,13 @@ type ShardsStatus struct {
 type ShardStatus struct {
 	// Shard is the shard number.
 	Shard int `json:"shard"`
-	// Coordinator reports whether this node coordinates the shard now.
+	// Coordinator reports whether this node coordinates the shard now (it
+	// holds the shard's lease).
 	Coordinator bool `json:"coordinator"`
+	// LeaseHolder is the node this node believes holds the shard's
+	// coordinator lease (itself, the node it granted it to, or the one a
+	// replica named); empty when it knows of none.
+	LeaseHolder string `json:"leaseHolder,omitempty"`
 	// Ready reports whether the replica has caught up (it may coordinate).
 	Ready bool `json:"ready"`
 	// Keys counts the stored keys of the shard (tombstones included).
