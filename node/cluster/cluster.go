@@ -137,9 +137,6 @@ type Cluster struct {
 
 	gossipAddr string
 
-	standInMu sync.Mutex
-	standIns  map[uint16]bool // shards run here for a preferred coordinator
-
 	suspectMu sync.Mutex
 	suspects  map[string]time.Time // peer -> suspected until
 	cutOff    map[string]time.Time // peer -> first failure since its last success
@@ -174,7 +171,6 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster"), st: cfg.Store, met: m,
 		clk: hlc{now: time.Now}, ctx: ctx, cancel: cancel, suspects: map[string]time.Time{}, cutOff: map[string]time.Time{},
-		standIns: map[uint16]bool{},
 	}
 	if cfg.FaultInjection {
 		c.flt = transport.NewFaults(uint64(time.Now().UnixNano()))
@@ -471,9 +467,6 @@ func (c *Cluster) rebuild() {
 	c.reg.forgetDead(snap)
 	if oldSnap == nil || old == nil || placementChanged(old, rg) || livenessChanged(oldSnap, snap) {
 		c.presence.reregister(c)
-		c.standInMu.Lock()
-		c.standIns = map[uint16]bool{}
-		c.standInMu.Unlock()
 		if c.engine != nil {
 			c.engine.ForgetTimestamps()
 		}
@@ -603,25 +596,6 @@ func (c *Cluster) suspected(peer string) bool {
 // the shard's lease and is not stopping.
 func (c *Cluster) coordinates(shard uint16) bool {
 	return !c.stopping.Load() && c.holdsLease(shard)
-}
-
-// standIn is called before this node runs a coordinator's work for shard
-// while it is not the shard's preferred coordinator (that one is stopping,
-// catching up or unreachable). The first time per shard since the last
-// roster or liveness change it drops the engine's cached timestamps: the
-// preferred coordinator may have assigned later ones.
-func (c *Cluster) standIn(shard uint16) {
-	ids := c.coordinators(shard)
-	if len(ids) > 0 && ids[0] == c.cfg.NodeID {
-		return
-	}
-	c.standInMu.Lock()
-	first := !c.standIns[shard]
-	c.standIns[shard] = true
-	c.standInMu.Unlock()
-	if first && c.engine != nil {
-		c.engine.ForgetTimestamps()
-	}
 }
 
 // canCoordinate reports whether this node may coordinate shard now: it is

@@ -211,7 +211,6 @@ func (c *Cluster) onCoordinatorOnce(ctx context.Context, shard uint16, local fun
 				last = ErrNotReady
 				continue
 			}
-			c.standIn(shard)
 			return local()
 		}
 		err := remote(ctx, id)

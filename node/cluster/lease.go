@@ -195,8 +195,9 @@ func (c *Cluster) ensureLease(shard uint16) bool {
 }
 
 // grantLocked grants shard's lease to cand unless another node holds an
-// unexpired grant here (or this node restarted less than a lease ago and
-// the shard has other replicas). It returns the previous holder.
+// unexpired grant here (or, after a restart, grants this node made before
+// may still run and the shard has other replicas). It returns the previous
+// holder.
 func (c *Cluster) grantLocked(shard uint16, cand string, now time.Time) (ok bool, prev string) {
 	l := &c.lease
 	if now.Before(l.noGrantUntil) && len(c.ring.Load().Replicas(int(shard))) > 1 {

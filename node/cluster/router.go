@@ -172,7 +172,6 @@ func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
 		if !c.canCoordinate(part.Shard) {
 			return nil, ErrNotReady
 		}
-		c.standIn(part.Shard)
 	}
 	resp, err := c.engine.Handle(ctx, caller, req)
 	var e enc
@@ -204,14 +203,15 @@ func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
 	return e.b, nil
 }
 
-// proxyCommand forwards a command payload (marked proxied) to the node this
-// node granted the shard's lease to, or, when it granted none and holds
-// none, to the shard's preferred coordinator, when that is not this node.
+// proxyCommand forwards a command payload (marked proxied) to the node
+// this node knows holds the shard's lease (knownHolder), or, when it knows
+// of none, to the shard's preferred coordinator, when that is not this
+// node.
 // It reports false when this node is that node or that node certainly did
 // not run the command (this node then tries to stand in).
 func (c *Cluster) proxyCommand(ctx context.Context, shard uint16, payload []byte) ([]byte, bool) {
 	to := c.knownHolder(shard)
-	if to == "" && !c.holdsLease(shard) {
+	if to == "" {
 		if ids := c.coordinators(shard); len(ids) > 0 {
 			to = ids[0]
 		}
