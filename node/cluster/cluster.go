@@ -558,10 +558,10 @@ func (c *Cluster) probeInterval() time.Duration {
 	return time.Second
 }
 
-// probeLoop pings every other live member each probeInterval (owned by the
-// Cluster, stopped by Shutdown).
-func (c *Cluster) probeLoop() {
-	t := time.NewTicker(c.probeInterval())
+// every runs f every d on the calling goroutine until the Cluster stops
+// (the loops Start runs: owned by the Cluster, stopped by Shutdown).
+func (c *Cluster) every(d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -569,15 +569,22 @@ func (c *Cluster) probeLoop() {
 			return
 		case <-t.C:
 		}
-		for _, m := range c.snap.Load().Members {
-			if m.ID == c.cfg.NodeID || !m.Live || !m.State.Owns() {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(c.ctx, c.probeInterval())
-			_, err := c.tr.Call(ctx, m.ID, mPing, nil)
-			cancel()
-			c.noteCall(m.ID, err)
+		f()
+	}
+}
+
+// probeLoop pings every other live member each probeInterval.
+func (c *Cluster) probeLoop() { c.every(c.probeInterval(), c.probe) }
+
+func (c *Cluster) probe() {
+	for _, m := range c.snap.Load().Members {
+		if m.ID == c.cfg.NodeID || !m.Live || !m.State.Owns() {
+			continue
 		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.probeInterval())
+		_, err := c.tr.Call(ctx, m.ID, mPing, nil)
+		cancel()
+		c.noteCall(m.ID, err)
 	}
 }
 

@@ -463,29 +463,21 @@ func (c *Cluster) releaseLeases(shards []uint16) {
 	wg.Wait()
 }
 
-// leaseLoop acquires and renews the leases of the shards this node should
-// coordinate and releases the others (owned by the Cluster, stopped by
-// Shutdown).
-func (c *Cluster) leaseLoop() {
-	t := time.NewTicker(c.leaseDuration() / 4)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
+// leaseLoop acquires and renews, every quarter lease, the leases of the
+// shards this node should coordinate and releases the others.
+func (c *Cluster) leaseLoop() { c.every(c.leaseDuration()/4, c.leaseRound) }
+
+func (c *Cluster) leaseRound() {
+	renew, release := c.leasePlan()
+	c.releaseLeases(release)
+	c.acquireLeases(renew)
+	held := 0
+	for s := range c.cfg.Shards {
+		if c.holdsLease(uint16(s)) {
+			held++
 		}
-		renew, release := c.leasePlan()
-		c.releaseLeases(release)
-		c.acquireLeases(renew)
-		held := 0
-		for s := range c.cfg.Shards {
-			if c.holdsLease(uint16(s)) {
-				held++
-			}
-		}
-		c.met.leasesHeld.Set(float64(held))
 	}
+	c.met.leasesHeld.Set(float64(held))
 }
 
 // leasePlan splits shards into those whose lease this node should acquire

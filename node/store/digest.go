@@ -77,21 +77,20 @@ func (d *RangeDigest) Summary() uint64 {
 
 // Keys returns the number of records in the buckets of mask.
 func (d *RangeDigest) Keys(mask uint64) int64 {
-	var n int64
-	for i, b := range d.Buckets {
-		if mask&(1<<i) != 0 {
-			n += b.Keys
-		}
-	}
-	return n
+	return d.sum(mask, func(b *BucketDigest) int64 { return b.Keys })
 }
 
 // Bytes returns the size of the records in the buckets of mask.
 func (d *RangeDigest) Bytes(mask uint64) int64 {
+	return d.sum(mask, func(b *BucketDigest) int64 { return b.Bytes })
+}
+
+// sum adds f over the buckets of mask.
+func (d *RangeDigest) sum(mask uint64, f func(*BucketDigest) int64) int64 {
 	var n int64
-	for i, b := range d.Buckets {
+	for i := range d.Buckets {
 		if mask&(1<<i) != 0 {
-			n += b.Bytes
+			n += f(&d.Buckets[i])
 		}
 	}
 	return n
