@@ -599,9 +599,9 @@ func (c *Cluster) suspected(peer string) bool {
 	return ok
 }
 
-// coordinates reports whether this node coordinates shard now: it holds
-// the shard's lease and is not stopping.
-func (c *Cluster) coordinates(shard uint16) bool {
+// Coordinates implements conversation.Shards: this node coordinates shard
+// now (it holds the shard's lease and is not stopping).
+func (c *Cluster) Coordinates(shard uint16) bool {
 	return !c.stopping.Load() && c.holdsLease(shard)
 }
 
@@ -659,7 +659,7 @@ func (c *Cluster) Count() int { return c.cfg.Shards }
 func (c *Cluster) Coordinated() []uint16 {
 	var out []uint16
 	for s := range c.cfg.Shards {
-		if c.coordinates(uint16(s)) {
+		if c.Coordinates(uint16(s)) {
 			out = append(out, uint16(s))
 		}
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -88,7 +89,7 @@ func (c *Cluster) command(ctx context.Context, shard uint16, caller conversation
 		err := c.onCoordinatorOnce(ctx, shard, func() error {
 			var err error
 			resp, err = c.engine.Handle(ctx, caller, req)
-			return err
+			return notCoordinating(err)
 		}, func(ctx context.Context, to string) error {
 			// Cap one attempt: a coordinator that does not answer (hung,
 			// partitioned while gossip still sees it) costs this much, is
@@ -110,6 +111,16 @@ func (c *Cluster) command(ctx context.Context, shard uint16, caller conversation
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
+}
+
+// notCoordinating turns the engine's "lease ran out before the timestamp
+// was assigned" into ErrNotReady: nothing ran, the caller retries at the
+// shard's coordinator.
+func notCoordinating(err error) error {
+	if errors.Is(err, conversation.ErrNotCoordinator) {
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
+	}
+	return err
 }
 
 // notExecuted reports errors after which the peer certainly did not run
@@ -174,6 +185,9 @@ func (c *Cluster) serveCommand(ctx context.Context, d *dec) ([]byte, error) {
 		}
 	}
 	resp, err := c.engine.Handle(ctx, caller, req)
+	if err := notCoordinating(err); errors.Is(err, ErrNotReady) {
+		return nil, err
+	}
 	var e enc
 	var pe *protocol.Error
 	switch {

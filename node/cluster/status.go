@@ -92,7 +92,7 @@ func (c *Cluster) ShardsStatus() (adminapi.ShardsStatus, error) {
 			return out, err
 		}
 		out.Shards = append(out.Shards, adminapi.ShardStatus{
-			Shard: s, Coordinator: c.coordinates(uint16(s)), LeaseHolder: c.knownHolder(uint16(s)), Ready: c.sync.ready(uint16(s)),
+			Shard: s, Coordinator: c.Coordinates(uint16(s)), LeaseHolder: c.knownHolder(uint16(s)), Ready: c.sync.ready(uint16(s)),
 			Keys: rd.Keys(store.AllBuckets), Digest: fmt.Sprintf("%016x", rd.Summary()),
 		})
 	}

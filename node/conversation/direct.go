@@ -150,6 +150,9 @@ func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.Dire
 			return m, nil, nil, nil
 		}
 	}
+	if !e.shards.Coordinates(e.shards.ConvShard(c.App, cid)) {
+		return nil, nil, nil, ErrNotCoordinator
+	}
 	epoch := e.tsEpoch.Load()
 	cached, ok := st.lastTs[roomKey(c.App, cid)]
 	last := cached.ts

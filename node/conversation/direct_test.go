@@ -1,6 +1,7 @@
 package conversation
 
 import (
+	"context"
 	"errors"
 	"regexp"
 	"slices"
@@ -210,4 +211,22 @@ func TestConversationWillMessagesAsync(t *testing.T) {
 		}
 		return errors.New("will message not delivered")
 	})
+}
+
+// A node whose lease ran out while a send waited assigns no timestamp and
+// stores nothing: the send fails with ErrNotCoordinator (the cluster runs
+// it again at the coordinator).
+func TestEngineSendNeedsTheLease(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom, "Jerry")
+	h.lostLease.Store(true)
+	if _, err := h.e.Handle(context.Background(), tom, directReq(cid, "late")); !errors.Is(err, ErrNotCoordinator) {
+		t.Fatalf("send without the lease: %v, want ErrNotCoordinator", err)
+	}
+	h.lostLease.Store(false)
+	if m, err := h.e.newestMessage(testApp, cid); err != nil || m != nil {
+		t.Fatalf("newest message after a refused send = %+v, %v; want none", m, err)
+	}
+	h.send(tom, cid, "on time")
 }

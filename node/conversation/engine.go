@@ -50,7 +50,17 @@ type Shards interface {
 	// work (retention, expiry) runs on these only, so each shard is swept
 	// by one node.
 	Coordinated() []uint16
+	// Coordinates reports whether this node coordinates shard now. A send
+	// assigns its timestamp only while it does: one node at a time orders
+	// a conversation.
+	Coordinates(shard uint16) bool
 }
+
+// ErrNotCoordinator answers a send that reached the engine of a node that
+// no longer coordinates the conversation's shard (its lease ran out while
+// the command waited): nothing was written, and the caller runs the command
+// again at the shard's coordinator.
+var ErrNotCoordinator = errors.New("conversation: this node does not coordinate the conversation now")
 
 // Config configures an Engine.
 type Config struct {

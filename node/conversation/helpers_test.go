@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 const testApp = "app1"
 
 // testShards spreads keys over 16 shards.
-type testShards struct{}
+type testShards struct{ lost *atomic.Bool }
 
 func (testShards) ConvShard(app, cid string) uint16 { return hash16(app, cid) }
 func (testShards) ClientShard(app, clientID string) uint16 {
@@ -30,6 +31,10 @@ func (testShards) ClientShard(app, clientID string) uint16 {
 }
 
 func (testShards) Count() int { return 16 }
+
+// Coordinates is true unless lost is set and true (a node whose lease ran
+// out).
+func (s testShards) Coordinates(uint16) bool { return s.lost == nil || !s.lost.Load() }
 
 func (testShards) Coordinated() []uint16 {
 	out := make([]uint16, 16)
@@ -154,6 +159,8 @@ type harness struct {
 	st    *store.Store
 	dir   string
 	fs    vfs.FS
+	// lostLease makes the engine's node stop coordinating every shard.
+	lostLease atomic.Bool
 }
 
 func newHarness(t testing.TB) *harness {
@@ -168,12 +175,13 @@ func openHarness(t testing.TB, fs vfs.FS, dir string, d *testDeliverer, clock *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Config{Store: st, Shards: testShards{}, Deliverer: d, Clock: clock.Now, Logger: logger,
+	h := &harness{t: t, d: d, clock: clock, st: st, dir: dir, fs: fs}
+	e, err := New(Config{Store: st, Shards: testShards{lost: &h.lostLease}, Deliverer: d, Clock: clock.Now, Logger: logger,
 		Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, e: e, d: d, clock: clock, st: st, dir: dir, fs: fs}
+	h.e = e
 	t.Cleanup(h.close)
 	return h
 }
