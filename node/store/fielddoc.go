@@ -240,7 +240,17 @@ func RangeFields(v []byte, fn func(name, value []byte) error) error {
 	if len(v) < 1 || v[0] != fieldsFormat {
 		return ErrCorruptValue
 	}
-	b := v[1:]
+	return rangeEntries(v[1:], func(e docEntry) error {
+		if e.tomb {
+			return ErrCorruptValue
+		}
+		return fn(e.name, e.value)
+	})
+}
+
+// rangeEntries calls fn for each unversioned entry of b, checking that the
+// names ascend strictly, and stops at the first error.
+func rangeEntries(b []byte, fn func(e docEntry) error) error {
 	var prev []byte
 	for first := true; len(b) > 0; first = false {
 		var e docEntry
@@ -248,11 +258,11 @@ func RangeFields(v []byte, fn func(name, value []byte) error) error {
 		if e, b, err = readEntry(b, false); err != nil {
 			return err
 		}
-		if e.tomb || (!first && bytes.Compare(prev, e.name) >= 0) {
+		if !first && bytes.Compare(prev, e.name) >= 0 {
 			return ErrCorruptValue
 		}
 		prev = e.name
-		if err := fn(e.name, e.value); err != nil {
+		if err := fn(e); err != nil {
 			return err
 		}
 	}
@@ -327,20 +337,10 @@ func forEachMergeEntry(v []byte, fn func(e *docEntry)) error {
 	if len(v) == 0 {
 		return fmt.Errorf("%w: empty field update", ErrCorruptValue)
 	}
-	var prev []byte
-	for first := true; len(v) > 0; first = false {
-		var e docEntry
-		var err error
-		if e, v, err = readEntry(v, false); err != nil {
-			return err
-		}
-		if !first && bytes.Compare(prev, e.name) >= 0 {
-			return ErrCorruptValue
-		}
-		prev = e.name
+	return rangeEntries(v, func(e docEntry) error {
 		fn(&e)
-	}
-	return nil
+		return nil
+	})
 }
 
 // mergePlainFields applies an OpMergeFields value to the fields value cur
