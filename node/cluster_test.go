@@ -121,6 +121,23 @@ func sendText(c *rawConn, i int32, cid, text string) *pb.GenericCommand {
 	return c.recvResponse(i)
 }
 
+// sendUntilAcked sends text (request ids from i on) until it is
+// acknowledged, resending after the retryable 4200 for at most 10 s, as a
+// client does while the cluster moves a shard's coordinator.
+func sendUntilAcked(t *testing.T, c *rawConn, i int32, cid, text, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for ; ; i++ {
+		a := sendText(c, i, cid, text)
+		if a.GetCmd() == pb.CommandType_ack {
+			return
+		}
+		if a.GetErrorMessage().GetCode() != 4200 || time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, a)
+		}
+	}
+}
+
 func startConv(t *testing.T, c *rawConn, i int32, members ...string) string {
 	t.Helper()
 	c.send(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_start.Enum(), I: proto.Int32(i),
@@ -148,16 +165,7 @@ func TestClusterWritesFailBelowQuorum(t *testing.T) {
 	// One of three down: W=2 still holds. Right after the stop a send may
 	// meet the closing connection and get the retryable 4200 (it may have
 	// run there); a client resends.
-	deadline := time.Now().Add(10 * time.Second)
-	for i := int32(40); ; i++ {
-		a := sendText(tom, i, cid, "one down")
-		if a.GetCmd() == pb.CommandType_ack {
-			break
-		}
-		if a.GetErrorMessage().GetCode() != 4200 || time.Now().After(deadline) {
-			t.Fatalf("send with 2 of 3 replicas: %v", a)
-		}
-	}
+	sendUntilAcked(t, tom, 40, cid, "one down", "send with 2 of 3 replicas")
 	if err := nodes[2].Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -419,21 +427,12 @@ func TestClusterLeasesMoveAwayFromAPartitionedNode(t *testing.T) {
 	}
 	// Its leases run out; the others take its shards over.
 	waitOneCoordinatorEach(t, nodes, 16, "node-0 partitioned", func(id string) bool { return id != "node-0" })
-	deadline := time.Now().Add(10 * time.Second)
-	for i := int32(10); ; i++ {
-		a := sendText(tom, i, cid, "during the partition")
-		if a.GetCmd() == pb.CommandType_ack {
-			break
-		}
-		if a.GetErrorMessage().GetCode() != 4200 || time.Now().After(deadline) {
-			t.Fatalf("send while node-0 is partitioned: %v", a)
-		}
-	}
+	sendUntilAcked(t, tom, 10, cid, "during the partition", "send while node-0 is partitioned")
 
 	if err := ac0.Faults(context.Background(), adminapi.FaultRequest{Heal: true}); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		after := waitOneCoordinatorEach(t, nodes, 16, "healed", nil)
 		back := 0
