@@ -73,6 +73,10 @@ type leaseState struct {
 	hintUntil time.Time
 	// acquiring is closed when an acquisition in flight finishes.
 	acquiring chan struct{}
+	// catchUpOwed is set when an acquisition learnt that another node held
+	// the lease last but did not finish catching up: the granters now name
+	// this node as the last holder, so the next acquisition would not know.
+	catchUpOwed bool
 }
 
 type leases struct {
@@ -289,7 +293,7 @@ func (c *Cluster) acquireLeases(shards []uint16) {
 			continue
 		}
 		st := &c.lease.s[sh]
-		w := &leaseWant{shard: sh, grants: 1, need: c.leaseQuorum(len(reps)), catchUp: prev != self,
+		w := &leaseWant{shard: sh, grants: 1, need: c.leaseQuorum(len(reps)), catchUp: prev != self || st.catchUpOwed,
 			fresh: !sent.Before(st.until), waiter: make(chan struct{})}
 		st.acquiring = w.waiter
 		ws = append(ws, w)
@@ -370,6 +374,9 @@ func (c *Cluster) finishLease(w *leaseWant, sent time.Time, ok bool) {
 	if ok {
 		st.until = sent.Add(c.leaseDuration() - c.leaseMargin())
 		st.hint = ""
+	}
+	if w.fresh && w.catchUp {
+		st.catchUpOwed = !ok
 	}
 	st.acquiring = nil
 	c.lease.mu.Unlock()

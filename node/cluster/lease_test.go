@@ -166,3 +166,27 @@ func TestClusterLeaseHint(t *testing.T) {
 		t.Fatalf("known holder = %q, want c (granted here)", h)
 	}
 }
+
+// A fresh lease whose catch-up failed leaves the catch-up owed: the
+// granters already name this node as the last holder, so the next
+// acquisition must not take their word for it.
+func TestClusterLeaseCatchUpOwed(t *testing.T) {
+	c := newLeaseTestCluster(t, openTestStores(t, 1)[0])
+	sent := time.Now()
+	w := &leaseWant{shard: 3, fresh: true, catchUp: true, waiter: make(chan struct{})}
+	c.finishLease(w, sent, false)
+	c.lease.mu.Lock()
+	owed := c.lease.s[3].catchUpOwed
+	c.lease.mu.Unlock()
+	if !owed {
+		t.Fatal("a failed catch-up is not owed")
+	}
+	w = &leaseWant{shard: 3, fresh: true, catchUp: true, waiter: make(chan struct{})}
+	c.finishLease(w, sent, true)
+	c.lease.mu.Lock()
+	owed = c.lease.s[3].catchUpOwed
+	c.lease.mu.Unlock()
+	if owed {
+		t.Fatal("a completed catch-up is still owed")
+	}
+}
