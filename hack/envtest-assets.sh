@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd for the operator's envtest suites from the Go
-# module proxy and prints the directory holding them (for KUBEBUILDER_ASSETS).
+# Builds kube-apiserver, kube-controller-manager and etcd for the operator's
+# envtest and e2e suites from the Go module proxy and prints the directory
+# holding them (for KUBEBUILDER_ASSETS).
 #
 # A throwaway wrapper module requires k8s.io/kubernetes (whose go.mod points
 # every k8s.io staging module at ./staging, which a module consumer cannot use)
 # and replaces each staging module by its published v0.x release, then builds
-# cmd/kube-apiserver and etcd's server main with CGO_ENABLED=0.
+# cmd/kube-apiserver, cmd/kube-controller-manager (one go build, so the packages
+# they share compile once) and etcd's server main with CGO_ENABLED=0.
 #
 # The result is cached under $CACHE_DIR/envtest/<k8s-version>-etcd<etcd-version>
 # and reused when both binaries are already there. Build output goes to stderr;
@@ -15,12 +17,12 @@
 #   CACHE_DIR         cache root (default ~/.cache/imcluster)
 #   K8S_VERSION       k8s.io/kubernetes version (default v1.37.2)
 #   ETCD_VERSION      go.etcd.io/etcd/server/v3 version (default: what K8S_VERSION's go.mod requires)
-#   ENVTEST_BUILD_P   go build -p (default 1: the machine is small and shared)
+#   ENVTEST_BUILD_P   go build -p (default: the number of cores)
 set -euo pipefail
 
 CACHE_DIR="${CACHE_DIR:-$HOME/.cache/imcluster}"
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
-ENVTEST_BUILD_P="${ENVTEST_BUILD_P:-1}"
+ENVTEST_BUILD_P="${ENVTEST_BUILD_P:-$(nproc)}"
 GO="${GO:-go}"
 export GOTOOLCHAIN=local
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
@@ -43,7 +45,7 @@ if [[ -z "${ETCD_VERSION:-}" ]]; then
 fi
 
 OUT="$CACHE_DIR/envtest/${K8S_VERSION}-etcd${ETCD_VERSION}"
-if [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" ]]; then
+if [[ -x "$OUT/kube-apiserver" && -x "$OUT/kube-controller-manager" && -x "$OUT/etcd" ]]; then
 	echo "$OUT"
 	exit 0
 fi
@@ -52,7 +54,7 @@ gomod="${gomod:-$(k8s_gomod)}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/imcluster-envtest-build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-log "building kube-apiserver ${K8S_VERSION} and etcd ${ETCD_VERSION} into $OUT (this takes a while the first time)"
+log "building kube-apiserver and kube-controller-manager ${K8S_VERSION} and etcd ${ETCD_VERSION} into $OUT (this takes a while the first time)"
 
 # Every staging module that kubernetes requires at v0.0.0 gets the published release.
 mapfile -t staging < <(awk '/=> \.\/staging\/src\// { print $1 }' "$gomod")
@@ -86,6 +88,7 @@ package tools
 import (
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 )
 EOF
 
@@ -95,8 +98,8 @@ cd "$WORK"
 mkdir -p "$OUT.tmp"
 start=$SECONDS
 CGO_ENABLED=0 "$GO" build -p "$ENVTEST_BUILD_P" -trimpath -ldflags "-s -w" \
-	-o "$OUT.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
-log "kube-apiserver built in $((SECONDS - start))s"
+	-o "$OUT.tmp/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager >&2
+log "kube-apiserver and kube-controller-manager built in $((SECONDS - start))s"
 start=$SECONDS
 CGO_ENABLED=0 "$GO" build -p "$ENVTEST_BUILD_P" -trimpath -ldflags "-s -w" \
 	-o "$OUT.tmp/etcd" go.etcd.io/etcd/server/v3 >&2
