@@ -343,8 +343,28 @@ func TestClientNodeModeration(t *testing.T) {
 	if err := jerry.Conversation(cid).UpdateMemberRole(ctx, jerryID, client.RoleMember); !errors.Is(err, protocol.ErrOperationUnauthorized) {
 		t.Fatalf("self role change: %v", err)
 	}
+	// A manager silenced by the owner cannot lift its own silence.
+	_, err = conv.MuteMembers(ctx, []string{jerryID})
+	mustNoErr(t, err)
+	waitEvent(t, tom, func(e client.MembershipEvent) bool {
+		return e.Kind == client.MembersMuted && slices.Equal(e.Members, []string{jerryID})
+	})
+	res, err := jerry.Conversation(cid).UnmuteMembers(ctx, []string{jerryID})
+	mustNoErr(t, err)
+	if len(res.Allowed) != 0 || len(res.Failed) != 1 || !errors.Is(res.Failed[0], protocol.ErrOperationUnauthorized) ||
+		!slices.Equal(res.Failed[0].Pids, []string{jerryID}) {
+		t.Fatalf("a silenced manager unsilenced itself: %+v", res)
+	}
+	if _, err := jerry.Conversation(cid).Send(ctx, client.NewText("still silenced?")); !errors.Is(err, protocol.ErrSilenced) {
+		t.Fatalf("send by the silenced manager: %v", err)
+	}
+	_, err = conv.UnmuteMembers(ctx, []string{jerryID})
+	mustNoErr(t, err)
+	waitEvent(t, tom, func(e client.MembershipEvent) bool {
+		return e.Kind == client.MembersUnmuted && slices.Equal(e.Members, []string{jerryID})
+	})
 
-	res, err := conv.MuteMembers(ctx, []string{maryID})
+	res, err = conv.MuteMembers(ctx, []string{maryID})
 	mustNoErr(t, err)
 	if !slices.Equal(res.Allowed, []string{maryID}) {
 		t.Fatalf("mute members = %+v", res)

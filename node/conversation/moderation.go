@@ -44,7 +44,9 @@ func (e *Engine) convShutup(ctx context.Context, c Caller, cm *pb.ConvCommand, a
 	var failed failures
 	for _, id := range sortedSet(cm.M) {
 		switch {
-		case add && (id == r.Creator || id == c.ClientID):
+		// Nobody changes their own silence: a silenced manager must not
+		// lift it (nor can the owner be silenced by anyone).
+		case id == c.ClientID || (add && id == r.Creator):
 			failed.add(protocol.ErrOperationUnauthorized, id)
 		case add && !r.isMember(id):
 			failed.add(protocol.ErrMembershipRequired, id)

@@ -95,3 +95,33 @@ func TestConversationBlacklist(t *testing.T) {
 		t.Fatalf("join after unblock %v", join.GetConvMessage())
 	}
 }
+
+// TestConversationSilencedManager: a manager silenced by the owner cannot
+// lift its own silence (issue: remove_shutup on oneself returned success).
+func TestConversationSilencedManager(t *testing.T) {
+	h := newHarness(t)
+	tom, jerry := h.caller("Tom", 1), h.caller("Jerry", 2)
+	cid := h.start(tom, "Jerry", "Mary")
+	h.do(tom, convReq(pb.OpType_member_info_update, &pb.ConvCommand{Cid: proto.String(cid), TargetClientId: proto.String("Jerry"),
+		Info: &pb.ConvMemberInfo{Pid: proto.String("Jerry"), Role: proto.String(roleManager)}}))
+	shut := func(op pb.OpType, m ...string) *pb.GenericCommand {
+		return convReq(op, &pb.ConvCommand{Cid: proto.String(cid), M: m})
+	}
+	h.do(tom, shut(pb.OpType_add_shutup, "Jerry"))
+	h.d.take()
+	resp := h.do(jerry, shut(pb.OpType_remove_shutup, "Jerry"))
+	f := resp.GetConvMessage().FailedPids
+	if len(resp.GetConvMessage().AllowedPids) != 0 || len(f) != 1 || f[0].GetCode() != protocol.ErrOperationUnauthorized.Code ||
+		!slices.Equal(f[0].Pids, []string{"Jerry"}) {
+		t.Fatalf("self remove_shutup by a silenced manager: %v", resp)
+	}
+	if got := h.d.take(); len(got) != 0 {
+		t.Fatalf("pushes after a refused remove_shutup: %v", pushKeys(got))
+	}
+	h.fail(jerry, directReq(cid, "still silenced?"), protocol.ErrSilenced)
+	// The manager still moderates others, and the owner lifts the silence.
+	h.do(jerry, shut(pb.OpType_add_shutup, "Mary"))
+	h.do(jerry, shut(pb.OpType_remove_shutup, "Mary"))
+	h.do(tom, shut(pb.OpType_remove_shutup, "Jerry"))
+	h.send(jerry, cid, "thanks")
+}
