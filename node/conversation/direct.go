@@ -26,6 +26,9 @@ func (e *Engine) handleDirect(ctx context.Context, c Caller, req *pb.GenericComm
 		return e.acceptWill(c, dm)
 	}
 	m, err := e.send(ctx, c, dm, "")
+	if errors.Is(err, errSysUpstream) {
+		return e.sysUpstream(c, dm)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -45,6 +48,12 @@ func (e *Engine) checkSend(c Caller, cid string, r *convRecord, dm *pb.DirectCom
 			return protocol.ErrConversationNotFound.WithDetail("conversation %q not found", cid)
 		}
 		return protocol.ErrInvalidMessagingTarget.WithDetail("conversation %q not found", cid)
+	}
+	if r.Kind == convSystem {
+		if size := len(dm.GetMsg()) + len(dm.BinaryMsg); size > protocol.MaxContentSize {
+			return protocol.ErrFrameTooLong.WithDetail("content of %d bytes exceeds %d", size, protocol.MaxContentSize)
+		}
+		return errSysUpstream
 	}
 	if r.Kind != convTransient && !r.isMember(c.ClientID) {
 		if r.isBlocked(c.ClientID) {

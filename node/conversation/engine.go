@@ -101,6 +101,9 @@ type Config struct {
 	DefaultTempTTL time.Duration
 	// MaxTempTTL caps tempConvTTL. Zero value means 30 days.
 	MaxTempTTL time.Duration
+	// SysMessages receives the messages clients send to system
+	// conversations. Zero value means they are acknowledged and dropped.
+	SysMessages SysMessageSink
 }
 
 // DefaultConfig returns a Config with every optional field at its default.
@@ -375,6 +378,9 @@ func (e *Engine) Handle(ctx context.Context, c Caller, req *pb.GenericCommand) (
 }
 
 func (e *Engine) dispatch(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+	if from, ok := c.admin(); ok {
+		return e.handleAdmin(ctx, c, from, req)
+	}
 	switch req.GetCmd() {
 	case pb.CommandType_conv:
 		return e.handleConv(ctx, c, req)
@@ -401,6 +407,9 @@ func (e *Engine) handleConv(ctx context.Context, c Caller, req *pb.GenericComman
 	cm := req.GetConvMessage()
 	if cm == nil {
 		cm = &pb.ConvCommand{}
+	}
+	if resp, ok, err := e.sysConvOp(c, req.GetOp(), cm); ok {
+		return resp, err
 	}
 	switch req.GetOp() {
 	case pb.OpType_start:

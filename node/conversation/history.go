@@ -25,6 +25,7 @@ type logsWindow struct {
 	tIncluded, ttIncluded bool
 	lctype                int64
 	hasType               bool
+	viewer                string // skips messages to other chosen clients (system conversations)
 }
 
 func logsRequest(lm *pb.LogsCommand) logsWindow {
@@ -104,10 +105,14 @@ func (e *Engine) handleLogs(ctx context.Context, c Caller, req *pb.GenericComman
 	if err != nil {
 		return nil, err
 	}
-	if r.Kind != convTransient && !r.isMember(c.ClientID) {
+	// A system conversation's history needs no subscription; each client
+	// sees the broadcasts and its own messages (sysconv.go).
+	if r.Kind != convTransient && r.Kind != convSystem && !r.isMember(c.ClientID) {
 		return nil, protocol.ErrConversationLogRejected
 	}
-	msgs, err := e.history(ctx, c.App, r.ID, logsRequest(lm))
+	w := logsRequest(lm)
+	w.viewer = c.ClientID
+	msgs, err := e.history(ctx, c.App, r.ID, w)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +148,7 @@ func (e *Engine) history(ctx context.Context, app, cid string, w logsWindow) ([]
 		if err != nil {
 			return false, err
 		}
-		if w.hasType && (!m.HasType || m.Type != w.lctype) {
+		if (w.hasType && (!m.HasType || m.Type != w.lctype)) || !m.visibleTo(w.viewer) {
 			return true, nil
 		}
 		out = append(out, m)

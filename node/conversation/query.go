@@ -130,11 +130,16 @@ func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 		if filter.Empty() && !r.isMember(c.ClientID) {
 			continue
 		}
-		last, err := e.newestMessage(c.App, r.ID)
+		last, err := e.newestFor(c.App, r, c.ClientID)
 		if err != nil {
 			return nil, err
 		}
 		d := r.doc(cm.GetFlag(), last)
+		if r.Kind == convSystem {
+			if err := e.sysDoc(c.App, c.ClientID, r, d); err != nil {
+				return nil, err
+			}
+		}
 		if filter.Match(d) {
 			docs = append(docs, d)
 		}

@@ -77,6 +77,9 @@ type message struct {
 	HasType     bool     `json:"ht,omitempty"`
 	Type        int64    `json:"ty,omitempty"`
 	PatchTs     int64    `json:"pt,omitempty"`
+	// To restricts a system conversation's message to chosen clients
+	// (empty: every subscriber). See sysconv.go.
+	To []string `json:"to,omitempty"`
 }
 
 func (m *message) mentions(clientID string) bool {

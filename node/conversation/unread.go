@@ -27,7 +27,7 @@ func (e *Engine) unreadCount(app, clientID, cid string, readTs int64) (int, bool
 			return false, err
 		}
 		scanned++
-		if m.From != clientID {
+		if m.From != clientID && m.visibleTo(clientID) {
 			n++
 			mentioned = mentioned || m.mentions(clientID)
 		}
@@ -94,7 +94,7 @@ func (e *Engine) UnreadSummary(ctx context.Context, app, clientID string, lastNo
 		if err != nil {
 			return nil, err
 		}
-		last, err := e.newestMessage(app, cid)
+		last, err := e.newestFor(app, r, clientID)
 		if err != nil {
 			return nil, err
 		}

@@ -41,6 +41,9 @@ const (
 	// FamRoom: chat-room members online (joined, not left). Components:
 	// cid, clientId.
 	FamRoom Family = 'r'
+	// FamSub: subscription of a client to a system conversation (JSON
+	// {at, mu}). Components: cid, clientId.
+	FamSub Family = 'b'
 	// FamMeta: node-local metadata (no app). Components defined by the user.
 	FamMeta Family = 'M'
 )
