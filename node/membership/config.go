@@ -80,6 +80,13 @@ type Config struct {
 	// Transport replaces memberlist's UDP/TCP transport (tests, mocks).
 	// Nil means a memberlist.NetTransport on BindAddr:BindPort.
 	Transport memberlist.Transport
+	// Keyring, when set, encrypts and authenticates all gossip (UDP and
+	// TCP) with AES-GCM: outgoing messages use its primary key, and only
+	// incoming messages that decrypt with one of its keys are accepted.
+	// The owner may change its keys at any time (ApplyKeyring). Nil means
+	// unencrypted gossip that anyone reaching the port can join
+	// (--insecure only).
+	Keyring *memberlist.Keyring
 }
 
 // DefaultConfig returns LAN defaults (see the package doc for the
@@ -208,6 +215,10 @@ func (c *Config) memberlistConfig() *memberlist.Config {
 	}
 	if c.Transport != nil {
 		mc.Transport = c.Transport
+	}
+	if c.Keyring != nil {
+		mc.Keyring = c.Keyring
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	return mc
 }
