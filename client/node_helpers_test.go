@@ -49,6 +49,7 @@ func startNodeWith(t testing.TB, list ...apps.App) *testNode {
 		GossipAddr:    "127.0.0.1:0",
 		TransportAddr: "127.0.0.1:0",
 		LocalTimings:  true,
+		Insecure:      true,
 		Apps:          list,
 		Shards:        16,
 		ShutdownGrace: time.Second,

@@ -105,7 +105,7 @@ wait_for() {
 start_node() {
   local i=$1
   shift
-  local args=(--node-id "imnode-$i" --data-dir "$dir/node-$i" --dev-app --addr-file "$dir/node-$i.addr"
+  local args=(--node-id "imnode-$i" --data-dir "$dir/node-$i" --insecure --dev-app --addr-file "$dir/node-$i.addr"
     --client-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --peer-addr 127.0.0.1:0 --advertise-host 127.0.0.1
     --cluster-profile local --shards "$shards" --log-level "$log_level")
   if [ "$nodes" -gt 1 ]; then

@@ -75,7 +75,7 @@ start_node() {
   rm -f "$data/node-$i.addr"
   local args=(--node-id "imnode-$i" --data-dir "$data/node-$i"
     --client-addr "127.0.0.1:$(client "$i")" --admin-addr "127.0.0.1:$(admin "$i")"
-    --dev-app --addr-file "$data/node-$i.addr" --log-level "$log_level")
+    --insecure --dev-app --addr-file "$data/node-$i.addr" --log-level "$log_level")
   # --cluster-profile local: failure detection tuned for nodes on one machine.
   # The advertised host defaults to the bind host, 127.0.0.1.
   args+=(--peer-addr "127.0.0.1:$(gossip "$i")" --transport-addr "127.0.0.1:$(transport "$i")"

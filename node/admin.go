@@ -2,10 +2,13 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -124,13 +127,19 @@ func (n *Node) nodeStatus() adminapi.NodeStatus {
 	st := n.cluster.NodeStatus()
 	st.Version = Version
 	st.Connections = n.gateway.Connections()
+	st.GossipKeys = n.gossipKeys()
+	if p := n.creds.peer; p != nil {
+		st.PeerCAs, st.PeerCertNotAfter = p.CAFingerprints(), p.NotAfter()
+	}
 	return st
 }
 
-// PathBackup serves POST {"dir": "/absolute/path"}: a consistent online
-// checkpoint of the node's database into dir, which must not exist and
-// should be on the data volume (files are hard-linked there). The checkpoint
-// is a complete data directory: start imnode on it to restore.
+// PathBackup serves POST {"dir": "name"}: a consistent online checkpoint
+// of the node's database into a new directory below Config.BackupDir (a
+// relative name, or an absolute path inside BackupDir), which should be on
+// the data volume (files are hard-linked there). The checkpoint is a
+// complete data directory: start imnode on it to restore. Without
+// BackupDir every backup is refused (403).
 const PathBackup = "/admin/v1/backup"
 
 // BackupRequest is the body of POST /admin/v1/backup.
@@ -139,24 +148,67 @@ type BackupRequest struct {
 }
 
 func (n *Node) backup(w http.ResponseWriter, r *http.Request) {
+	if n.cfg.BackupDir == "" {
+		adminapi.WriteError(w, http.StatusForbidden, "backups are disabled: start the node with --backup-dir")
+		return
+	}
 	var req BackupRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
-		adminapi.WriteError(w, http.StatusBadRequest, "body must be JSON {\"dir\": \"/absolute/path\"}")
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.Dir == "" {
+		adminapi.WriteError(w, http.StatusBadRequest, `body must be JSON {"dir": "<new directory below the backup dir>"}`)
 		return
 	}
-	if !filepath.IsAbs(req.Dir) {
-		adminapi.WriteError(w, http.StatusBadRequest, "dir must be an absolute path")
+	dir, err := n.backupPath(req.Dir)
+	if err != nil {
+		adminapi.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if _, err := os.Stat(req.Dir); err == nil {
+	if _, err := os.Lstat(dir); err == nil {
 		adminapi.WriteError(w, http.StatusConflict, "dir already exists: choose a new directory per backup")
 		return
 	}
-	n.log.Info("Writing backup checkpoint", "dir", req.Dir)
-	if err := n.store.Checkpoint(req.Dir); err != nil {
-		n.log.Error("Backup failed", "dir", req.Dir, "err", err)
+	n.log.Info("Writing backup checkpoint", "dir", dir)
+	if err := n.store.Checkpoint(dir); err != nil {
+		n.log.Error("Backup failed", "dir", dir, "err", err)
 		adminapi.WriteError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	adminapi.WriteJSON(w, http.StatusOK, req)
+	adminapi.WriteJSON(w, http.StatusOK, BackupRequest{Dir: dir})
+}
+
+// errBackupPath refuses a backup directory outside the backup dir.
+var errBackupPath = errors.New("dir must be a new directory below the node's backup dir")
+
+// backupPath resolves a requested backup directory: it must lie strictly
+// below BackupDir, also after resolving symbolic links of its parent (a link
+// inside the backup dir must not lead out of it).
+func (n *Node) backupPath(dir string) (string, error) {
+	base, err := filepath.Abs(n.cfg.BackupDir)
+	if err != nil {
+		return "", fmt.Errorf("backup dir: %w", err)
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(base, dir)
+	}
+	dir = filepath.Clean(dir)
+	if !within(base, dir) {
+		return "", errBackupPath
+	}
+	realBase, err := filepath.EvalSymlinks(base)
+	if err != nil {
+		return "", fmt.Errorf("backup dir: %w", err)
+	}
+	realParent, err := filepath.EvalSymlinks(filepath.Dir(dir))
+	if err != nil {
+		return "", fmt.Errorf("%w: parent: %w", errBackupPath, err)
+	}
+	if realParent != realBase && !within(realBase, realParent) {
+		return "", errBackupPath
+	}
+	return filepath.Join(realParent, filepath.Base(dir)), nil
+}
+
+// within reports whether path lies strictly below base (both clean).
+func within(base, path string) bool {
+	rel, err := filepath.Rel(base, path)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }

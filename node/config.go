@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,9 +34,32 @@ type Config struct {
 	// AdminAddr is the admin listen address: /healthz, /readyz, /metrics and
 	// /admin/v1/*. Zero value means ":8081".
 	AdminAddr string
-	// AdminToken is the bearer token of /admin/v1/*. Empty disables the
-	// check (development only).
+	// AdminToken is the bearer token of everything on the admin port but
+	// /healthz, /readyz and /metrics. Required unless Insecure (empty then
+	// leaves the admin API open).
 	AdminToken string
+	// Insecure allows starting without cluster credentials: the peer
+	// transport without TLS, gossip unencrypted, the admin API without a
+	// token (whichever of PeerCAFile..., GossipKeyringFile and AdminToken
+	// is not set). For development and tests on one machine only; the
+	// node logs a warning naming what is open at every start.
+	Insecure bool
+	// PeerCAFile, PeerCertFile and PeerKeyFile are the PEM files of the
+	// peer transport's mutual TLS: the cluster CA certificates (several
+	// during a CA rotation), this node's certificate (Subject CommonName =
+	// NodeID, ExtKeyUsage ServerAuth and ClientAuth) and its key. Required
+	// unless Insecure; all three or none. Re-read when they change.
+	PeerCAFile, PeerCertFile, PeerKeyFile string
+	// GossipKeyringFile holds the gossip encryption keys, one base64 AES
+	// key (16, 24 or 32 bytes) per line, the first one primary. Required
+	// unless Insecure. Re-read when it changes.
+	GossipKeyringFile string
+	// BackupDir is the directory POST /admin/v1/backup writes checkpoints
+	// under. Zero value refuses backups.
+	BackupDir string
+	// CredentialPollInterval is how often the credential files are checked
+	// for changes. Zero value means 10s (1s with LocalTimings).
+	CredentialPollInterval time.Duration
 	// PublicURL is the WebSocket URL /v1/route hands to SDKs, e.g.
 	// "wss://rtm.example.com". Zero value derives it from each request
 	// (ws:// or wss:// plus the Host header).
@@ -118,6 +143,12 @@ func (c *Config) setDefaults() {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = 5 * time.Second
 	}
+	if c.CredentialPollInterval == 0 {
+		c.CredentialPollInterval = 10 * time.Second
+		if c.LocalTimings {
+			c.CredentialPollInterval = time.Second
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -143,8 +174,36 @@ func (c *Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("node: TLSCertFile and TLSKeyFile go together")
 	}
+	if err := c.validateCredentials(); err != nil {
+		return err
+	}
 	if c.Retention < 0 || c.SessionTokenTTL < 0 || c.IdleTimeout < 0 || c.LoginTimeout < 0 {
 		return errors.New("node: durations must not be negative")
+	}
+	return nil
+}
+
+// validateCredentials requires the cluster credentials unless Insecure.
+func (c *Config) validateCredentials() error {
+	peer := []string{c.PeerCAFile, c.PeerCertFile, c.PeerKeyFile}
+	if n := len(slices.DeleteFunc(slices.Clone(peer), func(s string) bool { return s == "" })); n != 0 && n != 3 {
+		return errors.New("node: PeerCAFile, PeerCertFile and PeerKeyFile (--peer-ca-file, --peer-cert-file, --peer-key-file) go together")
+	}
+	if c.Insecure {
+		return nil
+	}
+	var missing []string
+	if c.PeerCAFile == "" {
+		missing = append(missing, "--peer-ca-file", "--peer-cert-file", "--peer-key-file")
+	}
+	if c.GossipKeyringFile == "" {
+		missing = append(missing, "--gossip-keyring-file")
+	}
+	if c.AdminToken == "" {
+		missing = append(missing, "--admin-token (or --admin-token-file)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("node: cluster credentials required, missing %s (or start with --insecure, for development only; see docs/security.md)", strings.Join(missing, ", "))
 	}
 	return nil
 }

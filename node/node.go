@@ -45,6 +45,8 @@ type Node struct {
 	engine  *conversation.Engine
 	gateway *gateway.Gateway
 	storage *storage.Service
+	// creds are the cluster credentials (security.go).
+	creds credentials
 
 	clientLn, adminLn net.Listener
 	clientSrv         *http.Server
@@ -86,6 +88,10 @@ func (n *Node) Start() error {
 		return err
 	}
 	n.store = st
+	if err := n.loadCredentials(); err != nil {
+		return n.abort(err)
+	}
+	n.warnInsecure()
 	var lc net.ListenConfig
 	if n.clientLn, err = lc.Listen(n.ctx, "tcp", n.cfg.ClientAddr); err != nil {
 		return n.abort(fmt.Errorf("node: listen client %s: %w", n.cfg.ClientAddr, err))
@@ -176,6 +182,7 @@ func (n *Node) Start() error {
 		return n.abort(err)
 	}
 	engine.Start(n.ctx)
+	n.wg.Go(func() { n.watchCredentials(n.ctx) })
 
 	if n.cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(n.cfg.TLSCertFile, n.cfg.TLSKeyFile)

@@ -34,6 +34,7 @@ func startNode(t testing.TB, mutate func(*node.Config)) *node.Node {
 		GossipAddr:    "127.0.0.1:0",
 		TransportAddr: "127.0.0.1:0",
 		LocalTimings:  true,
+		Insecure:      true,
 		Apps:          []apps.App{apps.Dev()},
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}

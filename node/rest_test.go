@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,15 +142,15 @@ func TestNodeLoginSignatureEnforcedPerApp(t *testing.T) {
 }
 
 func TestNodeBackupRestores(t *testing.T) {
-	n := startNode(t, nil)
+	backups := t.TempDir()
+	n := startNode(t, func(c *node.Config) { c.BackupDir = backups })
 	dev := apps.Dev()
 	_, created := call(t, n, "POST", "/1.1/rtm/conversations", master(dev), `{"client_id":"Tom","members":["Jerry"],"name":"kept"}`)
 	cid, _ := created["objectId"].(string)
 	if _, sent := call(t, n, "POST", "/1.1/rtm/conversations/"+cid+"/messages", master(dev), `{"from_client":"Tom","message":"backed up"}`); sent["msg-id"] == nil {
 		t.Fatalf("send: %v", sent)
 	}
-	dir := t.TempDir() + "/backup"
-	admin := func(body string) (int, string) {
+	admin := func(n *node.Node, body string) (int, string) {
 		resp, err := http.Post("http://"+n.AdminAddr().String()+node.PathBackup, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -157,16 +159,28 @@ func TestNodeBackupRestores(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, body := admin(`{"dir":"relative"}`); code != 400 {
-		t.Fatalf("relative dir: %d %s", code, body)
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(backups, "link")); err != nil {
+		t.Fatal(err)
 	}
-	if code, body := admin(`{"dir":"` + dir + `"}`); code != 200 {
+	for _, dir := range []string{"../escape", outside + "/abs", backups, "link/through-symlink", ""} {
+		if code, body := admin(n, `{"dir":"`+dir+`"}`); code != 400 {
+			t.Fatalf("backup to %q: %d %s, want 400", dir, code, body)
+		}
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("a refused backup wrote outside the backup dir: %v", entries)
+	}
+	if code, body := admin(n, `{"dir":"snap-1"}`); code != 200 {
 		t.Fatalf("backup: %d %s", code, body)
 	}
-	if code, _ := admin(`{"dir":"` + dir + `"}`); code != 409 {
+	if code, _ := admin(n, `{"dir":"`+backups+`/snap-1"}`); code != 409 {
 		t.Fatalf("backup into an existing dir: %d", code)
 	}
-	restored := startNode(t, func(c *node.Config) { c.DataDir = dir })
+	if code, body := admin(startNode(t, nil), `{"dir":"snap"}`); code != 403 || !strings.Contains(body, "--backup-dir") {
+		t.Fatalf("backup without a backup dir: %d %s, want 403 naming --backup-dir", code, body)
+	}
+	restored := startNode(t, func(c *node.Config) { c.DataDir = filepath.Join(backups, "snap-1") })
 	_, hist := call(t, restored, "GET", "/1.1/rtm/conversations/"+cid+"/messages?client_id=Jerry", master(dev), "")
 	if results, _ := hist["results"].([]any); len(results) != 1 {
 		t.Fatalf("restored node history = %v", hist)

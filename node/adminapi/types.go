@@ -1,5 +1,7 @@
 package adminapi
 
+import "time"
+
 // Paths served on the admin port.
 const (
 	// PathHealthz answers 200 while the process is up.
@@ -63,6 +65,18 @@ type NodeStatus struct {
 	Receiving []ShardTransfer `json:"receiving,omitempty"`
 	// Connections is the number of open client connections.
 	Connections int `json:"connections"`
+	// GossipKeys are fingerprints of the gossip keys this node holds,
+	// primary first: the first 8 bytes of each key's SHA-256, in hex. An
+	// operator rotating the keyring waits until every node reports the
+	// expected list before the next step. Empty with unencrypted gossip.
+	GossipKeys []string `json:"gossipKeys,omitempty"`
+	// PeerCAs are fingerprints of the CA certificates the peer transport
+	// trusts (first 8 bytes of the SHA-256 of the DER, in hex), in file
+	// order. Empty without peer TLS.
+	PeerCAs []string `json:"peerCAs,omitempty"`
+	// PeerCertNotAfter is the expiry of this node's peer certificate.
+	// Zero without peer TLS.
+	PeerCertNotAfter time.Time `json:"peerCertNotAfter,omitzero"`
 }
 
 // CaughtUp reports whether the node is active and receives no shard.

@@ -283,6 +283,7 @@ func (nd *Node) args(join []string, bind Addrs, addrFile string) []string {
 		"--peer-addr", or0(bind.Gossip),
 		"--transport-addr", or0(bind.Transport),
 		"--cluster-profile", "local",
+		"--insecure",
 		"--dev-app",
 		"--addr-file", addrFile,
 		"--log-level", o.LogLevel,

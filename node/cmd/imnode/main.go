@@ -39,6 +39,7 @@ func run() error {
 		tlsCert   string
 		tlsKey    string
 		config    string
+		security  securityFlags
 	)
 	fs := flag.NewFlagSet("imnode", flag.ContinueOnError)
 	fs.StringVar(&cfg.NodeID, "node-id", "", "stable node id (default imnode-0)")
@@ -63,8 +64,12 @@ func run() error {
 	fs.StringVar(&tlsCert, "tls-cert-file", "", "serve the client port over TLS with this PEM certificate")
 	fs.StringVar(&tlsKey, "tls-key-file", "", "PEM private key for --tls-cert-file")
 	cluster.register(fs)
+	security.register(fs)
 	if len(os.Args) > 1 && os.Args[1] == "prestop" {
 		return prestop(os.Args[2:])
+	}
+	if len(os.Args) > 1 && os.Args[1] == "certs" {
+		return certs(os.Args[2:])
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
@@ -76,6 +81,9 @@ func run() error {
 		return err
 	}
 	if err := cluster.apply(&cfg); err != nil {
+		return err
+	}
+	if err := security.apply(&cfg, devApp); err != nil {
 		return err
 	}
 	if (tlsCert == "") != (tlsKey == "") {

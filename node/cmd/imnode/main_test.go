@@ -50,7 +50,7 @@ func startProcess(t *testing.T, dataDir string, extra ...string) *process {
 	addrFile := filepath.Join(t.TempDir(), "addr.json")
 	args := append([]string{"--data-dir", dataDir, "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--peer-addr", "127.0.0.1:0", "--cluster-profile", "local",
-		"--dev-app", "--addr-file", addrFile, "--log-level", "warn"}, extra...)
+		"--insecure", "--dev-app", "--addr-file", addrFile, "--log-level", "warn"}, extra...)
 	cmd := exec.Command(imnodeBin, args...)
 	cmd.Stderr = t.Output()
 	if err := cmd.Start(); err != nil {
@@ -196,7 +196,7 @@ func TestIMNodeStartsAsTheOperatorRunsItAndPrestopDrains(t *testing.T) {
 }
 
 func TestIMNodeRefusesBadQuorum(t *testing.T) {
-	args := []string{"--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--dev-app",
+	args := []string{"--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--insecure", "--dev-app",
 		"--config", writeConfig(t, 2, 3), "--node-id", "chat-0"}
 	out, err := exec.Command(imnodeBin, args...).CombinedOutput()
 	var exit *exec.ExitError
@@ -210,8 +210,61 @@ func TestIMNodeConfigFileRejectsUnknownSettings(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"extra": {"no-such-flag": "1"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(imnodeBin, "--config", path, "--data-dir", t.TempDir(), "--dev-app").CombinedOutput()
+	out, err := exec.Command(imnodeBin, "--config", path, "--data-dir", t.TempDir(), "--insecure", "--dev-app").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `unknown setting "no-such-flag"`) {
 		t.Fatalf("unknown extra setting: err %v, output %q", err, out)
+	}
+}
+
+func TestIMNodeRefusesToStartWithoutCredentials(t *testing.T) {
+	apps := filepath.Join(t.TempDir(), "apps.json")
+	if err := os.WriteFile(apps, []byte(`{"apps":[{"appId":"a","appKey":"k","masterKey":"m"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"nothing", []string{"--apps-file", apps}, "missing --peer-ca-file, --peer-cert-file, --peer-key-file, --gossip-keyring-file, --admin-token"},
+		{"token only", []string{"--apps-file", apps, "--admin-token", "t"}, "missing --peer-ca-file, --peer-cert-file, --peer-key-file, --gossip-keyring-file"},
+		{"dev app", []string{"--dev-app"}, "--dev-app requires --insecure"},
+		{"half peer TLS", []string{"--apps-file", apps, "--insecure", "--peer-ca-file", "ca.pem"}, "go together"},
+	} {
+		out, err := exec.Command(imnodeBin, append(base, tc.args...)...).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || !strings.Contains(string(out), tc.want) {
+			t.Fatalf("%s: err %v, output %q; want a refusal naming %q", tc.name, err, out, tc.want)
+		}
+	}
+}
+
+func TestIMNodeInsecureWarnsAtStart(t *testing.T) {
+	var log strings.Builder
+	addrFile := filepath.Join(t.TempDir(), "addr.json")
+	cmd := exec.Command(imnodeBin, "--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--peer-addr", "127.0.0.1:0", "--cluster-profile", "local", "--insecure", "--dev-app", "--addr-file", addrFile, "--log-level", "warn")
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(addrFile); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("imnode did not start: %s", log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	for _, want := range []string{"level=WARN", "Running insecure", "peer transport without TLS", "gossip unencrypted", "admin API without token"} {
+		if !strings.Contains(log.String(), want) {
+			t.Fatalf("insecure start log lacks %q:\n%s", want, log.String())
+		}
 	}
 }

@@ -55,6 +55,7 @@ async function startImnode(dir) {
     '--data-dir', path.join(dir, 'data'),
     '--client-addr', '127.0.0.1:0',
     '--admin-addr', '127.0.0.1:0',
+    '--insecure',
     '--dev-app',
     '--addr-file', addrFile,
     '--log-level', process.env.IMNODE_LOG_LEVEL || 'warn',

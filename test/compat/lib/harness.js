@@ -148,7 +148,7 @@ class Node {
       '--data-dir', path.join(this.dir, 'data'),
       '--client-addr', this.client || '127.0.0.1:0',
       '--admin-addr', '127.0.0.1:0',
-      '--dev-app', '--apps-file', this.appsFile,
+      '--insecure', '--dev-app', '--apps-file', this.appsFile,
       '--addr-file', addrFile,
       '--log-level', process.env.IMNODE_LOG_LEVEL || 'warn',
     ];
