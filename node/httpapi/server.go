@@ -68,6 +68,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /1.1/rtm/notifications", s.withApp(s.notifications))
 	s.mux.HandleFunc("GET /1.1/classes/_ConversationMemberInfo", s.withApp(s.memberInfo))
 	s.routesAdmin()
+	s.routesSysConv()
 	if cfg.Storage != nil {
 		s.mux.Handle("/1.1/", cfg.Storage.Handler())
 	}
