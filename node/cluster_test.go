@@ -501,16 +501,15 @@ func TestClusterServerAPIRunsAtTheCoordinator(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	code, hist := call(t, nodes[2], "GET", "/1.1/rtm/conversations/"+cid+"/messages?client_id=Tom&limit=100", master(dev), "")
-	results, _ := hist["results"].([]any)
+	code, results := callList(t, nodes[2], "GET", "/1.1/rtm/conversations/"+cid+"/messages?limit=100", master(dev), "")
 	if code != 200 || len(results) != 3*perNode {
-		t.Fatalf("history = %d, %d messages, want %d: %v", code, len(results), 3*perNode, hist)
+		t.Fatalf("history = %d, %d messages, want %d: %v", code, len(results), 3*perNode, results)
 	}
 	seen := map[float64]bool{}
 	for _, r := range results {
-		ts, _ := r.(map[string]any)["timestamp"].(float64)
+		ts, _ := r["timestamp"].(float64)
 		if seen[ts] {
-			t.Fatalf("two messages with timestamp %v: %v", ts, hist)
+			t.Fatalf("two messages with timestamp %v: %v", ts, results)
 		}
 		seen[ts] = true
 	}

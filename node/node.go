@@ -171,6 +171,7 @@ func (n *Node) Start() error {
 		Engine:    restEngine{Engine: engine, router: cl.Router()},
 		Storage:   n.storage,
 		Kicker:    cl,
+		Presence:  cl.Deliverer(),
 		PublicURL: n.cfg.PublicURL,
 		Logger:    n.cfg.Logger.With("component", logComponentHTTP),
 	})

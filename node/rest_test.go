@@ -49,6 +49,29 @@ func call(t *testing.T, n *node.Node, method, path string, headers map[string]st
 	return resp.StatusCode, out
 }
 
+// callList is call for endpoints that answer a JSON array of objects.
+func callList(t *testing.T, n *node.Node, method, path string, headers map[string]string, body string) (int, []map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+n.ClientAddr().String()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, _ := io.ReadAll(resp.Body)
+	var out []map[string]any
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatalf("%s %s: %d, not a JSON array: %q", method, path, resp.StatusCode, data)
+	}
+	return resp.StatusCode, out
+}
+
 func master(app apps.App) map[string]string {
 	return map[string]string{"X-LC-Id": app.ID, "X-LC-Key": app.MasterKey + ",master", "Content-Type": "application/json"}
 }
@@ -78,13 +101,12 @@ func TestNodeRESTServerAPI(t *testing.T) {
 	if code != 200 || sent["msg-id"] == "" {
 		t.Fatalf("send = %d %v", code, sent)
 	}
-	code, hist := call(t, n, "GET", "/1.1/rtm/conversations/"+cid+"/messages?client_id=Jerry&limit=10", master(dev), "")
-	results, _ := hist["results"].([]any)
-	if code != 200 || len(results) != 1 || results[0].(map[string]any)["data"] != "hello from the back end" {
+	code, hist := callList(t, n, "GET", "/1.1/rtm/conversations/"+cid+"/messages?limit=10", master(dev), "")
+	if code != 200 || len(hist) != 1 || hist[0]["data"] != "hello from the back end" {
 		t.Fatalf("history = %d %v", code, hist)
 	}
 	code, got := call(t, n, "GET", "/1.1/rtm/conversations/"+cid, master(dev), "")
-	results, _ = got["results"].([]any)
+	results, _ := got["results"].([]any)
 	if code != 200 || len(results) != 1 || results[0].(map[string]any)["type"] != "private" {
 		t.Fatalf("get = %d %v", code, got)
 	}
@@ -181,8 +203,8 @@ func TestNodeBackupRestores(t *testing.T) {
 		t.Fatalf("backup without a backup dir: %d %s, want 403 naming --backup-dir", code, body)
 	}
 	restored := startNode(t, func(c *node.Config) { c.DataDir = filepath.Join(backups, "snap-1") })
-	_, hist := call(t, restored, "GET", "/1.1/rtm/conversations/"+cid+"/messages?client_id=Jerry", master(dev), "")
-	if results, _ := hist["results"].([]any); len(results) != 1 {
+	_, hist := callList(t, restored, "GET", "/1.1/rtm/conversations/"+cid+"/messages", master(dev), "")
+	if len(hist) != 1 {
 		t.Fatalf("restored node history = %v", hist)
 	}
 }

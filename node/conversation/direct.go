@@ -55,7 +55,7 @@ func (e *Engine) checkSend(c Caller, cid string, r *convRecord, dm *pb.DirectCom
 		}
 		return errSysUpstream
 	}
-	if r.Kind != convTransient && !r.isMember(c.ClientID) {
+	if r.Kind != convTransient && !c.Server() && !r.isMember(c.ClientID) {
 		if r.isBlocked(c.ClientID) {
 			return protocol.ErrBlockedByConv
 		}

@@ -107,11 +107,14 @@ func (e *Engine) handleLogs(ctx context.Context, c Caller, req *pb.GenericComman
 	}
 	// A system conversation's history needs no subscription; each client
 	// sees the broadcasts and its own messages (sysconv.go).
-	if r.Kind != convTransient && r.Kind != convSystem && !r.isMember(c.ClientID) {
+	if r.Kind != convTransient && r.Kind != convSystem && !c.Server() && !r.isMember(c.ClientID) {
 		return nil, protocol.ErrConversationLogRejected
 	}
 	w := logsRequest(lm)
 	w.viewer = c.ClientID
+	if c.Server() && lm.Limit != nil {
+		w.limit = min(max(int(lm.GetLimit()), 0), maxServerLogsLimit)
+	}
 	msgs, err := e.history(ctx, c.App, r.ID, w)
 	if err != nil {
 		return nil, err

@@ -127,7 +127,7 @@ func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 		if r.Kind == convTemporary || r.expired(now) {
 			continue
 		}
-		if filter.Empty() && !r.isMember(c.ClientID) {
+		if filter.Empty() && !c.Server() && !r.isMember(c.ClientID) {
 			continue
 		}
 		last, err := e.newestFor(c.App, r, c.ClientID)
@@ -168,10 +168,10 @@ func queryResults(docs []map[string]any) (*pb.GenericCommand, error) {
 }
 
 // queryCandidates returns the conversations a filter can match: the
-// caller's (empty filter), the pinned ids, a pinned member's, or all of the
-// app's.
+// caller's (empty filter; all of the app's for the server API), the pinned
+// ids, a pinned member's, or all of the app's.
 func (e *Engine) queryCandidates(ctx context.Context, c Caller, f *query.Filter) ([]*convRecord, error) {
-	if f.Empty() {
+	if f.Empty() && !c.Server() {
 		return e.clientConvRecords(c.App, c.ClientID)
 	}
 	if ids, ok := f.ObjectIDs(); ok {

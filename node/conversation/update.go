@@ -31,12 +31,12 @@ func (e *Engine) convUpdate(ctx context.Context, c Caller, cm *pb.ConvCommand) (
 		if err != nil {
 			return nil, err
 		}
-		if c.ClientID != r.Creator && !slices.Contains(ids, c.ClientID) {
+		if !c.Server() && c.ClientID != r.Creator && !slices.Contains(ids, c.ClientID) {
 			return nil, protocol.ErrConversationUpdateRejected
 		}
 		recipients = ids
 	default:
-		if !r.isMember(c.ClientID) {
+		if !c.Server() && !r.isMember(c.ClientID) {
 			return nil, protocol.ErrConversationUpdateRejected
 		}
 		recipients = r.Members

@@ -20,12 +20,23 @@ type Engine interface {
 	Handle(ctx context.Context, c conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error)
 	Notifications(ctx context.Context, app, clientID string, startTs int64, limit int) ([]conversation.Notification, bool, error)
 	ConversationMembers(ctx context.Context, app, cid string) ([]conversation.MemberInfo, error)
+	UnreadCount(ctx context.Context, app, clientID, cid string) (int, error)
+	DeleteMessage(ctx context.Context, app, cid, mid string, ts int64) error
+	CreateConversation(ctx context.Context, app string, in conversation.ImportedConversation) (string, error)
+	ImportConversation(ctx context.Context, app string, in conversation.ImportedConversation) (bool, error)
+	ImportMessages(ctx context.Context, app, cid string, msgs []conversation.ImportedMessage) (int, error)
+	SetUnread(ctx context.Context, app, cid string, unread map[string]int) error
 }
 
 // Storage is the storage-REST shim.
 type Storage interface {
 	Handler() http.Handler
 	UserBySessionToken(ctx context.Context, appID, token string) (string, error)
+}
+
+// Presence answers which clients are online anywhere in the cluster.
+type Presence interface {
+	Online(app string, clientIDs []string) []string
 }
 
 // Kicker forces clients offline.
@@ -40,6 +51,8 @@ type Config struct {
 	Engine  Engine
 	Storage Storage
 	Kicker  Kicker
+	// Presence answers the server API's online-status queries.
+	Presence Presence
 	// PublicURL is the WebSocket URL handed out by /v1/route. Zero value
 	// derives it from the request.
 	PublicURL string
@@ -67,7 +80,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("POST /1.1/rtm/sign", s.withApp(s.sign))
 	s.mux.HandleFunc("GET /1.1/rtm/notifications", s.withApp(s.notifications))
 	s.mux.HandleFunc("GET /1.1/classes/_ConversationMemberInfo", s.withApp(s.memberInfo))
-	s.routesAdmin()
+	s.routesServerAPI()
 	s.routesSysConv()
 	if cfg.Storage != nil {
 		s.mux.Handle("/1.1/", cfg.Storage.Handler())
