@@ -21,6 +21,7 @@ import (
 	"github.com/imcluster/imcluster/node/gateway"
 	"github.com/imcluster/imcluster/node/httpapi"
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/route"
 	"github.com/imcluster/imcluster/node/session"
 	"github.com/imcluster/imcluster/node/storage"
 	"github.com/imcluster/imcluster/node/store"
@@ -99,24 +100,26 @@ func (n *Node) Start() error {
 	if n.adminLn, err = lc.Listen(n.ctx, "tcp", n.cfg.AdminAddr); err != nil {
 		return n.abort(fmt.Errorf("node: listen admin %s: %w", n.cfg.AdminAddr, err))
 	}
-	cl, err := cluster.New(cluster.Config{
-		NodeID:            n.cfg.NodeID,
-		Store:             st,
-		Shards:            n.cfg.Shards,
-		ReplicationFactor: n.cfg.ReplicationFactor,
-		WriteQuorum:       n.cfg.WriteQuorum,
-		GossipAddr:        n.cfg.GossipAddr,
-		TransportAddr:     n.cfg.TransportAddr,
-		AdvertiseHost:     n.cfg.AdvertiseHost,
-		Seeds:             n.cfg.Join,
-		ClientAddr:        n.advertised(n.clientLn.Addr().String()),
-		AdminAddr:         n.advertised(n.adminLn.Addr().String()),
-		Version:           Version,
-		Local:             n.cfg.LocalTimings,
-		FaultInjection:    n.cfg.FaultInjection,
-		Logger:            n.cfg.Logger,
-		Registerer:        n.reg,
-	})
+	ccfg := cluster.DefaultConfig()
+	if n.cfg.LocalTimings {
+		ccfg = cluster.DefaultLocalConfig()
+	}
+	ccfg.NodeID = n.cfg.NodeID
+	ccfg.Store = st
+	ccfg.Shards = n.cfg.Shards
+	ccfg.ReplicationFactor = n.cfg.ReplicationFactor
+	ccfg.WriteQuorum = n.cfg.WriteQuorum
+	ccfg.GossipAddr = n.cfg.GossipAddr
+	ccfg.TransportAddr = n.cfg.TransportAddr
+	ccfg.AdvertiseHost = n.cfg.AdvertiseHost
+	ccfg.Seeds = n.cfg.Join
+	ccfg.ClientAddr = n.advertised(n.clientLn.Addr().String())
+	ccfg.AdminAddr = n.advertised(n.adminLn.Addr().String())
+	ccfg.Version = Version
+	ccfg.FaultInjection = n.cfg.FaultInjection
+	ccfg.Logger = n.cfg.Logger
+	ccfg.Registerer = n.reg
+	cl, err := cluster.New(ccfg)
 	if err != nil {
 		return n.abort(err)
 	}
@@ -298,7 +301,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 // conversation's other writes; reads run here through the cluster KV.
 type restEngine struct {
 	*conversation.Engine
-	router *cluster.Router
+	router *route.Router
 }
 
 // Handle runs a server API command at its coordinator.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/imcluster/imcluster/node/replica"
 	"github.com/imcluster/imcluster/node/store"
 	"github.com/imcluster/imcluster/test/harness"
 )
@@ -69,14 +70,13 @@ func startTestNodes(t *testing.T, stores []*store.Store, tune func(i int, cfg *C
 	var nodes []*testNode
 	for i, st := range stores {
 		reg := prometheus.NewRegistry()
-		cfg := Config{
-			NodeID: fmt.Sprintf("n%d", i), Store: st, Shards: testShards,
-			ReplicationFactor: len(stores), WriteQuorum: 1,
-			GossipAddr: "127.0.0.1:0", TransportAddr: "127.0.0.1:0", Local: true,
-			AntiEntropyInterval: time.Hour,
-			Logger:              slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", i),
-			Registerer:          reg,
-		}
+		cfg := DefaultLocalConfig()
+		cfg.NodeID, cfg.Store, cfg.Shards = fmt.Sprintf("n%d", i), st, testShards
+		cfg.ReplicationFactor, cfg.WriteQuorum = len(stores), 1
+		cfg.GossipAddr, cfg.TransportAddr = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Replica.AntiEntropyInterval = time.Hour
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", i)
+		cfg.Registerer = reg
 		if i > 0 {
 			cfg.Seeds = []string{nodes[0].GossipAddr()}
 		}
@@ -102,7 +102,7 @@ func startTestNodes(t *testing.T, stores []*store.Store, tune func(i int, cfg *C
 				return fmt.Errorf("%s not active", n.cfg.NodeID)
 			}
 			for _, sh := range n.Replicated() {
-				if !n.sync.ready(uint16(sh)) {
+				if !n.rep.Ready(uint16(sh)) {
 					return fmt.Errorf("%s: shard %d not ready", n.cfg.NodeID, sh)
 				}
 			}
@@ -114,7 +114,7 @@ func startTestNodes(t *testing.T, stores []*store.Store, tune func(i int, cfg *C
 
 // oldVersion is a version well before any anti-entropy cutoff.
 func oldVersion(i int) uint64 {
-	return uint64(time.Now().Add(-time.Hour).UnixMilli())<<hlcLogicalBits + uint64(i)
+	return uint64(time.Now().Add(-time.Hour).UnixMilli())<<replica.HLCLogicalBits + uint64(i)
 }
 
 func aeKey(shard uint16, i int) []byte {
@@ -192,8 +192,8 @@ func TestClusterAntiEntropyCopiesOnlyDifferingBuckets(t *testing.T) {
 		t.Fatalf("buckets differing before the repair %064b, want %064b", d, want)
 	}
 
-	cutoff := uint64(time.Now().Add(-antiEntropySettle).UnixMilli()) << hlcLogicalBits
-	mask, copied, err := nodes[0].syncFrom(context.Background(), shard, "n1", cutoff, nil)
+	cutoff := uint64(time.Now().Add(-replica.AntiEntropySettle).UnixMilli()) << replica.HLCLogicalBits
+	mask, copied, err := nodes[0].rep.Repair(context.Background(), shard, "n1", cutoff)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,13 +208,13 @@ func TestClusterAntiEntropyCopiesOnlyDifferingBuckets(t *testing.T) {
 		t.Fatalf("still differing after the repair: %064b", after.Diff(&theirs))
 	}
 	// Equal now: the next comparison copies nothing.
-	if mask, copied, err := nodes[0].syncFrom(context.Background(), shard, "n1", cutoff, nil); err != nil || mask != 0 || copied != 0 {
+	if mask, copied, err := nodes[0].rep.Repair(context.Background(), shard, "n1", cutoff); err != nil || mask != 0 || copied != 0 {
 		t.Fatalf("second repair: buckets %064b, %d records, %v; want none", mask, copied, err)
 	}
 	// Records newer than the cutoff do not count.
 	mustApply(t, nodes[1].st, store.Op{Kind: store.OpSet, Key: aeKey(shard, 200000),
 		Value: store.EncodeVersioned(cutoff+1, false, []byte("in flight"))})
-	if mask, _, err := nodes[0].syncFrom(context.Background(), shard, "n1", cutoff, nil); err != nil || mask != 0 {
+	if mask, _, err := nodes[0].rep.Repair(context.Background(), shard, "n1", cutoff); err != nil || mask != 0 {
 		t.Fatalf("repair over a record newer than the cutoff: buckets %064b, %v; want none", mask, err)
 	}
 }
@@ -244,7 +244,7 @@ func TestClusterAntiEntropyConverges(t *testing.T) {
 		t.Fatalf("%d buckets differ before the start, want 1 to 3", n)
 	}
 
-	nodes := startTestNodes(t, stores, func(_ int, cfg *Config) { cfg.AntiEntropyInterval = 100 * time.Millisecond })
+	nodes := startTestNodes(t, stores, func(_ int, cfg *Config) { cfg.Replica.AntiEntropyInterval = 100 * time.Millisecond })
 	waitConverged(t, nodes)
 	for _, n := range nodes {
 		for _, k := range [][]byte{aeKey(shard, 100000), aeKey(shard, 100001)} {
@@ -290,16 +290,17 @@ func TestClusterCatchUpReportsProgress(t *testing.T) {
 	}
 	first := startTestNodes(t, stores[:1], func(_ int, cfg *Config) { cfg.ReplicationFactor = 2 })
 	reg := prometheus.NewRegistry()
-	c, err := New(Config{
-		NodeID: "n1", Store: stores[1], Shards: testShards, ReplicationFactor: 2, WriteQuorum: 1,
-		GossipAddr: "127.0.0.1:0", TransportAddr: "127.0.0.1:0", Local: true, AntiEntropyInterval: time.Hour,
-		// A shard's first page (1000 records) is followed by a 1 s pause:
-		// long enough to watch the shard partly copied.
-		SyncKeysPerSecond: 1000,
-		Seeds:             []string{first[0].GossipAddr()},
-		Logger:            slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", 1),
-		Registerer:        reg,
-	})
+	cfg := DefaultLocalConfig()
+	cfg.NodeID, cfg.Store, cfg.Shards, cfg.ReplicationFactor, cfg.WriteQuorum = "n1", stores[1], testShards, 2, 1
+	cfg.GossipAddr, cfg.TransportAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Replica.AntiEntropyInterval = time.Hour
+	// A shard's first page (1000 records) is followed by a 1 s pause:
+	// long enough to watch the shard partly copied.
+	cfg.Replica.SyncKeysPerSecond = 1000
+	cfg.Seeds = []string{first[0].GossipAddr()}
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", 1)
+	cfg.Registerer = reg
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,87 +360,9 @@ func TestClusterCatchUpReportsProgress(t *testing.T) {
 }
 
 // syncPagePayload encodes an mSyncScan answer as serveSyncScan does.
-func syncPagePayload(ops []store.Op, more bool, cursor []byte) []byte {
-	var e enc
-	e.u64(uint64(len(ops)))
-	for _, op := range ops {
-		e.bytes(op.Key)
-		e.bytes(op.Value)
-	}
-	e.bool(more)
-	e.bytes(cursor)
-	return e.b
-}
-
-func TestClusterWireRangeDigest(t *testing.T) {
-	var rd store.RangeDigest
-	for i := range 100 {
-		rd.Add(aeKey(3, i), []byte{store.VersionValue, 0, 0, 0, 0, 0, 0, 0, byte(i)})
-	}
-	rd.Buckets[5] = store.BucketDigest{Sum: ^uint64(0), Keys: 1 << 40, Bytes: 1 << 50}
-	equal, got, err := decodeRangeDigest(encodeRangeDigest(false, &rd))
-	if err != nil || equal || got != rd {
-		t.Fatalf("range digest round trip: %v, %v", equal, err)
-	}
-	if equal, got, err := decodeRangeDigest(encodeRangeDigest(true, &rd)); err != nil || !equal || got != (store.RangeDigest{}) {
-		t.Fatalf("equal answer: %v, %v", equal, err)
-	}
-	full := encodeRangeDigest(false, &rd)
-	for _, b := range [][]byte{nil, full[:len(full)-1], full[:3], {0, 63}} {
-		if _, _, err := decodeRangeDigest(b); err == nil {
-			t.Fatalf("decoding %x: no error", b)
-		}
-	}
-
-	ops := aeRecords(3, 3)
-	page, more, cursor, err := decodeSyncPage(syncPagePayload(ops, true, aeKey(3, 10)), 3)
-	if err != nil || !more || !opsEqual(page, ops) || string(cursor) != string(aeKey(3, 10)) {
-		t.Fatalf("sync page round trip: %v %v %x %v", page, more, cursor, err)
-	}
-	// An older source sends no cursor: continue after the last record.
-	old := syncPagePayload(ops, true, nil)
-	if _, _, cursor, err := decodeSyncPage(old[:len(old)-1], 3); err != nil || string(cursor) != string(ops[2].Key) {
-		t.Fatalf("sync page without a cursor: %x, %v", cursor, err)
-	}
-	for name, b := range map[string][]byte{
-		"record of another shard": syncPagePayload(aeRecords(4, 1), false, nil),
-		"cursor in another shard": syncPagePayload(nil, true, aeKey(4, 1)),
-		"truncated":               syncPagePayload(ops, false, nil)[:10],
-	} {
-		if _, _, _, err := decodeSyncPage(b, 3); err == nil {
-			t.Fatalf("%s: no error", name)
-		}
-	}
-}
-
 // FuzzDecodeRangeDigest feeds arbitrary bytes to the anti-entropy answer
 // decoders: they must never panic, and whatever they accept must
 // round-trip.
-func FuzzDecodeRangeDigest(f *testing.F) {
-	var rd store.RangeDigest
-	rd.Add(aeKey(1, 1), []byte("value"))
-	full := encodeRangeDigest(false, &rd)
-	f.Add(full)
-	f.Add(full[:len(full)/2])
-	f.Add(encodeRangeDigest(true, &rd))
-	f.Add(syncPagePayload(aeRecords(1, 2), true, aeKey(1, 5)))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if equal, rd, err := decodeRangeDigest(b); err == nil {
-			equal2, rd2, err := decodeRangeDigest(encodeRangeDigest(equal, &rd))
-			if err != nil || equal2 != equal || rd2 != rd {
-				t.Fatalf("re-encoded range digest does not round-trip: %v", err)
-			}
-		}
-		if ops, more, cursor, err := decodeSyncPage(b, 1); err == nil {
-			ops2, more2, cursor2, err := decodeSyncPage(syncPagePayload(ops, more, cursor), 1)
-			if err != nil || !opsEqual(ops2, ops) || more2 != more || string(cursor2) != string(cursor) {
-				t.Fatalf("re-encoded sync page does not round-trip: %v", err)
-			}
-		}
-	})
-}
-
 // TestClusterDrainReportsBytesLeft: a drain measures the node's copies of
 // the shards it hands off and reports the bytes of those not confirmed yet.
 func TestClusterDrainReportsBytesLeft(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,12 +16,17 @@ import (
 
 	"github.com/imcluster/imcluster/node/conversation"
 	"github.com/imcluster/imcluster/node/membership"
+	"github.com/imcluster/imcluster/node/presence"
+	"github.com/imcluster/imcluster/node/replica"
 	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/route"
 	"github.com/imcluster/imcluster/node/store"
 	"github.com/imcluster/imcluster/node/transport"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
-// Config configures a Cluster.
+// Config configures a Cluster. Start from DefaultConfig or
+// DefaultLocalConfig, which set the timings.
 type Config struct {
 	// NodeID is this node's stable id. Required.
 	NodeID string
@@ -50,24 +54,76 @@ type Config struct {
 	ClientAddr, AdminAddr string
 	// Version is gossiped.
 	Version string
-	// Local selects fast gossip and transport timings for tests and `make
-	// run` on one machine.
-	Local bool
 	// FaultInjection enables Faults (tests and chaos runs).
 	FaultInjection bool
-	// AntiEntropyInterval is the period of digest comparisons between
-	// replicas. Zero means 30s (5s with Local).
-	AntiEntropyInterval time.Duration
-	// SyncKeysPerSecond rate-limits repair and rebalancing streams. Zero
-	// means 200000.
-	SyncKeysPerSecond int
+
+	// ProbeInterval is how often a node pings the other members over the
+	// peer transport, so each side of a partition notices it (gossip may
+	// not: it runs on other connections) even without traffic between
+	// them. Zero means 1s.
+	ProbeInterval time.Duration
+	// SuspectFor is how long a peer that failed a call stays suspected
+	// (tried last). Zero means 15s.
+	SuspectFor time.Duration
+	// JoinWait bounds how long Start waits for a seed to answer before a
+	// node without data starts a new cluster. Zero means 10s.
+	JoinWait time.Duration
+	// Replica holds the timings and clock of the shard replicas (lease
+	// duration, request timeout, anti-entropy, sync rate, Now); the
+	// cluster fills in the node id, store, shard count, quorum, logger and
+	// registerer.
+	Replica replica.Config
+	// Transport holds the peer transport's timings; the cluster fills in
+	// the node id, address, handler, epoch, logger and faults.
+	Transport transport.Config
+	// Membership holds the gossip timings; the cluster fills in the node
+	// id, addresses, state, seeds and logger.
+	Membership membership.Config
 	// Logger is the parent logger. Zero means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the cluster metrics. Zero means not registered.
 	Registerer prometheus.Registerer
 }
 
+// DefaultConfig returns the production timings.
+func DefaultConfig() Config {
+	return Config{
+		ProbeInterval: time.Second, SuspectFor: 15 * time.Second, JoinWait: 10 * time.Second,
+		Replica: replica.DefaultConfig(), Transport: transport.DefaultConfig(), Membership: membership.DefaultConfig(),
+	}
+}
+
+// DefaultLocalConfig returns fast timings for tests and `make run` on one
+// machine.
+func DefaultLocalConfig() Config {
+	mcfg := membership.DefaultLocalConfig()
+	// -race on a loaded 2-core machine: give probes more slack.
+	mcfg.ProbeInterval = 500 * time.Millisecond
+	mcfg.ProbeTimeout = 300 * time.Millisecond
+	mcfg.SuspicionMult = 4
+	return Config{
+		ProbeInterval: 300 * time.Millisecond, SuspectFor: 5 * time.Second, JoinWait: 5 * time.Second,
+		Replica: replica.DefaultLocalConfig(), Transport: transport.DefaultLocalConfig(), Membership: mcfg,
+	}
+}
+
 func (c *Config) setDefaults() {
+	d := DefaultConfig()
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = d.ProbeInterval
+	}
+	if c.SuspectFor == 0 {
+		c.SuspectFor = d.SuspectFor
+	}
+	if c.JoinWait == 0 {
+		c.JoinWait = d.JoinWait
+	}
+	if c.Transport.SendQueueLen == 0 {
+		c.Transport = d.Transport
+	}
+	if c.Membership.ProbeInterval == 0 {
+		c.Membership = d.Membership
+	}
 	if c.Shards == 0 {
 		c.Shards = ring.DefaultShards
 	}
@@ -76,15 +132,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteQuorum == 0 {
 		c.WriteQuorum = 2
-	}
-	if c.AntiEntropyInterval == 0 {
-		c.AntiEntropyInterval = 30 * time.Second
-		if c.Local {
-			c.AntiEntropyInterval = 5 * time.Second
-		}
-	}
-	if c.SyncKeysPerSecond == 0 {
-		c.SyncKeysPerSecond = 200000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -106,12 +153,14 @@ func (c *Config) Validate() error {
 	return ring.Config{Shards: c.Shards, ReplicationFactor: c.ReplicationFactor}.Validate()
 }
 
-// Gateway is what the cluster needs from the node's gateway.
-type Gateway interface {
-	DeliverEncoded(app string, clientIDs []string, except conversation.SessionID, frame []byte)
-	KickTag(app, clientID, tag, deviceID string, except conversation.SessionID)
-	Kick(app, clientID string) int
-}
+// Gateway is what the cluster needs from the node's gateway (for the
+// presence hub).
+type Gateway = presence.Gateway
+
+// asyncQueueLen bounds background tasks (registrations, relayed kicks and
+// session ends); when full a task is dropped and counted: registrations
+// are soft state repaired by the next re-registration.
+const asyncQueueLen = 4096
 
 // Cluster is one node's membership in the cluster. Create it with New, set
 // the engine and gateway, Start it, and Shutdown when done.
@@ -122,20 +171,19 @@ type Cluster struct {
 	ml   *membership.Membership
 	tr   *transport.Transport
 	flt  *transport.Faults
-	clk  hlc
 	met  *metrics
 	ring atomic.Pointer[ring.Ring]
 	snap atomic.Pointer[membership.Snapshot]
 
-	engine  *conversation.Engine
-	gateway Gateway
-
-	reg      registry
-	presence presence
-	sync     syncer
-	lease    leases
+	engine *conversation.Engine
+	rep    *replica.Set
+	hub    *presence.Hub
+	router *route.Router
 
 	gossipAddr string
+
+	// tasks is the background task queue (async), run by runTasks.
+	tasks chan func()
 
 	suspectMu sync.Mutex
 	suspects  map[string]time.Time // peer -> suspected until
@@ -146,11 +194,7 @@ type Cluster struct {
 	// started is set once Start has set up membership (c.ml): the admin
 	// API may call in before that.
 	started atomic.Bool
-	// stopping is set by Quiesce: this node no longer coordinates, so
-	// requests in flight elsewhere move to the next replica instead of
-	// meeting a closing connection.
-	stopping atomic.Bool
-	drain    drainState
+	drain   drainState
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Cluster, cancelled by Shutdown
 	cancel context.CancelFunc
@@ -170,7 +214,8 @@ func New(cfg Config) (*Cluster, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cluster{
 		cfg: cfg, log: cfg.Logger.With("component", "cluster"), st: cfg.Store, met: m,
-		clk: hlc{now: time.Now}, ctx: ctx, cancel: cancel, suspects: map[string]time.Time{}, cutOff: map[string]time.Time{},
+		ctx: ctx, cancel: cancel, suspects: map[string]time.Time{}, cutOff: map[string]time.Time{},
+		tasks: make(chan func(), asyncQueueLen),
 	}
 	if cfg.FaultInjection {
 		c.flt = transport.NewFaults(uint64(time.Now().UnixNano()))
@@ -183,10 +228,18 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c.ring.Store(empty)
 	c.snap.Store(&membership.Snapshot{Self: cfg.NodeID})
-	c.reg.init()
-	c.presence.init()
-	c.sync.init(c)
-	if err := c.initLeases(); err != nil {
+	rcfg := cfg.Replica
+	rcfg.NodeID, rcfg.Store, rcfg.Shards, rcfg.WriteQuorum = cfg.NodeID, cfg.Store, cfg.Shards, cfg.WriteQuorum
+	rcfg.Logger, rcfg.Registerer = cfg.Logger, cfg.Registerer
+	if c.rep, err = replica.New(rcfg, c); err != nil {
+		cancel()
+		return nil, err
+	}
+	c.hub, err = presence.New(presence.Config{
+		NodeID: cfg.NodeID, ClientShard: c.ClientShard, Peers: c, Async: c.async,
+		RequestTimeout: c.rep.RequestTimeout(), Logger: cfg.Logger, Registerer: cfg.Registerer,
+	})
+	if err != nil {
 		cancel()
 		return nil, err
 	}
@@ -195,24 +248,69 @@ func New(cfg Config) (*Cluster, error) {
 
 // SetEngine sets the conversation engine that runs commands this node
 // coordinates. Call before Start.
-func (c *Cluster) SetEngine(e *conversation.Engine) { c.engine = e }
+func (c *Cluster) SetEngine(e *conversation.Engine) {
+	c.engine = e
+	c.rep.SetEngine(e)
+	r, err := route.New(route.Config{NodeID: c.cfg.NodeID, Engine: e, Replicas: c.rep, Peers: c,
+		Async: c.async, Logger: c.cfg.Logger})
+	if err != nil {
+		panic(fmt.Sprintf("cluster: router: %v", err)) // every field is set above
+	}
+	c.router = r
+}
 
 // SetGateway sets the node's gateway. Call before Start.
-func (c *Cluster) SetGateway(g Gateway) { c.gateway = g }
+func (c *Cluster) SetGateway(g Gateway) { c.hub.SetGateway(g) }
+
+// KV returns the store.KV the domain packages read and write through: each
+// key at its shard's coordinator.
+func (c *Cluster) KV() store.KV { return c.rep.KV() }
+
+// Router returns the gateway's engine: it runs each command at the
+// coordinator of the shard it touches.
+func (c *Cluster) Router() *route.Router { return c.router }
+
+// Presence returns the gateway's presence (session registry).
+func (c *Cluster) Presence() *presence.Hub { return c.hub }
+
+// Deliverer returns the engine's Deliverer (push fan-out).
+func (c *Cluster) Deliverer() conversation.Deliverer { return c.hub }
+
+// Kick closes every session of a client on every live node.
+func (c *Cluster) Kick(app, clientID string) int { return c.hub.Kick(app, clientID) }
+
+// async runs f on the cluster's background worker without blocking.
+func (c *Cluster) async(f func()) {
+	select {
+	case c.tasks <- f:
+	default:
+		c.met.asyncDrops.Inc()
+	}
+}
+
+// runTasks runs async tasks until the cluster stops (owned by the
+// Cluster: started by Start, waited for by Shutdown).
+func (c *Cluster) runTasks() {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case f := <-c.tasks:
+			f()
+		}
+	}
+}
 
 // Start binds the transport and gossip ports, joins the seeds and starts the
 // ring loop. The node announces itself joining; it turns active once it has
 // caught up the shards it replicates.
 func (c *Cluster) Start() error {
-	tcfg := transport.DefaultConfig()
-	if c.cfg.Local {
-		tcfg = transport.DefaultLocalConfig()
-	}
+	tcfg := c.cfg.Transport
 	tcfg.NodeID = c.cfg.NodeID
 	tcfg.ListenAddr = c.cfg.TransportAddr
 	tcfg.Handler = transport.HandlerFuncs{Request: c.handleRequest, Message: c.handleMessage}
 	tcfg.Epoch = c.epoch
-	tcfg.SkipEpochCheck = skipEpochCheck
+	tcfg.SkipEpochCheck = wire.SkipEpochCheck
 	tcfg.Logger = c.cfg.Logger.With("component", "transport")
 	tcfg.Faults = c.flt
 	tcfg.Resolve = func(id string) (string, error) {
@@ -239,14 +337,7 @@ func (c *Cluster) Start() error {
 		tr.Shutdown()
 		return err
 	}
-	mcfg := membership.DefaultConfig()
-	if c.cfg.Local {
-		mcfg = membership.DefaultLocalConfig()
-		// -race on a loaded 2-core machine: give probes more slack.
-		mcfg.ProbeInterval = 500 * time.Millisecond
-		mcfg.ProbeTimeout = 300 * time.Millisecond
-		mcfg.SuspicionMult = 4
-	}
+	mcfg := c.cfg.Membership
 	mcfg.NodeID = c.cfg.NodeID
 	mcfg.BindAddr, mcfg.BindPort = gossipHost, gossipPort
 	if gossipPort == 0 {
@@ -280,16 +371,13 @@ func (c *Cluster) Start() error {
 	if len(c.ml.Snapshot().Members) <= 1 {
 		// Alone: there is nobody to catch up from, every shard is ready
 		// before the first client arrives.
-		for c.sync.step() {
-		}
-		c.sync.maybeActive()
+		c.rep.CatchUpAlone()
 	}
 	c.started.Store(true)
 	c.wg.Go(c.loop)
-	c.wg.Go(c.sync.run)
-	c.wg.Go(c.sync.runTasks)
+	c.wg.Go(c.runTasks)
 	c.wg.Go(c.probeLoop)
-	c.wg.Go(c.leaseLoop)
+	c.rep.Start()
 	return nil
 }
 
@@ -302,11 +390,7 @@ func (c *Cluster) awaitJoin() {
 	if len(c.cfg.Seeds) == 0 {
 		return
 	}
-	wait := 10 * time.Second
-	if c.cfg.Local {
-		wait = 5 * time.Second
-	}
-	deadline := time.Now().Add(wait)
+	deadline := time.Now().Add(c.cfg.JoinWait)
 	warned := false
 	for {
 		if c.ml.Joined() && len(c.ml.Snapshot().Members) > 1 {
@@ -388,7 +472,7 @@ func (c *Cluster) TransportAddr() string { return c.tr.Addr().String() }
 
 // errNotStarted answers admin calls that need membership before Start
 // finished (the node is still waiting for its cluster).
-var errNotStarted = errors.New("cluster: still starting (waiting for a seed or catching up); retry")
+var errNotStarted = wire.ErrNotStarted
 
 // Faults returns the fault injector, or nil without FaultInjection.
 func (c *Cluster) Faults() *transport.Faults { return c.flt }
@@ -398,29 +482,19 @@ func (c *Cluster) Faults() *transport.Faults { return c.flt }
 // replica) and local ones go to the other replicas; the leases it holds
 // are released, so the next replicas need not wait them out. Replication
 // to this node continues until Shutdown.
-func (c *Cluster) Quiesce() {
-	c.stopping.Store(true)
-	if !c.started.Load() {
-		return
-	}
-	var held []uint16
-	for s := range c.cfg.Shards {
-		if c.holdsLease(uint16(s)) {
-			held = append(held, uint16(s))
-		}
-	}
-	c.releaseLeases(held)
-}
+func (c *Cluster) Quiesce() { c.rep.Quiesce(c.started.Load()) }
 
 // Shutdown leaves nothing behind: it stops the loops, gossip and the
 // transport. Other nodes see this node die; its replicas stay its own
 // (membership is not ownership).
 func (c *Cluster) Shutdown() {
 	c.cancel()
+	c.hub.Shutdown()
 	if c.ml != nil {
 		_ = c.ml.Shutdown()
 	}
 	c.wg.Wait()
+	c.rep.Shutdown()
 	if c.tr != nil {
 		c.tr.Shutdown()
 	}
@@ -463,10 +537,10 @@ func (c *Cluster) rebuild() {
 	c.snap.Store(snap)
 	c.ring.Store(rg)
 	c.met.epoch.Set(float64(rg.Epoch()))
-	c.sync.onRing(old, rg)
-	c.reg.forgetDead(snap)
-	if oldSnap == nil || old == nil || placementChanged(old, rg) || livenessChanged(oldSnap, snap) {
-		c.presence.reregister(c)
+	c.rep.OnRing(old, rg)
+	changed := oldSnap == nil || old == nil || placementChanged(old, rg) || livenessChanged(oldSnap, snap)
+	c.hub.OnRoster(snap, changed)
+	if changed {
 		if c.engine != nil {
 			c.engine.ForgetTimestamps()
 		}
@@ -515,14 +589,6 @@ func (c *Cluster) coordinators(shard uint16) []string {
 	return append(out, suspects...)
 }
 
-// suspectFor is how long a peer that failed a call stays suspected.
-func (c *Cluster) suspectFor() time.Duration {
-	if c.cfg.Local {
-		return 5 * time.Second
-	}
-	return 15 * time.Second
-}
-
 // noteCall records the outcome of a call to peer: failures that suggest it
 // is unreachable make it a suspect, a success clears it.
 func (c *Cluster) noteCall(peer string, err error) {
@@ -540,22 +606,12 @@ func (c *Cluster) noteCall(peer string, err error) {
 	if errors.Is(err, transport.ErrTimeout) || errors.Is(err, transport.ErrUnavailable) ||
 		errors.Is(err, transport.ErrConnectionLost) || errors.Is(err, context.DeadlineExceeded) {
 		c.suspectMu.Lock()
-		c.suspects[peer] = time.Now().Add(c.suspectFor())
+		c.suspects[peer] = time.Now().Add(c.cfg.SuspectFor)
 		if _, ok := c.cutOff[peer]; !ok {
 			c.cutOff[peer] = time.Now()
 		}
 		c.suspectMu.Unlock()
 	}
-}
-
-// probeInterval is how often a node pings the other members over the peer
-// transport, so each side of a partition notices it (gossip may not: it
-// runs on other connections) even without traffic between them.
-func (c *Cluster) probeInterval() time.Duration {
-	if c.cfg.Local {
-		return 300 * time.Millisecond
-	}
-	return time.Second
 }
 
 // every runs f every d on the calling goroutine until the Cluster stops
@@ -574,15 +630,15 @@ func (c *Cluster) every(d time.Duration, f func()) {
 }
 
 // probeLoop pings every other live member each probeInterval.
-func (c *Cluster) probeLoop() { c.every(c.probeInterval(), c.probe) }
+func (c *Cluster) probeLoop() { c.every(c.cfg.ProbeInterval, c.probe) }
 
 func (c *Cluster) probe() {
 	for _, m := range c.snap.Load().Members {
 		if m.ID == c.cfg.NodeID || !m.Live || !m.State.Owns() {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.probeInterval())
-		_, err := c.tr.Call(ctx, m.ID, mPing, nil)
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.ProbeInterval)
+		_, err := c.tr.Call(ctx, m.ID, wire.Ping, nil)
 		cancel()
 		c.noteCall(m.ID, err)
 	}
@@ -601,46 +657,7 @@ func (c *Cluster) suspected(peer string) bool {
 
 // Coordinates implements conversation.Shards: this node coordinates shard
 // now (it holds the shard's lease and is not stopping).
-func (c *Cluster) Coordinates(shard uint16) bool {
-	return !c.stopping.Load() && c.holdsLease(shard)
-}
-
-// canCoordinate reports whether this node may coordinate shard now: it is
-// eligible and holds the shard's lease, acquiring it if needed (lease.go).
-func (c *Cluster) canCoordinate(shard uint16) bool {
-	return c.eligible(shard) && c.ensureLease(shard)
-}
-
-// eligible reports whether this node may seek to coordinate shard: caught
-// up, not stopping, and able to reach enough of the shard's other replicas
-// to form a write quorum. An isolated node (partitioned, its peers hung)
-// therefore leaves its shards to the replicas that still reach each other
-// and lets its leases run out.
-func (c *Cluster) eligible(shard uint16) bool {
-	return !c.stopping.Load() && c.sync.ready(shard) && c.reachesQuorum(shard)
-}
-
-// reachesQuorum reports whether at least W-1 other replicas of shard are
-// live and were not cut off by the last call to them.
-func (c *Cluster) reachesQuorum(shard uint16) bool {
-	reps := c.ring.Load().Replicas(int(shard))
-	need := c.quorum(len(reps)) - 1
-	if need <= 0 {
-		return true
-	}
-	c.suspectMu.Lock()
-	defer c.suspectMu.Unlock()
-	n := 0
-	for _, id := range reps {
-		if id == c.cfg.NodeID || !c.live(id) {
-			continue
-		}
-		if _, cut := c.cutOff[id]; !cut {
-			n++
-		}
-	}
-	return n >= need
-}
+func (c *Cluster) Coordinates(shard uint16) bool { return c.rep.Coordinates(shard) }
 
 // ConvShard implements conversation.Shards.
 func (c *Cluster) ConvShard(app, cid string) uint16 {
@@ -656,15 +673,7 @@ func (c *Cluster) ClientShard(app, clientID string) uint16 {
 func (c *Cluster) Count() int { return c.cfg.Shards }
 
 // Coordinated implements conversation.Shards.
-func (c *Cluster) Coordinated() []uint16 {
-	var out []uint16
-	for s := range c.cfg.Shards {
-		if c.Coordinates(uint16(s)) {
-			out = append(out, uint16(s))
-		}
-	}
-	return out
-}
+func (c *Cluster) Coordinated() []uint16 { return c.rep.Coordinated() }
 
 // Replicated returns the shards this node replicates in the current ring.
 func (c *Cluster) Replicated() []int { return c.ring.Load().ShardsOf(c.cfg.NodeID) }
@@ -677,11 +686,3 @@ func (c *Cluster) Ring() *ring.Ring { return c.ring.Load() }
 
 // Snapshot returns the current membership view.
 func (c *Cluster) Snapshot() *membership.Snapshot { return c.snap.Load() }
-
-// quorum returns the write quorum for a replica list.
-func (c *Cluster) quorum(replicas int) int { return min(c.cfg.WriteQuorum, max(replicas, 1)) }
-
-// others returns ids without self.
-func (c *Cluster) others(ids []string) []string {
-	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == c.cfg.NodeID })
-}

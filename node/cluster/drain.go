@@ -88,15 +88,12 @@ func (c *Cluster) CancelDrain() error {
 	}
 	c.drain.cancel, c.drain.op, c.drain.shards, c.drain.left, c.drain.sizes, c.drain.done = nil, "", nil, nil, nil, false
 	c.drain.mu.Unlock()
-	c.sync.mu.Lock()
-	c.sync.initial = false
-	c.sync.mu.Unlock()
 	c.active.Store(false)
 	c.draining.Store(false)
 	if err := c.ml.Rejoin(); err != nil {
 		return err
 	}
-	c.sync.signal()
+	c.rep.Rejoined()
 	return nil
 }
 
@@ -159,7 +156,7 @@ func (c *Cluster) handoff(ctx context.Context) {
 		}
 		c.drain.mu.Unlock()
 		for _, s := range todo {
-			if c.confirmHandoff(ctx, rg, uint16(s)) {
+			if c.rep.ConfirmHandoff(ctx, rg, uint16(s)) {
 				c.drain.mu.Lock()
 				delete(c.drain.left, s)
 				c.drain.mu.Unlock()
@@ -191,25 +188,6 @@ func (c *Cluster) handoff(ctx context.Context) {
 	}
 }
 
-// confirmHandoff asks every replica of shard in ring rg to confirm it holds
-// the shard.
-func (c *Cluster) confirmHandoff(ctx context.Context, rg *ring.Ring, shard uint16) bool {
-	for _, id := range rg.Replicas(int(shard)) {
-		if id == c.cfg.NodeID {
-			continue
-		}
-		var e enc
-		e.u64(uint64(shard))
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := c.tr.Call(cctx, id, mEnsureSynced, e.b)
-		cancel()
-		if err != nil {
-			return false
-		}
-	}
-	return true
-}
-
 // Remove takes a dead node out of the roster; its replicas are rebuilt on
 // the nodes that take its shards over (they catch up from the survivors).
 func (c *Cluster) Remove(id string) error {
@@ -220,4 +198,15 @@ func (c *Cluster) Remove(id string) error {
 		return fmt.Errorf("cluster: node %q is alive: drain it instead", id)
 	}
 	return c.ml.Remove(id)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/imcluster/imcluster/node/replica"
 	"github.com/imcluster/imcluster/node/store"
 	"github.com/imcluster/imcluster/test/harness"
 )
@@ -31,11 +32,11 @@ func startFieldTestNodes(t *testing.T, n int, antiEntropy time.Duration) ([]*Clu
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = st.Close() })
-		cfg := Config{
-			NodeID: fmt.Sprintf("f%d", i), Store: st, Shards: fieldTestShards, ReplicationFactor: n, WriteQuorum: 2,
-			GossipAddr: "127.0.0.1:0", TransportAddr: "127.0.0.1:0", Local: true, AntiEntropyInterval: antiEntropy,
-			Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", i),
-		}
+		cfg := DefaultLocalConfig()
+		cfg.NodeID, cfg.Store, cfg.Shards, cfg.ReplicationFactor, cfg.WriteQuorum = fmt.Sprintf("f%d", i), st, fieldTestShards, n, 2
+		cfg.GossipAddr, cfg.TransportAddr = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Replica.AntiEntropyInterval = antiEntropy
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", i)
 		if i > 0 {
 			cfg.Seeds = []string{nodes[0].GossipAddr()}
 		}
@@ -56,7 +57,7 @@ func startFieldTestNodes(t *testing.T, n int, antiEntropy time.Duration) ([]*Clu
 				return fmt.Errorf("%s: %d members, active %v", c.cfg.NodeID, len(c.Snapshot().Members), c.Active())
 			}
 			for _, sh := range c.Replicated() {
-				if !c.sync.ready(uint16(sh)) {
+				if !c.rep.Ready(uint16(sh)) {
 					return fmt.Errorf("%s: shard %d not ready", c.cfg.NodeID, sh)
 				}
 			}
@@ -112,7 +113,7 @@ func readFields(t *testing.T, get func([]byte) ([]byte, error), key []byte) (map
 
 // settled is a version from before any anti-entropy cutoff.
 func settled(i int) uint64 {
-	return uint64(time.Now().Add(-time.Hour).UnixMilli())<<hlcLogicalBits + uint64(i)
+	return uint64(time.Now().Add(-time.Hour).UnixMilli())<<replica.HLCLogicalBits + uint64(i)
 }
 
 // TestClusterFieldDocsMergeOnPull: two replicas each accepted a different
@@ -139,10 +140,10 @@ func TestClusterFieldDocsMergeOnPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := nodes[0].pull(ctx, shard, nodes[1].cfg.NodeID); err != nil {
+	if err := nodes[0].rep.Pull(ctx, shard, nodes[1].cfg.NodeID); err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[1].pull(ctx, shard, nodes[0].cfg.NodeID); err != nil {
+	if err := nodes[1].rep.Pull(ctx, shard, nodes[0].cfg.NodeID); err != nil {
 		t.Fatal(err)
 	}
 	a, errA := stores[0].Get(key)
@@ -152,13 +153,13 @@ func TestClusterFieldDocsMergeOnPull(t *testing.T) {
 	}
 	want := map[string]string{"name": "new", "m/jerry": ""} // m/tom: the later delete wins
 	for i, c := range nodes[:2] {
-		got, err := readFields(t, c.localGet, key)
+		got, err := readFields(t, c.rep.LocalGet, key)
 		if err != nil || !maps.Equal(got, want) {
 			t.Fatalf("replica %d reads %v, %v; want %v", i, got, err, want)
 		}
 	}
 	// The third replica, which saw neither update, gets both from one pull.
-	if err := nodes[2].pull(ctx, shard, nodes[0].cfg.NodeID); err != nil {
+	if err := nodes[2].rep.Pull(ctx, shard, nodes[0].cfg.NodeID); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range nodes {
@@ -187,7 +188,7 @@ func TestClusterFieldDocsConvergeByAntiEntropy(t *testing.T) {
 	want := map[string]string{"name": "n", "m/a": "", "m/b": "", "m/c": "", "c/color": `"red"`}
 	harness.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		for i, c := range nodes {
-			got, err := readFields(t, c.localGet, key)
+			got, err := readFields(t, c.rep.LocalGet, key)
 			if err != nil {
 				return err
 			}
@@ -257,7 +258,7 @@ func TestClusterFieldUpdatesThroughKV(t *testing.T) {
 	for _, c := range nodes {
 		for _, peer := range nodes {
 			if peer != c {
-				if err := c.pull(context.Background(), 3, peer.cfg.NodeID); err != nil {
+				if err := c.rep.Pull(context.Background(), 3, peer.cfg.NodeID); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -3,74 +3,22 @@ package cluster
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	epoch           prometheus.Gauge
-	writeSeconds    prometheus.Histogram
-	replicated      prometheus.Counter
-	replicateErrors prometheus.Counter
-	quorumFailures  prometheus.Counter
-	badMessages     prometheus.Counter
-	registerErrors  prometheus.Counter
-	pushDrops       prometheus.Counter
-	asyncDrops      prometheus.Counter
-	syncKeys        prometheus.Counter
-	syncRuns        *prometheus.CounterVec
-	syncPending     prometheus.Gauge
-	// syncKeysRemaining and syncBytesRemaining estimate what the shards
-	// still catching up have left to copy.
-	syncKeysRemaining  prometheus.Gauge
-	syncBytesRemaining prometheus.Gauge
-	syncBuckets        prometheus.Counter
-	underReplicated    prometheus.Gauge
-	leasesAcquired     prometheus.Counter
-	leasesHeld         prometheus.Gauge
-	replicaRefused     prometheus.Counter
+	epoch       prometheus.Gauge
+	badMessages prometheus.Counter
+	asyncDrops  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_roster_epoch",
 			Help: "Roster epoch this node has converged to."}),
-		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "imcluster_replicated_write_seconds",
-			Help: "Time from a coordinated write to its write quorum.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		replicated: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_replica_ops_applied_total",
-			Help: "Replicated write operations applied as a replica."}),
-		replicateErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_replicate_errors_total",
-			Help: "Replication requests to other replicas that failed (repaired by anti-entropy)."}),
-		quorumFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_write_quorum_failures_total",
-			Help: "Writes that fewer than W replicas acknowledged (the client got a retryable error)."}),
 		badMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_peer_bad_messages_total",
 			Help: "Undecodable peer messages dropped."}),
-		registerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_session_register_errors_total",
-			Help: "Session registrations that did not reach the client shard's registry."}),
-		pushDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_push_relay_drops_total",
-			Help: "Pushes not relayed to another node (unreachable or its queue full)."}),
 		asyncDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_cluster_async_drops_total",
 			Help: "Background cluster tasks dropped because their queue was full."}),
-		syncKeys: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_sync_keys_total",
-			Help: "Keys received by shard syncs (catch-up, rebalancing, repair)."}),
-		syncRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imcluster_sync_runs_total",
-			Help: "Shard syncs by reason and result."}, []string{"reason", "result"}),
-		syncPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_shards_pending",
-			Help: "Shards this node replicates but has not caught up yet."}),
-		syncKeysRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_keys_remaining",
-			Help: "Estimated keys still to copy to the shards this node is catching up (shards of unknown size not counted)."}),
-		syncBytesRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_bytes_remaining",
-			Help: "Estimated bytes (keys and values) still to copy to the shards this node is catching up (shards of unknown size not counted)."}),
-		syncBuckets: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_sync_buckets_total",
-			Help: "Digest buckets (1/64 of a shard each) found differing from another replica and copied, by catch-up and anti-entropy."}),
-		underReplicated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_under_replicated_shards",
-			Help: "Shards with a replica down or still catching up, as this node sees them."}),
-		leasesAcquired: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_leases_acquired_total",
-			Help: "Coordinator leases this node acquired afresh (not renewals)."}),
-		leasesHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_leases_held",
-			Help: "Shards whose coordinator lease this node holds."}),
-		replicaRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_replicate_refused_total",
-			Help: "Replicated writes refused because the sender does not hold the shard's lease here."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.epoch, m.writeSeconds, m.replicated, m.replicateErrors, m.quorumFailures,
-			m.badMessages, m.registerErrors, m.pushDrops, m.asyncDrops, m.syncKeys, m.syncRuns, m.syncPending, m.underReplicated,
-			m.leasesAcquired, m.leasesHeld, m.replicaRefused} {
+		for _, c := range []prometheus.Collector{m.epoch, m.badMessages, m.asyncDrops} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -31,7 +31,7 @@ func (c *Cluster) NodeStatus() adminapi.NodeStatus {
 		ShardsReplicated: len(mine), ShardsCoordinated: len(c.Coordinated()),
 	}
 	for _, s := range mine {
-		if !c.sync.ready(uint16(s)) {
+		if !c.rep.Ready(uint16(s)) {
 			st.Receiving = append(st.Receiving, c.receiving(uint16(s)))
 		}
 	}
@@ -42,7 +42,7 @@ func (c *Cluster) NodeStatus() adminapi.NodeStatus {
 // bytes left to copy from it (-1 while unknown: the shard waits its turn
 // and its source did not tell its size yet).
 func (c *Cluster) receiving(shard uint16) adminapi.ShardTransfer {
-	from, keys, bytes := c.sync.progress(shard)
+	from, keys, bytes := c.rep.Progress(shard)
 	return adminapi.ShardTransfer{Shard: int(shard), From: from, To: c.cfg.NodeID, KeysRemaining: keys, BytesRemaining: bytes}
 }
 
@@ -59,14 +59,14 @@ func (c *Cluster) ClusterStatus() adminapi.ClusterStatus {
 		}
 		under := len(reps) < c.cfg.ReplicationFactor && len(rg.Placed()) >= c.cfg.ReplicationFactor
 		for _, id := range reps {
-			if !c.live(id) || (id == c.cfg.NodeID && !c.sync.ready(uint16(s))) {
+			if !c.live(id) || (id == c.cfg.NodeID && !c.rep.Ready(uint16(s))) {
 				under = true
 			}
 		}
 		if under {
 			out.UnderReplicated = append(out.UnderReplicated, s)
 		}
-		if slices.Contains(reps, c.cfg.NodeID) && !c.sync.ready(uint16(s)) {
+		if slices.Contains(reps, c.cfg.NodeID) && !c.rep.Ready(uint16(s)) {
 			out.Moves = append(out.Moves, c.receiving(uint16(s)))
 		}
 	}
@@ -92,7 +92,7 @@ func (c *Cluster) ShardsStatus() (adminapi.ShardsStatus, error) {
 			return out, err
 		}
 		out.Shards = append(out.Shards, adminapi.ShardStatus{
-			Shard: s, Coordinator: c.Coordinates(uint16(s)), LeaseHolder: c.knownHolder(uint16(s)), Ready: c.sync.ready(uint16(s)),
+			Shard: s, Coordinator: c.Coordinates(uint16(s)), LeaseHolder: c.rep.KnownHolder(uint16(s)), Ready: c.rep.Ready(uint16(s)),
 			Keys: rd.Keys(store.AllBuckets), Digest: fmt.Sprintf("%016x", rd.Summary()),
 		})
 	}
@@ -105,7 +105,7 @@ func (c *Cluster) LocalMessages(app, cid string) (adminapi.DebugMessages, error)
 	shard := c.ConvShard(app, cid)
 	out := adminapi.DebugMessages{Replica: c.ring.Load().IsReplica(int(shard), c.cfg.NodeID), Messages: []adminapi.DebugMessage{}}
 	prefix := conversation.MessagePrefix(shard, app, cid)
-	err := c.localScan(prefix, store.PrefixEnd(prefix), false, 0, func(_, v []byte) (bool, error) {
+	err := c.rep.LocalScan(prefix, store.PrefixEnd(prefix), func(_, v []byte) (bool, error) {
 		m, err := conversation.DecodeStoredMessage(v)
 		if err != nil {
 			return false, err

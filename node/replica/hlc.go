@@ -1,4 +1,4 @@
-package cluster
+package replica
 
 import (
 	"sync"
@@ -15,11 +15,11 @@ type hlc struct {
 	now  func() time.Time
 }
 
-const hlcLogicalBits = 16
+const HLCLogicalBits = 16
 
 // Now returns a new version.
 func (c *hlc) Now() uint64 {
-	wall := uint64(c.now().UnixMilli()) << hlcLogicalBits
+	wall := uint64(c.now().UnixMilli()) << HLCLogicalBits
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if wall > c.last {
@@ -38,7 +38,7 @@ const maxDrift = time.Hour
 // Observe moves the clock past a version seen from a peer, unless it is
 // more than maxDrift ahead of the wall clock.
 func (c *hlc) Observe(v uint64) {
-	limit := uint64(c.now().Add(maxDrift).UnixMilli()) << hlcLogicalBits
+	limit := uint64(c.now().Add(maxDrift).UnixMilli()) << HLCLogicalBits
 	c.mu.Lock()
 	if v > c.last && v <= limit {
 		c.last = v

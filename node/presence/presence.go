@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
 // registry is the session registry of the client shards this node
@@ -87,185 +88,173 @@ func (r *registry) forgetDead(snap *membership.Snapshot) {
 	}
 }
 
-// apply decodes an mRegister batch from node from: entries (app, client,
+// apply decodes an wire.Register batch from node from: entries (app, client,
 // count, tag, device, session); a non-empty tag asks the other gateways of
 // the client to close sessions with the same tag.
-func (r *registry) apply(c *Cluster, from string, d *dec) error {
-	n := d.count()
+func (r *registry) apply(h *Hub, from string, d *wire.Dec) error {
+	n := d.Count()
 	for range n {
-		app, client := d.str(), d.str()
-		count := int(d.u64())
-		tag, device := d.str(), d.str()
-		s := d.u64()
-		if d.err != nil {
+		app, client := d.Str(), d.Str()
+		count := int(d.U64())
+		tag, device := d.Str(), d.Str()
+		s := d.U64()
+		if d.Err != nil {
 			break
 		}
 		if tag != "" {
-			c.kickTag(app, client, tag, device, from, sessionID(s))
+			h.kickTag(app, client, tag, device, from, conversation.SessionID(s))
 		}
 		r.set(app, client, from, count)
 	}
-	return d.done("register")
+	return d.Done("register")
 }
 
 // kickTag tells every gateway but from holding client's sessions to close
 // those with tag.
-func (c *Cluster) kickTag(app, client, tag, device, from string, except conversation.SessionID) {
-	var e enc
-	e.str(app)
-	e.str(client)
-	e.str(tag)
-	e.str(device)
-	e.u64(uint64(except))
-	for _, node := range c.reg.gateways(app, client) {
+func (h *Hub) kickTag(app, client, tag, device, from string, except conversation.SessionID) {
+	var e wire.Enc
+	e.Str(app)
+	e.Str(client)
+	e.Str(tag)
+	e.Str(device)
+	e.U64(uint64(except))
+	for _, node := range h.reg.gateways(app, client) {
 		if node == from {
 			continue
 		}
-		if node == c.cfg.NodeID {
-			c.async(func() { c.gateway.KickTag(app, client, tag, device, except) })
+		if node == h.cfg.NodeID {
+			h.cfg.Async(func() { h.gw.KickTag(app, client, tag, device, except) })
 			continue
 		}
-		_ = c.tr.Send(node, msgKickTag, e.b)
+		_ = h.cfg.Peers.Send(node, wire.MsgKickTag, e.B)
 	}
 }
 
-// presence is this node's side of the registry: its own session counts per
+// localSessions is this node's side of the registry: its own session counts per
 // client, registered at each client shard's registry holder.
-type presence struct {
+type localSessions struct {
 	mu sync.Mutex
 	m  map[string]int // app \x00 clientId -> sessions on this node
 }
 
-func (p *presence) init() { p.m = map[string]int{} }
+func (p *localSessions) init() { p.m = map[string]int{} }
 
 // registryNodes returns the live replicas of a client shard, which hold its
 // session registry: reachable ones first (see coordinators).
-func (c *Cluster) registryNodes(shard uint16) []string { return c.coordinators(shard) }
-
-// Presence returns the gateway.Presence of this node.
-func (c *Cluster) Presence() *Presence { return (*Presence)(c) }
-
-// Presence implements gateway.Presence.
-type Presence Cluster
+func (h *Hub) registryNodes(shard uint16) []string { return h.cfg.Peers.Coordinators(shard) }
 
 // Opened registers a new session synchronously (bounded by the request
 // timeout): the login response waits, so pushes find the client by the
 // time it acts.
-func (p *Presence) Opened(app, clientID, tag, deviceID string, s conversation.SessionID) {
-	c := (*Cluster)(p)
-	c.presence.mu.Lock()
+func (h *Hub) Opened(app, clientID, tag, deviceID string, s conversation.SessionID) {
+	h.local.mu.Lock()
 	k := regKey(app, clientID)
-	c.presence.m[k]++
-	n := c.presence.m[k]
-	c.presence.mu.Unlock()
-	c.register(app, clientID, n, tag, deviceID, s)
+	h.local.m[k]++
+	n := h.local.m[k]
+	h.local.mu.Unlock()
+	h.register(app, clientID, n, tag, deviceID, s)
 }
 
 // Closed unregisters a session in the background.
-func (p *Presence) Closed(app, clientID string, _ conversation.SessionID) {
-	c := (*Cluster)(p)
-	c.presence.mu.Lock()
+func (h *Hub) Closed(app, clientID string, _ conversation.SessionID) {
+	h.local.mu.Lock()
 	k := regKey(app, clientID)
-	c.presence.m[k]--
-	if c.presence.m[k] <= 0 {
-		delete(c.presence.m, k)
+	h.local.m[k]--
+	if h.local.m[k] <= 0 {
+		delete(h.local.m, k)
 	}
-	c.presence.mu.Unlock()
+	h.local.mu.Unlock()
 	// The count is read again when the task runs: a login that happened
 	// meanwhile registered a higher one synchronously, which must not be
 	// overwritten by this older count.
-	c.async(func() { c.register(app, clientID, c.presence.count(k), "", "", 0) })
+	h.cfg.Async(func() { h.register(app, clientID, h.local.count(k), "", "", 0) })
 }
 
-func (p *presence) count(k string) int {
+func (p *localSessions) count(k string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.m[k]
 }
 
-// Online answers session/query from the client shards' registries.
-func (p *Presence) Online(app string, ids []string) []string {
-	return (*Cluster)(p).online(app, ids)
+// Online implements gateway.Presence and conversation.Deliverer: it asks
+// the client shards' registries (session/query, offline checks).
+func (h *Hub) Online(app string, ids []string) []string {
+	return h.online(app, ids)
 }
 
 // register sends one registration to every registry replica of the
 // client's shard: the first synchronously, the others in the background.
-func (c *Cluster) register(app, clientID string, n int, tag, deviceID string, s conversation.SessionID) {
-	nodes := c.registryNodes(c.ClientShard(app, clientID))
-	var e enc
-	e.u64(1)
-	e.str(app)
-	e.str(clientID)
-	e.u64(uint64(max(n, 0)))
-	e.str(tag)
-	e.str(deviceID)
-	e.u64(uint64(s))
+func (h *Hub) register(app, clientID string, n int, tag, deviceID string, s conversation.SessionID) {
+	nodes := h.registryNodes(h.cfg.ClientShard(app, clientID))
+	var e wire.Enc
+	e.U64(1)
+	e.Str(app)
+	e.Str(clientID)
+	e.U64(uint64(max(n, 0)))
+	e.Str(tag)
+	e.Str(deviceID)
+	e.U64(uint64(s))
 	for i, node := range nodes {
 		if i == 0 {
-			c.sendRegistration(node, e.b)
+			h.sendRegistration(node, e.B)
 		} else {
-			c.async(func() { c.sendRegistration(node, e.b) })
+			h.cfg.Async(func() { h.sendRegistration(node, e.B) })
 		}
 	}
 }
 
-// sendRegistration delivers an mRegister batch to node (applied here when
+// sendRegistration delivers an wire.Register batch to node (applied here when
 // node is this one).
-func (c *Cluster) sendRegistration(node string, payload []byte) {
-	if node == c.cfg.NodeID {
-		_ = c.reg.apply(c, node, &dec{b: payload})
+func (h *Hub) sendRegistration(node string, payload []byte) {
+	if node == h.cfg.NodeID {
+		_ = h.reg.apply(h, node, &wire.Dec{B: payload})
 		return
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
+	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.RequestTimeout)
 	defer cancel()
-	_, err := c.tr.Call(ctx, node, mRegister, payload)
-	c.noteCall(node, err)
+	_, err := h.call(ctx, node, wire.Register, payload)
+	h.cfg.Peers.NoteCall(node, err)
 	if err != nil {
-		c.met.registerErrors.Inc()
-		c.log.Debug("Registering sessions failed", "registry", node, "err", err)
+		h.met.registerErrors.Inc()
+		h.log.Debug("Registering sessions failed", "registry", node, "err", err)
 	}
 }
 
 // reregister sends every local session count to the current registry
 // holders, in the background (after roster or liveness changes).
-func (p *presence) reregister(c *Cluster) {
+func (p *localSessions) reregister(h *Hub) {
 	p.mu.Lock()
 	snapshot := maps.Clone(p.m)
 	p.mu.Unlock()
-	c.async(func() {
-		batches := map[string]*enc{}
+	h.cfg.Async(func() {
+		batches := map[string]*wire.Enc{}
 		counts := map[string]uint64{}
 		for k, n := range snapshot {
 			i := strings.IndexByte(k, 0)
 			app, client := k[:i], k[i+1:]
-			for _, node := range c.registryNodes(c.ClientShard(app, client)) {
+			for _, node := range h.registryNodes(h.cfg.ClientShard(app, client)) {
 				b := batches[node]
 				if b == nil {
-					b = &enc{}
+					b = &wire.Enc{}
 					batches[node] = b
 				}
 				counts[node]++
-				b.str(app)
-				b.str(client)
-				b.u64(uint64(n))
-				b.str("")
-				b.str("")
-				b.u64(0)
+				b.Str(app)
+				b.Str(client)
+				b.U64(uint64(n))
+				b.Str("")
+				b.Str("")
+				b.U64(0)
 			}
 		}
 		for node, body := range batches {
-			var e enc
-			e.u64(counts[node])
-			e.b = append(e.b, body.b...)
-			c.sendRegistration(node, e.b)
+			var e wire.Enc
+			e.U64(counts[node])
+			e.B = append(e.B, body.B...)
+			h.sendRegistration(node, e.B)
 		}
 	})
 }
-
-// Deliverer returns the engine's Deliverer.
-func (c *Cluster) Deliverer() conversation.Deliverer { return (*deliverer)(c) }
-
-type deliverer Cluster
 
 // Deliver implements conversation.Deliverer without blocking: recipients
 // are grouped by a registry replica of their client shard (the first
@@ -276,8 +265,7 @@ type deliverer Cluster
 // cannot be queued (the replica is down) the next replica is tried; if none
 // takes it the push is dropped and the recipients catch up through unread
 // counts and history, like offline clients.
-func (dl *deliverer) Deliver(app string, clientIDs []string, except conversation.SessionID, cmd *pb.GenericCommand) {
-	c := (*Cluster)(dl)
+func (h *Hub) Deliver(app string, clientIDs []string, except conversation.SessionID, cmd *pb.GenericCommand) {
 	if cmd.PeerId != nil || cmd.I != nil || cmd.Service == nil {
 		cmd = proto.CloneOf(cmd)
 		cmd.PeerId, cmd.I = nil, nil
@@ -287,127 +275,122 @@ func (dl *deliverer) Deliver(app string, clientIDs []string, except conversation
 	}
 	frame, err := proto.Marshal(cmd)
 	if err != nil {
-		c.log.Error("Dropping unencodable push", "err", err)
+		h.log.Error("Dropping unencodable push", "err", err)
 		return
 	}
 	byShard := map[uint16][]string{}
 	for _, id := range clientIDs {
-		shard := c.ClientShard(app, id)
+		shard := h.cfg.ClientShard(app, id)
 		byShard[shard] = append(byShard[shard], id)
 	}
 	for shard, ids := range byShard {
-		c.relay(app, c.registryNodes(shard), ids, except, frame)
+		h.relay(app, h.registryNodes(shard), ids, except, frame)
 	}
 }
 
 // relay hands a push for ids to the first registry replica that takes it.
-func (c *Cluster) relay(app string, replicas, ids []string, except conversation.SessionID, frame []byte) {
+func (h *Hub) relay(app string, replicas, ids []string, except conversation.SessionID, frame []byte) {
 	for _, node := range replicas {
-		if node == c.cfg.NodeID {
-			c.fanout(app, ids, except, frame)
+		if node == h.cfg.NodeID {
+			h.fanout(app, ids, except, frame)
 			return
 		}
-		err := c.tr.Send(node, msgFanout, pushPayload(app, ids, except, frame))
-		c.noteCall(node, err)
+		err := h.cfg.Peers.Send(node, wire.MsgFanout, pushPayload(app, ids, except, frame))
+		h.cfg.Peers.NoteCall(node, err)
 		if err == nil {
 			return
 		}
 	}
-	c.met.pushDrops.Inc()
+	h.met.pushDrops.Inc()
 }
 
 func pushPayload(app string, ids []string, except conversation.SessionID, frame []byte) []byte {
-	var e enc
-	e.str(app)
-	e.strs(ids)
-	e.u64(uint64(except))
-	e.bytes(frame)
-	return e.b
+	var e wire.Enc
+	e.Str(app)
+	e.Strs(ids)
+	e.U64(uint64(except))
+	e.Bytes(frame)
+	return e.B
 }
 
 // fanout pushes frame to the gateways holding sessions of ids (this node
 // holds their registry).
-func (c *Cluster) fanout(app string, ids []string, except conversation.SessionID, frame []byte) {
+func (h *Hub) fanout(app string, ids []string, except conversation.SessionID, frame []byte) {
 	byNode := map[string][]string{}
 	for _, id := range ids {
-		for _, node := range c.reg.gateways(app, id) {
+		for _, node := range h.reg.gateways(app, id) {
 			byNode[node] = append(byNode[node], id)
 		}
 	}
 	for node, ids := range byNode {
-		if node == c.cfg.NodeID {
-			c.gateway.DeliverEncoded(app, ids, except, frame)
+		if node == h.cfg.NodeID {
+			h.gw.DeliverEncoded(app, ids, except, frame)
 			continue
 		}
-		if err := c.tr.Send(node, msgPush, pushPayload(app, ids, except, frame)); err != nil {
-			c.met.pushDrops.Inc()
+		if err := h.cfg.Peers.Send(node, wire.MsgPush, pushPayload(app, ids, except, frame)); err != nil {
+			h.met.pushDrops.Inc()
 		}
 	}
 }
 
-func decodePush(d *dec) (string, []string, conversation.SessionID, []byte, error) {
-	app := d.str()
-	ids := d.strs()
-	except := sessionID(d.u64())
-	frame := d.bytes()
-	return app, ids, except, frame, d.done("push")
+func decodePush(d *wire.Dec) (string, []string, conversation.SessionID, []byte, error) {
+	app := d.Str()
+	ids := d.Strs()
+	except := conversation.SessionID(d.U64())
+	frame := d.Bytes()
+	return app, ids, except, frame, d.Done("push")
 }
 
-func (c *Cluster) serveFanout(d *dec) error {
+func (h *Hub) serveFanout(d *wire.Dec) error {
 	app, ids, except, frame, err := decodePush(d)
 	if err == nil {
-		c.fanout(app, ids, except, frame)
+		h.fanout(app, ids, except, frame)
 	}
 	return err
 }
 
-func (c *Cluster) servePush(d *dec) error {
+func (h *Hub) servePush(d *wire.Dec) error {
 	app, ids, except, frame, err := decodePush(d)
 	if err == nil {
-		c.gateway.DeliverEncoded(app, ids, except, frame)
+		h.gw.DeliverEncoded(app, ids, except, frame)
 	}
 	return err
-}
-
-// Online implements conversation.Deliverer: asks the registry holders.
-func (dl *deliverer) Online(app string, clientIDs []string) []string {
-	return (*Cluster)(dl).online(app, clientIDs)
 }
 
 // onlineAt asks the first registry replica of shard that answers.
-func (c *Cluster) onlineAt(app string, shard uint16, ids []string) []string {
-	for _, node := range c.registryNodes(shard) {
-		if node == c.cfg.NodeID {
-			return c.reg.online(app, ids)
+func (h *Hub) onlineAt(app string, shard uint16, ids []string) []string {
+	for _, node := range h.registryNodes(shard) {
+		if node == h.cfg.NodeID {
+			return h.reg.online(app, ids)
 		}
-		var e enc
-		e.str(app)
-		e.strs(ids)
-		ctx, cancel := context.WithTimeout(c.ctx, time.Second)
-		resp, err := c.tr.Call(ctx, node, mOnline, e.b)
+		var e wire.Enc
+		e.Str(app)
+		e.Strs(ids)
+		ctx, cancel := context.WithTimeout(h.ctx, time.Second)
+		resp, err := h.call(ctx, node, wire.Online, e.B)
 		cancel()
-		c.noteCall(node, err)
+		h.cfg.Peers.NoteCall(node, err)
 		if err != nil {
 			continue
 		}
-		d := dec{b: resp}
-		got := d.strs()
-		if d.done("online") == nil {
+		d := wire.Dec{B: resp}
+		got := d.Strs()
+		if d.Done("online") == nil {
 			return got
 		}
 	}
 	return nil
 }
 
-func (c *Cluster) online(app string, clientIDs []string) []string {
+func (h *Hub) online(app string, clientIDs []string) []string {
 	byShard := map[uint16][]string{}
 	for _, id := range clientIDs {
-		shard := c.ClientShard(app, id)
+		shard := h.cfg.ClientShard(app, id)
 		byShard[shard] = append(byShard[shard], id)
 	}
 	var out []string
 	for shard, ids := range byShard {
-		out = append(out, c.onlineAt(app, shard, ids)...)
+		out = append(out, h.onlineAt(app, shard, ids)...)
 	}
 	// Keep the callers' order.
 	set := map[string]bool{}
@@ -420,25 +403,22 @@ func (c *Cluster) online(app string, clientIDs []string) []string {
 // Kick closes every session of a client on every live node (the REST
 // server API's kick; rare, so it asks all nodes) and returns how many
 // sessions were closed.
-func (c *Cluster) Kick(app, clientID string) int {
-	n := c.gateway.Kick(app, clientID)
-	var e enc
-	e.str(app)
-	e.str(clientID)
-	for _, m := range c.snap.Load().Members {
-		if m.ID == c.cfg.NodeID || !m.Live {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
-		resp, err := c.tr.Call(ctx, m.ID, mKick, e.b)
+func (h *Hub) Kick(app, clientID string) int {
+	n := h.gw.Kick(app, clientID)
+	var e wire.Enc
+	e.Str(app)
+	e.Str(clientID)
+	for _, id := range h.cfg.Peers.LiveOthers() {
+		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.RequestTimeout)
+		resp, err := h.call(ctx, id, wire.Kick, e.B)
 		cancel()
 		if err != nil {
-			c.log.Warn("Kicking a client on a peer failed", "peer", m.ID, "client", clientID, "err", err)
+			h.log.Warn("Kicking a client on a peer failed", "peer", id, "client", clientID, "err", err)
 			continue
 		}
-		d := dec{b: resp}
-		k := d.u64()
-		if d.done("kick") == nil {
+		d := wire.Dec{B: resp}
+		k := d.U64()
+		if d.Done("kick") == nil {
 			n += int(k)
 		}
 	}

@@ -1,4 +1,4 @@
-package cluster
+package replica
 
 import (
 	"math"
@@ -20,21 +20,21 @@ func newTestHLC(startMS int64) (*hlc, *fakeClock) {
 	return &hlc{now: fc.now}, fc
 }
 
-func TestClusterHLCLayout(t *testing.T) {
+func TestReplicaHLCLayout(t *testing.T) {
 	c, fc := newTestHLC(1_700_000_000_000)
-	if got, want := c.Now(), uint64(1_700_000_000_000)<<hlcLogicalBits; got != want {
-		t.Fatalf("first version %d, want wall ms << %d = %d", got, hlcLogicalBits, want)
+	if got, want := c.Now(), uint64(1_700_000_000_000)<<HLCLogicalBits; got != want {
+		t.Fatalf("first version %d, want wall ms << %d = %d", got, HLCLogicalBits, want)
 	}
-	if got, want := c.Now(), uint64(1_700_000_000_000)<<hlcLogicalBits+1; got != want {
+	if got, want := c.Now(), uint64(1_700_000_000_000)<<HLCLogicalBits+1; got != want {
 		t.Fatalf("second version in the same ms %d, want %d", got, want)
 	}
 	fc.ms.Add(1)
-	if got, want := c.Now(), uint64(1_700_000_000_001)<<hlcLogicalBits; got != want {
+	if got, want := c.Now(), uint64(1_700_000_000_001)<<HLCLogicalBits; got != want {
 		t.Fatalf("version in the next ms %d, want %d", got, want)
 	}
 }
 
-func TestClusterHLCWallClockBackwards(t *testing.T) {
+func TestReplicaHLCWallClockBackwards(t *testing.T) {
 	c, fc := newTestHLC(10_000)
 	prev := c.Now()
 	steps := []int64{-5_000, 0, -1, +2, -10_000, +20_000, -1}
@@ -47,17 +47,17 @@ func TestClusterHLCWallClockBackwards(t *testing.T) {
 		prev = v
 	}
 	// Once the wall clock passes the last version, versions follow it again.
-	if want := uint64(fc.ms.Load()) << hlcLogicalBits; prev < want {
+	if want := uint64(fc.ms.Load()) << HLCLogicalBits; prev < want {
 		t.Fatalf("version %d behind the wall clock %d", prev, want)
 	}
 }
 
 // More than 2^16 versions in one millisecond carry into the millisecond
 // bits and stay strictly increasing.
-func TestClusterHLCLogicalOverflow(t *testing.T) {
+func TestReplicaHLCLogicalOverflow(t *testing.T) {
 	c, _ := newTestHLC(5)
 	prev := c.Now()
-	for range 1<<hlcLogicalBits + 10 {
+	for range 1<<HLCLogicalBits + 10 {
 		v := c.Now()
 		if v != prev+1 {
 			t.Fatalf("version %d after %d", v, prev)
@@ -66,11 +66,11 @@ func TestClusterHLCLogicalOverflow(t *testing.T) {
 	}
 }
 
-func TestClusterHLCObserve(t *testing.T) {
+func TestReplicaHLCObserve(t *testing.T) {
 	c, fc := newTestHLC(1_000)
 	v := c.Now()
 
-	peer := uint64(50_000)<<hlcLogicalBits + 7
+	peer := uint64(50_000)<<HLCLogicalBits + 7
 	c.Observe(peer)
 	if got := c.Now(); got != peer+1 {
 		t.Fatalf("Now after Observe(%d) = %d, want %d", peer, got, peer+1)
@@ -83,14 +83,14 @@ func TestClusterHLCObserve(t *testing.T) {
 	}
 	// The wall clock catching up takes over again.
 	fc.ms.Store(60_000)
-	if got, want := c.Now(), uint64(60_000)<<hlcLogicalBits; got != want {
+	if got, want := c.Now(), uint64(60_000)<<HLCLogicalBits; got != want {
 		t.Fatalf("Now after the wall clock passed = %d, want %d", got, want)
 	}
 }
 
 // Concurrent Now calls (with Observe racing them) never hand out the same
 // version twice, and each caller sees its versions strictly increase.
-func TestClusterHLCConcurrent(t *testing.T) {
+func TestReplicaHLCConcurrent(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		c    *hlc
@@ -131,14 +131,14 @@ func TestClusterHLCConcurrent(t *testing.T) {
 	}
 }
 
-func TestClusterHLCIgnoresVersionsFarAhead(t *testing.T) {
+func TestReplicaHLCIgnoresVersionsFarAhead(t *testing.T) {
 	c, _ := newTestHLC(1_000)
 	c.Observe(math.MaxUint64 - 1)
 	a, b := c.Now(), c.Now()
 	if b <= a {
 		t.Fatalf("versions went backwards after a hostile observation: %d then %d", a, b)
 	}
-	if a>>hlcLogicalBits > 1_000+uint64(maxDrift.Milliseconds()) {
-		t.Fatalf("clock moved to %d ms by a version beyond the drift bound", a>>hlcLogicalBits)
+	if a>>HLCLogicalBits > 1_000+uint64(maxDrift.Milliseconds()) {
+		t.Fatalf("clock moved to %d ms by a version beyond the drift bound", a>>HLCLogicalBits)
 	}
 }

@@ -1,4 +1,4 @@
-package cluster
+package replica
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
 // Replicas compare a shard in two levels (store.RangeDigest): a summary of
@@ -16,13 +17,13 @@ import (
 // only the records of the buckets that differ. A key's bucket is a hash of
 // the key and a bucket's digest covers every record's key and whole value,
 // so both replicas bucket alike and a differing body under an equal version
-// is found too. One mRangeDigest call does both levels: the caller sends its
+// is found too. One wire.RangeDigest call does both levels: the caller sends its
 // summary and gets the buckets only if the summaries differ.
 //
 // Catch-up (joining, returning, rebalancing) uses the same comparison over
 // every record (no version cutoff), so a replica that already holds most of
 // a shard copies only what differs; anti-entropy compares settled records
-// (older than antiEntropySettle).
+// (older than AntiEntropySettle).
 
 // transfer is the progress of one queued shard's catch-up, guarded by the
 // syncer's mu: what is left to copy from the source being synced from.
@@ -80,8 +81,8 @@ func (s *syncer) remainingLocked() {
 			bytes += b
 		}
 	}
-	s.c.met.syncKeysRemaining.Set(float64(keys))
-	s.c.met.syncBytesRemaining.Set(float64(bytes))
+	s.rs.met.syncKeysRemaining.Set(float64(keys))
+	s.rs.met.syncBytesRemaining.Set(float64(bytes))
 }
 
 // progress returns the source and the keys and bytes left of shard's
@@ -97,7 +98,7 @@ func (s *syncer) progress(shard uint16) (from string, keys, bytes int64) {
 	return from, keys, bytes
 }
 
-// sizeBatch bounds the shards one mShardSize request asks for: each is a
+// sizeBatch bounds the shards one wire.ShardSize request asks for: each is a
 // scan on the source, and one answer must come within its timeout.
 const sizeBatch = 16
 
@@ -105,8 +106,8 @@ const sizeBatch = 16
 // size, so a shard waiting its turn reports what it will copy. Shards whose
 // source does not answer stay unknown.
 func (s *syncer) sizeQueued() {
-	c := s.c
-	cur := c.ring.Load()
+	rs := s.rs
+	cur := rs.peers.Ring()
 	s.mu.Lock()
 	prev := s.prev
 	var todo []uint16
@@ -119,18 +120,18 @@ func (s *syncer) sizeQueued() {
 	s.mu.Unlock()
 	bySource := map[string][]uint16{}
 	for _, sh := range todo {
-		if srcs := c.syncSources(sh, prev, cur); len(srcs) > 0 {
+		if srcs := rs.syncSources(sh, prev, cur); len(srcs) > 0 {
 			bySource[srcs[0]] = append(bySource[srcs[0]], sh)
 		}
 	}
 	for src, shards := range bySource {
 		for chunk := range slices.Chunk(shards, sizeBatch) {
-			if c.ctx.Err() != nil {
+			if rs.ctx.Err() != nil {
 				return
 			}
-			sizes, err := c.remoteShardSizes(src, chunk)
+			sizes, err := rs.remoteShardSizes(src, chunk)
 			if err != nil {
-				c.log.Debug("Asking a shard size failed", "peer", src, "err", err)
+				rs.log.Debug("Asking a shard size failed", "peer", src, "err", err)
 				continue
 			}
 			s.mu.Lock()
@@ -146,101 +147,101 @@ func (s *syncer) sizeQueued() {
 }
 
 // remoteShardSizes asks peer for the key and byte counts of shards.
-func (c *Cluster) remoteShardSizes(peer string, shards []uint16) ([][2]int64, error) {
-	var e enc
-	e.shards(shards)
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+func (rs *Set) remoteShardSizes(peer string, shards []uint16) ([][2]int64, error) {
+	var e wire.Enc
+	e.Shards(shards)
+	ctx, cancel := context.WithTimeout(rs.ctx, 10*time.Second)
 	defer cancel()
-	resp, err := c.tr.Call(ctx, peer, mShardSize, e.b)
+	resp, err := rs.call(ctx, peer, wire.ShardSize, e.B)
 	if err != nil {
 		return nil, err
 	}
-	d := dec{b: resp}
-	if n := d.count(); n != len(shards) {
+	d := wire.Dec{B: resp}
+	if n := d.Count(); n != len(shards) {
 		return nil, fmt.Errorf("cluster: %d shard sizes for %d shards", n, len(shards))
 	}
 	out := make([][2]int64, len(shards))
 	for i := range out {
-		out[i] = [2]int64{int64(d.u64()), int64(d.u64())}
+		out[i] = [2]int64{int64(d.U64()), int64(d.U64())}
 	}
-	return out, d.done("shard size")
+	return out, d.Done("shard size")
 }
 
-// serveShardSize answers mShardSize: shards -> keys and bytes of each.
-func (c *Cluster) serveShardSize(d *dec) ([]byte, error) {
-	shards := d.shards(c.cfg.Shards)
-	if len(shards) > c.cfg.Shards {
-		return nil, fmt.Errorf("cluster: %d shards asked for, of %d", len(shards), c.cfg.Shards)
+// serveShardSize answers wire.ShardSize: shards -> keys and bytes of each.
+func (rs *Set) serveShardSize(d *wire.Dec) ([]byte, error) {
+	shards := d.Shards(rs.cfg.Shards)
+	if len(shards) > rs.cfg.Shards {
+		return nil, fmt.Errorf("cluster: %d shards asked for, of %d", len(shards), rs.cfg.Shards)
 	}
-	if err := d.done("shard size"); err != nil {
+	if err := d.Done("shard size"); err != nil {
 		return nil, err
 	}
-	var e enc
-	e.u64(uint64(len(shards)))
+	var e wire.Enc
+	e.U64(uint64(len(shards)))
 	for _, sh := range shards {
-		if int(sh) >= c.cfg.Shards {
+		if int(sh) >= rs.cfg.Shards {
 			return nil, fmt.Errorf("cluster: shard %d out of range", sh)
 		}
-		keys, bytes, err := c.st.ShardSize(sh)
+		keys, bytes, err := rs.st.ShardSize(sh)
 		if err != nil {
 			return nil, err
 		}
-		e.u64(uint64(keys))
-		e.u64(uint64(bytes))
+		e.U64(uint64(keys))
+		e.U64(uint64(bytes))
 	}
-	return e.b, nil
+	return e.B, nil
 }
 
-// serveRangeDigest answers mRangeDigest: shard, version cutoff and the
+// serveRangeDigest answers wire.RangeDigest: shard, version cutoff and the
 // caller's summary -> whether the summaries are equal, and if not, this
 // node's bucket digests (store.DigestBuckets of sum, keys, bytes).
-func (c *Cluster) serveRangeDigest(d *dec) ([]byte, error) {
-	shard := uint16(d.u64())
-	cutoff := d.u64()
-	summary := d.u64()
-	if err := d.done("range digest"); err != nil {
+func (rs *Set) serveRangeDigest(d *wire.Dec) ([]byte, error) {
+	shard := uint16(d.U64())
+	cutoff := d.U64()
+	summary := d.U64()
+	if err := d.Done("range digest"); err != nil {
 		return nil, err
 	}
-	if int(shard) >= c.cfg.Shards {
+	if int(shard) >= rs.cfg.Shards {
 		return nil, fmt.Errorf("cluster: shard %d out of range", shard)
 	}
-	rd, err := c.st.ShardRangeDigest(shard, cutoff)
+	rd, err := rs.st.ShardRangeDigest(shard, cutoff)
 	if err != nil {
 		return nil, err
 	}
 	return encodeRangeDigest(rd.Summary() == summary, &rd), nil
 }
 
-// encodeRangeDigest encodes an mRangeDigest answer: equal, and unless
+// encodeRangeDigest encodes an wire.RangeDigest answer: equal, and unless
 // equal the bucket count and each bucket's sum, keys and bytes.
 func encodeRangeDigest(equal bool, rd *store.RangeDigest) []byte {
-	var e enc
-	e.bool(equal)
+	var e wire.Enc
+	e.Bool(equal)
 	if equal {
-		return e.b
+		return e.B
 	}
-	e.u64(store.DigestBuckets)
+	e.U64(store.DigestBuckets)
 	for _, b := range rd.Buckets {
-		e.u64(b.Sum)
-		e.u64(uint64(b.Keys))
-		e.u64(uint64(b.Bytes))
+		e.U64(b.Sum)
+		e.U64(uint64(b.Keys))
+		e.U64(uint64(b.Bytes))
 	}
-	return e.b
+	return e.B
 }
 
-// decodeRangeDigest decodes an mRangeDigest answer.
+// decodeRangeDigest decodes an wire.RangeDigest answer.
 func decodeRangeDigest(resp []byte) (equal bool, rd store.RangeDigest, err error) {
-	d := dec{b: resp}
-	if d.bool() {
-		return true, rd, d.done("range digest")
+	d := wire.Dec{B: resp}
+	if d.Bool() {
+		return true, rd, d.Done("range digest")
 	}
-	if n := d.count(); n != store.DigestBuckets && d.err == nil {
+	if n := d.Count(); n != store.DigestBuckets && d.Err == nil {
 		return false, rd, fmt.Errorf("cluster: range digest of %d buckets, want %d", n, store.DigestBuckets)
 	}
 	for i := range rd.Buckets {
-		rd.Buckets[i] = store.BucketDigest{Sum: d.u64(), Keys: int64(d.u64()), Bytes: int64(d.u64())}
+		rd.Buckets[i] = store.BucketDigest{Sum: d.U64(), Keys: int64(d.U64()), Bytes: int64(d.U64())}
 	}
-	if err := d.done("range digest"); err != nil {
+	if err := d.Done("range digest"); err != nil {
 		return false, store.RangeDigest{}, err
 	}
 	return false, rd, nil
@@ -249,18 +250,18 @@ func decodeRangeDigest(resp []byte) (equal bool, rd store.RangeDigest, err error
 // rangeDiff compares this node's records of shard with versions up to
 // cutoff with peer's: it returns the mask of the buckets that differ (0
 // when the shards are equal) and peer's digest (zero when equal).
-func (c *Cluster) rangeDiff(ctx context.Context, peer string, shard uint16, cutoff uint64) (uint64, store.RangeDigest, error) {
-	mine, err := c.st.ShardRangeDigest(shard, cutoff)
+func (rs *Set) rangeDiff(ctx context.Context, peer string, shard uint16, cutoff uint64) (uint64, store.RangeDigest, error) {
+	mine, err := rs.st.ShardRangeDigest(shard, cutoff)
 	if err != nil {
 		return 0, store.RangeDigest{}, err
 	}
-	var e enc
-	e.u64(uint64(shard))
-	e.u64(cutoff)
-	e.u64(mine.Summary())
+	var e wire.Enc
+	e.U64(uint64(shard))
+	e.U64(cutoff)
+	e.U64(mine.Summary())
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := c.tr.Call(cctx, peer, mRangeDigest, e.b)
+	resp, err := rs.call(cctx, peer, wire.RangeDigest, e.B)
 	if err != nil {
 		return 0, store.RangeDigest{}, err
 	}
@@ -273,21 +274,28 @@ func (c *Cluster) rangeDiff(ctx context.Context, peer string, shard uint16, cuto
 	return mine.Diff(&theirs), theirs, nil
 }
 
+// Repair copies from src the records of shard in the digest buckets that
+// differ between the two replicas over versions up to cutoff, and returns
+// the mask of those buckets and the number of records copied.
+func (rs *Set) Repair(ctx context.Context, shard uint16, src string, cutoff uint64) (uint64, int64, error) {
+	return rs.syncFrom(ctx, shard, src, cutoff, nil)
+}
+
 // syncFrom copies from src the records of shard that this node may lack:
 // those of the buckets whose digests over versions up to cutoff differ. t,
 // if not nil, tracks the progress. It returns the mask of the buckets it
 // copied and the number of records.
-func (c *Cluster) syncFrom(ctx context.Context, shard uint16, src string, cutoff uint64, t *transfer) (uint64, int64, error) {
-	mask, theirs, err := c.rangeDiff(ctx, src, shard, cutoff)
+func (rs *Set) syncFrom(ctx context.Context, shard uint16, src string, cutoff uint64, t *transfer) (uint64, int64, error) {
+	mask, theirs, err := rs.rangeDiff(ctx, src, shard, cutoff)
 	if err != nil {
 		return 0, 0, fmt.Errorf("compare shard %d with %s: %w", shard, src, err)
 	}
-	c.sync.begin(t, src, theirs.Keys(mask), theirs.Bytes(mask))
+	rs.sync.begin(t, src, theirs.Keys(mask), theirs.Bytes(mask))
 	if mask == 0 {
 		return 0, 0, nil
 	}
-	c.met.syncBuckets.Add(float64(bits.OnesCount64(mask)))
-	n, err := c.pullBuckets(ctx, shard, src, mask, t)
+	rs.met.syncBuckets.Add(float64(bits.OnesCount64(mask)))
+	n, err := rs.pullBuckets(ctx, shard, src, mask, t)
 	if err != nil {
 		return mask, n, fmt.Errorf("copy shard %d from %s: %w", shard, src, err)
 	}
@@ -298,43 +306,43 @@ func (c *Cluster) syncFrom(ctx context.Context, shard uint16, src string, cutoff
 // replicas and copies the buckets that differ from them; the other side
 // does the same, so both converge.
 func (s *syncer) antiEntropy() {
-	c := s.c
-	cur := c.ring.Load()
+	rs := s.rs
+	cur := rs.peers.Ring()
 	under := 0
-	for _, sh := range cur.ShardsOf(c.cfg.NodeID) {
+	for _, sh := range cur.ShardsOf(rs.cfg.NodeID) {
 		shard := uint16(sh)
-		if c.ctx.Err() != nil {
+		if rs.ctx.Err() != nil {
 			return
 		}
 		if !s.ready(shard) {
 			under++
 			continue
 		}
-		if slices.ContainsFunc(cur.Replicas(sh), func(id string) bool { return !c.live(id) }) {
+		if slices.ContainsFunc(cur.Replicas(sh), func(id string) bool { return !rs.peers.Live(id) }) {
 			under++
 		}
-		// Compare what settled (older than antiEntropySettle): writes in
+		// Compare what settled (older than AntiEntropySettle): writes in
 		// flight to the replicas would make every digest differ under load.
-		cutoff := uint64(time.Now().Add(-antiEntropySettle).UnixMilli()) << hlcLogicalBits
-		for _, peer := range c.others(cur.Replicas(sh)) {
-			if !c.live(peer) {
+		cutoff := uint64(rs.now().Add(-AntiEntropySettle).UnixMilli()) << HLCLogicalBits
+		for _, peer := range rs.others(cur.Replicas(sh)) {
+			if !rs.peers.Live(peer) {
 				continue
 			}
-			mask, theirs, err := c.rangeDiff(c.ctx, peer, shard, cutoff)
+			mask, theirs, err := rs.rangeDiff(rs.ctx, peer, shard, cutoff)
 			if err != nil || mask == 0 {
 				continue // an unreachable peer is the failure detector's business
 			}
-			if c.log.Enabled(c.ctx, slog.LevelDebug) {
-				c.log.Debug("Repairing shard buckets from a replica", "shard", shard, "peer", peer,
+			if rs.log.Enabled(rs.ctx, slog.LevelDebug) {
+				rs.log.Debug("Repairing shard buckets from a replica", "shard", shard, "peer", peer,
 					"buckets", bits.OnesCount64(mask), "keys", theirs.Keys(mask))
 			}
-			c.met.syncBuckets.Add(float64(bits.OnesCount64(mask)))
-			if _, err := c.pullBuckets(c.ctx, shard, peer, mask, nil); err != nil {
-				c.met.syncRuns.WithLabelValues("repair", "error").Inc()
+			rs.met.syncBuckets.Add(float64(bits.OnesCount64(mask)))
+			if _, err := rs.pullBuckets(rs.ctx, shard, peer, mask, nil); err != nil {
+				rs.met.syncRuns.WithLabelValues("repair", "error").Inc()
 				continue
 			}
-			c.met.syncRuns.WithLabelValues("repair", "ok").Inc()
+			rs.met.syncRuns.WithLabelValues("repair", "ok").Inc()
 		}
 	}
-	c.met.underReplicated.Set(float64(under))
+	rs.met.underReplicated.Set(float64(under))
 }

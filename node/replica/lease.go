@@ -1,4 +1,4 @@
-package cluster
+package replica
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
 // Coordinator leases. A node coordinates a shard (runs its commands, reads
@@ -46,16 +46,11 @@ import (
 // once a minute), and reads it back at start.
 
 // leaseDuration is how long a grant lasts.
-func (c *Cluster) leaseDuration() time.Duration {
-	if c.cfg.Local {
-		return 2 * time.Second
-	}
-	return 5 * time.Second
-}
+func (rs *Set) leaseDuration() time.Duration { return rs.cfg.LeaseDuration }
 
 // leaseMargin is what a holder takes off its lease for clock-rate drift
 // between it and its granters.
-func (c *Cluster) leaseMargin() time.Duration { return c.leaseDuration() / 10 }
+func (rs *Set) leaseMargin() time.Duration { return rs.leaseDuration() / 10 }
 
 type leaseState struct {
 	// Holder side: this node holds the lease while now < until.
@@ -101,10 +96,10 @@ var leaseMarkerKey = []byte("\xff\xff\xffimcluster.lease-grants")
 
 // initLeases sizes the lease table and, if this node granted leases to
 // other nodes before it restarted, grants none until they have run out.
-func (c *Cluster) initLeases() error {
-	c.lease.s = make([]leaseState, c.cfg.Shards)
-	c.lease.catchUps = make(chan struct{}, 4)
-	v, err := c.st.Get(leaseMarkerKey)
+func (rs *Set) initLeases() error {
+	rs.lease.s = make([]leaseState, rs.cfg.Shards)
+	rs.lease.catchUps = make(chan struct{}, 4)
+	v, err := rs.st.Get(leaseMarkerKey)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil
@@ -116,8 +111,8 @@ func (c *Cluster) initLeases() error {
 	until := time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
 	// Grants last leaseDuration from when they were made, so none runs
 	// longer than that from now.
-	c.lease.noGrantUntil = minTime(until, time.Now().Add(c.leaseDuration()))
-	c.lease.marker = until
+	rs.lease.noGrantUntil = minTime(until, rs.now().Add(rs.leaseDuration()))
+	rs.lease.marker = until
 	return nil
 }
 
@@ -130,62 +125,62 @@ func minTime(a, b time.Time) time.Time {
 
 // recordGrants makes sure the store says this node's grants may run until
 // at least now plus a lease (plus slack), writing about once a minute.
-func (c *Cluster) recordGrants(now time.Time) error {
-	c.lease.markerMu.Lock()
-	defer c.lease.markerMu.Unlock()
-	if c.lease.marker.After(now.Add(c.leaseDuration() + time.Second)) {
+func (rs *Set) recordGrants(now time.Time) error {
+	rs.lease.markerMu.Lock()
+	defer rs.lease.markerMu.Unlock()
+	if rs.lease.marker.After(now.Add(rs.leaseDuration() + time.Second)) {
 		return nil
 	}
 	until := now.Add(time.Minute)
-	if err := c.st.Apply([]store.Op{{Kind: store.OpSet, Key: leaseMarkerKey,
+	if err := rs.st.Apply([]store.Op{{Kind: store.OpSet, Key: leaseMarkerKey,
 		Value: binary.BigEndian.AppendUint64(nil, uint64(until.UnixMilli()))}}); err != nil {
 		return err
 	}
-	c.lease.marker = until
+	rs.lease.marker = until
 	return nil
 }
 
 // leaseQuorum is the number of grants a lease needs for a shard with n
 // replicas: a majority, and at least the write quorum.
-func (c *Cluster) leaseQuorum(n int) int { return max(n/2+1, c.quorum(n)) }
+func (rs *Set) leaseQuorum(n int) int { return max(n/2+1, rs.quorum(n)) }
 
 // holdsLease reports whether this node holds shard's lease now.
-func (c *Cluster) holdsLease(shard uint16) bool {
-	c.lease.mu.Lock()
-	defer c.lease.mu.Unlock()
-	return time.Now().Before(c.lease.s[shard].until)
+func (rs *Set) holdsLease(shard uint16) bool {
+	rs.lease.mu.Lock()
+	defer rs.lease.mu.Unlock()
+	return rs.now().Before(rs.lease.s[shard].until)
 }
 
 // ensureLease returns whether this node holds shard's lease, acquiring it
 // (and catching the shard up, if another node held it last) when it does
 // not. Concurrent callers share one acquisition; the wait is bounded by the
 // request timeout.
-func (c *Cluster) ensureLease(shard uint16) bool {
-	deadline := time.Now().Add(c.requestTimeout())
+func (rs *Set) ensureLease(shard uint16) bool {
+	deadline := rs.now().Add(rs.requestTimeout())
 	tried := false
 	for {
-		c.lease.mu.Lock()
-		st := &c.lease.s[shard]
-		now := time.Now()
+		rs.lease.mu.Lock()
+		st := &rs.lease.s[shard]
+		now := rs.now()
 		if now.Before(st.until) {
 			st.used = now
-			c.lease.mu.Unlock()
+			rs.lease.mu.Unlock()
 			return true
 		}
 		w := st.acquiring
 		hinted := st.hint != "" && now.Before(st.hintUntil)
-		c.lease.mu.Unlock()
+		rs.lease.mu.Unlock()
 		switch {
 		case w == nil && hinted:
 			return false // another node holds it: the caller forwards there
 		case w != nil:
-			t := time.NewTimer(time.Until(deadline))
+			t := time.NewTimer(deadline.Sub(rs.now()))
 			select {
 			case <-w:
 				t.Stop()
 			case <-t.C:
 				return false
-			case <-c.ctx.Done():
+			case <-rs.ctx.Done():
 				t.Stop()
 				return false
 			}
@@ -193,7 +188,7 @@ func (c *Cluster) ensureLease(shard uint16) bool {
 			return false
 		default:
 			tried = true
-			c.acquireLeases([]uint16{shard})
+			rs.acquireLeases([]uint16{shard})
 		}
 	}
 }
@@ -202,9 +197,9 @@ func (c *Cluster) ensureLease(shard uint16) bool {
 // unexpired grant here (or, after a restart, grants this node made before
 // may still run and the shard has other replicas). It returns the previous
 // holder.
-func (c *Cluster) grantLocked(shard uint16, cand string, now time.Time) (ok bool, prev string) {
-	l := &c.lease
-	if now.Before(l.noGrantUntil) && len(c.ring.Load().Replicas(int(shard))) > 1 {
+func (rs *Set) grantLocked(shard uint16, cand string, now time.Time) (ok bool, prev string) {
+	l := &rs.lease
+	if now.Before(l.noGrantUntil) && len(rs.peers.Ring().Replicas(int(shard))) > 1 {
 		return false, ""
 	}
 	st := &l.s[shard]
@@ -212,13 +207,13 @@ func (c *Cluster) grantLocked(shard uint16, cand string, now time.Time) (ok bool
 		return false, st.holder
 	}
 	prev = st.last
-	st.holder, st.grantUntil, st.last = cand, now.Add(c.leaseDuration()), cand
+	st.holder, st.grantUntil, st.last = cand, now.Add(rs.leaseDuration()), cand
 	return true, prev
 }
 
 // releaseGrantLocked ends the grant to holder here, if it has it.
-func (c *Cluster) releaseGrantLocked(shard uint16, holder string, now time.Time) {
-	st := &c.lease.s[shard]
+func (rs *Set) releaseGrantLocked(shard uint16, holder string, now time.Time) {
+	st := &rs.lease.s[shard]
 	if st.holder == holder && now.Before(st.grantUntil) {
 		st.grantUntil = now
 	}
@@ -226,11 +221,11 @@ func (c *Cluster) releaseGrantLocked(shard uint16, holder string, now time.Time)
 
 // leaseHolder returns the node this node granted shard's lease to, if the
 // grant is current ("" if none).
-func (c *Cluster) leaseHolder(shard uint16) string {
-	c.lease.mu.Lock()
-	defer c.lease.mu.Unlock()
-	st := &c.lease.s[shard]
-	if st.holder != "" && time.Now().Before(st.grantUntil) {
+func (rs *Set) leaseHolder(shard uint16) string {
+	rs.lease.mu.Lock()
+	defer rs.lease.mu.Unlock()
+	st := &rs.lease.s[shard]
+	if st.holder != "" && rs.now().Before(st.grantUntil) {
 		return st.holder
 	}
 	return ""
@@ -238,19 +233,19 @@ func (c *Cluster) leaseHolder(shard uint16) string {
 
 // acceptsReplicate reports whether this node takes a replicated write of
 // shard from node from: not while it granted the lease to another node.
-func (c *Cluster) acceptsReplicate(shard uint16, from string) bool {
-	h := c.leaseHolder(shard)
+func (rs *Set) acceptsReplicate(shard uint16, from string) bool {
+	h := rs.leaseHolder(shard)
 	return h == "" || h == from
 }
 
-// knownHolder returns the node this node believes holds shard's lease: the
+// KnownHolder returns the node this node believes holds shard's lease: the
 // one it granted it to, else the one a replica named when refusing this
 // node ("" if none).
-func (c *Cluster) knownHolder(shard uint16) string {
-	c.lease.mu.Lock()
-	defer c.lease.mu.Unlock()
-	st := &c.lease.s[shard]
-	now := time.Now()
+func (rs *Set) KnownHolder(shard uint16) string {
+	rs.lease.mu.Lock()
+	defer rs.lease.mu.Unlock()
+	st := &rs.lease.s[shard]
+	now := rs.now()
 	switch {
 	case st.holder != "" && now.Before(st.grantUntil):
 		return st.holder
@@ -274,36 +269,36 @@ type leaseWant struct {
 // acquireLeases acquires or renews the leases of shards (which this node
 // replicates) in one round of requests to their other live replicas. Fresh
 // leases some other node held last are caught up before they count.
-func (c *Cluster) acquireLeases(shards []uint16) {
-	self := c.cfg.NodeID
-	rg := c.ring.Load()
-	sent := time.Now()
+func (rs *Set) acquireLeases(shards []uint16) {
+	self := rs.cfg.NodeID
+	rg := rs.peers.Ring()
+	sent := rs.now()
 
 	// Grant ourselves first; skip shards another node holds here.
 	var ws []*leaseWant
 	byPeer := map[string][]*leaseWant{}
-	c.lease.mu.Lock()
+	rs.lease.mu.Lock()
 	for _, sh := range shards {
 		reps := rg.Replicas(int(sh))
-		if !rg.IsReplica(int(sh), self) || c.lease.s[sh].acquiring != nil {
+		if !rg.IsReplica(int(sh), self) || rs.lease.s[sh].acquiring != nil {
 			continue
 		}
-		ok, prev := c.grantLocked(sh, self, sent)
+		ok, prev := rs.grantLocked(sh, self, sent)
 		if !ok {
 			continue
 		}
-		st := &c.lease.s[sh]
-		w := &leaseWant{shard: sh, grants: 1, need: c.leaseQuorum(len(reps)), catchUp: prev != self || st.catchUpOwed,
+		st := &rs.lease.s[sh]
+		w := &leaseWant{shard: sh, grants: 1, need: rs.leaseQuorum(len(reps)), catchUp: prev != self || st.catchUpOwed,
 			fresh: !sent.Before(st.until), waiter: make(chan struct{})}
 		st.acquiring = w.waiter
 		ws = append(ws, w)
 		for _, id := range reps {
-			if id != self && c.live(id) {
+			if id != self && rs.peers.Live(id) {
 				byPeer[id] = append(byPeer[id], w)
 			}
 		}
 	}
-	c.lease.mu.Unlock()
+	rs.lease.mu.Unlock()
 	if len(ws) == 0 {
 		return
 	}
@@ -313,10 +308,10 @@ func (c *Cluster) acquireLeases(shards []uint16) {
 	var wg sync.WaitGroup
 	for peer, pw := range byPeer {
 		wg.Go(func() {
-			ok, last, err := c.requestLeases(peer, pw)
-			c.noteCall(peer, err)
+			ok, last, err := rs.requestLeases(peer, pw)
+			rs.peers.NoteCall(peer, err)
 			if err == nil {
-				c.noteHolders(pw, ok, last)
+				rs.noteHolders(pw, ok, last)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -338,66 +333,66 @@ func (c *Cluster) acquireLeases(shards []uint16) {
 			if w.fresh {
 				failed = append(failed, w.shard)
 			}
-			c.finishLease(w, sent, false)
+			rs.finishLease(w, sent, false)
 		case w.fresh && w.catchUp:
 			// Catch up off the round, a few shards at a time: renewals of
 			// the other shards must not wait for it.
 			select {
-			case c.lease.catchUps <- struct{}{}:
-				c.wg.Go(func() {
-					defer func() { <-c.lease.catchUps }()
-					ok := c.catchUpForLease(w.shard, w.granted)
+			case rs.lease.catchUps <- struct{}{}:
+				rs.wg.Go(func() {
+					defer func() { <-rs.lease.catchUps }()
+					ok := rs.catchUpForLease(w.shard, w.granted)
 					if !ok {
-						c.releaseLeases([]uint16{w.shard})
+						rs.releaseLeases([]uint16{w.shard})
 					}
-					c.finishLease(w, sent, ok)
+					rs.finishLease(w, sent, ok)
 				})
 			default:
 				failed = append(failed, w.shard)
-				c.finishLease(w, sent, false)
+				rs.finishLease(w, sent, false)
 			}
 		default:
-			c.finishLease(w, sent, true)
+			rs.finishLease(w, sent, true)
 		}
 	}
 	// Give back the grants of failed fresh acquisitions, so another
 	// candidate need not wait them out.
-	c.releaseLeases(failed)
+	rs.releaseLeases(failed)
 }
 
 // finishLease ends an acquisition round for w: if ok this node holds the
 // lease until a lease (less the margin) after sent; a failed renewal keeps
 // what is left of the current lease.
-func (c *Cluster) finishLease(w *leaseWant, sent time.Time, ok bool) {
-	c.lease.mu.Lock()
-	st := &c.lease.s[w.shard]
+func (rs *Set) finishLease(w *leaseWant, sent time.Time, ok bool) {
+	rs.lease.mu.Lock()
+	st := &rs.lease.s[w.shard]
 	if ok {
-		st.until = sent.Add(c.leaseDuration() - c.leaseMargin())
+		st.until = sent.Add(rs.leaseDuration() - rs.leaseMargin())
 		st.hint = ""
 	}
 	if w.fresh && w.catchUp {
 		st.catchUpOwed = !ok
 	}
 	st.acquiring = nil
-	c.lease.mu.Unlock()
+	rs.lease.mu.Unlock()
 	close(w.waiter)
 	if ok && w.fresh {
-		c.met.leasesAcquired.Inc()
-		if c.engine != nil {
-			c.engine.ForgetTimestamps() // another node may have assigned later timestamps
+		rs.met.leasesAcquired.Inc()
+		if rs.engine != nil {
+			rs.engine.ForgetTimestamps() // another node may have assigned later timestamps
 		}
 	}
 }
 
 // noteHolders records, for the shards a peer refused, the holder it named
 // (a refusal's "last holder" is the current one), for a quarter lease.
-func (c *Cluster) noteHolders(ws []*leaseWant, ok []bool, last []string) {
-	until := time.Now().Add(c.leaseDuration() / 4)
-	c.lease.mu.Lock()
-	defer c.lease.mu.Unlock()
+func (rs *Set) noteHolders(ws []*leaseWant, ok []bool, last []string) {
+	until := rs.now().Add(rs.leaseDuration() / 4)
+	rs.lease.mu.Lock()
+	defer rs.lease.mu.Unlock()
 	for i, w := range ws {
-		if !ok[i] && last[i] != "" && last[i] != c.cfg.NodeID {
-			st := &c.lease.s[w.shard]
+		if !ok[i] && last[i] != "" && last[i] != rs.cfg.NodeID {
+			st := &rs.lease.s[w.shard]
 			st.hint, st.hintUntil = last[i], until
 		}
 	}
@@ -405,30 +400,30 @@ func (c *Cluster) noteHolders(ws []*leaseWant, ok []bool, last []string) {
 
 // requestLeases asks peer for the leases of ws: per shard, granted and the
 // last holder.
-func (c *Cluster) requestLeases(peer string, ws []*leaseWant) (ok []bool, last []string, err error) {
+func (rs *Set) requestLeases(peer string, ws []*leaseWant) (ok []bool, last []string, err error) {
 	ok, last = make([]bool, len(ws)), make([]string, len(ws))
 	shards := make([]uint16, len(ws))
 	for i, w := range ws {
 		shards[i] = w.shard
 	}
-	var e enc
-	e.shards(shards)
+	var e wire.Enc
+	e.Shards(shards)
 	// A round waits for its slowest peer: a partitioned one must not
 	// hold it longer than the renewal period.
-	ctx, cancel := context.WithTimeout(c.ctx, c.leaseDuration()/4)
+	ctx, cancel := context.WithTimeout(rs.ctx, rs.leaseDuration()/4)
 	defer cancel()
-	resp, err := c.tr.Call(ctx, peer, mLease, e.b)
+	resp, err := rs.call(ctx, peer, wire.Lease, e.B)
 	if err != nil {
 		return ok, last, err
 	}
-	d := dec{b: resp}
-	if n := d.count(); n != len(ws) {
+	d := wire.Dec{B: resp}
+	if n := d.Count(); n != len(ws) {
 		return ok, last, fmt.Errorf("cluster: lease answer for %d shards, asked %d", n, len(ws))
 	}
 	for i := range ws {
-		ok[i], last[i] = d.bool(), d.str()
+		ok[i], last[i] = d.Bool(), d.Str()
 	}
-	if err := d.done("lease"); err != nil {
+	if err := d.Done("lease"); err != nil {
 		clear(ok)
 		return ok, last, err
 	}
@@ -437,34 +432,34 @@ func (c *Cluster) requestLeases(peer string, ws []*leaseWant) (ok []bool, last [
 
 // releaseLeases gives up this node's leases of shards, here and at their
 // other live replicas (best effort: a grant not released runs out).
-func (c *Cluster) releaseLeases(shards []uint16) {
+func (rs *Set) releaseLeases(shards []uint16) {
 	if len(shards) == 0 {
 		return
 	}
-	self := c.cfg.NodeID
-	rg := c.ring.Load()
+	self := rs.cfg.NodeID
+	rg := rs.peers.Ring()
 	byPeer := map[string][]uint16{}
-	now := time.Now()
-	c.lease.mu.Lock()
+	now := rs.now()
+	rs.lease.mu.Lock()
 	for _, sh := range shards {
-		c.lease.s[sh].until = time.Time{}
-		c.releaseGrantLocked(sh, self, now)
+		rs.lease.s[sh].until = time.Time{}
+		rs.releaseGrantLocked(sh, self, now)
 		for _, id := range rg.Replicas(int(sh)) {
-			if id != self && c.live(id) {
+			if id != self && rs.peers.Live(id) {
 				byPeer[id] = append(byPeer[id], sh)
 			}
 		}
 	}
-	c.lease.mu.Unlock()
+	rs.lease.mu.Unlock()
 	var wg sync.WaitGroup
 	for peer, shs := range byPeer {
 		wg.Go(func() {
-			var e enc
-			e.shards(shs)
-			ctx, cancel := context.WithTimeout(c.ctx, c.leaseDuration()/4)
+			var e wire.Enc
+			e.Shards(shs)
+			ctx, cancel := context.WithTimeout(rs.ctx, rs.leaseDuration()/4)
 			defer cancel()
-			_, err := c.tr.Call(ctx, peer, mLeaseRelease, e.b)
-			c.noteCall(peer, err)
+			_, err := rs.call(ctx, peer, wire.LeaseRelease, e.B)
+			rs.peers.NoteCall(peer, err)
 		})
 	}
 	wg.Wait()
@@ -472,46 +467,46 @@ func (c *Cluster) releaseLeases(shards []uint16) {
 
 // leaseLoop acquires and renews, every quarter lease, the leases of the
 // shards this node should coordinate and releases the others.
-func (c *Cluster) leaseLoop() { c.every(c.leaseDuration()/4, c.leaseRound) }
+func (rs *Set) leaseLoop() { rs.every(rs.leaseDuration()/4, rs.leaseRound) }
 
-func (c *Cluster) leaseRound() {
-	renew, release := c.leasePlan()
-	c.releaseLeases(release)
-	c.acquireLeases(renew)
+func (rs *Set) leaseRound() {
+	renew, release := rs.leasePlan()
+	rs.releaseLeases(release)
+	rs.acquireLeases(renew)
 	held := 0
-	for s := range c.cfg.Shards {
-		if c.holdsLease(uint16(s)) {
+	for s := range rs.cfg.Shards {
+		if rs.holdsLease(uint16(s)) {
 			held++
 		}
 	}
-	c.met.leasesHeld.Set(float64(held))
+	rs.met.leasesHeld.Set(float64(held))
 }
 
 // leasePlan splits shards into those whose lease this node should acquire
 // or renew (it is the preferred coordinator and may coordinate, or it
 // stands in, served a request within the last lease and the preferred one
 // is still out of reach) and those whose lease it holds and should give up.
-func (c *Cluster) leasePlan() (renew, release []uint16) {
-	rg := c.ring.Load()
-	now := time.Now()
-	for s := range c.cfg.Shards {
+func (rs *Set) leasePlan() (renew, release []uint16) {
+	rg := rs.peers.Ring()
+	now := rs.now()
+	for s := range rs.cfg.Shards {
 		sh := uint16(s)
-		c.lease.mu.Lock()
-		st := c.lease.s[sh]
-		c.lease.mu.Unlock()
+		rs.lease.mu.Lock()
+		st := rs.lease.s[sh]
+		rs.lease.mu.Unlock()
 		held := now.Before(st.until)
-		if !rg.IsReplica(s, c.cfg.NodeID) || !c.eligible(sh) {
+		if !rg.IsReplica(s, rs.cfg.NodeID) || !rs.eligible(sh) {
 			if held {
 				release = append(release, sh)
 			}
 			continue
 		}
-		ids := c.coordinators(sh)
+		ids := rs.peers.Coordinators(sh)
 		switch {
-		case len(ids) > 0 && ids[0] == c.cfg.NodeID:
+		case len(ids) > 0 && ids[0] == rs.cfg.NodeID:
 			renew = append(renew, sh)
 		case !held:
-		case now.Sub(st.used) < c.leaseDuration() && !c.preferredBack(ids):
+		case now.Sub(st.used) < rs.leaseDuration() && !rs.preferredBack(ids):
 			renew = append(renew, sh)
 		default:
 			release = append(release, sh)
@@ -522,16 +517,11 @@ func (c *Cluster) leasePlan() (renew, release []uint16) {
 
 // preferredBack reports whether the first of ids (the shard's preferred
 // coordinator) is reachable and active, so a stand-in should hand back.
-func (c *Cluster) preferredBack(ids []string) bool {
-	if len(ids) == 0 || ids[0] == c.cfg.NodeID || !c.live(ids[0]) || c.suspected(ids[0]) {
+func (rs *Set) preferredBack(ids []string) bool {
+	if len(ids) == 0 || ids[0] == rs.cfg.NodeID || !rs.peers.Live(ids[0]) || rs.peers.Suspected(ids[0]) {
 		return false
 	}
-	for _, m := range c.snap.Load().Members {
-		if m.ID == ids[0] {
-			return m.State == ring.StateActive
-		}
-	}
-	return false
+	return rs.peers.MemberActive(ids[0])
 }
 
 // catchUpForLease pulls shard from the replicas that granted this node's
@@ -540,16 +530,16 @@ func (c *Cluster) preferredBack(ids []string) bool {
 // holder had acknowledged (those are on W replicas, and the granters
 // include one of them when W > R/2). It reports whether the pulls from all
 // granters succeeded; the others are best effort.
-func (c *Cluster) catchUpForLease(shard uint16, granters []string) bool {
+func (rs *Set) catchUpForLease(shard uint16, granters []string) bool {
 	ok := true
-	for _, peer := range c.others(c.ring.Load().Replicas(int(shard))) {
+	for _, peer := range rs.others(rs.peers.Ring().Replicas(int(shard))) {
 		granted := slices.Contains(granters, peer)
-		if !granted && !c.live(peer) {
+		if !granted && !rs.peers.Live(peer) {
 			continue
 		}
 		// pull compares range digests first and copies only what differs.
-		if err := c.pull(c.ctx, shard, peer); err != nil && granted {
-			c.log.Warn("Catching up a shard before coordinating failed", "shard", shard, "from", peer, "err", err)
+		if err := rs.pull(rs.ctx, shard, peer); err != nil && granted {
+			rs.log.Warn("Catching up a shard before coordinating failed", "shard", shard, "from", peer, "err", err)
 			ok = false
 		}
 	}
@@ -558,38 +548,38 @@ func (c *Cluster) catchUpForLease(shard uint16, granters []string) bool {
 
 // serveLease answers a candidate's lease request: for each shard, whether
 // it is granted and who held it last.
-func (c *Cluster) serveLease(from string, d *dec) ([]byte, error) {
-	shards := d.shards(c.cfg.Shards)
-	if err := d.done("lease"); err != nil {
+func (rs *Set) serveLease(from string, d *wire.Dec) ([]byte, error) {
+	shards := d.Shards(rs.cfg.Shards)
+	if err := d.Done("lease"); err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	if err := c.recordGrants(now); err != nil {
+	now := rs.now()
+	if err := rs.recordGrants(now); err != nil {
 		return nil, err
 	}
-	var e enc
-	e.u64(uint64(len(shards)))
-	c.lease.mu.Lock()
-	defer c.lease.mu.Unlock()
+	var e wire.Enc
+	e.U64(uint64(len(shards)))
+	rs.lease.mu.Lock()
+	defer rs.lease.mu.Unlock()
 	for _, sh := range shards {
-		ok, prev := c.grantLocked(sh, from, now)
-		e.bool(ok)
-		e.str(prev)
+		ok, prev := rs.grantLocked(sh, from, now)
+		e.Bool(ok)
+		e.Str(prev)
 	}
-	return e.b, nil
+	return e.B, nil
 }
 
 // serveLeaseRelease drops the leases a holder gives up.
-func (c *Cluster) serveLeaseRelease(from string, d *dec) ([]byte, error) {
-	shards := d.shards(c.cfg.Shards)
-	if err := d.done("lease release"); err != nil {
+func (rs *Set) serveLeaseRelease(from string, d *wire.Dec) ([]byte, error) {
+	shards := d.Shards(rs.cfg.Shards)
+	if err := d.Done("lease release"); err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	c.lease.mu.Lock()
-	defer c.lease.mu.Unlock()
+	now := rs.now()
+	rs.lease.mu.Lock()
+	defer rs.lease.mu.Unlock()
 	for _, sh := range shards {
-		c.releaseGrantLocked(sh, from, now)
+		rs.releaseGrantLocked(sh, from, now)
 	}
 	return nil, nil
 }

@@ -1,4 +1,4 @@
-package cluster
+package replica
 
 import (
 	"bytes"
@@ -11,19 +11,15 @@ import (
 
 	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
-// antiEntropySettle is how old a record must be to count in anti-entropy
+// AntiEntropySettle is how old a record must be to count in anti-entropy
 // digests.
-const antiEntropySettle = 5 * time.Second
+const AntiEntropySettle = 5 * time.Second
 
 // syncPage bounds the records one sync answer carries.
 const syncPage = 1000
-
-// asyncQueueLen bounds background tasks (registrations, relayed kicks and
-// session ends); when full a task is dropped and counted: registrations
-// are soft state repaired by the next re-registration.
-const asyncQueueLen = 4096
 
 // syncer catches up the shards this node replicates: all of them at start,
 // newly placed ones after a roster change, and those whose digest differs
@@ -32,7 +28,7 @@ const asyncQueueLen = 4096
 // the syncs in order, rate-limited; the queue is a set, so it is bounded by
 // the shard count.
 type syncer struct {
-	c *Cluster
+	rs *Set
 
 	mu      sync.Mutex
 	isReady []bool
@@ -51,27 +47,16 @@ type syncer struct {
 	// transfers holds the progress of every queued shard's catch-up.
 	transfers map[uint16]*transfer
 
-	wake  chan struct{}
-	tasks chan func()
+	wake chan struct{}
 }
 
-func (s *syncer) init(c *Cluster) {
-	s.c = c
-	s.isReady = make([]bool, c.cfg.Shards)
-	s.queued = make([]bool, c.cfg.Shards)
+func (s *syncer) init(rs *Set) {
+	s.rs = rs
+	s.isReady = make([]bool, rs.cfg.Shards)
+	s.queued = make([]bool, rs.cfg.Shards)
 	s.waiters = map[uint16][]chan struct{}{}
 	s.transfers = map[uint16]*transfer{}
 	s.wake = make(chan struct{}, 1)
-	s.tasks = make(chan func(), asyncQueueLen)
-}
-
-// async runs f on the cluster's background worker without blocking.
-func (c *Cluster) async(f func()) {
-	select {
-	case c.sync.tasks <- f:
-	default:
-		c.met.asyncDrops.Inc()
-	}
 }
 
 // ready reports whether shard has caught up here.
@@ -83,7 +68,7 @@ func (s *syncer) ready(shard uint16) bool {
 
 // onRing marks newly replicated shards not ready and queues their sync.
 func (s *syncer) onRing(old, cur *ring.Ring) {
-	self := s.c.cfg.NodeID
+	self := s.rs.cfg.NodeID
 	s.mu.Lock()
 	s.prev = old
 	if old != nil {
@@ -100,7 +85,7 @@ func (s *syncer) onRing(old, cur *ring.Ring) {
 		s.isReady[sh] = false
 		s.enqueueLocked(uint16(sh))
 	}
-	s.c.met.syncPending.Set(float64(s.pendingLocked(cur)))
+	s.rs.met.syncPending.Set(float64(s.pendingLocked(cur)))
 	s.mu.Unlock()
 	s.signal()
 }
@@ -117,7 +102,7 @@ func (s *syncer) enqueueLocked(shard uint16) {
 
 func (s *syncer) pendingLocked(cur *ring.Ring) int {
 	n := 0
-	for _, sh := range cur.ShardsOf(s.c.cfg.NodeID) {
+	for _, sh := range cur.ShardsOf(s.rs.cfg.NodeID) {
 		if !s.isReady[sh] {
 			n++
 		}
@@ -135,21 +120,21 @@ func (s *syncer) signal() {
 // run is the sync worker: it drains the sync queue, runs background tasks,
 // and compares digests every AntiEntropyInterval.
 func (s *syncer) run() {
-	c := s.c
-	ae := time.NewTicker(c.cfg.AntiEntropyInterval)
+	rs := s.rs
+	ae := time.NewTicker(rs.cfg.AntiEntropyInterval)
 	defer ae.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	for {
 		for s.step() {
-			if c.ctx.Err() != nil {
+			if rs.ctx.Err() != nil {
 				return
 			}
 		}
 		s.maybeActive()
 		s.releaseShards()
 		select {
-		case <-c.ctx.Done():
+		case <-rs.ctx.Done():
 			return
 		case <-s.wake:
 		case <-ae.C:
@@ -158,19 +143,6 @@ func (s *syncer) run() {
 		}
 		if s.hasQueue() || s.hasRelease() {
 			retry.Reset(time.Second)
-		}
-	}
-}
-
-// runTasks runs async tasks until the cluster stops (owned by the
-// Cluster: started by Start, waited for by Shutdown).
-func (s *syncer) runTasks() {
-	for {
-		select {
-		case <-s.c.ctx.Done():
-			return
-		case f := <-s.tasks:
-			f()
 		}
 	}
 }
@@ -194,24 +166,24 @@ func (s *syncer) step() bool {
 	prev := s.prev
 	t := s.transfers[shard]
 	s.mu.Unlock()
-	c := s.c
-	cur := c.ring.Load()
-	if !cur.IsReplica(int(shard), c.cfg.NodeID) {
+	rs := s.rs
+	cur := rs.peers.Ring()
+	if !cur.IsReplica(int(shard), rs.cfg.NodeID) {
 		s.finish(shard, false)
 		return true
 	}
-	sources := c.syncSources(shard, prev, cur)
+	sources := rs.syncSources(shard, prev, cur)
 	ok := true
 	for _, src := range sources {
 		// Every record, whatever its version: the shard is caught up once
 		// it holds what each source holds now.
-		if _, _, err := c.syncFrom(c.ctx, shard, src, ^uint64(0), t); err != nil {
-			c.met.syncRuns.WithLabelValues("catchup", "error").Inc()
-			c.log.Warn("Catching up a shard failed", "shard", shard, "from", src, "err", err)
+		if _, _, err := rs.syncFrom(rs.ctx, shard, src, ^uint64(0), t); err != nil {
+			rs.met.syncRuns.WithLabelValues("catchup", "error").Inc()
+			rs.log.Warn("Catching up a shard failed", "shard", shard, "from", src, "err", err)
 			ok = false
 		}
 	}
-	if !ok && c.ctx.Err() == nil {
+	if !ok && rs.ctx.Err() == nil {
 		// Keep it queued, but at the back, and retry later.
 		s.mu.Lock()
 		if len(s.queue) > 0 && s.queue[0] == shard {
@@ -220,10 +192,10 @@ func (s *syncer) step() bool {
 		s.mu.Unlock()
 		return false
 	}
-	c.met.syncRuns.WithLabelValues("catchup", "ok").Inc()
+	rs.met.syncRuns.WithLabelValues("catchup", "ok").Inc()
 	s.finish(shard, true)
-	if c.engine != nil {
-		c.engine.ForgetTimestamps() // this node may coordinate the shard from now on
+	if rs.engine != nil {
+		rs.engine.ForgetTimestamps() // this node may coordinate the shard from now on
 	}
 	return true
 }
@@ -239,26 +211,26 @@ func (s *syncer) hasRelease() bool {
 // (a draining node keeps its copies: it leaves with them). A shard placed
 // here again is kept; the sync queue re-pulls what it may lack.
 func (s *syncer) releaseShards() {
-	c := s.c
-	if c.draining.Load() {
+	rs := s.rs
+	if rs.peers.Draining() {
 		return
 	}
 	s.mu.Lock()
 	todo := slices.Clone(s.release)
 	s.mu.Unlock()
 	for _, shard := range todo {
-		if c.ctx.Err() != nil {
+		if rs.ctx.Err() != nil {
 			return
 		}
-		cur := c.ring.Load()
-		done := cur.IsReplica(int(shard), c.cfg.NodeID)
-		if !done && c.confirmHandoff(c.ctx, cur, shard) && !c.ring.Load().IsReplica(int(shard), c.cfg.NodeID) {
-			if err := c.st.DeleteShard(shard); err != nil {
-				c.log.Warn("Deleting a handed-off shard failed", "shard", shard, "err", err)
+		cur := rs.peers.Ring()
+		done := cur.IsReplica(int(shard), rs.cfg.NodeID)
+		if !done && rs.ConfirmHandoff(rs.ctx, cur, shard) && !rs.peers.Ring().IsReplica(int(shard), rs.cfg.NodeID) {
+			if err := rs.st.DeleteShard(shard); err != nil {
+				rs.log.Warn("Deleting a handed-off shard failed", "shard", shard, "err", err)
 				continue
 			}
-			c.met.syncRuns.WithLabelValues("release", "ok").Inc()
-			c.log.Info("Deleted the local copy of a shard its new replicas confirmed", "shard", shard)
+			rs.met.syncRuns.WithLabelValues("release", "ok").Inc()
+			rs.log.Info("Deleted the local copy of a shard its new replicas confirmed", "shard", shard)
 			done = true
 		}
 		if done {
@@ -273,23 +245,23 @@ func (s *syncer) releaseShards() {
 // catch-up (after this node was cut off from a replica that may have
 // coordinated them meanwhile).
 func (s *syncer) resync(shards []uint16) {
-	c := s.c
-	cur := c.ring.Load()
+	rs := s.rs
+	cur := rs.peers.Ring()
 	n := 0
 	s.mu.Lock()
 	for _, sh := range shards {
-		if int(sh) >= c.cfg.Shards || !cur.IsReplica(int(sh), c.cfg.NodeID) {
+		if int(sh) >= rs.cfg.Shards || !cur.IsReplica(int(sh), rs.cfg.NodeID) {
 			continue
 		}
 		s.isReady[sh] = false
 		s.enqueueLocked(sh)
 		n++
 	}
-	c.met.syncPending.Set(float64(s.pendingLocked(cur)))
+	rs.met.syncPending.Set(float64(s.pendingLocked(cur)))
 	s.mu.Unlock()
 	if n > 0 {
-		if c.engine != nil {
-			c.engine.ForgetTimestamps()
+		if rs.engine != nil {
+			rs.engine.ForgetTimestamps()
 		}
 		s.signal()
 	}
@@ -308,7 +280,7 @@ func (s *syncer) finish(shard uint16, ok bool) {
 		ws = s.waiters[shard]
 		delete(s.waiters, shard)
 	}
-	s.c.met.syncPending.Set(float64(s.pendingLocked(s.c.ring.Load())))
+	s.rs.met.syncPending.Set(float64(s.pendingLocked(s.rs.peers.Ring())))
 	s.mu.Unlock()
 	for _, w := range ws {
 		close(w)
@@ -317,37 +289,36 @@ func (s *syncer) finish(shard uint16, ok bool) {
 
 // maybeActive announces the node active once its first catch-up is done.
 func (s *syncer) maybeActive() {
-	c := s.c
+	rs := s.rs
 	s.mu.Lock()
 	done := !s.initial && len(s.queue) == 0
 	if done {
 		s.initial = true
 	}
 	s.mu.Unlock()
-	if !done || c.draining.Load() {
+	if !done || rs.peers.Draining() {
 		return
 	}
-	if err := c.ml.SetState(ring.StateActive); err != nil {
-		c.log.Warn("Announcing active failed", "err", err)
+	if err := rs.peers.CaughtUp(); err != nil {
+		rs.log.Warn("Announcing active failed", "err", err)
 		s.mu.Lock()
 		s.initial = false
 		s.mu.Unlock()
 		return
 	}
-	c.active.Store(true)
-	c.log.Info("Caught up: active", "shards", len(c.Replicated()))
+	rs.log.Info("Caught up: active", "shards", len(rs.Replicated()))
 }
 
 // syncSources returns the live nodes other than self that replicate shard
 // in the current or the previous ring.
-func (c *Cluster) syncSources(shard uint16, prev, cur *ring.Ring) []string {
+func (rs *Set) syncSources(shard uint16, prev, cur *ring.Ring) []string {
 	var out []string
 	add := func(rg *ring.Ring) {
 		if rg == nil {
 			return
 		}
 		for _, id := range rg.Replicas(int(shard)) {
-			if id != c.cfg.NodeID && c.live(id) && !slices.Contains(out, id) {
+			if id != rs.cfg.NodeID && rs.peers.Live(id) && !slices.Contains(out, id) {
 				out = append(out, id)
 			}
 		}
@@ -357,12 +328,17 @@ func (c *Cluster) syncSources(shard uint16, prev, cur *ring.Ring) []string {
 	return out
 }
 
+// Pull makes this node hold every record node src holds of shard.
+func (rs *Set) Pull(ctx context.Context, shard uint16, src string) error {
+	return rs.pull(ctx, shard, src)
+}
+
 // pull makes this node hold every record node src holds of shard (the LWW
 // merge makes it safe while writes continue), rate-limited. It copies only
 // the digest buckets that differ (syncFrom): where the digests are equal,
 // this node already holds exactly src's records.
-func (c *Cluster) pull(ctx context.Context, shard uint16, src string) error {
-	_, _, err := c.syncFrom(ctx, shard, src, ^uint64(0), nil)
+func (rs *Set) pull(ctx context.Context, shard uint16, src string) error {
+	_, _, err := rs.syncFrom(ctx, shard, src, ^uint64(0), nil)
 	return err
 }
 
@@ -371,17 +347,17 @@ func (c *Cluster) pull(ctx context.Context, shard uint16, src string) error {
 // copied. The LWW merge makes it safe while writes continue, and copying a
 // subset is as safe as copying everything: records merge in any order. t,
 // if not nil, is credited with each page.
-func (c *Cluster) pullBuckets(ctx context.Context, shard uint16, src string, mask uint64, t *transfer) (int64, error) {
+func (rs *Set) pullBuckets(ctx context.Context, shard uint16, src string, mask uint64, t *transfer) (int64, error) {
 	var after []byte
 	var copied int64
 	for {
-		var e enc
-		e.u64(uint64(shard))
-		e.bytes(after)
-		e.u64(syncPage)
-		e.u64(mask)
+		var e wire.Enc
+		e.U64(uint64(shard))
+		e.Bytes(after)
+		e.U64(syncPage)
+		e.U64(mask)
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := c.tr.Call(cctx, src, mSyncScan, e.b)
+		resp, err := rs.call(cctx, src, wire.SyncScan, e.B)
 		cancel()
 		if err != nil {
 			return copied, err
@@ -390,11 +366,11 @@ func (c *Cluster) pullBuckets(ctx context.Context, shard uint16, src string, mas
 		if err != nil {
 			return copied, err
 		}
-		if err := c.observeOps(ops); err != nil {
+		if err := rs.observeOps(ops); err != nil {
 			return copied, err
 		}
 		if len(ops) > 0 {
-			if err := c.st.ApplyVersioned(ops); err != nil {
+			if err := rs.st.ApplyVersioned(ops); err != nil {
 				return copied, err
 			}
 			var size int64
@@ -402,10 +378,10 @@ func (c *Cluster) pullBuckets(ctx context.Context, shard uint16, src string, mas
 				size += int64(len(op.Key) + len(op.Value))
 			}
 			copied += int64(len(ops))
-			c.met.syncKeys.Add(float64(len(ops)))
-			c.sync.credit(t, int64(len(ops)), size)
+			rs.met.syncKeys.Add(float64(len(ops)))
+			rs.sync.credit(t, int64(len(ops)), size)
 			// Rate limit: one page per page-time at SyncKeysPerSecond.
-			pause := time.Duration(float64(len(ops)) / float64(c.cfg.SyncKeysPerSecond) * float64(time.Second))
+			pause := time.Duration(float64(len(ops)) / float64(rs.cfg.SyncKeysPerSecond) * float64(time.Second))
 			if !sleepCtx(ctx, pause) {
 				return copied, ctx.Err()
 			}
@@ -420,16 +396,16 @@ func (c *Cluster) pullBuckets(ctx context.Context, shard uint16, src string, mas
 	}
 }
 
-// decodeSyncPage decodes an mSyncScan answer: the records, whether more
+// decodeSyncPage decodes an wire.SyncScan answer: the records, whether more
 // follow, and the key to continue after (the last key the source examined,
 // or, from a source that does not send one, the last record's).
 func decodeSyncPage(resp []byte, shard uint16) (ops []store.Op, more bool, cursor []byte, err error) {
-	d := dec{b: resp}
-	n := d.count()
+	d := wire.Dec{B: resp}
+	n := d.Count()
 	ops = make([]store.Op, 0, n)
 	for range n {
-		k, v := d.bytes(), d.bytes()
-		if d.err != nil {
+		k, v := d.Bytes(), d.Bytes()
+		if d.Err != nil {
 			break
 		}
 		if s, err := store.ShardOf(k); err != nil || s != shard {
@@ -437,13 +413,13 @@ func decodeSyncPage(resp []byte, shard uint16) (ops []store.Op, more bool, curso
 		}
 		ops = append(ops, store.Op{Kind: store.OpSet, Key: k, Value: v})
 	}
-	more = d.bool()
-	if len(d.b) > 0 {
-		cursor = d.bytes()
+	more = d.Bool()
+	if len(d.B) > 0 {
+		cursor = d.Bytes()
 	} else if len(ops) > 0 {
 		cursor = ops[len(ops)-1].Key
 	}
-	if err := d.done("sync scan"); err != nil {
+	if err := d.Done("sync scan"); err != nil {
 		return nil, false, nil, err
 	}
 	if len(cursor) > 0 {
@@ -463,18 +439,18 @@ const syncScanBudget = 16 * syncPage
 // optionally only those of some digest buckets (a trailing mask; older
 // callers send none and get every bucket). The answer ends with the last
 // key examined, where the next page starts.
-func (c *Cluster) serveSyncScan(d *dec) ([]byte, error) {
-	shard := uint16(d.u64())
-	after := d.bytes()
-	limit := int(d.u64())
+func (rs *Set) serveSyncScan(d *wire.Dec) ([]byte, error) {
+	shard := uint16(d.U64())
+	after := d.Bytes()
+	limit := int(d.U64())
 	mask := store.AllBuckets
-	if len(d.b) > 0 {
-		mask = d.u64()
+	if len(d.B) > 0 {
+		mask = d.U64()
 	}
-	if err := d.done("sync scan"); err != nil {
+	if err := d.Done("sync scan"); err != nil {
 		return nil, err
 	}
-	if int(shard) >= c.cfg.Shards {
+	if int(shard) >= rs.cfg.Shards {
 		return nil, fmt.Errorf("cluster: shard %d out of range", shard)
 	}
 	if limit <= 0 || limit > syncPage {
@@ -489,33 +465,33 @@ func (c *Cluster) serveSyncScan(d *dec) ([]byte, error) {
 	if mask != store.AllBuckets {
 		budget = syncScanBudget
 	}
-	var body enc
+	var body wire.Enc
 	n := 0
-	last, end, err := c.st.ScanBuckets(shard, after, mask, budget, func(k, v []byte) (bool, error) {
-		body.bytes(k)
-		body.bytes(v)
+	last, end, err := rs.st.ScanBuckets(shard, after, mask, budget, func(k, v []byte) (bool, error) {
+		body.Bytes(k)
+		body.Bytes(v)
 		n++
 		return n < limit, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	var e enc
-	e.u64(uint64(n))
-	e.b = append(e.b, body.b...)
-	e.bool(!end)
-	e.bytes(last)
-	return e.b, nil
+	var e wire.Enc
+	e.U64(uint64(n))
+	e.B = append(e.B, body.B...)
+	e.Bool(!end)
+	e.Bytes(last)
+	return e.B, nil
 }
 
 // ensure returns once this node holds shard (it replicates it and has
 // caught up), queueing a sync if needed; a drain waits on this.
 func (s *syncer) ensure(ctx context.Context, shard uint16) error {
-	c := s.c
-	if int(shard) >= c.cfg.Shards {
+	rs := s.rs
+	if int(shard) >= rs.cfg.Shards {
 		return fmt.Errorf("cluster: shard %d out of range", shard)
 	}
-	if !c.ring.Load().IsReplica(int(shard), c.cfg.NodeID) {
+	if !rs.peers.Ring().IsReplica(int(shard), rs.cfg.NodeID) {
 		return ErrNotReady
 	}
 	s.mu.Lock()

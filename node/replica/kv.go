@@ -1,4 +1,4 @@
-package cluster
+package replica
 
 import (
 	"bytes"
@@ -9,30 +9,31 @@ import (
 
 	"github.com/imcluster/imcluster/node/store"
 	"github.com/imcluster/imcluster/node/transport"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
-// Errors of the data path. All are retryable: the client's SDK retries or
-// the user resends.
+// Errors of the data path, with their codes on the wire (package wire).
+// All are retryable: the client's SDK retries or the user resends.
 var (
 	// ErrNoCoordinator: no replica of the shard is live and caught up.
-	ErrNoCoordinator = transport.Retry(errors.New("cluster: no live replica can coordinate the shard"))
+	ErrNoCoordinator = wire.ErrNoCoordinator
 	// ErrNotReady: this node is not (yet) the shard's coordinator.
-	ErrNotReady = transport.Retry(errors.New("cluster: replica not caught up or not coordinating"))
+	ErrNotReady = wire.ErrNotReady
 	// ErrQuorum: fewer than W replicas acknowledged a write.
-	ErrQuorum = transport.Retry(errors.New("cluster: write quorum not reached"))
+	ErrQuorum = wire.ErrQuorum
 )
 
 // scanPage bounds the pairs one remote scan answer carries.
 const scanPage = 512
 
 // KV returns the store.KV that routes by shard.
-func (c *Cluster) KV() store.KV { return (*kv)(c) }
+func (rs *Set) KV() store.KV { return &kv{rs: rs} }
 
-type kv Cluster
+// kv is the store.KV of the domain packages: each key at its shard's
+// coordinator.
+type kv struct{ rs *Set }
 
 var _ store.KV = (*kv)(nil)
-
-func (k *kv) c() *Cluster { return (*Cluster)(k) }
 
 func (k *kv) NewBatch() *store.Batch { return &store.Batch{} }
 
@@ -46,24 +47,24 @@ func (k *kv) Get(key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := k.c()
+	rs := k.rs
 	var out []byte
-	err = c.onCoordinator(context.Background(), shard, func() error {
+	err = rs.onCoordinator(context.Background(), shard, func() error {
 		var err error
-		out, err = c.localGet(key)
+		out, err = rs.localGet(key)
 		return err
 	}, func(ctx context.Context, to string) error {
-		var e enc
-		e.u64(uint64(shard))
-		e.bytes(key)
-		resp, err := c.tr.Call(ctx, to, mGet, e.b)
+		var e wire.Enc
+		e.U64(uint64(shard))
+		e.Bytes(key)
+		resp, err := rs.call(ctx, to, wire.Get, e.B)
 		if err != nil {
 			return err
 		}
-		d := dec{b: resp}
-		found := d.bool()
-		v := d.bytes()
-		if err := d.done("get"); err != nil {
+		d := wire.Dec{B: resp}
+		found := d.Bool()
+		v := d.Bytes()
+		if err := d.Done("get"); err != nil {
 			return err
 		}
 		if !found {
@@ -86,27 +87,27 @@ func (k *kv) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) (bool,
 	if upper == nil || bytes.Compare(upper, shardEnd) > 0 {
 		upper = shardEnd
 	}
-	c := k.c()
-	return c.onCoordinator(context.Background(), shard, func() error {
-		return c.localScan(lower, upper, reverse, 0, fn)
+	rs := k.rs
+	return rs.onCoordinator(context.Background(), shard, func() error {
+		return rs.localScan(lower, upper, reverse, 0, fn)
 	}, func(ctx context.Context, to string) error {
 		lo, hi := lower, upper
 		for {
-			var e enc
-			e.bytes(lo)
-			e.bytes(hi)
-			e.bool(reverse)
-			e.u64(scanPage)
-			resp, err := c.tr.Call(ctx, to, mScan, e.b)
+			var e wire.Enc
+			e.Bytes(lo)
+			e.Bytes(hi)
+			e.Bool(reverse)
+			e.U64(scanPage)
+			resp, err := rs.call(ctx, to, wire.Scan, e.B)
 			if err != nil {
 				return err
 			}
-			d := dec{b: resp}
-			n := d.count()
+			d := wire.Dec{B: resp}
+			n := d.Count()
 			var last []byte
 			for range n {
-				kk, vv := d.bytes(), d.bytes()
-				if d.err != nil {
+				kk, vv := d.Bytes(), d.Bytes()
+				if d.Err != nil {
 					break
 				}
 				cont, err := fn(kk, vv)
@@ -115,8 +116,8 @@ func (k *kv) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) (bool,
 				}
 				last = kk
 			}
-			more := d.bool()
-			if err := d.done("scan"); err != nil {
+			more := d.Bool()
+			if err := d.Done("scan"); err != nil {
 				return err
 			}
 			if !more || last == nil {
@@ -137,7 +138,7 @@ func (k *kv) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) (bool,
 // may leave earlier parts applied (they are idempotent records the caller
 // may rewrite).
 func (k *kv) Commit(b *store.Batch) error {
-	c := k.c()
+	rs := k.rs
 	var order []uint16
 	parts := map[uint16][]store.Op{}
 	for _, op := range b.Ops() {
@@ -151,7 +152,7 @@ func (k *kv) Commit(b *store.Batch) error {
 		parts[shard] = append(parts[shard], op)
 	}
 	for _, shard := range order {
-		if err := c.write(context.Background(), shard, parts[shard]); err != nil {
+		if err := rs.write(context.Background(), shard, parts[shard]); err != nil {
 			return err
 		}
 	}
@@ -159,14 +160,14 @@ func (k *kv) Commit(b *store.Batch) error {
 }
 
 // write runs ops at shard's coordinator.
-func (c *Cluster) write(ctx context.Context, shard uint16, ops []store.Op) error {
-	return c.onCoordinator(ctx, shard, func() error {
-		return c.coordinateWrite(ctx, shard, ops)
+func (rs *Set) write(ctx context.Context, shard uint16, ops []store.Op) error {
+	return rs.onCoordinator(ctx, shard, func() error {
+		return rs.coordinateWrite(ctx, shard, ops)
 	}, func(ctx context.Context, to string) error {
-		var e enc
-		e.u64(uint64(shard))
+		var e wire.Enc
+		e.U64(uint64(shard))
 		encodeOps(&e, ops)
-		_, err := c.tr.Call(ctx, to, mWrite, e.b)
+		_, err := rs.call(ctx, to, wire.Write, e.B)
 		return err
 	})
 }
@@ -183,16 +184,16 @@ func (c *Cluster) write(ctx context.Context, shard uint16, ops []store.Op) error
 // acks) a short budget instead: when the whole cluster stops at once no
 // coordinator is left, and each operation would otherwise wait the full
 // budget.
-func (c *Cluster) onCoordinator(ctx context.Context, shard uint16, local func() error, remote func(ctx context.Context, to string) error) error {
-	budget := 2 * c.requestTimeout()
-	if c.stopping.Load() {
-		budget = c.leaseDuration() / 4
+func (rs *Set) onCoordinator(ctx context.Context, shard uint16, local func() error, remote func(ctx context.Context, to string) error) error {
+	budget := 2 * rs.requestTimeout()
+	if rs.stopping.Load() {
+		budget = rs.leaseDuration() / 4
 	}
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	backoff := 20 * time.Millisecond
 	for {
-		err := c.onCoordinatorOnce(ctx, shard, local, remote, transport.IsRetryable)
+		err := rs.onCoordinatorOnce(ctx, shard, local, remote, transport.IsRetryable)
 		if err == nil || !transport.IsRetryable(err) || !sleepCtx(ctx, backoff) {
 			return err
 		}
@@ -202,19 +203,19 @@ func (c *Cluster) onCoordinator(ctx context.Context, shard uint16, local func() 
 
 // onCoordinatorOnce tries the live replicas of shard in preference order
 // (locally when this node is the one), moving on while next(err).
-func (c *Cluster) onCoordinatorOnce(ctx context.Context, shard uint16, local func() error,
+func (rs *Set) onCoordinatorOnce(ctx context.Context, shard uint16, local func() error,
 	remote func(ctx context.Context, to string) error, next func(error) bool) error {
-	last := ErrNoCoordinator
-	for _, id := range c.coordinators(shard) {
-		if id == c.cfg.NodeID {
-			if !c.canCoordinate(shard) {
+	var last error = ErrNoCoordinator
+	for _, id := range rs.peers.Coordinators(shard) {
+		if id == rs.cfg.NodeID {
+			if !rs.canCoordinate(shard) {
 				last = ErrNotReady
 				continue
 			}
 			return local()
 		}
 		err := remote(ctx, id)
-		c.noteCall(id, err)
+		rs.peers.NoteCall(id, err)
 		if err == nil || errors.Is(err, store.ErrNotFound) || !next(err) {
 			return err
 		}
@@ -226,18 +227,18 @@ func (c *Cluster) onCoordinatorOnce(ctx context.Context, shard uint16, local fun
 // coordinateWrite versions ops (a set becomes a versioned value, a delete
 // a tombstone, a field update a VersionDoc record), applies them here and
 // on the shard's other replicas and returns once W replicas hold them.
-func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op) error {
+func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op) error {
 	vops := make([]store.Op, 0, len(ops))
 	for _, op := range ops {
 		switch op.Kind {
 		case store.OpSet:
-			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(c.clk.Now(), false, op.Value)})
+			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(rs.clk.Now(), false, op.Value)})
 		case store.OpDelete:
-			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(c.clk.Now(), true, nil)})
+			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(rs.clk.Now(), true, nil)})
 		case store.OpMergeFields:
 			// Every field at one fresh version; the merge operator
 			// combines it with the doc on each replica, field by field.
-			rec, err := store.DocRecord(c.clk.Now(), op.Value)
+			rec, err := store.DocRecord(rs.clk.Now(), op.Value)
 			if err != nil {
 				return fmt.Errorf("cluster: field update of key %x: %w", op.Key, err)
 			}
@@ -251,30 +252,30 @@ func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store
 			return fmt.Errorf("cluster: unknown op kind %d", op.Kind)
 		}
 	}
-	replicas := c.ring.Load().Replicas(int(shard))
-	need := c.quorum(len(replicas))
-	var e enc
-	e.u64(uint64(shard))
+	replicas := rs.peers.Ring().Replicas(int(shard))
+	need := rs.quorum(len(replicas))
+	var e wire.Enc
+	e.U64(uint64(shard))
 	encodeOps(&e, vops)
-	payload := e.b
+	payload := e.B
 	results := make(chan error, len(replicas))
 	for _, id := range replicas {
-		if id == c.cfg.NodeID {
+		if id == rs.cfg.NodeID {
 			continue
 		}
-		c.wg.Go(func() {
-			rctx, cancel := context.WithTimeout(c.ctx, c.requestTimeout())
+		rs.wg.Go(func() {
+			rctx, cancel := context.WithTimeout(rs.ctx, rs.requestTimeout())
 			defer cancel()
-			_, err := c.tr.Call(rctx, id, mReplicate, payload)
-			c.noteCall(id, err)
+			_, err := rs.call(rctx, id, wire.Replicate, payload)
+			rs.peers.NoteCall(id, err)
 			if err != nil {
-				c.met.replicateErrors.Inc()
+				rs.met.replicateErrors.Inc()
 			}
 			results <- err
 		})
 	}
 	start := time.Now()
-	if err := c.st.ApplyVersioned(vops); err != nil {
+	if err := rs.st.ApplyVersioned(vops); err != nil {
 		return err
 	}
 	acks, pending := 1, len(replicas)-1
@@ -292,26 +293,25 @@ func (c *Cluster) coordinateWrite(ctx context.Context, shard uint16, ops []store
 			return transport.Retry(ctx.Err())
 		}
 	}
-	c.met.writeSeconds.Observe(time.Since(start).Seconds())
+	rs.met.writeSeconds.Observe(time.Since(start).Seconds())
 	if acks < need {
-		c.met.quorumFailures.Inc()
+		rs.met.quorumFailures.Inc()
 		return fmt.Errorf("%w: %d of %d acknowledged (%v)", ErrQuorum, acks, need, lastErr)
 	}
 	return nil
 }
 
-func (c *Cluster) requestTimeout() time.Duration {
-	if c.cfg.Local {
-		return 2 * time.Second
-	}
-	return 5 * time.Second
-}
+func (rs *Set) requestTimeout() time.Duration { return rs.cfg.RequestTimeout }
+
+// LocalGet reads a replicated key from this node's store (not the
+// coordinator's), like localGet.
+func (rs *Set) LocalGet(key []byte) ([]byte, error) { return rs.localGet(key) }
 
 // localGet reads a replicated key from this node's store. A field doc
 // reads as its fields value (store.DecodeFields), or not found when no
 // field is live.
-func (c *Cluster) localGet(key []byte) ([]byte, error) {
-	rec, err := c.st.Get(key)
+func (rs *Set) localGet(key []byte) ([]byte, error) {
+	rec, err := rs.st.Get(key)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +319,7 @@ func (c *Cluster) localGet(key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.clk.Observe(v)
+	rs.clk.Observe(v)
 	if tomb {
 		return nil, store.ErrNotFound
 	}
@@ -339,9 +339,9 @@ func (c *Cluster) localGet(key []byte) ([]byte, error) {
 // localScan scans this node's store, decoding records (field docs into
 // fields values) and skipping tombstones and docs without a live field.
 // limit > 0 stops after limit pairs.
-func (c *Cluster) localScan(lower, upper []byte, reverse bool, limit int, fn func(k, v []byte) (bool, error)) error {
+func (rs *Set) localScan(lower, upper []byte, reverse bool, limit int, fn func(k, v []byte) (bool, error)) error {
 	n := 0
-	return c.st.Scan(lower, upper, reverse, func(k, rec []byte) (bool, error) {
+	return rs.st.Scan(lower, upper, reverse, func(k, rec []byte) (bool, error) {
 		_, tomb, val, err := store.DecodeVersioned(rec)
 		if err != nil {
 			return false, fmt.Errorf("%w: key %x", err, k)
@@ -364,38 +364,38 @@ func (c *Cluster) localScan(lower, upper []byte, reverse bool, limit int, fn fun
 	})
 }
 
-func encodeOps(e *enc, ops []store.Op) {
-	e.u64(uint64(len(ops)))
+func encodeOps(e *wire.Enc, ops []store.Op) {
+	e.U64(uint64(len(ops)))
 	for _, op := range ops {
-		e.u64(uint64(op.Kind))
-		e.bytes(op.Key)
-		e.bytes(op.Value)
+		e.U64(uint64(op.Kind))
+		e.Bytes(op.Key)
+		e.Bytes(op.Value)
 	}
 }
 
-func decodeOps(d *dec, shard uint16) ([]store.Op, error) {
-	n := d.count()
+func decodeOps(d *wire.Dec, shard uint16) ([]store.Op, error) {
+	n := d.Count()
 	ops := make([]store.Op, 0, n)
 	for range n {
-		op := store.Op{Kind: store.OpKind(d.u64()), Key: d.bytes(), Value: d.bytes()}
-		if d.err != nil {
+		op := store.Op{Kind: store.OpKind(d.U64()), Key: d.Bytes(), Value: d.Bytes()}
+		if d.Err != nil {
 			break
 		}
 		if s, err := store.ShardOf(op.Key); err != nil || s != shard {
 			return nil, fmt.Errorf("cluster: op key outside shard %d", shard)
 		}
-		// OpMergeFields comes only in mWrite (a replica's ApplyVersioned
-		// rejects it): mReplicate carries its versioned OpSet record.
+		// OpMergeFields comes only in wire.Write (a replica's ApplyVersioned
+		// rejects it): wire.Replicate carries its versioned OpSet record.
 		if op.Kind < store.OpSet || op.Kind > store.OpMergeFields {
 			return nil, fmt.Errorf("cluster: unknown op kind %d", op.Kind)
 		}
 		ops = append(ops, op)
 	}
-	return ops, d.done("ops")
+	return ops, d.Done("ops")
 }
 
 // observeOps moves the clock past the versions of replicated records.
-func (c *Cluster) observeOps(ops []store.Op) error {
+func (rs *Set) observeOps(ops []store.Op) error {
 	for _, op := range ops {
 		if op.Kind != store.OpSet {
 			continue
@@ -404,7 +404,7 @@ func (c *Cluster) observeOps(ops []store.Op) error {
 		if err != nil {
 			return err
 		}
-		c.clk.Observe(v)
+		rs.clk.Observe(v)
 	}
 	return nil
 }

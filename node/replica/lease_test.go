@@ -1,33 +1,70 @@
-package cluster
+package replica
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/transport"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
-// newLeaseTestCluster returns an unstarted Cluster on st whose placement
-// has three members a, b and c (every shard on all three).
-func newLeaseTestCluster(t *testing.T, st *store.Store) *Cluster {
+// fixedPeers is a roster that never changes: a placement and every member
+// live, with no transport (calls fail as unavailable).
+type fixedPeers struct{ rg *ring.Ring }
+
+func (p fixedPeers) Ring() *ring.Ring               { return p.rg }
+func (p fixedPeers) Live(string) bool               { return true }
+func (p fixedPeers) MemberActive(string) bool       { return true }
+func (p fixedPeers) Coordinators(s uint16) []string { return p.rg.Replicas(int(s)) }
+func (p fixedPeers) Suspected(string) bool          { return false }
+func (p fixedPeers) Reachable(string) bool          { return true }
+func (p fixedPeers) NoteCall(string, error)         {}
+func (p fixedPeers) Draining() bool                 { return false }
+func (p fixedPeers) CaughtUp() error                { return nil }
+func (p fixedPeers) Call(context.Context, string, uint16, []byte) ([]byte, error) {
+	return nil, transport.ErrUnavailable
+}
+
+// openTestStores opens n stores in temporary directories (closed in
+// t.Cleanup).
+func openTestStores(t *testing.T, n int) []*store.Store {
 	t.Helper()
-	c, err := New(Config{NodeID: "a", Store: st, Shards: 4, GossipAddr: "127.0.0.1:0", TransportAddr: "127.0.0.1:0",
-		Local: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
+	var out []*store.Store
+	for range n {
+		st, err := store.Open(store.Config{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		out = append(out, st)
 	}
+	return out
+}
+
+// newLeaseTestCluster returns an unstarted Set of node a on st whose
+// placement has three members a, b and c (every shard on all three).
+func newLeaseTestCluster(t *testing.T, st *store.Store) *Set {
+	t.Helper()
 	rg, err := ring.New(ring.Config{Shards: 4, ReplicationFactor: 3}, 1,
 		[]ring.Member{{ID: "a", State: ring.StateActive}, {ID: "b", State: ring.StateActive}, {ID: "c", State: ring.StateActive}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.ring.Store(rg)
-	return c
+	cfg := DefaultLocalConfig()
+	cfg.NodeID, cfg.Store, cfg.Shards, cfg.WriteQuorum, cfg.Logger = "a", st, 4, 2, slog.New(slog.DiscardHandler)
+	rs, err := New(cfg, fixedPeers{rg: rg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.Shutdown)
+	return rs
 }
 
-func TestClusterLeaseGrants(t *testing.T) {
+func TestReplicaLeaseGrants(t *testing.T) {
 	st := openTestStores(t, 1)[0]
 	c := newLeaseTestCluster(t, st)
 	l := c.leaseDuration()
@@ -82,7 +119,7 @@ func TestClusterLeaseGrants(t *testing.T) {
 
 // A node that granted leases to other nodes grants nothing after a restart
 // until those grants may have run out; one that never granted starts at once.
-func TestClusterLeaseGrantsAfterRestart(t *testing.T) {
+func TestReplicaLeaseGrantsAfterRestart(t *testing.T) {
 	st := openTestStores(t, 1)[0]
 	fresh := newLeaseTestCluster(t, st)
 	if ok, _ := fresh.grantLocked(0, "b", time.Now()); !ok {
@@ -90,15 +127,15 @@ func TestClusterLeaseGrantsAfterRestart(t *testing.T) {
 	}
 
 	c := newLeaseTestCluster(t, st)
-	var e enc
-	e.shards([]uint16{1})
-	d := dec{b: e.b}
+	var e wire.Enc
+	e.Shards([]uint16{1})
+	d := wire.Dec{B: e.B}
 	resp, err := c.serveLease("b", &d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd := dec{b: resp}
-	if n := rd.count(); n != 1 || !rd.bool() || rd.str() != "" || rd.done("lease") != nil {
+	rd := wire.Dec{B: resp}
+	if n := rd.Count(); n != 1 || !rd.Bool() || rd.Str() != "" || rd.Done("lease") != nil {
 		t.Fatalf("lease answer %x: want one grant", resp)
 	}
 	if _, err := st.Get(leaseMarkerKey); err != nil {
@@ -139,11 +176,11 @@ func hasNoShardKey(t *testing.T, st *store.Store) bool {
 
 // A replica that refuses a grant names the holder: requests for the shard
 // go there for a while, and the node does not keep asking for the lease.
-func TestClusterLeaseHint(t *testing.T) {
+func TestReplicaLeaseHint(t *testing.T) {
 	c := newLeaseTestCluster(t, openTestStores(t, 1)[0])
 	w := &leaseWant{shard: 2}
 	c.noteHolders([]*leaseWant{w}, []bool{false}, []string{"b"})
-	if h := c.knownHolder(2); h != "b" {
+	if h := c.KnownHolder(2); h != "b" {
 		t.Fatalf("known holder = %q, want b", h)
 	}
 	if c.ensureLease(2) {
@@ -155,14 +192,14 @@ func TestClusterLeaseHint(t *testing.T) {
 	if tried {
 		t.Fatal("ensureLease tried to acquire a lease another replica said b holds")
 	}
-	if h := c.knownHolder(1); h != "" {
+	if h := c.KnownHolder(1); h != "" {
 		t.Fatalf("known holder of an unnamed shard = %q", h)
 	}
 	// A grant this node made itself wins over the hint.
 	c.lease.mu.Lock()
 	c.grantLocked(2, "c", time.Now())
 	c.lease.mu.Unlock()
-	if h := c.knownHolder(2); h != "c" {
+	if h := c.KnownHolder(2); h != "c" {
 		t.Fatalf("known holder = %q, want c (granted here)", h)
 	}
 }
@@ -170,7 +207,7 @@ func TestClusterLeaseHint(t *testing.T) {
 // A fresh lease whose catch-up failed leaves the catch-up owed: the
 // granters already name this node as the last holder, so the next
 // acquisition must not take their word for it.
-func TestClusterLeaseCatchUpOwed(t *testing.T) {
+func TestReplicaLeaseCatchUpOwed(t *testing.T) {
 	c := newLeaseTestCluster(t, openTestStores(t, 1)[0])
 	sent := time.Now()
 	w := &leaseWant{shard: 3, fresh: true, catchUp: true, waiter: make(chan struct{})}

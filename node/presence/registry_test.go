@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 import (
 	"slices"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
 func newTestRegistry() *registry {
@@ -19,7 +20,7 @@ func sortedGateways(r *registry, app, client string) []string {
 	return slices.Sorted(slices.Values(r.gateways(app, client)))
 }
 
-func TestClusterRegistrySet(t *testing.T) {
+func TestPresenceRegistrySet(t *testing.T) {
 	r := newTestRegistry()
 	if g := r.gateways("app", "alice"); len(g) != 0 {
 		t.Fatalf("gateways of an unknown client = %v", g)
@@ -57,7 +58,7 @@ func TestClusterRegistrySet(t *testing.T) {
 	}
 }
 
-func TestClusterRegistryOnline(t *testing.T) {
+func TestPresenceRegistryOnline(t *testing.T) {
 	r := newTestRegistry()
 	r.set("app", "alice", "n1", 1)
 	r.set("app", "bob", "n2", 3)
@@ -73,7 +74,7 @@ func TestClusterRegistryOnline(t *testing.T) {
 	}
 }
 
-func TestClusterRegistryForgetDead(t *testing.T) {
+func TestPresenceRegistryForgetDead(t *testing.T) {
 	member := func(id string, live bool) membership.Member {
 		return membership.Member{Meta: membership.Meta{ID: id, State: ring.StateActive, Seq: 1}, Live: live}
 	}
@@ -115,30 +116,30 @@ func TestClusterRegistryForgetDead(t *testing.T) {
 	}
 }
 
-// TestClusterRegistryApply decodes mRegister batches as register and
+// TestPresenceRegistryApply decodes wire.Register batches as register and
 // reregister encode them (entries without a tag need no Cluster).
-func TestClusterRegistryApply(t *testing.T) {
+func TestPresenceRegistryApply(t *testing.T) {
 	batch := func(entries ...[3]any) []byte {
-		var e enc
-		e.u64(uint64(len(entries)))
+		var e wire.Enc
+		e.U64(uint64(len(entries)))
 		for _, en := range entries {
-			e.str("app")
-			e.str(en[0].(string))
-			e.u64(uint64(en[1].(int)))
-			e.str("")
-			e.str(en[2].(string))
-			e.u64(0)
+			e.Str("app")
+			e.Str(en[0].(string))
+			e.U64(uint64(en[1].(int)))
+			e.Str("")
+			e.Str(en[2].(string))
+			e.U64(0)
 		}
-		return e.b
+		return e.B
 	}
 	r := newTestRegistry()
-	if err := r.apply(nil, "n2", &dec{b: batch([3]any{"alice", 2, ""}, [3]any{"bob", 1, "dev"})}); err != nil {
+	if err := r.apply(nil, "n2", &wire.Dec{B: batch([3]any{"alice", 2, ""}, [3]any{"bob", 1, "dev"})}); err != nil {
 		t.Fatal(err)
 	}
 	if got := r.online("app", []string{"alice", "bob"}); !slices.Equal(got, []string{"alice", "bob"}) {
 		t.Fatalf("online after register = %v", got)
 	}
-	if err := r.apply(nil, "n2", &dec{b: batch([3]any{"alice", 0, ""})}); err != nil {
+	if err := r.apply(nil, "n2", &wire.Dec{B: batch([3]any{"alice", 0, ""})}); err != nil {
 		t.Fatal(err)
 	}
 	if got := r.online("app", []string{"alice", "bob"}); !slices.Equal(got, []string{"bob"}) {
@@ -146,7 +147,7 @@ func TestClusterRegistryApply(t *testing.T) {
 	}
 	b := batch([3]any{"carol", 1, ""})
 	for n := range len(b) {
-		if err := r.apply(nil, "n3", &dec{b: b[:n]}); err == nil {
+		if err := r.apply(nil, "n3", &wire.Dec{B: b[:n]}); err == nil {
 			t.Fatalf("prefix %d/%d of a registration applied without error", n, len(b))
 		}
 	}
@@ -155,7 +156,7 @@ func TestClusterRegistryApply(t *testing.T) {
 	}
 }
 
-func TestClusterRegistryConcurrent(t *testing.T) {
+func TestPresenceRegistryConcurrent(t *testing.T) {
 	r := newTestRegistry()
 	snap := &membership.Snapshot{Self: "n0", Members: []membership.Member{{Meta: membership.Meta{ID: "n1"}, Live: true}}}
 	var wg sync.WaitGroup
