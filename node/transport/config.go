@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,20 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Faults, if set, injects drops, delays and partitions (tests only).
 	Faults *Faults
+	// TLS, when set, runs every connection over mutual TLS: the dialer and
+	// the listener each present a certificate that the other verifies
+	// (TLSSource decides against which CAs), and the id a peer claims in
+	// its Hello (or answers with in HelloAck) must be its certificate's
+	// Subject CommonName. Nil means plain TCP, where any process reaching
+	// the port can claim any node id (insecure mode only).
+	TLS TLSSource
+	// Authorize, when set, is asked before every inbound request and
+	// message whether the sending peer (its id proven by TLS) may still
+	// talk to this node; an error answers the request with a retryable
+	// error (the roster may not have caught up yet) and drops a message.
+	// Called per frame: it must be fast and safe for concurrent use. Nil
+	// allows every peer that completed the handshake.
+	Authorize func(nodeID string) error
 
 	// SendQueueLen bounds the frames queued to one peer and not yet
 	// written. When it is full, Call and Send fail at once with
@@ -79,11 +94,28 @@ type Config struct {
 	// stops reading for this long is disconnected, its pending calls fail
 	// and its queue is dropped, so memory stays bounded. Zero means 10s.
 	WriteTimeout time.Duration
+	// IdleTimeout closes an accepted connection on which nothing (not even
+	// a ping) arrived for this long, so a peer that stops sending cannot
+	// hold a connection and its goroutines forever. Dialers ping every
+	// IdleTimeout/3 while connected. Zero means 30s.
+	IdleTimeout time.Duration
 	// BackoffMin and BackoffMax bound the jittered exponential delay
 	// between redials of an unreachable peer, during which calls to it fail
 	// fast with ErrUnavailable. Zero means 100ms and 5s.
 	BackoffMin time.Duration
 	BackoffMax time.Duration
+}
+
+// TLSSource supplies the TLS configuration of each new connection, so
+// rotated credentials apply to the next handshake. Implementations must be
+// safe for concurrent use (pki.Files is one).
+type TLSSource interface {
+	// ServerConfig is used for one accepted connection. It must require
+	// and verify a client certificate.
+	ServerConfig() *tls.Config
+	// ClientConfig is used for one dial. It must verify the server's
+	// certificate chain; the transport checks the node id.
+	ClientConfig() *tls.Config
 }
 
 // DefaultConfig returns production defaults; NodeID, ListenAddr, Resolve,
@@ -97,6 +129,7 @@ func DefaultConfig() Config {
 		RequestTimeout: 5 * time.Second,
 		DialTimeout:    2 * time.Second,
 		WriteTimeout:   10 * time.Second,
+		IdleTimeout:    30 * time.Second,
 		BackoffMin:     100 * time.Millisecond,
 		BackoffMax:     5 * time.Second,
 	}
@@ -124,6 +157,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.RequestTimeout, d.RequestTimeout)
 	setDefault(&c.DialTimeout, d.DialTimeout)
 	setDefault(&c.WriteTimeout, d.WriteTimeout)
+	setDefault(&c.IdleTimeout, d.IdleTimeout)
 	setDefault(&c.BackoffMin, d.BackoffMin)
 	setDefault(&c.BackoffMax, d.BackoffMax)
 	if c.Logger == nil {
@@ -154,7 +188,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative queue bound", ErrInvalidConfig)
 	case c.MaxFrameSize < requestHeader || c.MaxFrameSize > 1<<30:
 		return fmt.Errorf("%w: max frame size %d", ErrInvalidConfig, c.MaxFrameSize)
-	case c.RequestTimeout < 0 || c.DialTimeout < 0 || c.WriteTimeout < 0:
+	case c.RequestTimeout < 0 || c.DialTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
 		return fmt.Errorf("%w: negative timeout", ErrInvalidConfig)
 	case c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin:
 		return fmt.Errorf("%w: backoff [%v, %v]", ErrInvalidConfig, c.BackoffMin, c.BackoffMax)

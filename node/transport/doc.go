@@ -41,6 +41,28 @@
 // (version, its node id); the listener answers HelloAck with its own id, so
 // a reused address that now belongs to another node is detected.
 //
+// # Authentication
+//
+// With Config.TLS every connection runs over mutual TLS 1.3: each side
+// presents a certificate issued by the cluster CA and verifies the other's
+// (node/pki). The id a dialer claims in Hello must be its certificate's
+// Subject CommonName, and the certificate of the node a dialer reaches must
+// name the node it meant to dial (ErrWrongPeer otherwise), so Request.From
+// and Message.From are proven ids. Config.Authorize then judges every
+// inbound request and message (the node refuses peers that left the roster
+// or were removed, whose certificates are still valid). No method skips
+// either check; the epoch exemptions only skip the epoch comparison. Without
+// TLS (insecure mode) ids are claims anyone reaching the port can make.
+//
+// # Idle connections and memory
+//
+// A listener closes a connection on which nothing arrived for
+// Config.IdleTimeout (at least 3/4 of it); dialers ping every IdleTimeout/3
+// while connected. A
+// frame's buffer grows as its bytes arrive (from 64 KiB, doubling up to the
+// announced length, itself bounded by MaxFrameSize), so a length prefix
+// alone costs nothing.
+//
 // # Epochs
 //
 // Every request and message carries the sender's roster epoch

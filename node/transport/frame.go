@@ -9,7 +9,8 @@ import (
 )
 
 // protocolVersion is sent in Hello; a listener rejects other versions.
-const protocolVersion = 1
+// Version 2 added framePing and the idle timeout.
+const protocolVersion = 2
 
 // Frame types. The values are a wire contract between node versions.
 const (
@@ -18,6 +19,7 @@ const (
 	frameRequest  byte = 3 // id, epoch, timeout ms, method, payload
 	frameResponse byte = 4 // id, status, epoch, payload (or error text)
 	frameMessage  byte = 5 // epoch, method, payload; no response
+	framePing     byte = 6 // dialer -> listener while idle; no body, no answer
 )
 
 // Status of a Response or HelloAck.
@@ -103,14 +105,37 @@ func readFrame(r *bufio.Reader, maxSize int) (*frame, error) {
 	if uint64(n) > uint64(maxSize) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxSize)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
+	body, err := readBody(r, int(n))
+	if err != nil {
 		return nil, err
 	}
 	return decodeFrame(body)
+}
+
+// initialFrameAlloc is what readBody allocates before any body byte
+// arrived: a length prefix is only a claim, so a peer announcing a 4 MiB
+// frame and sending nothing costs 64 KiB, not 4 MiB.
+const initialFrameAlloc = 64 << 10
+
+// readBody reads an n-byte frame body, growing the buffer (doubling, at
+// most to n) only as bytes arrive, so memory follows what the peer sent.
+func readBody(r io.Reader, n int) ([]byte, error) {
+	body := make([]byte, min(n, initialFrameAlloc))
+	read := 0
+	for {
+		m, err := io.ReadFull(r, body[read:])
+		read += m
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if read == n {
+			return body, nil
+		}
+		body = append(body, make([]byte, min(n, 2*len(body))-len(body))...)
+	}
 }
 
 // decodeFrame decodes a frame body (type byte onward). It never panics.
@@ -156,6 +181,7 @@ func decodeFrame(body []byte) (*frame, error) {
 		f.status = b[8]
 		f.epoch = binary.BigEndian.Uint64(b[9:])
 		b = b[responseHeader-1:]
+	case framePing:
 	case frameMessage:
 		if err := need(messageHeader - 1); err != nil {
 			return nil, err

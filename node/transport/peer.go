@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -213,6 +214,18 @@ func (p *peer) dial(ctx context.Context) (*wconn, *bufio.Reader, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if p.t.cfg.TLS != nil {
+		tc := tls.Client(c, p.t.cfg.TLS.ClientConfig())
+		if err := tc.HandshakeContext(dctx); err != nil {
+			_ = c.Close()
+			return nil, nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+		}
+		if id := peerCertID(tc); id != p.id {
+			_ = c.Close()
+			return nil, nil, fmt.Errorf("%w: %s presented a certificate for %q", ErrWrongPeer, addr, id)
+		}
+		c = tc
+	}
 	w := newWconn(c, p.id)
 	stop := context.AfterFunc(dctx, w.close) // bounds the handshake
 	defer stop()
@@ -248,7 +261,7 @@ func (p *peer) serve(ctx context.Context, w *wconn, r *bufio.Reader) error {
 		defer close(done)
 		readErr = p.readLoop(w, r)
 	})
-	p.t.writeLoop(ctx, w, p.queue)
+	p.t.writeLoop(ctx, w, p.queue, p.t.cfg.IdleTimeout/3)
 	w.close()
 	<-done
 	if readErr == nil {

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,12 +27,22 @@ func (t *Transport) acceptLoop(ctx context.Context, ln net.Listener) {
 // serveInbound runs one accepted connection: handshake, then the reader on
 // this goroutine, a writer for responses, and handler goroutines.
 func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
+	certID := ""
+	if t.cfg.TLS != nil {
+		tc := tls.Server(c, t.cfg.TLS.ServerConfig())
+		c = tc
+		var ok bool
+		if certID, ok = t.tlsHandshake(ctx, tc); !ok {
+			_ = c.Close()
+			return
+		}
+	}
 	w := newWconn(c, "")
 	defer w.close()
 	stop := context.AfterFunc(ctx, w.close)
 	defer stop()
 	r := bufio.NewReaderSize(c, readBufSize)
-	if !t.handshake(w, r) {
+	if !t.handshake(w, r, certID) {
 		return
 	}
 	// Responses: every in-flight handler holds a slot of inflight until its
@@ -42,7 +53,7 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	writerDone := make(chan struct{})
 	t.goFunc(func() {
 		defer close(writerDone)
-		t.writeLoop(ctx, w, out)
+		t.writeLoop(ctx, w, out, 0)
 	})
 	err := t.readInbound(ctx, w, r, out, inflight)
 	if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrFrameTooLarge) {
@@ -54,8 +65,33 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	<-writerDone
 }
 
+// tlsHandshake runs the server side of the TLS handshake within
+// DialTimeout and returns the node id the client's certificate names.
+func (t *Transport) tlsHandshake(ctx context.Context, tc *tls.Conn) (string, bool) {
+	hctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		t.stats.tlsRejects.Add(1)
+		t.logRejected(tc.RemoteAddr(), "", err)
+		return "", false
+	}
+	return peerCertID(tc), true
+}
+
+// peerCertID returns the Subject CommonName of the peer's verified
+// certificate: its node id.
+func peerCertID(tc *tls.Conn) string {
+	cs := tc.ConnectionState()
+	if len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	return cs.PeerCertificates[0].Subject.CommonName
+}
+
 // handshake reads Hello and answers HelloAck; false closes the connection.
-func (t *Transport) handshake(w *wconn, r *bufio.Reader) bool {
+// With TLS, certID is the id the client's certificate names, and the id the
+// Hello claims must be the same.
+func (t *Transport) handshake(w *wconn, r *bufio.Reader, certID string) bool {
 	_ = w.c.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
 	f, err := readFrame(r, frameHelloMax)
 	if err == nil && f.typ != frameHello {
@@ -74,6 +110,10 @@ func (t *Transport) handshake(w *wconn, r *bufio.Reader) bool {
 		ack.status, ack.payload = statusRejected, fmt.Appendf(nil, "protocol version %d, want %d", f.version, protocolVersion)
 	case f.nodeID == "":
 		ack.status, ack.payload = statusRejected, []byte("empty node id")
+	case t.cfg.TLS != nil && f.nodeID != certID:
+		t.stats.tlsRejects.Add(1)
+		t.logRejected(w.c.RemoteAddr(), f.nodeID, fmt.Errorf("claims node id %q, its certificate names %q", f.nodeID, certID))
+		ack.status, ack.payload = statusRejected, fmt.Appendf(nil, "node id %q does not match the certificate's %q", f.nodeID, certID)
 	case t.cfg.Faults.isPartitioned(f.nodeID):
 		ack.status, ack.payload = statusRejected, []byte("partitioned (fault injection)")
 	}
@@ -83,13 +123,36 @@ func (t *Transport) handshake(w *wconn, r *bufio.Reader) bool {
 	return w.c.SetDeadline(time.Time{}) == nil
 }
 
+// authorize asks Config.Authorize about peer; refusals are counted.
+func (t *Transport) authorize(peer string) error {
+	if t.cfg.Authorize == nil {
+		return nil
+	}
+	err := t.cfg.Authorize(peer)
+	if err != nil {
+		t.stats.unauthorized.Add(1)
+	}
+	return err
+}
+
 // frameHelloMax bounds a handshake frame: header plus a 255-byte id plus a
 // short reason.
 const frameHelloMax = 512
 
 // readInbound reads requests and messages until the connection fails.
 func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, out chan<- outFrame, inflight chan struct{}) error {
+	// A live dialer sends at least a ping every IdleTimeout/3. The
+	// deadline is pushed out at most every IdleTimeout/4 (not per frame,
+	// which costs a timer update per frame on a busy stream), so a silent
+	// connection closes after 3/4 to 1 IdleTimeout.
+	var deadlineSet time.Time
 	for {
+		if now := time.Now(); now.Sub(deadlineSet) > t.cfg.IdleTimeout/4 {
+			if err := w.c.SetReadDeadline(now.Add(t.cfg.IdleTimeout)); err != nil {
+				return err
+			}
+			deadlineSet = now
+		}
 		f, err := readFrame(r, t.cfg.MaxFrameSize)
 		if err != nil {
 			return err
@@ -98,7 +161,11 @@ func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, 
 			continue
 		}
 		switch f.typ {
+		case framePing:
 		case frameMessage:
+			if t.authorize(w.peer) != nil {
+				continue
+			}
 			if t.cfg.Handler != nil {
 				t.cfg.Handler.HandleMessage(&Message{From: w.peer, Method: f.method, Epoch: f.epoch, Payload: f.payload})
 			}
@@ -121,7 +188,10 @@ func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, 
 // handleRequest runs the handler for one request and queues the response.
 func (t *Transport) handleRequest(ctx context.Context, w *wconn, out chan<- outFrame, f *frame) {
 	resp := frame{typ: frameResponse, id: f.id, status: statusOK, epoch: t.cfg.Epoch()}
+	authErr := t.authorize(w.peer)
 	switch {
+	case authErr != nil:
+		resp.status, resp.payload = statusRetry, []byte(authErr.Error())
 	case f.epoch != 0 && resp.epoch != 0 && f.epoch != resp.epoch &&
 		(t.cfg.SkipEpochCheck == nil || !t.cfg.SkipEpochCheck(f.method)):
 		t.stats.epochRejects.Add(1)

@@ -42,6 +42,9 @@ type Transport struct {
 
 	// lastBadLog is the unix-nano time of the last bad-frame warning.
 	lastBadLog atomic.Int64
+	// lastRejectLog is the unix-nano time of the last refused-handshake
+	// warning.
+	lastRejectLog atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -53,6 +56,7 @@ type Transport struct {
 // counters are cumulative event counts, exposed by Stats.
 type counters struct {
 	dials, dialErrors, queueFull, badFrames, expired, epochRejects atomic.Uint64
+	tlsRejects, unauthorized                                       atomic.Uint64
 }
 
 // Stats is a snapshot of a Transport's cumulative counters.
@@ -63,6 +67,8 @@ type Stats struct {
 	BadFrames    uint64 // connections closed for a malformed frame
 	Expired      uint64 // queued frames dropped because their deadline passed
 	EpochRejects uint64 // inbound requests answered with an epoch mismatch
+	TLSRejects   uint64 // inbound connections refused: TLS handshake failed or claimed id is not the certificate's
+	Unauthorized uint64 // inbound requests and messages refused by Config.Authorize
 }
 
 // New validates cfg and returns a Transport that is not yet listening.
@@ -127,6 +133,7 @@ func (t *Transport) Stats() Stats {
 		Dials: t.stats.dials.Load(), DialErrors: t.stats.dialErrors.Load(),
 		QueueFull: t.stats.queueFull.Load(), BadFrames: t.stats.badFrames.Load(),
 		Expired: t.stats.expired.Load(), EpochRejects: t.stats.epochRejects.Load(),
+		TLSRejects: t.stats.tlsRejects.Load(), Unauthorized: t.stats.unauthorized.Load(),
 	}
 }
 
@@ -271,4 +278,20 @@ func (t *Transport) logBadFrame(w *wconn, err error) {
 	}
 	t.log.Warn("Closing peer connection after malformed frame", keyPeer, w.peer,
 		keyAddr, w.c.RemoteAddr().String(), keyErr, err, "badFramesTotal", n)
+}
+
+// logRejected counts nothing (the caller does) and, at most once per
+// badFrameLogInterval, logs a connection refused at the handshake: someone
+// without valid credentials, or a node claiming another's id.
+func (t *Transport) logRejected(addr net.Addr, claimed string, err error) {
+	if t.down.Load() {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := t.lastRejectLog.Load()
+	if now-last < int64(badFrameLogInterval) || !t.lastRejectLog.CompareAndSwap(last, now) {
+		return
+	}
+	t.log.Warn("Refusing peer connection", keyAddr, addr.String(), "claimed", claimed, keyErr, err,
+		"tlsRejectsTotal", t.stats.tlsRejects.Load())
 }

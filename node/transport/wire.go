@@ -49,12 +49,24 @@ const writeBufSize = 32 << 10
 // amount of data instead of the whole stream.
 const maxBatch = 128
 
+// pingFrame is the encoded framePing.
+var pingFrame = appendFrame(nil, &frame{typ: framePing})
+
 // writeLoop writes frames from out to w until ctx is done, w is closed or a
 // write fails (which closes w). It batches up to maxBatch queued frames into
-// one flush, each batch bounded by WriteTimeout.
-func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame) {
+// one flush, each batch bounded by WriteTimeout. With ping > 0 (dialed
+// connections) it writes a ping when nothing was written for that long, so
+// the listener's idle timeout only closes dead connections.
+func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame, ping time.Duration) {
 	defer w.close()
 	bw := bufio.NewWriterSize(w.c, writeBufSize)
+	var pingC <-chan time.Time
+	if ping > 0 {
+		tk := time.NewTicker(ping)
+		defer tk.Stop()
+		pingC = tk.C
+	}
+	wrote := false
 	for {
 		var f outFrame
 		select {
@@ -62,8 +74,15 @@ func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame
 			return
 		case <-w.closed:
 			return
+		case <-pingC:
+			if wrote {
+				wrote = false
+				continue
+			}
+			f = outFrame{b: pingFrame}
 		case f = <-out:
 		}
+		wrote = true
 		if err := w.c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
 			return
 		}
