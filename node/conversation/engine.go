@@ -381,66 +381,8 @@ func (e *Engine) dispatch(ctx context.Context, c Caller, req *pb.GenericCommand)
 	if from, ok := c.admin(); ok {
 		return e.handleAdmin(ctx, c, from, req)
 	}
-	switch req.GetCmd() {
-	case pb.CommandType_conv:
-		return e.handleConv(ctx, c, req)
-	case pb.CommandType_direct:
-		return e.handleDirect(ctx, c, req)
-	case pb.CommandType_ack:
-		return nil, e.handleReceiverAck(ctx, c, req)
-	case pb.CommandType_read:
-		return nil, e.handleRead(ctx, c, req)
-	case pb.CommandType_logs:
-		return e.handleLogs(ctx, c, req)
-	case pb.CommandType_patch:
-		if req.GetOp() == pb.OpType_modify {
-			return e.handlePatch(ctx, c, req)
-		}
-	case pb.CommandType_blacklist:
-		return e.handleBlacklist(ctx, c, req)
-	default:
-	}
-	return nil, errUnsupported(req)
-}
-
-func (e *Engine) handleConv(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
-	cm := req.GetConvMessage()
-	if cm == nil {
-		cm = &pb.ConvCommand{}
-	}
-	if resp, ok, err := e.sysConvOp(c, req.GetOp(), cm); ok {
-		return resp, err
-	}
-	switch req.GetOp() {
-	case pb.OpType_start:
-		return e.convStart(ctx, c, cm)
-	case pb.OpType_add:
-		return e.convAdd(ctx, c, cm)
-	case pb.OpType_remove:
-		return e.convRemove(ctx, c, cm)
-	case pb.OpType_update:
-		return e.convUpdate(ctx, c, cm)
-	case pb.OpType_query:
-		return e.convQuery(ctx, c, cm)
-	case pb.OpType_count:
-		return e.convCount(ctx, c, cm)
-	case pb.OpType_mute, pb.OpType_unmute:
-		return e.convMute(ctx, c, cm, req.GetOp() == pb.OpType_mute)
-	case pb.OpType_max_read:
-		return e.convMaxRead(ctx, c, cm)
-	case pb.OpType_is_member:
-		return e.convIsMember(ctx, c, cm)
-	case pb.OpType_members:
-		return e.convMembers(ctx, c, cm)
-	case pb.OpType_member_info_update:
-		return e.convMemberInfoUpdate(ctx, c, cm)
-	case pb.OpType_add_shutup, pb.OpType_remove_shutup:
-		return e.convShutup(ctx, c, cm, req.GetOp() == pb.OpType_add_shutup)
-	case pb.OpType_query_shutup:
-		return e.convQueryShutup(ctx, c, cm)
-	case pb.OpType_check_shutup:
-		return e.convCheckShutup(ctx, c, cm)
-	default:
+	if cmd, ok := lookupCommand(req); ok {
+		return cmd.handle(e, ctx, c, req)
 	}
 	return nil, errUnsupported(req)
 }

@@ -19,60 +19,44 @@ type Routed struct {
 // command touching one conversation runs where that conversation's writes
 // are serialized; conv/start of a unique or temporary conversation where its
 // unique key is; read with several conversations becomes one read per
-// conversation (read has no response). Route does not validate req: the
+// conversation (read has no response). The rule of each command is its row
+// in the command table (commands.go). Route does not validate req: the
 // engine does that wherever it runs.
 func (e *Engine) Route(c Caller, req *pb.GenericCommand) []Routed {
-	one := func(cid string) []Routed {
-		if cid == "" {
-			return []Routed{{Req: req, Anywhere: true}}
-		}
-		return []Routed{{Req: req, Shard: e.shards.ConvShard(c.App, cid)}}
+	if cmd, ok := lookupCommand(req); ok {
+		return cmd.route(e, c, req)
 	}
-	switch req.GetCmd() {
-	case pb.CommandType_conv:
-		cm := req.GetConvMessage()
-		switch {
-		case req.GetOp() == pb.OpType_start && cm.GetTransient():
-			// The room is created at its shard's coordinator: choose the
-			// id here, once (the coordinator routes the same request
-			// again and must find the same shard).
-			part := req
-			if cm.GetCid() == "" {
-				part = proto.CloneOf(req)
-				part.ConvMessage.Cid = strp(e.newRoomID())
-			}
-			return []Routed{{Req: part, Shard: e.shards.ConvShard(c.App, part.ConvMessage.GetCid())}}
-		case req.GetOp() == pb.OpType_start:
-			if idx, ok := e.startIndexKey(c, cm); ok {
-				return []Routed{{Req: req, Shard: e.shards.ConvShard(c.App, idx)}}
-			}
-			return one("")
-		case req.GetOp() == pb.OpType_query:
-			return one("")
-		case cm.GetCid() != "":
-			return one(cm.GetCid())
-		case len(cm.GetCids()) > 0:
-			return one(cm.GetCids()[0])
-		}
-		return one("")
-	case pb.CommandType_direct:
-		return one(req.GetDirectMessage().GetCid())
-	case pb.CommandType_ack:
-		return one(req.GetAckMessage().GetCid())
-	case pb.CommandType_logs:
-		return one(req.GetLogsMessage().GetCid())
-	case pb.CommandType_patch:
-		if ps := req.GetPatchMessage().GetPatches(); len(ps) > 0 {
-			return one(ps[0].GetCid())
-		}
-		return one("")
-	case pb.CommandType_blacklist:
-		return one(req.GetBlacklistMessage().GetSrcCid())
-	case pb.CommandType_read:
-		return e.routeRead(c, req)
-	default:
+	return []Routed{{Req: req, Anywhere: true}}
+}
+
+// routeCid routes req to the coordinator of conversation cid, or anywhere
+// without one.
+func (e *Engine) routeCid(c Caller, req *pb.GenericCommand, cid string) []Routed {
+	if cid == "" {
+		return []Routed{{Req: req, Anywhere: true}}
 	}
-	return one("")
+	return []Routed{{Req: req, Shard: e.shards.ConvShard(c.App, cid)}}
+}
+
+// routeStart routes conv/start: a chat room is created at its shard's
+// coordinator, a unique or temporary conversation where its unique key is,
+// any other new conversation anywhere (nobody can reach it yet).
+func (e *Engine) routeStart(c Caller, req *pb.GenericCommand) []Routed {
+	cm := req.GetConvMessage()
+	if cm.GetTransient() {
+		// Choose the room's id here, once (the coordinator routes the
+		// same request again and must find the same shard).
+		part := req
+		if cm.GetCid() == "" {
+			part = proto.CloneOf(req)
+			part.ConvMessage.Cid = strp(e.newRoomID())
+		}
+		return []Routed{{Req: part, Shard: e.shards.ConvShard(c.App, part.ConvMessage.GetCid())}}
+	}
+	if idx, ok := e.startIndexKey(c, cm); ok {
+		return []Routed{{Req: req, Shard: e.shards.ConvShard(c.App, idx)}}
+	}
+	return []Routed{{Req: req, Anywhere: true}}
 }
 
 func (e *Engine) routeRead(c Caller, req *pb.GenericCommand) []Routed {

@@ -64,10 +64,11 @@ func (g *Gateway) execute(c *conn, req *pb.GenericCommand) (resp *pb.GenericComm
 		return r
 	case pb.CommandType_report:
 		return protocol.Response(req, pb.CommandType_report, protocol.Op(pb.OpType_uploaded))
-	case pb.CommandType_conv, pb.CommandType_direct, pb.CommandType_ack, pb.CommandType_read,
-		pb.CommandType_logs, pb.CommandType_patch, pb.CommandType_blacklist:
-		return g.engineCommand(c, req)
 	default:
+		if conversation.IsCommand(req.GetCmd()) {
+			// The engine's command table (conversation/commands.go).
+			return g.engineCommand(c, req)
+		}
 		return protocol.ErrorResponse(req, protocol.ErrUnparseableRawMessage.WithDetail("unsupported command %s", req.GetCmd()))
 	}
 }

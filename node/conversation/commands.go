@@ -1,0 +1,144 @@
+package conversation
+
+import (
+	"context"
+
+	"github.com/imcluster/imcluster/node/protocol/pb"
+)
+
+// command is one row of the command table: where a command runs (route)
+// and what runs it there (handle). Adding a command is adding a row.
+type command struct {
+	// route names the shards whose coordinators run the command (Route).
+	route func(e *Engine, c Caller, req *pb.GenericCommand) []Routed
+	// handle runs it (Handle).
+	handle func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error)
+}
+
+// commandKey selects a row: a command and its op; anyOp rows serve every op
+// of a command that has no row of its own.
+type commandKey struct {
+	cmd   pb.CommandType
+	op    pb.OpType
+	anyOp bool
+}
+
+// commands is the command table of the engine's client commands.
+var commands map[commandKey]command
+
+func init() {
+	byCid := func(cid func(*pb.GenericCommand) string) func(*Engine, Caller, *pb.GenericCommand) []Routed {
+		return func(e *Engine, c Caller, req *pb.GenericCommand) []Routed { return e.routeCid(c, req, cid(req)) }
+	}
+	anywhere := func(_ *Engine, _ Caller, req *pb.GenericCommand) []Routed {
+		return []Routed{{Req: req, Anywhere: true}}
+	}
+	convCid := byCid(func(req *pb.GenericCommand) string {
+		cm := req.GetConvMessage()
+		if cm.GetCid() == "" && len(cm.GetCids()) > 0 {
+			return cm.GetCids()[0]
+		}
+		return cm.GetCid()
+	})
+	conv := func(op pb.OpType, route func(*Engine, Caller, *pb.GenericCommand) []Routed,
+		h func(e *Engine, ctx context.Context, c Caller, op pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error)) {
+		commands[commandKey{cmd: pb.CommandType_conv, op: op}] = command{route: route, handle: convHandler(h)}
+	}
+	everyOp := func(cmd pb.CommandType, route func(*Engine, Caller, *pb.GenericCommand) []Routed,
+		h func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error)) {
+		commands[commandKey{cmd: cmd, anyOp: true}] = command{route: route, handle: h}
+	}
+	noResponse := func(h func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) error) func(*Engine, context.Context, Caller, *pb.GenericCommand) (*pb.GenericCommand, error) {
+		return func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+			return nil, h(e, ctx, c, req)
+		}
+	}
+	commands = map[commandKey]command{}
+
+	conv(pb.OpType_start, (*Engine).routeStart, func(e *Engine, ctx context.Context, c Caller, _ pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
+		return e.convStart(ctx, c, cm)
+	})
+	conv(pb.OpType_query, anywhere, func(e *Engine, ctx context.Context, c Caller, _ pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
+		return e.convQuery(ctx, c, cm)
+	})
+	for op, h := range map[pb.OpType]func(*Engine, context.Context, Caller, *pb.ConvCommand) (*pb.GenericCommand, error){
+		pb.OpType_add:                (*Engine).convAdd,
+		pb.OpType_remove:             (*Engine).convRemove,
+		pb.OpType_update:             (*Engine).convUpdate,
+		pb.OpType_count:              (*Engine).convCount,
+		pb.OpType_max_read:           (*Engine).convMaxRead,
+		pb.OpType_is_member:          (*Engine).convIsMember,
+		pb.OpType_members:            (*Engine).convMembers,
+		pb.OpType_member_info_update: (*Engine).convMemberInfoUpdate,
+		pb.OpType_query_shutup:       (*Engine).convQueryShutup,
+		pb.OpType_check_shutup:       (*Engine).convCheckShutup,
+	} {
+		conv(op, convCid, func(e *Engine, ctx context.Context, c Caller, _ pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
+			return h(e, ctx, c, cm)
+		})
+	}
+	for _, op := range []pb.OpType{pb.OpType_mute, pb.OpType_unmute} {
+		conv(op, convCid, func(e *Engine, ctx context.Context, c Caller, op pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
+			return e.convMute(ctx, c, cm, op == pb.OpType_mute)
+		})
+	}
+	for _, op := range []pb.OpType{pb.OpType_add_shutup, pb.OpType_remove_shutup} {
+		conv(op, convCid, func(e *Engine, ctx context.Context, c Caller, op pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
+			return e.convShutup(ctx, c, cm, op == pb.OpType_add_shutup)
+		})
+	}
+	everyOp(pb.CommandType_direct, byCid(func(req *pb.GenericCommand) string { return req.GetDirectMessage().GetCid() }),
+		(*Engine).handleDirect)
+	everyOp(pb.CommandType_ack, byCid(func(req *pb.GenericCommand) string { return req.GetAckMessage().GetCid() }),
+		noResponse((*Engine).handleReceiverAck))
+	everyOp(pb.CommandType_read, (*Engine).routeRead, noResponse((*Engine).handleRead))
+	everyOp(pb.CommandType_logs, byCid(func(req *pb.GenericCommand) string { return req.GetLogsMessage().GetCid() }),
+		(*Engine).handleLogs)
+	commands[commandKey{cmd: pb.CommandType_patch, op: pb.OpType_modify}] = command{
+		route: byCid(func(req *pb.GenericCommand) string {
+			if ps := req.GetPatchMessage().GetPatches(); len(ps) > 0 {
+				return ps[0].GetCid()
+			}
+			return ""
+		}),
+		handle: (*Engine).handlePatch,
+	}
+	everyOp(pb.CommandType_blacklist, byCid(func(req *pb.GenericCommand) string { return req.GetBlacklistMessage().GetSrcCid() }),
+		(*Engine).handleBlacklist)
+}
+
+// convHandler adapts a conv op handler: a missing conv message is an empty
+// one, and the ops a client may address to a system conversation are
+// answered by sysConvOp when the conversation is one.
+func convHandler(h func(e *Engine, ctx context.Context, c Caller, op pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error)) func(*Engine, context.Context, Caller, *pb.GenericCommand) (*pb.GenericCommand, error) {
+	return func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+		cm := req.GetConvMessage()
+		if cm == nil {
+			cm = &pb.ConvCommand{}
+		}
+		if resp, ok, err := e.sysConvOp(c, req.GetOp(), cm); ok {
+			return resp, err
+		}
+		return h(e, ctx, c, req.GetOp(), cm)
+	}
+}
+
+// lookupCommand returns req's row of the command table.
+func lookupCommand(req *pb.GenericCommand) (command, bool) {
+	if cmd, ok := commands[commandKey{cmd: req.GetCmd(), op: req.GetOp()}]; ok {
+		return cmd, true
+	}
+	cmd, ok := commands[commandKey{cmd: req.GetCmd(), anyOp: true}]
+	return cmd, ok
+}
+
+// IsCommand reports whether the engine serves cmd (with some op): the
+// gateway hands exactly these to the engine.
+func IsCommand(cmd pb.CommandType) bool {
+	for k := range commands {
+		if k.cmd == cmd {
+			return true
+		}
+	}
+	return false
+}
