@@ -68,6 +68,9 @@ func run() error {
 	if len(os.Args) > 1 && os.Args[1] == "prestop" {
 		return prestop(os.Args[2:])
 	}
+	if len(os.Args) > 1 && os.Args[1] == "import" {
+		return importCmd(os.Args[2:])
+	}
 	if len(os.Args) > 1 && os.Args[1] == "certs" {
 		return certs(os.Args[2:])
 	}
