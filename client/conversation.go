@@ -39,6 +39,11 @@ type ConversationInfo struct {
 	Attributes map[string]any
 	// LastMessage is set by queries WithLastMessage.
 	LastMessage *Message
+	// Subscribed, SubscribedAt and SubscriptionMuted are this client's
+	// subscription to a system conversation (System).
+	Subscribed        bool
+	SubscribedAt      time.Time
+	SubscriptionMuted bool
 }
 
 // Attr returns a custom attribute by dot path ("attr.type").
@@ -536,7 +541,7 @@ var reservedColumns = map[string]bool{
 	"objectId": true, "name": true, "c": true, "m": true, "mu": true, "tr": true, "sys": true, "unique": true,
 	"uniqueId": true, "createdAt": true, "updatedAt": true, "lm": true, "ttl": true, "temp": true, "conv_type": true,
 	"msg": true, "bin": true, "msg_mid": true, "msg_from": true, "msg_timestamp": true, "patch_timestamp": true,
-	"mention_all": true, "mention_pids": true,
+	"mention_all": true, "mention_pids": true, "joined": true, "joinedAt": true, "muted": true,
 }
 
 // parseConversation converts one record of conv/results.
@@ -547,6 +552,12 @@ func parseConversation(rec map[string]any) ConversationInfo {
 		Transient: boolean(rec["tr"]), System: boolean(rec["sys"]), Unique: boolean(rec["unique"]),
 		UniqueID: str(rec["uniqueId"]), CreatedAt: dateValue(rec["createdAt"]), UpdatedAt: dateValue(rec["updatedAt"]),
 		LastMessageAt: dateValue(rec["lm"]),
+	}
+	if info.System {
+		info.Subscribed, info.SubscriptionMuted = boolean(rec["joined"]), boolean(rec["muted"])
+		if at, ok := rec["joinedAt"].(float64); ok {
+			info.SubscribedAt = millis(int64(at))
+		}
 	}
 	if ttl, ok := rec["ttl"].(float64); ok {
 		info.TTL = time.Duration(ttl) * time.Second

@@ -19,6 +19,7 @@ import (
 	"github.com/imcluster/imcluster/node/cluster"
 	"github.com/imcluster/imcluster/node/conversation"
 	"github.com/imcluster/imcluster/node/gateway"
+	"github.com/imcluster/imcluster/node/hooks"
 	"github.com/imcluster/imcluster/node/httpapi"
 	"github.com/imcluster/imcluster/node/protocol/pb"
 	"github.com/imcluster/imcluster/node/route"
@@ -46,6 +47,7 @@ type Node struct {
 	engine  *conversation.Engine
 	gateway *gateway.Gateway
 	storage *storage.Service
+	hooks   *hooks.Hooks
 	// creds are the cluster credentials (security.go).
 	creds credentials
 
@@ -126,6 +128,10 @@ func (n *Node) Start() error {
 	n.cluster = cl
 	kv := cl.KV()
 	tokens := session.NewTokens(kv, cl.ClientShard, n.cfg.SessionTokenTTL, nil)
+	n.hooks, err = hooks.New(hooks.Config{Apps: registry, Logger: n.cfg.Logger, Registerer: n.reg})
+	if err != nil {
+		return n.abort(err)
+	}
 	gw, err := gateway.New(gateway.Config{
 		Apps:         registry,
 		Tokens:       tokens,
@@ -133,19 +139,21 @@ func (n *Node) Start() error {
 		Registerer:   n.reg,
 		IdleTimeout:  n.cfg.IdleTimeout,
 		LoginTimeout: n.cfg.LoginTimeout,
-		Presence:     cl.Presence(),
+		Presence:     hookPresence{Presence: cl.Presence(), hooks: n.hooks},
 	})
 	if err != nil {
 		return n.abort(err)
 	}
 	n.gateway = gw
 	engine, err := conversation.New(conversation.Config{
-		Store:      kv,
-		Shards:     cl,
-		Deliverer:  cl.Deliverer(),
-		Logger:     n.cfg.Logger.With("component", logComponentConv),
-		Registerer: n.reg,
-		Retention:  n.cfg.Retention,
+		Store:       kv,
+		Shards:      cl,
+		Deliverer:   cl.Deliverer(),
+		Logger:      n.cfg.Logger.With("component", logComponentConv),
+		Registerer:  n.reg,
+		Retention:   n.cfg.Retention,
+		Hooks:       n.hooks,
+		SysMessages: n.hooks,
 	})
 	if err != nil {
 		return n.abort(err)
@@ -233,6 +241,9 @@ func (n *Node) abort(err error) error {
 	if n.engine != nil {
 		n.engine.Stop()
 	}
+	if n.hooks != nil {
+		n.hooks.Stop()
+	}
 	if n.cluster != nil {
 		n.cluster.Shutdown()
 	}
@@ -290,6 +301,7 @@ func (n *Node) shutdown(ctx context.Context) error {
 	_ = n.adminSrv.Close()
 	n.cancel()
 	n.engine.Stop()
+	n.hooks.Stop()
 	n.cluster.Shutdown()
 	n.wg.Wait()
 	return n.store.Close()

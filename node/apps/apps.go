@@ -37,6 +37,9 @@ type App struct {
 	// the SDKs off (errors 4406 and 4407). Zero values mean both are allowed.
 	DisableEdit   bool `json:"disableEdit,omitempty"`
 	DisableRecall bool `json:"disableRecall,omitempty"`
+	// Hooks configures server hooks, the system-conversation webhook and
+	// offline push (docs/hooks.md). Zero value means none.
+	Hooks *Hooks `json:"hooks,omitempty"`
 }
 
 // Validate reports a configuration error.
@@ -52,6 +55,11 @@ func (a *App) Validate() error {
 		return fmt.Errorf("apps: app %q has no masterKey", a.ID)
 	case a.Key == a.MasterKey:
 		return fmt.Errorf("apps: app %q uses the same appKey and masterKey", a.ID)
+	}
+	if a.Hooks != nil {
+		if err := a.Hooks.Validate(); err != nil {
+			return fmt.Errorf("app %q: %w", a.ID, err)
+		}
 	}
 	return nil
 }

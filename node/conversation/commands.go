@@ -101,25 +101,32 @@ func init() {
 			}
 			return ""
 		}),
-		handle: (*Engine).handlePatch,
+		handle: (*Engine).patchWithHook,
 	}
 	everyOp(pb.CommandType_blacklist, byCid(func(req *pb.GenericCommand) string { return req.GetBlacklistMessage().GetSrcCid() }),
 		(*Engine).handleBlacklist)
 }
 
 // convHandler adapts a conv op handler: a missing conv message is an empty
-// one, and the ops a client may address to a system conversation are
-// answered by sysConvOp when the conversation is one.
+// one, the op runs between its server hooks (convWithHooks), and the ops a
+// client may address to a system conversation are answered by sysConvOp
+// when the conversation is one.
 func convHandler(h func(e *Engine, ctx context.Context, c Caller, op pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error)) func(*Engine, context.Context, Caller, *pb.GenericCommand) (*pb.GenericCommand, error) {
 	return func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
 		cm := req.GetConvMessage()
 		if cm == nil {
 			cm = &pb.ConvCommand{}
 		}
-		if resp, ok, err := e.sysConvOp(c, req.GetOp(), cm); ok {
-			return resp, err
-		}
-		return h(e, ctx, c, req.GetOp(), cm)
+		return e.convWithHooks(ctx, c, req.GetOp(), cm, func(op pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
+			if resp, ok, err := e.sysConvOp(c, op, cm); ok {
+				return resp, err
+			}
+			if op != req.GetOp() { // a hook turned a mute into an unmute or back
+				row, _ := lookupCommand(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: op.Enum()})
+				return row.handle(e, ctx, c, &pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: op.Enum(), ConvMessage: cm})
+			}
+			return h(e, ctx, c, op, cm)
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 
@@ -25,14 +26,7 @@ func (e *Engine) handleDirect(ctx context.Context, c Caller, req *pb.GenericComm
 	if dm.GetWill() {
 		return e.acceptWill(c, dm)
 	}
-	m, err := e.send(ctx, c, dm, "")
-	if errors.Is(err, errSysUpstream) {
-		return e.sysUpstream(c, dm)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return ackResponse(dm.GetCid(), m.ID, m.Ts), nil
+	return e.directWithHooks(ctx, c, dm)
 }
 
 func ackResponse(cid, mid string, ts int64) *pb.GenericCommand {
@@ -199,6 +193,9 @@ func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.Dire
 			return nil, nil, nil, err
 		}
 	}
+	if dm.ToPeerIds != nil { // set by _messageReceived only (directWithHooks)
+		to = setAdd(slices.Clone(dm.ToPeerIds), c.ClientID) // the sender's other devices
+	}
 	return m, &push{app: c.App, to: to, except: c.Session, cmd: directPush(r, m, dm, transient)}, dedupKey, nil
 }
 
@@ -310,6 +307,7 @@ func (e *Engine) acceptWill(c Caller, dm *pb.DirectCommand) (*pb.GenericCommand,
 // When the client has no other session it leaves every chat room. Safe for
 // concurrent use; never blocks on I/O while the engine runs.
 func (e *Engine) SessionGone(app, clientID string, s SessionID, clean bool) {
+	e.clientOffline(app, clientID, clean)
 	held := e.wills.take(willKey{app, clientID, s})
 	if !clean && len(held) > 0 {
 		e.goFunc(func() { e.sendWills(app, clientID, s, held) })

@@ -104,6 +104,8 @@ type Config struct {
 	// SysMessages receives the messages clients send to system
 	// conversations. Zero value means they are acknowledged and dropped.
 	SysMessages SysMessageSink
+	// Hooks calls the apps' server hooks. Zero value means none.
+	Hooks Hooks
 }
 
 // DefaultConfig returns a Config with every optional field at its default.

@@ -612,3 +612,17 @@ func (e *Engine) nextTsLocked(st *stripe, app, cid string) (int64, error) {
 	st.lastTs[roomKey(app, cid)] = cachedTs{ts: ts, epoch: epoch}
 	return ts, nil
 }
+
+// routeAdmin routes a server-side operation: to the system conversation's
+// coordinator when it names one (sends, updates, subscriptions, delete),
+// anywhere otherwise (create, query).
+func (e *Engine) routeAdmin(c Caller, req *pb.GenericCommand) []Routed {
+	cid := req.GetConvMessage().GetCid()
+	if req.GetCmd() == pb.CommandType_direct {
+		cid = req.GetDirectMessage().GetCid()
+	}
+	if req.GetCmd() == pb.CommandType_conv && (req.GetOp() == pb.OpType_start || req.GetOp() == pb.OpType_query) {
+		cid = ""
+	}
+	return e.routeCid(c, req, cid)
+}

@@ -22,6 +22,10 @@ type Error struct {
 	Temporary bool
 	// Pids lists the client ids an entry of failedPids applies to.
 	Pids []string
+	// AppCode and AppMsg carry an app hook's rejection code and message
+	// (4305, 4402, 4405).
+	AppCode int32
+	AppMsg  string
 }
 
 func (e *Error) Error() string {
@@ -61,6 +65,12 @@ func (e *Error) Proto() *pb.ErrorCommand {
 	if len(e.Pids) > 0 {
 		ec.Pids = e.Pids
 	}
+	if e.AppCode != 0 {
+		ec.AppCode = proto.Int32(e.AppCode)
+	}
+	if e.AppMsg != "" {
+		ec.AppMsg = proto.String(e.AppMsg)
+	}
 	return ec
 }
 
@@ -86,6 +96,7 @@ var (
 	ErrConversationSignature      = &Error{Code: 4302, Reason: "CONVERSATION_SIGNATURE_FAILED"}
 	ErrConversationNotFound       = &Error{Code: 4303, Reason: "CONVERSATION_NOT_FOUND"}
 	ErrConversationFull           = &Error{Code: 4304, Reason: "CONVERSATION_FULL"}
+	ErrConversationRejectedByApp  = &Error{Code: 4305, Reason: "CONVERSATION_REJECTED_BY_APP"}
 	ErrConversationUpdateFailed   = &Error{Code: 4306, Reason: "CONVERSATION_UPDATE_FAILED"}
 	ErrConversationReadOnly       = &Error{Code: 4307, Reason: "CONVERSATION_READ_ONLY"}
 	ErrConversationNotAllowed     = &Error{Code: 4308, Reason: "CONVERSATION_NOT_ALLOWED"}
@@ -106,6 +117,7 @@ var (
 	ErrMessageRejectedByApp       = &Error{Code: 4402, Reason: "MESSAGE_REJECTED_BY_APP"}
 	ErrMessageOwnershipRequired   = &Error{Code: 4403, Reason: "MESSAGE_OWNERSHIP_REQUIRED"}
 	ErrMessageNotFound            = &Error{Code: 4404, Reason: "MESSAGE_NOT_FOUND"}
+	ErrMessageUpdateRejectedByApp = &Error{Code: 4405, Reason: "MESSAGE_UPDATE_REJECTED_BY_APP"}
 	ErrMessageEditDisabled        = &Error{Code: 4406, Reason: "MESSAGE_EDIT_DISABLED"}
 	ErrMessageRecallDisabled      = &Error{Code: 4407, Reason: "MESSAGE_RECALL_DISABLED"}
 	ErrBlacklistFull              = &Error{Code: 4543, Reason: "BLACKLIST_FULL"}
