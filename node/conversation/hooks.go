@@ -336,7 +336,6 @@ func (e *Engine) convWithHooks(ctx context.Context, c Caller, op pb.OpType, cm *
 	return resp, nil
 }
 
-
 // clientOffline notifies _clientOffline (closeCode 1 = logout, 2 = lost
 // connection).
 func (e *Engine) clientOffline(app, clientID string, clean bool) {
