@@ -13,6 +13,9 @@ type command struct {
 	route func(e *Engine, c Caller, req *pb.GenericCommand) []Routed
 	// handle runs it (Handle).
 	handle func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error)
+	// idempotent, if set, reports whether running req twice has the
+	// effect and answer of running it once (Idempotent).
+	idempotent func(req *pb.GenericCommand) bool
 }
 
 // commandKey selects a row: a command and its op; anyOp rows serve every op
@@ -58,6 +61,7 @@ func init() {
 	conv(pb.OpType_start, (*Engine).routeStart, func(e *Engine, ctx context.Context, c Caller, _ pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
 		return e.convStart(ctx, c, cm)
 	})
+	always := func(*pb.GenericCommand) bool { return true }
 	conv(pb.OpType_query, anywhere, func(e *Engine, ctx context.Context, c Caller, _ pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
 		return e.convQuery(ctx, c, cm)
 	})
@@ -89,11 +93,25 @@ func init() {
 	}
 	everyOp(pb.CommandType_direct, byCid(func(req *pb.GenericCommand) string { return req.GetDirectMessage().GetCid() }),
 		(*Engine).handleDirect)
+	// A stored message with a de-duplication token is stored once however
+	// often it is sent (dedupLookup).
+	setIdempotent(commandKey{cmd: pb.CommandType_direct, anyOp: true}, func(req *pb.GenericCommand) bool {
+		dm := req.GetDirectMessage()
+		return dm.GetDt() != "" && !dm.GetTransient() && !dm.GetWill()
+	})
 	everyOp(pb.CommandType_ack, byCid(func(req *pb.GenericCommand) string { return req.GetAckMessage().GetCid() }),
 		noResponse((*Engine).handleReceiverAck))
+	setIdempotent(commandKey{cmd: pb.CommandType_ack, anyOp: true}, always)
 	everyOp(pb.CommandType_read, (*Engine).routeRead, noResponse((*Engine).handleRead))
+	setIdempotent(commandKey{cmd: pb.CommandType_read, anyOp: true}, always)
 	everyOp(pb.CommandType_logs, byCid(func(req *pb.GenericCommand) string { return req.GetLogsMessage().GetCid() }),
 		(*Engine).handleLogs)
+	setIdempotent(commandKey{cmd: pb.CommandType_logs, anyOp: true}, always)
+	// Reads of a conversation.
+	for _, op := range []pb.OpType{pb.OpType_query, pb.OpType_count, pb.OpType_max_read, pb.OpType_is_member,
+		pb.OpType_members, pb.OpType_query_shutup, pb.OpType_check_shutup} {
+		setIdempotent(commandKey{cmd: pb.CommandType_conv, op: op}, always)
+	}
 	commands[commandKey{cmd: pb.CommandType_patch, op: pb.OpType_modify}] = command{
 		route: byCid(func(req *pb.GenericCommand) string {
 			if ps := req.GetPatchMessage().GetPatches(); len(ps) > 0 {
@@ -105,6 +123,21 @@ func init() {
 	}
 	everyOp(pb.CommandType_blacklist, byCid(func(req *pb.GenericCommand) string { return req.GetBlacklistMessage().GetSrcCid() }),
 		(*Engine).handleBlacklist)
+}
+
+// setIdempotent marks the row k idempotent when f(req) holds.
+func setIdempotent(k commandKey, f func(*pb.GenericCommand) bool) {
+	cmd := commands[k]
+	cmd.idempotent = f
+	commands[k] = cmd
+}
+
+// Idempotent reports whether running req twice has the effect and answer
+// of running it once (a send with a de-duplication token, acks, reads), so
+// a router may run it again when it cannot tell whether an attempt ran.
+func (e *Engine) Idempotent(req *pb.GenericCommand) bool {
+	cmd, ok := lookupCommand(req)
+	return ok && cmd.idempotent != nil && cmd.idempotent(req)
 }
 
 // convHandler adapts a conv op handler: a missing conv message is an empty

@@ -57,6 +57,12 @@ func (e *Engine) patchOne(_ context.Context, c Caller, it *pb.PatchItem) (int64,
 	if m.From != c.ClientID {
 		return 0, protocol.ErrMessageOwnershipRequired
 	}
+	// Like a send's timestamp, a patch's is assigned only under the
+	// shard's lease (the next holder's are above it); without it the
+	// router retries the patch at the coordinator.
+	if !e.shards.Coordinates(e.shards.ConvShard(c.App, cid)) {
+		return 0, ErrNotCoordinator
+	}
 	patchTs := max(e.nowMs(), r.LastPatch+1)
 	if patchTs == m.Ts {
 		patchTs++

@@ -1,6 +1,8 @@
 package conversation
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -71,5 +73,59 @@ func TestConversationPatch(t *testing.T) {
 	}
 	if ps, _ := h.e.PatchesSince(t.Context(), testApp, "Jerry", rpt); ps != nil {
 		t.Fatalf("patches since the newest %v", ps)
+	}
+}
+
+// A node whose lease ran out assigns no patch timestamp and stores
+// nothing: the patch fails with ErrNotCoordinator (the cluster runs it
+// again at the coordinator).
+func TestConversationPatchNeedsTheLease(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom, "Jerry")
+	mid, ts := h.send(tom, cid, "typo")
+	req := patchReq(&pb.PatchItem{Cid: proto.String(cid), Mid: proto.String(mid), Timestamp: proto.Int64(ts), Data: proto.String("fixed")})
+	h.lostLease.Store(true)
+	if _, err := h.e.Handle(context.Background(), tom, req); !errors.Is(err, ErrNotCoordinator) {
+		t.Fatalf("patch without the lease: %v, want ErrNotCoordinator", err)
+	}
+	h.lostLease.Store(false)
+	if m, err := h.e.lookupMessage(testApp, cid, mid); err != nil || m == nil || m.PatchTs != 0 || m.Data != "typo" {
+		t.Fatalf("message after a refused patch = %+v, %v; want unpatched", m, err)
+	}
+	h.do(tom, req)
+}
+
+// TestCommandIdempotent: sends with a de-duplication token, acks and reads
+// may run twice; sends without a token, transient sends and changes may not.
+func TestCommandIdempotent(t *testing.T) {
+	h := newHarness(t)
+	direct := func(dt string, transient bool) *pb.GenericCommand {
+		return &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), DirectMessage: &pb.DirectCommand{
+			Cid: proto.String("c"), Msg: proto.String("m"), Dt: proto.String(dt), Transient: proto.Bool(transient)}}
+	}
+	conv := func(op pb.OpType) *pb.GenericCommand {
+		return &pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: op.Enum(), ConvMessage: &pb.ConvCommand{Cid: proto.String("c")}}
+	}
+	for _, tt := range []struct {
+		name string
+		req  *pb.GenericCommand
+		want bool
+	}{
+		{"send with dt", direct("dt-1", false), true},
+		{"send without dt", direct("", false), false},
+		{"transient send", direct("dt-1", true), false},
+		{"receiver ack", &pb.GenericCommand{Cmd: pb.CommandType_ack.Enum(), AckMessage: &pb.AckCommand{Cid: proto.String("c")}}, true},
+		{"read", &pb.GenericCommand{Cmd: pb.CommandType_read.Enum()}, true},
+		{"logs", logsReq(&pb.LogsCommand{Cid: proto.String("c")}), true},
+		{"conv/query", conv(pb.OpType_query), true},
+		{"conv/members", conv(pb.OpType_members), true},
+		{"conv/add", conv(pb.OpType_add), false},
+		{"conv/start", conv(pb.OpType_start), false},
+		{"patch", patchReq(&pb.PatchItem{Cid: proto.String("c")}), false},
+	} {
+		if got := h.e.Idempotent(tt.req); got != tt.want {
+			t.Errorf("%s: idempotent %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -27,6 +27,9 @@ type Engine interface {
 	UnreadSummary(ctx context.Context, app, clientID string, lastNotifTime int64) (*pb.UnreadCommand, error)
 	PatchesSince(ctx context.Context, app, clientID string, since int64) (*pb.PatchCommand, error)
 	SessionGone(app, clientID string, s conversation.SessionID, clean bool)
+	// Idempotent reports whether running req twice has the effect and
+	// answer of running it once.
+	Idempotent(req *pb.GenericCommand) bool
 }
 
 // Replicas is what the router asks this node's shard replicas.
@@ -123,15 +126,23 @@ func clientError(err error) error {
 	return err
 }
 
-// command runs req at shard's coordinator. It retries, within ctx, only
-// failures that prove the command did not run (not coordinating, epoch
-// changing, peer unreachable before sending): a command is not idempotent.
+// command runs req at shard's coordinator. It retries, within ctx and the
+// retry budget, failures that prove the command did not run (not
+// coordinating, epoch changing, peer unreachable before sending), and, for
+// an idempotent command (a send with a de-duplication token, acks, reads),
+// also those after which it may have run (the coordinator died or did not
+// answer): a coordinator that goes away while a lease moves is a pause,
+// not an error. A write whose quorum failed is not retried.
 func (r *Router) command(ctx context.Context, shard uint16, caller conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
 	raw, err := proto.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
 	payload := encodeCommand(caller, raw)
+	retry := notExecuted
+	if r.cfg.Engine.Idempotent(req) {
+		retry = mayRetryIdempotent
+	}
 	backoff := 20 * time.Millisecond
 	timeout := r.cfg.Replicas.RequestTimeout()
 	// Waiting for a coordinator (roster converging, a replica catching up)
@@ -156,8 +167,8 @@ func (r *Router) command(ctx context.Context, shard uint16, caller conversation.
 			}
 			resp, err = decodeCommandResult(out)
 			return err
-		})
-		if err == nil || !notExecuted(err) {
+		}, retry)
+		if err == nil || !retry(err) {
 			return resp, err
 		}
 		if time.Now().Add(backoff).After(giveUp) || !sleepCtx(ctx, backoff) {
@@ -176,7 +187,7 @@ func (r *Router) call(ctx context.Context, to string, payload []byte) ([]byte, e
 // (locally when this node is the one), moving on while the error proves the
 // command did not run.
 func (r *Router) onCoordinatorOnce(ctx context.Context, shard uint16, local func() error,
-	remote func(ctx context.Context, to string) error) error {
+	remote func(ctx context.Context, to string) error, retry func(error) bool) error {
 	var last error = wire.ErrNoCoordinator
 	for _, id := range r.cfg.Peers.Coordinators(shard) {
 		if id == r.cfg.NodeID {
@@ -188,7 +199,7 @@ func (r *Router) onCoordinatorOnce(ctx context.Context, shard uint16, local func
 		}
 		err := remote(ctx, id)
 		r.cfg.Peers.NoteCall(id, err)
-		if err == nil || !notExecuted(err) {
+		if err == nil || !retry(err) {
 			return err
 		}
 		last = err
@@ -222,6 +233,23 @@ func notCoordinating(err error) error {
 func notExecuted(err error) bool {
 	return errors.Is(err, transport.ErrEpochMismatch) || errors.Is(err, transport.ErrUnavailable) ||
 		errors.Is(err, transport.ErrQueueFull) || errors.Is(err, wire.ErrNotReady) || errors.Is(err, wire.ErrNoCoordinator)
+}
+
+// mayRetryIdempotent reports errors after which an idempotent command is
+// tried again: those that prove it did not run, and those after which it
+// may have run but was not answered (connection lost, timeout, the
+// coordinator did not answer), but not a write quorum that failed (the
+// write may stand on fewer than W replicas: a retry must not acknowledge
+// it) nor an answer (protocol errors).
+func mayRetryIdempotent(err error) bool {
+	var pe *protocol.Error
+	switch {
+	case notExecuted(err):
+		return true
+	case errors.Is(err, wire.ErrQuorum), errors.As(err, &pe):
+		return false
+	}
+	return transport.IsRetryable(err)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -269,8 +297,8 @@ func (r *Router) HandleCommand(ctx context.Context, req *transport.Request) ([]b
 			// from ours (it suspects a replica we reach): if we know the
 			// lease holder or a preferred coordinator, hand the command
 			// to it, so one node serializes the conversation's writes.
-			if out, ok := r.proxyCommand(ctx, part.Shard, payload); ok {
-				return out, nil
+			if out, ok, err := r.proxyCommand(ctx, part.Shard, payload, r.cfg.Engine.Idempotent(cmd)); ok {
+				return out, err
 			}
 		}
 		if !r.cfg.Replicas.CanCoordinate(part.Shard) {
@@ -323,8 +351,11 @@ func encodeProtocolError(e *wire.Enc, pe *protocol.Error) {
 // of none, to the shard's preferred coordinator, when that is not this
 // node.
 // It reports false when this node is that node or that node certainly did
-// not run the command (this node then tries to stand in).
-func (r *Router) proxyCommand(ctx context.Context, shard uint16, payload []byte) ([]byte, bool) {
+// not run the command (this node then tries to stand in). When that node
+// may have run it without answering, an idempotent command gets the
+// retryable error back (the gateway runs it again), any other the
+// protocol's retryable 4200 rather than running it twice.
+func (r *Router) proxyCommand(ctx context.Context, shard uint16, payload []byte, idempotent bool) ([]byte, bool, error) {
 	to := r.cfg.Replicas.KnownHolder(shard)
 	if to == "" {
 		if ids := r.cfg.Peers.Coordinators(shard); len(ids) > 0 {
@@ -332,7 +363,7 @@ func (r *Router) proxyCommand(ctx context.Context, shard uint16, payload []byte)
 		}
 	}
 	if to == "" || to == r.cfg.NodeID {
-		return nil, false
+		return nil, false, nil
 	}
 	fwd := append(slices.Clip(payload[:len(payload)-1]), 1) // proxied = true
 	ctx, cancel := context.WithTimeout(ctx, 2*r.cfg.Replicas.RequestTimeout())
@@ -340,7 +371,10 @@ func (r *Router) proxyCommand(ctx context.Context, shard uint16, payload []byte)
 	out, err := r.call(ctx, to, fwd)
 	r.cfg.Peers.NoteCall(to, err)
 	if err != nil && notExecuted(err) {
-		return nil, false
+		return nil, false, nil
+	}
+	if err != nil && idempotent && mayRetryIdempotent(err) {
+		return nil, true, transport.Retry(err)
 	}
 	if err != nil {
 		// It may have run there: answer with the retryable error rather
@@ -351,9 +385,9 @@ func (r *Router) proxyCommand(ctx context.Context, shard uint16, payload []byte)
 		pe.Temporary = true
 		pe.Pids = nil
 		encodeProtocolError(&e, &pe)
-		return e.B, true
+		return e.B, true, nil
 	}
-	return out, true
+	return out, true, nil
 }
 
 func decodeCommandResult(b []byte) (*pb.GenericCommand, error) {

@@ -1,0 +1,128 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/client"
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/test/harness"
+)
+
+// coordinatorOf returns the running node that coordinates cid's shard, as
+// the nodes' admin APIs report it ("" while none does).
+func coordinatorOf(ctx context.Context, t *testing.T, c *harness.Cluster, cid string) *harness.Node {
+	t.Helper()
+	shard := ring.ConversationShard(c.Options().Shards, apps.DevAppID, cid)
+	for _, nd := range c.Running() {
+		st, err := nd.Admin().Shards(ctx)
+		if err != nil {
+			continue
+		}
+		for _, s := range st.Shards {
+			if s.Shard == shard && s.Coordinator {
+				return nd
+			}
+		}
+	}
+	return nil
+}
+
+// TestClusterCoordinatorLossIsAPause: with R=3, W=2, the coordinator of a
+// conversation's shard is killed with SIGKILL while two members on the
+// other nodes send as fast as they are acknowledged. The lease moves to
+// another replica; meanwhile sends wait inside the cluster: no send fails
+// (no 4200), and every acknowledged message is in history once.
+func TestClusterCoordinatorLossIsAPause(t *testing.T) {
+	c := harness.Start(t, 3, harness.Options{ReplicationFactor: 3, WriteQuorum: 2})
+	ctx := testCtx(t)
+	n0, n1 := c.Node(0), c.Node(1)
+	tom := connect(t, c, n0, n0, "Tom")
+	jerry := connect(t, c, n1, n0, "Jerry")
+
+	// A conversation coordinated by the third node.
+	var cid string
+	var victim *harness.Node
+	for i := 0; victim == nil || victim == n0 || victim == n1; i++ {
+		if i == 40 {
+			t.Fatal("no conversation coordinated by the third node in 40 tries")
+		}
+		conv, err := tom.cl.CreateConversation(ctx, client.CreateOptions{Members: ids(jerry), Name: fmt.Sprintf("pause %d", i)})
+		mustNoErr(t, err)
+		cid = conv.ID()
+		take(t, jerry, "membersjoined", membership(client.MembersJoined, cid))
+		// The preferred coordinator takes the lease in the background.
+		harness.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if victim = coordinatorOf(ctx, t, c, cid); victim == nil {
+				return fmt.Errorf("no coordinator of %s yet", cid)
+			}
+			return nil
+		})
+	}
+
+	var (
+		mu     sync.Mutex
+		acked  []*client.Message
+		count  = map[string]int{}
+		failed []error
+	)
+	senderCtx, stopSenders := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, u := range []*user{tom, jerry} {
+		wg.Go(func() {
+			h := u.cl.Conversation(cid)
+			for i := 0; senderCtx.Err() == nil; i++ {
+				m, err := h.Send(senderCtx, client.NewText(fmt.Sprintf("%s %d", u.name, i)))
+				mu.Lock()
+				if err != nil {
+					if senderCtx.Err() == nil {
+						failed = append(failed, fmt.Errorf("%s send %d: %w", u.name, i, err))
+					}
+				} else {
+					acked = append(acked, m)
+					count[u.name]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	counts := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return count["Tom"], count["Jerry"]
+	}
+	harness.CheckFor(t, 20*time.Second, 5*time.Millisecond, func() error {
+		if a, b := counts(); a < 20 || b < 20 {
+			return fmt.Errorf("acknowledged so far %d, %d", a, b)
+		}
+		return nil
+	})
+	victim.Kill(t)
+	killed := time.Now()
+	a0, b0 := counts()
+	// Both go on being acknowledged once another replica took the lease.
+	harness.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if a, b := counts(); a < a0+20 || b < b0+20 {
+			return fmt.Errorf("acknowledged since the kill %d, %d", a-a0, b-b0)
+		}
+		return nil
+	})
+	t.Logf("20 more sends each acknowledged %v after the kill", time.Since(killed).Round(time.Millisecond))
+	stopSenders()
+	wg.Wait()
+	mu.Lock()
+	if len(failed) > 0 {
+		t.Errorf("%d sends failed around the coordinator's loss, first: %v", len(failed), failed[0])
+	}
+	want := slices.Clone(acked)
+	mu.Unlock()
+	slices.SortFunc(want, func(a, b *client.Message) int { return a.Timestamp.Compare(b.Timestamp) })
+	for _, u := range []*user{tom, jerry} {
+		checkHistory(t, u, cid, want)
+	}
+}
