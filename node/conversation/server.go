@@ -29,6 +29,8 @@ const (
 	MaxImportMessages = 1000
 	// maxImportColumns bounds the custom columns of an imported record.
 	maxImportColumns = 100
+	// maxImportBlocked bounds an imported blacklist (LeanCloud: 10 000).
+	maxImportBlocked = 10000
 )
 
 // UnreadCount returns the number of messages from others after clientID's
@@ -93,6 +95,11 @@ type ImportedConversation struct {
 	// Columns are the custom columns (top-level custom keys and attr as
 	// one column named attr, as the SDKs wrote them).
 	Columns map[string]any
+	// Roles, Silenced and Blocked are the moderation state the source
+	// reports (member-infos, permanent-silenceds, blacklists).
+	Roles    map[string]string
+	Silenced []string
+	Blocked  []string
 }
 
 // ImportConversation writes a conversation with its original id, members
@@ -115,6 +122,9 @@ func (e *Engine) importConvLocked(app string, in ImportedConversation) (bool, er
 	}
 	if len(in.Members) > e.cfg.MaxMembers {
 		return false, protocol.ErrConversationFull.WithDetail("at most %d members", e.cfg.MaxMembers)
+	}
+	if len(in.Roles) > e.cfg.MaxMembers || len(in.Silenced) > e.cfg.MaxMembers || len(in.Blocked) > maxImportBlocked {
+		return false, protocol.ErrBlacklistFull.WithDetail("at most %d roles and silenced members, %d blacklisted", e.cfg.MaxMembers, maxImportBlocked)
 	}
 	if len(in.Columns) > maxImportColumns {
 		return false, protocol.ErrConversationUpdateFailed.WithDetail("at most %d custom columns", maxImportColumns)
@@ -145,6 +155,23 @@ func (e *Engine) importConvLocked(app string, in ImportedConversation) (bool, er
 	default:
 		r.Members = sortedSet(in.Members)
 		r.Muted = sortedSet(in.Muted)
+		for id, role := range in.Roles {
+			if role != roleManager && role != roleMember {
+				return false, protocol.ErrUnknownConversationRole.WithDetail("role %q of %q", role, id)
+			}
+			if r.isMember(id) && id != r.Creator {
+				if r.Roles == nil {
+					r.Roles = map[string]string{}
+				}
+				r.Roles[id] = role
+			}
+		}
+		for _, id := range in.Silenced {
+			if r.isMember(id) {
+				r.Silenced = setAdd(r.Silenced, id)
+			}
+		}
+		r.Blocked = sortedSet(in.Blocked)
 	}
 	b := e.st.NewBatch()
 	if r.Kind == convNormal && in.Unique {

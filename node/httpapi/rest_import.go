@@ -33,6 +33,12 @@ type exportedConversation struct {
 	UniqueID  string          `json:"uniqueId"`
 	CreatedAt json.RawMessage `json:"createdAt"`
 	UpdatedAt json.RawMessage `json:"updatedAt"`
+	// Moderation state the importer fetched from the source's REST API
+	// (not part of LeanCloud's export): client id -> role, and the
+	// permanently silenced and blacklisted ids.
+	Roles    map[string]string `json:"_memberRoles"`
+	Silenced []string          `json:"_silenced"`
+	Blocked  []string          `json:"_blacklist"`
 }
 
 // exportColumns are the _Conversation keys that are not custom columns.
@@ -40,7 +46,8 @@ var exportColumns = map[string]bool{
 	"objectId": true, "name": true, "c": true, "m": true, "mu": true, "tr": true, "sys": true, "unique": true,
 	"uniqueId": true, "createdAt": true, "updatedAt": true, "lm": true, "ACL": true, "temp": true, "ttl": true,
 	"conv_type": true, "msg": true, "msg_mid": true, "msg_from": true, "msg_timestamp": true, "bin": true,
-	"patch_timestamp": true, "mention_all": true, "mention_pids": true,
+	"patch_timestamp": true, "mention_all": true, "mention_pids": true, "_memberRoles": true, "_silenced": true,
+	"_blacklist": true,
 }
 
 // exportTime decodes a date as exports write it: an ISO-8601 string, a
@@ -127,7 +134,7 @@ func (s *Server) importConversations(w http.ResponseWriter, r *http.Request, app
 		created, updated = orNow(created), orNow(updated)
 		in := conversation.ImportedConversation{ID: rec.ObjectID, Name: rec.Name, Creator: rec.Creator, Members: rec.Members,
 			Muted: rec.Muted, Room: rec.Room, System: rec.System, Unique: rec.Unique, UniqueID: rec.UniqueID,
-			Created: created, Updated: updated, Columns: cols}
+			Created: created, Updated: updated, Columns: cols, Roles: rec.Roles, Silenced: rec.Silenced, Blocked: rec.Blocked}
 		added, err := s.cfg.Engine.ImportConversation(r.Context(), app.ID, in)
 		if err != nil {
 			s.writeEngineError(w, err)

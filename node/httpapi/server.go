@@ -171,5 +171,7 @@ func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // "Tom & Jerry", not "Tom \u0026 Jerry", as LeanCloud answers
+	_ = enc.Encode(v)
 }

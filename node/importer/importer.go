@@ -62,6 +62,9 @@ type Config struct {
 	// Unread copies each member's unread count; false marks everything
 	// read.
 	Unread bool
+	// Moderation copies each normal conversation's member roles, permanent
+	// silences and blacklist (three more source calls per conversation).
+	Moderation bool
 	// Workers is the number of conversations imported at once. Zero value
 	// means 4.
 	Workers int
@@ -318,10 +321,17 @@ feed:
 // page (resuming after the checkpoint's last page) and its unread counts.
 func (r *runner) importOne(ctx context.Context, rec record) error {
 	if !r.cfg.DryRun {
+		raw := rec.raw
+		if r.cfg.Moderation && !rec.room && !rec.system {
+			var err error
+			if raw, err = r.withModeration(ctx, rec); err != nil {
+				return err
+			}
+		}
 		var res struct {
 			Imported int64 `json:"imported"`
 		}
-		if err := r.call(ctx, r.cfg.Target, "POST", "/1.2/rtm/import/conversations", nil, []json.RawMessage{rec.raw}, &res); err != nil {
+		if err := r.call(ctx, r.cfg.Target, "POST", "/1.2/rtm/import/conversations", nil, []json.RawMessage{raw}, &res); err != nil {
 			return err
 		}
 		r.stat.newConvs.Add(res.Imported)
@@ -380,6 +390,70 @@ func (r *runner) importOne(ctx context.Context, rec record) error {
 		}
 	}
 	return r.finish(rec)
+}
+
+// withModeration adds the conversation's member roles, permanent silences
+// and blacklist, read from the source, to its record (as _memberRoles,
+// _silenced and _blacklist, which the import endpoint reads).
+func (r *runner) withModeration(ctx context.Context, rec record) (json.RawMessage, error) {
+	base := "/1.2/rtm/conversations/" + url.PathEscape(rec.id)
+	var infos struct {
+		Results []struct {
+			ClientID string `json:"clientId"`
+			Role     string `json:"role"`
+		} `json:"results"`
+	}
+	if err := r.call(ctx, r.cfg.Source, "GET", base+"/member-infos", url.Values{"limit": {"1000"}}, nil, &infos); err != nil {
+		return nil, err
+	}
+	roles := map[string]string{}
+	for _, in := range infos.Results {
+		if in.Role == "Manager" || in.Role == "Member" {
+			roles[in.ClientID] = in.Role
+		}
+	}
+	silenced, err := r.idList(ctx, base+"/permanent-silenceds")
+	if err != nil {
+		return nil, err
+	}
+	blocked, err := r.idList(ctx, base+"/blacklists")
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(rec.raw, &m); err != nil {
+		return nil, err
+	}
+	m["_memberRoles"], m["_silenced"], m["_blacklist"] = roles, silenced, blocked
+	return json.Marshal(m)
+}
+
+// maxListPages bounds the pages of one moderation list (100 ids each).
+const maxListPages = 200
+
+// idList reads a {"client_ids", "next"} list to its end.
+func (r *runner) idList(ctx context.Context, path string) ([]string, error) {
+	out := []string{}
+	next := ""
+	for range maxListPages {
+		q := url.Values{"limit": {"100"}}
+		if next != "" {
+			q.Set("next", next)
+		}
+		var page struct {
+			ClientIDs []string `json:"client_ids"`
+			Next      string   `json:"next"`
+		}
+		if err := r.call(ctx, r.cfg.Source, "GET", path, q, nil, &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.ClientIDs...)
+		if page.Next == "" || len(page.ClientIDs) == 0 {
+			return out, nil
+		}
+		next = page.Next
+	}
+	return nil, fmt.Errorf("%s: more than %d pages", path, maxListPages)
 }
 
 func (r *runner) finish(rec record) error {

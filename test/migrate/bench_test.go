@@ -40,7 +40,7 @@ func BenchmarkImport(b *testing.B) {
 		target := harness.Start(b, 3, harness.Options{LogLevel: "warn"})
 		dst := newAPI(b, target)
 		b.StartTimer()
-		rep, err := importer.Run(b.Context(), importer.Config{Source: src.endpoint(), Target: dst.endpoint(), Unread: true, Workers: workers})
+		rep, err := importer.Run(b.Context(), importer.Config{Source: src.endpoint(), Target: dst.endpoint(), Unread: true, Moderation: true, Workers: workers})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func BenchmarkImport(b *testing.B) {
 		if n := verify(b, src, dst); n != convs*msgs {
 			b.Fatalf("verified %d messages", n)
 		}
-		again, err := importer.Run(b.Context(), importer.Config{Source: src.endpoint(), Target: dst.endpoint(), Unread: true, Workers: workers})
+		again, err := importer.Run(b.Context(), importer.Config{Source: src.endpoint(), Target: dst.endpoint(), Unread: true, Moderation: true, Workers: workers})
 		if err != nil || again.Imported != 0 || again.NewConversations != 0 {
 			b.Fatalf("second run: %v %+v", err, again.Progress)
 		}

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -162,6 +161,14 @@ func verify(t testing.TB, src, dst *api) int {
 		if w["tr"] == true {
 			continue
 		}
+		for _, list := range []string{"member-infos", "permanent-silenceds", "blacklists"} {
+			var sl, dl map[string]any
+			src.call("GET", "/1.2/rtm/conversations/"+cid+"/"+list, url.Values{"limit": {"100"}}, nil, &sl)
+			dst.call("GET", "/1.2/rtm/conversations/"+cid+"/"+list, url.Values{"limit": {"100"}}, nil, &dl)
+			if !reflect.DeepEqual(sl, dl) {
+				t.Fatalf("conversation %s %s: source %v, target %v", cid, list, sl, dl)
+			}
+		}
 		members, _ := w["m"].([]any)
 		for _, m := range members {
 			if s, d := src.unread(m.(string), cid), dst.unread(m.(string), cid); s != d {
@@ -204,13 +211,4 @@ func fillBulk(t testing.TB, src *api, convs, msgs int) {
 		unread := map[string]int{members[1]: c % 7}
 		src.call("PUT", "/1.2/rtm/import/conversations/"+cid+"/unread", nil, map[string]any{"unread": unread}, nil)
 	}
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

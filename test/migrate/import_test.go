@@ -69,6 +69,11 @@ func fillRealistic(t *testing.T, src *api, convs, msgs int) {
 				map[string]any{"from_client": recall["from_client"], "timestamp": recall["timestamp"]}, nil)
 		}
 		src.call("POST", "/1.2/rtm/conversations/"+cid+"/mutes", nil, map[string]any{"client_ids": []string{members[2]}}, nil)
+		if c%3 == 0 {
+			src.call("POST", "/1.2/rtm/conversations/"+cid+"/member-infos", nil, map[string]any{"clientId": members[1], "role": "Manager"}, nil)
+			src.call("POST", "/1.2/rtm/conversations/"+cid+"/permanent-silenceds", nil, map[string]any{"client_ids": []string{members[2]}}, nil)
+			src.call("POST", "/1.2/rtm/conversations/"+cid+"/blacklists", nil, map[string]any{"client_ids": []string{fmt.Sprintf("troll%d", c)}}, nil)
+		}
 	}
 }
 

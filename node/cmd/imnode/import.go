@@ -31,6 +31,7 @@ func importCmd(args []string) error {
 	fs.StringVar(&cfg.Checkpoint, "checkpoint", "", "checkpoint file: a re-run skips what it records as done (recommended)")
 	fs.BoolVar(&cfg.DryRun, "dry-run", false, "read the source and report what would be imported; write nothing")
 	fs.BoolVar(&cfg.Unread, "unread", true, "copy each member's unread count (one source call per member); false marks everything read")
+	fs.BoolVar(&cfg.Moderation, "moderation", true, "copy each conversation's member roles, permanent silences and blacklist (three source calls per conversation)")
 	fs.IntVar(&cfg.Workers, "workers", 4, "conversations imported at once")
 	fs.IntVar(&cfg.PageSize, "page-size", 1000, "history page size (1-1000)")
 	progress := fs.String("progress", "auto", "bar (a progress bar with ETA), lines (a line every 5 s) or auto (bar on a terminal)")
