@@ -344,6 +344,12 @@ func encodeProtocolError(e *wire.Enc, pe *protocol.Error) {
 	e.Str(pe.Detail)
 	e.Bool(pe.Temporary)
 	e.Strs(pe.Pids)
+	if pe.AppCode != 0 || pe.AppMsg != "" {
+		// An app hook's rejection; older decoders never see these (they
+		// come only from hooks, which came with the fields).
+		e.I64(int64(pe.AppCode))
+		e.Str(pe.AppMsg)
+	}
 }
 
 // proxyCommand forwards a command payload (marked proxied) to the node
@@ -408,6 +414,9 @@ func decodeCommandResult(b []byte) (*pb.GenericCommand, error) {
 		return resp, nil
 	case cmdProtocol:
 		pe := &protocol.Error{Code: int32(d.U64()), Reason: d.Str(), Detail: d.Str(), Temporary: d.Bool(), Pids: d.Strs()}
+		if len(d.B) > 0 {
+			pe.AppCode, pe.AppMsg = int32(d.I64()), d.Str()
+		}
 		if err := d.Done("command error"); err != nil {
 			return nil, err
 		}

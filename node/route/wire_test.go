@@ -17,12 +17,7 @@ func commandResult(t testing.TB, resp *pb.GenericCommand, pe *protocol.Error, fa
 	var e wire.Enc
 	switch {
 	case pe != nil:
-		e.U64(cmdProtocol)
-		e.U64(uint64(pe.Code))
-		e.Str(pe.Reason)
-		e.Str(pe.Detail)
-		e.Bool(pe.Temporary)
-		e.Strs(pe.Pids)
+		encodeProtocolError(&e, pe)
 	case failure != "":
 		e.U64(cmdFailed)
 		e.Str(failure)
@@ -58,6 +53,10 @@ func TestRouteWireCommandResult(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != want.Code || pe.Reason != want.Reason || pe.Detail != want.Detail ||
 		pe.Temporary != want.Temporary || !slices.Equal(pe.Pids, want.Pids) {
 		t.Fatalf("protocol error result = %#v", err)
+	}
+	hook := &protocol.Error{Code: 4402, Reason: "MESSAGE_REJECTED_BY_APP", Detail: "no", AppCode: 42, AppMsg: "no"}
+	if _, err := decodeCommandResult(commandResult(t, nil, hook, "")); !errors.As(err, &pe) || pe.AppCode != 42 || pe.AppMsg != "no" {
+		t.Fatalf("hook rejection result = %#v", err)
 	}
 	if _, err := decodeCommandResult(commandResult(t, nil, &protocol.Error{Code: -1}, "")); !errors.As(err, &pe) || pe.Code != -1 {
 		t.Fatalf("negative code = %#v", err)

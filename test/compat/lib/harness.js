@@ -227,7 +227,10 @@ class Node {
 }
 
 class Harness {
-  constructor() {
+  // opts.hooks(app), if set, returns the server-hook settings of each app
+  // (the apps file's "hooks", docs/hooks.md).
+  constructor(opts = {}) {
+    this.opts = opts;
     this.nodes = [];
     this.external = false;
     this.apps = [];
@@ -252,7 +255,8 @@ class Harness {
     assert.ok(fs.existsSync(IMNODE), `${IMNODE} not found: run "make test-compat" (it builds bin/imnode)`);
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imcluster-compat-'));
     const appsFile = path.join(this.dir, 'apps.json');
-    fs.writeFileSync(appsFile, JSON.stringify({ apps: this.apps }));
+    const hooks = this.opts.hooks;
+    fs.writeFileSync(appsFile, JSON.stringify({ apps: this.apps.map((a) => (hooks ? { ...a, hooks: hooks(a) } : a)) }));
     const n = Number(process.env.IMCLUSTER_NODES || 1);
     assert.ok(Number.isInteger(n) && n >= 1, 'IMCLUSTER_NODES must be a positive integer');
     const cluster = clusterConfig();
