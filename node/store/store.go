@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 
@@ -41,6 +42,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// PebbleFormat is the Pebble format major version this build creates new
+// databases at and accepts. An existing database keeps the format it has
+// (Open never raises it); Upgrade raises an older one to PebbleFormat. A
+// database at a newer format (raised by a newer imnode) is refused. Raise
+// this constant only together with a release note that tells operators to
+// run `imnode upgrade-store`.
+const PebbleFormat = pebble.FormatValueSeparation
+
 // Store is the node's Pebble database. It is safe for concurrent use.
 type Store struct {
 	db *pebble.DB
@@ -61,12 +70,46 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	format, err := openFormat(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db, err := open(cfg, format)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// openFormat returns the format to open cfg.Dir at: its current one, or
+// PebbleFormat for a new database. A newer one is an error.
+func openFormat(cfg Config) (pebble.FormatMajorVersion, error) {
+	fs := cfg.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	desc, err := pebble.Peek(cfg.Dir, fs)
+	switch {
+	case err != nil && errors.Is(err, os.ErrNotExist):
+		return PebbleFormat, nil
+	case err != nil:
+		return 0, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
+	case !desc.Exists:
+		return PebbleFormat, nil
+	case desc.FormatMajorVersion > PebbleFormat:
+		return 0, fmt.Errorf("store: open %s: store format %d is newer than this imnode's %d (raised by a newer imnode's upgrade-store): run that version",
+			cfg.Dir, desc.FormatMajorVersion, PebbleFormat)
+	}
+	return desc.FormatMajorVersion, nil
+}
+
+func open(cfg Config, format pebble.FormatMajorVersion) (*pebble.DB, error) {
 	cache := pebble.NewCache(cfg.CacheSize)
 	defer cache.Unref()
 	opts := &pebble.Options{
 		FS:                 cfg.FS,
 		Cache:              cache,
-		FormatMajorVersion: pebble.FormatNewest,
+		FormatMajorVersion: format,
 		Logger:             pebbleLogger{cfg.Logger.With("component", "store")},
 		Merger:             lwwMerger,
 	}
@@ -74,8 +117,42 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
 	}
-	return &Store{db: db}, nil
+	return db, nil
 }
+
+// Upgrade raises the database in cfg.Dir to PebbleFormat (the explicit step
+// `imnode upgrade-store` runs with the node stopped) and returns the format
+// it had before. A database already at PebbleFormat is left as is.
+func Upgrade(cfg Config) (before pebble.FormatMajorVersion, err error) {
+	if err := cfg.Validate(); err != nil {
+		return 0, err
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 8 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	before, err = openFormat(cfg)
+	if err != nil {
+		return 0, err
+	}
+	db, err := open(cfg, before)
+	if err != nil {
+		return 0, err
+	}
+	if err := db.RatchetFormatMajorVersion(PebbleFormat); err != nil {
+		_ = db.Close()
+		return before, fmt.Errorf("store: upgrade %s to format %d: %w", cfg.Dir, PebbleFormat, err)
+	}
+	if err := db.Close(); err != nil {
+		return before, fmt.Errorf("store: close: %w", err)
+	}
+	return before, nil
+}
+
+// Format returns the database's Pebble format major version.
+func (s *Store) Format() pebble.FormatMajorVersion { return s.db.FormatMajorVersion() }
 
 // Close flushes and closes the database.
 func (s *Store) Close() error {
