@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -27,6 +28,26 @@ type Config struct {
 	// State is the lifecycle state this node announces at Start. Zero
 	// value means ring.StateJoining.
 	State ring.State
+
+	// ClusterID names the cluster this node belongs to; a peer gossiping
+	// another one is refused. Empty means unknown: a new node learns it
+	// when it joins (a cluster formed before cluster ids has none).
+	ClusterID string
+	// New marks a node that has never been a member (an empty data
+	// directory, not bootstrapping): it merges only with nodes that are
+	// not new, so no two new nodes form a cluster by themselves, and
+	// adopts their cluster id. False: this node is (or is forming) a
+	// cluster.
+	New bool
+	// Shards, ReplicationFactor and WriteQuorum are settings every member
+	// must share: a peer gossiping different values is refused (see
+	// checks.go). Zero disables the check of that setting.
+	Shards, ReplicationFactor, WriteQuorum int
+	// OnIdentity, if set, is called from the loop goroutine when this
+	// node learns its cluster id (it started without one) and when it
+	// first sees another member; the owner records both on disk. It may
+	// block briefly (a file write), not on Membership.
+	OnIdentity func(Identity)
 
 	// BindAddr and BindPort are where gossip (UDP and TCP) listens. Zero
 	// values mean "0.0.0.0" and 7946; BindPort -1 means a port chosen by
@@ -176,8 +197,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: probe timeout %v must be below probe interval %v", ErrInvalidConfig, c.ProbeTimeout, c.ProbeInterval)
 	case c.QuiescentPeriod > c.MaxCoalescePeriod:
 		return fmt.Errorf("%w: quiescent period above max coalesce period", ErrInvalidConfig)
+	case c.Shards < 0 || c.ReplicationFactor < 0 || c.WriteQuorum < 0 || max(c.Shards, c.ReplicationFactor, c.WriteQuorum) > 1<<20:
+		return fmt.Errorf("%w: cluster settings out of range", ErrInvalidConfig)
 	}
-	m := c.meta(ring.StateLeft, ^uint64(0)) // worst case: largest seq
+	if len(c.ClusterID) > MaxClusterIDLen {
+		return fmt.Errorf("%w: cluster id longer than %d bytes", ErrInvalidConfig, MaxClusterIDLen)
+	}
+	m := c.meta(ring.StateLeft, ^uint64(0)) // worst case: largest seq, longest cluster id, largest settings
+	m.ClusterID = strings.Repeat("x", MaxClusterIDLen)
+	m.Shards, m.ReplicationFactor, m.WriteQuorum = 1<<20, 1<<20, 1<<20
 	if n := len(encodeMeta(nil, &m)); n > maxMetaSize {
 		return fmt.Errorf("%w: node meta is %d bytes, limit %d (shorten id, addresses or version)", ErrInvalidConfig, n, maxMetaSize)
 	}
@@ -186,7 +214,10 @@ func (c Config) Validate() error {
 
 // meta returns this node's meta record for state and seq.
 func (c *Config) meta(st ring.State, seq uint64) Meta {
-	return Meta{ID: c.NodeID, State: st, Seq: seq, ClientAddr: c.ClientAddr, PeerAddr: c.PeerAddr, AdminAddr: c.AdminAddr, Version: c.Version}
+	return Meta{
+		ID: c.NodeID, State: st, Seq: seq, ClientAddr: c.ClientAddr, PeerAddr: c.PeerAddr, AdminAddr: c.AdminAddr, Version: c.Version,
+		ClusterID: c.ClusterID, New: c.New, Shards: c.Shards, ReplicationFactor: c.ReplicationFactor, WriteQuorum: c.WriteQuorum,
+	}
 }
 
 // memberlistConfig maps c onto a memberlist config.

@@ -40,10 +40,23 @@
 //
 // # Meta
 //
-// The meta record is binary: format byte, state byte, uvarint seq, and five
+// The meta record is binary: format byte, state byte, uvarint seq, five
 // uvarint-length-prefixed strings (id, client, peer and admin address,
-// version). It must fit memberlist's 512-byte limit; Config.Validate checks
-// the worst case.
+// version), then the cluster settings: cluster id (string), shards,
+// replication factor and write quorum (uvarints) and a flags byte (bit 0:
+// new node). Format 1, without the settings, is still decoded. It must fit
+// memberlist's 512-byte limit; Config.Validate checks the worst case.
+//
+// # Join checks
+//
+// Every alive message passes an AliveDelegate and every join's push/pull a
+// MergeDelegate, on both sides (checks.go): a node whose cluster id, shard
+// count, replication factor or write quorum differs from this node's is
+// refused, and so is a live node id at a second address. A node that has
+// not joined yet and is refused gives up (Refused) and its owner exits:
+// retrying cannot help. A new node (Config.New) merges only with nodes
+// that are not new, adopting their cluster id: two new nodes never form a
+// cluster by themselves; only a bootstrapped node starts one.
 //
 // # Timing
 //

@@ -19,7 +19,13 @@ func (ev *events) NotifyUpdate(n *memberlist.Node) { (*Membership)(ev).observe(n
 
 // NotifyLeave notes a node that died or left gossip; liveness is read from
 // memberlist when the snapshot is built, and the roster is unchanged.
-func (ev *events) NotifyLeave(*memberlist.Node) { (*Membership)(ev).signal() }
+func (ev *events) NotifyLeave(n *memberlist.Node) {
+	m := (*Membership)(ev)
+	m.mu.Lock()
+	delete(m.live, n.Name)
+	m.mu.Unlock()
+	m.signal()
+}
 
 // observe merges the entry and meta a node announces.
 func (m *Membership) observe(n *memberlist.Node) {
@@ -30,6 +36,7 @@ func (m *Membership) observe(n *memberlist.Node) {
 		return
 	}
 	m.mu.Lock()
+	m.live[n.Name] = n.Address()
 	if mt.ID != m.cfg.NodeID {
 		m.metas[mt.ID] = mt
 	}

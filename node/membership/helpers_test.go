@@ -50,6 +50,12 @@ func (w *testWriter) stop() {
 // Cleanup (a second Shutdown is harmless).
 func startNode(tb testing.TB, id string, st ring.State, seeds ...string) *Membership {
 	tb.Helper()
+	return startNodeWith(tb, id, st, func(*Config) {}, seeds...)
+}
+
+// startNodeWith is startNode with mod applied to the config last.
+func startNodeWith(tb testing.TB, id string, st ring.State, mod func(*Config), seeds ...string) *Membership {
+	tb.Helper()
 	cfg := DefaultLocalConfig()
 	cfg.NodeID = id
 	cfg.State = st
@@ -59,6 +65,7 @@ func startNode(tb testing.TB, id string, st ring.State, seeds ...string) *Member
 	cfg.Version = "test"
 	cfg.Seeds = seeds
 	cfg.Logger = testLogger(tb).With(keyNode, id)
+	mod(&cfg)
 	m, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)

@@ -60,10 +60,17 @@ type Membership struct {
 	metaDirty atomic.Bool
 	// joined is set once a seed answered (or there are no seeds).
 	joined atomic.Bool
-	// addr is the gossip address, set by Start.
+	// addr is the gossip address, set by Start (under mu: delegates read
+	// it).
 	addr string
 	// down is set by Shutdown; memberlist must not be used afterwards.
 	down atomic.Bool
+	// refused is closed, and refusedErr set, when a join was refused for
+	// good (checks.go).
+	refused    chan struct{}
+	refusedErr atomic.Pointer[error]
+	// learned); reported is the last one reported, owned by the loop.
+	reported Identity
 
 	mu sync.Mutex
 	// fresh is true from New until the first successful Join when the node
@@ -75,6 +82,12 @@ type Membership struct {
 	table map[string]entry
 	// metas holds the last meta seen per node (addresses, version).
 	metas map[string]Meta
+	// live maps each node memberlist reports alive to its gossip address
+	// (host:port), for the duplicate id check.
+	live map[string]string
+	// refusals holds the refusals already logged at warn level (bounded by
+	// maxRefusalsLogged).
+	refusals map[string]bool
 }
 
 // New validates cfg. Nothing listens until Start.
@@ -84,13 +97,17 @@ func New(cfg Config) (*Membership, error) {
 	}
 	cfg = cfg.withDefaults()
 	m := &Membership{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", logComponent),
-		events:  make(chan struct{}, 1),
-		changes: make(chan struct{}, 1),
-		self:    entry{State: cfg.State, Seq: 1},
-		table:   map[string]entry{},
-		metas:   map[string]Meta{},
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", logComponent),
+		events:   make(chan struct{}, 1),
+		changes:  make(chan struct{}, 1),
+		self:     entry{State: cfg.State, Seq: 1},
+		table:    map[string]entry{},
+		metas:    map[string]Meta{},
+		live:     map[string]string{},
+		refusals: map[string]bool{},
+		refused:  make(chan struct{}),
+		reported: Identity{ClusterID: cfg.ClusterID},
 	}
 	m.fresh = cfg.State == ring.StateJoining
 	m.table[cfg.NodeID] = m.self
@@ -106,6 +123,9 @@ func (m *Membership) Start() error {
 	mc := m.cfg.memberlistConfig()
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)
+	mc.Alive = (*alive)(m)
+	mc.Merge = (*merge)(m)
+	mc.Conflict = (*conflict)(m)
 	mc.Logger = log.New(logBridge{log: m.log, down: &m.down}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -114,7 +134,10 @@ func (m *Membership) Start() error {
 	m.ml = ml
 	// memberlist rewrites its local node record on every update: read
 	// the address once, before anything updates it.
-	m.addr = ml.LocalNode().Address()
+	addr := ml.LocalNode().Address()
+	m.mu.Lock()
+	m.addr = addr
+	m.mu.Unlock()
 	m.queue = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: mc.RetransmitMult}
 	m.publish()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -338,15 +361,41 @@ func (m *Membership) loop(ctx context.Context) {
 				}
 			}
 			m.publish()
+			m.reportIdentity()
 		},
 		tickEvery: m.cfg.RejoinInterval,
 		tick: func() {
-			if !m.joined.Load() {
+			if !m.joined.Load() && m.Err() == nil {
 				m.tryJoin()
 			}
 		},
 	}
 	c.run(ctx)
+}
+
+// reportIdentity calls OnIdentity when the cluster id or Clustered changed
+// since the last call. Only the loop goroutine calls it.
+func (m *Membership) reportIdentity() {
+	if m.cfg.OnIdentity == nil {
+		return
+	}
+	clustered := len(m.snap.Load().Members) > 1
+	m.mu.Lock()
+	id := Identity{ClusterID: m.metas[m.cfg.NodeID].ClusterID, Clustered: clustered || m.reported.Clustered}
+	m.mu.Unlock()
+	if id == m.reported {
+		return
+	}
+	m.reported = id
+	m.cfg.OnIdentity(id)
+}
+
+// ClusterID returns the cluster id this node gossips (empty on a new node
+// until it has joined).
+func (m *Membership) ClusterID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.metas[m.cfg.NodeID].ClusterID
 }
 
 // publish builds a Snapshot from the table and memberlist's live nodes and

@@ -9,8 +9,15 @@ import (
 )
 
 // metaFormat is the first byte of an encoded Meta; bump it when the layout
-// changes, and keep decoding the old one.
-const metaFormat = 1
+// changes, and keep decoding the old one. Format 1 lacks the cluster
+// settings (ClusterID, Shards, ReplicationFactor, WriteQuorum): a node that
+// gossips it is checked on nothing but its id and address.
+const (
+	metaFormat  = 2
+	metaFormat1 = 1
+
+	metaFlagNew = 1 << 0
+)
 
 // maxMetaSize is memberlist's limit on node meta (memberlist.MetaMaxSize).
 const maxMetaSize = 512
@@ -27,6 +34,13 @@ type Meta struct {
 	PeerAddr   string // host:port of the peer transport
 	AdminAddr  string // host:port of the admin API
 	Version    string // software version
+
+	// Cluster settings every member must share (zero values: unknown).
+	ClusterID         string // empty: unknown
+	New               bool   // never a member yet (Config.New)
+	Shards            int
+	ReplicationFactor int
+	WriteQuorum       int
 }
 
 // encodeMeta appends the binary encoding of m to b.
@@ -37,13 +51,22 @@ func encodeMeta(b []byte, m *Meta) []byte {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	return b
+	b = binary.AppendUvarint(b, uint64(len(m.ClusterID)))
+	b = append(b, m.ClusterID...)
+	for _, n := range []int{m.Shards, m.ReplicationFactor, m.WriteQuorum} {
+		b = binary.AppendUvarint(b, uint64(n)) //nolint:gosec // settings are validated positive
+	}
+	var flags byte
+	if m.New {
+		flags |= metaFlagNew
+	}
+	return append(b, flags)
 }
 
 // decodeMeta decodes an encoded Meta. It never panics.
 func decodeMeta(b []byte) (Meta, error) {
 	var m Meta
-	if len(b) < 2 || b[0] != metaFormat {
+	if len(b) < 2 || (b[0] != metaFormat && b[0] != metaFormat1) {
 		return m, fmt.Errorf("%w: %d bytes, format %v", ErrBadMeta, len(b), firstByte(b))
 	}
 	m.State = ring.State(b[1])
@@ -54,6 +77,18 @@ func decodeMeta(b []byte) (Meta, error) {
 	m.Seq = d.uvarint()
 	for _, s := range []*string{&m.ID, &m.ClientAddr, &m.PeerAddr, &m.AdminAddr, &m.Version} {
 		*s = d.string()
+	}
+	if b[0] == metaFormat {
+		m.ClusterID = d.string()
+		for _, n := range []*int{&m.Shards, &m.ReplicationFactor, &m.WriteQuorum} {
+			v := d.uvarint()
+			if v > 1<<20 {
+				return m, fmt.Errorf("%w: setting %d out of range", ErrBadMeta, v)
+			}
+			*n = int(v)
+		}
+		flags := d.byte()
+		m.New = flags&metaFlagNew != 0
 	}
 	if d.err != nil {
 		return m, d.err
@@ -88,6 +123,19 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.err = fmt.Errorf("%w: missing flags", ErrBadMeta)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
 	return v
 }
 
