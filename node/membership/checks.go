@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -112,12 +113,32 @@ func (mg *merge) NotifyMerge(peers []*memberlist.Node) error {
 	if err == nil {
 		return nil
 	}
-	if !m.joined.Load() && !errors.Is(err, ErrNoCluster) {
+	if !m.joined.Load() && m.fatal(err) {
 		m.refuse(err)
 	} else {
 		m.warnRefused("", err)
 	}
 	return err
+}
+
+// fatal reports whether a refused join cannot succeed by retrying: other
+// settings at once; a duplicate id once it persisted for DuplicateGrace
+// (until the cluster declares a crashed predecessor at another address
+// dead, the restarted node looks like a duplicate).
+func (m *Membership) fatal(err error) bool {
+	switch {
+	case errors.Is(err, ErrMismatch):
+		return true
+	case !errors.Is(err, ErrDuplicateID):
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if m.duplicateSince.IsZero() {
+		m.duplicateSince = now
+	}
+	return now.Sub(m.duplicateSince) >= m.cfg.DuplicateGrace
 }
 
 func (m *Membership) checkMerge(peers []*memberlist.Node) error {

@@ -91,6 +91,11 @@ type Config struct {
 	// with the same id at another address (a restarted pod with a new IP)
 	// takes its place. Zero means 5s.
 	DeadNodeReclaimTime time.Duration
+	// DuplicateGrace is how long a node that has not joined yet keeps
+	// retrying while a live node uses its id before it gives up (a
+	// restarted node at a new address looks like a duplicate until the
+	// cluster declared its predecessor dead). Zero means 30s.
+	DuplicateGrace time.Duration
 	// UpdateTimeout bounds waiting for a state change to be broadcast.
 	// Zero means 5s.
 	UpdateTimeout time.Duration
@@ -125,6 +130,7 @@ func DefaultConfig() Config {
 		QuiescentPeriod:   200 * time.Millisecond,
 		MaxCoalescePeriod: 2 * time.Second,
 		UpdateTimeout:     5 * time.Second,
+		DuplicateGrace:    30 * time.Second,
 
 		DeadNodeReclaimTime: 5 * time.Second,
 	}
@@ -148,6 +154,7 @@ func DefaultLocalConfig() Config {
 	c.MaxCoalescePeriod = 200 * time.Millisecond
 	c.UpdateTimeout = time.Second
 	c.DeadNodeReclaimTime = 50 * time.Millisecond
+	c.DuplicateGrace = 10 * time.Second
 	return c
 }
 
@@ -167,7 +174,7 @@ func (c Config) withDefaults() Config {
 		{&c.ProbeInterval, &d.ProbeInterval}, {&c.ProbeTimeout, &d.ProbeTimeout},
 		{&c.PushPullInterval, &d.PushPullInterval}, {&c.QuiescentPeriod, &d.QuiescentPeriod},
 		{&c.MaxCoalescePeriod, &d.MaxCoalescePeriod}, {&c.UpdateTimeout, &d.UpdateTimeout},
-		{&c.DeadNodeReclaimTime, &d.DeadNodeReclaimTime},
+		{&c.DeadNodeReclaimTime, &d.DeadNodeReclaimTime}, {&c.DuplicateGrace, &d.DuplicateGrace},
 	} {
 		if *p.v == 0 {
 			*p.v = *p.d

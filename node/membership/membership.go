@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 
@@ -85,6 +86,8 @@ type Membership struct {
 	// live maps each node memberlist reports alive to its gossip address
 	// (host:port), for the duplicate id check.
 	live map[string]string
+	// duplicateSince is when a join was first refused for a duplicate id.
+	duplicateSince time.Time
 	// refusals holds the refusals already logged at warn level (bounded by
 	// maxRefusalsLogged).
 	refusals map[string]bool
