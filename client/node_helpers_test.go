@@ -52,6 +52,7 @@ func startNodeWith(t testing.TB, list ...apps.App) *testNode {
 		Insecure:      true,
 		Apps:          list,
 		Shards:        16,
+		Bootstrap:     true,
 		ShutdownGrace: time.Second,
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})

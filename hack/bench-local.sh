@@ -125,7 +125,7 @@ machine_ticks() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; pr
 # status_kb PID FIELD prints a /proc/PID/status field (VmRSS, VmHWM) in KiB.
 status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 
-start_node 0
+start_node 0 --bootstrap
 wait_for 0 "addr file" test -s "$dir/node-0.addr"
 gossip0=$(field "$dir/node-0.addr" gossip)
 for ((i = 1; i < nodes; i++)); do

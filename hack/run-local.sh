@@ -16,6 +16,13 @@
 # (8081), PEER_PORT (7946), SHARDS (the node's default, 256), REPLICATION_FACTOR
 # (3), WRITE_QUORUM (2), LOG_LEVEL (info), READY_TIMEOUT (seconds, 120),
 # RESET=1 (delete the data of earlier runs first).
+#
+# On new data directories node 0 starts with --bootstrap and forms the
+# cluster; on the data of an earlier run every node starts with --join of the
+# others. A cluster already running on the ports is detected (its admin API
+# answers, or a node finds its data directory locked) and left alone: logs
+# are only ever appended to. When a node exits the script prints the command
+# that starts it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +47,7 @@ transport() { echo $((peer_port + 2 * $1 + 1)); }
 
 pids=()
 reported=()
+cmds=()
 
 # stop sends SIGTERM to every node still running and waits for all of them.
 stop() {
@@ -55,17 +63,43 @@ stop() {
 trap 'echo; echo "stopping the nodes..."; stop; echo "stopped"; exit 0' INT TERM
 trap stop EXIT
 
-# report prints why node $1 is gone, with the end of its log.
+# report prints why node $1 is gone, with the end of its log and the command
+# that starts it again.
 report() {
   local i=$1 code=0
   wait "${pids[$i]}" 2>/dev/null || code=$?
   echo >&2
   echo "imnode-$i exited (status $code); last lines of $data/node-$i.log:" >&2
   tail -n 40 "$data/node-$i.log" | sed 's/^/  | /' >&2
-  if tail -n 5 "$data/node-$i.log" | grep -q 'store: open'; then
+  if tail -n 5 "$data/node-$i.log" | grep -q 'locked by another process'; then
+    echo "A node is already running on $data/node-$i (its data directory is locked): is another 'make run' up?" >&2
+    echo "Stop it (Ctrl-C in its terminal) or use another IMCLUSTER_DATA and other ports." >&2
+  elif tail -n 5 "$data/node-$i.log" | grep -q 'store: open'; then
     echo "(data of an older, incompatible build? RESET=1 make run starts from empty data dirs)" >&2
   fi
+  if [ "$nodes" -gt 1 ]; then
+    echo "Start it again (it rejoins the running nodes) with:" >&2
+    echo "  $imnode ${cmds[$i]} --join $(seeds "$i")" >&2
+  fi
   reported[i]=1
+}
+
+# seeds prints the gossip addresses of every node but $1, comma-separated.
+seeds() {
+  local i out=""
+  for ((i = 0; i < nodes; i++)); do
+    [ "$i" = "$1" ] || out+="${out:+,}127.0.0.1:$(gossip "$i")"
+  done
+  echo "$out"
+}
+
+# running prints the ids of nodes whose admin API answers on the ports of an
+# earlier run (a cluster still up on $data).
+running() {
+  local i
+  for ((i = 0; i < nodes; i++)); do
+    if curl -fsS -m 1 "http://127.0.0.1:$(admin "$i")/healthz" >/dev/null 2>&1; then echo "imnode-$i"; fi
+  done
 }
 
 start_node() {
@@ -82,8 +116,10 @@ start_node() {
     --cluster-profile local
     --replication-factor "$replication_factor" --write-quorum "$write_quorum")
   if [ -n "${SHARDS:-}" ]; then args+=(--shards "$SHARDS"); fi
+  cmds[i]="${args[*]}"
   args+=("$@")
-  echo "=== $(date -u +%FT%TZ) $imnode ${args[*]}" >"$data/node-$i.log"
+  # Append, never truncate: the log may be a running node's.
+  echo "=== $(date -u +%FT%TZ) $imnode ${args[*]}" >>"$data/node-$i.log"
   "$imnode" "${args[@]}" >>"$data/node-$i.log" 2>&1 &
   pids[i]=$!
 }
@@ -108,17 +144,34 @@ wait_for() {
   done
 }
 
+up=$(running)
+if [ -n "$up" ]; then
+  echo "A cluster is already running on these ports ($(echo $up)): nothing started." >&2
+  echo "Use it, or stop it (Ctrl-C in its terminal) first; for a second cluster set IMCLUSTER_DATA," >&2
+  echo "CLIENT_PORT, ADMIN_PORT and PEER_PORT." >&2
+  trap - EXIT
+  exit 1
+fi
 if [ "${RESET:-}" = 1 ]; then
   echo "RESET=1: deleting $data"
   rm -rf "$data"
 fi
 mkdir -p "$data"
 echo "starting $nodes imnode node(s); data and logs in $data"
-start_node 0
-wait_for 0 "addr file" test -s "$data/node-0.addr"
-for ((i = 1; i < nodes; i++)); do
-  start_node "$i" --join "127.0.0.1:$(gossip 0)"
-done
+if [ ! -e "$data/node-0/IMNODE_IDENTITY" ]; then
+  # A new cluster: node 0 forms it, the others join node 0.
+  start_node 0 --bootstrap
+  wait_for 0 "addr file" test -s "$data/node-0.addr"
+  for ((i = 1; i < nodes; i++)); do
+    start_node "$i" --join "127.0.0.1:$(gossip 0)"
+  done
+else
+  # The cluster exists: every node joins the others (each waits, not ready,
+  # until one answers; none forms a cluster of its own).
+  for ((i = 0; i < nodes; i++)); do
+    if [ "$nodes" -gt 1 ]; then start_node "$i" --join "$(seeds "$i")"; else start_node "$i"; fi
+  done
+fi
 for ((i = 0; i < nodes; i++)); do
   wait_for "$i" "/readyz" curl -fsS "http://127.0.0.1:$(admin "$i")/readyz"
   echo "imnode-$i ready: client 127.0.0.1:$(client "$i"), admin 127.0.0.1:$(admin "$i")"

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/ring"
 )
 
@@ -89,9 +90,19 @@ type Config struct {
 	// AdvertiseHost is the host other nodes reach this one at. Zero value
 	// means the bind host, which must then be a concrete address.
 	AdvertiseHost string
-	// Join lists gossip addresses (host:port) of running nodes. Empty
-	// starts a new cluster.
+	// Join lists gossip addresses (host:port) of running nodes. A node
+	// whose data directory is new needs Join or Bootstrap; one that has
+	// been a member of a cluster with other nodes needs Join.
 	Join []string
+	// Bootstrap creates a new cluster when the data directory is new. A
+	// data directory that already belongs to a cluster ignores it (the
+	// node joins its cluster; logged).
+	Bootstrap bool
+	// ClusterID names the cluster. At bootstrap it becomes the cluster's
+	// id (zero value: a random one); a joining node refuses a cluster with
+	// another id; a data directory of another cluster is refused. Zero
+	// value: take the id from the data directory or the cluster.
+	ClusterID string
 	// LocalTimings selects fast failure detection and short peer timeouts
 	// for clusters on one machine (`make run`, tests).
 	LocalTimings bool
@@ -156,29 +167,33 @@ func (c *Config) setDefaults() {
 
 // Validate reports a configuration error.
 func (c *Config) Validate() error {
+	// Messages name imnode's flags: every field is set from one.
 	if c.DataDir == "" {
-		return errors.New("node: DataDir is required")
+		return errors.New("--data-dir is required")
 	}
 	if len(c.Apps) == 0 {
-		return errors.New("node: no apps configured (use --dev-app or --apps-file)")
+		return errors.New("no apps configured (use --dev-app or --apps-file)")
 	}
 	if c.Shards < 1 || c.Shards > ring.MaxShards {
-		return fmt.Errorf("node: Shards must be in [1, %d], got %d", ring.MaxShards, c.Shards)
+		return fmt.Errorf("--shards must be in [1, %d], got %d", ring.MaxShards, c.Shards)
 	}
 	if c.ReplicationFactor < 1 || c.ReplicationFactor > ring.MaxReplicationFactor {
-		return fmt.Errorf("node: ReplicationFactor must be in [1, %d], got %d", ring.MaxReplicationFactor, c.ReplicationFactor)
+		return fmt.Errorf("--replication-factor must be in [1, %d], got %d", ring.MaxReplicationFactor, c.ReplicationFactor)
 	}
 	if c.WriteQuorum < 1 || c.WriteQuorum > c.ReplicationFactor {
-		return fmt.Errorf("node: WriteQuorum must be in [1, ReplicationFactor %d], got %d", c.ReplicationFactor, c.WriteQuorum)
+		return fmt.Errorf("--write-quorum must be in [1, --replication-factor %d], got %d", c.ReplicationFactor, c.WriteQuorum)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return errors.New("node: TLSCertFile and TLSKeyFile go together")
+		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
 	if err := c.validateCredentials(); err != nil {
 		return err
 	}
 	if c.Retention < 0 || c.SessionTokenTTL < 0 || c.IdleTimeout < 0 || c.LoginTimeout < 0 {
-		return errors.New("node: durations must not be negative")
+		return errors.New("--retention, --session-token-ttl, --idle-timeout and --login-timeout must not be negative")
+	}
+	if len(c.ClusterID) > membership.MaxClusterIDLen {
+		return fmt.Errorf("--cluster-id must be at most %d bytes, got %d", membership.MaxClusterIDLen, len(c.ClusterID))
 	}
 	return nil
 }

@@ -39,15 +39,16 @@ const (
 
 // Node is one chat node. Start and Shutdown may each be called once.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	reg     *prometheus.Registry
-	store   *store.Store
-	cluster *cluster.Cluster
-	engine  *conversation.Engine
-	gateway *gateway.Gateway
-	storage *storage.Service
-	hooks   *hooks.Hooks
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	store    *store.Store
+	identity *identity
+	cluster  *cluster.Cluster
+	engine   *conversation.Engine
+	gateway  *gateway.Gateway
+	storage  *storage.Service
+	hooks    *hooks.Hooks
 	// creds are the cluster credentials (security.go).
 	creds credentials
 
@@ -95,6 +96,11 @@ func (n *Node) Start() error {
 		return n.abort(err)
 	}
 	n.warnInsecure()
+	form, err := n.checkIdentity(st)
+	if err != nil {
+		return n.abort(err)
+	}
+	n.identity = &identity{dir: n.cfg.DataDir, id: form.id}
 	var lc net.ListenConfig
 	if n.clientLn, err = lc.Listen(n.ctx, "tcp", n.cfg.ClientAddr); err != nil {
 		return n.abort(fmt.Errorf("node: listen client %s: %w", n.cfg.ClientAddr, err))

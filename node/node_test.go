@@ -41,6 +41,8 @@ func startNode(t testing.TB, mutate func(*node.Config)) *node.Node {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	// A node without seeds forms its own cluster; one with seeds joins.
+	cfg.Bootstrap = len(cfg.Join) == 0
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -14,6 +15,10 @@ import (
 
 // ErrNotFound is returned by Get when the key does not exist.
 var ErrNotFound = errors.New("store: not found")
+
+// ErrLocked is returned by Open when another process holds the
+// directory's lock: a node is running on it.
+var ErrLocked = errors.New("store: the data directory is locked by another process (a node running on it)")
 
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("store: closed")
@@ -114,6 +119,9 @@ func open(cfg Config, format pebble.FormatMajorVersion) (*pebble.DB, error) {
 		Merger:             lwwMerger,
 	}
 	db, err := pebble.Open(cfg.Dir, opts)
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, cfg.Dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
 	}

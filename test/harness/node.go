@@ -294,6 +294,10 @@ func (nd *Node) args(join []string, bind Addrs, addrFile string) []string {
 	}
 	if len(join) > 0 {
 		args = append(args, "--join", joinAddrs(join))
+	} else {
+		// The first node forms the cluster; imnode ignores --bootstrap
+		// once the data directory belongs to one.
+		args = append(args, "--bootstrap")
 	}
 	if o.FaultInjection {
 		args = append(args, "--fault-injection")

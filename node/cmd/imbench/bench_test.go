@@ -24,7 +24,7 @@ func TestBenchRunAgainstNode(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := node.New(node.Config{
 		DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		GossipAddr: "127.0.0.1:0", TransportAddr: "127.0.0.1:0", LocalTimings: true, Insecure: true,
+		GossipAddr: "127.0.0.1:0", TransportAddr: "127.0.0.1:0", LocalTimings: true, Insecure: true, Bootstrap: true,
 		Apps: []apps.App{apps.Dev()}, Shards: 16, ShutdownGrace: time.Second, Logger: logger,
 	})
 	if err != nil {

@@ -29,6 +29,7 @@ type fileConfig struct {
 	AppsFile          string            `json:"appsFile"`
 	TLSCertFile       string            `json:"tlsCertFile"`
 	TLSKeyFile        string            `json:"tlsKeyFile"`
+	ClusterID         string            `json:"clusterId"`
 	Extra             map[string]string `json:"extra"`
 }
 
@@ -52,6 +53,7 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	values := map[string]string{
 		"cluster-name":       fc.ClusterName,
+		"cluster-id":         fc.ClusterID,
 		"retention":          fc.Retention,
 		"join":               fc.Join,
 		"data-dir":           fc.DataDir,
@@ -107,11 +109,17 @@ type clusterFlags struct {
 	writeQuorum       int
 	profile           string
 	faultInjection    bool
+	bootstrap         bool
+	bootstrapNode     string
+	clusterID         string
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.name, "cluster-name", "", "cluster name (informational)")
-	fs.StringVar(&c.join, "join", "", "gossip addresses host:port,... of running nodes to join (empty: start a new cluster)")
+	fs.StringVar(&c.join, "join", "", "gossip addresses host:port,... of running nodes to join (required except with --bootstrap on a new data directory)")
+	fs.BoolVar(&c.bootstrap, "bootstrap", false, "create a new cluster if the data directory is new (the first node only; ignored once the directory belongs to a cluster)")
+	fs.StringVar(&c.bootstrapNode, "bootstrap-node", "", "act as --bootstrap when --node-id equals this (the operator names its first pod of a brand-new cluster)")
+	fs.StringVar(&c.clusterID, "cluster-id", "", "the cluster's id: given to a new cluster at bootstrap (default: random), checked against the data directory and the cluster joined")
 	fs.StringVar(&c.peerAddr, "peer-addr", ":7946", "gossip (membership) listen address, TCP and UDP")
 	fs.StringVar(&c.transportAddr, "transport-addr", "", "peer data transport listen address, TCP (default: the --peer-addr port plus one)")
 	fs.StringVar(&c.advertiseHost, "advertise-host", "", "host name or IP other nodes reach this node at (default: the bind host)")
@@ -136,6 +144,8 @@ func (c *clusterFlags) apply(cfg *node.Config) error {
 	cfg.ReplicationFactor, cfg.WriteQuorum = c.replicationFactor, c.writeQuorum
 	cfg.GossipAddr, cfg.TransportAddr, cfg.AdvertiseHost = c.peerAddr, c.transportAddr, c.advertiseHost
 	cfg.FaultInjection = c.faultInjection
+	cfg.Bootstrap = c.bootstrap || (c.bootstrapNode != "" && c.bootstrapNode == cfg.NodeID)
+	cfg.ClusterID = c.clusterID
 	for s := range strings.SplitSeq(c.join, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.Join = append(cfg.Join, s)

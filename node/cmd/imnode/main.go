@@ -21,6 +21,9 @@ import (
 
 func main() {
 	if err := run(); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintln(os.Stderr, "imnode:", err)
 		os.Exit(1)
 	}
@@ -65,17 +68,27 @@ func run() error {
 	fs.StringVar(&tlsKey, "tls-key-file", "", "PEM private key for --tls-cert-file")
 	cluster.register(fs)
 	security.register(fs)
-	if len(os.Args) > 1 && os.Args[1] == "prestop" {
-		return prestop(os.Args[2:])
-	}
-	if len(os.Args) > 1 && os.Args[1] == "import" {
-		return importCmd(os.Args[2:])
-	}
-	if len(os.Args) > 1 && os.Args[1] == "certs" {
-		return certs(os.Args[2:])
+	fs.Usage = func() { usage(fs) }
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "prestop":
+			return prestop(os.Args[2:])
+		case "import":
+			return importCmd(os.Args[2:])
+		case "upgrade-store":
+			return upgradeStore(os.Args[2:])
+		case "certs":
+			return certs(os.Args[2:])
+		}
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unknown subcommand or argument %q (imnode --help lists them)", fs.Arg(0))
 	}
 	if err := applyConfigFile(fs, config); err != nil {
 		return err
@@ -133,13 +146,51 @@ func run() error {
 	return n.Shutdown(shutdownCtx)
 }
 
+// usage prints the subcommands, the flags and their IMNODE_* variables.
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprint(w, `Usage:
+  imnode [flags]                    run a chat node
+  imnode prestop [flags]            the pod's preStop hook: goaway to clients, wait (imnode prestop --help)
+  imnode upgrade-store --data-dir D raise a stopped node's store to this build's format (imnode upgrade-store --help)
+  imnode import [flags]             import a LeanCloud export into a running cluster (imnode import --help)
+  imnode certs create-ca|create-node the cluster CA and node certificates outside Kubernetes (imnode certs --help)
+
+A new data directory needs --bootstrap (the first node of a new cluster) or
+--join (every other node); a node that has been a member of a cluster with
+other nodes always needs --join.
+
+Flags (each may also be set as an environment variable IMNODE_<NAME>, shown
+after the flag; the command line wins over the environment, which wins over
+--config):
+`)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, u := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s  (%s)\n    \t%s", line, envName(f.Name), strings.ReplaceAll(u, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// envName is the environment variable of a flag: IMNODE_ and the name in
+// upper case with - as _.
+func envName(flagName string) string {
+	return "IMNODE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
 // applyEnv sets every flag not given on the command line from IMNODE_<NAME>.
 func applyEnv(fs *flag.FlagSet) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		env := "IMNODE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if v, ok := os.LookupEnv(env); ok && !set[f.Name] && err == nil {
 			if e := f.Value.Set(v); e != nil {
 				err = fmt.Errorf("%s: %w", env, e)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +52,9 @@ func startProcess(t *testing.T, dataDir string, extra ...string) *process {
 	args := append([]string{"--data-dir", dataDir, "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--peer-addr", "127.0.0.1:0", "--cluster-profile", "local",
 		"--insecure", "--dev-app", "--addr-file", addrFile, "--log-level", "warn"}, extra...)
+	if !slices.Contains(extra, "--config") {
+		args = append(args, "--bootstrap") // a single node forms its own cluster
+	}
 	cmd := exec.Command(imnodeBin, args...)
 	cmd.Stderr = t.Output()
 	if err := cmd.Start(); err != nil {
@@ -170,7 +174,8 @@ func writeConfig(t *testing.T, rf, wq int) string {
 // operatorArgs are the container args of the operator's StatefulSet, with
 // addresses on 127.0.0.1 port 0.
 func operatorArgs(config, nodeID string) []string {
-	return []string{"--config", config, "--node-id", nodeID, "--peer-addr", "127.0.0.1:0", "--advertise-host", nodeID + ".chat-peers.default.svc"}
+	return []string{"--config", config, "--node-id", nodeID, "--peer-addr", "127.0.0.1:0", "--advertise-host", nodeID + ".chat-peers.default.svc",
+		"--bootstrap-node", "chat-0", "--cluster-id", "3f1c0c6e-uid"}
 }
 
 func TestIMNodeStartsAsTheOperatorRunsItAndPrestopDrains(t *testing.T) {
@@ -240,11 +245,44 @@ func TestIMNodeRefusesToStartWithoutCredentials(t *testing.T) {
 	}
 }
 
+func TestIMNodeHelpListsSubcommandsAndVariables(t *testing.T) {
+	out, err := exec.Command(imnodeBin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("imnode --help: %v (want exit 0): %s", err, out)
+	}
+	for _, want := range []string{"imnode prestop", "imnode upgrade-store", "--data-dir string  (IMNODE_DATA_DIR)", "--bootstrap  (IMNODE_BOOTSTRAP)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("imnode --help does not mention %q:\n%s", want, out)
+		}
+	}
+}
+
+// Errors name the flags to fix, and a start that would fork a cluster
+// exits non-zero at once.
+func TestIMNodeErrorsNameFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--insecure", "--dev-app"}, "imnode: --data-dir is required"},
+		{[]string{"--insecure", "--dev-app", "--data-dir", t.TempDir(), "--shards", "-1"}, "imnode: --shards must be in [1, "},
+		{[]string{"--insecure", "--dev-app", "--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"},
+			"a new node needs --join (gossip address of a running node), or --bootstrap to create a new cluster"},
+		{[]string{"no-such-subcommand"}, `unknown subcommand or argument "no-such-subcommand"`},
+	} {
+		out, err := exec.Command(imnodeBin, tc.args...).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("imnode %v: %v, output %q; want a non-zero exit saying %q", tc.args, err, out, tc.want)
+		}
+	}
+}
+
 func TestIMNodeInsecureWarnsAtStart(t *testing.T) {
 	var log strings.Builder
 	addrFile := filepath.Join(t.TempDir(), "addr.json")
 	cmd := exec.Command(imnodeBin, "--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--peer-addr", "127.0.0.1:0", "--cluster-profile", "local", "--insecure", "--dev-app", "--addr-file", addrFile, "--log-level", "warn")
+		"--peer-addr", "127.0.0.1:0", "--cluster-profile", "local", "--insecure", "--bootstrap", "--dev-app", "--addr-file", addrFile, "--log-level", "warn")
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -266,5 +304,19 @@ func TestIMNodeInsecureWarnsAtStart(t *testing.T) {
 		if !strings.Contains(log.String(), want) {
 			t.Fatalf("insecure start log lacks %q:\n%s", want, log.String())
 		}
+	}
+}
+
+func TestIMNodeUpgradeStore(t *testing.T) {
+	dir := t.TempDir()
+	p := startProcess(t, dir)
+	out, err := exec.Command(imnodeBin, "upgrade-store", "--data-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "locked by another process") {
+		t.Fatalf("upgrade-store of a running node's directory: %v, %q; want the lock refusal", err, out)
+	}
+	p.kill9(t)
+	out, err = exec.Command(imnodeBin, "upgrade-store", "--data-dir", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "store already at format") {
+		t.Fatalf("upgrade-store: %v, %q", err, out)
 	}
 }

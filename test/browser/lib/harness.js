@@ -51,11 +51,17 @@ async function startImnode(dir) {
   if (!fs.existsSync(IMNODE)) throw new Error(`${IMNODE} not found: run "make test-browser" (it builds bin/imnode)`);
   const addrFile = path.join(dir, 'addr.json');
   const log = [];
+  // Every listener on port 0 (gossip and peer transport included): the
+  // test never collides with a `make run` cluster or another test.
   const proc = spawn(IMNODE, [
     '--data-dir', path.join(dir, 'data'),
     '--client-addr', '127.0.0.1:0',
     '--admin-addr', '127.0.0.1:0',
     '--insecure',
+    '--peer-addr', '127.0.0.1:0',
+    '--transport-addr', '127.0.0.1:0',
+    '--cluster-profile', 'local',
+    '--bootstrap',
     '--dev-app',
     '--addr-file', addrFile,
     '--log-level', process.env.IMNODE_LOG_LEVEL || 'warn',
@@ -89,6 +95,9 @@ async function startImnode(dir) {
   try {
     const addrs = await withTimeout(ready, 20000, 'imnode addr file');
     return { proc, exited, log, client: addrs.client, admin: addrs.admin };
+  } catch (e) {
+    proc.kill('SIGKILL'); // a node that failed to start must not outlive the test
+    throw e;
   } finally {
     watcher.close();
   }
@@ -141,14 +150,22 @@ class Harness {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imcluster-browser-'));
     // Node, page server and browser start in parallel: the budget is tight
     // on two shared cores.
-    const [node, server, browser] = await Promise.all([
-      startImnode(this.dir),
-      startStatic(),
-      chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 }),
+    // Each part is recorded as soon as it is up, so stop() tears down
+    // whatever started when another part failed (a node left running kept
+    // `node --test` alive after a failure).
+    const results = await Promise.allSettled([
+      startImnode(this.dir).then((n) => { this.node = n; }),
+      startStatic().then((s) => { this.static = s; }),
+      chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 })
+        .then((b) => { this.browser = b; }),
     ]);
-    this.node = node;
-    this.static = server;
-    this.browser = browser;
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) {
+      await this.stop();
+      throw failed.reason;
+    }
+    const server = this.static;
+    const node = this.node;
     this.pageOrigin = `http://127.0.0.1:${server.address().port}`;
     this.nodeOrigin = `http://${node.client}`;
   }
@@ -189,10 +206,17 @@ class Harness {
       await p.context.close().catch(() => {});
     }
     if (this.browser) await this.browser.close().catch(() => {});
+    this.browser = null;
     if (this.static) await new Promise((r) => this.static.close(r));
+    this.static = null;
     if (this.node) {
-      this.node.proc.kill('SIGTERM');
-      await withTimeout(this.node.exited, 20000, 'imnode to exit');
+      const node = this.node;
+      this.node = null;
+      node.proc.kill('SIGTERM');
+      await withTimeout(node.exited, 20000, 'imnode to exit').catch((e) => {
+        node.proc.kill('SIGKILL');
+        throw e;
+      });
     }
     if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
   }

@@ -162,7 +162,10 @@ class Node {
       '--replication-factor', String(this.cluster.replicationFactor),
       '--write-quorum', String(this.cluster.writeQuorum),
     );
+    // The first node forms the cluster (--bootstrap is ignored once its
+    // data directory belongs to one); the others join it.
     if (join.length) args.push('--join', join.join(','));
+    else args.push('--bootstrap');
     if (this.logFile) fs.appendFileSync(this.logFile, `\n=== ${new Date().toISOString()} imnode ${args.join(' ')}\n`);
     const proc = spawn(IMNODE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
