@@ -109,7 +109,7 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}()
 
 	phases := []phase{r.reconcileAdminToken, r.reconcileConfigMap, r.reconcileServices,
-		r.reconcilePDB, r.reconcileServiceMonitor, r.observe, r.reconcileStatefulSet,
+		r.reconcilePDB, r.reconcileServiceMonitor, r.observe, r.reconcileFormation, r.reconcileStatefulSet,
 		r.reconcilePVCs, r.reconcileStep}
 	if c.IsPaused() {
 		phases = []phase{r.observe}

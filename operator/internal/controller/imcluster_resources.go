@@ -273,6 +273,7 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount) corev1.Contai
 		{Name: "IMNODE_ADMIN_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: tokenName}, Key: tokenKey}}},
 	}
+	env = append(env, formationEnv(c)...)
 	adminProbe := func(path string) corev1.ProbeHandler {
 		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString(portNameAdmin)}}
 	}
