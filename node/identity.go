@@ -143,3 +143,23 @@ func (i *identity) record(learned membership.Identity) error {
 	i.id = next
 	return nil
 }
+
+// formationConfig gives the membership what it checks at join: the
+// cluster id (for a new node, the one it expects: --cluster-id), whether
+// the node is new, the cluster settings, and where to report what it
+// learns.
+func (n *Node) formationConfig(mc *membership.Config, f formation) {
+	mc.ClusterID = f.id.ClusterID
+	if mc.ClusterID == "" {
+		mc.ClusterID = n.cfg.ClusterID
+	}
+	mc.New = f.isNew
+	mc.Shards, mc.ReplicationFactor, mc.WriteQuorum = n.cfg.Shards, n.cfg.ReplicationFactor, n.cfg.WriteQuorum
+	mc.OnIdentity = func(learned membership.Identity) {
+		if err := n.identity.record(learned); err != nil {
+			n.log.Error("Recording the cluster identity failed", "err", err)
+			return
+		}
+		n.log.Info("Recorded the cluster identity", "clusterID", learned.ClusterID, "clustered", learned.Clustered)
+	}
+}

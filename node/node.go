@@ -121,6 +121,8 @@ func (n *Node) Start() error {
 	ccfg.TransportAddr = n.cfg.TransportAddr
 	ccfg.AdvertiseHost = n.cfg.AdvertiseHost
 	ccfg.Seeds = n.cfg.Join
+	ccfg.Bootstrap = form.bootstrap
+	n.formationConfig(&ccfg.Membership, form)
 	ccfg.ClientAddr = n.advertised(n.clientLn.Addr().String())
 	ccfg.AdminAddr = n.advertised(n.adminLn.Addr().String())
 	ccfg.Version = Version

@@ -66,8 +66,12 @@ type Config struct {
 	// (tried last). Zero means 15s.
 	SuspectFor time.Duration
 	// JoinWait bounds how long Start waits for a seed to answer before a
-	// node without data starts a new cluster. Zero means 10s.
+	// bootstrapping node forms the new cluster alone. Zero means 10s.
 	JoinWait time.Duration
+	// Bootstrap: this node forms a new cluster (node.Config.Bootstrap on a
+	// new data directory). Otherwise a node with seeds waits in Start,
+	// not ready, until one answers: it never forms a cluster of its own.
+	Bootstrap bool
 	// Replica holds the timings and clock of the shard replicas (lease
 	// duration, request timeout, anti-entropy, sync rate, Now); the
 	// cluster fills in the node id, store, shard count, quorum, logger and
@@ -366,7 +370,11 @@ func (c *Cluster) Start() error {
 	// memberlist's local node record is rewritten by every state change:
 	// read its address once, now.
 	c.gossipAddr = ml.Addr()
-	c.awaitJoin()
+	if err := c.awaitJoin(); err != nil {
+		_ = ml.Shutdown()
+		tr.Shutdown()
+		return err
+	}
 	c.rebuild()
 	if len(c.ml.Snapshot().Members) <= 1 {
 		// Alone: there is nobody to catch up from, every shard is ready
@@ -381,52 +389,46 @@ func (c *Cluster) Start() error {
 	return nil
 }
 
-// awaitJoin waits, bounded, until a seed answered and the roster shows
-// another node, so the first placement this node computes is the cluster's
-// and not a cluster of one (which would make it catch up from nobody and
-// coordinate everything). Without seeds, or when none answers in time (a
-// whole cluster starting at once), it proceeds alone.
-func (c *Cluster) awaitJoin() {
+// awaitJoin waits until a seed answered and the roster shows another node,
+// so the first placement this node computes is the cluster's and not a
+// cluster of one (which would make it catch up from nobody and coordinate
+// everything). Without seeds it returns at once. A bootstrapping node whose
+// seeds do not answer within JoinWait forms the cluster alone; any other
+// node keeps waiting (not ready). It returns the membership's refusal when
+// the cluster refused this node for good (duplicate id, other settings).
+func (c *Cluster) awaitJoin() error {
 	if len(c.cfg.Seeds) == 0 {
-		return
+		return nil
 	}
 	deadline := time.Now().Add(c.cfg.JoinWait)
 	warned := false
 	for {
 		if c.ml.Joined() && len(c.ml.Snapshot().Members) > 1 {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
 			switch {
 			case c.ml.Joined():
-				return // a seed answered (ourselves, in a one-node cluster)
-			case !c.hasData():
-				c.log.Warn("No seed answered; starting a new cluster", "seeds", c.cfg.Seeds)
-				return
+				return nil // a seed answered (ourselves, in a one-node cluster)
+			case c.cfg.Bootstrap:
+				c.log.Info("No seed answered; forming the new cluster alone", "seeds", c.cfg.Seeds)
+				return nil
 			case !warned:
-				// A node with data that starts alone would form a second
-				// cluster next to the one it belongs to: keep trying.
-				c.log.Warn("No seed answered; this node has data, so it waits for its cluster", "seeds", c.cfg.Seeds)
+				// Alone this node would form a second cluster next to
+				// the one it belongs to: keep trying, not ready.
+				c.log.Warn("No seed answered; waiting for the cluster (not ready until a seed answers)", "seeds", c.cfg.Seeds)
 				warned = true
 			}
 		}
 		select {
+		case <-c.ml.Refused():
+			return fmt.Errorf("cluster: join refused: %w", c.ml.Err())
 		case <-c.ml.Changes():
 		case <-time.After(20 * time.Millisecond):
 		case <-c.ctx.Done():
-			return
+			return nil
 		}
 	}
-}
-
-// hasData reports whether the store holds any replicated record.
-func (c *Cluster) hasData() bool {
-	found := false
-	_ = c.st.Scan(nil, store.ShardEnd(0xffff), false, func(_, _ []byte) (bool, error) {
-		found = true
-		return false, nil
-	})
-	return found
 }
 
 // advertise returns the address other nodes dial for a bound one: the
