@@ -94,6 +94,10 @@ type Config struct {
 	// whose data directory is new needs Join or Bootstrap; one that has
 	// been a member of a cluster with other nodes needs Join.
 	Join []string
+	// FaultClockOffset shifts this node's lease and timestamp clock by the
+	// given amount (fault injection: clock-skew tests). Requires Insecure.
+	// Zero value means the real clock.
+	FaultClockOffset time.Duration
 	// Bootstrap creates a new cluster when the data directory is new. A
 	// data directory that already belongs to a cluster ignores it (the
 	// node joins its cluster; logged).
@@ -191,6 +195,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention < 0 || c.SessionTokenTTL < 0 || c.IdleTimeout < 0 || c.LoginTimeout < 0 {
 		return errors.New("--retention, --session-token-ttl, --idle-timeout and --login-timeout must not be negative")
+	}
+	if c.FaultClockOffset != 0 && !c.Insecure {
+		return errors.New("--fault-clock-offset requires --insecure (fault injection is for tests)")
 	}
 	if len(c.ClusterID) > membership.MaxClusterIDLen {
 		return fmt.Errorf("--cluster-id must be at most %d bytes, got %d", membership.MaxClusterIDLen, len(c.ClusterID))

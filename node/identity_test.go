@@ -20,7 +20,7 @@ func startErr(t *testing.T, mutate func(*node.Config)) error {
 	cfg := node.Config{
 		NodeID: "imnode-0", ClientAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		GossipAddr: "127.0.0.1:0", TransportAddr: "127.0.0.1:0", LocalTimings: true,
-		Apps: []apps.App{apps.Dev()}, Shards: 16, ShutdownGrace: time.Second,
+		Apps: []apps.App{apps.Dev()}, Shards: 16, ShutdownGrace: time.Second, Insecure: true,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	mutate(&cfg)

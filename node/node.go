@@ -122,6 +122,10 @@ func (n *Node) Start() error {
 	ccfg.AdvertiseHost = n.cfg.AdvertiseHost
 	ccfg.Seeds = n.cfg.Join
 	ccfg.Bootstrap = form.bootstrap
+	if off := n.cfg.FaultClockOffset; off != 0 {
+		ccfg.Replica.Now = func() time.Time { return time.Now().Add(off) }
+		n.log.Warn("Fault injection: the lease and timestamp clock is offset", "offset", off.String())
+	}
 	n.formationConfig(&ccfg.Membership, form)
 	ccfg.ClientAddr = n.advertised(n.clientLn.Addr().String())
 	ccfg.AdminAddr = n.advertised(n.adminLn.Addr().String())

@@ -181,6 +181,8 @@ func TestChaos(t *testing.T) {
 	joined := r.join()
 	hold(quietGap)
 	r.drain(r.pick(slices.DeleteFunc(c.Running(), func(nd *harness.Node) bool { return nd == joined })))
+	hold(quietGap)
+	r.formation()
 	for time.Since(start) < dur {
 		hold(quietGap)
 		r.random()
@@ -205,6 +207,7 @@ func (r *runner) finish(ctx context.Context, seed uint64, start time.Time, sende
 		Seed: seed, Duration: time.Since(start), NodesStart: chaosNodes, NodesEnd: len(c.Running()),
 		Senders: senders, Conversations: len(r.load.Conversations()),
 		Faults: r.faults, Errors: r.ledger.Errors(), Events: r.ledger.Events(), AcksVia: map[string]int{},
+		ErrorsByFault: r.errorsByFault(), Refused: r.refused, Accepted: r.accepted,
 	}
 	for _, a := range acks {
 		sum.AcksVia[a.Via]++
@@ -381,5 +384,39 @@ func TestChaosQuorumLoss(t *testing.T) {
 	_, rep := settleAndVerify(ctx, t, c, []string{conv.ID()}, acks, settleTimeout)
 	if rep != nil {
 		t.Logf("quorum loss: %d acknowledged, %d stored without ack (sends that failed), replicas read %d", rep.Acked, rep.StoredUnacked, rep.Replicas)
+	}
+}
+
+// TestChaosFormation runs the misconfiguration faults once under load:
+// a restart without --join, a node with another shard count, a duplicate
+// node id (each refused, the roster unchanged) and a node whose clock is
+// offset within and beyond the lease margin. Nothing acknowledged may be
+// lost and the replicas must end identical.
+func TestChaosFormation(t *testing.T) {
+	seed := runSeed(t)
+	c := startCluster(t, chaosNodes)
+	ledger := NewLedger()
+	cfg := LoadConfig{AppID: devApp, Seed: seed, Logger: testLogger(t)}
+	load, err := StartLoad(t.Context(), cfg, c.ClientURLs(nil), ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(load.Stop)
+	r := newRunner(t, c, load, ledger, seed)
+	start := time.Now()
+	t.Cleanup(r.salvage(seed, start, cfg.withDefaults().Senders))
+	hold(quietGap)
+	r.formation()
+	hold(quietGap)
+	r.waitProgress(2*cfg.withDefaults().Senders, readyTimeout)
+	load.Stop()
+	sum := r.finish(t.Context(), seed, start, cfg.withDefaults().Senders, settleTimeout)
+	if sum.Acked == 0 {
+		t.Error("no message was acknowledged")
+	}
+	for _, k := range []string{FaultNoJoin, FaultShards, FaultDuplicate} {
+		if sum.Refused[k] != 1 {
+			t.Errorf("%s: %d refused, want 1", k, sum.Refused[k])
+		}
 	}
 }

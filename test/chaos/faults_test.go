@@ -2,9 +2,13 @@ package chaos
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,8 +46,17 @@ type runner struct {
 	rng    *rand.Rand
 	log    *slog.Logger
 	faults map[string]int
+	// windows are the faults' time spans, for errors by fault kind.
+	windows []faultWindow
+	// refused and accepted count the misconfigured starts by kind.
+	refused, accepted map[string]int
 	// finished is set once the run reached its verification.
 	finished bool
+}
+
+type faultWindow struct {
+	kind     string
+	from, to time.Time
 }
 
 func newRunner(t *testing.T, c *harness.Cluster, load *Load, ledger *Ledger, seed uint64) *runner {
@@ -51,7 +64,7 @@ func newRunner(t *testing.T, c *harness.Cluster, load *Load, ledger *Ledger, see
 		t: t, c: c, load: load, ledger: ledger,
 		rng:    rand.New(rand.NewPCG(seed, 0x6368616f73)), //nolint:gosec // picks nodes and faults
 		log:    testLogger(t),
-		faults: map[string]int{},
+		faults: map[string]int{}, refused: map[string]int{}, accepted: map[string]int{},
 	}
 }
 
@@ -84,7 +97,12 @@ func (r *runner) pick(nodes []*harness.Node) *harness.Node {
 
 func (r *runner) injected(kind string, nd *harness.Node, start time.Time) {
 	r.faults[kind]++
-	r.log.Info("Fault done", "kind", kind, "node", nd.ID(), "took", time.Since(start).Round(time.Millisecond).String(),
+	r.windows = append(r.windows, faultWindow{kind: kind, from: start, to: time.Now()})
+	id := "new"
+	if nd != nil {
+		id = nd.ID()
+	}
+	r.log.Info("Fault done", "kind", kind, "node", id, "took", time.Since(start).Round(time.Millisecond).String(),
 		"acked", r.ledger.AckCount(), "running", len(r.c.Running()))
 }
 
@@ -183,11 +201,134 @@ func (r *runner) wipe(nd *harness.Node) {
 	r.injected(FaultWipe, nd, start)
 }
 
+// misstartTimeout bounds how long a refused start may take: a duplicate
+// id is given up after the local DuplicateGrace (10s).
+const misstartTimeout = 45 * time.Second
+
+// roster is the roster as one running node sees it: "id:state" sorted.
+func (r *runner) roster() string {
+	for _, nd := range r.c.Running() {
+		cs, err := nd.Admin().Cluster(r.t.Context())
+		if err != nil {
+			continue
+		}
+		var out []string
+		for _, m := range cs.Members {
+			out = append(out, m.ID+":"+string(m.State))
+		}
+		slices.Sort(out)
+		return strings.Join(out, ",")
+	}
+	return ""
+}
+
+// misstart runs a start that must be refused with an error containing
+// want, and checks the roster did not change.
+func (r *runner) misstart(kind, id, dataDir string, join bool, extra []string, want string) {
+	before := r.roster()
+	log, err := r.c.TryStart(r.t, id, dataDir, join, extra, misstartTimeout)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || !strings.Contains(log, want) {
+		r.accepted[kind]++
+		r.t.Errorf("%s: start of %s was not refused naming %q: %v\n%s", kind, id, want, err, log)
+	} else {
+		r.refused[kind]++
+		r.log.Info("Refused as expected", "kind", kind, "node", id, "exit", exit.ExitCode())
+	}
+	if after := r.roster(); after != before {
+		r.t.Errorf("%s: the refused start changed the roster from %s to %s", kind, before, after)
+	}
+}
+
+// noJoin SIGKILLs nd, tries it without --join (refused: alone it would
+// form a second cluster), then restarts it properly.
+func (r *runner) noJoin(nd *harness.Node) {
+	start := time.Now()
+	r.log.Info("Killing, then starting without --join", "node", nd.ID())
+	nd.Kill(r.t)
+	r.misstart(FaultNoJoin, nd.ID(), nd.DataDir(), false, nil, "alone it would form a second cluster")
+	nd.Restart(r.t)
+	r.refreshURLs()
+	r.injected(FaultNoJoin, nd, start)
+}
+
+// otherShards starts a new node with twice the shard count, joining.
+func (r *runner) otherShards() {
+	start := time.Now()
+	id := fmt.Sprintf("imnode-misfit-%d", r.faults[FaultShards])
+	shards := strconv.Itoa(2 * r.c.Options().Shards)
+	r.log.Info("Starting a node with another shard count", "node", id, "shards", shards)
+	r.misstart(FaultShards, id, filepath.Join(r.t.TempDir(), "data"), true, []string{"--shards", shards}, "shard count (--shards)")
+	r.injected(FaultShards, nil, start)
+}
+
+// duplicate starts a second process with nd's id on an empty directory.
+func (r *runner) duplicate(nd *harness.Node) {
+	start := time.Now()
+	r.log.Info("Starting a duplicate", "node", nd.ID())
+	r.misstart(FaultDuplicate, nd.ID(), filepath.Join(r.t.TempDir(), "data"), true, nil, "duplicate node id")
+	r.injected(FaultDuplicate, nd, start)
+}
+
+// skew restarts nd with its clock offset by off, holds under load, and
+// restarts it with the real clock.
+func (r *runner) skew(kind string, nd *harness.Node, off time.Duration) {
+	start := time.Now()
+	r.log.Info("Restarting with a clock offset", "node", nd.ID(), "offset", off.String())
+	nd.SetExtraArgs("--fault-clock-offset", off.String())
+	nd.Restart(r.t)
+	r.refreshURLs()
+	hold(partitionHold)
+	nd.SetExtraArgs()
+	r.log.Info("Restarting with the real clock", "node", nd.ID())
+	nd.Restart(r.t)
+	r.refreshURLs()
+	r.injected(kind, nd, start)
+}
+
+// formation runs each misconfiguration fault once.
+func (r *runner) formation() {
+	r.noJoin(r.pick(r.c.Running()))
+	hold(quietGap)
+	r.otherShards()
+	hold(quietGap)
+	r.duplicate(r.pick(r.c.Running()))
+	hold(quietGap)
+	r.skew(FaultSkewWithin, r.pick(r.c.Running()), 100*time.Millisecond)
+	hold(quietGap)
+	r.skew(FaultSkewBeyond, r.pick(r.c.Running()), 2*time.Second)
+}
+
+// errorsByFault counts the ledger's errors by fault window kind.
+func (r *runner) errorsByFault() map[string]map[string]int {
+	out := map[string]map[string]int{}
+	inFault := map[time.Time]bool{}
+	for _, w := range r.windows {
+		for _, e := range r.ledger.ErrorsBetween(w.from, w.to) {
+			if out[w.kind] == nil {
+				out[w.kind] = map[string]int{}
+			}
+			out[w.kind][e.Class]++
+			inFault[e.At] = true
+		}
+	}
+	for _, e := range r.ledger.ErrorsBetween(time.Time{}, time.Now()) {
+		if !inFault[e.At] {
+			if out["none"] == nil {
+				out["none"] = map[string]int{}
+			}
+			out["none"][e.Class]++
+		}
+	}
+	return out
+}
+
 // random injects one fault chosen at random among those that keep the
 // cluster between 3 and 5 nodes.
 func (r *runner) random() {
 	running := r.c.Running()
-	kinds := []string{FaultKill, FaultKill, FaultPartition, FaultPartition, FaultWipe}
+	kinds := []string{FaultKill, FaultKill, FaultPartition, FaultPartition, FaultWipe,
+		FaultNoJoin, FaultShards, FaultDuplicate, FaultSkewWithin, FaultSkewBeyond}
 	if len(running) < 5 {
 		kinds = append(kinds, FaultJoin)
 	}
@@ -205,6 +346,16 @@ func (r *runner) random() {
 		r.join()
 	case FaultDrain:
 		r.drain(r.pick(running))
+	case FaultNoJoin:
+		r.noJoin(r.pick(running))
+	case FaultShards:
+		r.otherShards()
+	case FaultDuplicate:
+		r.duplicate(r.pick(running))
+	case FaultSkewWithin:
+		r.skew(k, r.pick(running), 100*time.Millisecond)
+	case FaultSkewBeyond:
+		r.skew(k, r.pick(running), 2*time.Second)
 	}
 }
 

@@ -23,6 +23,21 @@ const (
 	// FaultWipe: SIGKILL a node, delete its data directory, restart it
 	// empty (the loss of R-W = 1 node with its disk).
 	FaultWipe = "kill+wipe+restart"
+	// FaultNoJoin: SIGKILL a node and start it again without --join: it
+	// must refuse (alone it would form a second cluster); then restart it
+	// properly.
+	FaultNoJoin = "restart-without-join"
+	// FaultShards: start a new node with another shard count joining the
+	// cluster: it must be refused.
+	FaultShards = "join-other-shard-count"
+	// FaultDuplicate: start a second process with a running node's id
+	// joining the cluster: it must be refused and exit.
+	FaultDuplicate = "join-duplicate-id"
+	// FaultSkewWithin and FaultSkewBeyond: restart a node with its lease
+	// and timestamp clock offset within (100ms) and beyond (2s) the lease
+	// margin (0.2s local), hold under load, restart it with the real clock.
+	FaultSkewWithin = "clock-skew-within-margin"
+	FaultSkewBeyond = "clock-skew-beyond-margin"
 )
 
 // Summary is what a chaos run prints at its end.
@@ -54,6 +69,13 @@ type Summary struct {
 	MaxAckGapFrom time.Time
 	// GapErrors are the failed attempts during the longest ack gap.
 	GapErrors []ErrorEvent
+	// ErrorsByFault counts the failed send attempts by class during each
+	// kind of fault (from its start until it was done); "none" is the
+	// time between faults.
+	ErrorsByFault map[string]map[string]int
+	// Refused counts the misconfigured starts that were refused, by
+	// fault kind; Accepted those that were not (each one a failure).
+	Refused, Accepted map[string]int
 	// Report is the verification outcome (nil if it did not run).
 	Report *Report
 }
@@ -107,6 +129,10 @@ func (s Summary) String() string {
 	}
 	line("faults", "%d %s", total, formatCounts(s.Faults))
 	line("retryable errors", "%d %s", s.Retryable(), formatCounts(s.Errors))
+	for _, k := range slices.Sorted(maps.Keys(s.ErrorsByFault)) {
+		line("  during "+k, "%s", formatCounts(s.ErrorsByFault[k]))
+	}
+	line("misconfigured starts", "refused %s, accepted %s", formatCounts(s.Refused), formatCounts(s.Accepted))
 	line("rejected", "%d", s.Rejected())
 	line("client events", "%s", formatCounts(s.Events))
 	line("acks via", "%s", formatCounts(s.AcksVia))

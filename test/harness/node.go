@@ -42,6 +42,7 @@ type Node struct {
 	proc  *process // nil when never started; kept (exited) after a kill
 	addrs Addrs    // of the current or last process
 	logs  []string // one log file per process, oldest first
+	extra []string // flags appended from the next start (SetExtraArgs)
 	admin *adminapi.Client
 }
 
@@ -305,7 +306,11 @@ func (nd *Node) args(join []string, bind Addrs, addrFile string) []string {
 	if o.AdminToken != "" {
 		args = append(args, "--admin-token", o.AdminToken)
 	}
-	return append(args, o.ExtraArgs...)
+	args = append(args, o.ExtraArgs...)
+	nd.mu.Lock()
+	args = append(args, nd.extra...)
+	nd.mu.Unlock()
+	return args
 }
 
 // waitAddrFile polls for the addr file until the process exits (an
@@ -366,4 +371,61 @@ func tailFile(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ErrStillRunning is returned by TryStart when the process had not exited
+// by the timeout (it is killed).
+var ErrStillRunning = errors.New("harness: still running at the timeout")
+
+// TryStart runs imnode once as node id on dataDir, a start that should be
+// refused: with join it joins the running nodes, without it it gets
+// --bootstrap (as a first node does); extra flags are appended and win. It
+// waits up to timeout for the process to exit and returns its exit error
+// (nil for exit status 0, ErrStillRunning if it was still running and was
+// killed) and the end of its log. The process never outlives the call.
+func (c *Cluster) TryStart(t testing.TB, id, dataDir string, join bool, extra []string, timeout time.Duration) (string, error) {
+	t.Helper()
+	dir := t.TempDir()
+	nd := &Node{c: c, id: id, dir: dir, dataDir: dataDir}
+	var seeds []string
+	if join {
+		seeds = c.seeds(nd)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, id+"-trystart.log")
+	logFile, err := os.Create(logPath) //nolint:gosec // a file in the test's temp dir
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = logFile.Close() }()
+	args := append(nd.args(seeds, Addrs{}, filepath.Join(dir, "addr.json")), extra...)
+	cmd := exec.CommandContext(context.Background(), c.bin, args...) //nolint:gosec // the binary this package built
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var exit error
+	select {
+	case exit = <-done:
+	case <-timer.C:
+		_ = cmd.Process.Kill()
+		<-done
+		exit = ErrStillRunning
+	}
+	return tailFile(logPath, 20), exit
+}
+
+// SetExtraArgs sets flags appended to this node's command line from its
+// next start on (after the cluster's ExtraArgs; they win). No arguments
+// clears them.
+func (nd *Node) SetExtraArgs(args ...string) {
+	nd.mu.Lock()
+	nd.extra = args
+	nd.mu.Unlock()
 }

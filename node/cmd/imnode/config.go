@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/imcluster/imcluster/node"
 )
@@ -110,6 +111,7 @@ type clusterFlags struct {
 	profile           string
 	faultInjection    bool
 	bootstrap         bool
+	clockOffset       time.Duration
 	bootstrapNode     string
 	clusterID         string
 }
@@ -126,6 +128,7 @@ func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.replicationFactor, "replication-factor", 3, "replicas per shard (R); fixed per cluster")
 	fs.IntVar(&c.writeQuorum, "write-quorum", 2, "replicas that hold a write durably before it is acknowledged (W <= R)")
 	fs.StringVar(&c.profile, "cluster-profile", "lan", "failure-detection timings: lan (data center) or local (all nodes on one machine: make run, tests)")
+	fs.DurationVar(&c.clockOffset, "fault-clock-offset", 0, "fault injection: shift this node's lease and timestamp clock by this much (clock-skew tests; requires --insecure)")
 	fs.BoolVar(&c.faultInjection, "fault-injection", false, "enable POST /admin/v1/faults (tests and chaos runs only)")
 }
 
@@ -146,6 +149,7 @@ func (c *clusterFlags) apply(cfg *node.Config) error {
 	cfg.FaultInjection = c.faultInjection
 	cfg.Bootstrap = c.bootstrap || (c.bootstrapNode != "" && c.bootstrapNode == cfg.NodeID)
 	cfg.ClusterID = c.clusterID
+	cfg.FaultClockOffset = c.clockOffset
 	for s := range strings.SplitSeq(c.join, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.Join = append(cfg.Join, s)
