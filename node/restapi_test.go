@@ -180,6 +180,24 @@ func TestServerAPIParity(t *testing.T) {
 		t.Fatalf("send after unsilencing = %d %v", code, got)
 	}
 
+	// Temporary silence: 4315 until lifted (or the ttl passes); v1.1 names
+	// it conversation/blacklist.
+	if code, got := call(t, at(1), "POST", "/1.2/rtm/conversations/"+opsConv+"/temporary-silenceds", h, `{"client_id":"Jerry","ttl":600}`); code != 200 || len(got) != 0 {
+		t.Fatalf("temporary silence = %d %v", code, got)
+	}
+	if code, got := call(t, at(2), "POST", "/1.2/rtm/conversations/"+opsConv+"/messages", h, `{"from_client":"Jerry","message":"hi"}`); code != 400 || got["code"] != float64(4315) {
+		t.Fatalf("temporarily silenced send = %d %v, want 4315", code, got)
+	}
+	if code, got := call(t, at(0), "DELETE", "/1.1/rtm/conversation/blacklist?conv_id="+opsConv+"&client_id=Jerry", h, ""); code != 200 {
+		t.Fatalf("lift the temporary silence = %d %v", code, got)
+	}
+	if code, got := call(t, at(2), "POST", "/1.2/rtm/conversations/"+opsConv+"/messages", h, `{"from_client":"Jerry","message":"hi"}`); code != 200 {
+		t.Fatalf("send after the temporary silence = %d %v", code, got)
+	}
+	if code, got := call(t, at(1), "POST", "/1.2/rtm/conversations/"+opsConv+"/temporary-silenceds", h, `{"client_id":"Jerry","ttl":86401}`); code != 400 || got["code"] != float64(107) {
+		t.Fatalf("ttl above a day = %d %v", code, got)
+	}
+
 	// Blacklist: the member is removed and cannot be added back (4548).
 	if code, got := call(t, at(1), "POST", "/1.2/rtm/conversations/"+opsConv+"/blacklists", h, `{"client_ids":["Spike"]}`); code != 200 {
 		t.Fatalf("blacklist = %d %v", code, got)

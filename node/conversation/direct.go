@@ -58,6 +58,9 @@ func (e *Engine) checkSend(c Caller, cid string, r *convRecord, dm *pb.DirectCom
 	if r.isSilenced(c.ClientID) {
 		return protocol.ErrSilenced
 	}
+	if r.TempSilenced[c.ClientID] > e.nowMs() {
+		return protocol.ErrConversationBlacklisted.WithDetail("%q is silenced in %q for now", c.ClientID, cid)
+	}
 	if r.isBlocked(c.ClientID) {
 		return protocol.ErrBlockedByConv
 	}

@@ -38,6 +38,9 @@ const (
 	prefixBlocked  = "bl/"
 	prefixColumn   = "col/"
 	prefixRole     = "role/"
+	// prefixTempSilenced holds a temporary silence: the client id in the
+	// name, the end (ms) as a varint.
+	prefixTempSilenced = "tsh/"
 
 	fieldReadTs  = "rt"
 	fieldReadAt  = "ra"
@@ -104,6 +107,9 @@ func (r *convRecord) fields() []store.Field {
 	}
 	for id, role := range r.Roles {
 		l = append(l, store.Field{Name: prefixRole + id, Value: []byte(role)})
+	}
+	for id, until := range r.TempSilenced {
+		l = append(l, store.Field{Name: prefixTempSilenced + id, Value: binary.AppendVarint(nil, until)})
 	}
 	return l.sorted()
 }
@@ -178,6 +184,15 @@ func (r *convRecord) decodeNamed(name, value []byte) error {
 			r.Roles = map[string]string{}
 		}
 		r.Roles[string(name[len(prefixRole):])] = string(value)
+	case bytes.HasPrefix(name, []byte(prefixTempSilenced)):
+		var until int64
+		if err := decodeInt(value, &until); err != nil {
+			return err
+		}
+		if r.TempSilenced == nil {
+			r.TempSilenced = map[string]int64{}
+		}
+		r.TempSilenced[string(name[len(prefixTempSilenced):])] = until
 	}
 	// Unknown fields (from a newer version) are skipped.
 	return nil
@@ -240,7 +255,7 @@ func isConvField(name []byte) bool {
 		fieldLastPatch:
 		return true
 	}
-	for _, p := range []string{prefixMember, prefixMuted, prefixSilenced, prefixBlocked, prefixColumn, prefixRole} {
+	for _, p := range []string{prefixMember, prefixMuted, prefixSilenced, prefixBlocked, prefixColumn, prefixRole, prefixTempSilenced} {
 		if bytes.HasPrefix(name, []byte(p)) {
 			return true
 		}

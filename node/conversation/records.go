@@ -55,6 +55,9 @@ type convRecord struct {
 	Silenced  []string          `json:"sh,omitempty"`  // sorted
 	Blocked   []string          `json:"bl,omitempty"`  // sorted
 	Roles     map[string]string `json:"roles,omitempty"`
+	// TempSilenced maps a temporarily silenced client to the end of its
+	// silence (ms); expired entries are dropped at the next change.
+	TempSilenced map[string]int64 `json:"tsh,omitempty"`
 
 	// stored is the fields value the record was loaded from (nil for a
 	// new record, or one stored as JSON): putConv writes only the fields

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/store"
@@ -366,4 +367,53 @@ func (e *Engine) CreateConversation(ctx context.Context, app string, in Imported
 		return "", err
 	}
 	return in.ID, nil
+}
+
+// MaxTempSilence is the longest temporary silence (LeanCloud: 24 h).
+const MaxTempSilence = 24 * time.Hour
+
+// maxTempSilenced bounds a conversation's temporary silences.
+const maxTempSilenced = 500
+
+// TempSilence silences clientID in cid for ttl (sends fail with 4315
+// CONVERSATION_BLACKLISTED until then), or lifts the silence when ttl is 0
+// (LeanCloud's .../temporary-silenceds). Expired silences are dropped on
+// the way. No push is sent, as on LeanCloud.
+func (e *Engine) TempSilence(_ context.Context, app, cid, clientID string, ttl time.Duration) error {
+	if ttl < 0 || ttl > MaxTempSilence {
+		return protocol.ErrConversationUpdateFailed.WithDetail("ttl must be 1-%d seconds", int(MaxTempSilence.Seconds()))
+	}
+	st := e.convStripe(app, cid)
+	st.mu.Lock()
+	defer e.unlockAndDrain(st)
+	r, err := e.loadLive(app, cid)
+	if err != nil {
+		return err
+	}
+	if r.Kind != convNormal {
+		return protocol.ErrNormalConversationRequired
+	}
+	now := e.nowMs()
+	for id, until := range r.TempSilenced {
+		if until <= now {
+			delete(r.TempSilenced, id)
+		}
+	}
+	if ttl == 0 {
+		delete(r.TempSilenced, clientID)
+	} else {
+		if _, ok := r.TempSilenced[clientID]; !ok && len(r.TempSilenced) >= maxTempSilenced {
+			return protocol.ErrSilencedMemberListFull.WithDetail("at most %d temporarily silenced clients", maxTempSilenced)
+		}
+		if r.TempSilenced == nil {
+			r.TempSilenced = map[string]int64{}
+		}
+		r.TempSilenced[clientID] = now + ttl.Milliseconds()
+	}
+	b := e.st.NewBatch()
+	e.putConv(b, app, r)
+	if err := e.st.Commit(b); err != nil {
+		return internal("commit temporary silence", err)
+	}
+	return nil
 }

@@ -55,6 +55,8 @@ func (s *Server) serverRoutes() []serverRoute {
 		{"POST", "/rtm/conversations/{cid}/permanent-silenceds", s.silence(true)},
 		{"DELETE", "/rtm/conversations/{cid}/permanent-silenceds", s.silence(false)},
 		{"GET", "/rtm/conversations/{cid}/permanent-silenceds", s.listSilenced},
+		{"POST", "/rtm/conversations/{cid}/temporary-silenceds", s.tempSilence},
+		{"DELETE", "/rtm/conversations/{cid}/temporary-silenceds", s.tempSilence},
 		{"POST", "/rtm/conversations/{cid}/blacklists", s.blacklist(true)},
 		{"DELETE", "/rtm/conversations/{cid}/blacklists", s.blacklist(false)},
 		{"GET", "/rtm/conversations/{cid}/blacklists", s.listBlacklist},
@@ -90,6 +92,8 @@ func (s *Server) legacyRoutes() []serverRoute {
 		{"GET", "/1.1/rtm/messages/unread/{client}/{cid}", s.legacyUnread},
 		{"POST", "/1.1/rtm/online", s.legacyOnline},
 		{"POST", "/1.1/rtm/client/kick", s.legacyKick},
+		{"POST", "/1.1/rtm/conversation/blacklist", s.tempSilence},
+		{"DELETE", "/1.1/rtm/conversation/blacklist", s.tempSilence},
 	}
 }
 

@@ -26,6 +26,7 @@ type Engine interface {
 	ImportConversation(ctx context.Context, app string, in conversation.ImportedConversation) (bool, error)
 	ImportMessages(ctx context.Context, app, cid string, msgs []conversation.ImportedMessage) (int, error)
 	SetUnread(ctx context.Context, app, cid string, unread map[string]int) error
+	TempSilence(ctx context.Context, app, cid, clientID string, ttl time.Duration) error
 }
 
 // Storage is the storage-REST shim.
