@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -120,6 +122,7 @@ func (n *Node) adminHandler() http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 		})
 	}
+	registerPprof(mux)
 	return adminapi.RequireToken(n.cfg.AdminToken, mux)
 }
 
@@ -211,4 +214,29 @@ func (n *Node) backupPath(dir string) (string, error) {
 func within(base, path string) bool {
 	rel, err := filepath.Rel(base, path)
 	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// maxProfileSeconds bounds a CPU profile or execution trace asked for on
+// the admin port (each holds a goroutine and a buffer for its duration).
+const maxProfileSeconds = 60
+
+// registerPprof serves Go's profiles under /debug/pprof/ (behind the admin
+// token like every admin path but health and metrics).
+func registerPprof(mux *http.ServeMux) {
+	bounded := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if v := r.URL.Query().Get("seconds"); v != "" {
+				if s, err := strconv.Atoi(v); err != nil || s < 1 || s > maxProfileSeconds {
+					adminapi.WriteError(w, http.StatusBadRequest, fmt.Sprintf("seconds must be 1 to %d", maxProfileSeconds))
+					return
+				}
+			}
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("GET /debug/pprof/", bounded(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", bounded(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", bounded(pprof.Trace))
 }

@@ -303,3 +303,46 @@ func TestNodeAdminDrainAndCancel(t *testing.T) {
 	}
 	dialRaw(t, n, protocol.SubprotocolBinary) // accepts connections again
 }
+
+// TestNodeAdminPprof: Go's profiles are on the admin port behind the admin
+// token, and a profile's duration is bounded.
+func TestNodeAdminPprof(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.AdminToken = "secret" })
+	base := "http://" + n.AdminAddr().String()
+	get := func(path, token string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(body)
+	}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/profile?seconds=1"} {
+		if code, _ := get(path, ""); code != http.StatusUnauthorized {
+			t.Fatalf("GET %s without the token: %d, want 401", path, code)
+		}
+	}
+	if code, body := get("/debug/pprof/goroutine?debug=1", "secret"); code != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
+		t.Fatalf("goroutine profile: %d %.200s", code, body)
+	}
+	if code, body := get("/debug/pprof/profile?seconds=1", "secret"); code != http.StatusOK || len(body) == 0 {
+		t.Fatalf("CPU profile: %d, %d bytes", code, len(body))
+	}
+	for _, s := range []string{"0", "61", "3600", "x"} {
+		if code, _ := get("/debug/pprof/profile?seconds="+s, "secret"); code != http.StatusBadRequest {
+			t.Fatalf("CPU profile of %s seconds: %d, want 400", s, code)
+		}
+	}
+}
