@@ -133,6 +133,11 @@ func (n *Node) Start() error {
 	ccfg.FaultInjection = n.cfg.FaultInjection
 	ccfg.Logger = n.cfg.Logger
 	ccfg.Registerer = n.reg
+	if n.creds.peer != nil {
+		ccfg.Transport.TLS = n.creds.peer
+	}
+	ccfg.Transport.Authorize = n.authorizePeer
+	ccfg.Membership.Keyring = n.creds.keyring
 	cl, err := cluster.New(ccfg)
 	if err != nil {
 		return n.abort(err)

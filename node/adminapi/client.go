@@ -64,6 +64,10 @@ func NewClient(baseURL, token string, httpClient *http.Client) *Client {
 // BaseURL returns the admin base URL the client was made for.
 func (c *Client) BaseURL() string { return c.base }
 
+// Token returns the bearer token the client sends (empty: none), for
+// callers that make their own requests to the admin port.
+func (c *Client) Token() string { return c.token }
+
 // Node returns GET /admin/v1/node.
 func (c *Client) Node(ctx context.Context) (NodeStatus, error) {
 	var out NodeStatus

@@ -186,7 +186,7 @@ func Verify(ctx context.Context, nodes map[string]*adminapi.Client, app string, 
 	for _, cid := range convs {
 		lists := map[string][]adminapi.DebugMessage{}
 		for _, id := range ids {
-			dm, err := debugMessages(ctx, nodes[id].BaseURL(), app, cid)
+			dm, err := debugMessages(ctx, nodes[id].BaseURL(), nodes[id].Token(), app, cid)
 			if err != nil {
 				return nil, fmt.Errorf("chaos: node %s: conversation %s: %w", id, cid, err)
 			}
@@ -312,9 +312,8 @@ func sameMessages(a, b []adminapi.DebugMessage) bool {
 // than that to one conversation, so the checker reads them itself.
 const maxDebugBody = 256 << 20
 
-// debugMessages is adminapi.Client.DebugMessages without the 1 MiB cap
-// (the chaos runs use no admin token).
-func debugMessages(ctx context.Context, base, app, cid string) (adminapi.DebugMessages, error) {
+// debugMessages is adminapi.Client.DebugMessages without the 1 MiB cap.
+func debugMessages(ctx context.Context, base, token, app, cid string) (adminapi.DebugMessages, error) {
 	var out adminapi.DebugMessages
 	q := url.Values{"app": {app}, "cid": {cid}}
 	ctx, cancel := context.WithTimeout(ctx, debugTimeout)
@@ -322,6 +321,9 @@ func debugMessages(ctx context.Context, base, app, cid string) (adminapi.DebugMe
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+adminapi.PathDebugMessages+"?"+q.Encode(), nil)
 	if err != nil {
 		return out, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

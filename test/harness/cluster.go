@@ -54,6 +54,13 @@ type Options struct {
 	// AdminToken is --admin-token, also used by the admin clients. Empty
 	// means none.
 	AdminToken string
+	// Credentials, when set, returns the extra flags of node id that give
+	// it cluster credentials (--peer-ca-file, --peer-cert-file,
+	// --peer-key-file, --gossip-keyring-file, --apps-file, ...); such nodes
+	// start without --insecure and without --dev-app (which needs it), so
+	// the flags must name an apps file. Nil starts every node --insecure
+	// with the development app.
+	Credentials func(nodeID string) []string
 	// NodeIDPrefix prefixes the node ids (prefix + ordinal). Empty means
 	// "imnode-".
 	NodeIDPrefix string

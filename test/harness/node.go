@@ -284,8 +284,6 @@ func (nd *Node) args(join []string, bind Addrs, addrFile string) []string {
 		"--peer-addr", or0(bind.Gossip),
 		"--transport-addr", or0(bind.Transport),
 		"--cluster-profile", "local",
-		"--insecure",
-		"--dev-app",
 		"--addr-file", addrFile,
 		"--log-level", o.LogLevel,
 		"--shards", strconv.Itoa(o.Shards),
@@ -305,6 +303,11 @@ func (nd *Node) args(join []string, bind Addrs, addrFile string) []string {
 	}
 	if o.AdminToken != "" {
 		args = append(args, "--admin-token", o.AdminToken)
+	}
+	if o.Credentials != nil {
+		args = append(args, o.Credentials(nd.id)...)
+	} else {
+		args = append(args, "--insecure", "--dev-app")
 	}
 	args = append(args, o.ExtraArgs...)
 	nd.mu.Lock()
