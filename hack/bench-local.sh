@@ -13,7 +13,10 @@
 # node runs with the defaults, effectively R=1/W=1), LOG_LEVEL (info),
 # READY_TIMEOUT (seconds, 120), STOP_TIMEOUT (seconds from SIGTERM to SIGQUIT,
 # 60), BIN (directory with imnode and imbench, ./bin), KEEP=1 (keep the data
-# dirs and logs; they are also kept when imbench fails or a node hangs).
+# dirs and logs; they are also kept when imbench fails or a node hangs),
+# SECURE=1 (start the nodes with cluster credentials made by `imnode certs`:
+# peer mTLS, gossip encryption, admin token, instead of --insecure; see
+# docs/security.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +40,17 @@ done
 dir=$(mktemp -d "${TMPDIR:-/tmp}/imbench.XXXXXX")
 pids=()
 keep=${KEEP:-}
+secure=${SECURE:-}
+auth=()
+if [ -n "$secure" ]; then
+  certs="$dir/certs"
+  "$bin/imnode" certs create-ca --certs-dir "$certs" >/dev/null
+  head -c 32 /dev/urandom | base64 >"$certs/gossip.keyring"
+  token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  printf '%s\n' "$token" >"$certs/admin.token"
+  printf '{"apps":[{"appId":"imcluster-dev","appKey":"imcluster-dev-key","masterKey":"imcluster-dev-master"}]}\n' >"$certs/apps.json"
+  auth=(-H "Authorization: Bearer $token")
+fi
 
 # alive PID: the process exists and is not a zombie.
 alive() {
@@ -105,9 +119,16 @@ wait_for() {
 start_node() {
   local i=$1
   shift
-  local args=(--node-id "imnode-$i" --data-dir "$dir/node-$i" --insecure --dev-app --addr-file "$dir/node-$i.addr"
+  local args=(--node-id "imnode-$i" --data-dir "$dir/node-$i" --addr-file "$dir/node-$i.addr"
     --client-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --peer-addr 127.0.0.1:0 --advertise-host 127.0.0.1
     --cluster-profile local --shards "$shards" --log-level "$log_level")
+  if [ -n "$secure" ]; then
+    "$bin/imnode" certs create-node --certs-dir "$certs" --node-id "imnode-$i" --hosts 127.0.0.1 >/dev/null
+    args+=(--peer-ca-file "$certs/ca.crt" --peer-cert-file "$certs/imnode-$i.crt" --peer-key-file "$certs/imnode-$i.key"
+      --gossip-keyring-file "$certs/gossip.keyring" --admin-token-file "$certs/admin.token" --apps-file "$certs/apps.json")
+  else
+    args+=(--insecure --dev-app)
+  fi
   if [ "$nodes" -gt 1 ]; then
     args+=(--replication-factor "$rf" --write-quorum "$wq")
   fi
@@ -140,12 +161,12 @@ for ((i = 0; i < nodes; i++)); do
 done
 # Every node must see all of them alive and active before the load starts.
 sees_all() {
-  [ "$(curl -fsS "http://$1/admin/v1/cluster" | grep -o '"state":"active","alive":true' | wc -l)" -eq "$nodes" ]
+  [ "$(curl -fsS "${auth[@]}" "http://$1/admin/v1/cluster" | grep -o '"state":"active","alive":true' | wc -l)" -eq "$nodes" ]
 }
 for ((i = 0; i < nodes; i++)); do
   wait_for "$i" "all $nodes members active" sees_all "$(field "$dir/node-$i.addr" admin)"
 done
-echo "$nodes node(s) ready (shards $shards$([ "$nodes" -gt 1 ] && echo ", R=$rf W=$wq")); logs in $dir" >&2
+echo "$nodes node(s) ready (shards $shards$([ "$nodes" -gt 1 ] && echo ", R=$rf W=$wq")$([ -n "$secure" ] && echo ", with credentials (peer mTLS, gossip encryption, admin token)" || echo ", --insecure")); logs in $dir" >&2
 
 ticks=$(getconf CLK_TCK)
 cpu0=()

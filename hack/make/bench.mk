@@ -6,11 +6,14 @@ BENCH_ARGS ?= --clients 1000 --conns 100 --rate 1 --duration 30s
 BENCH_SHARDS ?= 256
 # BENCH_REPLICATION is R/W of bench-cluster-local: 3/2 (default) or 1/1.
 BENCH_REPLICATION ?= 3/2
+# BENCH_SECURE=1 starts the nodes with cluster credentials (peer mTLS, gossip
+# encryption, admin token) instead of --insecure.
+BENCH_SECURE ?=
 
 .PHONY: bench-local
 bench-local: build ## Start one imnode on 127.0.0.1 (temp data dir) and run imbench against it with BENCH_ARGS.
-	NODES=1 SHARDS=$(BENCH_SHARDS) hack/bench-local.sh $(BENCH_ARGS)
+	NODES=1 SHARDS=$(BENCH_SHARDS) SECURE=$(BENCH_SECURE) hack/bench-local.sh $(BENCH_ARGS)
 
 .PHONY: bench-cluster-local
 bench-cluster-local: build ## Start three imnodes on 127.0.0.1 (R/W = BENCH_REPLICATION) and run imbench against all three with BENCH_ARGS.
-	NODES=3 SHARDS=$(BENCH_SHARDS) REPLICATION=$(BENCH_REPLICATION) hack/bench-local.sh $(BENCH_ARGS)
+	NODES=3 SHARDS=$(BENCH_SHARDS) REPLICATION=$(BENCH_REPLICATION) SECURE=$(BENCH_SECURE) hack/bench-local.sh $(BENCH_ARGS)
