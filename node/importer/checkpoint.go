@@ -14,8 +14,9 @@ import (
 // checkpoint is the resume state of an import, kept in an append-only text
 // file: "page <cid> <timestamp> <msg-id>" after each imported history page
 // and "done <cid>" after a finished conversation. A torn last line (the
-// process died while writing it) is ignored: that page is read again and the
-// target skips what it has. Safe for concurrent use (mu).
+// process died while writing it) is ignored, or, cut inside the timestamp or
+// the id, points at an earlier place: pages are read again and the target
+// skips what it has. Safe for concurrent use (mu).
 type checkpoint struct {
 	mu      sync.Mutex
 	f       *os.File
