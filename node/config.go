@@ -98,6 +98,11 @@ type Config struct {
 	// given amount (fault injection: clock-skew tests). Requires Insecure.
 	// Zero value means the real clock.
 	FaultClockOffset time.Duration
+	// FaultDiskFullAfter, when positive, makes every write of the store
+	// fail with ENOSPC from this long after the node is serving (fault
+	// injection: disk-full tests; the node stops at its next write).
+	// Requires Insecure. Zero value means no injection.
+	FaultDiskFullAfter time.Duration
 	// Bootstrap creates a new cluster when the data directory is new. A
 	// data directory that already belongs to a cluster ignores it (the
 	// node joins its cluster; logged).
@@ -198,6 +203,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FaultClockOffset != 0 && !c.Insecure {
 		return errors.New("--fault-clock-offset requires --insecure (fault injection is for tests)")
+	}
+	if c.FaultDiskFullAfter != 0 && !c.Insecure {
+		return errors.New("--fault-disk-full-after requires --insecure (fault injection is for tests)")
 	}
 	if len(c.ClusterID) > membership.MaxClusterIDLen {
 		return fmt.Errorf("--cluster-id must be at most %d bytes, got %d", membership.MaxClusterIDLen, len(c.ClusterID))

@@ -58,7 +58,10 @@ type Node struct {
 
 	shutdownOnce sync.Once
 
-	ready    atomic.Bool
+	ready atomic.Bool
+	// diskFull is the store's injected disk-full switch
+	// (FaultDiskFullAfter).
+	diskFull atomic.Bool
 	draining atomic.Bool
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Node, cancelled by Shutdown
@@ -87,7 +90,11 @@ func (n *Node) Start() error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(store.Config{Dir: n.cfg.DataDir, Logger: n.cfg.Logger.With("component", logComponentStore)})
+	scfg := store.Config{Dir: n.cfg.DataDir, Logger: n.cfg.Logger.With("component", logComponentStore)}
+	if n.cfg.FaultDiskFullAfter > 0 {
+		scfg.FaultDiskFull = &n.diskFull
+	}
+	st, err := store.Open(scfg)
 	if err != nil {
 		return err
 	}
@@ -233,6 +240,17 @@ func (n *Node) Start() error {
 	}
 	n.serve(n.clientSrv, n.clientLn)
 	n.ready.Store(true)
+	if d := n.cfg.FaultDiskFullAfter; d > 0 {
+		n.log.Warn("Fault injection: the disk fills up", "after", d.String())
+		n.wg.Go(func() {
+			select {
+			case <-time.After(d):
+				n.log.Warn("Fault injection: the disk is full now")
+				n.diskFull.Store(true)
+			case <-n.ctx.Done():
+			}
+		})
+	}
 	n.log.Info("Serving", "client", n.clientLn.Addr().String(), "admin", n.adminLn.Addr().String(),
 		"gossip", cl.GossipAddr(), "transport", cl.TransportAddr(),
 		"version", Version, "apps", registry.Len(), "shards", n.cfg.Shards,

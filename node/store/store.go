@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // ErrNotFound is returned by Get when the key does not exist.
@@ -34,6 +37,10 @@ type Config struct {
 	CacheSize int64
 	// Logger receives Pebble's log lines. Zero value means slog.Default().
 	Logger *slog.Logger
+	// FaultDiskFull, when set and true, fails every write to the
+	// filesystem with ENOSPC (fault injection: disk-full tests). Nil means
+	// no injection.
+	FaultDiskFull *atomic.Bool
 }
 
 // Validate reports a configuration error.
@@ -109,6 +116,18 @@ func openFormat(cfg Config) (pebble.FormatMajorVersion, error) {
 }
 
 func open(cfg Config, format pebble.FormatMajorVersion) (*pebble.DB, error) {
+	if full := cfg.FaultDiskFull; full != nil {
+		fs := cfg.FS
+		if fs == nil {
+			fs = vfs.Default
+		}
+		cfg.FS = errorfs.Wrap(fs, errorfs.InjectorFunc(func(op errorfs.Op) error {
+			if full.Load() && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+				return syscall.ENOSPC
+			}
+			return nil
+		}))
+	}
 	cache := pebble.NewCache(cfg.CacheSize)
 	defer cache.Unref()
 	opts := &pebble.Options{
@@ -369,10 +388,21 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error("Pebble", "detail", fmt.Sprintf(format, args...))
 }
 
+// Fatalf stops the process: Pebble cannot go on. A full disk is an
+// operational condition, not a bug: it exits with status 3 and a clear
+// line instead of a panic's stack trace.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error("Pebble fatal error", "detail", fmt.Sprintf(format, args...))
-	panic(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if strings.Contains(msg, syscall.ENOSPC.Error()) {
+		p.l.Error("Disk full: the store cannot write, stopping the node; free space and start it again", "detail", msg)
+		os.Exit(exitDiskFull)
+	}
+	p.l.Error("Pebble fatal error", "detail", msg)
+	panic(msg)
 }
+
+// exitDiskFull is the exit status of a node stopped by a full disk.
+const exitDiskFull = 3
 
 // Checkpoint writes a consistent, openable copy of the database into dir,
 // which must not exist. Immutable files are hard-linked when dir is on the

@@ -286,6 +286,35 @@ func (r *runner) skew(kind string, nd *harness.Node, off time.Duration) {
 	r.injected(kind, nd, start)
 }
 
+// diskFullAfter is when the injected disk-full starts after the node
+// serves; diskFullTimeout bounds the wait for the node to stop.
+const (
+	diskFullAfter   = 3 * time.Second
+	diskFullTimeout = 60 * time.Second
+)
+
+// diskFull restarts nd with a disk that fills up once it serves, waits for
+// it to stop on its first failed write, and restarts it with a working
+// disk.
+func (r *runner) diskFull(nd *harness.Node) {
+	start := time.Now()
+	r.log.Info("Restarting with a disk that fills up", "node", nd.ID(), "after", diskFullAfter.String())
+	nd.Stop(r.t)
+	nd.SetExtraArgs("--fault-disk-full-after", diskFullAfter.String())
+	nd.RestartNoWait(r.t)
+	r.refreshURLs()
+	log, err := nd.WaitExit(r.t, diskFullTimeout)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.Contains(log, "Disk full") {
+		r.t.Errorf("%s with a full disk: %v, want exit status 3 and a \"Disk full\" line:\n%s", nd.ID(), err, log)
+	}
+	nd.SetExtraArgs()
+	r.log.Info("Restarting with free space", "node", nd.ID())
+	nd.Restart(r.t)
+	r.refreshURLs()
+	r.injected(FaultDiskFull, nd, start)
+}
+
 // formation runs each misconfiguration fault once.
 func (r *runner) formation() {
 	r.noJoin(r.pick(r.c.Running()))
@@ -297,6 +326,8 @@ func (r *runner) formation() {
 	r.skew(FaultSkewWithin, r.pick(r.c.Running()), 100*time.Millisecond)
 	hold(quietGap)
 	r.skew(FaultSkewBeyond, r.pick(r.c.Running()), 2*time.Second)
+	hold(quietGap)
+	r.diskFull(r.pick(r.c.Running()))
 }
 
 // errorsByFault counts the ledger's errors by fault window kind.
@@ -328,7 +359,7 @@ func (r *runner) errorsByFault() map[string]map[string]int {
 func (r *runner) random() {
 	running := r.c.Running()
 	kinds := []string{FaultKill, FaultKill, FaultPartition, FaultPartition, FaultWipe,
-		FaultNoJoin, FaultShards, FaultDuplicate, FaultSkewWithin, FaultSkewBeyond}
+		FaultNoJoin, FaultShards, FaultDuplicate, FaultSkewWithin, FaultSkewBeyond, FaultDiskFull}
 	if len(running) < 5 {
 		kinds = append(kinds, FaultJoin)
 	}
@@ -356,6 +387,8 @@ func (r *runner) random() {
 		r.skew(k, r.pick(running), 100*time.Millisecond)
 	case FaultSkewBeyond:
 		r.skew(k, r.pick(running), 2*time.Second)
+	case FaultDiskFull:
+		r.diskFull(r.pick(running))
 	}
 }
 

@@ -38,6 +38,10 @@ const (
 	// margin (0.2s local), hold under load, restart it with the real clock.
 	FaultSkewWithin = "clock-skew-within-margin"
 	FaultSkewBeyond = "clock-skew-beyond-margin"
+	// FaultDiskFull: restart a node whose store writes fail with ENOSPC a
+	// few seconds after it serves; it must stop (exit status 3, "Disk
+	// full") without losing anything acknowledged; then restart it.
+	FaultDiskFull = "disk-full"
 )
 
 // Summary is what a chaos run prints at its end.

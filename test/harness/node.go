@@ -432,3 +432,30 @@ func (nd *Node) SetExtraArgs(args ...string) {
 	nd.extra = args
 	nd.mu.Unlock()
 }
+
+// WaitExit waits up to timeout for the node's process to exit on its own
+// (an injected fault that stops it) and returns its exit error and the end
+// of its log; the exit counts as expected. A process still running at the
+// timeout is killed and ErrStillRunning returned.
+func (nd *Node) WaitExit(t testing.TB, timeout time.Duration) (string, error) {
+	t.Helper()
+	nd.mu.Lock()
+	p := nd.proc
+	if p != nil {
+		p.expected = true
+	}
+	nd.mu.Unlock()
+	if p == nil {
+		t.Fatalf("harness: %s was never started", nd.id)
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		return tailFile(p.log, 20), p.err
+	case <-timer.C:
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		return tailFile(p.log, 20), ErrStillRunning
+	}
+}

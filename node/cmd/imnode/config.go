@@ -112,6 +112,7 @@ type clusterFlags struct {
 	faultInjection    bool
 	bootstrap         bool
 	clockOffset       time.Duration
+	diskFullAfter     time.Duration
 	bootstrapNode     string
 	clusterID         string
 }
@@ -129,6 +130,7 @@ func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.writeQuorum, "write-quorum", 2, "replicas that hold a write durably before it is acknowledged (W <= R)")
 	fs.StringVar(&c.profile, "cluster-profile", "lan", "failure-detection timings: lan (data center) or local (all nodes on one machine: make run, tests)")
 	fs.DurationVar(&c.clockOffset, "fault-clock-offset", 0, "fault injection: shift this node's lease and timestamp clock by this much (clock-skew tests; requires --insecure)")
+	fs.DurationVar(&c.diskFullAfter, "fault-disk-full-after", 0, "fault injection: every store write fails with ENOSPC from this long after the node serves (disk-full tests; requires --insecure)")
 	fs.BoolVar(&c.faultInjection, "fault-injection", false, "enable POST /admin/v1/faults (tests and chaos runs only)")
 }
 
@@ -150,6 +152,7 @@ func (c *clusterFlags) apply(cfg *node.Config) error {
 	cfg.Bootstrap = c.bootstrap || (c.bootstrapNode != "" && c.bootstrapNode == cfg.NodeID)
 	cfg.ClusterID = c.clusterID
 	cfg.FaultClockOffset = c.clockOffset
+	cfg.FaultDiskFullAfter = c.diskFullAfter
 	for s := range strings.SplitSeq(c.join, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.Join = append(cfg.Join, s)
