@@ -22,6 +22,7 @@ import (
 	"github.com/imcluster/imcluster/node/hooks"
 	"github.com/imcluster/imcluster/node/httpapi"
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/push"
 	"github.com/imcluster/imcluster/node/route"
 	"github.com/imcluster/imcluster/node/session"
 	"github.com/imcluster/imcluster/node/storage"
@@ -178,6 +179,7 @@ func (n *Node) Start() error {
 		Retention:   n.cfg.Retention,
 		Hooks:       n.hooks,
 		SysMessages: n.hooks,
+		Push:        push.NewService(registry, n.cfg.NodeID, nil),
 	})
 	if err != nil {
 		return n.abort(err)

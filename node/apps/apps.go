@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -92,6 +93,16 @@ func NewRegistry(list []App) (*Registry, error) {
 func (r *Registry) Lookup(id string) (*App, bool) {
 	a, ok := r.apps[id]
 	return a, ok
+}
+
+// IDs returns the app ids, sorted.
+func (r *Registry) IDs() []string {
+	out := make([]string, 0, len(r.apps))
+	for id := range r.apps {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Len returns the number of apps.

@@ -104,6 +104,11 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 
 	b := e.st.NewBatch()
 	e.putMessage(b, c.App, cid, m)
+	if e.cfg.Push != nil && e.cfg.Push.PushEnabled(c.App) {
+		if r, err := e.loadConv(c.App, cid); err == nil && r != nil {
+			e.queuePush(b, c.App, r, m, dm.GetPushData(), p.to, r.isMutedBy)
+		}
+	}
 	if dedupKey != nil {
 		v := binary.BigEndian.AppendUint64(nil, uint64(m.Ts))
 		v = binary.BigEndian.AppendUint64(v, uint64(e.nowMs()))

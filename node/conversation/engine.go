@@ -106,6 +106,11 @@ type Config struct {
 	SysMessages SysMessageSink
 	// Hooks calls the apps' server hooks. Zero value means none.
 	Hooks Hooks
+	// Push sends offline pushes. Zero value means none are queued.
+	Push PushSender
+	// PushInterval is how often the push loop looks for due pushes. Zero
+	// value means 1 s.
+	PushInterval time.Duration
 }
 
 // DefaultConfig returns a Config with every optional field at its default.
@@ -146,6 +151,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxTempTTL == 0 {
 		c.MaxTempTTL = 30 * 24 * time.Hour
+	}
+	if c.PushInterval == 0 {
+		c.PushInterval = time.Second
 	}
 }
 
@@ -307,6 +315,7 @@ func (e *Engine) Start(ctx context.Context) {
 	e.started = true
 	e.runMu.Unlock()
 	e.goFunc(func() { e.sweepLoop(ctx) })
+	e.goFunc(func() { e.pushLoop(ctx) })
 	e.goFunc(func() { e.ackLoop(ctx) })
 	e.running.Store(true)
 }

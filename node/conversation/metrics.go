@@ -17,6 +17,10 @@ type metrics struct {
 	messages *prometheus.CounterVec   // by kind: stored, transient
 	pushes   prometheus.Counter       // recipients of Deliver calls
 	swept    *prometheus.CounterVec   // by what: messages, conversations, notifications
+	// pushQueued counts offline push entries written; offlinePushes their
+	// outcomes (sent, retry, failed, skipped, expired).
+	pushQueued    prometheus.Counter
+	offlinePushes *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -42,11 +46,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "imnode_conversation_swept_total",
 			Help: "Records removed by the retention sweeper, by kind (messages, conversations, notifications, dedup).",
 		}, []string{"kind"}),
+		pushQueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_push_queued_total",
+			Help: "Offline push entries written with their message (some recipient was offline).",
+		}),
+		offlinePushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imnode_push_results_total",
+			Help: "Offline push attempts by result (sent, retry, failed after the last retry, skipped, expired).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.duration, m.messages, m.pushes, m.swept} {
+	for _, c := range []prometheus.Collector{m.commands, m.duration, m.messages, m.pushes, m.swept, m.pushQueued, m.offlinePushes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -113,6 +113,11 @@ func (r *convRecord) isSilenced(id string) bool {
 	return ok
 }
 
+func (r *convRecord) isMutedBy(id string) bool {
+	_, ok := slices.BinarySearch(r.Muted, id)
+	return ok
+}
+
 func (r *convRecord) isBlocked(id string) bool {
 	_, ok := slices.BinarySearch(r.Blocked, id)
 	return ok

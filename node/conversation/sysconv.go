@@ -538,6 +538,7 @@ func (e *Engine) sysSend(c Caller, from string, dm *pb.DirectCommand) (*pb.Gener
 		return nil, err
 	}
 	recipients := to
+	mutedSubs := map[string]bool{}
 	if len(to) == 0 {
 		subs, err := e.subscribers(c.App, cid, "", 0)
 		if err != nil {
@@ -546,6 +547,9 @@ func (e *Engine) sysSend(c Caller, from string, dm *pb.DirectCommand) (*pb.Gener
 		}
 		for _, s := range subs {
 			recipients = append(recipients, s.ID)
+			if s.Sub.Muted {
+				mutedSubs[s.ID] = true
+			}
 		}
 	}
 	ts, err := e.nextTsLocked(st, c.App, cid)
@@ -577,6 +581,7 @@ func (e *Engine) sysSend(c Caller, from string, dm *pb.DirectCommand) (*pb.Gener
 	st.mu.Unlock()
 	b := e.st.NewBatch()
 	e.putMessage(b, c.App, cid, m)
+	e.queuePush(b, c.App, r, m, dm.GetPushData(), recipients, func(id string) bool { return mutedSubs[id] })
 	err = e.st.Commit(b)
 	st.mu.Lock()
 	st.inflight--

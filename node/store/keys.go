@@ -44,6 +44,9 @@ const (
 	// FamSub: subscription of a client to a system conversation (JSON
 	// {at, mu}). Components: cid, clientId.
 	FamSub Family = 'b'
+	// FamPush: offline push entry of a message (JSON, conversation/push.go).
+	// Components: cid, message id.
+	FamPush Family = 'o'
 	// FamMeta: node-local metadata (no app). Components defined by the user.
 	FamMeta Family = 'M'
 )
