@@ -155,6 +155,11 @@ func TestServerAPIParity(t *testing.T) {
 	if code, got := call(t, at(0), "GET", "/1.1/rtm/messages/unread/Tom/"+opsConv, h, ""); code != 200 || got["count"] != float64(0) {
 		t.Fatalf("Tom's unread = %d %v", code, got)
 	}
+	// Without conv_id: the sum over Jerry's conversations (ops and the
+	// WebSocket one, where Tom sent nothing yet).
+	if code, got := call(t, at(2), "GET", "/1.2/rtm/clients/Jerry/unread-count", h, ""); code != 200 || got["count"] != float64(4) {
+		t.Fatalf("Jerry's total unread = %d %v", code, got)
+	}
 
 	// Mutes edit mu.
 	if code, got := call(t, at(1), "POST", "/1.2/rtm/conversations/"+opsConv+"/mutes", h, `{"client_ids":["Jerry","Spike"]}`); code != 200 || got["objectId"] != opsConv {

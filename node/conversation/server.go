@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -51,6 +52,40 @@ func (e *Engine) UnreadCount(_ context.Context, app, clientID, cid string) (int,
 	}
 	n, _, err := e.unreadCount(app, clientID, cid, s.ReadTs)
 	return n, err
+}
+
+// MaxUnreadTotalConvs bounds the conversations UnreadTotal looks at.
+const MaxUnreadTotalConvs = 500
+
+// ErrTooManyConversations answers UnreadTotal for a client in more than
+// MaxUnreadTotalConvs conversations.
+var ErrTooManyConversations = protocol.ErrConversationQueryFailed.WithDetail("the client is in more than %d conversations: ask per conversation", MaxUnreadTotalConvs)
+
+// UnreadTotal returns the sum of clientID's unread counts over its
+// conversations (each at most 100, as UnreadCount). Safe for concurrent use.
+func (e *Engine) UnreadTotal(ctx context.Context, app, clientID string) (int, error) {
+	cids, err := e.clientConvs(app, clientID)
+	if err != nil {
+		return 0, err
+	}
+	if len(cids) > MaxUnreadTotalConvs {
+		return 0, ErrTooManyConversations
+	}
+	total := 0
+	for _, cid := range cids {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		n, err := e.UnreadCount(ctx, app, clientID, cid)
+		if errors.Is(err, protocol.ErrConversationNotFound) {
+			continue // expired or gone since it was indexed
+		}
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // DeleteMessage deletes the stored copy of message mid sent at ts in cid

@@ -34,7 +34,8 @@ func (s *Server) legacyOnline(w http.ResponseWriter, r *http.Request, app *apps.
 }
 
 // unreadCount implements GET /rtm/clients/{client}/unread-count?conv_id=:
-// {"count": n}, n at most 100 per conversation. conv_id is required.
+// {"count": n}, n at most 100 per conversation; without conv_id the sum
+// over the client's conversations (at most 500 of them).
 func (s *Server) unreadCount(w http.ResponseWriter, r *http.Request, app *apps.App) {
 	s.writeUnread(w, r, app, r.PathValue("client"), r.URL.Query().Get("conv_id"))
 }
@@ -45,14 +46,16 @@ func (s *Server) legacyUnread(w http.ResponseWriter, r *http.Request, app *apps.
 }
 
 func (s *Server) writeUnread(w http.ResponseWriter, r *http.Request, app *apps.App, clientID, cid string) {
-	if cid == "" {
-		writeError(w, http.StatusBadRequest, 107, "conv_id is required (the total over all conversations is not supported)")
-		return
-	}
 	if !needClient(w, "client id", clientID) {
 		return
 	}
-	n, err := s.cfg.Engine.UnreadCount(r.Context(), app.ID, clientID, cid)
+	var n int
+	var err error
+	if cid == "" {
+		n, err = s.cfg.Engine.UnreadTotal(r.Context(), app.ID, clientID)
+	} else {
+		n, err = s.cfg.Engine.UnreadCount(r.Context(), app.ID, clientID, cid)
+	}
 	if err != nil {
 		s.writeEngineError(w, err)
 		return

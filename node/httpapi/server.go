@@ -21,6 +21,7 @@ type Engine interface {
 	Notifications(ctx context.Context, app, clientID string, startTs int64, limit int) ([]conversation.Notification, bool, error)
 	ConversationMembers(ctx context.Context, app, cid string) ([]conversation.MemberInfo, error)
 	UnreadCount(ctx context.Context, app, clientID, cid string) (int, error)
+	UnreadTotal(ctx context.Context, app, clientID string) (int, error)
 	DeleteMessage(ctx context.Context, app, cid, mid string, ts int64) error
 	CreateConversation(ctx context.Context, app string, in conversation.ImportedConversation) (string, error)
 	ImportConversation(ctx context.Context, app string, in conversation.ImportedConversation) (bool, error)
