@@ -60,9 +60,11 @@ func importCmd(args []string) error {
 	case "bar":
 		bar = true
 	case "lines":
-		cfg.Interval = 5 * time.Second
 	default:
 		return fmt.Errorf("import: --progress must be auto, bar or lines, not %q", *progress)
+	}
+	if !bar {
+		cfg.Interval = 5 * time.Second
 	}
 	cfg.Progress = func(p importer.Progress) { printProgress(os.Stderr, p, bar) }
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -119,6 +121,6 @@ func printReport(w io.Writer, r *importer.Report, dry bool) {
 			r.NewConversations, r.Imported, r.Existing, r.SkippedDone)
 	}
 	if r.SystemSkipped > 0 {
-		_, _ = fmt.Fprintf(w, "system conversations: %d records imported, their messages not (see docs/migrate.md)\n", r.SystemSkipped)
+		_, _ = fmt.Fprintf(w, "system conversations: %d records, their subscribers and messages are not imported (see docs/migrate.md)\n", r.SystemSkipped)
 	}
 }
