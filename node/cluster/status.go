@@ -71,6 +71,9 @@ func (c *Cluster) ClusterStatus() adminapi.ClusterStatus {
 		}
 	}
 	for _, m := range snap.Members {
+		if c.started.Load() && c.ml.Pruned(m.ID) {
+			continue // left long ago: kept in the roster, no longer listed
+		}
 		out.Members = append(out.Members, adminapi.Member{
 			ID: m.ID, State: adminapi.NodeState(m.State.String()), Alive: m.Live || m.ID == c.cfg.NodeID,
 			Version: m.Version, Shards: counts[m.ID],

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/test/harness"
 )
 
 // settings returns a config change giving a node the cluster settings of
@@ -151,5 +152,39 @@ func TestMembershipMetaFormat1(t *testing.T) {
 	got, err := decodeMeta(b)
 	if err != nil || got != m {
 		t.Fatalf("decodeMeta(format 1) = %+v, %v; want %+v", got, err, m)
+	}
+}
+
+// A node that left is pruned from listings after LeftRetention; it stays
+// in the roster (the epoch never decreases).
+func TestMembershipLeftNodePrunedAfterRetention(t *testing.T) {
+	short := func(c *Config) { c.LeftRetention = 300 * time.Millisecond }
+	a := startNodeWith(t, "imnode-0", ring.StateActive, short)
+	b := startNodeWith(t, "imnode-1", ring.StateActive, short, a.Addr())
+	waitConverged(t, []*Membership{a, b}, 2, 2)
+	if a.Pruned("imnode-1") {
+		t.Fatal("a live member is pruned")
+	}
+	if err := b.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Shutdown()
+	s := waitConvergedTo(t, []*Membership{a}, 2, 1, func(s *Snapshot) error {
+		if mm, _ := s.Member("imnode-1"); mm.State != ring.StateLeft {
+			return errors.New("imnode-1 not left yet")
+		}
+		return nil
+	})
+	if a.Pruned("imnode-1") {
+		t.Fatal("pruned at once, before LeftRetention")
+	}
+	harness.CheckFor(t, convergeTimeout, 20*time.Millisecond, func() error {
+		if !a.Pruned("imnode-1") {
+			return errors.New("not pruned yet")
+		}
+		return nil
+	})
+	if got := a.Snapshot(); got.Epoch != s.Epoch || len(got.Members) != 2 {
+		t.Fatalf("pruning changed the roster: epoch %d (was %d), %d members", got.Epoch, s.Epoch, len(got.Members))
 	}
 }

@@ -96,6 +96,9 @@ type Config struct {
 	// restarted node at a new address looks like a duplicate until the
 	// cluster declared its predecessor dead). Zero means 30s.
 	DuplicateGrace time.Duration
+	// LeftRetention is how long a left node stays listed (Pruned) after
+	// this node saw it leave. Zero means 1h.
+	LeftRetention time.Duration
 	// UpdateTimeout bounds waiting for a state change to be broadcast.
 	// Zero means 5s.
 	UpdateTimeout time.Duration
@@ -131,6 +134,7 @@ func DefaultConfig() Config {
 		MaxCoalescePeriod: 2 * time.Second,
 		UpdateTimeout:     5 * time.Second,
 		DuplicateGrace:    30 * time.Second,
+		LeftRetention:     time.Hour,
 
 		DeadNodeReclaimTime: 5 * time.Second,
 	}
@@ -155,6 +159,7 @@ func DefaultLocalConfig() Config {
 	c.UpdateTimeout = time.Second
 	c.DeadNodeReclaimTime = 50 * time.Millisecond
 	c.DuplicateGrace = 10 * time.Second
+	c.LeftRetention = time.Minute
 	return c
 }
 
@@ -174,7 +179,7 @@ func (c Config) withDefaults() Config {
 		{&c.ProbeInterval, &d.ProbeInterval}, {&c.ProbeTimeout, &d.ProbeTimeout},
 		{&c.PushPullInterval, &d.PushPullInterval}, {&c.QuiescentPeriod, &d.QuiescentPeriod},
 		{&c.MaxCoalescePeriod, &d.MaxCoalescePeriod}, {&c.UpdateTimeout, &d.UpdateTimeout},
-		{&c.DeadNodeReclaimTime, &d.DeadNodeReclaimTime}, {&c.DuplicateGrace, &d.DuplicateGrace},
+		{&c.DeadNodeReclaimTime, &d.DeadNodeReclaimTime}, {&c.DuplicateGrace, &d.DuplicateGrace}, {&c.LeftRetention, &d.LeftRetention},
 	} {
 		if *p.v == 0 {
 			*p.v = *p.d

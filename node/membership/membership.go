@@ -86,6 +86,8 @@ type Membership struct {
 	// live maps each node memberlist reports alive to its gossip address
 	// (host:port), for the duplicate id check.
 	live map[string]string
+	// leftSince is when publish first saw each left, not live node.
+	leftSince map[string]time.Time
 	// duplicateSince is when a join was first refused for a duplicate id.
 	duplicateSince time.Time
 	// refusals holds the refusals already logged at warn level (bounded by
@@ -100,17 +102,18 @@ func New(cfg Config) (*Membership, error) {
 	}
 	cfg = cfg.withDefaults()
 	m := &Membership{
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", logComponent),
-		events:   make(chan struct{}, 1),
-		changes:  make(chan struct{}, 1),
-		self:     entry{State: cfg.State, Seq: 1},
-		table:    map[string]entry{},
-		metas:    map[string]Meta{},
-		live:     map[string]string{},
-		refusals: map[string]bool{},
-		refused:  make(chan struct{}),
-		reported: Identity{ClusterID: cfg.ClusterID},
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", logComponent),
+		events:    make(chan struct{}, 1),
+		changes:   make(chan struct{}, 1),
+		self:      entry{State: cfg.State, Seq: 1},
+		table:     map[string]entry{},
+		metas:     map[string]Meta{},
+		live:      map[string]string{},
+		leftSince: map[string]time.Time{},
+		refusals:  map[string]bool{},
+		refused:   make(chan struct{}),
+		reported:  Identity{ClusterID: cfg.ClusterID},
 	}
 	m.fresh = cfg.State == ring.StateJoining
 	m.table[cfg.NodeID] = m.self
@@ -393,6 +396,16 @@ func (m *Membership) reportIdentity() {
 	m.cfg.OnIdentity(id)
 }
 
+// Pruned reports whether node id has been left (and not live) for at
+// least LeftRetention as this node saw it: listings leave it out. The
+// roster keeps it as a tombstone (the epoch must never decrease).
+func (m *Membership) Pruned(id string) bool {
+	m.mu.Lock()
+	since := m.leftSince[id]
+	m.mu.Unlock()
+	return !since.IsZero() && time.Since(since) >= m.cfg.LeftRetention
+}
+
 // ClusterID returns the cluster id this node gossips (empty on a new node
 // until it has joined).
 func (m *Membership) ClusterID() string {
@@ -410,6 +423,15 @@ func (m *Membership) publish() {
 	}
 	m.mu.Lock()
 	s := newSnapshot(m.cfg.NodeID, m.table, m.metas, live)
+	now := time.Now()
+	for _, mm := range s.Members {
+		switch {
+		case mm.State != ring.StateLeft || mm.Live:
+			delete(m.leftSince, mm.ID)
+		case m.leftSince[mm.ID].IsZero():
+			m.leftSince[mm.ID] = now
+		}
+	}
 	m.mu.Unlock()
 	old := m.snap.Load()
 	if old.equal(s) {

@@ -205,7 +205,8 @@ func (r *runner) wipe(nd *harness.Node) {
 // id is given up after the local DuplicateGrace (10s).
 const misstartTimeout = 45 * time.Second
 
-// roster is the roster as one running node sees it: "id:state" sorted.
+// roster is the roster as one running node sees it, left nodes aside:
+// "id:state" sorted.
 func (r *runner) roster() string {
 	for _, nd := range r.c.Running() {
 		cs, err := nd.Admin().Cluster(r.t.Context())
@@ -214,7 +215,9 @@ func (r *runner) roster() string {
 		}
 		var out []string
 		for _, m := range cs.Members {
-			out = append(out, m.ID+":"+string(m.State))
+			if m.State != adminapi.StateLeft { // left ones are pruned from listings in time
+				out = append(out, m.ID+":"+string(m.State))
+			}
 		}
 		slices.Sort(out)
 		return strings.Join(out, ",")
