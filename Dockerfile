@@ -27,14 +27,15 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 
 # VERSION is stamped into node.Version (shown by `imnode --version`, the admin
-# API and the build-info metric); the operator reports the same value.
+# API and the build-info metric) and into the operator, which runs nodes of its
+# own version when an IMCluster leaves spec.version empty.
 ARG VERSION=dev
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     set -eu; \
-    ldflags="-s -w -X github.com/imcluster/imcluster/node.Version=${VERSION}"; \
+    ldflags="-s -w -X github.com/imcluster/imcluster/node.Version=${VERSION} -X github.com/imcluster/imcluster/operator/internal/controller.Version=${VERSION}"; \
     GOOS="$TARGETOS" GOARCH="$TARGETARCH" go build -ldflags "$ldflags" -o /out/imnode ./node/cmd/imnode; \
     GOOS="$TARGETOS" GOARCH="$TARGETARCH" go build -ldflags "$ldflags" -o /out/imcluster-operator ./operator/cmd
 

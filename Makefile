@@ -13,7 +13,7 @@ BIN_DIR := $(CURDIR)/bin
 export GOTOOLCHAIN := local
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/imcluster/imcluster/node.Version=$(VERSION)
+LDFLAGS := -X github.com/imcluster/imcluster/node.Version=$(VERSION) -X github.com/imcluster/imcluster/operator/internal/controller.Version=$(VERSION)
 
 # Test targets from the fragments in hack/make; each fragment appends to
 # PRE_GO_TESTS. `make test` runs those first and the Go test suite last, so the

@@ -41,12 +41,13 @@ func (c *IMCluster) IsPaused() bool {
 	return c.Spec.Paused || c.Annotations[PausedAnnotation] == "true"
 }
 
-// ImageRef returns the image the nodes run.
-func (c *IMCluster) ImageRef() string {
+// ImageRef returns the image the nodes run; operatorVersion stands in for an
+// empty spec.version.
+func (c *IMCluster) ImageRef(operatorVersion string) string {
 	if c.Spec.Image != "" {
 		return c.Spec.Image
 	}
-	return DefaultImageRepository + ":" + c.Spec.Version
+	return DefaultImageRepository + ":" + c.EffectiveVersion(operatorVersion)
 }
 
 // ClientPort returns the client port, defaulted.
@@ -63,4 +64,42 @@ func (c *IMCluster) RetentionDuration() metav1.Duration {
 		return metav1.Duration{Duration: DefaultRetention}
 	}
 	return *c.Spec.Retention
+}
+
+// Credential defaults.
+const (
+	// DefaultCertificateLifetime of node certificates (90 days).
+	DefaultCertificateLifetime = 90 * 24 * time.Hour
+	// DefaultCALifetime of the cluster CA (10 years).
+	DefaultCALifetime = 10 * 365 * 24 * time.Hour
+)
+
+// EffectiveVersion returns spec.version, or operatorVersion when it is empty.
+func (c *IMCluster) EffectiveVersion(operatorVersion string) string {
+	if c.Spec.Version != "" {
+		return c.Spec.Version
+	}
+	return operatorVersion
+}
+
+// CertificateLifetime returns spec.security.certificateLifetime, defaulted.
+func (c *IMCluster) CertificateLifetime() time.Duration {
+	if d := c.Spec.Security.CertificateLifetime; d != nil && d.Duration > 0 {
+		return d.Duration
+	}
+	return DefaultCertificateLifetime
+}
+
+// CALifetime returns spec.security.caLifetime, defaulted.
+func (c *IMCluster) CALifetime() time.Duration {
+	if d := c.Spec.Security.CALifetime; d != nil && d.Duration > 0 {
+		return d.Duration
+	}
+	return DefaultCALifetime
+}
+
+// NetworkPolicyEnabled reports whether the NetworkPolicy is rendered.
+func (c *IMCluster) NetworkPolicyEnabled() bool {
+	en := c.Spec.Security.NetworkPolicy.Enabled
+	return en == nil || *en
 }

@@ -2,6 +2,7 @@ package v1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -67,9 +68,10 @@ type IMClusterSpec struct {
 	Replicas int32 `json:"replicas,omitempty"`
 
 	// Version is the imnode version to run; the image is <image repository>:<version>
-	// unless Image is set. Changing it rolls the pods one at a time.
+	// unless Image is set. Changing it rolls the pods one at a time. Empty means
+	// the operator's own version (so upgrading the operator then rolls the nodes
+	// too, one at a time); pin it to upgrade the nodes on your own schedule.
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:default="latest"
 	// +optional
 	Version string `json:"version,omitempty"`
 
@@ -107,9 +109,30 @@ type IMClusterSpec struct {
 	// +optional
 	Storage StorageSpec `json:"storage,omitempty"`
 
-	// Resources of the imnode container.
+	// Resources of the imnode container. Empty means the defaults documented in
+	// docs/operator.md (requests 500m CPU and 512Mi memory, limit 2Gi memory),
+	// sized from measured usage; set both requests and limits to override.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// PublicURL is the WebSocket URL the nodes hand to SDKs from /v1/route
+	// (imnode --public-url), e.g. wss://chat.example.com. Set it when clients
+	// reach the cluster through a load balancer or ingress under another name;
+	// empty derives the URL from each request.
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('ws://') || self.startsWith('wss://')",message="publicURL must start with ws:// or wss://"
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	PublicURL string `json:"publicURL,omitempty"`
+
+	// Pod adds labels, annotations and environment variables to the node pods.
+	// +optional
+	Pod PodSpec `json:"pod,omitempty"`
+
+	// Security: the cluster's own credentials (a CA, one certificate per node,
+	// a gossip key) and its NetworkPolicy. See docs/security.md.
+	// +kubebuilder:default={}
+	// +optional
+	Security SecuritySpec `json:"security,omitempty"`
 
 	// Service is the client-facing Service (the load balancer).
 	// +kubebuilder:default={}
@@ -155,6 +178,77 @@ type IMClusterSpec struct {
 	// Paused stops every change to the cluster's objects; status keeps being reported.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+}
+
+// PodSpec customises the node pods. Changing it rolls the pods one at a time.
+type PodSpec struct {
+	// Labels added to the node pods. The operator's own labels
+	// (app.kubernetes.io/*) win over them.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations added to the node pods. Keys under imcluster.io/ are the
+	// operator's and win over them.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Env adds environment variables to the imnode container (IMNODE_<FLAG>
+	// sets any imnode flag). The variables the operator sets (POD_NAME,
+	// POD_NAMESPACE, IMNODE_ADMIN_TOKEN, IMNODE_CLUSTER_ID,
+	// IMNODE_BOOTSTRAP_NODE) cannot be overridden.
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['POD_NAME', 'POD_NAMESPACE', 'IMNODE_ADMIN_TOKEN', 'IMNODE_CLUSTER_ID', 'IMNODE_BOOTSTRAP_NODE']))",message="env cannot set POD_NAME, POD_NAMESPACE, IMNODE_ADMIN_TOKEN, IMNODE_CLUSTER_ID or IMNODE_BOOTSTRAP_NODE: the operator sets them"
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+}
+
+// SecuritySpec configures the credentials the operator issues and the
+// NetworkPolicy it renders.
+type SecuritySpec struct {
+	// NetworkPolicy restricts who reaches the node ports.
+	// +kubebuilder:default={}
+	// +optional
+	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitempty"`
+
+	// CertificateLifetime of the node certificates. The operator renews a
+	// certificate at two thirds of its lifetime; nodes reload it without a
+	// restart. Zero value means 2160h (90 days).
+	// +optional
+	CertificateLifetime *metav1.Duration `json:"certificateLifetime,omitempty"`
+
+	// CALifetime of the cluster CA. The operator rotates the CA (trust the new
+	// one, reissue the node certificates, drop the old one) at two thirds of
+	// its lifetime. Zero value means 87600h (10 years).
+	// +optional
+	CALifetime *metav1.Duration `json:"caLifetime,omitempty"`
+
+	// CARotation: raise it to rotate the cluster CA now. status.security
+	// reports the last rotation done.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	CARotation int64 `json:"caRotation,omitempty"`
+
+	// GossipKeyRotation: raise it to rotate the gossip encryption key (install
+	// the new key, make it primary, remove the old one, each step once every
+	// node reports it). status.security reports the last rotation done.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	GossipKeyRotation int64 `json:"gossipKeyRotation,omitempty"`
+}
+
+// NetworkPolicySpec is the NetworkPolicy of the node pods: gossip and peer
+// transport only between the cluster's own pods, the admin port only from the
+// operator and the monitoring peers, the client port open.
+type NetworkPolicySpec struct {
+	// Enabled renders the NetworkPolicy. Zero value means enabled.
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+	// MonitoringFrom are the peers (besides the operator) allowed to reach the
+	// admin port, which serves /metrics: typically your Prometheus, e.g.
+	// {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}},
+	// podSelector: {matchLabels: {app.kubernetes.io/name: prometheus}}}.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	MonitoringFrom []networkingv1.NetworkPolicyPeer `json:"monitoringFrom,omitempty"`
 }
 
 // StorageSpec is the volume of each node.
@@ -285,6 +379,9 @@ type IMClusterStatus struct {
 	// Shards summarizes shard health as reported by the nodes.
 	// +optional
 	Shards ShardsStatus `json:"shards,omitempty"`
+	// Security reports the credentials the operator issued.
+	// +optional
+	Security SecurityStatus `json:"security,omitempty"`
 	// CurrentOperation is the step in flight, if any (informational: the
 	// operator re-derives it from the StatefulSet and the nodes every time).
 	// +optional
@@ -323,6 +420,25 @@ type ShardsStatus struct {
 	// Moving counts shard replicas in flight.
 	// +optional
 	Moving int32 `json:"moving"`
+}
+
+// SecurityStatus reports the cluster's credentials.
+type SecurityStatus struct {
+	// CANotAfter is the expiry of the CA that signs the node certificates.
+	// +optional
+	CANotAfter *metav1.Time `json:"caNotAfter,omitempty"`
+	// CertificatesNotAfter is the earliest expiry among the node certificates.
+	// +optional
+	CertificatesNotAfter *metav1.Time `json:"certificatesNotAfter,omitempty"`
+	// CARotation is the last spec.security.caRotation fully applied.
+	// +optional
+	CARotation int64 `json:"caRotation,omitempty"`
+	// GossipKeyRotation is the last spec.security.gossipKeyRotation fully applied.
+	// +optional
+	GossipKeyRotation int64 `json:"gossipKeyRotation,omitempty"`
+	// Rotation says which credential rotation step is in flight, if any.
+	// +optional
+	Rotation string `json:"rotation,omitempty"`
 }
 
 // OperationType names a multi-step operation.

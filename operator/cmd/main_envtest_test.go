@@ -4,20 +4,30 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -54,9 +64,11 @@ func TestOperatorBinary(t *testing.T) {
 		t.Fatalf("write kubeconfig: %v", err)
 	}
 
+	metricsAddr := freeAddr(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cmd := exec.CommandContext(ctx, bin, "--kubeconfig", kcPath, "--leader-elect", "--leader-election-namespace", "default",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--poll-interval", "200ms")
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", "0", "--poll-interval", "200ms",
+		"--watch-namespace", "default")
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "operator.log"))
 	if err != nil {
 		t.Fatalf("log file: %v", err)
@@ -80,6 +92,15 @@ func TestOperatorBinary(t *testing.T) {
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatalf("client: %v", err)
+	}
+	// An IMCluster outside --watch-namespace, created first: it must stay untouched.
+	if err := c.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"}}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	outside := &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Name: "outside", Namespace: "elsewhere"},
+		Spec: imv1.IMClusterSpec{Replicas: 3, Version: "1.0.0"}}
+	if err := c.Create(t.Context(), outside); err != nil {
+		t.Fatalf("create IMCluster: %v", err)
 	}
 	im := &imv1.IMCluster{ObjectMeta: metav1.ObjectMeta{Name: "smoke", Namespace: "default"},
 		Spec: imv1.IMClusterSpec{Replicas: 3, Version: "1.0.0"}}
@@ -108,6 +129,96 @@ func TestOperatorBinary(t *testing.T) {
 		}
 		return nil
 	})
+	if err := c.Get(t.Context(), client.ObjectKey{Namespace: "elsewhere", Name: "outside"}, &appsv1.StatefulSet{}); !apierrors.IsNotFound(err) {
+		t.Errorf("IMCluster outside --watch-namespace was reconciled: get StatefulSet: %v", err)
+	}
+	if got := (&imv1.IMCluster{}); c.Get(t.Context(), client.ObjectKeyFromObject(outside), got) == nil && len(got.Finalizers) > 0 {
+		t.Errorf("IMCluster outside --watch-namespace got finalizers %v", got.Finalizers)
+	}
+
+	checkSecureMetrics(t, cfg, c, "https://"+metricsAddr+"/metrics")
+}
+
+// checkSecureMetrics: /metrics is HTTPS and answers only a bearer token that
+// may GET it: none is 401, a ServiceAccount without the right 403, with a
+// ClusterRole granting nonResourceURLs /metrics 200.
+func checkSecureMetrics(t *testing.T, cfg *rest.Config, c client.Client, url string) {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the operator's certificate is self-signed
+	get := func(token string) (int, string, error) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+		if err != nil {
+			return 0, "", err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp.StatusCode, string(body), nil
+	}
+	checkFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		code, _, err := get("")
+		if err != nil {
+			return err
+		}
+		if code != http.StatusUnauthorized {
+			return fmt.Errorf("no token: HTTP %d, want 401", code)
+		}
+		return nil
+	})
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "scraper", Namespace: "default"}}
+	if err := c.Create(t.Context(), sa); err != nil {
+		t.Fatalf("create ServiceAccount: %v", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(t.Context(), "scraper", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token request: %v", err)
+	}
+	token := tr.Status.Token
+	if code, _, err := get(token); err != nil || code != http.StatusForbidden {
+		t.Fatalf("token without RBAC: HTTP %d (%v), want 403", code, err)
+	}
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "metrics-reader"},
+		Rules: []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "scraper-metrics"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "metrics-reader"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "scraper", Namespace: "default"}}}
+	for _, o := range []client.Object{role, binding} {
+		if err := c.Create(t.Context(), o); err != nil {
+			t.Fatalf("create %T: %v", o, err)
+		}
+	}
+	checkFor(t, 60*time.Second, 500*time.Millisecond, func() error {
+		code, body, err := get(token)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK || !strings.Contains(body, "controller_runtime_reconcile_total") {
+			return fmt.Errorf("token with RBAC: HTTP %d, want 200 with the reconcile metrics", code)
+		}
+		return nil
+	})
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func checkFor(t testing.TB, total, every time.Duration, fn func() error) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -159,13 +160,7 @@ func TestChartRender(t *testing.T) {
 			if crd != nil {
 				checkCRD(t, crd, crdSrc, v.bool("crds", "keep"))
 			}
-			role := r.find("ClusterRole", "-manager")
-			if (role != nil) != v.bool("rbac", "create") {
-				t.Fatalf("rbac.create=%v but ClusterRole rendered=%v", v.bool("rbac", "create"), role != nil)
-			}
-			if role != nil {
-				checkRules(t, role, roleSrc)
-			}
+			checkRBAC(t, r, v, roleSrc)
 			imc := r.find("IMCluster", "")
 			if (imc != nil) != v.bool("cluster", "enabled") {
 				t.Fatalf("cluster.enabled=%v but IMCluster rendered=%v", v.bool("cluster", "enabled"), imc != nil)
@@ -283,6 +278,33 @@ func checkDeployment(t *testing.T, r rendered, dep *unstructured.Unstructured, v
 	if want := "--leader-elect=" + boolString(v.bool("operator", "leaderElection", "enabled")); !strings.Contains(args, want) {
 		t.Errorf("args %q lack %q", args, want)
 	}
+	if want := "--metrics-secure=" + boolString(v.bool("metrics", "secure")); !strings.Contains(args, want) {
+		t.Errorf("args %q lack %q", args, want)
+	}
+	if ns, _ := v.get("operator", "watchNamespaces").([]any); len(ns) > 0 {
+		if want := "--watch-namespace=" + strings.Join(toStrings(ns), ","); !strings.Contains(args, want) {
+			t.Errorf("args %q lack %q", args, want)
+		}
+	} else if strings.Contains(args, "--watch-namespace") {
+		t.Errorf("args %q: --watch-namespace without operator.watchNamespaces", args)
+	}
+	// The NetworkPolicy of the nodes admits the pods --operator-pod-labels names: they must be these.
+	if !strings.Contains(args, "--operator-pod-labels=") {
+		t.Errorf("args %q lack --operator-pod-labels", args)
+	}
+	for _, a := range toStrings(c["args"]) {
+		if sel, ok := strings.CutPrefix(a, "--operator-pod-labels="); ok {
+			depSel, _, _ := unstructured.NestedStringMap(dep.Object, "spec", "selector", "matchLabels")
+			got := map[string]string{}
+			for kv := range strings.SplitSeq(sel, ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				got[k] = v
+			}
+			if !reflect.DeepEqual(got, depSel) {
+				t.Errorf("--operator-pod-labels %v, want the Deployment's selector %v", got, depSel)
+			}
+		}
+	}
 	if img := c["image"].(string); v.str("image", "digest") != "" && !strings.HasSuffix(img, "@"+v.str("image", "digest")) {
 		t.Errorf("image %q does not use the digest", img)
 	}
@@ -342,20 +364,89 @@ func checkCRD(t *testing.T, crd *unstructured.Unstructured, src []byte, keep boo
 	}
 }
 
-func checkRules(t *testing.T, role *unstructured.Unstructured, src []byte) {
+// checkRBAC: with rbac.create, the operator gets every rule of config/rbac: through one ClusterRole, or
+// with operator.watchNamespaces through a Role in each watched namespace plus a ClusterRole for the
+// cluster-scoped review APIs, and no ClusterRole over namespaced objects.
+func checkRBAC(t *testing.T, r rendered, v values, src []byte) {
 	t.Helper()
 	var want rbacv1.ClusterRole
 	if err := yaml.Unmarshal(src, &want); err != nil {
 		t.Fatal(err)
 	}
+	namespaces, _ := v.get("operator", "watchNamespaces").([]any)
+	manager := r.find("ClusterRole", "-manager")
+	if !v.bool("rbac", "create") {
+		if manager != nil || r.find("Role", "-manager") != nil {
+			t.Fatalf("rbac.create=false but manager RBAC rendered")
+		}
+		return
+	}
+	if len(namespaces) == 0 {
+		if manager == nil {
+			t.Fatalf("rbac.create=true and no watchNamespaces, but no manager ClusterRole")
+		}
+		if got := rulesOf(t, manager); !reflect.DeepEqual(got, want.Rules) {
+			t.Errorf("ClusterRole rules differ from %s:\n got %v\nwant %v", chartgen.RoleSource, got, want.Rules)
+		}
+		return
+	}
+	if manager != nil {
+		t.Fatalf("watchNamespaces %v but a manager ClusterRole is rendered", namespaces)
+	}
+	auth := r.find("ClusterRole", "-auth")
+	if auth == nil {
+		t.Fatalf("watchNamespaces set but no -auth ClusterRole")
+	}
+	authRules := rulesOf(t, auth)
+	for _, rule := range authRules {
+		if !slices.Contains(rule.APIGroups, "authentication.k8s.io") && !slices.Contains(rule.APIGroups, "authorization.k8s.io") {
+			t.Errorf("the -auth ClusterRole grants %v beyond token and access reviews", rule)
+		}
+	}
+	for _, ns := range namespaces {
+		var role *unstructured.Unstructured
+		for _, o := range r.objects {
+			if o.GetKind() == "Role" && strings.HasSuffix(o.GetName(), "-manager") && o.GetNamespace() == ns {
+				role = o
+			}
+		}
+		if role == nil {
+			t.Fatalf("no manager Role in watched namespace %s", ns)
+		}
+		got := append(rulesOf(t, role), authRules...)
+		if !sameRules(got, want.Rules) {
+			t.Errorf("Role in %s plus the -auth ClusterRole differ from %s:\n got %v\nwant %v", ns, chartgen.RoleSource, got, want.Rules)
+		}
+		if !slices.ContainsFunc(r.objects, func(o *unstructured.Unstructured) bool {
+			return o.GetKind() == "RoleBinding" && o.GetNamespace() == ns
+		}) {
+			t.Errorf("no RoleBinding in watched namespace %s", ns)
+		}
+	}
+}
+
+func rulesOf(t *testing.T, role *unstructured.Unstructured) []rbacv1.PolicyRule {
+	t.Helper()
 	var got rbacv1.ClusterRole
 	b, _ := yaml.Marshal(role.Object)
 	if err := yaml.UnmarshalStrict(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got.Rules, want.Rules) {
-		t.Errorf("ClusterRole rules differ from %s:\n got %v\nwant %v", chartgen.RoleSource, got.Rules, want.Rules)
+	return got.Rules
+}
+
+func sameRules(a, b []rbacv1.PolicyRule) bool {
+	key := func(r rbacv1.PolicyRule) string { return fmt.Sprint(r) }
+	ka, kb := make([]string, 0, len(a)), make([]string, 0, len(b))
+	for _, r := range a {
+		ka = append(ka, key(r))
 	}
+	for _, r := range b {
+		kb = append(kb, key(r))
+	}
+	slices.Sort(ka)
+	slices.Sort(kb)
+	return slices.Equal(ka, kb)
 }
 
 // checkServiceMonitor decodes the ServiceMonitor strictly into prometheus-operator's own Go types (the

@@ -54,6 +54,9 @@ func TestChartServerValidation(t *testing.T) {
 				if o.GetKind() == "ServiceMonitor" {
 					continue
 				}
+				if ns := o.GetNamespace(); ns != "" {
+					k.ensureNamespace(ctx, t, ns) // operator.watchNamespaces puts Roles elsewhere
+				}
 				if err := k.apply(ctx, o, true); err != nil {
 					t.Errorf("%s %s rejected by the API server: %v", o.GetKind(), o.GetName(), err)
 				}

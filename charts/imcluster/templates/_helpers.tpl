@@ -71,6 +71,18 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
+The operator's selector labels as k=v,k=v (sorted): --operator-pod-labels, the pods the nodes'
+NetworkPolicy admits to their admin port.
+*/}}
+{{- define "imcluster.operatorSelectorArg" -}}
+{{- $pairs := list }}
+{{- range $k, $v := (include "imcluster.operatorSelectorLabels" . | fromYaml) }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/*
 Name of the operator's ServiceAccount.
 */}}
 {{- define "imcluster.serviceAccountName" -}}

@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/klog/v2"
@@ -39,6 +40,11 @@ const (
 	DefaultStuckAfter = 5 * time.Minute
 )
 
+// Version is the operator's version, stamped at build time
+// (-X github.com/imcluster/imcluster/operator/internal/controller.Version=...).
+// An IMCluster without spec.version runs imnode of this version.
+var Version = "dev"
+
 // AdminURLFunc returns the admin API base URL of a pod of an IMCluster.
 type AdminURLFunc func(c *imv1.IMCluster, pod string) string
 
@@ -59,6 +65,14 @@ type Config struct {
 	ResyncInterval time.Duration
 	// StuckAfter: zero value means 5m.
 	StuckAfter time.Duration
+	// NodeVersion is the imnode version of clusters without spec.version.
+	// Empty means Version.
+	NodeVersion string
+	// OperatorNamespace and OperatorPodLabels identify the operator's pods, the
+	// ones the NetworkPolicy lets reach the admin port. An empty namespace
+	// matches those labels in every namespace.
+	OperatorNamespace string
+	OperatorPodLabels map[string]string
 }
 
 // IMClusterReconciler reconciles IMCluster objects. It keeps no state between
@@ -79,7 +93,11 @@ type IMClusterReconciler struct {
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=monitoring.coreos.com,resources=servicemonitors,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=monitoring.coreos.com,resources=prometheusrules,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // Reconcile moves one IMCluster one step towards its spec.
 func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
@@ -100,7 +118,7 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 	}
 
-	s := &scope{cluster: c, before: c.DeepCopy()}
+	s := &scope{cluster: c, before: c.DeepCopy(), version: c.EffectiveVersion(r.nodeVersion())}
 	defer func() {
 		if err := r.patchStatus(ctx, s); err != nil {
 			log.Error(err, "Failed to patch IMCluster status", "IMCluster", klog.KObj(c))
@@ -109,7 +127,7 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}()
 
 	phases := []phase{r.reconcileAdminToken, r.reconcileConfigMap, r.reconcileServices,
-		r.reconcilePDB, r.reconcileServiceMonitor, r.observe, r.reconcileFormation, r.reconcileStatefulSet,
+		r.reconcilePDB, r.reconcileNetworkPolicy, r.reconcileServiceMonitor, r.observe, r.reconcileFormation, r.reconcileStatefulSet,
 		r.reconcilePVCs, r.reconcileStep}
 	if c.IsPaused() {
 		phases = []phase{r.observe}
@@ -195,6 +213,24 @@ func (r *IMClusterReconciler) resyncInterval() time.Duration {
 	return DefaultResyncInterval
 }
 
+func (r *IMClusterReconciler) nodeVersion() string {
+	if r.Config.NodeVersion != "" {
+		return r.Config.NodeVersion
+	}
+	return Version
+}
+
+// DefaultOperatorPodLabels select the chart's operator pods when
+// Config.OperatorPodLabels is empty.
+var DefaultOperatorPodLabels = map[string]string{labelName: "imcluster", labelComponent: "operator"}
+
+func (r *IMClusterReconciler) operatorPodLabels() map[string]string {
+	if len(r.Config.OperatorPodLabels) > 0 {
+		return r.Config.OperatorPodLabels
+	}
+	return DefaultOperatorPodLabels
+}
+
 func (r *IMClusterReconciler) stuckAfter() time.Duration {
 	if r.Config.StuckAfter > 0 {
 		return r.Config.StuckAfter
@@ -231,6 +267,7 @@ func (r *IMClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ConfigMap{}).
 		Owns(&corev1.Secret{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Pod{}, podToCluster).
 		Named("imcluster").
 		Complete(r)

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -35,7 +36,9 @@ type scope struct {
 
 	token      string
 	configHash string
-	template   corev1.PodTemplateSpec
+	// version is spec.version, or the operator's own when that is empty.
+	version  string
+	template corev1.PodTemplateSpec
 
 	// Observed.
 	sts      *appsv1.StatefulSet
@@ -154,6 +157,24 @@ func (r *IMClusterReconciler) reconcilePDB(ctx context.Context, s *scope) (ctrl.
 		return controllerutil.SetControllerReference(c, pdb, r.Scheme())
 	}); err != nil {
 		return ctrl.Result{}, fmt.Errorf("reconcile pod disruption budget: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *IMClusterReconciler) reconcileNetworkPolicy(ctx context.Context, s *scope) (ctrl.Result, error) {
+	c := s.cluster
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: networkPolicyName(c), Namespace: c.Namespace}}
+	if !c.NetworkPolicyEnabled() {
+		if err := r.Delete(ctx, np); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("delete network policy: %w", err)
+		}
+		return ctrl.Result{}, nil
+	}
+	if _, err := controllerutil.CreateOrUpdate(ctx, r.Client, np, func() error {
+		applyNetworkPolicy(c, np, r.Config.OperatorNamespace, r.operatorPodLabels())
+		return controllerutil.SetControllerReference(c, np, r.Scheme())
+	}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("reconcile network policy: %w", err)
 	}
 	return ctrl.Result{}, nil
 }
@@ -280,7 +301,7 @@ func podReady(p *corev1.Pod) bool {
 // template. Replicas change only in reconcileStep.
 func (r *IMClusterReconciler) reconcileStatefulSet(ctx context.Context, s *scope) (ctrl.Result, error) {
 	c := s.cluster
-	s.template = desiredPodTemplate(c, s.configHash)
+	s.template = desiredPodTemplate(c, s.configHash, s.version)
 	if s.sts == nil {
 		sts := desiredStatefulSet(c, s.template, 1)
 		if err := controllerutil.SetControllerReference(c, sts, r.Scheme()); err != nil {
@@ -309,7 +330,7 @@ func (r *IMClusterReconciler) reconcileStatefulSet(ctx context.Context, s *scope
 		return ctrl.Result{}, fmt.Errorf("update statefulset template: %w", err)
 	}
 	r.event(c, corev1.EventTypeNormal, "TemplateUpdated", "Update",
-		"Updated the pod template (version %s); pods restart one at a time", c.Spec.Version)
+		"Updated the pod template (version %s); pods restart one at a time", s.version)
 	return ctrl.Result{}, nil
 }
 
@@ -605,7 +626,7 @@ func (r *IMClusterReconciler) rollPods(ctx context.Context, s *scope, cur int32)
 	}
 	s.operation.Message = "restarting on the new template"
 	s.progress("RollingUpdate", "Restarting %s on the new template", pod)
-	r.event(c, corev1.EventTypeNormal, "RestartingPod", "RollingUpdate", "Restarting %s on the new template (version %s)", pod, c.Spec.Version)
+	r.event(c, corev1.EventTypeNormal, "RestartingPod", "RollingUpdate", "Restarting %s on the new template (version %s)", pod, s.version)
 	return ctrl.Result{}, nil
 }
 

@@ -12,7 +12,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -55,6 +57,8 @@ const (
 	portNameGossipUDP = "gossip-udp"
 	portNameTransport = "transport"
 	terminationSecs   = 120 // preStop connection drain (60s) plus shutdown
+	// nodeUID is the distroless nonroot user the image runs as.
+	nodeUID = 65532
 )
 
 func selectorLabels(c *imv1.IMCluster) map[string]string {
@@ -221,16 +225,17 @@ func mergeLabels(dst, src map[string]string) map[string]string {
 }
 
 // desiredPodTemplate renders the pod template; configHash is the ConfigMap's
-// hash. The template hash annotation is computed over everything else.
-func desiredPodTemplate(c *imv1.IMCluster, configHash string) corev1.PodTemplateSpec {
+// hash, version the effective imnode version. The template hash annotation is
+// computed over everything else.
+func desiredPodTemplate(c *imv1.IMCluster, configHash, version string) corev1.PodTemplateSpec {
 	mounts, volumes := podVolumes(c)
+	labels := mergeLabels(maps.Clone(c.Spec.Pod.Labels), commonLabels(c))
+	annotations := mergeLabels(maps.Clone(c.Spec.Pod.Annotations),
+		map[string]string{AnnotationConfigHash: configHash, AnnotationVersion: version})
 	t := corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{
-			Labels:      commonLabels(c),
-			Annotations: map[string]string{AnnotationConfigHash: configHash, AnnotationVersion: c.Spec.Version},
-		},
+		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
 		Spec: corev1.PodSpec{
-			Containers:                    []corev1.Container{nodeContainer(c, mounts)},
+			Containers:                    []corev1.Container{nodeContainer(c, mounts, version)},
 			Volumes:                       volumes,
 			TerminationGracePeriodSeconds: ptr.To[int64](terminationSecs),
 			Affinity:                      podAffinity(c),
@@ -238,7 +243,16 @@ func desiredPodTemplate(c *imv1.IMCluster, configHash string) corev1.PodTemplate
 			Tolerations:                   c.Spec.Scheduling.Tolerations,
 			NodeSelector:                  c.Spec.Scheduling.NodeSelector,
 			PriorityClassName:             c.Spec.Scheduling.PriorityClassName,
-			SecurityContext:               &corev1.PodSecurityContext{FSGroup: ptr.To[int64](65532), RunAsUser: ptr.To[int64](65532)},
+			// imnode never calls the Kubernetes API: no token in the pod.
+			AutomountServiceAccountToken: new(false),
+			// Pod Security "restricted": non-root, RuntimeDefault seccomp.
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot:   new(true),
+				RunAsUser:      ptr.To[int64](nodeUID),
+				RunAsGroup:     ptr.To[int64](nodeUID),
+				FSGroup:        ptr.To[int64](nodeUID),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
 		},
 	}
 	t.Annotations[AnnotationTemplateHash] = hashOf(t)
@@ -265,7 +279,26 @@ func podVolumes(c *imv1.IMCluster) ([]corev1.VolumeMount, []corev1.Volume) {
 	return mounts, volumes
 }
 
-func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount) corev1.Container {
+// Default resources of the imnode container when spec.resources is empty
+// (docs/operator.md, "Resources", has the measurements behind them).
+var (
+	defaultCPURequest    = resource.MustParse("500m")
+	defaultMemoryRequest = resource.MustParse("512Mi")
+	defaultMemoryLimit   = resource.MustParse("2Gi")
+)
+
+func nodeResources(c *imv1.IMCluster) corev1.ResourceRequirements {
+	r := c.Spec.Resources
+	if len(r.Requests) > 0 || len(r.Limits) > 0 || len(r.Claims) > 0 {
+		return r
+	}
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: defaultCPURequest, corev1.ResourceMemory: defaultMemoryRequest},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: defaultMemoryLimit},
+	}
+}
+
+func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount, version string) corev1.Container {
 	tokenName, tokenKey := adminTokenSecret(c)
 	env := []corev1.EnvVar{
 		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
@@ -274,24 +307,31 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount) corev1.Contai
 			LocalObjectReference: corev1.LocalObjectReference{Name: tokenName}, Key: tokenKey}}},
 	}
 	env = append(env, formationEnv(c)...)
+	env = append(env, c.Spec.Pod.Env...) // the CRD refuses the names above
 	adminProbe := func(path string) corev1.ProbeHandler {
 		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString(portNameAdmin)}}
 	}
+	args := []string{
+		"--config", configDir + "/" + configFileKey,
+		"--node-id", "$(POD_NAME)",
+		"--data-dir", dataDir,
+		"--client-addr", fmt.Sprintf("0.0.0.0:%d", c.ClientPort()),
+		"--admin-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultAdminPort),
+		"--peer-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultPeerPort),
+		"--transport-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultTransportPort),
+		"--advertise-host", fmt.Sprintf("$(POD_NAME).%s.$(POD_NAMESPACE).svc", peerServiceName(c)),
+		// One JSON object per line, for log collectors.
+		"--log-format", "json",
+	}
+	if c.Spec.PublicURL != "" {
+		args = append(args, "--public-url", c.Spec.PublicURL)
+	}
 	return corev1.Container{
 		Name:            containerName,
-		Image:           c.ImageRef(),
+		Image:           c.ImageRef(version),
 		ImagePullPolicy: c.Spec.ImagePullPolicy,
-		Args: []string{
-			"--config", configDir + "/" + configFileKey,
-			"--node-id", "$(POD_NAME)",
-			"--data-dir", dataDir,
-			"--client-addr", fmt.Sprintf("0.0.0.0:%d", c.ClientPort()),
-			"--admin-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultAdminPort),
-			"--peer-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultPeerPort),
-			"--transport-addr", fmt.Sprintf("0.0.0.0:%d", imv1.DefaultTransportPort),
-			"--advertise-host", fmt.Sprintf("$(POD_NAME).%s.$(POD_NAMESPACE).svc", peerServiceName(c)),
-		},
-		Env: env,
+		Args:            args,
+		Env:             env,
 		Ports: []corev1.ContainerPort{
 			{Name: portNameClient, ContainerPort: c.ClientPort(), Protocol: corev1.ProtocolTCP},
 			{Name: portNameAdmin, ContainerPort: imv1.DefaultAdminPort, Protocol: corev1.ProtocolTCP},
@@ -299,7 +339,7 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount) corev1.Contai
 			{Name: portNameGossipUDP, ContainerPort: imv1.DefaultPeerPort, Protocol: corev1.ProtocolUDP},
 			{Name: portNameTransport, ContainerPort: imv1.DefaultTransportPort, Protocol: corev1.ProtocolTCP},
 		},
-		Resources:    c.Spec.Resources,
+		Resources:    nodeResources(c),
 		VolumeMounts: mounts,
 		// Ready means joined, caught up and serving (DESIGN.md section 7).
 		ReadinessProbe: &corev1.Probe{ProbeHandler: adminProbe("/readyz"), PeriodSeconds: 5, FailureThreshold: 3},
@@ -317,6 +357,7 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount) corev1.Contai
 			ReadOnlyRootFilesystem:   new(true),
 			RunAsNonRoot:             ptr.To(true),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
 }
@@ -379,4 +420,43 @@ func desiredStatefulSet(c *imv1.IMCluster, template corev1.PodTemplateSpec, repl
 // sortedOrdinals returns the keys of m in ascending order.
 func sortedOrdinals[V any](m map[int32]V) []int32 {
 	return slices.Sorted(maps.Keys(m))
+}
+
+func networkPolicyName(c *imv1.IMCluster) string { return c.Name }
+
+// applyNetworkPolicy sets the node pods' ingress rules: gossip and the peer
+// transport only from this cluster's own pods, the admin port only from the
+// operator's pods and spec.security.networkPolicy.monitoringFrom, the client
+// port from anywhere. Egress is not restricted.
+func applyNetworkPolicy(c *imv1.IMCluster, np *networkingv1.NetworkPolicy, operatorNS string, operatorLabels map[string]string) {
+	np.Labels = mergeLabels(np.Labels, commonLabels(c))
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	port := func(p corev1.Protocol, n int32) networkingv1.NetworkPolicyPort {
+		return networkingv1.NetworkPolicyPort{Protocol: &p, Port: new(intstr.FromInt32(n))}
+	}
+	self := networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: selectorLabels(c)}}
+	operator := networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: maps.Clone(operatorLabels)}}
+	if operatorNS != "" {
+		operator.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: operatorNS}}
+	} else {
+		operator.NamespaceSelector = &metav1.LabelSelector{} // any namespace
+	}
+	np.Spec = networkingv1.NetworkPolicySpec{
+		PodSelector: metav1.LabelSelector{MatchLabels: selectorLabels(c)},
+		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		Ingress: []networkingv1.NetworkPolicyIngressRule{
+			{ // Clients: the WebSocket and REST port is open.
+				Ports: []networkingv1.NetworkPolicyPort{port(tcp, c.ClientPort())},
+			},
+			{ // Gossip and the peer transport: this cluster's pods only.
+				Ports: []networkingv1.NetworkPolicyPort{port(tcp, imv1.DefaultPeerPort), port(udp, imv1.DefaultPeerPort),
+					port(tcp, imv1.DefaultTransportPort)},
+				From: []networkingv1.NetworkPolicyPeer{self},
+			},
+			{ // Admin API, health and metrics: the operator and the monitoring peers.
+				Ports: []networkingv1.NetworkPolicyPort{port(tcp, imv1.DefaultAdminPort)},
+				From:  append([]networkingv1.NetworkPolicyPeer{operator}, c.Spec.Security.NetworkPolicy.MonitoringFrom...),
+			},
+		},
+	}
 }

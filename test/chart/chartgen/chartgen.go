@@ -117,10 +117,13 @@ const crdLabels = `  labels:
     {{- include "imcluster.labels" . | nindent 4 }}
 `
 
-// roleTemplate renders the ClusterRole(s) controller-gen wrote as one chart ClusterRole named
-// "<operator>-manager", with the rules unchanged.
+// roleTemplate renders the rules controller-gen wrote as the chart's manager RBAC: one ClusterRole
+// "<operator>-manager" with every rule when the operator watches all namespaces; with
+// operator.watchNamespaces, a Role "<operator>-manager" with the namespaced rules in each watched
+// namespace, and a ClusterRole "<operator>-auth" with the cluster-scoped rules (token and access
+// reviews for the authenticated metrics endpoint). Rules are unchanged.
 func roleTemplate(roleYAML []byte) ([]byte, error) {
-	var rules []rbacv1.PolicyRule
+	var rules, clusterRules, nsRules []rbacv1.PolicyRule
 	for doc := range strings.SplitSeq(string(roleYAML), "\n---") {
 		if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
 			continue
@@ -137,13 +140,43 @@ func roleTemplate(roleYAML []byte) ([]byte, error) {
 	if len(rules) == 0 {
 		return nil, fmt.Errorf("%s: no RBAC rules", RoleSource)
 	}
-	rulesYAML, err := yaml.Marshal(map[string]any{"rules": rules})
-	if err != nil {
-		return nil, err
+	for _, r := range rules {
+		if clusterScoped(r) {
+			clusterRules = append(clusterRules, r)
+		} else {
+			nsRules = append(nsRules, r)
+		}
 	}
 	var out bytes.Buffer
 	fmt.Fprintf(&out, generatedHeader, RoleSource)
 	out.WriteString(`{{- if .Values.rbac.create }}
+{{- if .Values.operator.watchNamespaces }}
+{{- range .Values.operator.watchNamespaces }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ include "imcluster.operatorName" $ }}-manager
+  namespace: {{ . }}
+  labels:
+    {{- include "imcluster.operatorLabels" $ | nindent 4 }}
+`)
+	if err := writeRules(&out, nsRules); err != nil {
+		return nil, err
+	}
+	out.WriteString(`{{- end }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ include "imcluster.operatorName" . }}-auth
+  labels:
+    {{- include "imcluster.operatorLabels" . | nindent 4 }}
+`)
+	if err := writeRules(&out, clusterRules); err != nil {
+		return nil, err
+	}
+	out.WriteString(`{{- else }}
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
@@ -151,9 +184,34 @@ metadata:
   labels:
     {{- include "imcluster.operatorLabels" . | nindent 4 }}
 `)
-	out.Write(rulesYAML)
-	out.WriteString("{{- end }}\n")
+	if err := writeRules(&out, rules); err != nil {
+		return nil, err
+	}
+	out.WriteString("{{- end }}\n{{- end }}\n")
 	return out.Bytes(), nil
+}
+
+// clusterScoped reports whether r grants cluster-scoped review APIs, which a Role cannot grant.
+func clusterScoped(r rbacv1.PolicyRule) bool {
+	for _, g := range r.APIGroups {
+		if g == "authentication.k8s.io" || g == "authorization.k8s.io" {
+			return true
+		}
+	}
+	return len(r.NonResourceURLs) > 0
+}
+
+func writeRules(out *bytes.Buffer, rules []rbacv1.PolicyRule) error {
+	if len(rules) == 0 {
+		out.WriteString("rules: []\n")
+		return nil
+	}
+	b, err := yaml.Marshal(map[string]any{"rules": rules})
+	if err != nil {
+		return err
+	}
+	out.Write(b)
+	return nil
 }
 
 // valuesSchema replaces properties.cluster.properties.spec of the chart's values schema with the
