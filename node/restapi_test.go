@@ -244,6 +244,25 @@ func TestServerAPIParity(t *testing.T) {
 		t.Fatalf("after update = %d %v", code, got)
 	}
 
+	// Deleting a conversation: gone from queries, history and its members'
+	// lists.
+	if code, got := call(t, at(1), "DELETE", "/1.2/rtm/conversations/"+famConv, h, ""); code != 200 || len(got) != 0 {
+		t.Fatalf("delete conversation = %d %v", code, got)
+	}
+	if code, got := call(t, at(2), "GET", "/1.2/rtm/conversations/"+famConv, h, ""); code != 200 || len(got["results"].([]any)) != 0 {
+		t.Fatalf("deleted conversation still found: %d %v", code, got)
+	}
+	if code, got := call(t, at(0), "GET", "/1.2/rtm/conversations/"+famConv+"/messages", h, ""); code != 404 || got["code"] != float64(4303) {
+		t.Fatalf("history of a deleted conversation = %d %v", code, got)
+	}
+	code, got = call(t, at(0), "GET", "/1.2/rtm/conversations?where="+url.QueryEscape(`{"m":"Tyke"}`), h, "")
+	if code != 200 || len(got["results"].([]any)) != 0 {
+		t.Fatalf("a deleted conversation's member still finds it: %d %v", code, got)
+	}
+	if code, got := call(t, at(2), "DELETE", "/1.2/rtm/conversations/"+famConv, h, ""); code != 404 || got["code"] != float64(4303) {
+		t.Fatalf("deleting it again = %d %v", code, got)
+	}
+
 	// Online status and kick (Tom is connected to node 0; ask the others).
 	code, got = call(t, at(1), "POST", "/1.2/rtm/clients/check-online", h, `{"client_ids":["Tom","Jerry"]}`)
 	if code != 200 || !slices.Equal(anyStrings(got["results"]), []string{"Tom"}) {

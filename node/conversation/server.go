@@ -452,3 +452,39 @@ func (e *Engine) TempSilence(_ context.Context, app, cid, clientID string, ttl t
 	}
 	return nil
 }
+
+// DeleteConversation deletes a normal conversation or chat room (LeanCloud's
+// DELETE /rtm/conversations/{id}): its record, its members' index entries
+// and its unique-members index entry, without pushes. Its messages become
+// unreachable and go with the retention period. System conversations are
+// deleted through their own API (4314 here).
+func (e *Engine) DeleteConversation(_ context.Context, app, cid string) error {
+	st := e.convStripe(app, cid)
+	st.mu.Lock()
+	defer e.unlockAndDrain(st)
+	r, err := e.loadLive(app, cid)
+	if err != nil {
+		return err
+	}
+	if r.Kind == convSystem {
+		return protocol.ErrNormalConversationRequired.WithDetail("delete system conversations through service-conversations")
+	}
+	b := e.st.NewBatch()
+	b.Delete(e.convKey(app, r.ID, store.FamConv).Bytes())
+	for _, id := range r.Members {
+		e.unindexClient(b, app, id, r.ID)
+	}
+	if r.Unique && r.UniqueID != "" {
+		v, err := e.st.Get(e.uniqueIndexKey(app, r.UniqueID))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return internal("load unique index", err)
+		}
+		if string(v) == r.ID {
+			b.Delete(e.uniqueIndexKey(app, r.UniqueID))
+		}
+	}
+	if err := e.st.Commit(b); err != nil {
+		return internal("commit conversation delete", err)
+	}
+	return nil
+}

@@ -548,3 +548,14 @@ func (s *Server) tempSilence(w http.ResponseWriter, r *http.Request, app *apps.A
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
+
+// deleteConversation implements DELETE /rtm/conversations/{cid} (and
+// /rtm/chatrooms/{cid}): the conversation is gone for everybody, without
+// pushes. Answers {}.
+func (s *Server) deleteConversation(w http.ResponseWriter, r *http.Request, app *apps.App) {
+	if err := s.cfg.Engine.DeleteConversation(r.Context(), app.ID, r.PathValue("cid")); err != nil {
+		s.writeEngineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}

@@ -46,6 +46,8 @@ func (s *Server) serverRoutes() []serverRoute {
 		{"GET", "/rtm/all-conversations", s.queryConversations(convAny)},
 		{"GET", "/rtm/conversations/{cid}", s.getConversation},
 		{"PUT", "/rtm/conversations/{cid}", s.updateConversation},
+		{"DELETE", "/rtm/conversations/{cid}", s.deleteConversation},
+		{"DELETE", "/rtm/chatrooms/{cid}", s.deleteConversation},
 		{"POST", "/rtm/conversations/{cid}/members", s.members(pb.OpType_add)},
 		{"DELETE", "/rtm/conversations/{cid}/members", s.members(pb.OpType_remove)},
 		{"GET", "/rtm/conversations/{cid}/members", s.listMembers},

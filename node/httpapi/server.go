@@ -28,6 +28,7 @@ type Engine interface {
 	ImportMessages(ctx context.Context, app, cid string, msgs []conversation.ImportedMessage) (int, error)
 	SetUnread(ctx context.Context, app, cid string, unread map[string]int) error
 	TempSilence(ctx context.Context, app, cid, clientID string, ttl time.Duration) error
+	DeleteConversation(ctx context.Context, app, cid string) error
 }
 
 // Storage is the storage-REST shim.
