@@ -125,6 +125,21 @@ type Config struct {
 	IdleTimeout time.Duration
 	// LoginTimeout closes connections that never log in. Zero value means 120 s.
 	LoginTimeout time.Duration
+	// HTTPRequestTimeout bounds the reading of one HTTP request on the
+	// client port, body included (an upload), and the writing of its
+	// answer. Zero value means 60 s.
+	HTTPRequestTimeout time.Duration
+	// HTTPIdleTimeout closes a keep-alive HTTP connection on the client port
+	// that sent no request for this long. Zero value means 120 s.
+	HTTPIdleTimeout time.Duration
+	// MaxConnectionsPerIP bounds the open WebSocket connections from one
+	// source address (HTTP 429 beyond it). Zero value means 2000; negative
+	// means no limit.
+	MaxConnectionsPerIP int
+	// ConnectionsPerSecondPerIP is the rate of new WebSocket connections
+	// from one source address, with bursts of four times the rate (HTTP 429
+	// beyond it). Zero value means 100; negative means no limit.
+	ConnectionsPerSecondPerIP float64
 	// ShutdownGrace is how long Shutdown waits for clients to leave after
 	// goaway before closing their sockets. Zero value means 5 s.
 	ShutdownGrace time.Duration
@@ -169,6 +184,12 @@ func (c *Config) setDefaults() {
 			c.CredentialPollInterval = time.Second
 		}
 	}
+	if c.HTTPRequestTimeout == 0 {
+		c.HTTPRequestTimeout = 60 * time.Second
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = 120 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -200,6 +221,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention < 0 || c.SessionTokenTTL < 0 || c.IdleTimeout < 0 || c.LoginTimeout < 0 {
 		return errors.New("--retention, --session-token-ttl, --idle-timeout and --login-timeout must not be negative")
+	}
+	if c.HTTPRequestTimeout < 0 || c.HTTPIdleTimeout < 0 {
+		return errors.New("--http-request-timeout and --http-idle-timeout must not be negative")
 	}
 	if c.FaultClockOffset != 0 && !c.Insecure {
 		return errors.New("--fault-clock-offset requires --insecure (fault injection is for tests)")

@@ -38,6 +38,17 @@ const (
 	logComponentHTTP    = "http"
 )
 
+// Client-port HTTP limits beyond Config.HTTPRequestTimeout (60 s: a 3 MiB
+// upload at 64 KB/s) and HTTPIdleTimeout: a request's headers must arrive
+// within 10 s (or the request timeout, if shorter) and are bounded at
+// 64 KiB (the SDKs send well under 4 KiB). WebSocket connections set their
+// own deadlines once upgraded (gateway: idle timeout and per-frame write
+// timeout).
+const (
+	clientReadHeaderTimeout = 10 * time.Second
+	clientMaxHeaderBytes    = 64 << 10
+)
+
 // Node is one chat node. Start and Shutdown may each be called once.
 type Node struct {
 	cfg      Config
@@ -165,6 +176,10 @@ func (n *Node) Start() error {
 		IdleTimeout:  n.cfg.IdleTimeout,
 		LoginTimeout: n.cfg.LoginTimeout,
 		Presence:     hookPresence{Presence: cl.Presence(), hooks: n.hooks},
+
+		MaxConnectionsPerIP:       n.cfg.MaxConnectionsPerIP,
+		ConnectionsPerSecondPerIP: n.cfg.ConnectionsPerSecondPerIP,
+		ConnectionBurstPerIP:      int(4 * max(n.cfg.ConnectionsPerSecondPerIP, 0)),
 	})
 	if err != nil {
 		return n.abort(err)
@@ -195,7 +210,11 @@ func (n *Node) Start() error {
 			if !ok {
 				return storage.App{}, false
 			}
-			return storage.App{ID: a.ID, Key: a.Key, MasterKey: a.MasterKey}, true
+			return storage.App{
+				ID: a.ID, Key: a.Key, MasterKey: a.MasterKey,
+				AccountRequestsPerMinutePerIP: a.Limits.AccountRequestsPerMinutePerIP,
+				FailedLoginsPerUser:           a.Limits.FailedLoginsPerUser,
+			}, true
 		},
 		Logger: n.cfg.Logger.With("component", "storage"),
 	})
@@ -237,7 +256,11 @@ func (n *Node) Start() error {
 			}
 			api.ServeHTTP(w, r)
 		}),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(clientReadHeaderTimeout, n.cfg.HTTPRequestTimeout),
+		ReadTimeout:       n.cfg.HTTPRequestTimeout,
+		WriteTimeout:      n.cfg.HTTPRequestTimeout,
+		IdleTimeout:       n.cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    clientMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	n.serve(n.clientSrv, n.clientLn)

@@ -41,6 +41,23 @@ type App struct {
 	// Hooks configures server hooks, the system-conversation webhook and
 	// offline push (docs/hooks.md). Zero value means none.
 	Hooks *Hooks `json:"hooks,omitempty"`
+	// SignStorageLogins lets POST /1.1/rtm/sign sign session/open for the
+	// storage users of an app with LoginSignature: anyone with the appKey
+	// can create a storage user, so on such an app the endpoint would hand
+	// out logins to everyone. Zero value means off: with LoginSignature on,
+	// /1.1/rtm/sign answers 403 and the app's own back end signs logins.
+	// Without LoginSignature signatures are not checked and the endpoint
+	// always answers.
+	SignStorageLogins bool `json:"signStorageLogins,omitempty"`
+	// QueryOwnConversationsOnly limits conv/query to the conversations the
+	// caller is a member of and to chat rooms (transient conversations,
+	// which anyone may join). Zero value means off: a query may match any
+	// conversation of the app, as on LeanCloud (last messages are still
+	// shown only to members).
+	QueryOwnConversationsOnly bool `json:"queryOwnConversationsOnly,omitempty"`
+	// Limits bound what the app's clients may cost a node. Zero fields
+	// mean DefaultLimits; NewRegistry fills them in.
+	Limits Limits `json:"limits,omitzero"`
 }
 
 // Validate reports a configuration error.
@@ -61,6 +78,9 @@ func (a *App) Validate() error {
 		if err := a.Hooks.Validate(); err != nil {
 			return fmt.Errorf("app %q: %w", a.ID, err)
 		}
+	}
+	if err := a.Limits.validate(); err != nil {
+		return fmt.Errorf("apps: app %q: limits: %w", a.ID, err)
 	}
 	return nil
 }
@@ -84,6 +104,7 @@ func NewRegistry(list []App) (*Registry, error) {
 		if _, dup := r.apps[a.ID]; dup {
 			return nil, fmt.Errorf("apps: app %q configured twice", a.ID)
 		}
+		a.Limits = a.Limits.withDefaults()
 		r.apps[a.ID] = &a
 	}
 	return r, nil

@@ -27,6 +27,7 @@ type conn struct {
 	ws   *gws.Conn
 	id   uint64
 	sub  string
+	ip   string // source address; holds one of its per-address slots
 	log  *slog.Logger
 	in   chan *pb.GenericCommand
 	out  chan outFrame
@@ -51,10 +52,11 @@ type conn struct {
 	loggedIn bool
 }
 
-func newConn(g *Gateway, ws *gws.Conn) *conn {
+func newConn(g *Gateway, ws *gws.Conn, ip string) *conn {
 	c := &conn{
 		g:    g,
 		ws:   ws,
+		ip:   ip,
 		id:   g.nextConn.Add(1),
 		sub:  ws.SubProtocol(),
 		in:   make(chan *pb.GenericCommand, g.cfg.InboundQueue),
@@ -325,6 +327,7 @@ func (c *conn) release(cause error) {
 	close(c.done)
 	_ = c.ws.NetConn().Close()
 	c.g.untrack(c)
+	c.g.limits.connsOpen.Release(c.ip)
 	c.g.metrics.connections.Dec()
 	c.mu.Lock()
 	sessions := c.sessions

@@ -64,6 +64,18 @@ type Config struct {
 	// MaxSessionsPerConn bounds the sessions logged in on one socket. Zero
 	// value means 64.
 	MaxSessionsPerConn int
+	// MaxConnectionsPerIP bounds the open WebSocket connections from one
+	// source address; one more is refused with HTTP 429 before the upgrade.
+	// Zero value means 2000 (room for a large NAT); negative means no
+	// limit.
+	MaxConnectionsPerIP int
+	// ConnectionsPerSecondPerIP is the rate of new WebSocket connections
+	// from one source address, with bursts of ConnectionBurstPerIP; beyond
+	// it HTTP 429 before the upgrade. Zero values mean 100/s and 400 (a
+	// whole office reconnecting after a node restart); a negative rate
+	// means no limit.
+	ConnectionsPerSecondPerIP float64
+	ConnectionBurstPerIP      int
 	// Now is the clock. Zero value means time.Now.
 	Now func() time.Time
 	// Presence, if set, is told about sessions opening and closing on
@@ -108,6 +120,15 @@ func (c *Config) setDefaults() {
 	if c.MaxSessionsPerConn == 0 {
 		c.MaxSessionsPerConn = 64
 	}
+	if c.MaxConnectionsPerIP == 0 {
+		c.MaxConnectionsPerIP = 2000
+	}
+	if c.ConnectionsPerSecondPerIP == 0 {
+		c.ConnectionsPerSecondPerIP = 100
+	}
+	if c.ConnectionBurstPerIP == 0 {
+		c.ConnectionBurstPerIP = 400
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -121,6 +142,7 @@ type Gateway struct {
 	upgrader *gws.Upgrader
 	reg      *registry
 	metrics  *metrics
+	limits   *limiters
 
 	nextConn    atomic.Uint64
 	nextSession atomic.Uint64
@@ -158,6 +180,7 @@ func New(cfg Config) (*Gateway, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(map[*conn]struct{}),
+		limits: newLimiters(&cfg),
 	}
 	g.metrics = newMetrics(cfg.Registerer, g)
 	g.upgrader = gws.NewUpgrader(&handler{g: g}, &gws.ServerOption{
@@ -183,15 +206,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "node is draining, connect to another node", http.StatusServiceUnavailable)
 		return
 	}
+	ip := remoteIP(r)
+	if !g.limits.admit(w, ip) {
+		g.metrics.rateLimited.WithLabelValues("connection").Inc()
+		return
+	}
 	ws, err := g.upgrader.Upgrade(w, r)
 	if err != nil {
+		g.limits.connsOpen.Release(ip)
 		g.metrics.handshakeFailures.Inc()
 		if g.log.Enabled(r.Context(), slog.LevelDebug) {
 			g.log.Debug("Rejecting WebSocket handshake", "remote", r.RemoteAddr, "err", err)
 		}
 		return
 	}
-	c := newConn(g, ws)
+	// The HTTP server's write deadline for the request would otherwise
+	// stay on the socket; the writer sets one per frame.
+	_ = ws.SetWriteDeadline(time.Time{})
+	c := newConn(g, ws, ip)
 	if !g.track(c) {
 		_ = ws.WriteClose(1001, []byte("shutting down"))
 		return

@@ -17,6 +17,7 @@ type metrics struct {
 	commands          *prometheus.CounterVec
 	commandErrors     *prometheus.CounterVec
 	commandSeconds    *prometheus.HistogramVec
+	rateLimited       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
@@ -58,10 +59,13 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 			Name: "imnode_gateway_command_duration_seconds", Help: "Time to execute a client command, by command.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"cmd"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imnode_gateway_rate_limited_total", Help: "Connections (kind=connection) and logins (kind=login) refused by a rate or concurrency limit.",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.handshakeFailures, m.badFrames, m.framesOut, m.pushes,
-			m.slowDisconnects, m.floodDisconnects, m.idleDisconnects, m.panics, m.commands, m.commandErrors, m.commandSeconds,
+			m.slowDisconnects, m.floodDisconnects, m.idleDisconnects, m.panics, m.commands, m.commandErrors, m.commandSeconds, m.rateLimited,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "imnode_gateway_sessions", Help: "Logged-in sessions.",
 			}, func() float64 { return float64(g.reg.size()) }))

@@ -43,6 +43,10 @@ func (g *Gateway) open(c *conn, req *pb.GenericCommand) *pb.GenericCommand {
 	if !ok {
 		return protocol.ErrorResponse(req, protocol.ErrAppNotAvailable.WithDetail("unknown appId %q", req.GetAppId()))
 	}
+	if err := g.limits.allowLogin(app, c.ip, g.cfg.Now); err != nil {
+		g.metrics.rateLimited.WithLabelValues("login").Inc()
+		return protocol.ErrorResponse(req, err)
+	}
 	sm := req.GetSessionMessage()
 	if sm == nil {
 		sm = &pb.SessionCommand{}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/session"
 )
 
@@ -38,8 +39,16 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 }
 
 // sign implements POST /1.1/rtm/sign: a login signature for a storage
-// user's session token; the user's objectId is the client id.
+// user's session token; the user's objectId is the client id. On an app
+// with LoginSignature it signs only when the app enables SignStorageLogins:
+// anyone with the appKey can create a storage user, so otherwise the
+// endpoint would let anyone past the app's login signatures.
 func (s *Server) sign(w http.ResponseWriter, r *http.Request, app *apps.App, _ bool) {
+	if app.LoginSignature && !app.SignStorageLogins {
+		writeError(w, http.StatusForbidden, int(protocol.ErrSignatureFailed.Code),
+			"this app requires login signatures from its own back end (signStorageLogins is off)")
+		return
+	}
 	var body struct {
 		SessionToken string `json:"session_token"`
 	}

@@ -132,9 +132,15 @@ func (s *Service) fileToken(w http.ResponseWriter, req request) {
 }
 
 // upload receives the bytes. Like an S3 pre-signed URL it carries its own
-// authorisation (the upload token) and no app headers.
+// authorisation (the upload token) and no app headers. The token is checked
+// before a byte of the body is read, and the body is read only up to
+// MaxFileSize: an unauthorised or oversized upload costs the node nothing
+// but the request headers.
 func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 	app, token := r.URL.Query().Get("app"), r.URL.Query().Get("token")
+	if _, ok := s.pendingUpload(w, app, r.PathValue("id"), token); !ok {
+		return
+	}
 	if r.ContentLength > s.cfg.MaxFileSize {
 		s.tooLarge(w)
 		return
@@ -150,13 +156,10 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, err := s.loadFile(app, r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (f.State != filePending || !equal(f.Token, token))) {
-		writeError(w, http.StatusForbidden, codeUnauthorized, "Unknown or used upload token.")
-		return
-	}
-	if err != nil {
-		s.internalError(w, "upload", err)
+	// Checked again under mu: the token is single-use, and a concurrent
+	// upload with it may have finished while this body was read.
+	f, ok := s.pendingUpload(w, app, r.PathValue("id"), token)
+	if !ok {
 		return
 	}
 	f.State, f.Size, f.UpdatedAt = fileUploaded, int64(len(data)), isoTime(s.now())
@@ -175,6 +178,25 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// pendingUpload returns the pending file id of app whose upload token is
+// token, or answers 403 and returns false.
+func (s *Service) pendingUpload(w http.ResponseWriter, app, id, token string) (*fileRecord, bool) {
+	if app == "" || id == "" || token == "" {
+		writeError(w, http.StatusForbidden, codeUnauthorized, "Unknown or used upload token.")
+		return nil, false
+	}
+	f, err := s.loadFile(app, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (f.State != filePending || !equal(f.Token, token))) {
+		writeError(w, http.StatusForbidden, codeUnauthorized, "Unknown or used upload token.")
+		return nil, false
+	}
+	if err != nil {
+		s.internalError(w, "upload", err)
+		return nil, false
+	}
+	return f, true
 }
 
 func (s *Service) tooLarge(w http.ResponseWriter) {

@@ -4,7 +4,9 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 
 	"github.com/imcluster/imcluster/node/apps"
@@ -20,9 +22,11 @@ const (
 	codeUsernameTaken = 202
 	codeBadPassword   = 210
 	codeUserNotFound  = 211
+	codeLoginLocked   = 219
 	codeUnauthorized  = 401
 	codeNotFound      = 404
 	codeFileTooLarge  = 413
+	codeTooMany       = 429
 )
 
 // maxJSONBody bounds every JSON request body.
@@ -101,4 +105,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *Service) internalError(w http.ResponseWriter, op string, err error) {
 	s.log.Error("Storage request failed", "op", op, "err", err)
 	writeError(w, http.StatusInternalServerError, codeInternal, "Internal server error.")
+}
+
+// allowAccountRequest applies the app's per-address rate of sign-ups and
+// logins (each costs a password hash); beyond it the answer is 429.
+func (s *Service) allowAccountRequest(w http.ResponseWriter, req request) bool {
+	if s.limitsOf(req.app).accounts.Allow(clientIP(req.r)) {
+		return true
+	}
+	w.Header().Set("Retry-After", "60")
+	writeError(w, http.StatusTooManyRequests, codeTooMany, fmt.Sprintf(
+		"Too many sign-ups and logins from this address (limit %d per minute).", req.app.AccountRequestsPerMinutePerIP))
+	return false
+}
+
+// clientIP is the host part of the request's remote address.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/limit"
 	"github.com/imcluster/imcluster/node/store"
 )
 
@@ -19,14 +21,32 @@ import (
 // token.
 var ErrInvalidSessionToken = errors.New("storage: invalid session token")
 
+// MaxFileSizeLimit is the largest Config.MaxFileSize: an uploaded file is
+// one replicated write, and the peer transport carries at most 4 MiB in one
+// frame; 256 KiB are left for the file record, keys and framing. A larger
+// file would be written on its coordinator and then fail to replicate.
+const MaxFileSizeLimit = 4<<20 - 256<<10
+
 // DefaultMaxFileSize is the upload limit when Config.MaxFileSize is zero.
-const DefaultMaxFileSize = 10 << 20
+const DefaultMaxFileSize = 3 << 20
 
 // App is the part of an app's configuration the shim needs.
 type App struct {
 	ID        string
 	Key       string
 	MasterKey string
+	// AccountRequestsPerMinutePerIP bounds sign-ups and logins per source
+	// address (apps.Limits); zero or less means no limit.
+	AccountRequestsPerMinutePerIP int
+	// FailedLoginsPerUser bounds wrong passwords per username within
+	// apps.FailedLoginWindow; zero or less means no limit.
+	FailedLoginsPerUser int
+}
+
+// appLimits are the limiters of one app, made on its first request.
+type appLimits struct {
+	accounts *limit.Rate // key: source address
+	failures *limit.Rate // key: username
 }
 
 // Config configures a Service.
@@ -38,8 +58,8 @@ type Config struct {
 	// Shard is the store shard whose FamUser/FamFile families hold the
 	// records. Zero value means shard 0.
 	Shard uint16
-	// MaxFileSize is the largest accepted upload in bytes. Zero value means
-	// DefaultMaxFileSize (10 MiB).
+	// MaxFileSize is the largest accepted upload in bytes, at most
+	// MaxFileSizeLimit. Zero value means DefaultMaxFileSize (3 MiB).
 	MaxFileSize int64
 	// BaseURL returns the scheme://host under which the client reached us;
 	// file URLs handed to clients start with it. Zero value means
@@ -67,6 +87,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxFileSize < 0 || c.SignWindow < 0 || c.PasswordIterations < 0 {
 		return errors.New("storage: MaxFileSize, SignWindow and PasswordIterations must not be negative")
+	}
+	if c.MaxFileSize > MaxFileSizeLimit {
+		return fmt.Errorf("storage: MaxFileSize %d is above %d, the most one replicated write carries", c.MaxFileSize, MaxFileSizeLimit)
 	}
 	return nil
 }
@@ -98,8 +121,16 @@ func (c *Config) ensureDefaults() {
 type Service struct {
 	cfg Config
 	log *slog.Logger
+	// dummySalt is hashed against when a login names no user, so that the
+	// answer takes as long as for a wrong password.
+	dummySalt string
 
 	mu sync.Mutex
+
+	// limitsMu guards limits (app id -> its limiters; one entry per
+	// configured app that was used).
+	limitsMu sync.Mutex
+	limits   map[string]*appLimits
 }
 
 // New returns a Service.
@@ -108,7 +139,25 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	cfg.ensureDefaults()
-	return &Service{cfg: cfg, log: cfg.Logger.With("component", "storage")}, nil
+	return &Service{
+		cfg: cfg, log: cfg.Logger.With("component", "storage"), dummySalt: randomHex(16),
+		limits: make(map[string]*appLimits),
+	}, nil
+}
+
+// limitsOf returns app's limiters.
+func (s *Service) limitsOf(app App) *appLimits {
+	s.limitsMu.Lock()
+	defer s.limitsMu.Unlock()
+	l, ok := s.limits[app.ID]
+	if !ok {
+		l = &appLimits{
+			accounts: limit.NewRate(float64(app.AccountRequestsPerMinutePerIP)/60, app.AccountRequestsPerMinutePerIP, 0, s.cfg.Now),
+			failures: limit.NewRate(float64(app.FailedLoginsPerUser)/apps.FailedLoginWindow, app.FailedLoginsPerUser, 0, s.cfg.Now),
+		}
+		s.limits[app.ID] = l
+	}
+	return l
 }
 
 // Handler returns the HTTP handler. It serves full paths starting with

@@ -139,7 +139,7 @@ func TestStorageUserSignUpLogInMe(t *testing.T) {
 		t.Fatalf("login leaks the password hash: %s", r.raw)
 	}
 	wantError(t, f.do("POST", "/1.1/login", map[string]any{"username": "tom", "password": "dog"}, h...), 400, codeBadPassword)
-	wantError(t, f.do("POST", "/1.1/login", map[string]any{"username": "nobody", "password": "x"}, h...), 404, codeUserNotFound)
+	wantError(t, f.do("POST", "/1.1/login", map[string]any{"username": "nobody", "password": "x"}, h...), 400, codeBadPassword)
 
 	r = f.do("GET", "/1.1/users/me", nil, append(h, "X-LC-Session", token)...)
 	if r.status != 200 || r.body["username"] != "tom" || r.body["sessionToken"] != token {
@@ -160,7 +160,7 @@ func TestStorageUserSignUpLogInMe(t *testing.T) {
 	}
 	// Apps are isolated: the same username is free in another app.
 	r = f.do("POST", "/1.1/login", map[string]any{"username": "tom", "password": "cat"}, appKey("app-b")...)
-	wantError(t, r, 404, codeUserNotFound)
+	wantError(t, r, 400, codeBadPassword)
 }
 
 func TestStorageUserPersistsAcrossReopen(t *testing.T) {

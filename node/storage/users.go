@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/imcluster/imcluster/node/apps"
 	"github.com/imcluster/imcluster/node/store"
 )
 
@@ -37,25 +38,35 @@ var reservedUserFields = map[string]bool{
 	"mobilePhoneVerified": true, "authData": true, "ACL": true,
 }
 
-// public returns the user as the REST API shows it; withToken adds the
-// session token (only to the user themselves).
+// public returns the user as the REST API shows it to the user themselves
+// (withToken adds the session token) or to the master key.
 func (u *userRecord) public(withToken bool) map[string]any {
+	out := u.others()
+	if u.Email != "" {
+		out["email"] = u.Email
+	}
+	out["emailVerified"] = false
+	out["mobilePhoneVerified"] = false
+	if withToken {
+		out["sessionToken"] = u.SessionToken
+	}
+	return out
+}
+
+// others returns what any client of the app may see of the user: the id,
+// username, timestamps and the custom fields it signed up with (public
+// profile fields such as a nickname, like LeanCloud's default public-read
+// _User). Email and verification state are for the user and the master
+// key only.
+func (u *userRecord) others() map[string]any {
 	out := make(map[string]any, len(u.Extra)+8)
 	for k, v := range u.Extra {
 		out[k] = v
 	}
 	out["objectId"] = u.ObjectID
 	out["username"] = u.Username
-	if u.Email != "" {
-		out["email"] = u.Email
-	}
-	out["emailVerified"] = false
-	out["mobilePhoneVerified"] = false
 	out["createdAt"] = u.CreatedAt
 	out["updatedAt"] = u.UpdatedAt
-	if withToken {
-		out["sessionToken"] = u.SessionToken
-	}
 	return out
 }
 
@@ -81,6 +92,9 @@ func stringField(body map[string]json.RawMessage, name string) (string, bool) {
 }
 
 func (s *Service) signUp(w http.ResponseWriter, req request) {
+	if !s.allowAccountRequest(w, req) {
+		return
+	}
 	var body map[string]json.RawMessage
 	if !decodeBody(w, req.r, &body) {
 		return
@@ -147,7 +161,14 @@ func (s *Service) signUp(w http.ResponseWriter, req request) {
 	})
 }
 
+// logIn checks a username and password. Its errors do not tell whether the
+// username exists (one answer, 210, after the same password-hashing work),
+// and a username that saw FailedLoginsPerUser wrong passwords within
+// apps.FailedLoginWindow is refused (219) until the window has passed.
 func (s *Service) logIn(w http.ResponseWriter, req request) {
+	if !s.allowAccountRequest(w, req) {
+		return
+	}
 	var body map[string]json.RawMessage
 	if !decodeBody(w, req.r, &body) {
 		return
@@ -162,30 +183,42 @@ func (s *Service) logIn(w http.ResponseWriter, req request) {
 		writeError(w, http.StatusBadRequest, codePasswordEmpty, "Password is missing or empty.")
 		return
 	}
-	id, err := s.cfg.Store.Get(s.key(req.app.ID, store.FamUser, "name").Str(username))
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, codeUserNotFound, "Could not find user.")
+	lim := s.limitsOf(req.app)
+	failKey := req.app.ID + "\x00" + username
+	if lim.failures.Exhausted(failKey) {
+		writeError(w, http.StatusTooManyRequests, codeLoginLocked, fmt.Sprintf(
+			"Too many wrong passwords for this username; try again in up to %d minutes.", apps.FailedLoginWindow/60))
 		return
 	}
+	u, err := s.userByName(req.app.ID, username)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.internalError(w, "login", err)
+		return
+	}
+	salt, iterations, want := s.dummySalt, s.cfg.PasswordIterations, ""
+	if u != nil {
+		salt, iterations, want = u.Salt, u.Iterations, u.PasswordHash
+	}
+	hash, err := hashPassword(password, salt, iterations)
 	if err != nil {
 		s.internalError(w, "login", err)
 		return
 	}
-	u, err := s.loadUser(req.app.ID, string(id))
-	if err != nil {
-		s.internalError(w, "login", err)
-		return
-	}
-	hash, err := hashPassword(password, u.Salt, u.Iterations)
-	if err != nil {
-		s.internalError(w, "login", err)
-		return
-	}
-	if !equal(hash, u.PasswordHash) {
+	if u == nil || !equal(hash, want) {
+		lim.failures.Allow(failKey)
 		writeError(w, http.StatusBadRequest, codeBadPassword, "The username and password mismatch.")
 		return
 	}
 	writeJSON(w, http.StatusOK, u.public(true))
+}
+
+// userByName loads the user named username, or returns store.ErrNotFound.
+func (s *Service) userByName(app, username string) (*userRecord, error) {
+	id, err := s.cfg.Store.Get(s.key(app, store.FamUser, "name").Str(username))
+	if err != nil {
+		return nil, err
+	}
+	return s.loadUser(app, string(id))
 }
 
 func (s *Service) me(w http.ResponseWriter, req request) {
@@ -206,6 +239,9 @@ func (s *Service) me(w http.ResponseWriter, req request) {
 	writeJSON(w, http.StatusOK, u.public(true))
 }
 
+// getUser answers a user record: in full to the master key and to the user
+// themselves (X-LC-Session), the public fields (userRecord.others) to
+// anyone else.
 func (s *Service) getUser(w http.ResponseWriter, req request) {
 	u, err := s.loadUser(req.app.ID, req.r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) {
@@ -216,7 +252,15 @@ func (s *Service) getUser(w http.ResponseWriter, req request) {
 		s.internalError(w, "get user", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, u.public(false))
+	if req.master {
+		writeJSON(w, http.StatusOK, u.public(false))
+		return
+	}
+	if tok := req.r.Header.Get("X-LC-Session"); tok != "" && equal(tok, u.SessionToken) {
+		writeJSON(w, http.StatusOK, u.public(false))
+		return
+	}
+	writeJSON(w, http.StatusOK, u.others())
 }
 
 func (s *Service) loadUser(app, id string) (*userRecord, error) {

@@ -1,0 +1,86 @@
+package apps
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Limits bound what the clients of one app may cost a node. They are
+// enforced per node (a client spread over N nodes gets N times the rates).
+// Every zero field takes its value from DefaultLimits; a negative rate or
+// count turns that limit off. The JSON names are the keys of an app's
+// "limits" object in the apps file (docs/security.md lists them).
+type Limits struct {
+	// LoginsPerSecond is the session/open rate of the whole app on one
+	// node; a login beyond it is answered 4116 (retry later). Bursts of
+	// twice the rate pass.
+	LoginsPerSecond float64 `json:"loginsPerSecond,omitempty"`
+	// LoginsPerMinutePerIP is the session/open rate of one source address.
+	LoginsPerMinutePerIP int `json:"loginsPerMinutePerIP,omitempty"`
+	// AccountRequestsPerMinutePerIP is the rate of storage sign-ups and
+	// logins (POST /1.1/users, /1.1/login: each costs a password hash)
+	// from one source address; beyond it HTTP 429.
+	AccountRequestsPerMinutePerIP int `json:"accountRequestsPerMinutePerIP,omitempty"`
+	// FailedLoginsPerUser is how many wrong passwords one username may see
+	// in FailedLoginWindow; beyond it /1.1/login answers 219 (HTTP 429)
+	// until the window has passed.
+	FailedLoginsPerUser int `json:"failedLoginsPerUser,omitempty"`
+	// ConcurrentQueries bounds the conv/query commands of the app running
+	// at once on one node; one beyond it is answered 4318.
+	ConcurrentQueries int `json:"concurrentQueries,omitempty"`
+	// QueryScanBudget bounds the conversation records one conv/query may
+	// examine; a query that needs more is answered 4310 naming the budget.
+	QueryScanBudget int `json:"queryScanBudget,omitempty"`
+}
+
+// FailedLoginWindow is the window of Limits.FailedLoginsPerUser (LeanCloud
+// locks a username for 15 minutes after repeated wrong passwords).
+const FailedLoginWindow = 15 * 60 // seconds
+
+// DefaultLimits are the limits of an app that sets none. Their reasons:
+// 200 logins/s per node is far above a real app's reconnect storm after a
+// node restart spread over several nodes; 300 logins/min per address leave
+// room for a NAT of many users; 30 account requests/min per address bound
+// the password-hashing CPU one address can use (~2 cores·s/min); ten wrong
+// passwords per 15 minutes per username is LeanCloud's order; 8 concurrent
+// queries per app and node keep one app from taking every core; 5000
+// records per query is what one query can examine in well under a second.
+var DefaultLimits = Limits{
+	LoginsPerSecond:               200,
+	LoginsPerMinutePerIP:          300,
+	AccountRequestsPerMinutePerIP: 30,
+	FailedLoginsPerUser:           10,
+	ConcurrentQueries:             8,
+	QueryScanBudget:               5000,
+}
+
+// withDefaults returns l with every zero field set from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.LoginsPerSecond == 0 {
+		l.LoginsPerSecond = d.LoginsPerSecond
+	}
+	setDefault(&l.LoginsPerMinutePerIP, d.LoginsPerMinutePerIP)
+	setDefault(&l.AccountRequestsPerMinutePerIP, d.AccountRequestsPerMinutePerIP)
+	setDefault(&l.FailedLoginsPerUser, d.FailedLoginsPerUser)
+	setDefault(&l.ConcurrentQueries, d.ConcurrentQueries)
+	setDefault(&l.QueryScanBudget, d.QueryScanBudget)
+	return l
+}
+
+func setDefault(v *int, d int) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+// validate reports a limit that makes no sense.
+func (l Limits) validate() error {
+	if l.QueryScanBudget < 0 {
+		return errors.New("queryScanBudget must not be negative (a query must be able to examine something)")
+	}
+	if l.QueryScanBudget > 10_000_000 {
+		return fmt.Errorf("queryScanBudget %d is above 10000000", l.QueryScanBudget)
+	}
+	return nil
+}

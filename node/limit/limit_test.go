@@ -1,0 +1,55 @@
+package limit
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestLimitRateBurstRefillAndKeys(t *testing.T) {
+	now := time.Unix(0, 0)
+	r := NewRate(2, 3, 4, func() time.Time { return now })
+	for i := range 3 {
+		if !r.Allow("a") {
+			t.Fatalf("take %d of a burst of 3 refused", i+1)
+		}
+	}
+	if r.Allow("a") || !r.Exhausted("a") {
+		t.Fatal("a fourth take within the burst was allowed")
+	}
+	if !r.Allow("b") {
+		t.Fatal("another key shares a's bucket")
+	}
+	now = now.Add(500 * time.Millisecond) // 2/s: one token back
+	if !r.Allow("a") || r.Allow("a") {
+		t.Fatal("refill after 0.5 s at 2/s is not exactly one token")
+	}
+	for i := range 100 {
+		r.Allow(fmt.Sprint("k", i))
+	}
+	if n := r.Len(); n > 4 {
+		t.Fatalf("%d keys remembered, limit 4", n)
+	}
+	if NewRate(0, 1, 0, nil).Allow("x") != true {
+		t.Fatal("a zero rate must disable the limit")
+	}
+}
+
+func TestLimitCounter(t *testing.T) {
+	c := NewCounter()
+	if !c.Acquire("a", 2) || !c.Acquire("a", 2) || c.Acquire("a", 2) {
+		t.Fatal("limit 2 not enforced")
+	}
+	c.Release("a")
+	if !c.Acquire("a", 2) {
+		t.Fatal("release did not free a slot")
+	}
+	c.Release("a")
+	c.Release("a")
+	if c.Get("a") != 0 || len(c.n) != 0 {
+		t.Fatalf("released key still held: %v", c.n)
+	}
+	if !c.Acquire("b", 0) {
+		t.Fatal("max 0 must mean no limit")
+	}
+}
