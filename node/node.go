@@ -195,6 +195,17 @@ func (n *Node) Start() error {
 		Hooks:       n.hooks,
 		SysMessages: n.hooks,
 		Push:        push.NewService(registry, n.cfg.NodeID, nil),
+		QueryLimits: func(app string) conversation.QueryLimits {
+			a, ok := registry.Lookup(app)
+			if !ok {
+				return conversation.DefaultQueryLimits
+			}
+			return conversation.QueryLimits{
+				OwnConversationsOnly: a.QueryOwnConversationsOnly,
+				ScanBudget:           a.Limits.QueryScanBudget,
+				Concurrent:           a.Limits.ConcurrentQueries,
+			}
+		},
 	})
 	if err != nil {
 		return n.abort(err)

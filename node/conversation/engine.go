@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/imcluster/imcluster/node/limit"
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
 	"github.com/imcluster/imcluster/node/store"
@@ -111,7 +112,28 @@ type Config struct {
 	// PushInterval is how often the push loop looks for due pushes. Zero
 	// value means 1 s.
 	PushInterval time.Duration
+	// QueryLimits returns an app's conv/query limits. Nil means
+	// DefaultQueryLimits for every app.
+	QueryLimits func(app string) QueryLimits
 }
+
+// QueryLimits bound the conv/query commands of one app on one node.
+type QueryLimits struct {
+	// OwnConversationsOnly limits results to the caller's conversations
+	// and chat rooms.
+	OwnConversationsOnly bool
+	// ScanBudget bounds the conversation records one query examines; a
+	// query that needs more is answered 4310 naming the budget. Zero or
+	// less means DefaultQueryLimits.ScanBudget.
+	ScanBudget int
+	// Concurrent bounds the app's queries running at once; one more is
+	// answered 4318. Zero or less means no limit.
+	Concurrent int
+}
+
+// DefaultQueryLimits apply when Config.QueryLimits is nil (the reasons for
+// the numbers are at apps.DefaultLimits).
+var DefaultQueryLimits = QueryLimits{ScanBudget: 5000, Concurrent: 8}
 
 // DefaultConfig returns a Config with every optional field at its default.
 // Store, Shards and Deliverer must still be set.
@@ -264,6 +286,9 @@ type Engine struct {
 	rooms rooms
 	wills wills
 
+	// queries counts the running conv/query commands per app.
+	queries *limit.Counter
+
 	// tsEpoch invalidates the stripes' cached timestamps (ForgetTimestamps).
 	tsEpoch atomic.Uint64
 
@@ -295,6 +320,8 @@ func New(cfg Config) (*Engine, error) {
 		log:    cfg.Logger.With("component", logComponent),
 		nonce:  newMessageID()[:8],
 		acks:   make(chan ackJob, ackQueueSize),
+
+		queries: limit.NewCounter(),
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {

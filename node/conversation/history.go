@@ -19,6 +19,7 @@ const (
 // logsWindow is a validated history request.
 type logsWindow struct {
 	limit                 int
+	maxBytes              int  // message bytes (wireSize) per page; 0: no bound
 	newer                 bool // direction NEW
 	t, tt                 int64
 	mid, tmid             string
@@ -29,7 +30,7 @@ type logsWindow struct {
 }
 
 func logsRequest(lm *pb.LogsCommand) logsWindow {
-	w := logsWindow{limit: defaultLogsLimit, t: lm.GetT(), tt: lm.GetTt(), mid: lm.GetMid(), tmid: lm.GetTmid(),
+	w := logsWindow{limit: defaultLogsLimit, maxBytes: MaxLogsPageBytes, t: lm.GetT(), tt: lm.GetTt(), mid: lm.GetMid(), tmid: lm.GetTmid(),
 		tIncluded: lm.GetTIncluded(), ttIncluded: lm.GetTtIncluded(),
 		newer: lm.GetDirection() == pb.LogsCommand_NEW}
 	switch {
@@ -132,7 +133,27 @@ func (e *Engine) handleLogs(ctx context.Context, c Caller, req *pb.GenericComman
 	return resp, nil
 }
 
-// history returns the window's messages in ascending (timestamp, id) order.
+// MaxLogsPageBytes bounds the message bytes (message.wireSize) of one
+// history page. A page is cut to fit, keeping the messages nearest its
+// starting point, so the next page the SDK asks for starts where this one
+// ended. 256 KiB is half the outgoing frame limit after the base64
+// subprotocol's 4/3 expansion, with room for the envelopes; 100 messages
+// of the 5 KB limit do not fit, so without the cut such a page closed the
+// reader's socket.
+const MaxLogsPageBytes = 256 << 10
+
+// wireSize approximates the bytes m adds to a frame: its content and
+// mentioned ids (the envelope is small and bounded).
+func (m *message) wireSize() int {
+	n := len(m.Data) + len(m.Bin) + len(m.ID) + len(m.From) + 32
+	for _, id := range m.MentionPids {
+		n += len(id) + 2
+	}
+	return n
+}
+
+// history returns the window's messages in ascending (timestamp, id) order,
+// at most w.limit and at most w.maxBytes of them (at least one).
 func (e *Engine) history(ctx context.Context, app, cid string, w logsWindow) ([]*message, error) {
 	if w.limit == 0 {
 		return nil, nil
@@ -143,6 +164,7 @@ func (e *Engine) history(ctx context.Context, app, cid string, w logsWindow) ([]
 		return nil, nil
 	}
 	var out []*message
+	size := 0
 	err := e.st.Scan(lower, upper, !w.newer, func(_, v []byte) (bool, error) {
 		if err := ctx.Err(); err != nil {
 			return false, err
@@ -153,6 +175,10 @@ func (e *Engine) history(ctx context.Context, app, cid string, w logsWindow) ([]
 		}
 		if (w.hasType && (!m.HasType || m.Type != w.lctype)) || !m.visibleTo(w.viewer) {
 			return true, nil
+		}
+		size += m.wireSize()
+		if w.maxBytes > 0 && len(out) > 0 && size > w.maxBytes {
+			return false, nil // cut to fit: the page ends at the previous message
 		}
 		out = append(out, m)
 		return len(out) < w.limit, nil

@@ -39,6 +39,9 @@ func (e *Engine) handlePatch(ctx context.Context, c Caller, req *pb.GenericComma
 }
 
 func (e *Engine) patchOne(_ context.Context, c Caller, it *pb.PatchItem) (int64, error) {
+	if err := checkContentSize(len(it.GetData())+len(it.BinaryMsg), it.MentionPids); err != nil {
+		return 0, err
+	}
 	cid := it.GetCid()
 	st := e.convStripe(c.App, cid)
 	st.mu.Lock()

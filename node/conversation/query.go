@@ -1,13 +1,16 @@
 package conversation
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
@@ -93,8 +96,68 @@ func queryFailed(err error) error {
 	return err
 }
 
-// convQuery implements conv/query (spec 3.8).
+// MaxQueryResultBytes bounds the JSON of one conv/query answer. Results
+// beyond it are cut (the SDKs page with skip and limit): 256 KiB is half the
+// outgoing frame limit after the base64 subprotocol's 4/3 expansion. Without
+// the cut six conversations carrying large attributes closed the socket of
+// every member whose default query returned them.
+const MaxQueryResultBytes = 256 << 10
+
+// errScanBudget ends a scan that examined more records than its budget;
+// errQueryDeadline one whose request deadline passed. Neither is a
+// transport error, so the cluster's scan does not retry them.
+var (
+	errScanBudget    = errors.New("conversation: query scan budget exceeded")
+	errQueryDeadline = errors.New("conversation: query deadline passed")
+)
+
+// scanBudget counts the conversation records one query examines. It is
+// shared by the query's concurrent shard scans.
+type scanBudget struct {
+	limit int
+	used  atomic.Int64
+}
+
+// charge counts one examined record; it fails with errScanBudget past the
+// limit and with errQueryDeadline once ctx is done.
+func (b *scanBudget) charge(ctx context.Context) error {
+	if b.used.Add(1) > int64(b.limit) {
+		return errScanBudget
+	}
+	if ctx.Err() != nil {
+		return errQueryDeadline
+	}
+	return nil
+}
+
+func (e *Engine) queryLimits(app string) QueryLimits {
+	l := DefaultQueryLimits
+	if e.cfg.QueryLimits != nil {
+		l = e.cfg.QueryLimits(app)
+	}
+	if l.ScanBudget <= 0 {
+		l.ScanBudget = DefaultQueryLimits.ScanBudget
+	}
+	return l
+}
+
+// convQuery implements conv/query (spec 3.8). Its cost is bounded: at most
+// QueryLimits.Concurrent run per app, each examines at most ScanBudget
+// records and stops at the request's deadline, and the answer is cut to
+// MaxQueryResultBytes.
 func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*pb.GenericCommand, error) {
+	lim := e.queryLimits(c.App)
+	maxBytes := MaxQueryResultBytes
+	if c.Server() {
+		// The server API (master key) is trusted and answers over HTTP,
+		// not in a frame: only the deadline bounds it.
+		lim.ScanBudget, lim.Concurrent, maxBytes = math.MaxInt32, 0, 0
+	}
+	if !e.queries.Acquire(c.App, lim.Concurrent) {
+		return nil, protocol.ErrConversationAPIQuota.WithDetail(
+			"%d conversation queries of this app are already running on this node (the limit); retry", lim.Concurrent)
+	}
+	defer e.queries.Release(c.App)
 	if len(cm.TempConvIds) > 0 {
 		return e.tempQuery(c, cm)
 	}
@@ -115,34 +178,19 @@ func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 		limit = min(int(cm.GetLimit()), maxQueryLimit)
 	}
 	if limit <= 0 {
-		return queryResults(nil)
+		return queryResults(nil, 0)
 	}
-	recs, err := e.queryCandidates(ctx, c, filter)
+	budget := &scanBudget{limit: lim.ScanBudget}
+	docs, err := e.queryDocs(ctx, c, cm.GetFlag(), filter, lim, budget)
+	if errors.Is(err, errScanBudget) {
+		return nil, protocol.ErrConversationQueryFailed.WithDetail(
+			"the query would examine more than %d conversations (the scan budget): narrow where, e.g. by member", lim.ScanBudget)
+	}
+	if errors.Is(err, errQueryDeadline) {
+		return nil, protocol.ErrConversationQueryFailed.WithDetail("the query did not finish within the request deadline: narrow where")
+	}
 	if err != nil {
 		return nil, err
-	}
-	now := e.nowMs()
-	var docs []map[string]any
-	for _, r := range recs {
-		if r.Kind == convTemporary || r.expired(now) {
-			continue
-		}
-		if filter.Empty() && !c.Server() && !r.isMember(c.ClientID) {
-			continue
-		}
-		last, err := e.newestFor(c.App, r, c.ClientID)
-		if err != nil {
-			return nil, err
-		}
-		d := r.doc(cm.GetFlag(), last)
-		if r.Kind == convSystem {
-			if err := e.sysDoc(c.App, c.ClientID, r, d); err != nil {
-				return nil, err
-			}
-		}
-		if filter.Match(d) {
-			docs = append(docs, d)
-		}
 	}
 	slices.SortStableFunc(docs, sorter.Compare)
 	skip := max(0, int(cm.GetSkip()))
@@ -153,30 +201,97 @@ func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 			delete(d, "m")
 		}
 	}
-	return queryResults(docs)
+	return queryResults(docs, maxBytes)
 }
 
-func queryResults(docs []map[string]any) (*pb.GenericCommand, error) {
-	if docs == nil {
-		docs = []map[string]any{}
-	}
-	data, err := json.Marshal(docs)
+// queryDocs returns the documents of the conversations that match filter
+// and that the caller may see.
+func (e *Engine) queryDocs(ctx context.Context, c Caller, flag int32, filter *query.Filter, lim QueryLimits, budget *scanBudget) ([]map[string]any, error) {
+	recs, err := e.queryCandidates(ctx, c, filter, budget)
 	if err != nil {
-		return nil, internal("encode query results", err)
+		return nil, err
 	}
-	return convResponse(pb.OpType_results, &pb.ConvCommand{Results: protocol.JSON(string(data))}), nil
+	now := e.nowMs()
+	var docs []map[string]any
+	for _, r := range recs {
+		if ctx.Err() != nil {
+			return nil, errQueryDeadline
+		}
+		if r.Kind == convTemporary || r.expired(now) {
+			continue
+		}
+		if (filter.Empty() || lim.OwnConversationsOnly) && !c.Server() && !r.isMember(c.ClientID) && !isPublic(r) {
+			continue
+		}
+		last, err := e.newestFor(c.App, r, c.ClientID)
+		if err != nil {
+			return nil, err
+		}
+		d := r.doc(visibleFlag(r, c, flag), last)
+		if r.Kind == convSystem {
+			if err := e.sysDoc(c.App, c.ClientID, r, d); err != nil {
+				return nil, err
+			}
+		}
+		if filter.Match(d) {
+			docs = append(docs, d)
+		}
+	}
+	return docs, nil
+}
+
+// isPublic reports whether anyone may join r and read its messages: chat
+// rooms and system conversations.
+func isPublic(r *convRecord) bool { return r.Kind == convTransient || r.Kind == convSystem }
+
+// visibleFlag drops the last-message flag for a caller who may not read the
+// conversation's messages: only members of a normal or temporary
+// conversation (anyone for public ones, the server API for all) see message
+// content, in query results as in history.
+func visibleFlag(r *convRecord, c Caller, flag int32) int32 {
+	if c.Server() || isPublic(r) || r.isMember(c.ClientID) {
+		return flag
+	}
+	return flag &^ flagLastMessage
+}
+
+// queryResults encodes docs as the results of conv/query, cut to maxBytes
+// (0: no cut; at least one document is kept, a record is far smaller than
+// MaxQueryResultBytes).
+func queryResults(docs []map[string]any, maxBytes int) (*pb.GenericCommand, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i, d := range docs {
+		data, err := json.Marshal(d)
+		if err != nil {
+			return nil, internal("encode query results", err)
+		}
+		if maxBytes > 0 && i > 0 && buf.Len()+len(data)+2 > maxBytes {
+			break
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(data)
+	}
+	buf.WriteByte(']')
+	return convResponse(pb.OpType_results, &pb.ConvCommand{Results: protocol.JSON(buf.String())}), nil
 }
 
 // queryCandidates returns the conversations a filter can match: the
 // caller's (empty filter; all of the app's for the server API), the pinned
-// ids, a pinned member's, or all of the app's.
-func (e *Engine) queryCandidates(ctx context.Context, c Caller, f *query.Filter) ([]*convRecord, error) {
+// ids, a pinned member's, or all of the app's. Every record examined is
+// charged to budget.
+func (e *Engine) queryCandidates(ctx context.Context, c Caller, f *query.Filter, budget *scanBudget) ([]*convRecord, error) {
 	if f.Empty() && !c.Server() {
-		return e.clientConvRecords(c.App, c.ClientID)
+		return e.clientConvRecords(ctx, c.App, c.ClientID, budget)
 	}
 	if ids, ok := f.ObjectIDs(); ok {
 		var out []*convRecord
 		for _, id := range sortedSet(ids) {
+			if err := budget.charge(ctx); err != nil {
+				return nil, err
+			}
 			r, err := e.loadConv(c.App, id)
 			if err != nil {
 				return nil, err
@@ -188,23 +303,26 @@ func (e *Engine) queryCandidates(ctx context.Context, c Caller, f *query.Filter)
 		return out, nil
 	}
 	if m, ok := f.Member(); ok {
-		return e.clientConvRecords(c.App, m)
+		return e.clientConvRecords(ctx, c.App, m, budget)
 	}
 	var out []*convRecord
-	err := e.forEachConv(ctx, c.App, func(r *convRecord) error {
+	err := e.forEachConv(ctx, c.App, budget, func(r *convRecord) error {
 		out = append(out, r)
 		return nil
 	})
 	return out, err
 }
 
-func (e *Engine) clientConvRecords(app, clientID string) ([]*convRecord, error) {
+func (e *Engine) clientConvRecords(ctx context.Context, app, clientID string, budget *scanBudget) ([]*convRecord, error) {
 	cids, err := e.clientConvs(app, clientID)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*convRecord, 0, len(cids))
 	for _, cid := range cids {
+		if err := budget.charge(ctx); err != nil {
+			return nil, err
+		}
 		r, err := e.loadConv(app, cid)
 		if err != nil {
 			return nil, err
@@ -233,13 +351,13 @@ func (e *Engine) tempQuery(c Caller, cm *pb.ConvCommand) (*pb.GenericCommand, er
 		if err != nil {
 			return nil, err
 		}
-		d := r.doc(cm.GetFlag(), last)
+		d := r.doc(visibleFlag(r, c, cm.GetFlag()), last)
 		if cm.GetFlag()&flagCompact != 0 {
 			delete(d, "m")
 		}
 		docs = append(docs, d)
 	}
-	return queryResults(docs)
+	return queryResults(docs, MaxQueryResultBytes)
 }
 
 // scatterParallelism bounds the shard scans a scatter query runs at once.
@@ -248,7 +366,7 @@ const scatterParallelism = 16
 // forEachConv calls fn for every conversation record of app, in shard
 // order: a scatter over all S shards (each scan goes to its shard's
 // coordinator), scatterParallelism shards at a time.
-func (e *Engine) forEachConv(ctx context.Context, app string, fn func(*convRecord) error) error {
+func (e *Engine) forEachConv(ctx context.Context, app string, budget *scanBudget, fn func(*convRecord) error) error {
 	n := e.shards.Count()
 	results := make([][]*convRecord, n)
 	errs := make([]error, n)
@@ -259,11 +377,14 @@ func (e *Engine) forEachConv(ctx context.Context, app string, fn func(*convRecor
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if ctx.Err() != nil {
-				errs[shard] = ctx.Err()
+				errs[shard] = errQueryDeadline
 				return
 			}
 			prefix := store.NewKey(uint16(shard), app, store.FamConv).Bytes()
 			errs[shard] = e.st.ScanPrefix(prefix, false, func(_, v []byte) (bool, error) {
+				if err := budget.charge(ctx); err != nil {
+					return false, err
+				}
 				r, err := decodeConv(v)
 				if err != nil {
 					return false, internal("decode conversation", err)

@@ -35,6 +35,35 @@ const (
 	roleMember  = "Member"
 )
 
+// Conversation attribute limits. LeanCloud documents none; these keep one
+// record small enough that a page of query results and one replicated
+// write stay far below their frame limits (a record is at most ~32 KiB of
+// attributes plus 500 member ids of 64 bytes).
+const (
+	// MaxAttributesSize bounds a conversation's custom attributes (every
+	// column, name included) as JSON.
+	MaxAttributesSize = 32 << 10
+	// MaxAttributes bounds the number of custom attributes.
+	MaxAttributes = 256
+)
+
+// checkColumns refuses custom attributes over the limits, before anything
+// is written (error 4306 naming the limit).
+func checkColumns(cols map[string]any) error {
+	if len(cols) > MaxAttributes {
+		return protocol.ErrConversationUpdateFailed.WithDetail("%d attributes exceed the limit of %d", len(cols), MaxAttributes)
+	}
+	b, err := json.Marshal(cols)
+	if err != nil {
+		return protocol.ErrConversationUpdateFailed.WithDetail("attributes are not JSON: %v", err)
+	}
+	if len(b) > MaxAttributesSize {
+		return protocol.ErrConversationUpdateFailed.WithDetail("attributes of %d bytes (as JSON) exceed the limit of %d bytes",
+			len(b), MaxAttributesSize)
+	}
+	return nil
+}
+
 // convRecord is a conversation (value of FamConv, a field doc: see
 // fields.go; the JSON tags decode records stored before). Columns holds the
 // custom columns (including name) exactly as JSON values.

@@ -45,6 +45,9 @@ func (e *Engine) convStart(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 			cols[k] = v
 		}
 	}
+	if err := checkColumns(cols); err != nil {
+		return nil, err
+	}
 	switch {
 	case cm.GetTransient():
 		return e.startRoom(c, cm.GetCid(), cols)

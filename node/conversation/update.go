@@ -52,6 +52,9 @@ func (e *Engine) convUpdate(ctx context.Context, c Caller, cm *pb.ConvCommand) (
 	if err != nil {
 		return nil, err
 	}
+	if err := checkColumns(r.Columns); err != nil {
+		return nil, err
+	}
 	modJSON, _ := json.Marshal(modified)
 	if len(changes) == 0 {
 		return convResponse(pb.OpType_updated, &pb.ConvCommand{Cid: strp(r.ID), Udate: isoDate(r.Updated),

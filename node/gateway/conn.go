@@ -249,13 +249,35 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// MaxOutFrameSize bounds one frame written to a client (gws refuses to
+// write a larger one). Engines cut history pages and query results to fit
+// well below it; encode is the backstop.
+const MaxOutFrameSize = 4 * protocol.MaxFrameSize
+
 // encode serializes cmd for the socket's subprotocol. A frame that cannot be
-// encoded (a missing proto2 required field: a bug) is logged and dropped.
+// encoded (a missing proto2 required field: a bug) is logged and dropped. A
+// response larger than MaxOutFrameSize is replaced by error 4109 naming the
+// limit and a larger push is dropped (counted): writing it would close the
+// socket, and no client may get another's socket closed by making the
+// answers it receives large.
 func (c *conn) encode(cmd *pb.GenericCommand) (outFrame, bool) {
 	data, text, err := protocol.Encode(cmd, c.sub)
 	if err != nil {
 		c.log.Error("Dropping unencodable frame", "cmd", cmd.GetCmd().String(), "err", err)
 		return outFrame{}, false
+	}
+	if len(data) > MaxOutFrameSize {
+		c.g.metrics.oversizedFrames.Inc()
+		if cmd.I == nil {
+			c.log.Warn("Dropping oversized push", "cmd", cmd.GetCmd().String(), "bytes", len(data), "limit", MaxOutFrameSize)
+			return outFrame{}, false
+		}
+		refusal := protocol.ErrorResponse(cmd, protocol.ErrFrameTooLong.WithDetail(
+			"the answer is %d bytes, over the %d-byte frame limit: ask for fewer results", len(data), MaxOutFrameSize))
+		if data, text, err = protocol.Encode(refusal, c.sub); err != nil {
+			c.log.Error("Dropping unencodable frame", "cmd", refusal.GetCmd().String(), "err", err)
+			return outFrame{}, false
+		}
 	}
 	return outFrame{data: data, text: text}, true
 }

@@ -186,7 +186,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.upgrader = gws.NewUpgrader(&handler{g: g}, &gws.ServerOption{
 		SubProtocols:        protocol.Subprotocols,
 		ReadMaxPayloadSize:  protocol.MaxFrameSize,
-		WriteMaxPayloadSize: 4 * protocol.MaxFrameSize,
+		WriteMaxPayloadSize: MaxOutFrameSize,
 		HandshakeTimeout:    10 * time.Second,
 		Recovery:            gws.Recovery,
 		Logger:              gwsLogger{g.log},

@@ -18,6 +18,7 @@ type metrics struct {
 	commandErrors     *prometheus.CounterVec
 	commandSeconds    *prometheus.HistogramVec
 	rateLimited       *prometheus.CounterVec
+	oversizedFrames   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
@@ -62,10 +63,13 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imnode_gateway_rate_limited_total", Help: "Connections (kind=connection) and logins (kind=login) refused by a rate or concurrency limit.",
 		}, []string{"kind"}),
+		oversizedFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_oversized_frames_total", Help: "Answers replaced by error 4109 and pushes dropped for exceeding the outgoing frame limit.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.handshakeFailures, m.badFrames, m.framesOut, m.pushes,
-			m.slowDisconnects, m.floodDisconnects, m.idleDisconnects, m.panics, m.commands, m.commandErrors, m.commandSeconds, m.rateLimited,
+			m.slowDisconnects, m.floodDisconnects, m.idleDisconnects, m.panics, m.commands, m.commandErrors, m.commandSeconds, m.rateLimited, m.oversizedFrames,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "imnode_gateway_sessions", Help: "Logged-in sessions.",
 			}, func() float64 { return float64(g.reg.size()) }))

@@ -102,6 +102,7 @@ var (
 	ErrConversationNotAllowed     = &Error{Code: 4308, Reason: "CONVERSATION_NOT_ALLOWED"}
 	ErrConversationUpdateRejected = &Error{Code: 4309, Reason: "CONVERSATION_UPDATE_REJECTED"}
 	ErrConversationQueryFailed    = &Error{Code: 4310, Reason: "CONVERSATION_QUERY_FAILED"}
+	ErrConversationAPIQuota       = &Error{Code: 4318, Reason: "CONVERSATION_API_QUOTA_EXCEEDED", Temporary: true}
 	ErrConversationLogFailed      = &Error{Code: 4311, Reason: "CONVERSATION_LOG_FAILED"}
 	ErrConversationLogRejected    = &Error{Code: 4312, Reason: "CONVERSATION_LOG_REJECTED"}
 	ErrSystemConversationRequired = &Error{Code: 4313, Reason: "SYSTEM_CONVERSATION_REQUIRED"}

@@ -11,6 +11,7 @@ import (
 type compiler struct {
 	conds int // compiled conditions so far, against MaxConditions
 	elems int // list elements so far, against MaxListElems
+	insts int // compiled regex instructions so far, against MaxRegexProgram
 }
 
 // count charges n conditions against MaxConditions.
@@ -166,7 +167,7 @@ func (c *compiler) operator(key, name string, m map[string]any) (op, error) {
 		}
 		return existsOp{want: b}, nil
 	case "$regex":
-		return compileRegexOp(key, v, m["$options"])
+		return c.compileRegexOp(key, v, m["$options"])
 	}
 	if strings.HasPrefix(name, "$") {
 		return nil, invalidf("unsupported operator %q on key %q", name, key)
@@ -243,7 +244,7 @@ func compileSize(key string, v any) (op, error) {
 }
 
 // compileRegexOp compiles $regex with its optional $options.
-func compileRegexOp(key string, src, opts any) (op, error) {
+func (c *compiler) compileRegexOp(key string, src, opts any) (op, error) {
 	s, ok := src.(string)
 	if !ok {
 		return nil, invalidf("$regex on key %q must be a string, got %s", key, typeName(src))
@@ -257,6 +258,13 @@ func compileRegexOp(key string, src, opts any) (op, error) {
 	re, err := compileRegex(key, s, o)
 	if err != nil {
 		return nil, err
+	}
+	n, err := regexProgramSize(s, o)
+	if err != nil {
+		return nil, invalidf("$regex %q on key %q: %v", s, key, err)
+	}
+	if c.insts += n; c.insts > MaxRegexProgram {
+		return nil, invalidf("the $regex patterns of where compile to more than %d instructions", MaxRegexProgram)
 	}
 	return regexOp{re: re}, nil
 }

@@ -24,6 +24,11 @@ const (
 	MaxListElems = 10000
 	// MaxRegexLen caps the length in bytes of one $regex source.
 	MaxRegexLen = 1024
+	// MaxRegexProgram caps the compiled size (RE2 instructions) of all $regex patterns of one
+	// where document together. Matching costs up to the text length times the program size per
+	// document: ten 1 KB patterns in an $or took 39 s over 20k conversations. The SDKs'
+	// contains/startsWith/endsWith of a 100-character string compile to about 100 instructions.
+	MaxRegexProgram = 2000
 )
 
 // Filter is a compiled where document. It is immutable after Parse, so all methods are safe for

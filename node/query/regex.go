@@ -2,8 +2,34 @@ package query
 
 import (
 	"regexp"
+	"regexp/syntax"
 	"strings"
 )
+
+// regexProgramSize returns the number of instructions src compiles to (as RE2 runs it), after
+// the same rewriting compileRegex does.
+func regexProgramSize(src, opts string) (int, error) {
+	flags := syntax.Perl
+	if strings.ContainsRune(opts, 'i') {
+		flags |= syntax.FoldCase
+	}
+	if strings.ContainsRune(opts, 's') {
+		flags |= syntax.DotNL
+	}
+	re := rewriteRegex(src, strings.ContainsRune(opts, 'x'))
+	if inner, ok := notContainsIdiom(re); ok {
+		re = inner
+	}
+	parsed, err := syntax.Parse(re, flags)
+	if err != nil {
+		return 0, err
+	}
+	prog, err := syntax.Compile(parsed.Simplify())
+	if err != nil {
+		return 0, err
+	}
+	return len(prog.Inst), nil
+}
 
 // compileRegex compiles a $regex source with its $options for Go's RE2 engine. Besides RE2
 // syntax (which includes \Q...\E quoting, as sent by the SDKs' contains/startsWith/endsWith) it

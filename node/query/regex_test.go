@@ -109,3 +109,20 @@ func TestQueryRegexErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryRegexProgramBudget: the $regex patterns of one where document
+// together may compile to at most MaxRegexProgram instructions; the SDKs'
+// contains queries stay far below it.
+func TestQueryRegexProgramBudget(t *testing.T) {
+	long := strings.Repeat("ab", 200) // 400 bytes, under MaxRegexLen
+	var ors []string
+	for range 10 {
+		ors = append(ors, `{"name":{"$regex":"`+long+`"}}`)
+	}
+	if _, err := Parse([]byte(`{"$or":[` + strings.Join(ors, ",") + `]}`)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "instructions") {
+		t.Fatalf("ten 400-byte patterns: err = %v, want the program budget error", err)
+	}
+	if _, err := Parse([]byte(`{"name":{"$regex":"\\Q` + strings.Repeat("x", 100) + `\\E","$options":"i"}}`)); err != nil {
+		t.Fatalf("a 100-character contains query: %v", err)
+	}
+}

@@ -194,12 +194,21 @@ test('receiving every type, metadata included, and a custom type (example 2050)'
 test('AV.File upload over the limit is refused with a JSON 413', async () => {
   const app = h.app();
   const AV = h.initAV(app, 0);
-  const big = new AV.File('big.bin', Buffer.alloc(10 * 1024 * 1024 + 1));
+  const limit = 3 * 1024 * 1024;
+  const big = new AV.File('big.bin', Buffer.alloc(limit + 1));
   const err = await big.save().then(() => null, (e) => e);
-  assert.ok(err, 'saving an 10 MiB + 1 byte file must fail');
-  const res = await fetch(`http://${h.node(0).client}/1.1/fileUpload/none?app=${app.appId}&token=x`, { method: 'PUT', body: Buffer.alloc(10 * 1024 * 1024 + 1) });
+  assert.ok(err, 'saving a 3 MiB + 1 byte file must fail');
+  const base = `http://${h.node(0).client}`;
+  const headers = { 'X-LC-Id': app.appId, 'X-LC-Key': app.appKey, 'Content-Type': 'application/json' };
+  const tok = await (await fetch(`${base}/1.1/fileTokens`, {
+    method: 'POST', headers, body: JSON.stringify({ name: 'big.bin', metaData: {} }),
+  })).json();
+  const res = await fetch(tok.upload_url, { method: 'PUT', body: Buffer.alloc(limit + 1) });
   assert.equal(res.status, 413);
   const json = await res.json();
   assert.equal(json.code, 413);
-  assert.match(json.error, /10485760-byte/);
+  assert.match(json.error, /3145728-byte/);
+  // A wrong token is refused before the body is read.
+  const bogus = await fetch(`${base}/1.1/fileUpload/none?app=${app.appId}&token=x`, { method: 'PUT', body: Buffer.alloc(16) });
+  assert.equal(bogus.status, 403);
 });
