@@ -17,6 +17,7 @@ import (
 
 	"github.com/imcluster/imcluster/client"
 	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/pki"
 )
 
 // imnodeBin is built once by TestMain.
@@ -318,5 +319,32 @@ func TestIMNodeUpgradeStore(t *testing.T) {
 	out, err = exec.Command(imnodeBin, "upgrade-store", "--data-dir", dir).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "store already at format") {
 		t.Fatalf("upgrade-store: %v, %q", err, out)
+	}
+}
+
+func TestIMNodeCertsIssueUsableCredentials(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"certs", "create-ca", "--certs-dir", dir},
+		{"certs", "create-node", "--certs-dir", dir, "--node-id", "imnode-1", "--hosts", "imnode-1.peers,127.0.0.1"},
+	} {
+		if out, err := exec.Command(imnodeBin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("imnode %v: %v: %s", args, err, out)
+		}
+	}
+	f, err := pki.LoadFiles(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "imnode-1.crt"), filepath.Join(dir, "imnode-1.key"))
+	if err != nil {
+		t.Fatalf("issued credentials: %v", err)
+	}
+	if f.NodeID() != "imnode-1" {
+		t.Fatalf("certificate names %q, want imnode-1", f.NodeID())
+	}
+	info, err := os.Stat(filepath.Join(dir, "ca.key"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("ca.key: %v, %v; want mode 0600", err, info)
+	}
+	// Never overwrite a key.
+	if out, err := exec.Command(imnodeBin, "certs", "create-ca", "--certs-dir", dir).CombinedOutput(); err == nil {
+		t.Fatalf("create-ca over an existing CA succeeded: %s", out)
 	}
 }
