@@ -17,10 +17,16 @@ import (
 // node certificates for clusters outside Kubernetes (the operator issues
 // them itself), like `cockroach cert`.
 func certs(args []string) error {
+	const usage = `usage: imnode certs create-ca|create-node [flags] (imnode certs create-ca --help; see docs/security.md)
+  create-ca    write ca.crt and ca.key (the cluster CA) into --certs-dir
+  create-node  write <node-id>.crt and <node-id>.key signed by the CA in --certs-dir`
 	if len(args) == 0 {
-		return errors.New("usage: imnode certs create-ca|create-node [flags] (see docs/security.md)")
+		return errors.New(usage)
 	}
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Println(usage)
+		return nil
 	case "create-ca":
 		return createCA(args[1:])
 	case "create-node":
