@@ -70,11 +70,13 @@ report() {
   wait "${pids[$i]}" 2>/dev/null || code=$?
   echo >&2
   echo "imnode-$i exited (status $code); last lines of $data/node-$i.log:" >&2
-  tail -n 40 "$data/node-$i.log" | sed 's/^/  | /' >&2
-  if tail -n 5 "$data/node-$i.log" | grep -q 'locked by another process'; then
+  ours "$i" | tail -n 40 | sed 's/^/  | /' >&2
+  if ours "$i" | tail -n 5 | grep -q 'locked by another process'; then
     echo "A node is already running on $data/node-$i (its data directory is locked): is another 'make run' up?" >&2
     echo "Stop it (Ctrl-C in its terminal) or use another IMCLUSTER_DATA and other ports." >&2
-  elif tail -n 5 "$data/node-$i.log" | grep -q 'store: open'; then
+    reported[i]=1
+    return
+  elif ours "$i" | tail -n 5 | grep -q 'store: open'; then
     echo "(data of an older, incompatible build? RESET=1 make run starts from empty data dirs)" >&2
   fi
   if [ "$nodes" -gt 1 ]; then
@@ -82,6 +84,12 @@ report() {
     echo "  $imnode ${cmds[$i]} --join $(seeds "$i")" >&2
   fi
   reported[i]=1
+}
+
+# ours prints the part of node $1's log this script's run wrote (from its
+# header to the next run's, if another run appended since).
+ours() {
+  awk -v tag="[run $$]" 'index($0, "=== ") == 1 { mine = index($0, tag) > 0 } mine' "$data/node-$1.log"
 }
 
 # seeds prints the gossip addresses of every node but $1, comma-separated.
@@ -119,7 +127,7 @@ start_node() {
   cmds[i]="${args[*]}"
   args+=("$@")
   # Append, never truncate: the log may be a running node's.
-  echo "=== $(date -u +%FT%TZ) $imnode ${args[*]}" >>"$data/node-$i.log"
+  echo "=== $(date -u +%FT%TZ) [run $$] $imnode ${args[*]}" >>"$data/node-$i.log"
   "$imnode" "${args[@]}" >>"$data/node-$i.log" 2>&1 &
   pids[i]=$!
 }
