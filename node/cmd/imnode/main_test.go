@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -347,4 +348,65 @@ func TestIMNodeCertsIssueUsableCredentials(t *testing.T) {
 	if out, err := exec.Command(imnodeBin, "certs", "create-ca", "--certs-dir", dir).CombinedOutput(); err == nil {
 		t.Fatalf("create-ca over an existing CA succeeded: %s", out)
 	}
+}
+
+// A new node whose seeds do not answer keeps waiting, not ready, and never
+// forms a cluster of its own (it formed one after 10 s before).
+func TestIMNodeNewNodeWithoutAnsweringSeedsWaits(t *testing.T) {
+	var log syncBuffer
+	addrFile := filepath.Join(t.TempDir(), "addr.json")
+	cmd := exec.Command(imnodeBin, "--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--peer-addr", "127.0.0.1:0", "--cluster-profile", "local", "--insecure", "--dev-app", "--addr-file", addrFile,
+		"--join", "127.0.0.1:1")
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(log.String(), "No seed answered; waiting for the cluster") {
+		select {
+		case err := <-done:
+			t.Fatalf("imnode exited (%v) instead of waiting:\n%s", err, log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no 'waiting for the cluster' line within 30s:\n%s", log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Past the join wait it still does not serve: no addr file, no
+	// "Serving" line, still running.
+	time.Sleep(2 * time.Second)
+	if _, err := os.Stat(addrFile); err == nil || strings.Contains(log.String(), "msg=Serving") {
+		t.Fatalf("a node whose seeds never answered serves:\n%s", log.String())
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("imnode exited (%v):\n%s", err, log.String())
+	default:
+	}
+}
+
+// syncBuffer is a strings.Builder safe for the exec copier goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
