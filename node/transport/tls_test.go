@@ -197,14 +197,20 @@ func TestTransportIdleConnectionsClosed(t *testing.T) {
 		t.Fatalf("a silent peer's connection: read %v after %v, want closed after ~%v", err, time.Since(start), idle)
 	}
 
-	// A real dialer pings, so an idle but live connection survives.
-	a := startNode(t, book, "a", nil, func(c *Config) { c.IdleTimeout = idle })
-	if _, err := a.Call(context.Background(), "b", 1, nil); err != nil {
+	// A real dialer pings, so an idle but live connection survives. The
+	// server closes after 3/4 to 1 IdleTimeout of silence and the dialer
+	// pings every IdleTimeout/3, so the margin is 5/12 of it: a longer
+	// timeout here keeps scheduling stalls of a loaded machine (seen: over
+	// 125 ms with 300 ms) from passing for a missing ping.
+	const liveIdle = 1500 * time.Millisecond
+	startNode(t, book, "live", echo("live"), func(c *Config) { c.IdleTimeout = liveIdle })
+	a := startNode(t, book, "a", nil, func(c *Config) { c.IdleTimeout = liveIdle })
+	if _, err := a.Call(context.Background(), "live", 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	dials := a.Stats().Dials
-	time.Sleep(4 * idle) // idleness is the point of this test
-	if _, err := a.Call(context.Background(), "b", 1, nil); err != nil || a.Stats().Dials != dials {
+	time.Sleep(2 * liveIdle) // idleness is the point of this test
+	if _, err := a.Call(context.Background(), "live", 1, nil); err != nil || a.Stats().Dials != dials {
 		t.Fatalf("after idling: err %v, dials %d -> %d (the pinged connection must survive)", err, dials, a.Stats().Dials)
 	}
 }

@@ -556,11 +556,14 @@ func TestTransportPayloadTooLarge(t *testing.T) {
 func TestTransportSustainedStream(t *testing.T) {
 	book := newAddrBook()
 	var got atomic.Int64
-	a := startNode(t, book, "a", nil, func(c *Config) { c.WriteTimeout = 100 * time.Millisecond })
+	// 300 ms: several flushes per stream, yet above the reader stalls of a
+	// loaded 2-core machine (100 ms tripped there while the peer read).
+	const writeTimeout = 300 * time.Millisecond
+	a := startNode(t, book, "a", nil, func(c *Config) { c.WriteTimeout = writeTimeout })
 	startNode(t, book, "b", HandlerFuncs{Message: func(*Message) { got.Add(1) }}, nil)
 	payload := make([]byte, 1024)
 	sent := int64(0)
-	for start := time.Now(); time.Since(start) < 500*time.Millisecond; {
+	for start := time.Now(); time.Since(start) < 5*writeTimeout; {
 		err := a.Send("b", 1, payload)
 		switch {
 		case err == nil:
