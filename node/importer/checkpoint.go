@@ -12,20 +12,22 @@ import (
 )
 
 // checkpoint is the resume state of an import, kept in an append-only text
-// file: "page <cid> <timestamp> <msg-id>" after each imported history page
+// file: "start <cid>" once the import created the conversation on the
+// target, "page <cid> <timestamp> <msg-id>" after each imported history page
 // and "done <cid>" after a finished conversation. A torn last line (the
 // process died while writing it) is ignored, or, cut inside the timestamp or
 // the id, points at an earlier place: pages are read again and the target
 // skips what it has. Safe for concurrent use (mu).
 type checkpoint struct {
-	mu      sync.Mutex
-	f       *os.File
-	doneSet map[string]bool
-	cursors map[string]message
+	mu         sync.Mutex
+	f          *os.File
+	doneSet    map[string]bool
+	startedSet map[string]bool
+	cursors    map[string]message
 }
 
 func openCheckpoint(path string) (*checkpoint, error) {
-	ck := &checkpoint{doneSet: map[string]bool{}, cursors: map[string]message{}}
+	ck := &checkpoint{doneSet: map[string]bool{}, startedSet: map[string]bool{}, cursors: map[string]message{}}
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("import: checkpoint: %w", err)
@@ -35,6 +37,8 @@ func openCheckpoint(path string) (*checkpoint, error) {
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		switch {
+		case len(f) == 2 && f[0] == "start":
+			ck.startedSet[f[1]] = true
 		case len(f) == 2 && f[0] == "done":
 			ck.doneSet[f[1]] = true
 			delete(ck.cursors, f[1])
@@ -61,6 +65,19 @@ func (ck *checkpoint) isDone(cid string) bool {
 	ck.mu.Lock()
 	defer ck.mu.Unlock()
 	return ck.doneSet[cid]
+}
+
+func (ck *checkpoint) isStarted(cid string) bool {
+	ck.mu.Lock()
+	defer ck.mu.Unlock()
+	return ck.startedSet[cid]
+}
+
+func (ck *checkpoint) started(cid string) error {
+	ck.mu.Lock()
+	ck.startedSet[cid] = true
+	ck.mu.Unlock()
+	return ck.write("start " + cid + "\n")
 }
 
 func (ck *checkpoint) cursor(cid string) message {

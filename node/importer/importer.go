@@ -319,7 +319,29 @@ feed:
 
 // importOne imports one conversation: its record, its history page by
 // page (resuming after the checkpoint's last page) and its unread counts.
+//
+// Read pointers are set only for a conversation this import created (in
+// this run, or in an earlier run of the same checkpoint): a catch-up run
+// after the clients switched over finds the conversation on the target and
+// leaves the users' read state alone.
 func (r *runner) importOne(ctx context.Context, rec record) error {
+	owned := r.ck != nil && r.ck.isStarted(rec.id)
+	if !r.cfg.DryRun && r.ck != nil && !owned {
+		// Record the intent before creating it: a run stopped between the
+		// creation and its answer still owns the conversation on resume.
+		var res struct {
+			Results []json.RawMessage `json:"results"`
+		}
+		if err := r.call(ctx, r.cfg.Target, "GET", "/1.2/rtm/conversations/"+url.PathEscape(rec.id), nil, nil, &res); err != nil {
+			return err
+		}
+		if len(res.Results) == 0 {
+			if err := r.ck.started(rec.id); err != nil {
+				return err
+			}
+			owned = true
+		}
+	}
 	if !r.cfg.DryRun {
 		raw := rec.raw
 		if r.cfg.Moderation && !rec.room && !rec.system {
@@ -335,6 +357,7 @@ func (r *runner) importOne(ctx context.Context, rec record) error {
 			return err
 		}
 		r.stat.newConvs.Add(res.Imported)
+		owned = owned || res.Imported > 0
 	}
 	if rec.system {
 		return r.finish(rec)
@@ -384,7 +407,7 @@ func (r *runner) importOne(ctx context.Context, rec record) error {
 			break
 		}
 	}
-	if !r.cfg.DryRun && !rec.room {
+	if !r.cfg.DryRun && !rec.room && owned {
 		if err := r.copyUnread(ctx, rec); err != nil {
 			return err
 		}

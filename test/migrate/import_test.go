@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,6 +139,29 @@ func TestImportFromACluster(t *testing.T) {
 		t.Fatalf("re-run without a checkpoint: %+v, want every message existing", rep.Progress)
 	}
 	verify(t, src, dst)
+
+	// Catch-up after the switch: users have read on the target, new
+	// messages arrived on the source. Another run brings the messages and
+	// leaves the users' read state alone.
+	var rec struct {
+		Results []map[string]any `json:"results"`
+	}
+	src.call("GET", "/1.2/rtm/conversations", url.Values{"where": {`{"name":"room 1"}`}}, nil, &rec)
+	cid := rec.Results[0]["objectId"].(string)
+	dst.call("PUT", "/1.2/rtm/import/conversations/"+cid+"/unread", nil, map[string]any{"unread": map[string]int{}}, nil)
+	for i := range 2 {
+		src.call("POST", "/1.2/rtm/conversations/"+cid+"/messages", nil, map[string]any{"from_client": "r1-u0", "message": fmt.Sprintf("late %d", i)}, nil)
+	}
+	catchUp, err := importer.Run(context.Background(), importer.Config{Source: src.endpoint(), Target: dst.endpoint(), Unread: true, Moderation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if catchUp.Imported != 2 {
+		t.Fatalf("catch-up imported %d messages, want 2", catchUp.Imported)
+	}
+	if got, was := dst.unread("r1-u2", cid), src.unread("r1-u2", cid); got != 2 || was == 2 {
+		t.Fatalf("after the catch-up r1-u2 has %v unread on the target (source %v), want 2: its read state was overwritten", got, was)
+	}
 }
 
 // TestImportResumes interrupts an import half way and runs it again with
