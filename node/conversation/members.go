@@ -247,6 +247,10 @@ func (e *Engine) convIsMember(_ context.Context, c Caller, cm *pb.ConvCommand) (
 			if out[cid], err = e.roomHas(c.App, cid, c.ClientID); err != nil {
 				return nil, err
 			}
+		case r.Kind == convSystem:
+			if out[cid], err = e.isSubscribed(c.App, cid, c.ClientID); err != nil {
+				return nil, err
+			}
 		default:
 			out[cid] = r.isMember(c.ClientID)
 		}

@@ -272,7 +272,7 @@ func (e *Engine) handleRead(ctx context.Context, c Caller, req *pb.GenericComman
 
 func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 	r, err := e.loadConv(c.App, t.GetCid())
-	if err != nil || r == nil || r.expired(e.nowMs()) || r.Kind == convTransient || !r.isMember(c.ClientID) {
+	if err != nil || r == nil || r.expired(e.nowMs()) || r.Kind == convTransient || !e.isReader(c.App, r, c.ClientID) {
 		return err
 	}
 	last, err := e.newestMessage(c.App, r.ID)

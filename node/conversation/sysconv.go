@@ -631,3 +631,20 @@ func (e *Engine) routeAdmin(c Caller, req *pb.GenericCommand) []Routed {
 	}
 	return e.routeCid(c, req, cid)
 }
+
+// isSubscribed reports whether clientID subscribes to system conversation
+// cid.
+func (e *Engine) isSubscribed(app, cid, clientID string) (bool, error) {
+	s, err := e.loadSub(app, cid, clientID)
+	return s != nil, err
+}
+
+// isReader reports whether clientID keeps a read pointer in r: a member,
+// or a subscriber of a system conversation.
+func (e *Engine) isReader(app string, r *convRecord, clientID string) bool {
+	if r.Kind != convSystem {
+		return r.isMember(clientID)
+	}
+	ok, err := e.isSubscribed(app, r.ID, clientID)
+	return err == nil && ok
+}

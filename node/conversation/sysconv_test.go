@@ -118,13 +118,24 @@ func TestSystemConversation(t *testing.T) {
 		t.Fatalf("unread %v %v", u, err)
 	}
 	_ = bmid
+	// read clears it (subscribers keep a read pointer); is_member reports
+	// the subscription (Swift's checkSubscription).
+	h.d.connect("Jerry", 2)
+	h.do(jerry, &pb.GenericCommand{Cmd: pb.CommandType_read.Enum(), ReadMessage: &pb.ReadCommand{Cid: proto.String(cid)}})
+	if u, err := h.e.UnreadSummary(t.Context(), testApp, "Jerry", 0); err != nil || len(u.GetConvs()) != 0 {
+		t.Fatalf("unread after read %v %v", u, err)
+	}
+	im := h.do(jerry, convReq(pb.OpType_is_member, &pb.ConvCommand{Cids: []string{cid}}))
+	if d := im.GetConvMessage().GetResults().GetData(); d != `{"`+cid+`":true}` {
+		t.Fatalf("is_member %s", d)
+	}
 
 	// Unsubscribed clients get no broadcasts.
 	h.do(tom, sub(tom, pb.OpType_remove, "Tom"))
 	h.d.take()
 	h.do(admin, adminDirect(cid, "after Tom left"))
-	if got := pushKeys(h.d.take()); len(got) != 0 {
-		t.Fatalf("pushes after unsubscribe %v", got)
+	if got := pushKeys(h.d.take()); !slices.Equal(got, []string{"Jerry/2:direct"}) {
+		t.Fatalf("pushes after Tom unsubscribed %v", got)
 	}
 
 	// Clients' messages go to the hook only.
