@@ -43,7 +43,7 @@ func (e *Engine) UnreadCount(_ context.Context, app, clientID, cid string) (int,
 	if err != nil {
 		return 0, err
 	}
-	if !r.isMember(clientID) {
+	if !e.isReader(app, r, clientID) {
 		return 0, nil
 	}
 	s, err := e.loadClientState(app, clientID, cid)

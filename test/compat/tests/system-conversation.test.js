@@ -6,7 +6,7 @@
 // unsubscribe and send to it. Tom and Jerry are pinned to nodes 0 and 1.
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { Harness } = require('../lib/harness');
+const { Harness, poll } = require('../lib/harness');
 const { Recorder } = require('../lib/events');
 const { rest } = require('../lib/rest');
 
@@ -104,4 +104,29 @@ test('system conversation: REST fixture, find, subscribe, broadcast, chosen clie
     (err) => err.status === 400 && err.body.code === 4313);
   assert.deepEqual(await rest(h, app, 'DELETE', `${base}/${cid}`), {});
   assert.deepEqual(await tom.getServiceConversationQuery().find(), []);
+});
+
+test('system conversation: a subscriber offline during a broadcast gets it as unread; read clears it', async () => {
+  const app = h.app();
+  const base = '/1.2/rtm/service-conversations';
+  const { objectId: cid } = await rest(h, app, 'POST', base, { name: 'Offline notices' });
+  assert.deepEqual(await rest(h, app, 'POST', `${base}/${cid}/subscribers`, { client_id: 'Mary' }), {});
+  const text = JSON.stringify({ _lctype: -1, _lctext: 'while you were away' });
+  const sent = await rest(h, app, 'POST', `${base}/${cid}/broadcasts`, { from_client: 'NoticeBot', message: text });
+
+  const rt = h.realtime(app, 2);
+  const { Event } = rt.sdk.realtime;
+  const mary = await rt.createIMClient('Mary');
+  const rec = new Recorder(mary, [Event.UNREAD_MESSAGES_COUNT_UPDATE], 'Mary');
+  const [convs] = await rec.waitFor(Event.UNREAD_MESSAGES_COUNT_UPDATE, (cs) => cs.some((c) => c.id === cid));
+  const conv = convs.find((c) => c.id === cid);
+  assert.equal(conv.constructor.name, 'ServiceConversation');
+  assert.equal(conv.unreadMessagesCount, 1);
+  assert.equal(conv.lastMessage.id, sent['msg-id']);
+  assert.equal(conv.lastMessage.text, 'while you were away');
+  assert.deepEqual(await rest(h, app, 'GET', `/1.2/rtm/clients/Mary/unread-count?conv_id=${cid}`), { count: 1 });
+  await conv.read();
+  assert.equal(conv.unreadMessagesCount, 0);
+  await poll('the read to reach the server', async () =>
+    (await rest(h, app, 'GET', `/1.2/rtm/clients/Mary/unread-count?conv_id=${cid}`)).count === 0);
 });
