@@ -251,6 +251,7 @@ func (n *Node) Start() error {
 	}
 	engine.Start(n.ctx)
 	n.wg.Go(func() { n.watchCredentials(n.ctx) })
+	n.wg.Go(func() { n.sweepTokens(n.ctx, cl, registry, tokens) })
 
 	if n.cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(n.cfg.TLSCertFile, n.cfg.TLSKeyFile)

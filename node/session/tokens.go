@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -110,4 +111,41 @@ func (t *Tokens) Revoke(app, clientID, token string) error {
 		return fmt.Errorf("session: revoke token: %w", err)
 	}
 	return nil
+}
+
+// Sweep deletes the expired tokens of app in shard, examining at most limit
+// tokens (limit <= 0 means all), and returns how many it deleted. Expired
+// tokens are refused by Validate anyway; the sweep reclaims their space, so
+// a flood of logins does not grow the disk for longer than the token TTL.
+// Run it on the shards this node coordinates.
+func (t *Tokens) Sweep(ctx context.Context, app string, shard uint16, limit int) (int, error) {
+	now := t.now().UnixMilli()
+	var expired [][]byte
+	seen := 0
+	prefix := store.NewKey(shard, app, store.FamToken).Bytes()
+	err := t.st.ScanPrefix(prefix, false, func(k, v []byte) (bool, error) {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		seen++
+		var info Info
+		if json.Unmarshal(v, &info) != nil || now >= info.ExpiresAt {
+			expired = append(expired, append([]byte(nil), k...))
+		}
+		return limit <= 0 || seen < limit, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("session: sweep shard %d: %w", shard, err)
+	}
+	if len(expired) == 0 {
+		return 0, nil
+	}
+	b := t.st.NewBatch()
+	for _, k := range expired {
+		b.Delete(k)
+	}
+	if err := t.st.Commit(b); err != nil {
+		return 0, fmt.Errorf("session: sweep shard %d: %w", shard, err)
+	}
+	return len(expired), nil
 }
