@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	imv1 "github.com/imcluster/imcluster/api/v1"
 	"github.com/imcluster/imcluster/node/adminapi"
@@ -38,6 +39,9 @@ type fakeNode struct {
 	drainDone bool
 	// failing makes every admin call answer 503.
 	failing bool
+	// What the node loaded from its mounted credentials (setCreds).
+	gossipKeys, peerCAs []string
+	certNotAfter        time.Time
 }
 
 func newFakeNodes(t *testing.T, token string) *fakeNodes {
@@ -104,7 +108,8 @@ func (f *fakeNodes) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeNodes) nodeStatusLocked(pod string, n *fakeNode) adminapi.NodeStatus {
-	st := adminapi.NodeStatus{ID: pod, State: n.state, Version: n.version, Epoch: 1, ShardsReplicated: 10}
+	st := adminapi.NodeStatus{ID: pod, State: n.state, Version: n.version, Epoch: 1, ShardsReplicated: 10,
+		GossipKeys: n.gossipKeys, PeerCAs: n.peerCAs, PeerCertNotAfter: n.certNotAfter}
 	for i := range n.receiving {
 		st.Receiving = append(st.Receiving, adminapi.ShardTransfer{Shard: i, BytesRemaining: 100, KeysRemaining: 10})
 	}
@@ -134,6 +139,15 @@ func (f *fakeNodes) start(pod, version string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nodes[pod] = &fakeNode{state: adminapi.StateJoining, version: version, receiving: 2}
+}
+
+// setCreds records what a node reports after loading its credential files.
+func (f *fakeNodes) setCreds(pod string, gossipKeys, peerCAs []string, certNotAfter time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := f.nodes[pod]; n != nil {
+		n.gossipKeys, n.peerCAs, n.certNotAfter = gossipKeys, peerCAs, certNotAfter
+	}
 }
 
 func (f *fakeNodes) stop(pod string) {

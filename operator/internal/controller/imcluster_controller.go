@@ -73,6 +73,8 @@ type Config struct {
 	// matches those labels in every namespace.
 	OperatorNamespace string
 	OperatorPodLabels map[string]string
+	// Now is the clock of certificate renewal and rotation. Nil means time.Now.
+	Now func() time.Time
 }
 
 // IMClusterReconciler reconciles IMCluster objects. It keeps no state between
@@ -126,8 +128,9 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 	}()
 
-	phases := []phase{r.reconcileAdminToken, r.reconcileConfigMap, r.reconcileServices,
-		r.reconcilePDB, r.reconcileNetworkPolicy, r.reconcileServiceMonitor, r.observe, r.reconcileFormation, r.reconcileStatefulSet,
+	phases := []phase{r.reconcileAdminToken, r.reconcileCredentials, r.reconcileConfigMap, r.reconcileServices,
+		r.reconcilePDB, r.reconcileNetworkPolicy, r.reconcileServiceMonitor, r.observe, r.reconcileRotation,
+		r.reconcileFormation, r.reconcileStatefulSet,
 		r.reconcilePVCs, r.reconcileStep}
 	if c.IsPaused() {
 		phases = []phase{r.observe}

@@ -36,6 +36,9 @@ type scope struct {
 
 	token      string
 	configHash string
+	// creds are the cluster's credentials; status what status.security reports.
+	creds  *credentials
+	status imv1.SecurityStatus
 	// version is spec.version, or the operator's own when that is empty.
 	version  string
 	template corev1.PodTemplateSpec

@@ -271,6 +271,8 @@ func podVolumes(c *imv1.IMCluster) ([]corev1.VolumeMount, []corev1.Volume) {
 		volumes = append(volumes, corev1.Volume{Name: "apps", VolumeSource: corev1.VolumeSource{
 			Secret: &corev1.SecretVolumeSource{SecretName: ref.Name}}})
 	}
+	credMounts, credVolumes := credentialVolumes(c)
+	mounts, volumes = append(mounts, credMounts...), append(volumes, credVolumes...)
 	if ref := c.Spec.TLSSecretRef; ref != nil {
 		mounts = append(mounts, corev1.VolumeMount{Name: "tls", MountPath: tlsDir, ReadOnly: true})
 		volumes = append(volumes, corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{
@@ -323,6 +325,7 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount, version strin
 		// One JSON object per line, for log collectors.
 		"--log-format", "json",
 	}
+	args = append(args, credentialArgs()...)
 	if c.Spec.PublicURL != "" {
 		args = append(args, "--public-url", c.Spec.PublicURL)
 	}

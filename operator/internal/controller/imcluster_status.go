@@ -24,6 +24,9 @@ func (r *IMClusterReconciler) patchStatus(ctx context.Context, s *scope) error {
 	st.ObservedGeneration = gen
 	st.Selector = labels.SelectorFromSet(selectorLabels(c)).String()
 	st.CurrentOperation = s.operation
+	if s.creds != nil {
+		st.Security = s.status
+	}
 
 	st.Replicas, st.ReadyReplicas, st.UpdatedReplicas = 0, 0, 0
 	st.Members = nil
