@@ -87,7 +87,7 @@ func repoRoot(t *testing.T) string {
 func build(t *testing.T, repo, pkg, out, version string, static bool) {
 	t.Helper()
 	start := time.Now()
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-trimpath",
+	cmd := exec.CommandContext(t.Context(), "go", "build",
 		"-ldflags", "-X github.com/imcluster/imcluster/node.Version="+version, "-o", out, pkg)
 	cmd.Dir = repo
 	cmd.Env = os.Environ()
@@ -324,6 +324,7 @@ func TestOperatorOnRealNodes(t *testing.T) {
 	start := time.Now()
 	w := startWorld(t)
 	w.createCluster()
+	t.Cleanup(func() { writeTranscript(t, w) })
 	steps := []struct {
 		name string
 		run  func(*scenario)
@@ -349,7 +350,6 @@ func TestOperatorOnRealNodes(t *testing.T) {
 	for _, r := range results {
 		t.Logf("  %s", r)
 	}
-	writeTranscript(t, w)
 }
 
 var imcGVR = schema.GroupVersionResource{Group: imv1.GroupVersion.Group, Version: imv1.GroupVersion.Version, Resource: "imclusters"}

@@ -332,7 +332,7 @@ func (r *podRunner) shimCommand(spec *shimSpec) (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(r.k.cfg.Shim) //nolint:gosec // the test binary itself
 	cmd.Env = []string{envShim + "=" + string(raw)}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // envShim names the environment variable that turns the test binary into the
@@ -107,6 +109,15 @@ func shim(raw string) error {
 		if err := syscall.Setuid(*spec.UID); err != nil {
 			return fmt.Errorf("setuid: %w", err)
 		}
+	}
+	// Changing credentials clears the parent-death signal: set it again, so
+	// the container dies with the test process even when the test cannot
+	// clean up (a go test -timeout panic).
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl: %w", err)
+	}
+	if os.Getppid() == 1 {
+		return errors.New("the test process is gone")
 	}
 	os.Unsetenv(envShim)
 	return syscall.Exec(spec.Path, spec.Args, spec.Env)
