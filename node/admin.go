@@ -17,7 +17,7 @@ import (
 	"github.com/imcluster/imcluster/node/adminapi"
 )
 
-// adminHandler serves the admin port (DESIGN.md section 7).
+// adminHandler serves the admin port (docs/architecture.md, docs/operator.md).
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+adminapi.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {

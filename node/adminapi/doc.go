@@ -1,4 +1,4 @@
-// Package adminapi is the contract of a node's admin port (DESIGN.md section 7):
+// Package adminapi is the contract of a node's admin port (docs/architecture.md, docs/operator.md):
 // the JSON documents served under /admin/v1, the health endpoints, and a small
 // HTTP client for them.
 //

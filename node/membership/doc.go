@@ -7,7 +7,7 @@
 // coalesces bursts of events into immutable Snapshots, swapped with an
 // atomic.Pointer. It decides nothing about shards: the owner builds a ring
 // from Snapshot.Roster. Liveness (memberlist alive/suspect versus dead) never
-// changes the roster; only lifecycle steps do (DESIGN.md section 4).
+// changes the roster; only lifecycle steps do (docs/architecture.md).
 //
 // # Roster and epoch
 //

@@ -5,7 +5,7 @@
 // It owns no state that changes, does no I/O, starts no goroutines and imports
 // nothing else of imcluster. A *Ring is immutable once built and safe for
 // concurrent use; membership changes build a new one and the owner swaps it
-// with an atomic.Pointer (see DESIGN.md section 4).
+// with an atomic.Pointer (see docs/architecture.md).
 //
 // # Who gets a replica
 //

@@ -11,7 +11,7 @@ import (
 )
 
 // Limits and defaults of a placement. They are part of the cluster's
-// configuration, fixed at creation (DESIGN.md section 4).
+// configuration, fixed at creation (docs/architecture.md).
 const (
 	// DefaultShards is the default shard count S: enough that one shard is a
 	// small unit of rebalancing (about 0.4% of the data) and that balance

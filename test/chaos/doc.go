@@ -1,4 +1,4 @@
-// Package chaos checks imcluster's guarantee (DESIGN.md section 5): an
+// Package chaos checks imcluster's guarantee (docs/replication.md): an
 // acknowledged message survives the loss of any R-W nodes, disks included,
 // and a partition, and after the faults heal every replica holds the same
 // data.

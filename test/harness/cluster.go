@@ -19,7 +19,7 @@ const (
 	// DefaultShards keeps per-shard work small in tests; production uses 256.
 	DefaultShards = 16
 	// DefaultReplicationFactor and DefaultWriteQuorum are the production
-	// defaults (DESIGN.md section 5).
+	// defaults (docs/replication.md).
 	DefaultReplicationFactor = 3
 	DefaultWriteQuorum       = 2
 	// DefaultReadyTimeout bounds how long Start, Restart and AddNode wait

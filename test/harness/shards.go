@@ -65,7 +65,7 @@ func (c *Cluster) replicasAgree(ctx context.Context) error {
 
 // WaitReplicasAgree waits until every shard has min(R, running nodes) ready
 // replicas on the running nodes and they all have the same digest (the
-// DESIGN.md guarantee after a fault healed). It fails the test after
+// replication guarantee after a fault healed, docs/replication.md). It fails the test after
 // timeout with the last difference.
 func (c *Cluster) WaitReplicasAgree(t testing.TB, timeout time.Duration) {
 	t.Helper()

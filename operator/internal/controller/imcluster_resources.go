@@ -344,7 +344,7 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount, version strin
 		},
 		Resources:    nodeResources(c),
 		VolumeMounts: mounts,
-		// Ready means joined, caught up and serving (DESIGN.md section 7).
+		// Ready means joined, caught up and serving (docs/architecture.md, docs/operator.md).
 		ReadinessProbe: &corev1.Probe{ProbeHandler: adminProbe("/readyz"), PeriodSeconds: 5, FailureThreshold: 3},
 		LivenessProbe:  &corev1.Probe{ProbeHandler: adminProbe("/healthz"), PeriodSeconds: 10, FailureThreshold: 6},
 		// A catching-up node may take long to become ready; only liveness restarts it.
