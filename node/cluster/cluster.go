@@ -261,6 +261,7 @@ func (c *Cluster) SetEngine(e *conversation.Engine) {
 		panic(fmt.Sprintf("cluster: router: %v", err)) // every field is set above
 	}
 	c.router = r
+	e.SetWillForwarder(r.SendWill)
 }
 
 // SetGateway sets the node's gateway. Call before Start.

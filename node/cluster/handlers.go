@@ -17,9 +17,12 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 	switch {
 	case req.Method == wire.Ping:
 		return nil, nil
-	case req.Method == wire.Command:
+	case req.Method == wire.Command || req.Method == wire.Will:
 		if c.router == nil {
 			return nil, wire.ErrNotReady
+		}
+		if req.Method == wire.Will {
+			return nil, c.router.HandleWill(ctx, req)
 		}
 		return c.router.HandleCommand(ctx, req)
 	case isOneOf(req.Method, replica.Methods):

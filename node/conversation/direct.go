@@ -338,10 +338,32 @@ func (e *Engine) SessionGone(app, clientID string, s SessionID, clean bool) {
 	}
 }
 
-// sendWills delivers a dropped session's will messages as normal messages.
+// WillForwarder sends a will message (dm with its pre-assigned id mid) for
+// caller at the coordinator of its conversation.
+type WillForwarder func(ctx context.Context, c Caller, dm *pb.DirectCommand, mid string) error
+
+// SetWillForwarder sets how a will message is sent when the node holding it
+// no longer coordinates its conversation (the lease moved after the will
+// was accepted): the cluster's router. Without one such a will is dropped.
+func (e *Engine) SetWillForwarder(f WillForwarder) { e.forwardWill.Store(&f) }
+
+// SendWill stores and pushes a will message with its pre-assigned id mid,
+// as the conversation's coordinator (ErrNotCoordinator when this node is
+// not). The router calls it at the coordinator.
+func (e *Engine) SendWill(ctx context.Context, c Caller, dm *pb.DirectCommand, mid string) error {
+	_, err := e.send(ctx, c, dm, mid)
+	return err
+}
+
+// sendWills delivers a dropped session's will messages as normal messages,
+// at the current coordinator of each one's conversation.
 func (e *Engine) sendWills(app, clientID string, s SessionID, held []willMsg) {
+	c := Caller{App: app, ClientID: clientID, Session: s}
 	for _, w := range held {
-		_, err := e.send(context.Background(), Caller{App: app, ClientID: clientID, Session: s}, w.dm, w.mid)
+		_, err := e.send(context.Background(), c, w.dm, w.mid)
+		if f := e.forwardWill.Load(); errors.Is(err, ErrNotCoordinator) && f != nil {
+			err = (*f)(context.Background(), c, w.dm, w.mid)
+		}
 		var pe *protocol.Error
 		if err != nil && !errors.As(err, &pe) {
 			e.log.Warn("Dropping will message", "conv", w.dm.GetCid(), "err", err)

@@ -230,3 +230,49 @@ func TestEngineSendNeedsTheLease(t *testing.T) {
 	}
 	h.send(tom, cid, "on time")
 }
+
+// A will message held by a node that no longer coordinates its
+// conversation when the session drops goes to the coordinator through the
+// will forwarder, with the id its sender was given.
+func TestConversationWillMessageAfterTheLeaseMoved(t *testing.T) {
+	h := newHarness(t)
+	h.e.Start(t.Context())
+	tom := h.caller("Tom", 1)
+	h.caller("Jerry", 2)
+	cid := h.start(tom, "Jerry")
+	h.d.take()
+	ack := h.do(tom, &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), DirectMessage: &pb.DirectCommand{
+		Cid: proto.String(cid), Msg: proto.String("bye"), Will: proto.Bool(true)}})
+	type forwarded struct {
+		c   Caller
+		dm  *pb.DirectCommand
+		mid string
+	}
+	got := make(chan forwarded, 1)
+	h.e.SetWillForwarder(func(_ context.Context, c Caller, dm *pb.DirectCommand, mid string) error {
+		got <- forwarded{c, dm, mid}
+		return nil
+	})
+	h.lostLease.Store(true) // the lease moved to another node
+	h.d.disconnect("Tom", 1)
+	h.e.SessionGone(testApp, "Tom", 1, false)
+	select {
+	case f := <-got:
+		if f.c.ClientID != "Tom" || f.c.Session != 1 || f.dm.GetCid() != cid || f.dm.GetMsg() != "bye" || f.dm.GetWill() ||
+			f.mid != ack.GetAckMessage().GetUid() {
+			t.Fatalf("forwarded %+v %v %q; want Tom's will %q", f.c, f.dm, f.mid, ack.GetAckMessage().GetUid())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the will message was not forwarded")
+	}
+	// The coordinator stores it under that id.
+	h.lostLease.Store(false)
+	if err := h.e.SendWill(context.Background(), tom, &pb.DirectCommand{Cid: proto.String(cid), Msg: proto.String("bye")},
+		ack.GetAckMessage().GetUid()); err != nil {
+		t.Fatal(err)
+	}
+	logs := h.do(tom, logsReq(&pb.LogsCommand{Cid: proto.String(cid)})).GetLogsMessage().GetLogs()
+	if len(logs) != 1 || logs[0].GetMsgId() != ack.GetAckMessage().GetUid() {
+		t.Fatalf("history %v, want the will under its id", logs)
+	}
+}

@@ -285,6 +285,9 @@ type Engine struct {
 
 	rooms rooms
 	wills wills
+	// forwardWill, if set, sends a will message at the coordinator of its
+	// conversation when this node no longer coordinates it (SetWillForwarder).
+	forwardWill atomic.Pointer[WillForwarder]
 
 	// queries counts the running conv/query commands per app.
 	queries *limit.Counter

@@ -30,6 +30,9 @@ type Engine interface {
 	// Idempotent reports whether running req twice has the effect and
 	// answer of running it once.
 	Idempotent(req *pb.GenericCommand) bool
+	// SendWill stores and pushes a will message with its pre-assigned id
+	// as the conversation's coordinator.
+	SendWill(ctx context.Context, c conversation.Caller, dm *pb.DirectCommand, mid string) error
 }
 
 // Replicas is what the router asks this node's shard replicas.

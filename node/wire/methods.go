@@ -26,6 +26,7 @@ const (
 	LeaseRelease                     // request: shards -> (); the holder gives its leases up (replica)
 	RangeDigest                      // request: shard, cutoff -> per-range digests (replica)
 	ShardSize                        // request: shard -> keys, bytes (replica)
+	Will                             // request: caller, direct command, message id -> () (route)
 )
 
 // SkipEpochCheck lists the methods valid across roster epochs: replication,

@@ -126,3 +126,75 @@ func TestClusterCoordinatorLossIsAPause(t *testing.T) {
 		checkHistory(t, u, cid, want)
 	}
 }
+
+// TestClusterWillMessageFollowsTheLease: a will message is held by the node
+// that coordinated its conversation when it was sent (a stand-in, while the
+// preferred coordinator was down); when the sender drops off later the
+// preferred coordinator is back and holds the lease, and the will message
+// is stored there, under the id its sender was given.
+func TestClusterWillMessageFollowsTheLease(t *testing.T) {
+	c := harness.Start(t, 3, harness.Options{ReplicationFactor: 3, WriteQuorum: 2})
+	ctx := testCtx(t)
+	n0, n1 := c.Node(0), c.Node(1)
+	tom := connect(t, c, n0, n0, "Tom")
+	jerry := connect(t, c, n1, n0, "Jerry")
+	var cid string
+	var preferred *harness.Node
+	for i := 0; preferred == nil || preferred == n0 || preferred == n1; i++ {
+		if i == 40 {
+			t.Fatal("no conversation coordinated by the third node in 40 tries")
+		}
+		conv, err := tom.cl.CreateConversation(ctx, client.CreateOptions{Members: ids(jerry), Name: fmt.Sprintf("will %d", i)})
+		mustNoErr(t, err)
+		cid = conv.ID()
+		take(t, jerry, "membersjoined", membership(client.MembersJoined, cid))
+		harness.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if preferred = coordinatorOf(ctx, t, c, cid); preferred == nil {
+				return fmt.Errorf("no coordinator of %s yet", cid)
+			}
+			return nil
+		})
+	}
+	preferred.Kill(t)
+	// A stand-in takes the lease on the next send.
+	sendRetrying(ctx, t, tom.cl.Conversation(cid), "while the preferred coordinator is down")
+	var standIn *harness.Node
+	harness.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if standIn = coordinatorOf(ctx, t, c, cid); standIn == nil {
+			return fmt.Errorf("no stand-in coordinator of %s yet", cid)
+		}
+		return nil
+	})
+	will := client.NewText("Tom went offline")
+	will.Will = true
+	held, err := tom.cl.Conversation(cid).Send(ctx, will)
+	mustNoErr(t, err)
+	t.Logf("will %s held by the stand-in %s", held.ID, standIn.ID())
+
+	preferred.Restart(t)
+	harness.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if nd := coordinatorOf(ctx, t, c, cid); nd == nil || nd.ID() != preferred.ID() {
+			return fmt.Errorf("coordinator %v, want %s back", nd, preferred.ID())
+		}
+		return nil
+	})
+	tom.conn.DropConnection()
+	// The will message is stored at the coordinator under its id. (Its
+	// push may miss Jerry: the restarted node's session registry is soft
+	// state and may not list him yet; history has it either way.)
+	harness.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		page, _, err := jerry.cl.Conversation(cid).MessageIterator(10).Next(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range page {
+			if m.ID == held.ID {
+				if m.From != tom.id {
+					t.Fatalf("will message %+v", m)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("will %s not in Jerry's history (%d messages)", held.ID, len(page))
+	})
+}
