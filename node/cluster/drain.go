@@ -177,8 +177,9 @@ func (c *Cluster) handoff(ctx context.Context) {
 			}
 			c.drain.mu.Lock()
 			c.drain.done = true
+			handedOff := len(c.drain.shards) // CancelDrain resets it under the lock
 			c.drain.mu.Unlock()
-			c.log.Info("Drained: every shard handed off", "shards", len(c.drain.shards))
+			c.log.Info("Drained: every shard handed off", "shards", handedOff)
 			return
 		}
 		if !sleepCtx(ctx, backoff) {
