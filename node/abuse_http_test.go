@@ -2,9 +2,11 @@ package node_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,4 +213,60 @@ func upgradeStatus(t *testing.T, n *node.Node) int {
 		t.Fatalf("upgrade: %v", err)
 	}
 	return resp.StatusCode
+}
+
+// TestNodeAbuseHostHeaderNotTrusted: with --allowed-hosts, /v1/route and
+// file URLs refuse a Host outside the list (400) and use a listed one; with
+// --public-url, file URLs are built from it, whatever the Host says.
+func TestNodeAbuseHostHeaderNotTrusted(t *testing.T) {
+	dev := apps.Dev()
+	devKey := map[string]string{"X-LC-Id": dev.ID, "X-LC-Key": dev.Key, "Content-Type": "application/json"}
+	withHost := func(h map[string]string, host string) map[string]string {
+		out := map[string]string{"Host": host}
+		for k, v := range h {
+			out[k] = v
+		}
+		return out
+	}
+	n := startNode(t, func(c *node.Config) { c.AllowedHosts = []string{"chat.example.com"} })
+	_, port, _ := net.SplitHostPort(n.ClientAddr().String())
+	if code, body := callHost(t, n, "GET", "/v1/route?appId="+dev.ID, map[string]string{"Host": "evil.example"}, ""); code != 400 {
+		t.Fatalf("route with a foreign Host: %d %v", code, body)
+	}
+	if code, body := callHost(t, n, "POST", "/1.1/fileTokens", withHost(devKey, "evil.example"), `{"name":"a.txt","metaData":{}}`); code != 400 {
+		t.Fatalf("fileTokens with a foreign Host: %d %v", code, body)
+	}
+	code, body := callHost(t, n, "GET", "/v1/route?appId="+dev.ID, map[string]string{"Host": "chat.example.com:" + port}, "")
+	if code != 200 || body["server"] != "ws://chat.example.com:"+port {
+		t.Fatalf("route with an allowed Host: %d %v", code, body)
+	}
+
+	n = startNode(t, func(c *node.Config) { c.PublicURL = "wss://rtm.example.com" })
+	code, body = callHost(t, n, "POST", "/1.1/fileTokens", withHost(devKey, "evil.example"), `{"name":"a.txt","metaData":{}}`)
+	if code != 200 || !strings.HasPrefix(body["upload_url"].(string), "https://rtm.example.com/") || !strings.HasPrefix(body["url"].(string), "https://rtm.example.com/") {
+		t.Fatalf("fileTokens with --public-url: %d %v", code, body)
+	}
+}
+
+// callHost is call with the "Host" entry of headers sent as the Host header.
+func callHost(t *testing.T, n *node.Node, method, path string, headers map[string]string, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+n.ClientAddr().String()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	req.Host = headers["Host"]
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s %s: non-JSON answer: %v", method, path, err)
+	}
+	return resp.StatusCode, out
 }

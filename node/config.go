@@ -65,6 +65,12 @@ type Config struct {
 	// "wss://rtm.example.com". Zero value derives it from each request
 	// (ws:// or wss:// plus the Host header).
 	PublicURL string
+	// AllowedHosts lists the host names a request's Host header may carry
+	// for the node to use it in the URLs it hands out (/v1/route, file
+	// URLs) when PublicURL is unset; a request with another Host gets 400.
+	// Empty means any Host is trusted, which only suits development: set
+	// PublicURL or AllowedHosts on a reachable node.
+	AllowedHosts []string
 	// TLSCertFile and TLSKeyFile, when both set, serve the client port over
 	// TLS (wss:// and https://). Zero values mean plain TCP, for nodes behind
 	// a TLS-terminating load balancer.

@@ -115,6 +115,9 @@ func (n *Node) Start() error {
 		return n.abort(err)
 	}
 	n.warnInsecure()
+	if !n.cfg.Insecure && n.cfg.PublicURL == "" && len(n.cfg.AllowedHosts) == 0 {
+		n.log.Warn("Neither --public-url nor --allowed-hosts is set: /v1/route and file URLs trust the request's Host header")
+	}
 	form, err := n.checkIdentity(st)
 	if err != nil {
 		return n.abort(err)
@@ -227,20 +230,25 @@ func (n *Node) Start() error {
 				FailedLoginsPerUser:           a.Limits.FailedLoginsPerUser,
 			}, true
 		},
+		BaseURL: func(r *http.Request) string {
+			base, _ := n.publicBase(r)
+			return base
+		},
 		Logger: n.cfg.Logger.With("component", "storage"),
 	})
 	if err != nil {
 		return n.abort(err)
 	}
 	api := httpapi.New(httpapi.Config{
-		Apps:      registry,
-		Tokens:    tokens,
-		Engine:    restEngine{Engine: engine, router: cl.Router()},
-		Storage:   n.storage,
-		Kicker:    cl,
-		Presence:  cl.Deliverer(),
-		PublicURL: n.cfg.PublicURL,
-		Logger:    n.cfg.Logger.With("component", logComponentHTTP),
+		Apps:        registry,
+		Tokens:      tokens,
+		Engine:      restEngine{Engine: engine, router: cl.Router()},
+		Storage:     n.storage,
+		Kicker:      cl,
+		Presence:    cl.Deliverer(),
+		PublicURL:   n.cfg.PublicURL,
+		HostAllowed: n.hostAllowed,
+		Logger:      n.cfg.Logger.With("component", logComponentHTTP),
 	})
 	// The admin port serves first: /healthz answers while the node waits
 	// for its cluster (Start may wait for a seed) and catches up.

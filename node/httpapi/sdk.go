@@ -28,6 +28,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	url := s.cfg.PublicURL
+	if url == "" && s.cfg.HostAllowed != nil && !s.cfg.HostAllowed(r.Host) {
+		writeError(w, http.StatusBadRequest, 107, "the Host header names no host this node serves (--allowed-hosts); set --public-url")
+		return
+	}
 	if url == "" {
 		scheme := "ws"
 		if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {

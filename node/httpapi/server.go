@@ -59,6 +59,9 @@ type Config struct {
 	// PublicURL is the WebSocket URL handed out by /v1/route. Zero value
 	// derives it from the request.
 	PublicURL string
+	// HostAllowed reports whether the request's Host may be used to derive
+	// the /v1/route URL when PublicURL is unset. Nil means any Host.
+	HostAllowed func(host string) bool
 	// Logger is the component logger. Zero value means slog.Default().
 	Logger *slog.Logger
 }

@@ -111,6 +111,10 @@ func (s *Service) fileToken(w http.ResponseWriter, req request) {
 	}
 	f.Owner, _ = s.UserBySessionToken(req.r.Context(), req.app.ID, req.r.Header.Get("X-LC-Session"))
 	base := s.cfg.BaseURL(req.r)
+	if base == "" {
+		writeError(w, http.StatusBadRequest, codeInvalidJSON, "The Host header names no host this server serves; cannot build the file URL.")
+		return
+	}
 	f.URL = base + "/1.1/files/" + f.ObjectID + "/content?" + url.Values{"app": {req.app.ID}}.Encode()
 	b := s.cfg.Store.NewBatch()
 	if err := s.putFile(b, req.app.ID, &f); err != nil {

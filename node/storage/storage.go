@@ -62,7 +62,8 @@ type Config struct {
 	// MaxFileSizeLimit. Zero value means DefaultMaxFileSize (3 MiB).
 	MaxFileSize int64
 	// BaseURL returns the scheme://host under which the client reached us;
-	// file URLs handed to clients start with it. Zero value means
+	// file URLs handed to clients start with it. An empty answer refuses
+	// the request (400): the Host it would be built from is not trusted. Zero value means
 	// "http://" + r.Host.
 	BaseURL func(r *http.Request) string
 	// SignWindow is how far an X-LC-Sign timestamp may be from now. Zero value

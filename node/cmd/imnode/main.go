@@ -51,6 +51,14 @@ func run() error {
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":8081", "admin listen address: health, metrics, admin API")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /admin/v1/* (empty: no check, development only)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "WebSocket URL returned by /v1/route (default: derived from the request)")
+	fs.Func("allowed-hosts", "host names,... the Host header may carry when --public-url is unset (default: any, development only)", func(v string) error {
+		for h := range strings.SplitSeq(v, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				cfg.AllowedHosts = append(cfg.AllowedHosts, h)
+			}
+		}
+		return nil
+	})
 	fs.IntVar(&cfg.Shards, "shards", 256, "shard count; fixed for the lifetime of the data")
 	fs.DurationVar(&cfg.Retention, "retention", 180*24*time.Hour, "message retention")
 	fs.DurationVar(&cfg.SessionTokenTTL, "session-token-ttl", 48*time.Hour, "session token lifetime")
