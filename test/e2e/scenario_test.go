@@ -458,9 +458,7 @@ func (s *scenario) create() {
 			AppsSecretRef: &corev1.LocalObjectReference{Name: "chat-apps"},
 			Storage:       imv1.StorageSpec{ReclaimPolicy: imv1.ReclaimDelete},
 			// All nodes share one machine: the local failure-detection timings.
-			// The operator does not render peer TLS or a gossip keyring yet,
-			// and a node refuses to start without them unless --insecure.
-			ExtraConfig: map[string]string{"cluster-profile": "local", "insecure": "true"},
+			ExtraConfig: map[string]string{"cluster-profile": "local"},
 		},
 	}
 	since := time.Now()

@@ -64,7 +64,7 @@ func (r *podRunner) volume(ctx context.Context, p *corev1.Pod, v *corev1.Volume)
 		if err != nil {
 			return "", err
 		}
-		return dir, writeVolumeFiles(dir, files)
+		return dir, writeVolumeFiles(dir, files, fileOwner(p))
 	}
 	return "", fmt.Errorf("the e2e kubelet does not support this volume source")
 }
@@ -98,20 +98,38 @@ func (r *podRunner) claimDir(ctx context.Context, p *corev1.Pod, claim string) (
 	return dir, nil
 }
 
+// volumeFile is one file of a ConfigMap or Secret volume.
+type volumeFile struct {
+	data []byte
+	mode os.FileMode
+}
+
+// fileOwner is the group a kubelet gives volume files: the pod's fsGroup,
+// or -1 (unchanged).
+func fileOwner(p *corev1.Pod) int {
+	if sc := p.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
+		return int(*sc.FSGroup)
+	}
+	return -1
+}
+
 // sourceFiles reads the ConfigMap or Secret of v and returns the files the
-// volume holds (name -> content).
-func (r *podRunner) sourceFiles(ctx context.Context, ns string, v *corev1.Volume) (map[string][]byte, error) {
+// volume holds (name -> content and mode: the item's, else defaultMode,
+// else 0644).
+func (r *podRunner) sourceFiles(ctx context.Context, ns string, v *corev1.Volume) (map[string]volumeFile, error) {
 	data := map[string][]byte{}
 	var (
 		items    []corev1.KeyToPath
 		optional bool
+		mode     = int32(0o644)
 	)
 	if cm := v.ConfigMap; cm != nil {
 		items, optional = cm.Items, ptr.Deref(cm.Optional, false)
+		mode = ptr.Deref(cm.DefaultMode, mode)
 		obj, err := r.k.cfg.Client.CoreV1().ConfigMaps(ns).Get(ctx, cm.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err) && optional:
-			return data, nil
+			return nil, nil
 		case err != nil:
 			return nil, fmt.Errorf("configmap %s: %w", cm.Name, err)
 		}
@@ -124,19 +142,23 @@ func (r *podRunner) sourceFiles(ctx context.Context, ns string, v *corev1.Volume
 	} else {
 		sv := v.Secret
 		items, optional = sv.Items, ptr.Deref(sv.Optional, false)
+		mode = ptr.Deref(sv.DefaultMode, mode)
 		obj, err := r.k.cfg.Client.CoreV1().Secrets(ns).Get(ctx, sv.SecretName, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err) && optional:
-			return data, nil
+			return nil, nil
 		case err != nil:
 			return nil, fmt.Errorf("secret %s: %w", sv.SecretName, err)
 		}
 		data = obj.Data
 	}
+	files := map[string]volumeFile{}
 	if len(items) == 0 {
-		return data, nil
+		for k, b := range data {
+			files[k] = volumeFile{data: b, mode: os.FileMode(mode) & os.ModePerm}
+		}
+		return files, nil
 	}
-	files := map[string][]byte{}
 	for _, it := range items {
 		b, ok := data[it.Key]
 		if !ok {
@@ -145,28 +167,34 @@ func (r *podRunner) sourceFiles(ctx context.Context, ns string, v *corev1.Volume
 			}
 			return nil, fmt.Errorf("key %q not found", it.Key)
 		}
-		files[it.Path] = b
+		files[it.Path] = volumeFile{data: b, mode: os.FileMode(ptr.Deref(it.Mode, mode)) & os.ModePerm}
 	}
 	return files, nil
 }
 
 // writeVolumeFiles makes dir hold exactly files (plus any mount-point
 // directories made in it), each replaced atomically when its content
-// changed.
-func writeVolumeFiles(dir string, files map[string][]byte) error {
+// changed, with its mode and, when gid >= 0, owned by that group (fsGroup).
+func writeVolumeFiles(dir string, files map[string]volumeFile, gid int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for name, b := range files {
+	for name, f := range files {
 		path := filepath.Join(dir, filepath.Clean("/"+name))
-		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, f.data) {
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err
 		}
 		tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		if err := os.WriteFile(tmp, f.data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Chown(tmp, -1, gid); err != nil {
+			return err
+		}
+		if err := os.Chmod(tmp, f.mode); err != nil {
 			return err
 		}
 		if err := os.Rename(tmp, path); err != nil {
@@ -200,7 +228,7 @@ func (r *podRunner) refreshVolumes(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		if err := writeVolumeFiles(filepath.Join(r.dir, "volumes", v.Name), files); err != nil && ctx.Err() == nil {
+		if err := writeVolumeFiles(filepath.Join(r.dir, "volumes", v.Name), files, fileOwner(p)); err != nil && ctx.Err() == nil {
 			r.logf("refresh volume %s: %v", v.Name, err)
 		}
 	}
