@@ -215,9 +215,9 @@ func (m *Membership) Err() error {
 	return nil
 }
 
-// warnRefused logs a refused peer, at most once per peer and reason kind
-// per minute would be nicer; memberlist retries every gossip round, so it
-// logs at debug after the first time.
+// warnRefused logs a refused peer at warn level the first time a (peer,
+// reason) pair is seen, at debug level afterwards: memberlist retries
+// every gossip round.
 func (m *Membership) warnRefused(peer string, err error) {
 	key := peer + "\x00" + err.Error()
 	m.mu.Lock()
