@@ -39,8 +39,10 @@ const (
 	FaultSkewWithin = "clock-skew-within-margin"
 	FaultSkewBeyond = "clock-skew-beyond-margin"
 	// FaultDiskFull: restart a node whose store writes fail with ENOSPC a
-	// few seconds after it serves; it must stop (exit status 3, "Disk
-	// full") without losing anything acknowledged; then restart it.
+	// few seconds after it serves, wait for it to stop (exit status 3 and
+	// "Disk full" from a failed commit, or a Pebble panic when it cannot
+	// rotate its WAL; a node that goes on with failing writes is killed
+	// after a minute), then restart it; nothing acknowledged may be lost.
 	FaultDiskFull = "disk-full"
 )
 
@@ -80,6 +82,8 @@ type Summary struct {
 	// Refused counts the misconfigured starts that were refused, by
 	// fault kind; Accepted those that were not (each one a failure).
 	Refused, Accepted map[string]int
+	// DiskFull counts how the disk-full faults ended.
+	DiskFull map[string]int
 	// Report is the verification outcome (nil if it did not run).
 	Report *Report
 }
@@ -137,6 +141,7 @@ func (s Summary) String() string {
 		line("  during "+k, "%s", formatCounts(s.ErrorsByFault[k]))
 	}
 	line("misconfigured starts", "refused %s, accepted %s", formatCounts(s.Refused), formatCounts(s.Accepted))
+	line("disk-full outcomes", "%s", formatCounts(s.DiskFull))
 	line("rejected", "%d", s.Rejected())
 	line("client events", "%s", formatCounts(s.Events))
 	line("acks via", "%s", formatCounts(s.AcksVia))
