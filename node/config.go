@@ -56,7 +56,7 @@ type Config struct {
 	// unless Insecure. Re-read when it changes.
 	GossipKeyringFile string
 	// BackupDir is the directory POST /admin/v1/backup writes checkpoints
-	// under. Zero value refuses backups.
+	// under; Start creates it if missing. Zero value refuses backups.
 	BackupDir string
 	// CredentialPollInterval is how often the credential files are checked
 	// for changes. Zero value means 10s (1s with LocalTimings).

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +114,11 @@ func (n *Node) Start() error {
 	n.store = st
 	if err := n.loadCredentials(); err != nil {
 		return n.abort(err)
+	}
+	if n.cfg.BackupDir != "" {
+		if err := os.MkdirAll(n.cfg.BackupDir, 0o700); err != nil {
+			return n.abort(fmt.Errorf("node: backup dir: %w", err))
+		}
 	}
 	n.warnInsecure()
 	if !n.cfg.Insecure && n.cfg.PublicURL == "" && len(n.cfg.AllowedHosts) == 0 {

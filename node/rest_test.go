@@ -164,7 +164,7 @@ func TestNodeLoginSignatureEnforcedPerApp(t *testing.T) {
 }
 
 func TestNodeBackupRestores(t *testing.T) {
-	backups := t.TempDir()
+	backups := filepath.Join(t.TempDir(), "backups") // created by the node
 	n := startNode(t, func(c *node.Config) { c.BackupDir = backups })
 	dev := apps.Dev()
 	_, created := call(t, n, "POST", "/1.1/rtm/conversations", master(dev), `{"client_id":"Tom","members":["Jerry"],"name":"kept"}`)
