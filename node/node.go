@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,10 +92,20 @@ func New(cfg Config) (*Node, error) {
 	reg := cfg.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			buildInfo())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{cfg: cfg, log: cfg.Logger.With("component", logComponentNode, "node", cfg.NodeID), reg: reg, ctx: ctx, cancel: cancel}, nil
+}
+
+// buildInfo is imnode_build_info{version,goversion} 1: the version of every
+// node in one query (e.g. during a rolling upgrade).
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imnode_build_info",
+		Help: "Always 1; the labels name the imnode version and the Go version it was built with."}, []string{"version", "goversion"})
+	g.WithLabelValues(Version, runtime.Version()).Set(1)
+	return g
 }
 
 // Start opens the store and starts serving clients and the admin API.

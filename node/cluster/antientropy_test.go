@@ -262,7 +262,7 @@ func TestClusterAntiEntropyConverges(t *testing.T) {
 	}
 	// Each sync copies at most the records of the differing buckets (a
 	// few per cent of the shard); a whole-shard copy would be 3200.
-	copied := nodes[0].metric(t, "imcluster_sync_keys_total") + nodes[1].metric(t, "imcluster_sync_keys_total")
+	copied := nodes[0].metric(t, "imnode_replica_sync_keys_total") + nodes[1].metric(t, "imnode_replica_sync_keys_total")
 	if limit := float64(common) / 2; copied > limit {
 		t.Fatalf("syncs copied %.0f records, want at most %.0f (differing buckets hold %d)", copied, limit, d0.Keys(differing))
 	}
@@ -333,7 +333,7 @@ func TestClusterCatchUpReportsProgress(t *testing.T) {
 				sawPartial = true
 			}
 		}
-		if len(st.Receiving) > 0 && n1.metric(t, "imcluster_sync_bytes_remaining") < 0 {
+		if len(st.Receiving) > 0 && n1.metric(t, "imnode_replica_sync_bytes_remaining") < 0 {
 			t.Fatal("negative bytes remaining")
 		}
 		if !sawQueued || !sawPartial {
@@ -353,7 +353,7 @@ func TestClusterCatchUpReportsProgress(t *testing.T) {
 		}
 		return nil
 	})
-	if k, b := n1.metric(t, "imcluster_sync_keys_remaining"), n1.metric(t, "imcluster_sync_bytes_remaining"); k != 0 || b != 0 {
+	if k, b := n1.metric(t, "imnode_replica_sync_keys_remaining"), n1.metric(t, "imnode_replica_sync_bytes_remaining"); k != 0 || b != 0 {
 		t.Fatalf("caught up with %v keys and %v bytes remaining", k, b)
 	}
 	waitConverged(t, append(first, n1))

@@ -10,11 +10,11 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_roster_epoch",
+		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imnode_cluster_roster_epoch",
 			Help: "Roster epoch this node has converged to."}),
-		badMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_peer_bad_messages_total",
+		badMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_cluster_peer_bad_messages_total",
 			Help: "Undecodable peer messages dropped."}),
-		asyncDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_cluster_async_drops_total",
+		asyncDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_cluster_async_drops_total",
 			Help: "Background cluster tasks dropped because their queue was full."}),
 	}
 	if reg != nil {

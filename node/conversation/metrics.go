@@ -55,6 +55,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Offline push attempts by result (sent, retry, failed after the last retry, skipped, expired).",
 		}, []string{"result"}),
 	}
+	// Every kind exists from the start, so "flat for days" alerts see 0
+	// rather than no series before the first sweep.
+	for _, kind := range []string{"messages", "conversations", "dedup", "notifications"} {
+		m.swept.WithLabelValues(kind)
+	}
 	if reg == nil {
 		return m, nil
 	}

@@ -180,9 +180,9 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		registerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_session_register_errors_total",
+		registerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_presence_session_register_errors_total",
 			Help: "Session registrations that did not reach the client shard's registry."}),
-		pushDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_push_relay_drops_total",
+		pushDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_presence_push_relay_drops_total",
 			Help: "Pushes not relayed to another node (unreachable or its queue full)."}),
 	}
 	if reg != nil {

@@ -23,40 +23,45 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "imcluster_replicated_write_seconds",
+		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "imnode_replica_write_seconds",
 			Help: "Time from a coordinated write to its write quorum.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-		replicated: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_replica_ops_applied_total",
+		replicated: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_ops_applied_total",
 			Help: "Replicated write operations applied as a replica."}),
-		replicateErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_replicate_errors_total",
+		replicateErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_replicate_errors_total",
 			Help: "Replication requests to other replicas that failed (repaired by anti-entropy)."}),
-		quorumFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_write_quorum_failures_total",
+		quorumFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_write_quorum_failures_total",
 			Help: "Writes that fewer than W replicas acknowledged (the client got a retryable error)."}),
-		syncKeys: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_sync_keys_total",
+		syncKeys: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_sync_keys_total",
 			Help: "Keys received by shard syncs (catch-up, rebalancing, repair)."}),
-		syncRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imcluster_sync_runs_total",
+		syncRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imnode_replica_sync_runs_total",
 			Help: "Shard syncs by reason and result."}, []string{"reason", "result"}),
-		syncPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_shards_pending",
+		syncPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imnode_replica_sync_shards_pending",
 			Help: "Shards this node replicates but has not caught up yet."}),
-		syncKeysRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_keys_remaining",
+		syncKeysRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imnode_replica_sync_keys_remaining",
 			Help: "Estimated keys still to copy to the shards this node is catching up (shards of unknown size not counted)."}),
-		syncBytesRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_sync_bytes_remaining",
+		syncBytesRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imnode_replica_sync_bytes_remaining",
 			Help: "Estimated bytes (keys and values) still to copy to the shards this node is catching up (shards of unknown size not counted)."}),
-		syncBuckets: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_sync_buckets_total",
+		syncBuckets: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_sync_buckets_total",
 			Help: "Digest buckets (1/64 of a shard each) found differing from another replica and copied, by catch-up and anti-entropy."}),
-		underReplicated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_under_replicated_shards",
+		underReplicated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imnode_replica_under_replicated_shards",
 			Help: "Shards with a replica down or still catching up, as this node sees them."}),
-		leasesAcquired: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_leases_acquired_total",
+		leasesAcquired: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_leases_acquired_total",
 			Help: "Coordinator leases this node acquired afresh (not renewals)."}),
-		leasesHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imcluster_leases_held",
+		leasesHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imnode_replica_leases_held",
 			Help: "Shards whose coordinator lease this node holds."}),
-		replicaRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "imcluster_replicate_refused_total",
+		replicaRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_replicate_refused_total",
 			Help: "Replicated writes refused because the sender does not hold the shard's lease here."}),
 	}
+	// Every reason and result exists from the start (0 rather than absent).
+	for _, reason := range []string{"catchup", "repair", "release"} {
+		for _, result := range []string{"ok", "error"} {
+			m.syncRuns.WithLabelValues(reason, result)
+		}
+	}
 	if reg != nil {
-		// The sync remaining and bucket metrics are not registered (as
-		// before the package split; their names are under review).
 		for _, c := range []prometheus.Collector{m.writeSeconds, m.replicated, m.replicateErrors, m.quorumFailures,
-			m.syncKeys, m.syncRuns, m.syncPending, m.underReplicated, m.leasesAcquired, m.leasesHeld, m.replicaRefused} {
+			m.syncKeys, m.syncRuns, m.syncPending, m.syncKeysRemaining, m.syncBytesRemaining, m.syncBuckets,
+			m.underReplicated, m.leasesAcquired, m.leasesHeld, m.replicaRefused} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
