@@ -337,7 +337,13 @@ type MonitoringSpec struct {
 	// CRD is installed; otherwise a condition says why none was made.
 	// +optional
 	ServiceMonitor bool `json:"serviceMonitor,omitempty"`
-	// Labels added to the ServiceMonitor (for the Prometheus selector).
+	// PrometheusRule creates a monitoring.coreos.com/v1 PrometheusRule with the
+	// alerting rules of docs/monitoring.md, scoped to this cluster, when that
+	// CRD is installed; otherwise a condition says why none was made.
+	// +optional
+	PrometheusRule bool `json:"prometheusRule,omitempty"`
+	// Labels added to the ServiceMonitor and the PrometheusRule (for the
+	// Prometheus selectors).
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
 	// Interval between scrapes. Zero value means 30s.

@@ -5,6 +5,7 @@ package chart
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -184,6 +185,27 @@ func TestChartRender(t *testing.T) {
 				}
 			} else if !strings.Contains(r.notes, "cluster.enabled=true") {
 				t.Errorf("NOTES do not say how to create a cluster:\n%s", r.notes)
+			}
+			dash := r.find("ConfigMap", "-dashboard")
+			if (dash != nil) != v.bool("dashboards", "enabled") {
+				t.Fatalf("dashboards.enabled=%v but dashboard ConfigMap rendered=%v", v.bool("dashboards", "enabled"), dash != nil)
+			}
+			if dash != nil {
+				if dash.GetLabels()["grafana_dashboard"] != "1" {
+					t.Errorf("dashboard ConfigMap labels %v lack grafana_dashboard: \"1\"", dash.GetLabels())
+				}
+				data, _, _ := unstructured.NestedString(dash.Object, "data", "imcluster.json")
+				want, err := os.ReadFile(filepath.Join(root, "charts", "imcluster", "dashboards", "imcluster.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got, wantJSON any
+				if err := json.Unmarshal([]byte(data), &got); err != nil {
+					t.Fatalf("dashboard ConfigMap holds no JSON: %v", err)
+				}
+				if err := json.Unmarshal(want, &wantJSON); err != nil || !reflect.DeepEqual(got, wantJSON) {
+					t.Errorf("dashboard ConfigMap differs from dashboards/imcluster.json (%v)", err)
+				}
 			}
 			sm := r.find("ServiceMonitor", "")
 			wantSM := v.bool("metrics", "enabled") && v.bool("metrics", "serviceMonitor", "enabled")

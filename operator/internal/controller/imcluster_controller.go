@@ -129,7 +129,7 @@ func (r *IMClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}()
 
 	phases := []phase{r.reconcileAdminToken, r.reconcileCredentials, r.reconcileConfigMap, r.reconcileServices,
-		r.reconcilePDB, r.reconcileNetworkPolicy, r.reconcileServiceMonitor, r.observe, r.reconcileRotation,
+		r.reconcilePDB, r.reconcileNetworkPolicy, r.reconcileServiceMonitor, r.reconcilePrometheusRule, r.observe, r.reconcileRotation,
 		r.reconcileFormation, r.reconcileStatefulSet,
 		r.reconcilePVCs, r.reconcileStep}
 	if c.IsPaused() {

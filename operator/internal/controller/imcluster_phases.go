@@ -208,12 +208,48 @@ func (r *IMClusterReconciler) reconcileServiceMonitor(ctx context.Context, s *sc
 	if _, err := controllerutil.CreateOrUpdate(ctx, r.Client, sm, func() error {
 		sm.SetLabels(mergeLabels(mergeLabels(sm.GetLabels(), commonLabels(c)), c.Spec.Monitoring.Labels))
 		sm.Object["spec"] = map[string]any{
-			"selector":  map[string]any{"matchLabels": toAnyMap(selectorLabels(c))},
-			"endpoints": []any{map[string]any{"port": portNameAdmin, "path": "/metrics", "interval": interval}},
+			"selector": map[string]any{"matchLabels": toAnyMap(selectorLabels(c))},
+			// job="imnode" on every node target: the alerting rules and the
+			// dashboard select the nodes by it.
+			"endpoints": []any{map[string]any{"port": portNameAdmin, "path": "/metrics", "interval": interval,
+				"relabelings": []any{map[string]any{"targetLabel": "job", "replacement": metricsJob}}}},
 		}
 		return controllerutil.SetControllerReference(c, sm, r.Scheme())
 	}); err != nil {
 		return ctrl.Result{}, fmt.Errorf("reconcile service monitor: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+var prometheusRuleGVK = schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}
+
+func (r *IMClusterReconciler) reconcilePrometheusRule(ctx context.Context, s *scope) (ctrl.Result, error) {
+	c := s.cluster
+	if !c.Spec.Monitoring.PrometheusRule {
+		return ctrl.Result{}, nil
+	}
+	if _, err := r.RESTMapper().RESTMapping(prometheusRuleGVK.GroupKind(), prometheusRuleGVK.Version); err != nil {
+		if meta.IsNoMatchError(err) {
+			s.degrade("PrometheusRuleUnavailable",
+				"spec.monitoring.prometheusRule is set but the monitoring.coreos.com/v1 PrometheusRule CRD is not installed")
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	spec, err := clusterRules(c)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	pr := &unstructured.Unstructured{}
+	pr.SetGroupVersionKind(prometheusRuleGVK)
+	pr.SetName(c.Name)
+	pr.SetNamespace(c.Namespace)
+	if _, err := controllerutil.CreateOrUpdate(ctx, r.Client, pr, func() error {
+		pr.SetLabels(mergeLabels(mergeLabels(pr.GetLabels(), commonLabels(c)), c.Spec.Monitoring.Labels))
+		pr.Object["spec"] = spec
+		return controllerutil.SetControllerReference(c, pr, r.Scheme())
+	}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("reconcile prometheus rule: %w", err)
 	}
 	return ctrl.Result{}, nil
 }

@@ -3,6 +3,7 @@
 package controller
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 func TestOperatorServiceMonitor(t *testing.T) {
 	e := newEnv(t)
 	e.create(e.cluster("mon", 3, func(c *imv1.IMCluster) {
-		c.Spec.Monitoring = imv1.MonitoringSpec{ServiceMonitor: true, Labels: map[string]string{"release": "prom"}}
+		c.Spec.Monitoring = imv1.MonitoringSpec{ServiceMonitor: true, PrometheusRule: true, Labels: map[string]string{"release": "prom"}}
 	}))
 
 	// Without the CRD: reported, nothing else blocked.
@@ -34,21 +35,24 @@ func TestOperatorServiceMonitor(t *testing.T) {
 		t.Fatalf("StatefulSet not created")
 	}
 
-	// With the CRD: the ServiceMonitor is made, owned and labelled.
-	crd := &apiextensionsv1.CustomResourceDefinition{
-		ObjectMeta: metav1.ObjectMeta{Name: "servicemonitors.monitoring.coreos.com"},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: "monitoring.coreos.com",
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "servicemonitors", Singular: "servicemonitor",
-				Kind: "ServiceMonitor", ListKind: "ServiceMonitorList"},
-			Scope: apiextensionsv1.NamespaceScoped,
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
-					Type: "object", XPreserveUnknownFields: new(true)}}}},
-		},
-	}
-	if err := e.c.Create(e.ctx, crd); err != nil {
-		t.Fatalf("create ServiceMonitor CRD: %v", err)
+	// With the CRDs: the ServiceMonitor and the PrometheusRule are made, owned and labelled.
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule"} {
+		plural := strings.ToLower(kind) + "s"
+		crd := &apiextensionsv1.CustomResourceDefinition{
+			ObjectMeta: metav1.ObjectMeta{Name: plural + ".monitoring.coreos.com"},
+			Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+				Group: "monitoring.coreos.com",
+				Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: plural, Singular: strings.ToLower(kind),
+					Kind: kind, ListKind: kind + "List"},
+				Scope: apiextensionsv1.NamespaceScoped,
+				Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
+					Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+						Type: "object", XPreserveUnknownFields: new(true)}}}},
+			},
+		}
+		if err := e.c.Create(e.ctx, crd); err != nil {
+			t.Fatalf("create %s CRD: %v", kind, err)
+		}
 	}
 	// A fresh client (and REST mapper) per attempt: discovery of a new CRD
 	// takes a moment.
@@ -62,6 +66,9 @@ func TestOperatorServiceMonitor(t *testing.T) {
 			return err
 		}
 		if _, err := mapper.RESTMapping(serviceMonitorGVK.GroupKind(), "v1"); err != nil {
+			return err
+		}
+		if _, err := mapper.RESTMapping(prometheusRuleGVK.GroupKind(), "v1"); err != nil {
 			return err
 		}
 		cl, err := client.New(testCfg, client.Options{Scheme: testScheme, Mapper: mapper})
@@ -83,6 +90,32 @@ func TestOperatorServiceMonitor(t *testing.T) {
 	eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
 	if len(eps) != 1 || eps[0].(map[string]any)["port"] != "admin" {
 		t.Fatalf("endpoints %+v", eps)
+	}
+	if rl, _, _ := unstructured.NestedSlice(eps[0].(map[string]any), "relabelings"); len(rl) != 1 ||
+		rl[0].(map[string]any)["targetLabel"] != "job" || rl[0].(map[string]any)["replacement"] != "imnode" {
+		t.Fatalf("endpoint relabelings %+v, want job=imnode", rl)
+	}
+	pr := &unstructured.Unstructured{}
+	pr.SetGroupVersionKind(prometheusRuleGVK)
+	if err := e.r.Get(e.ctx, client.ObjectKey{Namespace: e.ns, Name: "mon"}, pr); err != nil {
+		t.Fatalf("get PrometheusRule: %v", err)
+	}
+	if pr.GetLabels()["release"] != "prom" || len(pr.GetOwnerReferences()) != 1 {
+		t.Fatalf("PrometheusRule metadata %+v", pr.Object["metadata"])
+	}
+	groups, _, _ := unstructured.NestedSlice(pr.Object, "spec", "groups")
+	alerts := 0
+	for _, g := range groups {
+		rules, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
+		for _, r := range rules {
+			alerts++
+			if expr := r.(map[string]any)["expr"].(string); !strings.Contains(expr, `namespace="`+e.ns+`"`) {
+				t.Errorf("rule %v not scoped to namespace %s: %s", r.(map[string]any)["alert"], e.ns, expr)
+			}
+		}
+	}
+	if alerts < 8 {
+		t.Fatalf("PrometheusRule has %d alerts", alerts)
 	}
 	if c := e.get("mon"); cond(c, imv1.ConditionDegraded).Reason == "ServiceMonitorUnavailable" {
 		t.Fatalf("still reported unavailable: %+v", cond(c, imv1.ConditionDegraded))
