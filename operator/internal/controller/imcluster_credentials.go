@@ -252,6 +252,16 @@ func (r *IMClusterReconciler) reconcileCredentials(ctx context.Context, s *scope
 				if err != nil {
 					return err
 				}
+				// Nodes report only their certificate's NotAfter (whole
+				// seconds): a replacement issued within the second of the one
+				// it replaces must still be told apart.
+				if prev := cert; prev != nil && leaf(certPEM).NotAfter.Equal(prev.NotAfter) {
+					certPEM, keyPEM, err = signing.IssueNode(pod, pki.NodeOptions{
+						DNSNames: podDNSNames(c, pod), Validity: c.CertificateLifetime() + time.Second})
+					if err != nil {
+						return err
+					}
+				}
 				peer.Data[certKey(pod)], peer.Data[keyKey(pod)] = certPEM, keyPEM
 				issued = append(issued, pod)
 				cert = leaf(certPEM)
