@@ -87,12 +87,18 @@ func TestClusterPushSurvivesCoordinatorKill(t *testing.T) {
 	mustNoErr(t, err)
 	m, _ := sendRetrying(ctx, t, conv, "are you there?")
 
-	// The first attempt fails; note the node making it and kill it.
+	// The first attempts fail; note the node making them and kill it once
+	// it retried: a retry proves that the failed attempt was counted in the
+	// entry stored with the message (a kill right after the first attempt
+	// may come before that commit, and the next coordinator then rightly
+	// starts again at attempt 0).
 	var first pushAttempt
 	harness.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if a := recv.snapshot(); len(a) > 0 {
-			first = a[0]
-			return nil
+		for _, a := range recv.snapshot() {
+			if a.body.Attempt >= 1 {
+				first = a
+				return nil
+			}
 		}
 		return errNotYet
 	})
