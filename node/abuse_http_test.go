@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -223,9 +224,7 @@ func TestNodeAbuseHostHeaderNotTrusted(t *testing.T) {
 	devKey := map[string]string{"X-LC-Id": dev.ID, "X-LC-Key": dev.Key, "Content-Type": "application/json"}
 	withHost := func(h map[string]string, host string) map[string]string {
 		out := map[string]string{"Host": host}
-		for k, v := range h {
-			out[k] = v
-		}
+		maps.Copy(out, h)
 		return out
 	}
 	n := startNode(t, func(c *node.Config) { c.AllowedHosts = []string{"chat.example.com"} })

@@ -67,7 +67,7 @@ func (n *Node) checkIdentity(st *store.Store) (formation, error) {
 	case len(cfg.Join) == 0 && id.Clustered:
 		return f, fmt.Errorf("%w: this node is a member of cluster %q with other nodes; alone it would form a second cluster: give --join (gossip addresses of running nodes)", ErrNeedJoin, id.ClusterID)
 	case cfg.Bootstrap:
-		n.log.Info("Ignoring --bootstrap: the data directory already belongs to a cluster", "clusterID", id.ClusterID)
+		n.log.Info("Ignoring --bootstrap: the data directory already belongs to a cluster", "clusterId", id.ClusterID)
 	}
 	if f.id != id {
 		if err := store.WriteIdentity(cfg.DataDir, f.id); err != nil {
@@ -87,11 +87,11 @@ func (n *Node) firstIdentity(st *store.Store, want store.Identity) (formation, e
 		// A node from before identity files: it belongs to a cluster (of
 		// unknown id unless --cluster-id names it).
 		f.id.Clustered = len(cfg.Join) > 0
-		n.log.Info("Recording the identity of a data directory written before identity files", "clusterID", want.ClusterID)
+		n.log.Info("Recording the identity of a data directory written before identity files", "clusterId", want.ClusterID)
 	case cfg.Bootstrap:
 		f.bootstrap = true
 		f.id.ClusterID = newClusterID(cfg.ClusterID)
-		n.log.Info("Bootstrapping a new cluster", "clusterID", f.id.ClusterID)
+		n.log.Info("Bootstrapping a new cluster", "clusterId", f.id.ClusterID)
 	case len(cfg.Join) == 0:
 		return f, fmt.Errorf("%w: a new node needs --join (gossip address of a running node), or --bootstrap to create a new cluster", ErrNeedJoin)
 	default:
@@ -160,6 +160,6 @@ func (n *Node) formationConfig(mc *membership.Config, f formation) {
 			n.log.Error("Recording the cluster identity failed", "err", err)
 			return
 		}
-		n.log.Info("Recorded the cluster identity", "clusterID", learned.ClusterID, "clustered", learned.Clustered)
+		n.log.Info("Recorded the cluster identity", "clusterId", learned.ClusterID, "clustered", learned.Clustered)
 	}
 }

@@ -141,7 +141,7 @@ func sendOne(t *testing.T, c *harness.Cluster) {
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	cl, err := conn.Login(ctx, "metrics-a", client.LoginOptions{})
 	if err != nil {
 		t.Fatalf("login: %v", err)
@@ -164,7 +164,7 @@ func scrape(t *testing.T, url string) map[string]bool {
 	if err != nil {
 		t.Fatalf("scrape %s: %v", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("scrape %s: HTTP %d", url, resp.StatusCode)
 	}

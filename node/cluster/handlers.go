@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/imcluster/imcluster/node/presence"
 	"github.com/imcluster/imcluster/node/replica"
@@ -25,9 +26,9 @@ func (c *Cluster) handleRequest(ctx context.Context, req *transport.Request) ([]
 			return nil, c.router.HandleWill(ctx, req)
 		}
 		return c.router.HandleCommand(ctx, req)
-	case isOneOf(req.Method, replica.Methods):
+	case slices.Contains(replica.Methods, req.Method):
 		return c.rep.HandleRequest(ctx, req)
-	case isOneOf(req.Method, presence.Requests):
+	case slices.Contains(presence.Requests, req.Method):
 		return c.hub.HandleRequest(ctx, req)
 	}
 	return nil, fmt.Errorf("cluster: unknown method %d", req.Method)
@@ -41,7 +42,7 @@ func (c *Cluster) handleMessage(msg *transport.Message) {
 		if c.router != nil {
 			err = c.router.HandleSessionGone(msg)
 		}
-	case isOneOf(msg.Method, presence.Messages):
+	case slices.Contains(presence.Messages, msg.Method):
 		err = c.hub.HandleMessage(msg)
 	default:
 		err = fmt.Errorf("cluster: unknown message %d", msg.Method)
@@ -50,13 +51,4 @@ func (c *Cluster) handleMessage(msg *transport.Message) {
 		c.met.badMessages.Inc()
 		c.log.Debug("Dropping bad peer message", "from", msg.From, "method", msg.Method, "err", err)
 	}
-}
-
-func isOneOf(m uint16, ms []uint16) bool {
-	for _, x := range ms {
-		if x == m {
-			return true
-		}
-	}
-	return false
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math"
 	"slices"
 
@@ -288,6 +289,8 @@ func (e *Engine) convWithHooks(ctx context.Context, c Caller, op pb.OpType, cm *
 		params = map[string]any{"initBy": c.ClientID, "convId": cm.GetCid(), "attr": attr}
 	case pb.OpType_mute, pb.OpType_unmute:
 		params = map[string]any{"initBy": c.ClientID, "convId": cm.GetCid(), "mute": op == pb.OpType_mute}
+	default:
+		// No before-hook for the other ops: params stays nil.
 	}
 	if params != nil && c.Session != 0 { // REST calls (no session) run no blocking hooks
 		res, ok, err := e.callHook(ctx, c.App, hk.before, params, protocol.ErrConversationRejectedByApp)
@@ -301,13 +304,11 @@ func (e *Engine) convWithHooks(ctx context.Context, c Caller, op pb.OpType, cm *
 			merged := a
 			if op == pb.OpType_start {
 				orig, _ := params["attr"].(map[string]any)
-				merged = map[string]any{}
-				for k, v := range orig {
-					merged[k] = v
+				merged = maps.Clone(orig)
+				if merged == nil {
+					merged = map[string]any{}
 				}
-				for k, v := range a {
-					merged[k] = v
-				}
+				maps.Copy(merged, a)
 			}
 			data, err := json.Marshal(merged)
 			if err != nil {

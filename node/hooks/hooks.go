@@ -31,7 +31,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -73,7 +75,7 @@ type Hooks struct {
 	apps    map[string]*appState
 	stopped bool
 
-	ctx    context.Context
+	ctx    context.Context //nolint:containedctx // the owner's lifetime: Stop cancels every call in flight
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -164,12 +166,7 @@ func (h *Hooks) FailClosed(appID, hook string) bool {
 	if !ok || app.Hooks == nil {
 		return false
 	}
-	for _, n := range app.Hooks.FailClosed {
-		if n == hook {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(app.Hooks.FailClosed, hook)
 }
 
 // Call runs a blocking hook and returns its result object (nil for null,
@@ -297,9 +294,7 @@ func (h *Hooks) post(ctx context.Context, s *appState, url, hook string, body an
 		mac := hmac.New(sha1.New, []byte(s.app.MasterKey))
 		mac.Write([]byte(hook + ":" + ts))
 		withSign := make(map[string]any, len(params)+1)
-		for k, v := range params {
-			withSign[k] = v
-		}
+		maps.Copy(withSign, params)
 		withSign["__sign"] = ts + "," + hex.EncodeToString(mac.Sum(nil))
 		body = withSign
 	}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -56,9 +57,7 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request, app 
 	unique, _ := body["unique"].(bool)
 	cols := map[string]any{}
 	if attrs, ok := body["attributes"].(map[string]any); ok { // before 1.2 parity
-		for k, v := range attrs {
-			cols[k] = v
-		}
+		maps.Copy(cols, attrs)
 	}
 	for k, v := range body {
 		switch k {

@@ -196,7 +196,7 @@ func (s *Server) sysSubscribers(w http.ResponseWriter, r *http.Request, app *app
 			writeError(w, http.StatusBadRequest, 107, "limit must be 1-50")
 			return
 		}
-		cm.Limit = proto.Int32(int32(n))
+		cm.Limit = proto.Int32(int32(n)) //nolint:gosec // n is within 1..MaxSubscriberPage (checked above)
 	}
 	resp, ok := s.sysDo(w, r, app, "", convCmd(pb.OpType_members, cm))
 	if !ok {
@@ -301,7 +301,7 @@ func (s *Server) sysHistory(w http.ResponseWriter, r *http.Request, app *apps.Ap
 			writeError(w, http.StatusBadRequest, 107, "limit must be 1-100")
 			return
 		}
-		lm.Limit = proto.Int32(int32(n))
+		lm.Limit = proto.Int32(int32(n)) //nolint:gosec // n is within 1..100 (checked above)
 	}
 	if v := q.Get("timestamp"); v != "" {
 		t, err := strconv.ParseInt(v, 10, 64)

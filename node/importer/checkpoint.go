@@ -28,7 +28,7 @@ type checkpoint struct {
 
 func openCheckpoint(path string) (*checkpoint, error) {
 	ck := &checkpoint{doneSet: map[string]bool{}, startedSet: map[string]bool{}, cursors: map[string]message{}}
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(path) //nolint:gosec // the operator names the checkpoint file
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("import: checkpoint: %w", err)
 	}
@@ -49,7 +49,7 @@ func openCheckpoint(path string) (*checkpoint, error) {
 			}
 		}
 	}
-	if ck.f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+	if ck.f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil { //nolint:gosec // the operator names the checkpoint file
 		return nil, fmt.Errorf("import: checkpoint: %w", err)
 	}
 	if len(data) > 0 && data[len(data)-1] != '\n' {

@@ -559,7 +559,7 @@ func (r *runner) countInTarget(ctx context.Context, recs []record) (int, error) 
 // readExport reads a _Conversation export file: a JSON array, an object
 // with "results", or one record per line.
 func readExport(path string) ([]record, error) {
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(path) //nolint:gosec // the operator names the export file
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
@@ -615,8 +615,7 @@ func (e *APIError) Error() string {
 // retryable reports answers worth another try: overload and the cluster's
 // temporary 4200/503 answers.
 func retryable(err error) bool {
-	var ae *APIError
-	if errors.As(err, &ae) {
+	if ae, ok := errors.AsType[*APIError](err); ok {
 		return ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusTooManyRequests || ae.Status >= 500
 	}
 	return err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)

@@ -37,7 +37,8 @@ func TestLimitRateBurstRefillAndKeys(t *testing.T) {
 
 func TestLimitCounter(t *testing.T) {
 	c := NewCounter()
-	if !c.Acquire("a", 2) || !c.Acquire("a", 2) || c.Acquire("a", 2) {
+	first, second, third := c.Acquire("a", 2), c.Acquire("a", 2), c.Acquire("a", 2)
+	if !first || !second || third {
 		t.Fatal("limit 2 not enforced")
 	}
 	c.Release("a")

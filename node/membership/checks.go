@@ -177,7 +177,7 @@ func (m *Membership) checkMerge(peers []*memberlist.Node) error {
 	}
 	m.metas[m.cfg.NodeID] = m.cfg.meta(m.self.State, m.self.Seq)
 	m.metaDirty.Store(true)
-	m.log.Info("Joining cluster", "clusterID", m.cfg.ClusterID)
+	m.log.Info("Joining cluster", "clusterId", m.cfg.ClusterID)
 	m.signal()
 	return nil
 }

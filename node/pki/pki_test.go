@@ -93,8 +93,8 @@ func TestPKIIssueAndParse(t *testing.T) {
 // a pipe and returns the client's and the server's error.
 func handshake(client, server *tls.Config) (clientErr, serverErr error) {
 	c, s := net.Pipe()
-	defer c.Close()
-	defer s.Close()
+	defer func() { _ = c.Close() }()
+	defer func() { _ = s.Close() }()
 	done := make(chan error, 1)
 	go func() {
 		sc := tls.Server(s, server)

@@ -190,7 +190,7 @@ func TestTransportIdleConnectionsClosed(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	b := startNode(t, book, "b", echo("b"), func(c *Config) { c.IdleTimeout = idle })
 	c := rawHello(t, b.Addr().String(), "silent")
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	start := time.Now()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil || time.Since(start) > 5*time.Second {

@@ -86,12 +86,10 @@ func Decode(err error) error {
 // parseCode finds the "[code N]" token a handler error's text starts with,
 // or that a wrapping error put further in.
 func parseCode(msg string) (Code, bool) {
-	const tok = "[code "
-	i := strings.Index(msg, tok)
-	if i < 0 {
+	_, rest, found := strings.Cut(msg, "[code ")
+	if !found {
 		return 0, false
 	}
-	rest := msg[i+len(tok):]
 	j := strings.IndexByte(rest, ']')
 	if j <= 0 {
 		return 0, false

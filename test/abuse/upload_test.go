@@ -82,7 +82,7 @@ func TestAbuseBogusUploadsDoNotCostMemory(t *testing.T) {
 			}
 			defer func() { _ = conn.Close() }()
 			_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
-			fmt.Fprintf(conn, "PUT /1.1/fileUpload/%024d?app=imcluster-dev&token=bogus HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", i, body)
+			_, _ = fmt.Fprintf(conn, "PUT /1.1/fileUpload/%024d?app=imcluster-dev&token=bogus HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", i, body)
 			go func() { // the body, until the node stops reading
 				for sent := 0; sent < body; sent += len(chunk) {
 					if _, err := conn.Write(chunk); err != nil {

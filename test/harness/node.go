@@ -418,7 +418,7 @@ func (c *Cluster) TryStart(t testing.TB, id, dataDir string, join bool, extra []
 	case exit = <-done:
 	case <-timer.C:
 		_ = cmd.Process.Kill()
-		<-done
+		<-done //nolint:errcheck // killed: its exit status says only that
 		exit = ErrStillRunning
 	}
 	return tailFile(logPath, 20), exit

@@ -116,7 +116,7 @@ func createNode(args []string) error {
 
 // writeNew writes a file that must not exist yet (never overwrite a key).
 func writeNew(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode) //nolint:gosec // the user names the output directory
 	if err != nil {
 		return err
 	}

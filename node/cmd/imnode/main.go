@@ -161,7 +161,7 @@ func run() error {
 // usage prints the subcommands, the flags and their IMNODE_* variables.
 func usage(fs *flag.FlagSet) {
 	w := fs.Output()
-	fmt.Fprint(w, `Usage:
+	_, _ = fmt.Fprint(w, `Usage:
   imnode [flags]                    run a chat node
   imnode prestop [flags]            the pod's preStop hook: goaway to clients, wait (imnode prestop --help)
   imnode upgrade-store --data-dir D raise a stopped node's store to this build's format (imnode upgrade-store --help)
@@ -182,11 +182,11 @@ after the flag; the command line wins over the environment, which wins over
 		if name != "" {
 			line += " " + name
 		}
-		fmt.Fprintf(w, "%s  (%s)\n    \t%s", line, envName(f.Name), strings.ReplaceAll(u, "\n", "\n    \t"))
+		_, _ = fmt.Fprintf(w, "%s  (%s)\n    \t%s", line, envName(f.Name), strings.ReplaceAll(u, "\n", "\n    \t"))
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
-			fmt.Fprintf(w, " (default %q)", f.DefValue)
+			_, _ = fmt.Fprintf(w, " (default %q)", f.DefValue)
 		}
-		fmt.Fprintln(w)
+		_, _ = fmt.Fprintln(w)
 	})
 }
 
