@@ -23,8 +23,17 @@ var (
 	ErrQuorum = wire.ErrQuorum
 )
 
-// scanPage bounds the pairs one remote scan answer carries.
-const scanPage = 512
+// scanPage bounds the pairs one remote scan answer carries, and
+// scanPageBytes their encoded bytes: a page stops before the pair that
+// would take it past 1 MiB, a quarter of the transport's default 4 MiB
+// frame limit, so a page of large records (conversation records of up to
+// the record limit, storage objects) always fits in one frame. The first
+// pair of a page is always sent: one pair fits, since it was written
+// through the same transport.
+const (
+	scanPage      = 512
+	scanPageBytes = 1 << 20
+)
 
 // KV returns the store.KV that routes by shard.
 func (rs *Set) KV() store.KV { return &kv{rs: rs} }
@@ -77,7 +86,8 @@ func (k *kv) Get(key []byte) ([]byte, error) {
 }
 
 // Scan reads [lower, upper) of one shard at its coordinator, remotely in
-// pages of scanPage pairs.
+// pages of at most scanPage pairs and about scanPageBytes (serveScan cuts
+// them; the answer says whether more follow).
 func (k *kv) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
 	shard, err := store.ShardOf(lower)
 	if err != nil {

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -173,6 +174,9 @@ func (rs *Set) Servable(shard uint16, key []byte) error {
 	return nil
 }
 
+// serveScan answers one page of a remote kv.Scan: at most the requested
+// count (itself at most scanPage) of pairs and about scanPageBytes of them,
+// then whether the scan may go on after the last pair sent.
 func (rs *Set) serveScan(d *wire.Dec) ([]byte, uint16, error) {
 	lower, upper := d.Bytes(), d.Bytes()
 	reverse := d.Bool()
@@ -191,8 +195,12 @@ func (rs *Set) serveScan(d *wire.Dec) ([]byte, uint16, error) {
 		limit = scanPage
 	}
 	var body wire.Enc
-	n := 0
+	n, full := 0, false
 	err = rs.localScan(lower, upper, reverse, limit, func(k, v []byte) (bool, error) {
+		if n > 0 && len(body.B)+len(k)+len(v)+2*binary.MaxVarintLen64 > scanPageBytes {
+			full = true
+			return false, nil
+		}
 		body.Bytes(k)
 		body.Bytes(v)
 		n++
@@ -204,7 +212,7 @@ func (rs *Set) serveScan(d *wire.Dec) ([]byte, uint16, error) {
 	var e wire.Enc
 	e.U64(uint64(n))
 	e.B = append(e.B, body.B...)
-	e.Bool(n == limit)
+	e.Bool(full || n == limit)
 	return e.B, shard, nil
 }
 
