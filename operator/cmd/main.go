@@ -42,7 +42,7 @@ func run() error {
 	var (
 		metricsAddr, probeAddr, leaderNS string
 		watchNS, nodeVersion, selfLabels string
-		selfNS                           string
+		selfNS, clusterDomain            string
 		leaderElect, metricsSecure       bool
 		poll, resync                     time.Duration
 	)
@@ -58,6 +58,8 @@ func run() error {
 		"Namespace of the operator's pods, allowed to the nodes' admin port by the NetworkPolicy (default $POD_NAMESPACE; empty: any namespace).")
 	flag.StringVar(&selfLabels, "operator-pod-labels", defaultOperatorLabels,
 		"Labels (k=v,k=v) of the operator's pods, allowed to the nodes' admin port by the NetworkPolicy.")
+	flag.StringVar(&clusterDomain, "cluster-domain", controller.DefaultClusterDomain,
+		"DNS domain of the Kubernetes cluster: in the node certificates and the host names the nodes serve (--allowed-hosts).")
 	flag.DurationVar(&poll, "poll-interval", controller.DefaultPollInterval, "Node admin API polling while an operation is in flight.")
 	flag.DurationVar(&resync, "resync-interval", controller.DefaultResyncInterval, "Status refresh of a converged cluster.")
 	opts := zap.Options{}
@@ -113,7 +115,7 @@ func run() error {
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("imcluster-operator"),
 		Config: controller.Config{PollInterval: poll, ResyncInterval: resync, NodeVersion: nodeVersion,
-			OperatorNamespace: selfNS, OperatorPodLabels: podLabels},
+			OperatorNamespace: selfNS, OperatorPodLabels: podLabels, ClusterDomain: clusterDomain},
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the controller: %w", err)

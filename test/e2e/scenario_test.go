@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -478,6 +479,7 @@ func (s *scenario) create() {
 		return why == "", why
 	})
 	s.note("Running after %s", time.Since(since).Round(time.Second))
+	s.checkRoute()
 	s.expectEvents(since, [2]string{"StatefulSetCreated", "with 1 of 3 nodes"})
 	pvcs := &corev1.PersistentVolumeClaimList{}
 	if err := s.w.c.List(s.ctx, pvcs, client.InNamespace(ns)); err != nil {
@@ -486,6 +488,44 @@ func (s *scenario) create() {
 	if len(pvcs.Items) != 3 {
 		s.t.Fatalf("%d claims, want 3", len(pvcs.Items))
 	}
+}
+
+// checkRoute asks a node's /v1/route as an SDK would, under the names the
+// operator lets the nodes serve (--allowed-hosts): the client Service's and
+// the pod's own are answered with a URL on that name; any other Host is
+// refused (400, code 107) rather than echoed.
+func (s *scenario) checkRoute() {
+	p := s.pods()[podName(0)]
+	route := func(host string) (int, map[string]any) {
+		req, err := http.NewRequestWithContext(s.ctx, http.MethodGet,
+			fmt.Sprintf("http://%s:%d/v1/route?appId=%s", p.Status.PodIP, imv1.DefaultClientPort, appID), nil)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		req.Host = fmt.Sprintf("%s:%d", host, imv1.DefaultClientPort)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body := map[string]any{}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			s.t.Fatalf("/v1/route with Host %s: %v", host, err)
+		}
+		return resp.StatusCode, body
+	}
+	for _, host := range []string{imcName + "." + ns + ".svc", imcName + "." + ns + ".svc.cluster.local",
+		podName(0) + "." + imcName + "-peers." + ns + ".svc"} {
+		code, body := route(host)
+		want := fmt.Sprintf("ws://%s:%d", host, imv1.DefaultClientPort)
+		if code != http.StatusOK || body["server"] != want {
+			s.t.Fatalf("/v1/route with Host %s: %d %v, want 200 and server %s", host, code, body, want)
+		}
+	}
+	if code, body := route("attacker.example"); code != http.StatusBadRequest || body["code"] != float64(107) {
+		s.t.Fatalf("/v1/route with a foreign Host: %d %v, want 400 and code 107", code, body)
+	}
+	s.note("/v1/route answers for the client Service's and the pod's names, refuses other hosts (400, 107)")
 }
 
 // scaleUp: 3 -> 5. New nodes join one at a time; shards move to them

@@ -36,20 +36,20 @@ func TestOperatorOrdinalOf(t *testing.T) {
 
 func TestOperatorTemplateHash(t *testing.T) {
 	c := fixture()
-	base := desiredPodTemplate(c, "cfg1", c.EffectiveVersion("0.9.0")).Annotations[AnnotationTemplateHash]
-	if again := desiredPodTemplate(c, "cfg1", c.EffectiveVersion("0.9.0")).Annotations[AnnotationTemplateHash]; again != base {
+	base := desiredPodTemplate(c, "cfg1", c.EffectiveVersion("0.9.0"), DefaultClusterDomain).Annotations[AnnotationTemplateHash]
+	if again := desiredPodTemplate(c, "cfg1", c.EffectiveVersion("0.9.0"), DefaultClusterDomain).Annotations[AnnotationTemplateHash]; again != base {
 		t.Fatalf("hash not deterministic: %s vs %s", base, again)
 	}
-	if other := desiredPodTemplate(c, "cfg2", c.EffectiveVersion("0.9.0")).Annotations[AnnotationTemplateHash]; other == base {
+	if other := desiredPodTemplate(c, "cfg2", c.EffectiveVersion("0.9.0"), DefaultClusterDomain).Annotations[AnnotationTemplateHash]; other == base {
 		t.Fatalf("config change kept the hash")
 	}
 	c.Spec.Version = "1.1.0"
-	if other := desiredPodTemplate(c, "cfg1", c.EffectiveVersion("0.9.0")).Annotations[AnnotationTemplateHash]; other == base {
+	if other := desiredPodTemplate(c, "cfg1", c.EffectiveVersion("0.9.0"), DefaultClusterDomain).Annotations[AnnotationTemplateHash]; other == base {
 		t.Fatalf("version change kept the hash")
 	}
 	c = fixture()
 	c.Spec.Replicas = 7 // not part of the pod template
-	if got := desiredPodTemplate(c, "cfg1", c.EffectiveVersion("0.9.0")).Annotations[AnnotationTemplateHash]; got != base {
+	if got := desiredPodTemplate(c, "cfg1", c.EffectiveVersion("0.9.0"), DefaultClusterDomain).Annotations[AnnotationTemplateHash]; got != base {
 		t.Fatalf("replica change rolled the pods")
 	}
 }

@@ -38,6 +38,8 @@ const (
 	// DefaultStuckAfter is how long a pod may stay not ready after its start
 	// before it is reported as Degraded even without a crash or pull error.
 	DefaultStuckAfter = 5 * time.Minute
+	// DefaultClusterDomain is the usual Kubernetes cluster DNS domain.
+	DefaultClusterDomain = "cluster.local"
 )
 
 // Version is the operator's version, stamped at build time
@@ -73,6 +75,10 @@ type Config struct {
 	// matches those labels in every namespace.
 	OperatorNamespace string
 	OperatorPodLabels map[string]string
+	// ClusterDomain is the Kubernetes cluster's DNS domain, in the node
+	// certificates' names and the host names the nodes serve. Empty means
+	// DefaultClusterDomain.
+	ClusterDomain string
 	// Now is the clock of certificate renewal and rotation. Nil means time.Now.
 	Now func() time.Time
 }
@@ -223,6 +229,13 @@ func (r *IMClusterReconciler) nodeVersion() string {
 		return r.Config.NodeVersion
 	}
 	return Version
+}
+
+func (r *IMClusterReconciler) clusterDomain() string {
+	if r.Config.ClusterDomain != "" {
+		return r.Config.ClusterDomain
+	}
+	return DefaultClusterDomain
 }
 
 // DefaultOperatorPodLabels select the chart's operator pods when

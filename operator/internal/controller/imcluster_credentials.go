@@ -248,7 +248,7 @@ func (r *IMClusterReconciler) reconcileCredentials(ctx context.Context, s *scope
 			case cert == nil, cert.Subject.CommonName != pod, !now.Before(renewAt(cert.NotBefore, cert.NotAfter)),
 				reissueForCA && cert.CheckSignatureFrom(signing.Cert) != nil:
 				certPEM, keyPEM, err := signing.IssueNode(pod, pki.NodeOptions{
-					DNSNames: podDNSNames(c, pod), Validity: c.CertificateLifetime()})
+					DNSNames: podDNSNames(c, pod, r.clusterDomain()), Validity: c.CertificateLifetime()})
 				if err != nil {
 					return err
 				}
@@ -257,7 +257,7 @@ func (r *IMClusterReconciler) reconcileCredentials(ctx context.Context, s *scope
 				// it replaces must still be told apart.
 				if prev := cert; prev != nil && leaf(certPEM).NotAfter.Equal(prev.NotAfter) {
 					certPEM, keyPEM, err = signing.IssueNode(pod, pki.NodeOptions{
-						DNSNames: podDNSNames(c, pod), Validity: c.CertificateLifetime() + time.Second})
+						DNSNames: podDNSNames(c, pod, r.clusterDomain()), Validity: c.CertificateLifetime() + time.Second})
 					if err != nil {
 						return err
 					}
@@ -301,9 +301,9 @@ func (r *IMClusterReconciler) reconcileCredentials(ctx context.Context, s *scope
 	return res, nil
 }
 
-func podDNSNames(c *imv1.IMCluster, pod string) []string {
+func podDNSNames(c *imv1.IMCluster, pod, clusterDomain string) []string {
 	host := fmt.Sprintf("%s.%s.%s.svc", pod, peerServiceName(c), c.Namespace)
-	return []string{pod, host, host + ".cluster.local"}
+	return []string{pod, host, host + "." + clusterDomain}
 }
 
 // leaf parses the first certificate of pemData, or nil.

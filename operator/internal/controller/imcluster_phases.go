@@ -340,7 +340,7 @@ func podReady(p *corev1.Pod) bool {
 // template. Replicas change only in reconcileStep.
 func (r *IMClusterReconciler) reconcileStatefulSet(ctx context.Context, s *scope) (ctrl.Result, error) {
 	c := s.cluster
-	s.template = desiredPodTemplate(c, s.configHash, s.version)
+	s.template = desiredPodTemplate(c, s.configHash, s.version, r.clusterDomain())
 	if s.sts == nil {
 		sts := desiredStatefulSet(c, s.template, 1)
 		if err := controllerutil.SetControllerReference(c, sts, r.Scheme()); err != nil {

@@ -227,7 +227,7 @@ func mergeLabels(dst, src map[string]string) map[string]string {
 // desiredPodTemplate renders the pod template; configHash is the ConfigMap's
 // hash, version the effective imnode version. The template hash annotation is
 // computed over everything else.
-func desiredPodTemplate(c *imv1.IMCluster, configHash, version string) corev1.PodTemplateSpec {
+func desiredPodTemplate(c *imv1.IMCluster, configHash, version, clusterDomain string) corev1.PodTemplateSpec {
 	mounts, volumes := podVolumes(c)
 	labels := mergeLabels(maps.Clone(c.Spec.Pod.Labels), commonLabels(c))
 	annotations := mergeLabels(maps.Clone(c.Spec.Pod.Annotations),
@@ -235,7 +235,7 @@ func desiredPodTemplate(c *imv1.IMCluster, configHash, version string) corev1.Po
 	t := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
 		Spec: corev1.PodSpec{
-			Containers:                    []corev1.Container{nodeContainer(c, mounts, version)},
+			Containers:                    []corev1.Container{nodeContainer(c, mounts, version, clusterDomain)},
 			Volumes:                       volumes,
 			TerminationGracePeriodSeconds: ptr.To[int64](terminationSecs),
 			Affinity:                      podAffinity(c),
@@ -300,7 +300,7 @@ func nodeResources(c *imv1.IMCluster) corev1.ResourceRequirements {
 	}
 }
 
-func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount, version string) corev1.Container {
+func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount, version, clusterDomain string) corev1.Container {
 	tokenName, tokenKey := adminTokenSecret(c)
 	env := []corev1.EnvVar{
 		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
@@ -326,9 +326,7 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount, version strin
 		"--log-format", "json",
 	}
 	args = append(args, credentialArgs()...)
-	if c.Spec.PublicURL != "" {
-		args = append(args, "--public-url", c.Spec.PublicURL)
-	}
+	args = append(args, hostArgs(c, clusterDomain)...)
 	return corev1.Container{
 		Name:            containerName,
 		Image:           c.ImageRef(version),
@@ -363,6 +361,23 @@ func nodeContainer(c *imv1.IMCluster, mounts []corev1.VolumeMount, version strin
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
+}
+
+// hostArgs tells the node which host names clients reach it under, so that
+// /v1/route and file URLs never echo a Host header someone else chose:
+// --public-url from spec.publicURL, otherwise --allowed-hosts with the names
+// of the client Service (as resolved from any namespace) and the pod's own.
+func hostArgs(c *imv1.IMCluster, clusterDomain string) []string {
+	if c.Spec.PublicURL != "" {
+		return []string{"--public-url", c.Spec.PublicURL}
+	}
+	svc := clientServiceName(c)
+	pod := fmt.Sprintf("$(POD_NAME).%s.%s.svc", peerServiceName(c), c.Namespace)
+	hosts := []string{
+		svc, svc + "." + c.Namespace, svc + "." + c.Namespace + ".svc", svc + "." + c.Namespace + ".svc." + clusterDomain,
+		"$(POD_NAME)", pod, pod + "." + clusterDomain,
+	}
+	return []string{"--allowed-hosts", strings.Join(hosts, ",")}
 }
 
 // podAffinity is spec.scheduling.affinity, or by default a preference for one

@@ -25,7 +25,7 @@ func TestOperatorPodSecurityRestricted(t *testing.T) {
 	c := fixture()
 	c.Spec.TLSSecretRef = &corev1.LocalObjectReference{Name: "client-tls"}
 	c.Spec.AppsSecretRef = &corev1.LocalObjectReference{Name: "apps"}
-	tmpl := desiredPodTemplate(c, "cfg", "1.0.0")
+	tmpl := desiredPodTemplate(c, "cfg", "1.0.0", DefaultClusterDomain)
 	lv := psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
 	for _, res := range eval.EvaluatePod(lv, &tmpl.ObjectMeta, &tmpl.Spec) {
 		if !res.Allowed {
@@ -63,7 +63,7 @@ func TestOperatorPodSecurityRestricted(t *testing.T) {
 func TestOperatorPodDefaultsAndCustomisation(t *testing.T) {
 	c := fixture()
 	c.Spec.Version = ""
-	tmpl := desiredPodTemplate(c, "cfg", c.EffectiveVersion("2.3.4"))
+	tmpl := desiredPodTemplate(c, "cfg", c.EffectiveVersion("2.3.4"), DefaultClusterDomain)
 	ctr := tmpl.Spec.Containers[0]
 	if ctr.Image != "imcluster/imnode:2.3.4" || tmpl.Annotations[AnnotationVersion] != "2.3.4" {
 		t.Errorf("empty spec.version: image %q, version annotation %q; want the operator's version 2.3.4",
@@ -79,6 +79,17 @@ func TestOperatorPodDefaultsAndCustomisation(t *testing.T) {
 	if !strings.Contains(args, "--log-format json") || strings.Contains(args, "--public-url") || strings.Contains(args, "--insecure") {
 		t.Errorf("args %q: want JSON logs, no --public-url, never --insecure", args)
 	}
+	// Without spec.publicURL the node serves only the client Service's and
+	// its own names (docs/operator.md, "Host names").
+	wantHosts := "chat,chat.ns,chat.ns.svc,chat.ns.svc.cluster.local," +
+		"$(POD_NAME),$(POD_NAME).chat-peers.ns.svc,$(POD_NAME).chat-peers.ns.svc.cluster.local"
+	if i := slices.Index(ctr.Args, "--allowed-hosts"); i < 0 || ctr.Args[i+1] != wantHosts {
+		t.Errorf("args %q: want --allowed-hosts %s", ctr.Args, wantHosts)
+	}
+	if got := desiredPodTemplate(c, "cfg", "2.3.4", "corp.example").Spec.Containers[0].Args; !slices.Contains(got,
+		strings.ReplaceAll(wantHosts, "cluster.local", "corp.example")) {
+		t.Errorf("cluster domain corp.example: args %q", got)
+	}
 
 	c.Spec.Resources = corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")}}
 	c.Spec.PublicURL = "wss://chat.example.com"
@@ -87,13 +98,14 @@ func TestOperatorPodDefaultsAndCustomisation(t *testing.T) {
 		Annotations: map[string]string{"example.com/scrape": "true", AnnotationVersion: "hijack"},
 		Env:         []corev1.EnvVar{{Name: "IMNODE_LOG_LEVEL", Value: "debug"}},
 	}
-	tmpl = desiredPodTemplate(c, "cfg", "1.0.0")
+	tmpl = desiredPodTemplate(c, "cfg", "1.0.0", DefaultClusterDomain)
 	ctr = tmpl.Spec.Containers[0]
 	if len(ctr.Resources.Requests) != 0 || ctr.Resources.Limits.Cpu().String() != "4" {
 		t.Errorf("spec.resources not used as given: %+v", ctr.Resources)
 	}
-	if i := slices.Index(ctr.Args, "--public-url"); i < 0 || ctr.Args[i+1] != "wss://chat.example.com" {
-		t.Errorf("args %q lack --public-url wss://chat.example.com", ctr.Args)
+	if i := slices.Index(ctr.Args, "--public-url"); i < 0 || ctr.Args[i+1] != "wss://chat.example.com" ||
+		slices.Contains(ctr.Args, "--allowed-hosts") {
+		t.Errorf("args %q: want --public-url wss://chat.example.com instead of --allowed-hosts", ctr.Args)
 	}
 	if tmpl.Labels["team"] != "chat" || tmpl.Labels[labelInstance] != c.Name {
 		t.Errorf("pod labels %v: want team=chat and the operator's instance label kept", tmpl.Labels)
