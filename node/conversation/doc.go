@@ -8,8 +8,14 @@
 // de-duplication tokens live in the conversation's shard
 // (Shards.ConvShard(app, cid)); a client's conversation index, per
 // conversation read/ack state and reliable notifications live in the client's
-// shard (Shards.ClientShard(app, clientID)). Per-client writes are kept in
-// small helpers so the cluster can later turn them into cross-shard calls.
+// shard (Shards.ClientShard(app, clientID)).
+//
+// A command writes its conversation's shard only, under the conversation's
+// stripe lock; its effects in other shards (the members' index and read
+// state, reliable notifications) go into the conversation's outbox in the
+// same atomic batch and are applied, in order and idempotently, after the
+// lock is released, by the command and, failing that, by the engine's
+// drainer (outbox.go).
 //
 // Key layout (families of node/store, values JSON unless noted):
 //
@@ -22,6 +28,7 @@
 //	client shard FamClientConv clientId, cid           empty (the client's conversations)
 //	client shard FamClientState clientId, cid          read/ack pointers (field doc)
 //	client shard FamNotif     clientId, serverTs, nonce push frame (protobuf)
+//	conv shard   FamOutbox    app, cid, seq (no app prefix) ops for another shard (outbox.go)
 //
 // A field doc (fields.go) stores one field per scalar, per member of each
 // member set, per custom column and per role, each replicated with its own

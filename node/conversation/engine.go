@@ -115,6 +115,14 @@ type Config struct {
 	// QueryLimits returns an app's conv/query limits. Nil means
 	// DefaultQueryLimits for every app.
 	QueryLimits func(app string) QueryLimits
+	// OutboxWait is how long a command waits, after its own shard
+	// committed, for its effects in other shards (outbox.go) before it
+	// answers anyway (they are applied later). Zero value means 1 s.
+	OutboxWait time.Duration
+	// OutboxInterval is the period of the outbox drainer, which retries
+	// effects that could not be applied and applies those a previous
+	// coordinator left. Zero value means 1 s.
+	OutboxInterval time.Duration
 }
 
 // QueryLimits bound the conv/query commands of one app on one node.
@@ -177,13 +185,20 @@ func (c *Config) setDefaults() {
 	if c.PushInterval == 0 {
 		c.PushInterval = time.Second
 	}
+	if c.OutboxWait == 0 {
+		c.OutboxWait = time.Second
+	}
+	if c.OutboxInterval == 0 {
+		c.OutboxInterval = time.Second
+	}
 }
 
-// DefaultLocalConfig is DefaultConfig for tests: the sweeper runs every
-// 100 ms.
+// DefaultLocalConfig is DefaultConfig for tests: the sweeper and the
+// outbox drainer run every 100 ms.
 func DefaultLocalConfig() Config {
 	c := DefaultConfig()
 	c.SweepInterval = 100 * time.Millisecond
+	c.OutboxInterval = 100 * time.Millisecond
 	return c
 }
 
@@ -196,7 +211,8 @@ func (c *Config) Validate() error {
 		return errors.New("conversation: Shards is required")
 	case c.Deliverer == nil:
 		return errors.New("conversation: Deliverer is required")
-	case c.Retention < 0 || c.NotificationRetention < 0 || c.SweepInterval < 0 || c.DedupWindow < 0:
+	case c.Retention < 0 || c.NotificationRetention < 0 || c.SweepInterval < 0 || c.DedupWindow < 0 ||
+		c.OutboxWait < 0 || c.OutboxInterval < 0:
 		return errors.New("conversation: durations must not be negative")
 	case c.MaxMembers < 0 || c.MaxTempMembers < 0:
 		return errors.New("conversation: member limits must not be negative")
@@ -226,6 +242,10 @@ type stripe struct {
 	// pendingDt holds messages with a dt between timestamp assignment and
 	// commit, so a concurrent resend is answered with the same id.
 	pendingDt map[string]*message
+	// outbox lists the conversations whose commands under mu wrote outbox
+	// entries; unlockAndDrain applies them after releasing mu. Guarded by
+	// mu.
+	outbox []convRef
 
 	qmu      sync.Mutex
 	queue    []push
@@ -283,8 +303,9 @@ type Engine struct {
 	// within the same millisecond never overwrites one.
 	nonce string
 
-	rooms rooms
-	wills wills
+	rooms  rooms
+	wills  wills
+	outbox outbox
 	// forwardWill, if set, sends a will message at the coordinator of its
 	// conversation when this node no longer coordinates it (SetWillForwarder).
 	forwardWill atomic.Pointer[WillForwarder]
@@ -333,11 +354,12 @@ func New(cfg Config) (*Engine, error) {
 	e.metrics = m
 	e.rooms.init()
 	e.wills.init()
+	e.outbox.init()
 	return e, nil
 }
 
 // Start starts the engine's background work (retention sweeper, temporary
-// conversation expiry, the receiver-ack loop). Stop stops it. Call each once.
+// conversation expiry, the receiver-ack loop, the outbox drainer). Stop stops it. Call each once.
 func (e *Engine) Start(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
@@ -347,6 +369,7 @@ func (e *Engine) Start(ctx context.Context) {
 	e.goFunc(func() { e.sweepLoop(ctx) })
 	e.goFunc(func() { e.pushLoop(ctx) })
 	e.goFunc(func() { e.ackLoop(ctx) })
+	e.goFunc(func() { e.outboxLoop(ctx) })
 	e.running.Store(true)
 }
 
@@ -529,10 +552,14 @@ func (e *Engine) openGate(st *stripe, g *gate, ok bool) {
 	e.drain(st)
 }
 
-// unlockAndDrain releases st.mu and delivers queued pushes.
+// unlockAndDrain releases st.mu, delivers queued pushes and applies the
+// outbox entries the commands under st.mu wrote (outbox.go).
 func (e *Engine) unlockAndDrain(st *stripe) {
+	refs := st.outbox
+	st.outbox = nil
 	st.mu.Unlock()
 	e.drain(st)
+	e.flushOutbox(refs)
 }
 
 // ForgetTimestamps makes the cached last timestamps of conversations

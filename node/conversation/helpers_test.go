@@ -161,6 +161,68 @@ type harness struct {
 	fs    vfs.FS
 	// lostLease makes the engine's node stop coordinating every shard.
 	lostLease atomic.Bool
+	// kv is the engine's store.KV.
+	kv *lockCheckKV
+}
+
+// lockCheckKV is the engine's store.KV in tests: the node's Store, failing
+// the test when a batch written while the stripe lock of a conversation it
+// writes is held touches more than one shard (node/LOCKING.md: under a
+// stripe lock the engine writes its own shard only; the rest goes through
+// the outbox). fail, if set, fails chosen commits (a down target shard).
+type lockCheckKV struct {
+	*store.Store
+	t    testing.TB
+	e    *Engine
+	fail atomic.Pointer[func(b *store.Batch) error]
+}
+
+func (k *lockCheckKV) Commit(b *store.Batch) error {
+	shards := map[uint16]bool{}
+	for _, op := range b.Ops() {
+		s, err := store.ShardOf(op.Key)
+		if err != nil {
+			k.t.Errorf("commit of a key without a shard: %x", op.Key)
+			continue
+		}
+		shards[s] = true
+	}
+	if len(shards) > 1 && k.e != nil {
+		for _, op := range b.Ops() {
+			if app, id, ok := stripeOf(op.Key); ok {
+				st := k.e.convStripe(app, id)
+				if !st.mu.TryLock() {
+					k.t.Errorf("a batch written under the stripe lock of %q touches %d shards", id, len(shards))
+					break
+				}
+				st.mu.Unlock()
+			}
+		}
+	}
+	if f := k.fail.Load(); f != nil {
+		if err := (*f)(b); err != nil {
+			return err
+		}
+	}
+	return k.Store.Commit(b)
+}
+
+// stripeOf returns the app and stripe id of a conversation key (its cid,
+// or "unique:" and the unique key), false for other keys.
+func stripeOf(key []byte) (app, id string, ok bool) {
+	r, _, app, fam := store.ReadKey(key)
+	id = r.Str()
+	if r.Err() != nil {
+		return "", "", false
+	}
+	switch fam {
+	case store.FamConv, store.FamMsg, store.FamMsgID, store.FamPatch, store.FamDedup, store.FamRoom, store.FamSub, store.FamPush:
+		return app, id, true
+	case store.FamUnique:
+		return app, "unique:" + id, true
+	default:
+		return "", "", false
+	}
 }
 
 func newHarness(t testing.TB) *harness {
@@ -176,12 +238,15 @@ func openHarness(t testing.TB, fs vfs.FS, dir string, d *testDeliverer, clock *t
 		t.Fatal(err)
 	}
 	h := &harness{t: t, d: d, clock: clock, st: st, dir: dir, fs: fs}
-	e, err := New(Config{Store: st, Shards: testShards{lost: &h.lostLease}, Deliverer: d, Clock: clock.Now, Logger: logger,
+	kv := &lockCheckKV{Store: st, t: t}
+	h.kv = kv
+	e, err := New(Config{Store: kv, Shards: testShards{lost: &h.lostLease}, Deliverer: d, Clock: clock.Now, Logger: logger,
 		Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.e = e
+	kv.e = e
 	t.Cleanup(h.close)
 	return h
 }

@@ -136,7 +136,7 @@ func (e *Engine) convAdd(ctx context.Context, c Caller, cm *pb.ConvCommand) (*pb
 		udate := protocol.ISODate(r.Updated)
 		ps := e.memberEvent(b, c.App, cid, c.ClientID, udate, pb.OpType_joined, pb.OpType_members_joined,
 			added, without(r.Members, added))
-		if err := e.st.Commit(b); err != nil {
+		if err := e.commitConv(st, c.App, cid, b); err != nil {
 			return nil, internal("commit add", err)
 		}
 		e.emit(st, ps...)
@@ -204,7 +204,7 @@ func (e *Engine) removeMembersLocked(ctx context.Context, st *stripe, c Caller, 
 	}
 	ps = append(ps, e.memberEvent(b, c.App, r.ID, c.ClientID, udate, pb.OpType_left, pb.OpType_members_left,
 		removed, r.Members)...)
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, c.App, r.ID, b); err != nil {
 		return internal("commit remove", err)
 	}
 	e.emit(st, ps...)
@@ -321,7 +321,7 @@ func (e *Engine) convMemberInfoUpdate(ctx context.Context, c Caller, cm *pb.Conv
 	p.ConvMessage = &pb.ConvCommand{Cid: strp(r.ID), InitBy: strp(c.ClientID),
 		Info: &pb.ConvMemberInfo{Pid: strp(target), Role: strp(role)}}
 	e.reliable(b, c.App, r.Members, p)
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, c.App, r.ID, b); err != nil {
 		return nil, internal("commit member info", err)
 	}
 	e.emit(st, push{app: c.App, to: r.Members, except: c.Session, cmd: p})

@@ -21,6 +21,8 @@ type metrics struct {
 	// outcomes (sent, retry, failed, skipped, expired).
 	pushQueued    prometheus.Counter
 	offlinePushes *prometheus.CounterVec
+	// outbox counts outbox entries by result (applied, failed, deferred).
+	outbox *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -54,6 +56,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "imnode_push_results_total",
 			Help: "Offline push attempts by result (sent, retry, failed after the last retry, skipped, expired).",
 		}, []string{"result"}),
+		outbox: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imnode_conversation_outbox_total",
+			Help: "Effects of commands in other shards: entries applied, apply attempts failed (retried by the drainer), conversations deferred to the drainer because every runner was busy.",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{"applied", "failed", "deferred"} {
+		m.outbox.WithLabelValues(r)
 	}
 	// Every kind exists from the start, so "flat for days" alerts see 0
 	// rather than no series before the first sweep.
@@ -63,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.duration, m.messages, m.pushes, m.swept, m.pushQueued, m.offlinePushes} {
+	for _, c := range []prometheus.Collector{m.commands, m.duration, m.messages, m.pushes, m.swept, m.pushQueued, m.offlinePushes, m.outbox} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

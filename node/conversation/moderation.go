@@ -71,7 +71,7 @@ func (e *Engine) convShutup(ctx context.Context, c Caller, cm *pb.ConvCommand, a
 		e.putConv(b, c.App, r)
 		ps := e.memberEvent(b, c.App, r.ID, c.ClientID, protocol.ISODate(r.Updated), single, plural, changed,
 			without(r.Members, changed))
-		if err := e.st.Commit(b); err != nil {
+		if err := e.commitConv(st, c.App, r.ID, b); err != nil {
 			return nil, internal("commit shutup", err)
 		}
 		e.emit(st, ps...)
@@ -206,7 +206,7 @@ func (e *Engine) blacklistChange(ctx context.Context, c Caller, bm *pb.Blacklist
 		e.putConv(b, c.App, r)
 		ps := e.memberEvent(b, c.App, r.ID, c.ClientID, protocol.ISODate(r.Updated), pb.OpType_unblocked,
 			pb.OpType_members_unblocked, changed, r.Members)
-		if err := e.st.Commit(b); err != nil {
+		if err := e.commitConv(st, c.App, r.ID, b); err != nil {
 			return nil, internal("commit unblock", err)
 		}
 		e.emit(st, ps...)
@@ -232,7 +232,7 @@ func (e *Engine) blacklistChange(ctx context.Context, c Caller, bm *pb.Blacklist
 	b := e.st.NewBatch()
 	e.putConv(b, c.App, r)
 	ps := blockPushes(b, protocol.ISODate(r.Updated))
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, c.App, r.ID, b); err != nil {
 		return nil, internal("commit block", err)
 	}
 	e.emit(st, ps...)

@@ -82,7 +82,7 @@ func (e *Engine) patchOne(_ context.Context, c Caller, it *pb.PatchItem) (int64,
 	e.putMessage(b, c.App, cid, m)
 	e.putConv(b, c.App, r)
 	b.Set(e.convKey(c.App, cid, store.FamPatch).Int64(patchTs).Str(m.ID).Bytes(), v)
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, c.App, cid, b); err != nil {
 		return 0, internal("commit patch", err)
 	}
 	p := newPush(pb.CommandType_patch, pb.OpType_modify.Enum())

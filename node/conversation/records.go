@@ -217,6 +217,24 @@ func newConvID(nowMs int64) string {
 	return hex.EncodeToString(b[:])
 }
 
+// newConvIDIn returns prefix+newConvID(nowMs) for an id whose conversation
+// lives in shard: a unique conversation is created in the shard of its
+// unique key, so conv/start, which runs at that shard's coordinator, writes
+// the record and the key in one local batch. A shard is hit after
+// Shards.Count tries on average; the bound only guards against a Shards
+// that never places an id there (the last id is used then, and the unique
+// key's write goes through the outbox).
+func (e *Engine) newConvIDIn(app string, shard uint16, prefix string, nowMs int64) string {
+	id := prefix + newConvID(nowMs)
+	for range 64 * max(e.shards.Count(), 1) {
+		if e.shards.ConvShard(app, id) == shard {
+			return id
+		}
+		id = prefix + newConvID(nowMs)
+	}
+	return id
+}
+
 // newMessageID returns a 22-character URL-safe Base64 id of 16 random bytes.
 func newMessageID() string {
 	var b [16]byte

@@ -114,7 +114,7 @@ func (e *Engine) trimConv(app, cid string, cutoff int64) error {
 func (e *Engine) deleteConv(app, cid string) error {
 	st := e.convStripe(app, cid)
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	defer e.unlockAndDrain(st)
 	r, err := e.loadConv(app, cid)
 	if err != nil || r == nil || !r.expired(e.nowMs()) {
 		return err
@@ -134,7 +134,7 @@ func (e *Engine) deleteConv(app, cid string) error {
 	for _, id := range r.Members {
 		e.unindexClient(b, app, id, cid)
 	}
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, app, cid, b); err != nil {
 		return internal("commit conversation expiry", err)
 	}
 	e.rooms.drop(app, cid)

@@ -90,11 +90,14 @@ func (e *Engine) UnreadTotal(ctx context.Context, app, clientID string) (int, er
 
 // DeleteMessage deletes the stored copy of message mid sent at ts in cid
 // (LeanCloud's DELETE .../messages/{mid}): clients keep their cached copy
-// and get no push. An unknown message yields 4404. The message is deleted
-// through the conversation's shard coordinator; a patch of the same message
-// committed at the same moment may leave it in place (the caller may
-// repeat the delete).
+// and get no push. An unknown message yields 4404. It runs under the
+// conversation's stripe lock, like a patch of the message, so a delete and
+// an edit racing each other apply one after the other and a deleted
+// message stays deleted.
 func (e *Engine) DeleteMessage(_ context.Context, app, cid, mid string, ts int64) error {
+	st := e.convStripe(app, cid)
+	st.mu.Lock()
+	defer e.unlockAndDrain(st)
 	if _, err := e.loadLive(app, cid); err != nil {
 		return err
 	}
@@ -108,7 +111,7 @@ func (e *Engine) DeleteMessage(_ context.Context, app, cid, mid string, ts int64
 	b := e.st.NewBatch()
 	b.Delete(e.msgKey(app, cid, m.Ts, m.ID))
 	b.Delete(e.convKey(app, cid, store.FamMsgID).Str(m.ID).Bytes())
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, app, cid, b); err != nil {
 		return internal("commit message delete", err)
 	}
 	return nil
@@ -147,12 +150,12 @@ func (e *Engine) ImportConversation(_ context.Context, app string, in ImportedCo
 	st := e.convStripe(app, in.ID)
 	st.mu.Lock()
 	defer e.unlockAndDrain(st)
-	return e.importConvLocked(app, in)
+	return e.importConvLocked(st, app, in)
 }
 
 // importConvLocked is ImportConversation once a stripe serializing the new
-// record's creation is held.
-func (e *Engine) importConvLocked(app string, in ImportedConversation) (bool, error) {
+// record's creation, st, is held.
+func (e *Engine) importConvLocked(st *stripe, app string, in ImportedConversation) (bool, error) {
 	if err := validImportID(in.ID); err != nil {
 		return false, err
 	}
@@ -221,7 +224,7 @@ func (e *Engine) importConvLocked(app string, in ImportedConversation) (bool, er
 	for _, id := range r.Members {
 		e.indexClient(b, app, id, r, 0, r.Created)
 	}
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, app, r.ID, b); err != nil {
 		return false, internal("commit imported conversation", err)
 	}
 	return true, nil
@@ -301,6 +304,9 @@ func (e *Engine) ImportMessages(_ context.Context, app, cid string, msgs []Impor
 // the source reported it; counts above 100 are capped like the unread
 // summary. Used once after a conversation's history is imported.
 func (e *Engine) SetUnread(_ context.Context, app, cid string, unread map[string]int) error {
+	st := e.convStripe(app, cid)
+	st.mu.Lock()
+	defer e.unlockAndDrain(st)
 	r, err := e.loadLive(app, cid)
 	if err != nil {
 		return err
@@ -324,7 +330,7 @@ func (e *Engine) SetUnread(_ context.Context, app, cid string, unread map[string
 		s.ReadTs, s.Changed = readTs, now
 		e.putClientState(b, app, id, cid, s)
 	}
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, app, cid, b); err != nil {
 		return internal("commit read pointers", err)
 	}
 	return nil
@@ -385,9 +391,10 @@ func (e *Engine) CreateConversation(ctx context.Context, app string, in Imported
 	in.Members = sortedSet(in.Members)
 	if in.Unique {
 		in.UniqueID = uniqueKey(in.Members)
+		in.ID = e.newConvIDIn(app, e.shards.ConvShard(app, in.UniqueID), "", now)
 		st := e.convStripe(app, "unique:"+in.UniqueID)
 		st.mu.Lock()
-		defer st.mu.Unlock()
+		defer e.unlockAndDrain(st)
 		existing, err := e.uniqueConv(app, in.UniqueID)
 		if err != nil {
 			return "", err
@@ -395,7 +402,7 @@ func (e *Engine) CreateConversation(ctx context.Context, app string, in Imported
 		if existing != nil && slices.Equal(existing.Members, in.Members) {
 			return existing.ID, nil
 		}
-		_, err = e.importConvLocked(app, in)
+		_, err = e.importConvLocked(st, app, in)
 		return in.ID, err
 	}
 	if _, err := e.ImportConversation(ctx, app, in); err != nil {
@@ -447,7 +454,7 @@ func (e *Engine) TempSilence(_ context.Context, app, cid, clientID string, ttl t
 	}
 	b := e.st.NewBatch()
 	e.putConv(b, app, r)
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, app, cid, b); err != nil {
 		return internal("commit temporary silence", err)
 	}
 	return nil
@@ -483,7 +490,7 @@ func (e *Engine) DeleteConversation(_ context.Context, app, cid string) error {
 			b.Delete(e.uniqueIndexKey(app, r.UniqueID))
 		}
 	}
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, app, r.ID, b); err != nil {
 		return internal("commit conversation delete", err)
 	}
 	return nil

@@ -120,9 +120,11 @@ func (e *Engine) startNormal(ctx context.Context, c Caller, cm *pb.ConvCommand, 
 	}
 	r.Unique, r.UniqueID = true, uniqueKey(members)
 	idxKey := r.UniqueID
+	prefix := ""
 	if temp {
-		idxKey = "tmp:" + r.UniqueID
+		idxKey, prefix = "tmp:"+r.UniqueID, tempPrefix
 	}
+	r.ID = e.newConvIDIn(c.App, e.shards.ConvShard(c.App, idxKey), prefix, now)
 	st := e.convStripe(c.App, "unique:"+idxKey)
 	st.mu.Lock()
 	defer e.unlockAndDrain(st)
@@ -203,7 +205,7 @@ func (e *Engine) createConvLocked(ctx context.Context, c Caller, r *convRecord, 
 	joined := e.reliable(b, c.App, r.Members, convPush(pb.OpType_joined, r.ID, c.ClientID, udate, nil))
 	mj := e.reliable(b, c.App, r.Members, convPush(pb.OpType_members_joined, r.ID, c.ClientID, udate, r.Members))
 	ps := []push{{app: c.App, to: r.Members, cmd: joined}, {app: c.App, to: r.Members, cmd: mj}}
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, c.App, r.ID, b); err != nil {
 		return nil, internal("commit conversation", err)
 	}
 	e.emit(st, ps...)

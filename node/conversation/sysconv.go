@@ -302,7 +302,7 @@ func (e *Engine) sysSubscribe(app, cid string, ids []string, add bool) (*pb.Gene
 		allowed = append(allowed, id)
 	}
 	if changed {
-		if err := e.st.Commit(b); err != nil {
+		if err := e.commitConv(st, app, cid, b); err != nil {
 			return nil, internal("commit subscription", err)
 		}
 	}
@@ -331,7 +331,7 @@ func (e *Engine) sysMute(c Caller, cid string, mute bool) (*pb.GenericCommand, e
 		s.Muted = mute
 		b := e.st.NewBatch()
 		e.putSub(b, c.App, cid, c.ClientID, *s)
-		if err := e.st.Commit(b); err != nil {
+		if err := e.commitConv(st, c.App, cid, b); err != nil {
 			return nil, internal("commit mute", err)
 		}
 	}
@@ -426,7 +426,7 @@ func (e *Engine) sysCreate(app string, cm *pb.ConvCommand) (*pb.GenericCommand, 
 	defer e.unlockAndDrain(st)
 	b := e.st.NewBatch()
 	e.putConv(b, app, r)
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, app, r.ID, b); err != nil {
 		return nil, internal("commit system conversation", err)
 	}
 	return convResponse(pb.OpType_started, &pb.ConvCommand{Cid: strp(r.ID), Cdate: isoDate(now), Udate: isoDate(now)}), nil
@@ -457,7 +457,7 @@ func (e *Engine) sysUpdate(app string, cm *pb.ConvCommand) (*pb.GenericCommand, 
 	r.Updated = e.nowMs()
 	b := e.st.NewBatch()
 	e.putConv(b, app, r)
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, app, r.ID, b); err != nil {
 		return nil, internal("commit system conversation", err)
 	}
 	return convResponse(pb.OpType_updated, &pb.ConvCommand{Cid: strp(r.ID), Udate: isoDate(r.Updated)}), nil
@@ -484,7 +484,7 @@ func (e *Engine) sysDelete(app, cid string) (*pb.GenericCommand, error) {
 		b.Delete(e.subKey(app, cid, s.ID))
 		e.unindexClient(b, app, s.ID, cid)
 	}
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, app, cid, b); err != nil {
 		return nil, internal("commit delete", err)
 	}
 	return convResponse(pb.OpType_closed, &pb.ConvCommand{Cid: strp(cid)}), nil

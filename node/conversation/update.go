@@ -71,7 +71,7 @@ func (e *Engine) convUpdate(ctx context.Context, c Caller, cm *pb.ConvCommand) (
 	if r.Kind == convNormal {
 		e.reliable(b, c.App, recipients, p)
 	}
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, c.App, r.ID, b); err != nil {
 		return nil, internal("commit update", err)
 	}
 	e.emit(st, push{app: c.App, to: recipients, except: c.Session, cmd: p})
@@ -184,7 +184,7 @@ func (e *Engine) convMute(_ context.Context, c Caller, cm *pb.ConvCommand, mute 
 	r.Updated = e.nowMs()
 	b := e.st.NewBatch()
 	e.putConv(b, c.App, r)
-	if err := e.st.Commit(b); err != nil {
+	if err := e.commitConv(st, c.App, r.ID, b); err != nil {
 		return nil, internal("commit mute", err)
 	}
 	return convResponse(pb.OpType_updated, &pb.ConvCommand{Cid: strp(r.ID), Udate: isoDate(r.Updated)}), nil

@@ -49,6 +49,11 @@ const (
 	FamPush Family = 'o'
 	// FamMeta: node-local metadata (no app). Components defined by the user.
 	FamMeta Family = 'M'
+	// FamOutbox: effects of a conversation's commands in other shards,
+	// waiting to be applied there (no app in the key prefix, so one scan of
+	// a shard's outbox sees every app). Built by OutboxKey; components: str
+	// app, str cid, i64 sequence.
+	FamOutbox Family = 'O'
 )
 
 // Component tags make decoding self-checking and keep strings and integers
@@ -64,13 +69,22 @@ const (
 type Key []byte
 
 // NewKey starts a key for (shard, app, family). app must not be empty except
-// for FamMeta.
+// for FamMeta and FamOutbox.
 func NewKey(shard uint16, app string, fam Family) Key {
 	k := make(Key, 0, 64)
 	k = binary.BigEndian.AppendUint16(k, shard)
 	k = appendString(k, app)
 	return append(k, byte(fam))
 }
+
+// OutboxPrefix returns the prefix of every outbox entry of shard: the keys
+// of all apps' entries sort together at the start of the shard.
+func OutboxPrefix(shard uint16) Key { return NewKey(shard, "", FamOutbox) }
+
+// OutboxKey returns the prefix of the outbox entries of conversation cid of
+// app in shard (the conversation's shard); an entry appends its i64
+// sequence, so a conversation's entries sort in the order they were written.
+func OutboxKey(shard uint16, app, cid string) Key { return OutboxPrefix(shard).Str(app).Str(cid) }
 
 // ShardPrefix returns the prefix of every key of a shard.
 func ShardPrefix(shard uint16) []byte {

@@ -1,0 +1,435 @@
+package conversation
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/imcluster/imcluster/node/store"
+)
+
+// The outbox: a command writes its own shard and nothing else under its
+// stripe lock. Its writes to other shards (the members' conversation index
+// and read state, reliable notifications, the unique index of an imported
+// conversation) become outbox entries (store.FamOutbox) in the
+// conversation's shard, committed in the same atomic batch as the
+// conversation's own records (commitConv). After the stripe lock is
+// released the entries are applied, each as one batch at its target shard's
+// coordinator (through store.KV), and then deleted.
+//
+// Order: a conversation's entries carry increasing sequence numbers (its
+// commands are serialized by its stripe) and one goroutine at a time
+// applies a conversation's entries, in order, stopping at the first that
+// fails; so a member's index add and a later remove reach the member's
+// shard in that order.
+//
+// Idempotence: an entry applied twice (its apply succeeded but the deletion
+// did not: a crash, a lost answer) writes the same values again. Every
+// effect is a value, never an increment: index records and notifications
+// are sets of fixed keys (a notification's key carries its serverTs and the
+// writing process's nonce), removals are deletions, and a joining member's
+// read state carries the read pointer the join computed. Unread counts are
+// never stored; they are counted from the messages after the read pointer.
+// The one effect a replay can change is that join-time read pointer: when
+// the member moved it in the moment between the apply and the replay, the
+// replay sets it back to the join point (messages show as unread until the
+// next read).
+//
+// Who applies: the command that wrote the entries starts a runner for its
+// conversation after releasing the lock and waits at most Config.OutboxWait
+// for it (a down or slow target shard delays the answer by that much, no
+// more; the command succeeded once its own shard committed). At most
+// maxOutboxRunners conversations are applied at once; when all are busy the
+// entries wait for the drainer. The drainer (outboxLoop, started and
+// stopped with the engine) scans the outbox of every shard this node
+// coordinates each Config.OutboxInterval and starts runners for the
+// conversations with entries: it retries failed applies and, after a lease
+// moves, applies what the previous coordinator left.
+
+const (
+	// maxOutboxRunners bounds the conversations whose outbox entries are
+	// being applied at once on this node.
+	maxOutboxRunners = 64
+	// outboxPage is how many entries a runner reads at once.
+	outboxPage = 64
+)
+
+// convRef names a conversation.
+type convRef struct{ app, cid string }
+
+// outbox tracks the conversations whose entries are being applied.
+type outbox struct {
+	// mu guards running (a leaf; see node/LOCKING.md).
+	mu      sync.Mutex
+	running map[convRef]*outboxRun
+}
+
+// outboxRun is the runner of one conversation. next is closed when the
+// round after the current one ends; again asks for that round.
+type outboxRun struct {
+	next  chan struct{}
+	again bool
+}
+
+func (o *outbox) init() { o.running = map[convRef]*outboxRun{} }
+
+// commitConv commits b, the writes of a command on conversation cid, made
+// under the stripe lock st: the ops in the conversation's shard as they
+// are, the others as outbox entries in the same atomic batch. It records
+// the conversation on st so unlockAndDrain applies the entries after
+// releasing the lock. The caller holds st.mu.
+func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
+	own := e.shards.ConvShard(app, cid)
+	var local []store.Op
+	var targets []uint16
+	foreign := map[uint16][]store.Op{}
+	for _, op := range b.Ops() {
+		shard, err := store.ShardOf(op.Key)
+		if err != nil {
+			return err
+		}
+		if shard == own {
+			local = append(local, op)
+			continue
+		}
+		if _, ok := foreign[shard]; !ok {
+			targets = append(targets, shard)
+		}
+		foreign[shard] = append(foreign[shard], op)
+	}
+	if len(targets) == 0 {
+		return e.st.Commit(b)
+	}
+	seq, err := e.lastOutboxSeq(own, app, cid)
+	if err != nil {
+		return err
+	}
+	out := e.st.NewBatch()
+	if err := appendOps(out, local); err != nil {
+		return err
+	}
+	prefix := store.OutboxKey(own, app, cid)
+	for _, shard := range targets {
+		seq++
+		out.Set(prefix.Int64(seq).Bytes(), encodeOutboxOps(foreign[shard]))
+	}
+	if err := e.st.Commit(out); err != nil {
+		return err
+	}
+	st.outbox = append(st.outbox, convRef{app, cid})
+	return nil
+}
+
+// appendOps adds ops to b.
+func appendOps(b *store.Batch, ops []store.Op) error {
+	for _, op := range ops {
+		switch op.Kind {
+		case store.OpSet:
+			b.Set(op.Key, op.Value)
+		case store.OpDelete:
+			b.Delete(op.Key)
+		case store.OpDeleteRange:
+			b.DeleteRange(op.Key, op.Value)
+		case store.OpMergeFields:
+			fields, err := mergeOpFields(op.Value)
+			if err != nil {
+				return err
+			}
+			b.MergeFields(op.Key, fields)
+		default:
+			return errCorruptOutbox
+		}
+	}
+	return nil
+}
+
+// mergeOpFields decodes the value of an OpMergeFields (the form
+// store.Batch.MergeFields records: per field its uvarint name length and
+// name, a tombstone byte, and for a live field its uvarint value length and
+// value) back into the fields, so the op can be recorded again.
+// TestOutboxMergeOpRoundTrip keeps it in step with the store.
+func mergeOpFields(v []byte) ([]store.Field, error) {
+	var out []store.Field
+	for len(v) > 0 {
+		var name, value []byte
+		var ok bool
+		name, v, ok = uvarintField(v)
+		if !ok || len(v) == 0 {
+			return nil, errCorruptOutbox
+		}
+		tomb := v[0]
+		v = v[1:]
+		if tomb == 1 {
+			out = append(out, store.Field{Name: string(name), Deleted: true})
+			continue
+		}
+		value, v, ok = uvarintField(v)
+		if !ok || tomb != 0 {
+			return nil, errCorruptOutbox
+		}
+		out = append(out, store.Field{Name: string(name), Value: value})
+	}
+	return out, nil
+}
+
+// lastOutboxSeq returns the sequence of the conversation's newest pending
+// entry, 0 if none.
+func (e *Engine) lastOutboxSeq(shard uint16, app, cid string) (int64, error) {
+	var last int64
+	err := e.st.ScanPrefix(store.OutboxKey(shard, app, cid).Bytes(), true, func(k, _ []byte) (bool, error) {
+		var err error
+		last, err = outboxSeq(k)
+		return false, err
+	})
+	if err != nil {
+		return 0, internal("read outbox", err)
+	}
+	return last, nil
+}
+
+// outboxSeq decodes an outbox entry key.
+func outboxSeq(k []byte) (int64, error) {
+	r, _, _, fam := store.ReadKey(k)
+	_, _ = r.Str(), r.Str()
+	seq := r.Int64()
+	if err := r.Err(); err != nil || fam != store.FamOutbox {
+		return 0, fmt.Errorf("%w: outbox key %x", store.ErrCorruptKey, k)
+	}
+	return seq, nil
+}
+
+// outboxRef decodes the conversation of an outbox entry key.
+func outboxRef(k []byte) (convRef, error) {
+	r, _, _, _ := store.ReadKey(k)
+	ref := convRef{app: r.Str(), cid: r.Str()}
+	if err := r.Err(); err != nil {
+		return ref, fmt.Errorf("%w: outbox key %x", store.ErrCorruptKey, k)
+	}
+	return ref, nil
+}
+
+// outboxFormat is the first byte of an entry's value.
+const outboxFormat = 1
+
+// encodeOutboxOps encodes the ops of one entry: per op its kind, key and
+// value, lengths as uvarints.
+func encodeOutboxOps(ops []store.Op) []byte {
+	v := []byte{outboxFormat}
+	for _, op := range ops {
+		v = append(v, byte(op.Kind))
+		v = binary.AppendUvarint(v, uint64(len(op.Key)))
+		v = append(v, op.Key...)
+		v = binary.AppendUvarint(v, uint64(len(op.Value)))
+		v = append(v, op.Value...)
+	}
+	return v
+}
+
+// uvarintField splits a uvarint-length-prefixed field off v.
+func uvarintField(v []byte) (field, rest []byte, ok bool) {
+	n, w := binary.Uvarint(v)
+	if w <= 0 || uint64(len(v)-w) < n {
+		return nil, v, false
+	}
+	return v[w : w+int(n)], v[w+int(n):], true
+}
+
+var errCorruptOutbox = errors.New("conversation: corrupt outbox entry")
+
+func decodeOutboxOps(v []byte) ([]store.Op, error) {
+	if len(v) == 0 || v[0] != outboxFormat {
+		return nil, errCorruptOutbox
+	}
+	v = v[1:]
+	var ops []store.Op
+	for len(v) > 0 {
+		kind := store.OpKind(v[0])
+		v = v[1:]
+		var k, val []byte
+		var ok1, ok2 bool
+		k, v, ok1 = uvarintField(v)
+		val, v, ok2 = uvarintField(v)
+		if !ok1 || !ok2 || kind < store.OpSet || kind > store.OpMergeFields {
+			return nil, errCorruptOutbox
+		}
+		ops = append(ops, store.Op{Kind: kind, Key: k, Value: val})
+	}
+	return ops, nil
+}
+
+// flushOutbox applies the entries of the conversations in refs (the
+// commands' own, just committed) and waits up to Config.OutboxWait for
+// them. The caller holds no lock.
+func (e *Engine) flushOutbox(refs []convRef) {
+	var waits []<-chan struct{}
+	for _, ref := range refs {
+		if ch := e.kickOutbox(ref); ch != nil {
+			waits = append(waits, ch)
+		}
+	}
+	if len(waits) == 0 {
+		return
+	}
+	t := time.NewTimer(e.cfg.OutboxWait)
+	defer t.Stop()
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// kickOutbox makes sure a runner applies ref's entries from now on and
+// returns a channel closed when it has tried, or nil when maxOutboxRunners
+// are busy (the drainer applies them later). Before Start and after Stop
+// the runner runs on the caller's goroutine.
+func (e *Engine) kickOutbox(ref convRef) <-chan struct{} {
+	o := &e.outbox
+	o.mu.Lock()
+	if run, ok := o.running[ref]; ok {
+		run.again = true
+		ch := run.next
+		o.mu.Unlock()
+		return ch
+	}
+	if len(o.running) >= maxOutboxRunners {
+		o.mu.Unlock()
+		e.metrics.outbox.WithLabelValues("deferred").Inc()
+		return nil
+	}
+	run := &outboxRun{next: make(chan struct{})}
+	o.running[ref] = run
+	ch := run.next
+	o.mu.Unlock()
+	e.goFunc(func() { e.runOutbox(ref, run) })
+	return ch
+}
+
+// runOutbox applies ref's entries in rounds until no round was asked for
+// while the last one ran.
+func (e *Engine) runOutbox(ref convRef, run *outboxRun) {
+	o := &e.outbox
+	for {
+		o.mu.Lock()
+		done := run.next
+		run.next, run.again = make(chan struct{}), false
+		o.mu.Unlock()
+		if err := e.applyOutbox(ref); err != nil {
+			e.log.Warn("Applying a conversation's effects in other shards failed; retrying later",
+				"app", ref.app, "cid", ref.cid, "err", err)
+		}
+		close(done)
+		o.mu.Lock()
+		if !run.again {
+			delete(o.running, ref)
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Unlock()
+	}
+}
+
+// applyOutbox applies ref's entries in order, each in one batch at its
+// shard's coordinator, deleting the applied ones; it stops at the first
+// failure.
+func (e *Engine) applyOutbox(ref convRef) error {
+	prefix := store.OutboxKey(e.shards.ConvShard(ref.app, ref.cid), ref.app, ref.cid).Bytes()
+	for {
+		type entry struct{ k, v []byte }
+		var page []entry
+		err := e.st.ScanPrefix(prefix, false, func(k, v []byte) (bool, error) {
+			page = append(page, entry{append([]byte(nil), k...), append([]byte(nil), v...)})
+			return len(page) < outboxPage, nil
+		})
+		if err != nil || len(page) == 0 {
+			return err
+		}
+		del := e.st.NewBatch()
+		var failed error
+		for _, en := range page {
+			ops, err := decodeOutboxOps(en.v)
+			b := e.st.NewBatch()
+			if err == nil {
+				err = appendOps(b, ops)
+			}
+			if err == nil {
+				err = e.st.Commit(b)
+			}
+			if errors.Is(err, errCorruptOutbox) {
+				// Never applicable: drop it rather than block the
+				// conversation's later effects for ever.
+				e.log.Error("Dropping a corrupt outbox entry", "key", fmt.Sprintf("%x", en.k))
+			} else if err != nil {
+				failed = err
+				break
+			}
+			del.Delete(en.k)
+		}
+		if !del.Empty() {
+			if err := e.st.Commit(del); err != nil {
+				return err
+			}
+			e.metrics.outbox.WithLabelValues("applied").Add(float64(len(del.Ops())))
+		}
+		if failed != nil {
+			e.metrics.outbox.WithLabelValues("failed").Inc()
+			return failed
+		}
+		if len(page) < outboxPage {
+			return nil
+		}
+	}
+}
+
+// outboxLoop is the drainer: every Config.OutboxInterval it starts runners
+// for the conversations with entries in the shards this node coordinates.
+func (e *Engine) outboxLoop(ctx context.Context) {
+	t := time.NewTicker(e.cfg.OutboxInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, shard := range e.shards.Coordinated() {
+			if !e.drainOutboxShard(shard) {
+				break
+			}
+		}
+	}
+}
+
+// drainOutboxShard starts runners for the conversations with entries in
+// shard, one scan step per conversation. It reports false when the runners
+// are all busy.
+func (e *Engine) drainOutboxShard(shard uint16) bool {
+	lower := store.OutboxPrefix(shard).Bytes()
+	upper := store.PrefixEnd(lower)
+	for {
+		var ref convRef
+		found := false
+		err := e.st.Scan(lower, upper, false, func(k, _ []byte) (bool, error) {
+			var err error
+			ref, err = outboxRef(k)
+			found = err == nil
+			return false, err
+		})
+		if err != nil {
+			e.log.Warn("Reading the outbox failed", "shard", shard, "err", err)
+			return true
+		}
+		if !found {
+			return true
+		}
+		if e.kickOutbox(ref) == nil {
+			return false
+		}
+		lower = store.PrefixEnd(store.OutboxKey(shard, ref.app, ref.cid).Bytes())
+	}
+}

@@ -1,0 +1,233 @@
+package conversation
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/store"
+)
+
+var errShardDown = errors.New("test: the shard's coordinator is down")
+
+// TestOutboxMergeOpRoundTrip keeps mergeOpFields in step with the form
+// store.Batch.MergeFields records.
+func TestOutboxMergeOpRoundTrip(t *testing.T) {
+	var b store.Batch
+	b.MergeFields([]byte("k"), []store.Field{{Name: "rt", Value: []byte("12")}, {Name: "at", Deleted: true},
+		{Name: "ch", Value: []byte{}}, {Name: "x", Value: bytes.Repeat([]byte("v"), 300)}})
+	op := b.Ops()[0]
+	fields, err := mergeOpFields(op.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again store.Batch
+	again.MergeFields(op.Key, fields)
+	if got := again.Ops()[0]; !bytes.Equal(got.Value, op.Value) || got.Kind != store.OpMergeFields {
+		t.Fatalf("round trip changed the op: %x, want %x", got.Value, op.Value)
+	}
+	ops, err := decodeOutboxOps(encodeOutboxOps(b.Ops()))
+	if err != nil || len(ops) != 1 || !bytes.Equal(ops[0].Value, op.Value) || !bytes.Equal(ops[0].Key, op.Key) {
+		t.Fatalf("entry round trip: %v %v", ops, err)
+	}
+	for _, bad := range [][]byte{nil, {2}, {outboxFormat, byte(store.OpSet), 5, 'a'}, {outboxFormat, 99, 0, 0}} {
+		if _, err := decodeOutboxOps(bad); !errors.Is(err, errCorruptOutbox) {
+			t.Fatalf("decode %x: %v", bad, err)
+		}
+	}
+}
+
+// outsider returns a client id whose client shard is not shard.
+func outsider(t *testing.T, h *harness, shard uint16) string {
+	t.Helper()
+	for _, id := range []string{"Jerry", "Mary", "William", "Spike", "Tyke", "Butch", "Nibbles", "Toodles"} {
+		if h.e.shards.ClientShard(testApp, id) != shard {
+			return id
+		}
+	}
+	t.Fatal("no client outside the shard")
+	return ""
+}
+
+// downShard makes every commit touching shard fail (its coordinator is
+// down) until the returned function is called.
+func downShard(h *harness, shard uint16) (up func()) {
+	f := func(b *store.Batch) error {
+		for _, op := range b.Ops() {
+			if s, _ := store.ShardOf(op.Key); s == shard {
+				return errShardDown
+			}
+		}
+		return nil
+	}
+	h.kv.fail.Store(&f)
+	return func() { h.kv.fail.Store(nil) }
+}
+
+func (h *harness) indexed(client, cid string) bool {
+	h.t.Helper()
+	cids, err := h.e.clientConvs(testApp, client)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return slices.Contains(cids, cid)
+}
+
+func (h *harness) outboxLen(cid string) int {
+	h.t.Helper()
+	n := 0
+	err := h.st.ScanPrefix(store.OutboxKey(h.e.shards.ConvShard(testApp, cid), testApp, cid).Bytes(), false, func(_, _ []byte) (bool, error) {
+		n++
+		return true, nil
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func (h *harness) notifications(client string) int {
+	h.t.Helper()
+	ns, _, err := h.e.Notifications(h.t.Context(), testApp, client, 0, 1000)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return len(ns)
+}
+
+// eventually polls cond until it holds or 5 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5 s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestOutboxTargetDown: conv/add of a member whose shard is down answers
+// (the conversation's own shard committed), the conversation stays usable
+// and the member's index and notifications arrive once the shard is back,
+// applied by the drainer.
+func TestOutboxTargetDown(t *testing.T) {
+	h := newHarness(t)
+	h.e.cfg.OutboxWait = 20 * time.Millisecond
+	h.e.cfg.OutboxInterval = 10 * time.Millisecond
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom)
+	member := outsider(t, h, h.e.shards.ConvShard(testApp, cid))
+	h.caller(member, 2)
+	up := downShard(h, h.e.shards.ClientShard(testApp, member))
+	defer up()
+	h.e.Start(t.Context())
+
+	resp := h.do(tom, convReq(pb.OpType_add, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
+	if !slices.Equal(resp.GetConvMessage().GetAllowedPids(), []string{member}) {
+		t.Fatalf("add answered %v", resp)
+	}
+	h.send(tom, cid, "while the member's shard is down")
+	if h.indexed(member, cid) || h.outboxLen(cid) == 0 {
+		t.Fatalf("the effects reached a down shard (indexed %v, outbox %d)", h.indexed(member, cid), h.outboxLen(cid))
+	}
+	up()
+	eventually(t, "index after the shard is back", func() bool { return h.indexed(member, cid) && h.outboxLen(cid) == 0 })
+	if n := h.notifications(member); n != 2 { // joined, members_joined
+		t.Fatalf("member has %d notifications, want 2", n)
+	}
+}
+
+// TestOutboxOrderPerMember: a member added and removed while its shard is
+// down ends up not indexed: the effects apply in the order written.
+func TestOutboxOrderPerMember(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom)
+	member := outsider(t, h, h.e.shards.ConvShard(testApp, cid))
+	up := downShard(h, h.e.shards.ClientShard(testApp, member))
+	for _, op := range []pb.OpType{pb.OpType_add, pb.OpType_remove, pb.OpType_add, pb.OpType_remove} {
+		h.do(tom, convReq(op, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
+	}
+	if n := h.outboxLen(cid); n < 4 {
+		t.Fatalf("outbox holds %d entries, want one per command at least", n)
+	}
+	up()
+	h.e.flushOutbox([]convRef{{testApp, cid}})
+	if h.indexed(member, cid) || h.outboxLen(cid) != 0 {
+		t.Fatalf("after add, remove, add, remove: indexed %v, outbox %d", h.indexed(member, cid), h.outboxLen(cid))
+	}
+	if n := h.notifications(member); n != 8 {
+		t.Fatalf("member has %d notifications, want 8", n)
+	}
+}
+
+// TestOutboxCrashBeforeApply: the node stops after a command committed its
+// own shard and before its effects reached the member's shard; the engine
+// started again over the same store applies them, once.
+func TestOutboxCrashBeforeApply(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom)
+	member := outsider(t, h, h.e.shards.ConvShard(testApp, cid))
+	downShard(h, h.e.shards.ClientShard(testApp, member))
+	h.do(tom, convReq(pb.OpType_add, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
+	if h.indexed(member, cid) || h.notifications(member) != 0 {
+		t.Fatal("the effects reached a down shard")
+	}
+
+	h = h.reopen()
+	h.e.cfg.OutboxInterval = 10 * time.Millisecond
+	h.e.Start(t.Context())
+	eventually(t, "effects after the restart", func() bool { return h.indexed(member, cid) && h.outboxLen(cid) == 0 })
+	if n := h.notifications(member); n != 2 {
+		t.Fatalf("member has %d notifications, want 2", n)
+	}
+}
+
+// TestOutboxCrashBeforeDelete: the effects were applied but the entries not
+// deleted when the node stopped; applying them again after the restart
+// leaves the member's state as applying them once did.
+func TestOutboxCrashBeforeDelete(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom)
+	own := h.e.shards.ConvShard(testApp, cid)
+	member := outsider(t, h, own)
+	outbox := store.OutboxPrefix(own).Bytes()
+	f := func(b *store.Batch) error {
+		for _, op := range b.Ops() {
+			if op.Kind == store.OpDelete && bytes.HasPrefix(op.Key, outbox) {
+				return errShardDown
+			}
+		}
+		return nil
+	}
+	h.kv.fail.Store(&f)
+	h.do(tom, convReq(pb.OpType_add, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
+	if !h.indexed(member, cid) || h.outboxLen(cid) == 0 || h.notifications(member) != 2 {
+		t.Fatalf("want the effects applied and the entries kept: indexed %v, outbox %d", h.indexed(member, cid), h.outboxLen(cid))
+	}
+	before, err := h.e.loadClientState(testApp, member, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h = h.reopen()
+	h.e.cfg.OutboxInterval = 10 * time.Millisecond
+	h.e.Start(t.Context())
+	eventually(t, "outbox drained after the restart", func() bool { return h.outboxLen(cid) == 0 })
+	after, err := h.e.loadClientState(testApp, member, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.indexed(member, cid) || h.notifications(member) != 2 || after.ReadTs != before.ReadTs || after.Changed != before.Changed {
+		t.Fatalf("replay changed the member's state: indexed %v, %d notifications, state %+v, was %+v",
+			h.indexed(member, cid), h.notifications(member), after, before)
+	}
+}
