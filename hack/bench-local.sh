@@ -3,6 +3,8 @@
 # chosen by the kernel, --cluster-profile local), waits for /readyz on all of
 # them, runs imbench against all their client URLs with the given arguments,
 # prints each node's CPU time and resident memory, and stops the nodes.
+# imbench gets every node's process id (--pid), so it reports the nodes' CPU
+# per message for each step and, for --shape idle, their memory per socket.
 # imnode-1 and later join imnode-0's gossip address (read from its addr file).
 #
 #   hack/bench-local.sh --clients 1000 --conns 1000 --rate 1 --duration 30s
@@ -36,6 +38,10 @@ wq=${BASH_REMATCH[2]}
 for b in imnode imbench; do
   [ -x "$bin/$b" ] || { echo "$bin/$b not found: run 'make build'" >&2; exit 1; }
 done
+
+# Many sockets (imbench --shape idle) need many descriptors, in the nodes and
+# in imbench.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/imbench.XXXXXX")
 pids=()
@@ -181,6 +187,9 @@ done
 url_args=()
 for u in "${urls[@]}"; do
   url_args+=(--url "$u")
+done
+for p in "${pids[@]}"; do
+  url_args+=(--pid "$p")
 done
 echo "imbench ${url_args[*]} $*" >&2
 timer=()

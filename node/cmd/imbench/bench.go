@@ -16,26 +16,103 @@ import (
 	"github.com/imcluster/imcluster/client"
 )
 
-// benchConfig is what one run does.
-type benchConfig struct {
-	URLs        []string
-	AppID       string
-	Subprotocol string
-	Clients     int           // logged-in clients, paired into 1:1 conversations
-	Conns       int           // WebSocket connections the clients share
-	Rate        float64       // messages per second per client
-	Duration    time.Duration // measured sending period
-	Size        int           // message content size in bytes
-	Parallel    int           // concurrent logins / conversation creations during setup
-	Drain       time.Duration // how long to wait for in-flight pushes after sending stops
-	Logger      *slog.Logger
+// Protocols imbench speaks.
+const (
+	protoLeanCloud  = "leancloud"
+	protoCentrifugo = "centrifugo"
+)
+
+// Shapes of load.
+const (
+	// shapePairs pairs the clients (2i, 2i+1) into 1:1 conversations (or
+	// channels); every client sends at the step's rate.
+	shapePairs = "pairs"
+	// shapeRoom puts every client in one room; client 0 sends at the step's
+	// rate and the others receive every message.
+	shapeRoom = "room"
+	// shapeIdle connects and logs in every client, sends nothing and
+	// reports the servers' resident memory per socket.
+	shapeIdle = "idle"
+)
+
+// Setup timeouts.
+const (
+	dialTimeout  = 10 * time.Second
+	setupTimeout = 30 * time.Second
+)
+
+// slo is the service level a step must meet to count: at least MinAcked of
+// the offered messages acknowledged and received (every receiver), and the
+// send-to-receive p99 at most MaxP99.
+type slo struct {
+	MinAcked float64       `json:"minAcked"`
+	MaxP99   time.Duration `json:"maxP99Ns"`
 }
 
-// maxErrorKinds bounds the error table: further kinds count as "other".
-const maxErrorKinds = 32
+// benchConfig is what one run does.
+type benchConfig struct {
+	URLs             []string
+	Protocol         string // protoLeanCloud or protoCentrifugo
+	Shape            string // shapePairs, shapeRoom or shapeIdle
+	AppID            string // LeanCloud app id
+	Subprotocol      string // LeanCloud WebSocket subprotocol
+	CentrifugoSecret string // HMAC secret of Centrifugo connection tokens
+	Clients          int    // logged-in clients
+	Conns            int    // WebSocket connections the clients share (LeanCloud; Centrifugo has one per client)
+	// Rates are the steps: messages per second per sending client, run in
+	// order with the same clients, each for Duration.
+	Rates    []float64
+	Duration time.Duration // measured sending period of each step
+	Size     int           // message content size in bytes
+	Parallel int           // concurrent logins / conversation creations during setup
+	Drain    time.Duration // how long to wait for in-flight pushes after a step's sending stops
+	Settle   time.Duration // idle shape: wait after setup before reading the servers' memory
+	// KeepGoing runs every step; otherwise the run stops after the first
+	// step that misses the SLO.
+	KeepGoing bool
+	SLO       slo
+	// PIDs are server processes on this machine whose CPU time (per step)
+	// and resident memory (idle shape) are reported.
+	PIDs   []int
+	Logger *slog.Logger
+}
 
-// bench holds the shared counters of a run. Every field is safe for
+// maxErrorKinds bounds each step's error table: further kinds count as
+// "other". maxSteps bounds the steps (each has two histograms).
+const (
+	maxErrorKinds = 32
+	maxSteps      = 64
+)
+
+// sender sends one message with the given content and waits for the
+// server's acknowledgement.
+type sender func(ctx context.Context, content string) error
+
+// driver is a protocol's side of a run.
+type driver interface {
+	// setup connects every client in the shape and returns the senders and
+	// how many clients receive each message (no senders for idle).
+	setup(ctx context.Context) ([]sender, int, error)
+	droppedFrames() uint64
+	misplacedConns() uint64
+	// close disconnects every client (also after a failed setup).
+	close()
+}
+
+// stepStats are the counters of one step. Every field is safe for
 // concurrent use; memory is constant in the number of messages.
+type stepStats struct {
+	sent     atomic.Uint64
+	acked    atomic.Uint64
+	received atomic.Uint64
+	ackLat   histogram
+	recvLat  histogram
+
+	errMu  sync.Mutex
+	errors map[string]uint64
+}
+
+// bench holds the state of a run.
 type bench struct {
 	cfg   benchConfig
 	runID string
@@ -43,37 +120,63 @@ type bench struct {
 	// misplaced counts connections that could not reach their URL and
 	// connected to a failover URL instead.
 	misplaced atomic.Uint64
-	measure   atomic.Bool // inside the measured window
-	sent      atomic.Uint64
-	acked     atomic.Uint64
-	received  atomic.Uint64
-	ackLat    histogram
-	recvLat   histogram
-
-	errMu  sync.Mutex
-	errors map[string]uint64
+	steps     []*stepStats
+	// current is the step whose messages are being counted, -1 between
+	// steps.
+	current atomic.Int32
 }
 
 // result is the report of a run (also its JSON form).
 type result struct {
-	URLs             []string          `json:"urls"`
-	Clients          int               `json:"clients"`
-	Conns            int               `json:"connections"`
+	Label          string           `json:"label,omitempty"`
+	Protocol       string           `json:"protocol"`
+	Shape          string           `json:"shape"`
+	URLs           []string         `json:"urls"`
+	Clients        int              `json:"clients"`
+	Conns          int              `json:"connections"`
+	MessageBytes   int              `json:"messageBytes"`
+	Receivers      int              `json:"receiversPerMessage"`
+	SetupSeconds   float64          `json:"setupSeconds"`
+	Placement      placementSummary `json:"placement"`
+	MisplacedConns uint64           `json:"misplacedConnections"` // dialed to a failover URL, not their own
+	DroppedFrames  uint64           `json:"droppedFrames"`
+	SLO            slo              `json:"slo"`
+	Steps          []stepResult     `json:"steps"`
+	// Best is the index of the highest-rate step that met the SLO, -1 if
+	// none did.
+	Best int         `json:"bestStep"`
+	Idle *idleResult `json:"idle,omitempty"`
+}
+
+type stepResult struct {
 	RatePerClient    float64           `json:"ratePerClient"`
+	OfferedPerSecond float64           `json:"offeredPerSecond"`
 	DurationSeconds  float64           `json:"durationSeconds"`
-	MessageBytes     int               `json:"messageBytes"`
 	Sent             uint64            `json:"sent"`
 	Acked            uint64            `json:"acked"`
 	Received         uint64            `json:"received"`
+	ExpectedReceived uint64            `json:"expectedReceived"` // acked × receivers per message
 	AckedPerSecond   float64           `json:"ackedPerSecond"`
-	OfferedPerSecond float64           `json:"offeredPerSecond"`
+	DeliveredPerSec  float64           `json:"deliveredPerSecond"`
 	SendToAck        latency           `json:"sendToAck"`
 	SendToReceive    latency           `json:"sendToReceive"`
 	Errors           map[string]uint64 `json:"errors"`
-	DroppedFrames    uint64            `json:"droppedFrames"`
-	SetupSeconds     float64           `json:"setupSeconds"`
-	Placement        placementSummary  `json:"placement"`
-	MisplacedConns   uint64            `json:"misplacedConnections"` // dialed to a failover URL, not their own
+	// ServerCPUSeconds is the user+system CPU time of the --pid processes
+	// from the step's start to the end of its drain.
+	ServerCPUSeconds float64 `json:"serverCpuSeconds"`
+	// ServerCPUPerMessageMs is ServerCPUSeconds per acknowledged message.
+	ServerCPUPerMessageMs float64 `json:"serverCpuPerMessageMs"`
+	MeetsSLO              bool    `json:"meetsSlo"`
+	// Miss says why the step missed the SLO.
+	Miss string `json:"miss,omitempty"`
+}
+
+// idleResult is the idle shape's memory report.
+type idleResult struct {
+	Sockets        int     `json:"sockets"`
+	RSSBeforeKiB   int64   `json:"serverRssBeforeKiB"`
+	RSSAfterKiB    int64   `json:"serverRssAfterKiB"`
+	RSSPerSocketKB float64 `json:"serverRssPerSocketKiB"`
 }
 
 type latency struct {
@@ -91,123 +194,215 @@ func latencyOf(h *histogram) latency {
 		MaxMs: ms(h.Max()), MeanMs: ms(h.Mean())}
 }
 
-func (b *bench) recordError(err error) {
+func (s *stepStats) recordError(err error) {
 	kind := "other"
 	var se *client.Error
+	var ce *cfError
 	switch {
 	case errors.As(err, &se):
 		kind = fmt.Sprintf("%d %s", se.Code, se.Reason)
+	case errors.As(err, &ce):
+		kind = fmt.Sprintf("%d %s", ce.Code, ce.Message)
 	case errors.Is(err, context.DeadlineExceeded):
 		kind = "timeout"
-	case errors.Is(err, client.ErrNotConnected), errors.Is(err, client.ErrConnectionLost):
+	case errors.Is(err, client.ErrNotConnected), errors.Is(err, client.ErrConnectionLost), errors.Is(err, errCfClosed):
 		kind = "disconnected"
 	}
-	b.errMu.Lock()
-	defer b.errMu.Unlock()
-	if _, ok := b.errors[kind]; !ok && len(b.errors) >= maxErrorKinds {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if _, ok := s.errors[kind]; !ok && len(s.errors) >= maxErrorKinds {
 		kind = "other"
 	}
-	b.errors[kind]++
+	s.errors[kind]++
 }
 
-// contentPrefix marks benchmark messages: "imbench:<unix ns>:" + padding.
+// contentPrefix marks benchmark messages:
+// "imbench:<step>:<unix ns>:" + padding.
 const contentPrefix = "imbench:"
 
-func (b *bench) content(now time.Time) string {
-	s := contentPrefix + strconv.FormatInt(now.UnixNano(), 10) + ":"
+func (b *bench) content(step int, now time.Time) string {
+	s := contentPrefix + strconv.Itoa(step) + ":" + strconv.FormatInt(now.UnixNano(), 10) + ":"
 	if pad := b.cfg.Size - len(s); pad > 0 {
 		s += strings.Repeat("x", pad)
 	}
 	return s
 }
 
-// onEvent runs on a socket read goroutine: it only parses and records.
-func (b *bench) onEvent(ev client.Event) {
-	me, ok := ev.(client.MessageEvent)
-	if !ok || !strings.HasPrefix(me.Message.Content, contentPrefix) {
-		return
-	}
-	stamp, _, ok := strings.Cut(me.Message.Content[len(contentPrefix):], ":")
+// parseContent returns the step and send time of a benchmark message.
+func parseContent(s string) (step int, sent time.Time, ok bool) {
+	rest, ok := strings.CutPrefix(s, contentPrefix)
 	if !ok {
-		return
+		return 0, time.Time{}, false
 	}
-	ns, err := strconv.ParseInt(stamp, 10, 64)
-	if err != nil {
-		return
+	st, rest, ok1 := strings.Cut(rest, ":")
+	ns, _, ok2 := strings.Cut(rest, ":")
+	if !ok1 || !ok2 {
+		return 0, time.Time{}, false
 	}
-	if b.measure.Load() {
-		b.received.Add(1)
-		b.recvLat.Record(time.Since(time.Unix(0, ns)))
+	step, err1 := strconv.Atoi(st)
+	n, err2 := strconv.ParseInt(ns, 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, time.Time{}, false
 	}
+	return step, time.Unix(0, n), true
 }
 
-// run executes the benchmark: connect, log in, pair, send, drain, report.
+// onContent runs on a socket read goroutine for every message received: it
+// only parses and records. A message counts for its own step while that
+// step (sending or draining) is current.
+func (b *bench) onContent(s string) {
+	step, sent, ok := parseContent(s)
+	if !ok || step != int(b.current.Load()) || step < 0 || step >= len(b.steps) {
+		return
+	}
+	st := b.steps[step]
+	st.received.Add(1)
+	st.recvLat.Record(time.Since(sent))
+}
+
+func (b *bench) newDriver() driver {
+	if b.cfg.Protocol == protoCentrifugo {
+		return &centrifugoDriver{b: b}
+	}
+	return &leanCloudDriver{b: b}
+}
+
+// run executes the benchmark: set up the clients, then run each step (send
+// for Duration, drain) or, for the idle shape, measure the servers' memory.
 func run(ctx context.Context, cfg benchConfig) (*result, error) {
-	if len(cfg.URLs) == 0 || cfg.Clients < 1 || cfg.Conns < 1 || cfg.Conns > cfg.Clients {
-		return nil, errors.New("need at least one URL and 1 <= connections <= clients")
+	if len(cfg.URLs) == 0 || cfg.Clients < 2 || cfg.Conns < 1 || cfg.Conns > cfg.Clients {
+		return nil, errors.New("need at least one URL, 2 or more clients and 1 <= connections <= clients")
 	}
-	b := &bench{cfg: cfg, runID: strconv.FormatInt(time.Now().UnixNano()%1e9, 36), errors: map[string]uint64{},
+	if cfg.Protocol == protoCentrifugo {
+		cfg.Conns = cfg.Clients
+	}
+	if cfg.Shape != shapeIdle && (len(cfg.Rates) == 0 || len(cfg.Rates) > maxSteps) {
+		return nil, fmt.Errorf("need 1 to %d rate steps", maxSteps)
+	}
+	b := &bench{cfg: cfg, runID: strconv.FormatInt(time.Now().UnixNano()%1e9, 36),
 		place: place(cfg.Clients, cfg.Conns, len(cfg.URLs))}
+	b.current.Store(-1)
+	for range cfg.Rates {
+		b.steps = append(b.steps, &stepStats{errors: map[string]uint64{}})
+	}
+	rssBefore, err := totalRSS(cfg.PIDs)
+	if err != nil {
+		return nil, err
+	}
 	setupStart := time.Now()
-	conns, err := b.dialAll(ctx)
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	if err != nil {
-		return nil, err
-	}
-	clients, err := b.loginAll(ctx, conns)
-	if err != nil {
-		return nil, err
-	}
-	convs, err := b.pairAll(ctx, clients)
+	d := b.newDriver()
+	defer d.close()
+	senders, receivers, err := d.setup(ctx)
 	if err != nil {
 		return nil, err
 	}
 	setup := time.Since(setupStart)
-	cfg.Logger.Info("Setup done", "clients", len(clients), "conversations", len(convs)/2, "took", setup)
-
-	sendCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
-	defer cancel()
-	b.measure.Store(true)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for _, conv := range convs {
-		wg.Go(func() { b.sendLoop(sendCtx, conv) })
+	cfg.Logger.Info("Setup done", "clients", cfg.Clients, "senders", len(senders), "took", setup)
+	res := &result{
+		Protocol: cfg.Protocol, Shape: cfg.Shape, URLs: cfg.URLs, Clients: cfg.Clients, Conns: cfg.Conns,
+		MessageBytes: cfg.Size, Receivers: receivers, SetupSeconds: setup.Seconds(),
+		Placement: b.place.summary(len(cfg.URLs)), SLO: cfg.SLO, Best: -1,
 	}
-	wg.Go(func() { b.progress(sendCtx, start) })
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.drain(ctx)
-	b.measure.Store(false)
-
-	var dropped uint64
-	for _, c := range conns {
-		dropped += c.DroppedFrames()
+	if cfg.Shape == shapeIdle {
+		select {
+		case <-time.After(cfg.Settle):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		after, err := totalRSS(cfg.PIDs)
+		if err != nil {
+			return nil, err
+		}
+		res.Idle = &idleResult{Sockets: cfg.Conns, RSSBeforeKiB: rssBefore, RSSAfterKiB: after,
+			RSSPerSocketKB: float64(after-rssBefore) / float64(cfg.Conns)}
+	} else {
+		for i, rate := range cfg.Rates {
+			st, err := b.step(ctx, i, rate, senders, receivers)
+			if err != nil {
+				return nil, err
+			}
+			res.Steps = append(res.Steps, st)
+			if st.MeetsSLO && (res.Best < 0 || rate > cfg.Rates[res.Best]) {
+				res.Best = i
+			}
+			if !st.MeetsSLO && !cfg.KeepGoing {
+				break
+			}
+		}
 	}
-	b.errMu.Lock()
-	errs := maps.Clone(b.errors)
-	b.errMu.Unlock()
-	return &result{
-		URLs: cfg.URLs, Clients: cfg.Clients, Conns: len(conns), RatePerClient: cfg.Rate,
-		DurationSeconds: elapsed.Seconds(), MessageBytes: cfg.Size,
-		Sent: b.sent.Load(), Acked: b.acked.Load(), Received: b.received.Load(),
-		AckedPerSecond:   float64(b.acked.Load()) / elapsed.Seconds(),
-		OfferedPerSecond: cfg.Rate * float64(cfg.Clients),
-		SendToAck:        latencyOf(&b.ackLat), SendToReceive: latencyOf(&b.recvLat),
-		Errors: errs, DroppedFrames: dropped, SetupSeconds: setup.Seconds(),
-		Placement: b.place.summary(len(cfg.URLs)), MisplacedConns: b.misplaced.Load(),
-	}, nil
+	res.DroppedFrames, res.MisplacedConns = d.droppedFrames(), d.misplacedConns()
+	return res, nil
 }
 
-// progressInterval is how often a running benchmark logs its counters
-// (at -v).
+// step runs one rate step: every sender sends at rate for cfg.Duration,
+// then the step drains.
+func (b *bench) step(ctx context.Context, i int, rate float64, senders []sender, receivers int) (stepResult, error) {
+	st := b.steps[i]
+	b.current.Store(int32(i)) //nolint:gosec // i < maxSteps
+	cpu0, err := totalCPU(b.cfg.PIDs)
+	if err != nil {
+		return stepResult{}, err
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, b.cfg.Duration)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, s := range senders {
+		wg.Go(func() { b.sendLoop(sendCtx, i, rate, st, s) })
+	}
+	wg.Go(func() { b.progress(sendCtx, start, st) })
+	wg.Wait()
+	elapsed := time.Since(start)
+	expected := func() uint64 { return st.acked.Load() * uint64(receivers) } //nolint:gosec // receivers >= 0
+	b.drain(ctx, st, expected)
+	b.current.Store(-1)
+	cpu1, err := totalCPU(b.cfg.PIDs)
+	if err != nil {
+		return stepResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return stepResult{}, err
+	}
+	st.errMu.Lock()
+	errs := maps.Clone(st.errors)
+	st.errMu.Unlock()
+	r := stepResult{
+		RatePerClient: rate, OfferedPerSecond: rate * float64(len(senders)), DurationSeconds: elapsed.Seconds(),
+		Sent: st.sent.Load(), Acked: st.acked.Load(), Received: st.received.Load(), ExpectedReceived: expected(),
+		AckedPerSecond:  float64(st.acked.Load()) / elapsed.Seconds(),
+		DeliveredPerSec: float64(st.received.Load()) / elapsed.Seconds(),
+		SendToAck:       latencyOf(&st.ackLat), SendToReceive: latencyOf(&st.recvLat), Errors: errs,
+	}
+	if len(b.cfg.PIDs) > 0 {
+		r.ServerCPUSeconds = cpu1 - cpu0
+		if r.Acked > 0 {
+			r.ServerCPUPerMessageMs = 1000 * r.ServerCPUSeconds / float64(r.Acked)
+		}
+	}
+	r.MeetsSLO, r.Miss = b.cfg.SLO.check(r)
+	return r, nil
+}
+
+// check reports whether a step meets the SLO, and if not why.
+func (s slo) check(r stepResult) (bool, string) {
+	var miss []string
+	if r.AckedPerSecond < s.MinAcked*r.OfferedPerSecond {
+		miss = append(miss, fmt.Sprintf("acked %.0f/s < %.0f%% of %.0f/s offered", r.AckedPerSecond, 100*s.MinAcked, r.OfferedPerSecond))
+	}
+	if float64(r.Received) < s.MinAcked*float64(r.ExpectedReceived) {
+		miss = append(miss, fmt.Sprintf("received %d < %.0f%% of %d", r.Received, 100*s.MinAcked, r.ExpectedReceived))
+	}
+	if p99 := time.Duration(r.SendToReceive.P99Ms * float64(time.Millisecond)); p99 > s.MaxP99 {
+		miss = append(miss, fmt.Sprintf("send->recv p99 %v > %v", p99.Round(100*time.Microsecond), s.MaxP99))
+	}
+	return len(miss) == 0, strings.Join(miss, "; ")
+}
+
+// progressInterval is how often a running step logs its counters (at -v).
 const progressInterval = 5 * time.Second
 
 // progress logs the counters every progressInterval until ctx ends.
-func (b *bench) progress(ctx context.Context, start time.Time) {
+func (b *bench) progress(ctx context.Context, start time.Time, st *stepStats) {
 	t := time.NewTicker(progressInterval)
 	defer t.Stop()
 	for {
@@ -215,46 +410,22 @@ func (b *bench) progress(ctx context.Context, start time.Time) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			b.cfg.Logger.Info("Sending", "elapsed", time.Since(start).Round(time.Second), "sent", b.sent.Load(),
-				"acked", b.acked.Load(), "received", b.received.Load(), "ackP99", b.ackLat.Quantile(0.99))
+			b.cfg.Logger.Info("Sending", "elapsed", time.Since(start).Round(time.Second), "sent", st.sent.Load(),
+				"acked", st.acked.Load(), "received", st.received.Load(), "ackP99", st.ackLat.Quantile(0.99))
 		}
 	}
 }
 
-// drain waits until every acked message has been received or cfg.Drain
+// drain waits until every expected push has been received or cfg.Drain
 // passes, so that late pushes still count.
-func (b *bench) drain(ctx context.Context) {
+func (b *bench) drain(ctx context.Context, st *stepStats, expected func() uint64) {
 	deadline := time.Now().Add(b.cfg.Drain)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if b.received.Load() >= b.acked.Load() {
+		if st.received.Load() >= expected() {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// dialAll opens cfg.Conns connections, spreading them over the URLs as
-// b.place says; the other URLs follow in rotated order as failover targets.
-func (b *bench) dialAll(ctx context.Context) ([]*client.Conn, error) {
-	conns := make([]*client.Conn, 0, b.cfg.Conns)
-	for j := range b.cfg.Conns {
-		u := b.place.ConnURL[j]
-		urls := append(append([]string(nil), b.cfg.URLs[u:]...), b.cfg.URLs[:u]...)
-		cc := client.DefaultConfig(b.cfg.AppID, urls...)
-		cc.Subprotocol = b.cfg.Subprotocol
-		cc.Logger = b.cfg.Logger
-		c, err := client.Dial(ctx, cc)
-		if err != nil {
-			return conns, fmt.Errorf("dial connection %d: %w", j, err)
-		}
-		// The client moves the URL it connected to to the end of its list.
-		if got := c.URLs(); len(got) > 0 && got[len(got)-1] != urls[0] {
-			b.misplaced.Add(1)
-			b.cfg.Logger.Warn("Connection fell back to another URL", "conn", j, "want", urls[0], "got", got[len(got)-1])
-		}
-		conns = append(conns, c)
-	}
-	return conns, nil
 }
 
 // parallel runs f(0..n-1) with at most cfg.Parallel in flight and returns
@@ -286,46 +457,15 @@ func (b *bench) parallel(ctx context.Context, n int, f func(ctx context.Context,
 	return ctx.Err()
 }
 
-func (b *bench) loginAll(ctx context.Context, conns []*client.Conn) ([]*client.IMClient, error) {
-	clients := make([]*client.IMClient, b.cfg.Clients)
-	err := b.parallel(ctx, b.cfg.Clients, func(ctx context.Context, i int) error {
-		id := fmt.Sprintf("bench-%s-%d", b.runID, i)
-		cl, err := conns[b.place.ClientConn[i]].Login(ctx, id, client.LoginOptions{OnEvent: b.onEvent})
-		if err != nil {
-			return fmt.Errorf("login %s: %w", id, err)
-		}
-		clients[i] = cl
-		return nil
-	})
-	return clients, err
-}
-
-// pairAll creates one 1:1 conversation per pair (2i, 2i+1) and returns a
-// handle for each side.
-func (b *bench) pairAll(ctx context.Context, clients []*client.IMClient) ([]*client.Conversation, error) {
-	pairs := len(clients) / 2
-	convs := make([]*client.Conversation, 2*pairs)
-	err := b.parallel(ctx, pairs, func(ctx context.Context, i int) error {
-		a, z := clients[2*i], clients[2*i+1]
-		conv, err := a.CreateConversation(ctx, client.CreateOptions{Members: []string{z.ID()}, Unique: true, Name: "imbench"})
-		if err != nil {
-			return fmt.Errorf("create conversation %s-%s: %w", a.ID(), z.ID(), err)
-		}
-		convs[2*i], convs[2*i+1] = conv, z.Conversation(conv.ID())
-		return nil
-	})
-	return convs, err
-}
-
-// sendLoop sends at cfg.Rate until ctx ends, one message in flight at a
-// time; a slow ack makes the loop skip ticks, so the achieved rate shows
-// the capacity (closed loop per client, open across clients).
-func (b *bench) sendLoop(ctx context.Context, conv *client.Conversation) {
-	if b.cfg.Rate <= 0 {
+// sendLoop sends at rate until ctx ends, one message in flight at a time;
+// a slow ack makes the loop skip ticks, so the achieved rate shows the
+// capacity (closed loop per sender, open across senders).
+func (b *bench) sendLoop(ctx context.Context, step int, rate float64, st *stepStats, send sender) {
+	if rate <= 0 {
 		return
 	}
-	interval := time.Duration(float64(time.Second) / b.cfg.Rate)
-	// A random phase spreads the clients over the interval.
+	interval := time.Duration(float64(time.Second) / rate)
+	// A random phase spreads the senders over the interval.
 	select {
 	case <-time.After(rand.N(interval)): //nolint:gosec // jitter, not a secret
 	case <-ctx.Done():
@@ -335,15 +475,15 @@ func (b *bench) sendLoop(ctx context.Context, conv *client.Conversation) {
 	defer t.Stop()
 	for {
 		now := time.Now()
-		b.sent.Add(1)
+		st.sent.Add(1)
 		sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), client.DefaultRequestTimeout)
-		_, err := conv.Send(sendCtx, client.NewRaw(b.content(now)))
+		err := send(sendCtx, b.content(step, now))
 		cancel()
 		if err != nil {
-			b.recordError(err)
+			st.recordError(err)
 		} else {
-			b.acked.Add(1)
-			b.ackLat.Record(time.Since(now))
+			st.acked.Add(1)
+			st.ackLat.Record(time.Since(now))
 		}
 		select {
 		case <-ctx.Done():
