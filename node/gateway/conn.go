@@ -21,16 +21,23 @@ type outFrame struct {
 }
 
 // conn is one client WebSocket. Its worker goroutine is the only one that
-// runs commands; the writer goroutine is the only one that writes frames.
+// runs commands; the writer goroutine is the only one that writes frames,
+// all the frames it finds queued at each wake-up in one write system call.
 type conn struct {
-	g    *Gateway
-	ws   *gws.Conn
-	id   uint64
-	sub  string
-	ip   string // source address; holds one of its per-address slots
-	log  *slog.Logger
-	in   chan *pb.GenericCommand
-	out  chan outFrame
+	g  *Gateway
+	ws *gws.Conn
+	bc *batchConn // ws's socket
+	id uint64
+	// sub is the negotiated subprotocol.
+	sub string
+	ip  string // source address; holds one of its per-address slots
+	log *slog.Logger
+	// in holds decoded commands for the worker (at most InboundQueue; a
+	// client exceeding it is disconnected), out encoded frames for the
+	// writer (at most OutboundQueue; a client not reading fast enough is
+	// disconnected).
+	in   *fifo[*pb.GenericCommand]
+	out  *fifo[outFrame]
 	done chan struct{}
 
 	closeOnce sync.Once
@@ -52,15 +59,16 @@ type conn struct {
 	loggedIn bool
 }
 
-func newConn(g *Gateway, ws *gws.Conn, ip string) *conn {
+func newConn(g *Gateway, ws *gws.Conn, bc *batchConn, ip string) *conn {
 	c := &conn{
 		g:    g,
 		ws:   ws,
+		bc:   bc,
 		ip:   ip,
 		id:   g.nextConn.Add(1),
 		sub:  ws.SubProtocol(),
-		in:   make(chan *pb.GenericCommand, g.cfg.InboundQueue),
-		out:  make(chan outFrame, g.cfg.OutboundQueue),
+		in:   newFifo[*pb.GenericCommand](g.cfg.InboundQueue),
+		out:  newFifo[outFrame](g.cfg.OutboundQueue),
 		done: make(chan struct{}),
 	}
 	c.log = g.log.With("conn", c.id)
@@ -128,11 +136,9 @@ func (h *handler) OnMessage(ws *gws.Conn, msg *gws.Message) {
 		c.rejectFrame(msg.Bytes(), text, err)
 		return
 	}
-	select {
-	case c.in <- cmd:
-	default:
+	if !c.in.push(cmd) {
 		h.g.metrics.floodDisconnects.Inc()
-		c.log.Warn("Closing connection: inbound command queue full", "queue", cap(c.in))
+		c.log.Warn("Closing connection: inbound command queue full", "queue", c.in.limit)
 		c.close(closeFlood, "too many pending commands")
 	}
 }
@@ -207,10 +213,16 @@ func (c *conn) workLoop() {
 				c.close(uint16(protocol.ErrLoginTimeout.Code), protocol.ErrLoginTimeout.Reason)
 				return
 			}
-		case cmd := <-c.in:
-			c.setBusy(true)
-			c.g.dispatch(c, cmd)
-			c.setBusy(false)
+		case <-c.in.ready:
+			for {
+				cmd, ok := c.in.pop()
+				if !ok || c.isDone() {
+					break
+				}
+				c.setBusy(true)
+				c.g.dispatch(c, cmd)
+				c.setBusy(false)
+			}
 		}
 	}
 }
@@ -228,24 +240,51 @@ func (c *conn) setBusy(b bool) {
 	}
 }
 
-// writeLoop is the only writer of the socket.
+// isDone reports whether the connection has been shut down.
+func (c *conn) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// writeLoop is the only writer of frames to the socket. At each wake-up it
+// takes every queued frame and writes them corked: one write system call
+// for the batch (up to corkFlushBytes each), within one WriteTimeout.
 func (c *conn) writeLoop() {
 	for {
 		select {
 		case <-c.done:
 			return
-		case f := <-c.out:
+		case <-c.out.ready:
+		}
+		frames := c.out.takeAll()
+		if len(frames) == 0 {
+			continue
+		}
+		_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+		c.bc.cork()
+		var err error
+		for _, f := range frames {
 			op := gws.OpcodeBinary
 			if f.text {
 				op = gws.OpcodeText
 			}
-			_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
-			if err := c.ws.WriteMessage(op, f.data); err != nil {
-				c.shutdown(err)
-				return
+			if err = c.ws.WriteMessage(op, f.data); err != nil {
+				break
 			}
-			c.g.metrics.framesOut.Inc()
 		}
+		if ferr := c.bc.uncork(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			c.shutdown(err)
+			return
+		}
+		c.g.metrics.framesOut.Add(float64(len(frames)))
+		c.g.metrics.writeBatches.Inc()
 	}
 }
 
@@ -301,7 +340,7 @@ func (c *conn) pushCommand(cmd *pb.GenericCommand) {
 func (c *conn) push(f outFrame) {
 	c.mu.Lock()
 	if c.busy {
-		if len(c.deferred) >= cap(c.out) {
+		if len(c.deferred) >= c.out.limit {
 			c.mu.Unlock()
 			c.slow()
 			return
@@ -315,17 +354,17 @@ func (c *conn) push(f outFrame) {
 }
 
 func (c *conn) enqueue(f outFrame) {
-	select {
-	case c.out <- f:
-	case <-c.done:
-	default:
+	if c.isDone() {
+		return
+	}
+	if !c.out.push(f) {
 		c.slow()
 	}
 }
 
 func (c *conn) slow() {
 	c.g.metrics.slowDisconnects.Inc()
-	c.log.Warn("Closing slow connection: outbound queue full", "queue", cap(c.out))
+	c.log.Warn("Closing slow connection: outbound queue full", "queue", c.out.limit)
 	c.close(closeSlowClient, "slow consumer")
 }
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -51,7 +52,8 @@ type Config struct {
 	// the JS SDK's 20 s request timeout so the client always gets an answer.
 	// Zero value means 15 s.
 	RequestTimeout time.Duration
-	// WriteTimeout bounds one frame write to a socket. Zero value means 10 s.
+	// WriteTimeout bounds one write to a socket (of every frame queued when
+	// the writer woke up). Zero value means 10 s.
 	WriteTimeout time.Duration
 	// OutboundQueue is the per-connection outbound frame queue length. A
 	// connection whose queue is full is a slow client and is closed (code
@@ -211,7 +213,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.metrics.rateLimited.WithLabelValues("connection").Inc()
 		return
 	}
-	ws, err := g.upgrader.Upgrade(w, r)
+	ws, bc, err := g.upgrade(w, r)
 	if err != nil {
 		g.limits.connsOpen.Release(ip)
 		g.metrics.handshakeFailures.Inc()
@@ -223,7 +225,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The HTTP server's write deadline for the request would otherwise
 	// stay on the socket; the writer sets one per frame.
 	_ = ws.SetWriteDeadline(time.Time{})
-	c := newConn(g, ws, ip)
+	c := newConn(g, ws, bc, ip)
 	if !g.track(c) {
 		_ = ws.WriteClose(1001, []byte("shutting down"))
 		return
@@ -231,6 +233,34 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.goFunc(ws.ReadLoop)
 	g.goFunc(c.writeLoop)
 	g.goFunc(c.workLoop)
+}
+
+// readBufferSize is the per-socket read buffer; frames larger than it are
+// read straight into their message buffer.
+const readBufferSize = 2 << 10
+
+// upgrade hijacks the HTTP connection and upgrades it to a WebSocket whose
+// socket is a batchConn (the writer's corked writes), with a small read
+// buffer.
+func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, *batchConn, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "WebSocket upgrade not supported here", http.StatusInternalServerError)
+		return nil, nil, errors.New("gateway: response writer cannot hijack")
+	}
+	netConn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	bc := &batchConn{Conn: netConn}
+	br := brw.Reader
+	if br.Buffered() == 0 {
+		// Nothing read ahead of the handshake: a smaller reader than the
+		// HTTP server's.
+		br = bufio.NewReaderSize(netConn, readBufferSize)
+	}
+	ws, err := g.upgrader.UpgradeFromConn(bc, br, r)
+	return ws, bc, err
 }
 
 // IsUpgrade reports whether r asks for a WebSocket upgrade.

@@ -9,6 +9,7 @@ type metrics struct {
 	handshakeFailures prometheus.Counter
 	badFrames         prometheus.Counter
 	framesOut         prometheus.Counter
+	writeBatches      prometheus.Counter
 	pushes            prometheus.Counter
 	slowDisconnects   prometheus.Counter
 	floodDisconnects  prometheus.Counter
@@ -34,6 +35,9 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 		}),
 		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imnode_gateway_frames_written_total", Help: "Frames written to client sockets.",
+		}),
+		writeBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_gateway_write_batches_total", Help: "Batches of frames written to client sockets, one write system call each (up to 64 KiB); frames written / batches is the frames per write.",
 		}),
 		pushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imnode_gateway_pushes_total", Help: "Pushes queued to sessions.",
@@ -68,7 +72,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.handshakeFailures, m.badFrames, m.framesOut, m.pushes,
+		reg.MustRegister(m.connections, m.handshakeFailures, m.badFrames, m.framesOut, m.writeBatches, m.pushes,
 			m.slowDisconnects, m.floodDisconnects, m.idleDisconnects, m.panics, m.commands, m.commandErrors, m.commandSeconds, m.rateLimited, m.oversizedFrames,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "imnode_gateway_sessions", Help: "Logged-in sessions.",

@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// fifo is a bounded FIFO queue for one consumer goroutine. Its memory grows
+// with its contents and is released when it empties, so an idle connection
+// holds no queue buffer (a buffered channel of the same bound would hold
+// it for the connection's life). ready is signalled (capacity 1, never
+// blocking) whenever an item is added; the consumer waits on it and then
+// empties the queue.
+type fifo[T any] struct {
+	limit int
+	ready chan struct{}
+
+	mu    sync.Mutex
+	items []T
+}
+
+func newFifo[T any](limit int) *fifo[T] {
+	return &fifo[T]{limit: limit, ready: make(chan struct{}, 1)}
+}
+
+// push appends v; it returns false, dropping v, when limit items are queued.
+func (q *fifo[T]) push(v T) bool {
+	q.mu.Lock()
+	if len(q.items) >= q.limit {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, v)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop removes and returns the oldest item, false when the queue is empty.
+func (q *fifo[T]) pop() (T, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var zero T
+	if len(q.items) == 0 {
+		return zero, false
+	}
+	v := q.items[0]
+	q.items[0] = zero
+	q.items = q.items[1:]
+	if len(q.items) == 0 {
+		q.items = nil
+	}
+	return v, true
+}
+
+// takeAll removes and returns every queued item in order (nil if none).
+func (q *fifo[T]) takeAll() []T {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items := q.items
+	q.items = nil
+	return items
+}
+
+// len returns the number of queued items.
+func (q *fifo[T]) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// corkFlushBytes is the most a corked socket buffers before writing.
+const corkFlushBytes = 64 << 10
+
+// batchConn lets the connection's writer coalesce the frames it finds queued
+// into one write system call: between cork and uncork, writes to the socket
+// (by gws, whoever calls it: the writer, a pong from the reader, a close
+// frame) are appended to a buffer, written when it reaches corkFlushBytes,
+// at uncork, or before the socket closes. Uncorked, a write goes straight
+// to the socket. Reads and deadlines pass through.
+type batchConn struct {
+	net.Conn
+
+	mu     sync.Mutex
+	corked bool
+	buf    *[]byte // from batchBufs while corked
+}
+
+// batchBufs recycles cork buffers, so only sockets that are writing hold one.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.corked {
+		return b.Conn.Write(p)
+	}
+	*b.buf = append(*b.buf, p...)
+	if len(*b.buf) >= corkFlushBytes {
+		if err := b.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (b *batchConn) flushLocked() error {
+	if len(*b.buf) == 0 {
+		return nil
+	}
+	_, err := b.Conn.Write(*b.buf)
+	*b.buf = (*b.buf)[:0]
+	return err
+}
+
+// cork starts buffering writes.
+func (b *batchConn) cork() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.corked {
+		b.corked = true
+		b.buf = batchBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
+	}
+}
+
+// uncork writes what was buffered since cork and stops buffering.
+func (b *batchConn) uncork() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.corked {
+		return nil
+	}
+	err := b.flushLocked()
+	b.corked = false
+	if cap(*b.buf) <= corkFlushBytes {
+		batchBufs.Put(b.buf)
+	}
+	b.buf = nil
+	return err
+}
+
+// closeFlushTimeout bounds the write of what is buffered at Close.
+const closeFlushTimeout = time.Second
+
+// Close writes what is buffered (a close frame written while corked), for at
+// most closeFlushTimeout, and closes the socket. A write in progress (a
+// slow client) is not waited for: closing the socket ends it.
+func (b *batchConn) Close() error {
+	if b.mu.TryLock() {
+		if b.corked {
+			_ = b.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+			_ = b.flushLocked()
+		}
+		b.mu.Unlock()
+	}
+	return b.Conn.Close()
+}
