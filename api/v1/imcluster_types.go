@@ -29,7 +29,7 @@ const (
 )
 
 // Phase summarizes the cluster state for humans; conditions are the API.
-// +kubebuilder:validation:Enum=Pending;Creating;Running;Scaling;Upgrading;Degraded;Paused;Deleting
+// +kubebuilder:validation:Enum=Pending;Creating;Running;Scaling;Upgrading;Recovering;Degraded;Paused;Deleting
 type Phase string
 
 // Phases.
@@ -39,9 +39,12 @@ const (
 	PhaseRunning   Phase = "Running"
 	PhaseScaling   Phase = "Scaling"
 	PhaseUpgrading Phase = "Upgrading"
-	PhaseDegraded  Phase = "Degraded"
-	PhasePaused    Phase = "Paused"
-	PhaseDeleting  Phase = "Deleting"
+	// PhaseRecovering: a node the cluster had is down (its pod deleted,
+	// evicted or restarting) and comes back on its own.
+	PhaseRecovering Phase = "Recovering"
+	PhaseDegraded   Phase = "Degraded"
+	PhasePaused     Phase = "Paused"
+	PhaseDeleting   Phase = "Deleting"
 )
 
 // ReclaimPolicy says what happens to a node's volume when the node is removed.
@@ -467,6 +470,11 @@ type Operation struct {
 	// Message says what the operator waits for.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// StartedAt is when the operator began this operation (this type on
+	// this pod); it survives operator restarts. The operator exports it as
+	// imcluster_operator_operation_started_timestamp_seconds.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 }
 
 // IMCluster is a sharded LeanCloud-realtime-compatible chat cluster.

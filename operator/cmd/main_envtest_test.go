@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	imv1 "github.com/imcluster/imcluster/api/v1"
+	"github.com/imcluster/imcluster/config/prometheus"
 )
 
 // TestOperatorBinary runs the real imcluster-operator binary against a real
@@ -199,6 +202,13 @@ func checkSecureMetrics(t *testing.T, cfg *rest.Config, c client.Client, url str
 			t.Fatalf("create %T: %v", o, err)
 		}
 	}
+	// The smoke cluster's scale-up waits for pods no kubelet runs: its
+	// operation is in flight, so every operator metric the alerting rules
+	// name must have its series.
+	wanted := slices.Compact(slices.Sorted(slices.Values(operatorMetricRef.FindAllString(string(prometheus.Rules), -1))))
+	if len(wanted) == 0 {
+		t.Fatal("config/prometheus/rules.yaml names no imcluster_operator_* metric")
+	}
 	checkFor(t, 60*time.Second, 500*time.Millisecond, func() error {
 		code, body, err := get(token)
 		if err != nil {
@@ -207,9 +217,17 @@ func checkSecureMetrics(t *testing.T, cfg *rest.Config, c client.Client, url str
 		if code != http.StatusOK || !strings.Contains(body, "controller_runtime_reconcile_total") {
 			return fmt.Errorf("token with RBAC: HTTP %d, want 200 with the reconcile metrics", code)
 		}
+		for _, m := range wanted {
+			if !strings.Contains(body, m+`{name="smoke",namespace="default",type="ScaleUp"}`) {
+				return fmt.Errorf("%s (used by config/prometheus/rules.yaml) has no series of the smoke cluster's ScaleUp", m)
+			}
+		}
 		return nil
 	})
 }
+
+// operatorMetricRef finds the operator's own metrics in rule expressions.
+var operatorMetricRef = regexp.MustCompile(`\bimcluster_operator_[a-z0-9_]+\b`)
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {

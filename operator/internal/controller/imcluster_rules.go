@@ -25,7 +25,7 @@ func clusterRules(c *imv1.IMCluster) (map[string]any, error) {
 	scope := strings.NewReplacer(
 		`job="imnode"`, fmt.Sprintf(`job=%q,namespace=%q,service=%q`, metricsJob, c.Namespace, peerServiceName(c)),
 		`persistentvolumeclaim=~"data-.+"`, fmt.Sprintf(`namespace=%q,persistentvolumeclaim=~"%s-%s-[0-9]+"`, c.Namespace, dataVolume, statefulSetName(c)),
-		`reason="ScalingDown"`, fmt.Sprintf(`reason="ScalingDown",namespace=%q,name=%q`, c.Namespace, c.Name),
+		`type="ScaleDown"`, fmt.Sprintf(`type="ScaleDown",namespace=%q,name=%q`, c.Namespace, c.Name),
 	)
 	groups, _ := file["groups"].([]any)
 	for _, g := range groups {

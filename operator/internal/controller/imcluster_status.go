@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -24,6 +26,9 @@ func (r *IMClusterReconciler) patchStatus(ctx context.Context, s *scope) error {
 	st.ObservedGeneration = gen
 	st.Selector = labels.SelectorFromSet(selectorLabels(c)).String()
 	st.CurrentOperation = s.operation
+	if op := s.operation; op != nil {
+		op.StartedAt = operationStart(s.before.Status.CurrentOperation, op, r.now())
+	}
 	if s.creds != nil {
 		st.Security = s.status
 	}
@@ -47,10 +52,10 @@ func (r *IMClusterReconciler) patchStatus(ctx context.Context, s *scope) error {
 		}
 		if n := s.nodes[o]; n != nil {
 			m.State, m.Version, m.Shards = string(n.State), n.Version, int32(n.ShardsReplicated)
-			versions[n.Version] = true
 		} else {
-			versions[""] = true
+			m.Version = unansweredVersion(s.before, p)
 		}
+		versions[m.Version] = true
 		st.Members = append(st.Members, m)
 	}
 	st.CurrentVersion = ""
@@ -76,7 +81,37 @@ func (r *IMClusterReconciler) patchStatus(ctx context.Context, s *scope) error {
 	}
 	setCondition(c, paused)
 	st.Phase = phaseOf(s)
-	return r.Status().Patch(ctx, c, client.MergeFrom(s.before))
+	if err := r.Status().Patch(ctx, c, client.MergeFrom(s.before)); err != nil {
+		return err
+	}
+	recordOperation(c)
+	return nil
+}
+
+// operationStart is when op began: the previous pass's start when that was
+// the same operation (type and pod), now otherwise.
+func operationStart(prev, op *imv1.Operation, now time.Time) *metav1.Time {
+	if prev != nil && prev.StartedAt != nil && prev.Type == op.Type && prev.Pod == op.Pod {
+		return prev.StartedAt
+	}
+	return &metav1.Time{Time: now.Truncate(time.Second)}
+}
+
+// unansweredVersion is the version reported for a pod whose node did not
+// answer this pass: the version of its pod template (what the node reported
+// last, unless the pod was replaced on another version since), or, for a
+// pod without that annotation, what the node reported last. A failed poll
+// never blanks status.currentVersion on its own.
+func unansweredVersion(before *imv1.IMCluster, p *corev1.Pod) string {
+	if v := p.Annotations[AnnotationVersion]; v != "" {
+		return v
+	}
+	for _, m := range before.Status.Members {
+		if m.Pod == p.Name {
+			return m.Version
+		}
+	}
+	return ""
 }
 
 func setCondition(c *imv1.IMCluster, cond metav1.Condition) {
@@ -163,6 +198,9 @@ func rebalancingCondition(s *scope) metav1.Condition {
 	return cond
 }
 
+// phaseOf sums the status up in one word (docs/operator.md, "Phases"). A
+// cluster that formed is never Creating again: it is Running, or says what
+// keeps it from Running.
 func phaseOf(s *scope) imv1.Phase {
 	c := s.cluster
 	switch {
@@ -170,16 +208,75 @@ func phaseOf(s *scope) imv1.Phase {
 		return imv1.PhasePaused
 	case len(s.degraded) > 0:
 		return imv1.PhaseDegraded
-	case s.sts == nil:
-		return imv1.PhasePending
+	case !meta.IsStatusConditionTrue(c.Status.Conditions, ConditionFormed):
+		if s.sts == nil {
+			return imv1.PhasePending
+		}
+		return imv1.PhaseCreating
 	case s.operation != nil && s.operation.Type == imv1.OperationUpgrade:
 		return imv1.PhaseUpgrading
-	case c.Status.ReadyReplicas == 0:
-		return imv1.PhaseCreating
-	case s.operation != nil:
+	case s.recovering():
+		if s.before.Status.Phase == imv1.PhaseUpgrading && c.Status.UpdatedReplicas == c.Spec.Replicas {
+			return imv1.PhaseUpgrading // the last restarted pod is coming back
+		}
+		return imv1.PhaseRecovering
+	case s.operation != nil || s.rosterChanging():
 		return imv1.PhaseScaling
-	case s.progressing != "" || c.Status.ReadyReplicas != c.Spec.Replicas:
-		return imv1.PhaseCreating
 	}
 	return imv1.PhaseRunning
+}
+
+// recovering reports whether a node the cluster already had is down: the
+// pod of an ordinal the spec keeps is missing, terminating or not ready, and
+// the roster lists its node as active (a pod deleted, evicted or restarting,
+// not one a scale-up adds).
+func (s *scope) recovering() bool {
+	for o := range s.cluster.Spec.Replicas {
+		if p := s.pods[o]; p != nil && p.DeletionTimestamp == nil && podReady(p) {
+			continue
+		}
+		if s.rejoining(o) {
+			return true
+		}
+	}
+	return false
+}
+
+// rejoining reports whether ordinal o's node is an active roster member
+// (as opposed to one that is new or leaving).
+func (s *scope) rejoining(o int32) bool {
+	if s.view == nil {
+		return false
+	}
+	m, ok := s.view.Member(podName(s.cluster, o))
+	return ok && m.State == adminapi.StateActive
+}
+
+// rosterChanging reports a scale that has no step left to take but is not
+// over: a removed node's pod still terminating, a node joining, leaving or
+// receiving shards, or nodes still to be added or removed.
+func (s *scope) rosterChanging() bool {
+	c := s.cluster
+	if s.sts != nil && ptr.Deref(s.sts.Spec.Replicas, 0) != c.Spec.Replicas {
+		return true
+	}
+	for o := range s.pods {
+		if o >= c.Spec.Replicas {
+			return true
+		}
+	}
+	for _, n := range s.nodes {
+		if n.State != adminapi.StateActive || len(n.Receiving) > 0 {
+			return true
+		}
+	}
+	if s.view != nil && len(s.view.Moves) > 0 {
+		return true
+	}
+	for o := range c.Spec.Replicas {
+		if p := s.pods[o]; p == nil || !podReady(p) {
+			return true // a new node's pod, not yet ready
+		}
+	}
+	return false
 }
