@@ -23,9 +23,7 @@ import (
 	"github.com/imcluster/imcluster/node/gateway"
 	"github.com/imcluster/imcluster/node/hooks"
 	"github.com/imcluster/imcluster/node/httpapi"
-	"github.com/imcluster/imcluster/node/protocol/pb"
 	"github.com/imcluster/imcluster/node/push"
-	"github.com/imcluster/imcluster/node/route"
 	"github.com/imcluster/imcluster/node/session"
 	"github.com/imcluster/imcluster/node/storage"
 	"github.com/imcluster/imcluster/node/store"
@@ -259,7 +257,7 @@ func (n *Node) Start() error {
 	api := httpapi.New(httpapi.Config{
 		Apps:        registry,
 		Tokens:      tokens,
-		Engine:      restEngine{Engine: engine, router: cl.Router()},
+		Engine:      conversation.NewServerAPI(engine, cl.Router().Handle),
 		Storage:     n.storage,
 		Kicker:      cl,
 		Presence:    cl.Deliverer(),
@@ -402,18 +400,4 @@ func (n *Node) shutdown(ctx context.Context) error {
 	n.cluster.Shutdown()
 	n.wg.Wait()
 	return n.store.Close()
-}
-
-// restEngine is the server API's engine: commands (conversation updates,
-// members, messages) run at their conversation's coordinator through the
-// cluster's router, like a client's, so they are serialized with the
-// conversation's other writes; reads run here through the cluster KV.
-type restEngine struct {
-	*conversation.Engine
-	router *route.Router
-}
-
-// Handle runs a server API command at its coordinator.
-func (e restEngine) Handle(ctx context.Context, c conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
-	return e.router.Handle(ctx, c, req)
 }

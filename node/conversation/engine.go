@@ -442,6 +442,9 @@ func (e *Engine) Handle(ctx context.Context, c Caller, req *pb.GenericCommand) (
 }
 
 func (e *Engine) dispatch(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
+	if c.Server() && req.GetCmd() == pb.CommandType_data {
+		return e.handleServerCall(ctx, c, req)
+	}
 	if from, ok := c.admin(); ok {
 		return e.handleAdmin(ctx, c, from, req)
 	}

@@ -23,6 +23,9 @@ type Routed struct {
 // in the command table (commands.go). Route does not validate req: the
 // engine does that wherever it runs.
 func (e *Engine) Route(c Caller, req *pb.GenericCommand) []Routed {
+	if c.Server() && req.GetCmd() == pb.CommandType_data { // a server call (serverops.go)
+		return e.routeCid(c, req, req.GetConvMessage().GetCid())
+	}
 	if _, ok := c.admin(); ok {
 		return e.routeAdmin(c, req)
 	}

@@ -12,13 +12,20 @@ import (
 	"github.com/imcluster/imcluster/node/store"
 )
 
-// Server reports whether the call comes from the app's back end (the
-// server REST API, authenticated with the master key) rather than from a
-// client's session: such a caller has no session (Session 0) and acts with
-// the rights LeanCloud gives the master key: it reads any conversation's
-// history, lists every conversation, manages members, roles and moderation
-// lists and sends as any client without being a member. Gateway sessions
-// always have a non-zero id.
+// BackendCaller is the caller of the app's back end (the server REST API,
+// authenticated with the master key) acting as clientID: the sender of its
+// sends, the initiator of its membership changes (empty: nobody). It is
+// the one way to make a back-end caller; Server recognises one. The
+// system-conversation API is the back end too (SystemCaller).
+func BackendCaller(app, clientID string) Caller { return Caller{App: app, ClientID: clientID} }
+
+// Server reports whether the call comes from the app's back end
+// (BackendCaller, SystemCaller) rather than from a client's session: such
+// a caller has no session (Session 0, which crosses the peer transport
+// with the command) and acts with the rights LeanCloud gives the master
+// key: it reads any conversation's history, lists every conversation,
+// manages members, roles and moderation lists and sends as any client
+// without being a member. Gateway sessions always have a non-zero id.
 func (c Caller) Server() bool { return c.Session == 0 }
 
 // maxServerLogsLimit is the history page size of the server API (LeanCloud
@@ -385,13 +392,29 @@ func validImportID(id string) error {
 // no member is its owner, and members get no join push. With Unique, the
 // live conversation with the same member set is returned instead of a new
 // one. It returns the conversation's id.
-func (e *Engine) CreateConversation(ctx context.Context, app string, in ImportedConversation) (string, error) {
+func (e *Engine) CreateConversation(_ context.Context, app string, in ImportedConversation) (string, error) {
+	return e.createConversation(app, e.newConversation(app, in))
+}
+
+// newConversation completes in as a new conversation of the server API:
+// a fresh id (in the shard of its unique key when unique), created now,
+// members sorted.
+func (e *Engine) newConversation(app string, in ImportedConversation) ImportedConversation {
 	now := e.nowMs()
-	in.ID, in.Created, in.Updated, in.Room, in.System = newConvID(now), now, now, false, false
+	in.Created, in.Updated, in.Room, in.System = now, now, false, false
 	in.Members = sortedSet(in.Members)
+	in.ID = newConvID(now)
 	if in.Unique {
 		in.UniqueID = uniqueKey(in.Members)
 		in.ID = e.newConvIDIn(app, e.shards.ConvShard(app, in.UniqueID), "", now)
+	}
+	return in
+}
+
+// createConversation is CreateConversation of in, completed by
+// newConversation.
+func (e *Engine) createConversation(app string, in ImportedConversation) (string, error) {
+	if in.Unique {
 		st := e.convStripe(app, "unique:"+in.UniqueID)
 		st.mu.Lock()
 		defer e.unlockAndDrain(st)
@@ -405,7 +428,10 @@ func (e *Engine) CreateConversation(ctx context.Context, app string, in Imported
 		_, err = e.importConvLocked(st, app, in)
 		return in.ID, err
 	}
-	if _, err := e.ImportConversation(ctx, app, in); err != nil {
+	st := e.convStripe(app, in.ID)
+	st.mu.Lock()
+	defer e.unlockAndDrain(st)
+	if _, err := e.importConvLocked(st, app, in); err != nil {
 		return "", err
 	}
 	return in.ID, nil

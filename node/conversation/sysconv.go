@@ -31,23 +31,28 @@ import (
 //     delivered to anyone: they are acknowledged and handed to the app's
 //     system-conversation hook (Config.SysMessages).
 
-// adminMark starts the client id of a server-side caller. The gateway
-// never accepts a client id with a control character, so no client can
-// present one.
+// adminMark starts the client id of a SystemCaller: it selects the
+// system-conversation API for a back-end caller. The gateway never accepts
+// a client id with a control character, so no client can present one; and
+// it counts only for a caller without a session.
 const adminMark = "\x00"
 
-// AdminCaller is the caller of a server-side (master key) operation on a
-// system conversation; from is the from_client of sends (may be empty).
-func AdminCaller(app, from string) Caller {
-	return Caller{App: app, ClientID: adminMark + from}
+// SystemCaller is the back end's caller (see BackendCaller) of an
+// operation of the system-conversation API; from is the from_client of
+// sends (may be empty).
+func SystemCaller(app, from string) Caller {
+	return BackendCaller(app, adminMark+from)
 }
 
-// admin returns the from_client of a server-side caller.
+// admin returns the from_client of a SystemCaller.
 func (c Caller) admin() (string, bool) {
+	if !c.Server() {
+		return "", false
+	}
 	return strings.CutPrefix(c.ClientID, adminMark)
 }
 
-// Server-side operations on system conversations, run with an AdminCaller:
+// Server-side operations on system conversations, run with a SystemCaller:
 //
 //	conv/start {attr}              create (answer conv/started {cid, cdate})
 //	conv/update {cid, attr}        set columns; a null value deletes one
@@ -355,7 +360,7 @@ func (e *Engine) sysUpstream(c Caller, dm *pb.DirectCommand) (*pb.GenericCommand
 	return ackResponse(m.ConvID, m.ID, m.Timestamp), nil
 }
 
-// handleAdmin runs a server-side operation (see AdminCaller).
+// handleAdmin runs a server-side operation (see SystemCaller).
 func (e *Engine) handleAdmin(ctx context.Context, c Caller, from string, req *pb.GenericCommand) (*pb.GenericCommand, error) {
 	cm := req.GetConvMessage()
 	if cm == nil {

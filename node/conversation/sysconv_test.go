@@ -41,7 +41,7 @@ func TestSystemConversation(t *testing.T) {
 	h := newHarness(t)
 	sink := &sysSink{}
 	h.e.cfg.SysMessages = sink
-	admin := AdminCaller(testApp, "Bot")
+	admin := SystemCaller(testApp, "Bot")
 	tom, jerry, mary := h.caller("Tom", 1), h.caller("Jerry", 2), h.caller("Mary", 3)
 
 	cid := h.do(admin, convReq(pb.OpType_start, &pb.ConvCommand{Unique: proto.Bool(false),
@@ -153,7 +153,7 @@ func TestSystemConversation(t *testing.T) {
 		protocol.ErrNormalConversationRequired)
 	normal := h.start(tom, "Jerry")
 	h.fail(admin, adminDirect(normal, "x"), protocol.ErrSystemConversationRequired)
-	h.fail(h.caller("\x00x", 9), convReq(pb.OpType_close, &pb.ConvCommand{Cid: proto.String(normal)}), protocol.ErrSystemConversationRequired)
+	h.fail(SystemCaller(testApp, "x"), convReq(pb.OpType_close, &pb.ConvCommand{Cid: proto.String(normal)}), protocol.ErrSystemConversationRequired)
 
 	h.do(admin, convReq(pb.OpType_update, &pb.ConvCommand{Cid: proto.String(cid), Attr: protocol.JSON(`{"name":"News","icon":null}`)}))
 	if docs = queryDocs(t, h.do(tom, q)); docs[0]["name"] != "News" {

@@ -133,7 +133,7 @@ func (s *Server) do(w http.ResponseWriter, r *http.Request, app *apps.App, clien
 		writeError(w, http.StatusBadRequest, 107, "client ids must be at most 64 characters")
 		return nil, false
 	}
-	resp, err := s.cfg.Engine.Handle(r.Context(), conversation.Caller{App: app.ID, ClientID: clientID}, cmd)
+	resp, err := s.cfg.Engine.Handle(r.Context(), conversation.BackendCaller(app.ID, clientID), cmd)
 	if err != nil {
 		s.writeEngineError(w, err)
 		return nil, false

@@ -36,7 +36,7 @@ func (s *Server) routesSysConv() {
 
 // sysDo runs a server-side system-conversation command.
 func (s *Server) sysDo(w http.ResponseWriter, r *http.Request, app *apps.App, from string, cmd *pb.GenericCommand) (*pb.GenericCommand, bool) {
-	resp, err := s.cfg.Engine.Handle(r.Context(), conversation.AdminCaller(app.ID, from), cmd)
+	resp, err := s.cfg.Engine.Handle(r.Context(), conversation.SystemCaller(app.ID, from), cmd)
 	if err != nil {
 		s.writeEngineError(w, err)
 		return nil, false
@@ -314,7 +314,7 @@ func (s *Server) sysHistory(w http.ResponseWriter, r *http.Request, app *apps.Ap
 	if q.Get("reversed") == "true" {
 		lm.Direction = pb.LogsCommand_NEW.Enum()
 	}
-	resp, err := s.cfg.Engine.Handle(r.Context(), conversation.Caller{App: app.ID, ClientID: clientID},
+	resp, err := s.cfg.Engine.Handle(r.Context(), conversation.BackendCaller(app.ID, clientID),
 		&pb.GenericCommand{Cmd: pb.CommandType_logs.Enum(), LogsMessage: lm})
 	if err != nil {
 		s.writeEngineError(w, err)
