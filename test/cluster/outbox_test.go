@@ -3,7 +3,10 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,19 +16,18 @@ import (
 	"github.com/imcluster/imcluster/test/harness"
 )
 
-// coordinatedBy returns the shards nd coordinates, as its admin API
-// reports them.
-func coordinatedBy(ctx context.Context, t *testing.T, nd *harness.Node) map[int]bool {
+// heldBy returns the shards nd replicates and whether it coordinates every
+// one of them, as its admin API reports them.
+func heldBy(ctx context.Context, t *testing.T, nd *harness.Node) (map[int]bool, bool) {
 	t.Helper()
 	st, err := nd.Admin().Shards(ctx)
 	mustNoErr(t, err)
-	out := map[int]bool{}
+	out, all := map[int]bool{}, true
 	for _, s := range st.Shards {
-		if s.Coordinator {
-			out[s.Shard] = true
-		}
+		out[s.Shard] = true
+		all = all && s.Coordinator
 	}
-	return out
+	return out, all
 }
 
 // TestClusterAddWhileMemberShardDown: with one replica per shard, the node
@@ -39,13 +41,24 @@ func TestClusterAddWhileMemberShardDown(t *testing.T) {
 	ctx := testCtx(t)
 	n0, victim := c.Node(0), c.Node(2)
 	shards := c.Options().Shards
+	// With one replica a shard lives on one node only; wait until each
+	// coordinates its own.
+	var onVictim map[int]bool
 	harness.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if len(coordinatedBy(ctx, t, victim)) == 0 {
-			return fmt.Errorf("%s coordinates no shard yet", victim.ID())
+		for _, nd := range c.Running() {
+			held, all := heldBy(ctx, t, nd)
+			if !all {
+				return fmt.Errorf("%s does not coordinate all of its shards yet", nd.ID())
+			}
+			if nd == victim {
+				onVictim = held
+			}
+		}
+		if len(onVictim) == 0 {
+			return fmt.Errorf("%s holds no shard", victim.ID())
 		}
 		return nil
 	})
-	onVictim := coordinatedBy(ctx, t, victim)
 
 	// Tom and his conversation away from the victim.
 	var tom *user
@@ -98,4 +111,76 @@ func TestClusterAddWhileMemberShardDown(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// deleteMessageREST deletes message m through nd's server API.
+func deleteMessageREST(ctx context.Context, nd *harness.Node, m *client.Message) error {
+	url := fmt.Sprintf("%s/1.2/rtm/conversations/%s/messages/%s?timestamp=%d", nd.ServerURL(), m.ConversationID, m.ID, m.Timestamp.UnixMilli())
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-LC-Id", apps.DevAppID)
+	req.Header.Set("X-LC-Key", apps.DevMasterKey+",master")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("DELETE %s: %s %s", url, resp.Status, body)
+	}
+	return nil
+}
+
+// TestClusterServerDeleteRacesEdit: the server API deletes a message through
+// one node while its sender edits it through another, and the
+// conversation's coordinator is a third. Both run at the coordinator,
+// under the conversation's lock, one after the other: whatever the order,
+// the message stays deleted (an edit after the delete finds no message).
+func TestClusterServerDeleteRacesEdit(t *testing.T) {
+	c := harness.Start(t, 3, harness.Options{})
+	ctx := testCtx(t)
+	nodes := c.Running()
+	tom := connect(t, c, nodes[0], nodes[0], "Tom")
+	var conv *client.Conversation
+	var coord *harness.Node
+	for i := 0; coord == nil || coord == nodes[0] || coord == nodes[1]; i++ {
+		if i == 40 {
+			t.Fatal("no conversation coordinated by the third node in 40 tries")
+		}
+		var err error
+		conv, err = tom.cl.CreateConversation(ctx, client.CreateOptions{Name: fmt.Sprintf("race %d", i), Unique: false})
+		mustNoErr(t, err)
+		harness.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if coord = coordinatorOf(ctx, t, c, conv.ID()); coord == nil {
+				return fmt.Errorf("no coordinator of %s yet", conv.ID())
+			}
+			return nil
+		})
+	}
+	const rounds = 30
+	edits := 0
+	for i := range rounds {
+		m, err := conv.Send(ctx, client.NewText(fmt.Sprintf("race %d", i)))
+		mustNoErr(t, err)
+		var wg sync.WaitGroup
+		var delErr, editErr error
+		wg.Go(func() { delErr = deleteMessageREST(ctx, nodes[1], m) })
+		wg.Go(func() { _, editErr = conv.UpdateMessage(ctx, m, client.NewText(fmt.Sprintf("edited %d", i))) })
+		wg.Wait()
+		if delErr != nil {
+			t.Fatalf("round %d: %v", i, delErr)
+		}
+		if editErr == nil {
+			edits++
+		}
+	}
+	history, err := conv.QueryMessages(ctx, client.HistoryQuery{Limit: 100})
+	mustNoErr(t, err)
+	for _, m := range history {
+		t.Errorf("message %s (%q) survived its delete", m.ID, m.Content)
+	}
+	t.Logf("%d of %d edits ran before their delete", edits, rounds)
 }
