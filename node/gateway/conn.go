@@ -20,9 +20,13 @@ type outFrame struct {
 	text bool
 }
 
-// conn is one client WebSocket. Its worker goroutine is the only one that
-// runs commands; the writer goroutine is the only one that writes frames,
-// all the frames it finds queued at each wake-up in one write system call.
+// conn is one client WebSocket. Besides gws's read loop it has two
+// goroutines, each running only while it has work (see fifo): the worker,
+// the only one that runs commands, started by the first command queued
+// while none runs; and the writer, the only one that writes frames (all the
+// frames it finds queued in one write system call), started likewise by a
+// queued frame. The gateway's sweeper closes sockets that stay silent or
+// never log in.
 type conn struct {
 	g  *Gateway
 	ws *gws.Conn
@@ -36,9 +40,11 @@ type conn struct {
 	// client exceeding it is disconnected), out encoded frames for the
 	// writer (at most OutboundQueue; a client not reading fast enough is
 	// disconnected).
-	in   *fifo[*pb.GenericCommand]
-	out  *fifo[outFrame]
-	done chan struct{}
+	in  *fifo[*pb.GenericCommand]
+	out *fifo[outFrame]
+	// opened is when the socket was accepted (Unix nanos), for the login
+	// timeout.
+	opened int64
 
 	closeOnce sync.Once
 	shutOnce  sync.Once
@@ -61,15 +67,15 @@ type conn struct {
 
 func newConn(g *Gateway, ws *gws.Conn, bc *batchConn, ip string) *conn {
 	c := &conn{
-		g:    g,
-		ws:   ws,
-		bc:   bc,
-		ip:   ip,
-		id:   g.nextConn.Add(1),
-		sub:  ws.SubProtocol(),
-		in:   newFifo[*pb.GenericCommand](g.cfg.InboundQueue),
-		out:  newFifo[outFrame](g.cfg.OutboundQueue),
-		done: make(chan struct{}),
+		g:      g,
+		ws:     ws,
+		bc:     bc,
+		ip:     ip,
+		id:     g.nextConn.Add(1),
+		sub:    ws.SubProtocol(),
+		in:     newFifo[*pb.GenericCommand](g.cfg.InboundQueue),
+		out:    newFifo[outFrame](g.cfg.OutboundQueue),
+		opened: time.Now().UnixNano(),
 	}
 	c.log = g.log.With("conn", c.id)
 	ws.Session().Store(sessionKeyConn, c)
@@ -136,7 +142,7 @@ func (h *handler) OnMessage(ws *gws.Conn, msg *gws.Message) {
 		c.rejectFrame(msg.Bytes(), text, err)
 		return
 	}
-	if !c.in.push(cmd) {
+	if !c.in.push(cmd, c.startWorker) {
 		h.g.metrics.floodDisconnects.Inc()
 		c.log.Warn("Closing connection: inbound command queue full", "queue", c.in.limit)
 		c.close(closeFlood, "too many pending commands")
@@ -187,43 +193,41 @@ func scanRequestID(b []byte) (int32, bool) {
 	return 0, false
 }
 
-// workLoop runs the connection's commands in arrival order.
-func (c *conn) workLoop() {
-	loginTimer := time.NewTimer(c.g.cfg.LoginTimeout)
-	defer loginTimer.Stop()
-	idle := time.NewTicker(c.g.cfg.IdleTimeout / 4)
-	defer idle.Stop()
+// startWorker launches the worker; the inbound queue calls it (under its
+// lock) when a command arrives and none runs.
+func (c *conn) startWorker() { c.g.goFunc(c.work) }
+
+// work runs the queued commands in arrival order and returns when the
+// queue is empty or closed.
+func (c *conn) work() {
 	for {
-		select {
-		case <-idle.C:
-			if time.Since(time.Unix(0, c.lastRead.Load())) > c.g.cfg.IdleTimeout {
-				c.g.metrics.idleDisconnects.Inc()
-				c.close(uint16(protocol.ErrReadTimeout.Code), protocol.ErrReadTimeout.Reason)
-				return
-			}
-		case <-c.done:
+		cmd, ok := c.in.pop()
+		if !ok {
 			return
-		case <-c.g.ctx.Done():
-			return
-		case <-loginTimer.C:
-			c.mu.Lock()
-			logged := c.loggedIn
-			c.mu.Unlock()
-			if !logged {
-				c.close(uint16(protocol.ErrLoginTimeout.Code), protocol.ErrLoginTimeout.Reason)
-				return
-			}
-		case <-c.in.ready:
-			for {
-				cmd, ok := c.in.pop()
-				if !ok || c.isDone() {
-					break
-				}
-				c.setBusy(true)
-				c.g.dispatch(c, cmd)
-				c.setBusy(false)
-			}
 		}
+		c.setBusy(true)
+		c.g.dispatch(c, cmd)
+		c.setBusy(false)
+	}
+}
+
+// expired closes the socket when it stayed silent for IdleTimeout (4107) or
+// has not logged in within LoginTimeout of opening (4108). The gateway's
+// sweeper calls it.
+func (c *conn) expired(now time.Time) {
+	if now.Sub(time.Unix(0, c.lastRead.Load())) > c.g.cfg.IdleTimeout {
+		c.g.metrics.idleDisconnects.Inc()
+		c.close(uint16(protocol.ErrReadTimeout.Code), protocol.ErrReadTimeout.Reason)
+		return
+	}
+	if now.Sub(time.Unix(0, c.opened)) <= c.g.cfg.LoginTimeout {
+		return
+	}
+	c.mu.Lock()
+	logged := c.loggedIn
+	c.mu.Unlock()
+	if !logged {
+		c.close(uint16(protocol.ErrLoginTimeout.Code), protocol.ErrLoginTimeout.Reason)
 	}
 }
 
@@ -240,29 +244,19 @@ func (c *conn) setBusy(b bool) {
 	}
 }
 
-// isDone reports whether the connection has been shut down.
-func (c *conn) isDone() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
+// startWriter launches the writer; the outbound queue calls it (under its
+// lock) when a frame is queued and none runs.
+func (c *conn) startWriter() { c.g.goFunc(c.write) }
 
-// writeLoop is the only writer of frames to the socket. At each wake-up it
-// takes every queued frame and writes them corked: one write system call
-// for the batch (up to corkFlushBytes each), within one WriteTimeout.
-func (c *conn) writeLoop() {
+// write is the only writer of frames to the socket. Each round it takes
+// every queued frame and writes them corked: one write system call for the
+// batch (up to corkFlushBytes each), within one WriteTimeout. It returns
+// when the queue is empty or closed.
+func (c *conn) write() {
 	for {
-		select {
-		case <-c.done:
-			return
-		case <-c.out.ready:
-		}
 		frames := c.out.takeAll()
-		if len(frames) == 0 {
-			continue
+		if frames == nil {
+			return
 		}
 		_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
 		c.bc.cork()
@@ -354,10 +348,7 @@ func (c *conn) push(f outFrame) {
 }
 
 func (c *conn) enqueue(f outFrame) {
-	if c.isDone() {
-		return
-	}
-	if !c.out.push(f) {
+	if !c.out.push(f, c.startWriter) {
 		c.slow()
 	}
 }
@@ -385,7 +376,12 @@ func (c *conn) shutdown(cause error) {
 }
 
 func (c *conn) release(cause error) {
-	close(c.done)
+	// Closing the queues first stops the worker and writer from being
+	// started again: every start happens under a queue's lock before this,
+	// while the read loop (which runs release or waits for it in OnClose)
+	// still holds its place in the gateway's wait group.
+	c.in.close()
+	c.out.close()
 	_ = c.ws.NetConn().Close()
 	c.g.untrack(c)
 	c.g.limits.connsOpen.Release(c.ip)

@@ -1,5 +1,5 @@
 // Package gateway owns client connections: the gws WebSocket handler, the
-// per-connection read, work and write loops, the sessions logged in on each
+// per-connection reader, worker and writer, the sessions logged in on each
 // socket (several per socket, routed by peerId), login (session/open with
 // tokens, signatures and single-device tags), session/close, query and
 // refresh, echo, goaway, idle and login timeouts, and the delivery of pushes
@@ -9,10 +9,13 @@
 // the conversation engine on a single node and the request router in a
 // cluster.
 //
-// Ownership: each connection has three goroutines, all owned by the Gateway
-// and stopped by Shutdown: gws's ReadLoop (decodes and enqueues, never
-// blocks), a worker that executes commands in arrival order, and a writer
-// that drains the bounded outbound queue. The session registry is guarded by
-// one mutex (registry.mu); a connection's own state by conn.mu. Lock order:
-// registry.mu before conn.mu (see node/LOCKING.md).
+// Ownership: every goroutine is owned by the Gateway and stopped by
+// Shutdown. Each connection has gws's ReadLoop (decodes and enqueues, never
+// blocks) for its whole life, and two goroutines that run only while they
+// have work, so an idle socket costs one goroutine: a worker that executes
+// the queued commands in arrival order, and a writer that writes every
+// queued frame in one write system call (queue.go). One sweeper goroutine
+// closes the sockets past their idle or login timeout. The session registry
+// is guarded by one mutex (registry.mu); a connection's own state by
+// conn.mu. Lock order: registry.mu before conn.mu (see node/LOCKING.md).
 package gateway

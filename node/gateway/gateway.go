@@ -158,6 +158,8 @@ type Gateway struct {
 
 	connsMu sync.Mutex
 	conns   map[*conn]struct{}
+	// sweepOnce starts the sweeper with the first socket.
+	sweepOnce sync.Once
 }
 
 var (
@@ -230,9 +232,33 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = ws.WriteClose(1001, []byte("shutting down"))
 		return
 	}
+	g.sweepOnce.Do(func() { g.goFunc(g.sweep) })
 	g.goFunc(ws.ReadLoop)
-	g.goFunc(c.writeLoop)
-	g.goFunc(c.workLoop)
+}
+
+// sweepInterval is how often the sweeper checks the sockets' idle and login
+// timeouts: a quarter of the shorter one, so a socket is closed at most
+// 25% late.
+func (g *Gateway) sweepInterval() time.Duration {
+	return max(min(g.cfg.IdleTimeout, g.cfg.LoginTimeout)/4, 5*time.Millisecond)
+}
+
+// sweep closes sockets past their idle or login timeout until the gateway
+// stops. One goroutine for all sockets (started with the first one) instead
+// of timers in each.
+func (g *Gateway) sweep() {
+	t := time.NewTicker(g.sweepInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-g.ctx.Done():
+			return
+		case now := <-t.C:
+			for _, c := range g.snapshotConns() {
+				c.expired(now)
+			}
+		}
+	}
 }
 
 // readBufferSize is the per-socket read buffer; frames larger than it are

@@ -6,46 +6,51 @@ import (
 	"time"
 )
 
-// fifo is a bounded FIFO queue for one consumer goroutine. Its memory grows
-// with its contents and is released when it empties, so an idle connection
-// holds no queue buffer (a buffered channel of the same bound would hold
-// it for the connection's life). ready is signalled (capacity 1, never
-// blocking) whenever an item is added; the consumer waits on it and then
-// empties the queue.
+// fifo is a bounded FIFO queue with an on-demand consumer: the push that
+// finds no consumer running starts one (through the start function given
+// to push), and the consumer stops when it finds the queue empty. An idle
+// connection therefore holds neither a queue buffer (a buffered channel of
+// the same bound would hold it for the connection's life) nor a parked
+// goroutine. After close, pushes are dropped and the consumer stops.
 type fifo[T any] struct {
 	limit int
-	ready chan struct{}
 
-	mu    sync.Mutex
-	items []T
+	mu      sync.Mutex
+	items   []T
+	running bool // a consumer is running (started and not yet stopped)
+	closed  bool
 }
 
-func newFifo[T any](limit int) *fifo[T] {
-	return &fifo[T]{limit: limit, ready: make(chan struct{}, 1)}
-}
+func newFifo[T any](limit int) *fifo[T] { return &fifo[T]{limit: limit} }
 
-// push appends v; it returns false, dropping v, when limit items are queued.
-func (q *fifo[T]) push(v T) bool {
+// push appends v and, when no consumer runs, calls start (under the queue's
+// lock, so start must only launch the consumer). It returns false, dropping
+// v, when limit items are queued; a closed queue drops v and returns true.
+func (q *fifo[T]) push(v T, start func()) bool {
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return true
+	}
 	if len(q.items) >= q.limit {
-		q.mu.Unlock()
 		return false
 	}
 	q.items = append(q.items, v)
-	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
+	if !q.running {
+		q.running = true
+		start()
 	}
 	return true
 }
 
-// pop removes and returns the oldest item, false when the queue is empty.
+// pop removes and returns the oldest item for the consumer. When the queue
+// is empty or closed it returns false and the consumer must stop.
 func (q *fifo[T]) pop() (T, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var zero T
-	if len(q.items) == 0 {
+	if len(q.items) == 0 || q.closed {
+		q.running = false
 		return zero, false
 	}
 	v := q.items[0]
@@ -57,13 +62,27 @@ func (q *fifo[T]) pop() (T, bool) {
 	return v, true
 }
 
-// takeAll removes and returns every queued item in order (nil if none).
+// takeAll removes and returns every queued item in order for the consumer.
+// When the queue is empty or closed it returns nil and the consumer must
+// stop.
 func (q *fifo[T]) takeAll() []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	items := q.items
 	q.items = nil
+	if len(items) == 0 || q.closed {
+		q.running = false
+		return nil
+	}
 	return items
+}
+
+// close drops the queued items and every later push.
+func (q *fifo[T]) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	q.items = nil
 }
 
 // len returns the number of queued items.

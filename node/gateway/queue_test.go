@@ -8,28 +8,29 @@ import (
 	"testing"
 )
 
-// TestFifoBoundAndOrder checks the queue's bound, its order, its wake-up
-// signal and that an emptied queue holds no buffer.
-func TestFifoBoundAndOrder(t *testing.T) {
+// TestFifoBoundOrderAndConsumer checks the queue's bound, its order, that
+// a consumer is started only when none runs and stops on an empty or closed
+// queue, and that an emptied queue holds no buffer.
+func TestFifoBoundOrderAndConsumer(t *testing.T) {
 	q := newFifo[int](3)
+	starts := 0
+	start := func() { starts++ }
 	for i := range 3 {
-		if !q.push(i) {
+		if !q.push(i, start) {
 			t.Fatalf("push %d refused below the limit", i)
 		}
 	}
-	if q.push(3) {
-		t.Fatal("push beyond the limit accepted")
+	if starts != 1 {
+		t.Fatalf("3 pushes started %d consumers, want 1", starts)
 	}
-	select {
-	case <-q.ready:
-	default:
-		t.Fatal("no wake-up after a push")
+	if q.push(3, start) {
+		t.Fatal("push beyond the limit accepted")
 	}
 	if v, ok := q.pop(); !ok || v != 0 {
 		t.Fatalf("pop = %d %v", v, ok)
 	}
-	if !q.push(3) {
-		t.Fatal("push refused after a pop made room")
+	if !q.push(3, start) || starts != 1 {
+		t.Fatalf("push after a pop: refused or started another consumer (%d)", starts)
 	}
 	if got := q.takeAll(); len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 3 {
 		t.Fatalf("takeAll = %v", got)
@@ -37,12 +38,30 @@ func TestFifoBoundAndOrder(t *testing.T) {
 	if q.items != nil || q.len() != 0 {
 		t.Fatalf("emptied queue holds %v", q.items)
 	}
-	q.push(7)
+	// The consumer finds the queue empty and stops; the next push starts
+	// one again.
+	if got := q.takeAll(); got != nil {
+		t.Fatalf("takeAll of an empty queue = %v", got)
+	}
+	q.push(7, start)
+	if starts != 2 {
+		t.Fatalf("push after the consumer stopped started %d consumers in total, want 2", starts)
+	}
 	if v, ok := q.pop(); !ok || v != 7 || q.items != nil {
 		t.Fatalf("pop = %d %v, left %v", v, ok, q.items)
 	}
 	if _, ok := q.pop(); ok {
 		t.Fatal("pop from an empty queue")
+	}
+	// A closed queue drops what it holds and every later push, and starts
+	// nothing.
+	q.push(8, start)
+	q.close()
+	if _, ok := q.pop(); ok {
+		t.Fatal("pop from a closed queue")
+	}
+	if !q.push(9, start) || starts != 3 || q.len() != 0 {
+		t.Fatalf("push to a closed queue: starts %d, len %d", starts, q.len())
 	}
 }
 
