@@ -9,6 +9,7 @@ import (
 
 	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/transport"
 )
 
 // drainState is the progress of this node's drain: the shards it held when
@@ -144,7 +145,7 @@ func (c *Cluster) handoff(ctx context.Context) {
 		rg := c.ring.Load()
 		if rg.State(c.cfg.NodeID) != ring.StateDraining {
 			// Gossip has not rebuilt our ring yet.
-			if !sleepCtx(ctx, 50*time.Millisecond) {
+			if !transport.Sleep(ctx, 50*time.Millisecond) {
 				return
 			}
 			continue
@@ -182,7 +183,7 @@ func (c *Cluster) handoff(ctx context.Context) {
 			c.log.Info("Drained: every shard handed off", "shards", handedOff)
 			return
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !transport.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, 2*time.Second)
@@ -199,15 +200,4 @@ func (c *Cluster) Remove(id string) error {
 		return fmt.Errorf("cluster: node %q is alive: drain it instead", id)
 	}
 	return c.ml.Remove(id)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

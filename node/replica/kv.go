@@ -204,7 +204,7 @@ func (rs *Set) onCoordinator(ctx context.Context, shard uint16, local func() err
 	backoff := 20 * time.Millisecond
 	for {
 		err := rs.onCoordinatorOnce(ctx, shard, local, remote, transport.IsRetryable)
-		if err == nil || !transport.IsRetryable(err) || !sleepCtx(ctx, backoff) {
+		if err == nil || !transport.IsRetryable(err) || !transport.Sleep(ctx, backoff) {
 			return err
 		}
 		backoff = min(2*backoff, 250*time.Millisecond)

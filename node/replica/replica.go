@@ -341,17 +341,6 @@ func (rs *Set) every(d time.Duration, f func()) {
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // Replicated returns the shards this node replicates in the current ring.
 func (rs *Set) Replicated() []int { return rs.peers.Ring().ShardsOf(rs.cfg.NodeID) }
 

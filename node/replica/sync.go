@@ -11,6 +11,7 @@ import (
 
 	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/transport"
 	"github.com/imcluster/imcluster/node/wire"
 )
 
@@ -382,7 +383,7 @@ func (rs *Set) pullBuckets(ctx context.Context, shard uint16, src string, mask u
 			rs.sync.credit(t, int64(len(ops)), size)
 			// Rate limit: one page per page-time at SyncKeysPerSecond.
 			pause := time.Duration(float64(len(ops)) / float64(rs.cfg.SyncKeysPerSecond) * float64(time.Second))
-			if !sleepCtx(ctx, pause) {
+			if !transport.Sleep(ctx, pause) {
 				return copied, ctx.Err()
 			}
 		}

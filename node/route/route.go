@@ -174,7 +174,7 @@ func (r *Router) command(ctx context.Context, shard uint16, caller conversation.
 		if err == nil || !retry(err) {
 			return resp, err
 		}
-		if time.Now().Add(backoff).After(giveUp) || !sleepCtx(ctx, backoff) {
+		if time.Now().Add(backoff).After(giveUp) || !transport.Sleep(ctx, backoff) {
 			return nil, err
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
@@ -253,17 +253,6 @@ func mayRetryIdempotent(err error) bool {
 		return false
 	}
 	return transport.IsRetryable(err)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // Result statuses of wire.Command.

@@ -57,7 +57,7 @@ func (r *Router) SendWill(ctx context.Context, caller conversation.Caller, dm *p
 		if err == nil || !retry(err) {
 			return err
 		}
-		if time.Now().Add(backoff).After(giveUp) || !sleepCtx(ctx, backoff) {
+		if time.Now().Add(backoff).After(giveUp) || !transport.Sleep(ctx, backoff) {
 			return err
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)

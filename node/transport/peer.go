@@ -175,7 +175,7 @@ func (p *peer) run(ctx context.Context) {
 		p.state.Store(stateBackoff)
 		p.failAll(fmt.Errorf("%s: %w", p.id, err))
 		p.drainQueue()
-		if !sleepCtx(ctx, jitter(backoff)) {
+		if !Sleep(ctx, jitter(backoff)) {
 			return
 		}
 		backoff = min(2*backoff, p.t.cfg.BackoffMax)
@@ -188,7 +188,11 @@ func jitter(d time.Duration) time.Duration {
 	return d - d/5 + rand.N(d*2/5+1) //nolint:gosec // jitter, not cryptography
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// Sleep waits d, or less when ctx is done first; it reports whether the
+// whole of d passed. It is the wait between attempts of every retry loop
+// of the peer path (dialing here, the replica set's coordinator calls, the
+// router's command forwarding, the cluster's drain).
+func Sleep(ctx context.Context, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
