@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
 	"github.com/imcluster/imcluster/node/store"
 )
@@ -229,5 +230,38 @@ func TestOutboxCrashBeforeDelete(t *testing.T) {
 	if !h.indexed(member, cid) || h.notifications(member) != 2 || after.ReadTs != before.ReadTs || after.Changed != before.Changed {
 		t.Fatalf("replay changed the member's state: indexed %v, %d notifications, state %+v, was %+v",
 			h.indexed(member, cid), h.notifications(member), after, before)
+	}
+}
+
+// TestRouteCreatesAtTheNewShard: every creation runs at the coordinator of
+// the new conversation's shard, so its own records are local there: the
+// router chooses the id of a conversation without a unique key (and of a
+// system conversation), and a unique conversation gets an id in its unique
+// key's shard.
+func TestRouteCreatesAtTheNewShard(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	for _, c := range []Caller{tom, SystemCaller(testApp, "")} {
+		req := convReq(pb.OpType_start, &pb.ConvCommand{M: []string{"Jerry"}, Unique: proto.Bool(false)})
+		parts := h.e.Route(c, req)
+		if len(parts) != 1 || parts[0].Anywhere || req.GetConvMessage().GetCid() != "" {
+			t.Fatalf("%+v: start routed to %+v", c, parts)
+		}
+		cid := parts[0].Req.GetConvMessage().GetCid()
+		if parts[0].Shard != h.e.shards.ConvShard(testApp, cid) {
+			t.Fatalf("start of %s routed to shard %d, its shard is %d", cid, parts[0].Shard, h.e.shards.ConvShard(testApp, cid))
+		}
+		if got := h.do(c, parts[0].Req).GetConvMessage().GetCid(); got != cid {
+			t.Fatalf("created %s, routed as %s", got, cid)
+		}
+		// The same id again (a client naming an existing conversation)
+		// is refused and changes nothing.
+		h.fail(c, parts[0].Req, protocol.ErrInvalidMessagingTarget)
+	}
+	req := convReq(pb.OpType_start, &pb.ConvCommand{M: []string{"Mary"}})
+	parts := h.e.Route(tom, req)
+	cid := h.do(tom, parts[0].Req).GetConvMessage().GetCid()
+	if len(parts) != 1 || h.e.shards.ConvShard(testApp, cid) != parts[0].Shard {
+		t.Fatalf("unique conversation %s in shard %d, routed to %+v", cid, h.e.shards.ConvShard(testApp, cid), parts)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 // Routed is one part of a command and the shard whose coordinator must run
 // it. Anywhere means any node may run it (reads that scatter through the
-// KV, or a new conversation nobody can reach yet).
+// KV).
 type Routed struct {
 	Req      *pb.GenericCommand
 	Shard    uint16
@@ -44,25 +44,33 @@ func (e *Engine) routeCid(c Caller, req *pb.GenericCommand, cid string) []Routed
 	return []Routed{{Req: req, Shard: e.shards.ConvShard(c.App, cid)}}
 }
 
-// routeStart routes conv/start: a chat room is created at its shard's
-// coordinator, a unique or temporary conversation where its unique key is,
-// any other new conversation anywhere (nobody can reach it yet).
+// routeStart routes conv/start: a unique or temporary conversation is
+// created where its unique key is (its id is then chosen in that shard),
+// a chat room or any other new conversation at its own shard's coordinator
+// (routeNew).
 func (e *Engine) routeStart(c Caller, req *pb.GenericCommand) []Routed {
 	cm := req.GetConvMessage()
-	if cm.GetTransient() {
-		// Choose the room's id here, once (the coordinator routes the
-		// same request again and must find the same shard).
-		part := req
-		if cm.GetCid() == "" {
-			part = proto.CloneOf(req)
-			part.ConvMessage.Cid = strp(e.newRoomID())
-		}
-		return []Routed{{Req: part, Shard: e.shards.ConvShard(c.App, part.ConvMessage.GetCid())}}
-	}
-	if idx, ok := e.startIndexKey(c, cm); ok {
+	if idx, ok := e.startIndexKey(c, cm); ok && !cm.GetTransient() {
 		return []Routed{{Req: req, Shard: e.shards.ConvShard(c.App, idx)}}
 	}
-	return []Routed{{Req: req, Anywhere: true}}
+	return e.routeNew(c, req)
+}
+
+// routeNew routes the creation of a conversation (a chat room, a
+// conversation without a unique key, a system conversation) to the
+// coordinator of its shard: its id is chosen here, once (the coordinator
+// routes the same request again and must find the same shard), and the
+// engine there creates the conversation under that id (checkNewID).
+func (e *Engine) routeNew(c Caller, req *pb.GenericCommand) []Routed {
+	part := req
+	if req.GetConvMessage().GetCid() == "" {
+		part = proto.CloneOf(req)
+		if part.ConvMessage == nil {
+			part.ConvMessage = &pb.ConvCommand{}
+		}
+		part.ConvMessage.Cid = strp(e.newRoomID())
+	}
+	return []Routed{{Req: part, Shard: e.shards.ConvShard(c.App, part.ConvMessage.GetCid())}}
 }
 
 func (e *Engine) routeRead(c Caller, req *pb.GenericCommand) []Routed {

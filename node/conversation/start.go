@@ -64,15 +64,8 @@ func (e *Engine) convStart(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 func (e *Engine) startRoom(c Caller, id string, cols map[string]any) (*pb.GenericCommand, error) {
 	now := e.nowMs()
 	if id != "" {
-		if !validConvID(id) {
-			return nil, protocol.ErrInvalidMessagingTarget.WithDetail("invalid chat room id %q", id)
-		}
-		r, err := e.loadConv(c.App, id)
-		if err != nil {
+		if err := e.checkNewID(c.App, id); err != nil {
 			return nil, err
-		}
-		if r != nil {
-			return nil, protocol.ErrInvalidMessagingTarget.WithDetail("conversation %s exists", id)
 		}
 	} else {
 		id = newConvID(now)
@@ -113,9 +106,17 @@ func (e *Engine) startNormal(ctx context.Context, c Caller, cm *pb.ConvCommand, 
 		r.ID = newConvID(now)
 	}
 	if !unique {
+		if cm.GetCid() != "" {
+			r.ID = cm.GetCid() // chosen by the router (routeStart)
+		}
 		st := e.convStripe(c.App, r.ID)
 		st.mu.Lock()
 		defer e.unlockAndDrain(st)
+		if cm.GetCid() != "" {
+			if err := e.checkNewID(c.App, r.ID); err != nil {
+				return nil, err
+			}
+		}
 		return e.createConvLocked(ctx, c, r, nil, st)
 	}
 	r.Unique, r.UniqueID = true, uniqueKey(members)
@@ -138,6 +139,25 @@ func (e *Engine) startNormal(ctx context.Context, c Caller, cm *pb.ConvCommand, 
 	return e.createConvLocked(ctx, c, r, e.uniqueIndexKey(c.App, idxKey), st)
 }
 
+// checkNewID checks an id the router chose for a new conversation (see
+// Engine.withNewCid): the form newConvID produces, and no conversation
+// has it yet. The caller holds the id's stripe lock, or the conversation
+// is a chat room (created where its shard is coordinated, its online set
+// there).
+func (e *Engine) checkNewID(app, id string) error {
+	if !validConvID(id) {
+		return protocol.ErrInvalidMessagingTarget.WithDetail("invalid conversation id %q", id)
+	}
+	r, err := e.loadConv(app, id)
+	if err != nil {
+		return err
+	}
+	if r != nil {
+		return protocol.ErrInvalidMessagingTarget.WithDetail("conversation %s exists", id)
+	}
+	return nil
+}
+
 // validConvID reports whether id has the form newConvID produces.
 func validConvID(id string) bool {
 	if len(id) != 24 {
@@ -147,7 +167,7 @@ func validConvID(id string) bool {
 	return err == nil
 }
 
-// newRoomID returns a fresh chat-room id for Route.
+// newRoomID returns a fresh conversation id for Route.
 func (e *Engine) newRoomID() string { return newConvID(e.nowMs()) }
 
 func (e *Engine) tempTTL(req int32) time.Duration {

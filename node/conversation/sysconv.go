@@ -426,9 +426,17 @@ func (e *Engine) sysCreate(app string, cm *pb.ConvCommand) (*pb.GenericCommand, 
 	}
 	now := e.nowMs()
 	r := &convRecord{ID: newConvID(now), Kind: convSystem, Created: now, Updated: now, Columns: cols}
+	if cm.GetCid() != "" {
+		r.ID = cm.GetCid() // chosen by the router (routeAdmin)
+	}
 	st := e.convStripe(app, r.ID)
 	st.mu.Lock()
 	defer e.unlockAndDrain(st)
+	if cm.GetCid() != "" {
+		if err := e.checkNewID(app, r.ID); err != nil {
+			return nil, err
+		}
+	}
 	b := e.st.NewBatch()
 	e.putConv(b, app, r)
 	if err := e.commitConv(st, app, r.ID, b); err != nil {
@@ -625,13 +633,16 @@ func (e *Engine) nextTsLocked(st *stripe, app, cid string) (int64, error) {
 
 // routeAdmin routes a server-side operation: to the system conversation's
 // coordinator when it names one (sends, updates, subscriptions, delete),
-// anywhere otherwise (create, query).
+// to the new one's when it creates one (routeNew), anywhere for a query.
 func (e *Engine) routeAdmin(c Caller, req *pb.GenericCommand) []Routed {
 	cid := req.GetConvMessage().GetCid()
 	if req.GetCmd() == pb.CommandType_direct {
 		cid = req.GetDirectMessage().GetCid()
 	}
-	if req.GetCmd() == pb.CommandType_conv && (req.GetOp() == pb.OpType_start || req.GetOp() == pb.OpType_query) {
+	if req.GetCmd() == pb.CommandType_conv && req.GetOp() == pb.OpType_start {
+		return e.routeNew(c, req)
+	}
+	if req.GetCmd() == pb.CommandType_conv && req.GetOp() == pb.OpType_query {
 		cid = ""
 	}
 	return e.routeCid(c, req, cid)
