@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -53,6 +54,12 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// Write path options of the Pebble database (see open).
+const (
+	memTableSize       = 16 << 20
+	walMinSyncInterval = 500 * time.Microsecond
+)
 
 // PebbleFormat is the Pebble format major version this build creates new
 // databases at and accepts. An existing database keeps the format it has
@@ -130,12 +137,25 @@ func open(cfg Config, format pebble.FormatMajorVersion) (*pebble.DB, error) {
 	}
 	cache := pebble.NewCache(cfg.CacheSize)
 	defer cache.Unref()
+	log := cfg.Logger.With("component", "store")
 	opts := &pebble.Options{
 		FS:                 cfg.FS,
 		Cache:              cache,
 		FormatMajorVersion: format,
-		Logger:             pebbleLogger{cfg.Logger.With("component", "store")},
+		Logger:             pebbleLogger{log},
 		Merger:             lwwMerger,
+		// Write path tuning (docs/benchmarks.md). A chat write is small and
+		// every one is fsync'd: larger memtables flush a quarter as often,
+		// and more of them, and more L0 files, may wait for a flush or a
+		// compaction before writes stall (a stall holds every commit, the
+		// slow tail of the send latency).
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: 4,
+		L0StopWritesThreshold:       24,
+		// Concurrent commits that arrive within this interval of the last
+		// WAL sync share the next one instead of each starting its own.
+		WALMinSyncInterval: func() time.Duration { return walMinSyncInterval },
+		EventListener:      stallLogger(log),
 	}
 	db, err := pebble.Open(cfg.Dir, opts)
 	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
@@ -145,6 +165,21 @@ func open(cfg Config, format pebble.FormatMajorVersion) (*pebble.DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
 	}
 	return db, nil
+}
+
+// stallLogger logs Pebble's write stalls (every commit waits for a flush or
+// an L0 compaction) with their reason and length.
+func stallLogger(log *slog.Logger) *pebble.EventListener {
+	var began atomic.Int64
+	return &pebble.EventListener{
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			began.Store(time.Now().UnixNano())
+			log.Warn("Store write stall: commits wait", "reason", info.Reason)
+		},
+		WriteStallEnd: func() {
+			log.Warn("Store write stall ended", "took", time.Since(time.Unix(0, began.Load())).Round(time.Millisecond))
+		},
+	}
 }
 
 // Upgrade raises the database in cfg.Dir to PebbleFormat (the explicit step

@@ -166,7 +166,10 @@ type stepResult struct {
 	ServerCPUSeconds float64 `json:"serverCpuSeconds"`
 	// ServerCPUPerMessageMs is ServerCPUSeconds per acknowledged message.
 	ServerCPUPerMessageMs float64 `json:"serverCpuPerMessageMs"`
-	MeetsSLO              bool    `json:"meetsSlo"`
+	// ServerCtxSwitchesPerMessage is the context switches of the --pid
+	// processes' threads over the same period per acknowledged message.
+	ServerCtxSwitchesPerMessage float64 `json:"serverCtxSwitchesPerMessage"`
+	MeetsSLO                    bool    `json:"meetsSlo"`
 	// Miss says why the step missed the SLO.
 	Miss string `json:"miss,omitempty"`
 }
@@ -343,6 +346,10 @@ func (b *bench) step(ctx context.Context, i int, rate float64, senders []sender,
 	if err != nil {
 		return stepResult{}, err
 	}
+	cs0, err := totalCtxSwitches(b.cfg.PIDs)
+	if err != nil {
+		return stepResult{}, err
+	}
 	sendCtx, cancel := context.WithTimeout(ctx, b.cfg.Duration)
 	defer cancel()
 	start := time.Now()
@@ -357,6 +364,10 @@ func (b *bench) step(ctx context.Context, i int, rate float64, senders []sender,
 	b.drain(ctx, st, expected)
 	b.current.Store(-1)
 	cpu1, err := totalCPU(b.cfg.PIDs)
+	if err != nil {
+		return stepResult{}, err
+	}
+	cs1, err := totalCtxSwitches(b.cfg.PIDs)
 	if err != nil {
 		return stepResult{}, err
 	}
@@ -377,6 +388,7 @@ func (b *bench) step(ctx context.Context, i int, rate float64, senders []sender,
 		r.ServerCPUSeconds = cpu1 - cpu0
 		if r.Acked > 0 {
 			r.ServerCPUPerMessageMs = 1000 * r.ServerCPUSeconds / float64(r.Acked)
+			r.ServerCtxSwitchesPerMessage = float64(cs1-cs0) / float64(r.Acked)
 		}
 	}
 	r.MeetsSLO, r.Miss = b.cfg.SLO.check(r)

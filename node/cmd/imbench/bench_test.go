@@ -164,6 +164,15 @@ func TestProcStat(t *testing.T) {
 	if err != nil || rss <= 0 || cpu < 0 {
 		t.Fatalf("cpu %v rss %v err %v", cpu, rss, err)
 	}
+	// Blocking in a sleep switches this thread out at least once.
+	cs0, err := procCtxSwitches(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if cs1, err := procCtxSwitches(os.Getpid()); err != nil || cs1 <= cs0 {
+		t.Fatalf("context switches %d then %d, %v", cs0, cs1, err)
+	}
 	if _, err := procCPU(1 << 30); err == nil {
 		t.Fatal("cpu of a missing process")
 	}

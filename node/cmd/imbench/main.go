@@ -275,7 +275,8 @@ func printResult(w io.Writer, r *result) error {
 		fmt.Fprintf(&b, "    sent %d  acked %d  received %d of %d  errors %d\n", s.Sent, s.Acked, s.Received, s.ExpectedReceived, sum(s.Errors))
 		fmt.Fprintf(&b, "    acked %.1f msg/s  delivered %.1f/s", s.AckedPerSecond, s.DeliveredPerSec)
 		if s.ServerCPUSeconds > 0 {
-			fmt.Fprintf(&b, "  server cpu %.2fs (%.3f ms per message)", s.ServerCPUSeconds, s.ServerCPUPerMessageMs)
+			fmt.Fprintf(&b, "  server cpu %.2fs (%.3f ms, %.1f context switches per message)", s.ServerCPUSeconds,
+				s.ServerCPUPerMessageMs, s.ServerCtxSwitchesPerMessage)
 		}
 		b.WriteString("\n")
 		for _, l := range []struct {

@@ -1,12 +1,13 @@
 package main
 
-// Server process accounting from /proc (Linux): CPU time for the CPU cost
-// per message, resident memory for the idle shape.
+// Server process accounting from /proc (Linux): CPU time and context
+// switches for the cost per message, resident memory for the idle shape.
 
 import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -74,6 +75,46 @@ func totalRSS(pids []int) (int64, error) {
 			return 0, err
 		}
 		t += r
+	}
+	return t, nil
+}
+
+// procCtxSwitches returns the voluntary and involuntary context switches of
+// every thread of process pid (threads that exited are not counted; Go
+// rarely ends its threads).
+func procCtxSwitches(pid int) (int64, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("/proc/%d/task: no threads (%v)", pid, err)
+	}
+	var n int64
+	for _, f := range tasks {
+		b, err := os.ReadFile(f) //nolint:gosec // a /proc path built from a process id
+		if err != nil {
+			continue // the thread exited
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+				x, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("%s: %s: %w", f, k, err)
+				}
+				n += x
+			}
+		}
+	}
+	return n, nil
+}
+
+func totalCtxSwitches(pids []int) (int64, error) {
+	var t int64
+	for _, p := range pids {
+		c, err := procCtxSwitches(p)
+		if err != nil {
+			return 0, err
+		}
+		t += c
 	}
 	return t, nil
 }
