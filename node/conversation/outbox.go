@@ -40,7 +40,7 @@ import (
 //
 // Who applies: the command that wrote the entries starts a runner for its
 // conversation after releasing the lock and waits at most Config.OutboxWait
-// for it (a down or slow target shard delays the answer by that much, no
+// until the runner has applied them (not for their deletion) (a down or slow target shard delays the answer by that much, no
 // more; the command succeeded once its own shard committed). At most
 // maxOutboxRunners conversations are applied at once; when all are busy the
 // entries wait for the drainer. The drainer (outboxLoop, started and
@@ -319,11 +319,15 @@ func (e *Engine) runOutbox(ref convRef, run *outboxRun) {
 		done := run.next
 		run.next, run.again = make(chan struct{}), false
 		o.mu.Unlock()
-		if err := e.applyOutbox(ref); err != nil {
+		// The waiters go on once the effects are applied; the entries'
+		// deletion is the runner's own business.
+		var once sync.Once
+		applied := func() { once.Do(func() { close(done) }) }
+		if err := e.applyOutbox(ref, applied); err != nil {
 			e.log.Warn("Applying a conversation's effects in other shards failed; retrying later",
 				"app", ref.app, "cid", ref.cid, "err", err)
 		}
-		close(done)
+		applied()
 		o.mu.Lock()
 		if !run.again {
 			delete(o.running, ref)
@@ -336,8 +340,9 @@ func (e *Engine) runOutbox(ref convRef, run *outboxRun) {
 
 // applyOutbox applies ref's entries in order, each in one batch at its
 // shard's coordinator, deleting the applied ones; it stops at the first
-// failure.
-func (e *Engine) applyOutbox(ref convRef) error {
+// failure. It calls applied when every entry it found is applied, before
+// deleting the last of them.
+func (e *Engine) applyOutbox(ref convRef, applied func()) error {
 	prefix := store.OutboxKey(e.shards.ConvShard(ref.app, ref.cid), ref.app, ref.cid).Bytes()
 	for {
 		type entry struct{ k, v []byte }
@@ -369,6 +374,9 @@ func (e *Engine) applyOutbox(ref convRef) error {
 				break
 			}
 			del.Delete(en.k)
+		}
+		if failed == nil && len(page) < outboxPage {
+			applied()
 		}
 		if !del.Empty() {
 			if err := e.st.Commit(del); err != nil {

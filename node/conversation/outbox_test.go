@@ -43,6 +43,26 @@ func TestOutboxMergeOpRoundTrip(t *testing.T) {
 	}
 }
 
+// outboxScene is Tom's conversation and a client outside its shard, in an
+// engine whose drainer runs every 10 ms once started.
+func outboxScene(t *testing.T) (h *harness, tom Caller, cid, member string) {
+	t.Helper()
+	h = newHarness(t)
+	h.e.cfg.OutboxInterval = 10 * time.Millisecond
+	tom = h.caller("Tom", 1)
+	cid = h.start(tom)
+	return h, tom, cid, outsider(t, h, h.e.shards.ConvShard(testApp, cid))
+}
+
+// restart stops the engine and starts another over the same store, its
+// drainer running every 10 ms.
+func (h *harness) restart() *harness {
+	h = h.reopen()
+	h.e.cfg.OutboxInterval = 10 * time.Millisecond
+	h.e.Start(h.t.Context())
+	return h
+}
+
 // outsider returns a client id whose client shard is not shard.
 func outsider(t *testing.T, h *harness, shard uint16) string {
 	t.Helper()
@@ -118,12 +138,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // and the member's index and notifications arrive once the shard is back,
 // applied by the drainer.
 func TestOutboxTargetDown(t *testing.T) {
-	h := newHarness(t)
+	h, tom, cid, member := outboxScene(t)
 	h.e.cfg.OutboxWait = 20 * time.Millisecond
-	h.e.cfg.OutboxInterval = 10 * time.Millisecond
-	tom := h.caller("Tom", 1)
-	cid := h.start(tom)
-	member := outsider(t, h, h.e.shards.ConvShard(testApp, cid))
 	h.caller(member, 2)
 	up := downShard(h, h.e.shards.ClientShard(testApp, member))
 	defer up()
@@ -147,10 +163,7 @@ func TestOutboxTargetDown(t *testing.T) {
 // TestOutboxOrderPerMember: a member added and removed while its shard is
 // down ends up not indexed: the effects apply in the order written.
 func TestOutboxOrderPerMember(t *testing.T) {
-	h := newHarness(t)
-	tom := h.caller("Tom", 1)
-	cid := h.start(tom)
-	member := outsider(t, h, h.e.shards.ConvShard(testApp, cid))
+	h, tom, cid, member := outboxScene(t)
 	up := downShard(h, h.e.shards.ClientShard(testApp, member))
 	for _, op := range []pb.OpType{pb.OpType_add, pb.OpType_remove, pb.OpType_add, pb.OpType_remove} {
 		h.do(tom, convReq(op, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
@@ -172,19 +185,14 @@ func TestOutboxOrderPerMember(t *testing.T) {
 // own shard and before its effects reached the member's shard; the engine
 // started again over the same store applies them, once.
 func TestOutboxCrashBeforeApply(t *testing.T) {
-	h := newHarness(t)
-	tom := h.caller("Tom", 1)
-	cid := h.start(tom)
-	member := outsider(t, h, h.e.shards.ConvShard(testApp, cid))
+	h, tom, cid, member := outboxScene(t)
 	downShard(h, h.e.shards.ClientShard(testApp, member))
 	h.do(tom, convReq(pb.OpType_add, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
 	if h.indexed(member, cid) || h.notifications(member) != 0 {
 		t.Fatal("the effects reached a down shard")
 	}
 
-	h = h.reopen()
-	h.e.cfg.OutboxInterval = 10 * time.Millisecond
-	h.e.Start(t.Context())
+	h = h.restart()
 	eventually(t, "effects after the restart", func() bool { return h.indexed(member, cid) && h.outboxLen(cid) == 0 })
 	if n := h.notifications(member); n != 2 {
 		t.Fatalf("member has %d notifications, want 2", n)
@@ -195,12 +203,8 @@ func TestOutboxCrashBeforeApply(t *testing.T) {
 // deleted when the node stopped; applying them again after the restart
 // leaves the member's state as applying them once did.
 func TestOutboxCrashBeforeDelete(t *testing.T) {
-	h := newHarness(t)
-	tom := h.caller("Tom", 1)
-	cid := h.start(tom)
-	own := h.e.shards.ConvShard(testApp, cid)
-	member := outsider(t, h, own)
-	outbox := store.OutboxPrefix(own).Bytes()
+	h, tom, cid, member := outboxScene(t)
+	outbox := store.OutboxPrefix(h.e.shards.ConvShard(testApp, cid)).Bytes()
 	f := func(b *store.Batch) error {
 		for _, op := range b.Ops() {
 			if op.Kind == store.OpDelete && bytes.HasPrefix(op.Key, outbox) {
@@ -219,9 +223,7 @@ func TestOutboxCrashBeforeDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h = h.reopen()
-	h.e.cfg.OutboxInterval = 10 * time.Millisecond
-	h.e.Start(t.Context())
+	h = h.restart()
 	eventually(t, "outbox drained after the restart", func() bool { return h.outboxLen(cid) == 0 })
 	after, err := h.e.loadClientState(testApp, member, cid)
 	if err != nil {
