@@ -639,9 +639,10 @@ func (r *IMClusterReconciler) rollPods(ctx context.Context, s *scope, cur int32)
 			case stale >= 0:
 				s.operation = &imv1.Operation{Type: imv1.OperationUpgrade, Pod: podName(c, o), Message: msg}
 				s.progress("RollingUpdate", "Rolling update: %s", msg)
-			case o == cur-1 && !s.rejoining(o):
-				// The last node added by a scale-up is still joining (a
-				// node of the roster coming back is not a scale-up).
+			case o == cur-1 && s.before.Status.Phase != imv1.PhaseRecovering:
+				// The last node added by a scale-up is still joining (not
+				// a node of the cluster coming back: informational only,
+				// the step is the same).
 				s.operation = &imv1.Operation{Type: imv1.OperationScaleUp, Pod: podName(c, o), Message: msg}
 				s.progress("ScalingUp", "Scaling up to %d nodes: %s", c.Spec.Replicas, msg)
 			default:

@@ -200,7 +200,9 @@ func rebalancingCondition(s *scope) metav1.Condition {
 
 // phaseOf sums the status up in one word (docs/operator.md, "Phases"). A
 // cluster that formed is never Creating again: it is Running, or says what
-// keeps it from Running.
+// keeps it from Running. While it is not settled and no step is in flight
+// the phase that began it stays (a scale is Scaling until it is over, even
+// while its last node's pod waits for its readiness probe).
 func phaseOf(s *scope) imv1.Phase {
 	c := s.cluster
 	switch {
@@ -215,68 +217,61 @@ func phaseOf(s *scope) imv1.Phase {
 		return imv1.PhaseCreating
 	case s.operation != nil && s.operation.Type == imv1.OperationUpgrade:
 		return imv1.PhaseUpgrading
-	case s.recovering():
-		if s.before.Status.Phase == imv1.PhaseUpgrading && c.Status.UpdatedReplicas == c.Spec.Replicas {
-			return imv1.PhaseUpgrading // the last restarted pod is coming back
+	case s.operation != nil:
+		return imv1.PhaseScaling
+	case s.settled():
+		return imv1.PhaseRunning
+	}
+	switch prev := s.before.Status.Phase; prev {
+	case imv1.PhaseScaling, imv1.PhaseRecovering, imv1.PhaseUpgrading:
+		return prev
+	case imv1.PhaseCreating, imv1.PhasePending:
+		return imv1.PhaseScaling // the nodes after the first
+	default: // after Running, Degraded or Paused: what is going on now
+		if s.nodeDown() {
+			return imv1.PhaseRecovering
 		}
-		return imv1.PhaseRecovering
-	case s.operation != nil || s.rosterChanging():
 		return imv1.PhaseScaling
 	}
-	return imv1.PhaseRunning
 }
 
-// recovering reports whether a node the cluster already had is down: the
-// pod of an ordinal the spec keeps is missing, terminating or not ready, and
-// the roster lists its node as active (a pod deleted, evicted or restarting,
-// not one a scale-up adds).
-func (s *scope) recovering() bool {
-	for o := range s.cluster.Spec.Replicas {
-		if p := s.pods[o]; p != nil && p.DeletionTimestamp == nil && podReady(p) {
-			continue
-		}
-		if s.rejoining(o) {
+// nodeDown reports whether a node the cluster had is down: the pod of an
+// ordinal the spec keeps is missing or terminating, or the roster lists its
+// node as active but not alive (its process restarting).
+func (s *scope) nodeDown() bool {
+	c := s.cluster
+	for o := range c.Spec.Replicas {
+		if p := s.pods[o]; p == nil || p.DeletionTimestamp != nil {
 			return true
+		}
+		if s.view != nil {
+			if m, ok := s.view.Member(podName(c, o)); ok && m.State == adminapi.StateActive && !m.Alive {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// rejoining reports whether ordinal o's node is an active roster member
-// (as opposed to one that is new or leaving).
-func (s *scope) rejoining(o int32) bool {
-	if s.view == nil {
+// settled reports that every node the spec wants is there, ready, active
+// and caught up, no other pod is left, and no shard is moving.
+func (s *scope) settled() bool {
+	c := s.cluster
+	if s.sts == nil || ptr.Deref(s.sts.Spec.Replicas, 0) != c.Spec.Replicas {
 		return false
 	}
-	m, ok := s.view.Member(podName(s.cluster, o))
-	return ok && m.State == adminapi.StateActive
-}
-
-// rosterChanging reports a scale that has no step left to take but is not
-// over: a removed node's pod still terminating, a node joining, leaving or
-// receiving shards, or nodes still to be added or removed.
-func (s *scope) rosterChanging() bool {
-	c := s.cluster
-	if s.sts != nil && ptr.Deref(s.sts.Spec.Replicas, 0) != c.Spec.Replicas {
-		return true
-	}
-	for o := range s.pods {
-		if o >= c.Spec.Replicas {
-			return true
+	for o, p := range s.pods {
+		if o >= c.Spec.Replicas || p.DeletionTimestamp != nil || !podReady(p) {
+			return false
 		}
+	}
+	if int32(len(s.pods)) != c.Spec.Replicas {
+		return false
 	}
 	for _, n := range s.nodes {
-		if n.State != adminapi.StateActive || len(n.Receiving) > 0 {
-			return true
+		if !n.CaughtUp() {
+			return false
 		}
 	}
-	if s.view != nil && len(s.view.Moves) > 0 {
-		return true
-	}
-	for o := range c.Spec.Replicas {
-		if p := s.pods[o]; p == nil || !podReady(p) {
-			return true // a new node's pod, not yet ready
-		}
-	}
-	return false
+	return s.view == nil || len(s.view.Moves) == 0
 }

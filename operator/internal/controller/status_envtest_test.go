@@ -182,6 +182,22 @@ func TestOperatorPhaseTruthfulAfterFormation(t *testing.T) {
 	if !slices.Equal(l.phases, []imv1.Phase{imv1.PhaseRecovering, imv1.PhaseRunning}) {
 		t.Fatalf("pod recreation phases %v, want Recovering then Running", l.phases)
 	}
+
+	// A scale-up whose new node is active in the roster (caught up) before
+	// its pod's readiness probe passed is still Scaling, not Recovering.
+	l.phases = nil
+	e.modify("ph", func(c *imv1.IMCluster) { c.Spec.Replicas = 4 })
+	l.reconcile()
+	e.createPod(e.sts("ph"), "ph-3", false)
+	e.nodes.start("ph-3", "1.0.0")
+	e.nodes.catchUp("ph-3")
+	for range 3 {
+		if c := l.reconcile(); c.Status.Phase != imv1.PhaseScaling {
+			t.Fatalf("new node active, pod not ready yet: phase %s, want Scaling (phases %v)", c.Status.Phase, l.phases)
+		}
+	}
+	e.setPodStatus("ph-3", true, "")
+	l.until(imv1.PhaseRunning, 5, all)
 }
 
 // One failed admin poll does not blank the VERSION column: a node that does
