@@ -252,11 +252,14 @@ func (w *world) operatorLog(n int) string {
 	return filepath.Join(w.dir, fmt.Sprintf("operator-%d.log", n))
 }
 
-func (w *world) startOperator() {
+func (w *world) startOperator() { w.startOperatorWith(w.hosts) }
+
+// startOperatorWith starts the operator with hosts as its /etc/hosts.
+func (w *world) startOperatorWith(hosts string) {
 	w.opMu.Lock()
 	defer w.opMu.Unlock()
 	w.opStarts++
-	p, err := operatorProcess(w.shim, w.opBin, w.opKC, w.hosts, w.resolv, w.operatorLog(w.opStarts))
+	p, err := operatorProcess(w.shim, w.opBin, w.opKC, hosts, w.resolv, w.operatorLog(w.opStarts))
 	if err != nil {
 		w.t.Fatal(err)
 	}

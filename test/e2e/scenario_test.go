@@ -729,53 +729,63 @@ func (s *scenario) pauseResume() {
 	s.note("resumed: Running with 4 after %s", time.Since(since).Round(time.Second))
 }
 
-// operatorRestartMidDrain: 4 -> 3, and the operator is killed (SIGKILL)
-// once chat-3 is draining or drained but not yet removed (the operator
-// shrinks the StatefulSet a poll after the drain is done); a new operator
-// process finishes the scale-down.
+// operatorRestartMidDrain: 4 -> 3, and the operator that started chat-3's
+// drain is killed (SIGKILL) right after the node accepted it. The operator
+// reaches chat-3's admin API through adminProxy, which from that answer on
+// answers 503, so the killed operator could not have seen the drain end or
+// removed the node: the kill lands mid-drain every run, however fast the
+// drain. A new operator process then finishes the scale-down by following
+// the drain in flight (it must not start another).
 func (s *scenario) operatorRestartMidDrain() {
 	s.startLoad()
-	since := time.Now()
 	victim := podName(3)
+	pod := s.pods()[victim]
+	if pod == nil || pod.Status.PodIP == "" {
+		s.t.Fatalf("%s is not running", victim)
+	}
+	proxy := s.w.startAdminProxy(victim, pod.Status.PodIP)
+	// The operator that will drain chat-3 reaches it through the proxy; it
+	// takes over the leader lease once the stopped one's expires.
+	s.w.stopOperator(syscall.SIGTERM)
+	s.w.startOperatorWith(proxy.hosts)
+	since := time.Now()
 	s.patch(func(c *imv1.IMCluster) { c.Spec.Replicas = 3 })
-	state := ""
-	deadline := time.Now().Add(stepTimeout)
-	for state == "" {
-		p := s.pods()[victim]
-		if p == nil || p.DeletionTimestamp != nil {
-			s.t.Fatalf("%s was removed before the test saw it draining", victim)
-		}
-		if ac := s.admins()[victim]; ac != nil {
-			if n, err := ac.Node(s.ctx); err == nil && (n.State == adminapi.StateDraining || n.State == adminapi.StateLeft) {
-				state = string(n.State)
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("%s did not start draining within %s", victim, stepTimeout)
-		}
-		wait(s.ctx, 100*time.Millisecond)
+	if err := proxy.waitDrainStarted(stepTimeout); err != nil {
+		s.t.Fatalf("%v within %s", err, stepTimeout)
 	}
 	s.w.stopOperator(syscall.SIGKILL)
 	killed := time.Now()
+	s.note("operator killed (SIGKILL) %s after the scale-down began, as %s accepted its drain",
+		killed.Sub(since).Round(100*time.Millisecond), victim)
+	n, err := s.admins()[victim].Node(s.ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if n.State != adminapi.StateDraining && n.State != adminapi.StateLeft {
+		s.t.Fatalf("%s is %s after the operator started its drain", victim, n.State)
+	}
 	progress := "unknown"
 	if d, err := s.admins()[victim].Drain(s.ctx); err == nil {
 		progress = fmt.Sprintf("done %v, %d shards and %d bytes left", d.Done, d.ShardsLeft, d.BytesLeft)
 	}
-	s.note("operator killed (SIGKILL) with %s %s (drain: %s)", victim, state, progress)
-	wait(s.ctx, 3*time.Second)
+	s.note("%s %s at the kill (drain: %s)", victim, n.State, progress)
 	if p := s.pods()[victim]; p == nil || p.DeletionTimestamp != nil {
-		s.t.Fatalf("%s went away with no operator running", victim)
+		s.t.Fatalf("%s went away with the killed operator", victim)
 	}
 	if r := ptr.Deref(s.statefulSet().Spec.Replicas, 0); r != 4 {
 		s.t.Fatalf("the StatefulSet has %d replicas after the kill, want still 4", r)
 	}
-	s.w.startOperator()
+	proxy.release()
+	s.w.startOperatorWith(proxy.hosts)
 	s.poll("3 nodes Running after the operator restart", stepTimeout, func() (bool, string) {
 		why := s.settledStatus(3, versionB)
 		return why == "", why
 	})
-	s.note("the new operator finished the scale-down %s after the kill", time.Since(killed).Round(time.Second))
+	if k := proxy.drainsStartedAfterRelease(); k != 0 {
+		s.t.Fatalf("the new operator started %d drains of %s instead of following the one in flight", k, victim)
+	}
+	s.note("the new operator finished the scale-down %s after the kill, following the drain in flight",
+		time.Since(killed).Round(time.Second))
 	// The Draining event was the killed operator's: events are sent
 	// asynchronously, so a SIGKILL may lose it. The removal is the new one's.
 	s.expectEvents(since, [2]string{"NodeRemoved", victim})
