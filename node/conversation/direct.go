@@ -117,6 +117,9 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 
 	b := e.st.NewBatch()
 	e.putMessage(b, c.App, cid, m)
+	if m.indexed {
+		e.indexLastMessage(b, c.App, cid, m.prevStored, m.Ts)
+	}
 	if e.cfg.Push != nil && e.cfg.Push.PushEnabled(c.App) {
 		if r, err := e.loadConv(c.App, cid); err == nil && r != nil {
 			e.queuePush(b, c.App, r, m, dm.GetPushData(), p.to, r.isMutedBy)
@@ -174,29 +177,16 @@ func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.Dire
 			return m, nil, nil, nil
 		}
 	}
-	if !e.shards.Coordinates(e.shards.ConvShard(c.App, cid)) {
-		return nil, nil, nil, ErrNotCoordinator
+	ts, prev, err := e.nextTsLocked(st, c.App, cid, !transient)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	epoch := e.tsEpoch.Load()
-	cached, ok := st.lastTs[roomKey(c.App, cid)]
-	last := cached.ts
-	if !ok || cached.epoch != epoch {
-		newest, err := e.newestMessage(c.App, cid)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		last = max(last, newest.ts())
-	}
-	ts := max(e.nowMs(), last+1)
-	if st.lastTs == nil {
-		st.lastTs = map[string]cachedTs{}
-	}
-	st.lastTs[roomKey(c.App, cid)] = cachedTs{ts: ts, epoch: epoch}
 	if mid == "" {
 		mid = newMessageID()
 	}
 	m := &message{ID: mid, From: c.ClientID, Ts: ts, Data: dm.GetMsg(), Receipt: dm.GetR(),
-		GroupRcp: c.ConfigBitmap&configGroupRcp != 0, MentionAll: dm.GetMentionAll(), MentionPids: dm.MentionPids}
+		GroupRcp: c.ConfigBitmap&configGroupRcp != 0, MentionAll: dm.GetMentionAll(), MentionPids: dm.MentionPids,
+		prevStored: prev, indexed: indexed(r)}
 	if dm.BinaryMsg != nil {
 		m.Bin, m.IsBin, m.Data = dm.BinaryMsg, true, ""
 	} else {

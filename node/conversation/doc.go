@@ -24,6 +24,8 @@
 //	conv shard   FamMsgID     cid, mid                 8-byte big-endian ts
 //	conv shard   FamPatch     cid, patchTs, mid        PatchItem (protobuf)
 //	conv shard   FamDedup     cid, sender, dt          ts, accepted-at, mid
+//	conv shard   FamOrder     order, ^value, cid       empty: the order index of app-wide queries (order.go)
+//	conv shard   FamOrder     order                    empty: the marker, the shard's index is complete
 //	key shard    FamUnique    uniqueId | "tmp:"+id     cid (shard = ConvShard(app, key))
 //	client shard FamClientConv clientId, cid           empty (the client's conversations)
 //	client shard FamClientState clientId, cid          read/ack pointers (field doc)

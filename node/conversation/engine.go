@@ -252,11 +252,13 @@ type stripe struct {
 	draining bool
 }
 
-// cachedTs is the last timestamp assigned to a conversation and the
-// Engine.tsEpoch it was assigned or checked under.
+// cachedTs is the last timestamp assigned to a conversation, the last one
+// assigned to a stored (not transient) message, and the Engine.tsEpoch they
+// were assigned or checked under.
 type cachedTs struct {
-	ts    int64
-	epoch uint64
+	ts     int64
+	stored int64
+	epoch  uint64
 }
 
 // push is one Deliver call. A push with a gate waits in the stripe queue
@@ -315,6 +317,9 @@ type Engine struct {
 
 	// tsEpoch invalidates the stripes' cached timestamps (ForgetTimestamps).
 	tsEpoch atomic.Uint64
+	// orderTidied is when the sweeper last tidied the order index of
+	// every shard it swept (ms; order.go).
+	orderTidied atomic.Int64
 
 	// acks feeds the ack loop while running is set (see handleReceiverAck).
 	acks    chan ackJob

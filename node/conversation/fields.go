@@ -123,6 +123,7 @@ func decodeConv(v []byte) (*convRecord, error) {
 		if err := json.Unmarshal(v, &r); err != nil {
 			return nil, err
 		}
+		r.orderIndexed, r.indexedUpdated = true, r.Updated
 		return &r, nil
 	}
 	err := store.RangeFields(v, func(name, value []byte) error {
@@ -155,6 +156,7 @@ func decodeConv(v []byte) (*convRecord, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.orderIndexed, r.indexedUpdated = true, r.Updated
 	return &r, nil
 }
 

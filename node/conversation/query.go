@@ -181,7 +181,13 @@ func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 		return queryResults(nil, 0)
 	}
 	budget := &scanBudget{limit: lim.ScanBudget}
-	docs, err := e.queryDocs(ctx, c, cm.GetFlag(), filter, lim, budget)
+	skip := max(0, int(cm.GetSkip()))
+	var docs []map[string]any
+	if order := orderOf(sorter); order != "" && appWide(c, filter) {
+		docs, err = e.orderedDocs(ctx, c, cm.GetFlag(), filter, lim, budget, order, skip+limit)
+	} else {
+		docs, err = e.queryDocs(ctx, c, cm.GetFlag(), filter, lim, budget)
+	}
 	if errors.Is(err, errScanBudget) {
 		return nil, protocol.ErrConversationQueryFailed.WithDetail(
 			"the query would examine more than %d conversations (the scan budget): narrow where, e.g. by member", lim.ScanBudget)
@@ -193,7 +199,6 @@ func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 		return nil, err
 	}
 	slices.SortStableFunc(docs, sorter.Compare)
-	skip := max(0, int(cm.GetSkip()))
 	docs = docs[min(skip, len(docs)):]
 	docs = docs[:min(limit, len(docs))]
 	if cm.GetFlag()&flagCompact != 0 {
@@ -217,27 +222,41 @@ func (e *Engine) queryDocs(ctx context.Context, c Caller, flag int32, filter *qu
 		if ctx.Err() != nil {
 			return nil, errQueryDeadline
 		}
-		if r.Kind == convTemporary || r.expired(now) {
-			continue
-		}
-		if (filter.Empty() || lim.OwnConversationsOnly) && !c.Server() && !r.isMember(c.ClientID) && !isPublic(r) {
-			continue
-		}
-		last, err := e.newestFor(c.App, r, c.ClientID)
+		d, _, err := e.queryDoc(c, flag, filter, lim, r, now)
 		if err != nil {
 			return nil, err
 		}
-		d := r.doc(visibleFlag(r, c, flag), last)
-		if r.Kind == convSystem {
-			if err := e.sysDoc(c.App, c.ClientID, r, d); err != nil {
-				return nil, err
-			}
-		}
-		if filter.Match(d) {
+		if d != nil {
 			docs = append(docs, d)
 		}
 	}
 	return docs, nil
+}
+
+// queryDoc returns r's document for the caller, or nil when r is no result:
+// a temporary or expired conversation, one the caller may not see, or one
+// filter does not match. last is the last message the document shows.
+func (e *Engine) queryDoc(c Caller, flag int32, filter *query.Filter, lim QueryLimits, r *convRecord, now int64) (map[string]any, *message, error) {
+	if r.Kind == convTemporary || r.expired(now) {
+		return nil, nil, nil
+	}
+	if (filter.Empty() || lim.OwnConversationsOnly) && !c.Server() && !r.isMember(c.ClientID) && !isPublic(r) {
+		return nil, nil, nil
+	}
+	last, err := e.newestFor(c.App, r, c.ClientID)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := r.doc(visibleFlag(r, c, flag), last)
+	if r.Kind == convSystem {
+		if err := e.sysDoc(c.App, c.ClientID, r, d); err != nil {
+			return nil, nil, err
+		}
+	}
+	if !filter.Match(d) {
+		return nil, nil, nil
+	}
+	return d, last, nil
 }
 
 // isPublic reports whether anyone may join r and read its messages: chat
@@ -276,6 +295,17 @@ func queryResults(docs []map[string]any, maxBytes int) (*pb.GenericCommand, erro
 	}
 	buf.WriteByte(']')
 	return convResponse(pb.OpType_results, &pb.ConvCommand{Results: protocol.JSON(buf.String())}), nil
+}
+
+// appWide reports whether a query's candidates are all of the app's
+// conversations (queryCandidates): no client, member or ids pin them.
+func appWide(c Caller, f *query.Filter) bool {
+	if f.Empty() {
+		return c.Server()
+	}
+	_, ids := f.ObjectIDs()
+	_, member := f.Member()
+	return !ids && !member
 }
 
 // queryCandidates returns the conversations a filter can match: the

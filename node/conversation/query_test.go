@@ -22,13 +22,18 @@ func queryReq(where, sort string, limit, skip *int32, flag int32) *pb.GenericCom
 
 func (h *harness) query(c Caller, req *pb.GenericCommand) []map[string]any {
 	h.t.Helper()
-	resp := h.do(c, req)
+	return decodeResults(h.t, h.do(c, req))
+}
+
+// decodeResults returns the documents of a conv/query answer.
+func decodeResults(t testing.TB, resp *pb.GenericCommand) []map[string]any {
+	t.Helper()
 	if resp.GetOp() != pb.OpType_results {
-		h.t.Fatalf("query op %v", resp.GetOp())
+		t.Fatalf("query op %v", resp.GetOp())
 	}
 	var out []map[string]any
 	if err := json.Unmarshal([]byte(resp.GetConvMessage().GetResults().GetData()), &out); err != nil {
-		h.t.Fatalf("results %q: %v", resp.GetConvMessage().GetResults().GetData(), err)
+		t.Fatalf("results %q: %v", resp.GetConvMessage().GetResults().GetData(), err)
 	}
 	return out
 }

@@ -92,6 +92,11 @@ type convRecord struct {
 	// new record, or one stored as JSON): putConv writes only the fields
 	// that differ from it (see fields.go).
 	stored []byte
+	// orderIndexed is set for a record decoded from the store (or written
+	// once), indexedUpdated to its updatedAt there: putConv moves the
+	// order index entry from it (order.go).
+	orderIndexed   bool
+	indexedUpdated int64
 }
 
 // message is a stored message (value of FamMsg).
@@ -112,6 +117,13 @@ type message struct {
 	// To restricts a system conversation's message to chosen clients
 	// (empty: every subscriber). See sysconv.go.
 	To []string `json:"to,omitempty"`
+
+	// prevStored is the timestamp of the conversation's stored message
+	// before this one (0: none) when a send assigned Ts, and indexed
+	// whether the conversation keeps an order index entry: the send moves
+	// the entry (indexLastMessage). Not stored.
+	prevStored int64
+	indexed    bool
 }
 
 func (m *message) mentions(clientID string) bool {
@@ -297,9 +309,11 @@ func (e *Engine) loadLive(app, cid string) (*convRecord, error) {
 }
 
 // putConv writes the fields of r that changed since it was loaded (every
-// field of a new record) and deletes the fields it no longer has.
+// field of a new record) and deletes the fields it no longer has, with the
+// order index entries that change with them.
 func (e *Engine) putConv(b *store.Batch, app string, r *convRecord) {
 	b.MergeFields(e.convKey(app, r.ID, store.FamConv).Bytes(), changedFields(r.stored, r.fields(), isConvField))
+	e.indexConvOrder(b, app, r)
 }
 
 func (e *Engine) loadClientState(app, clientID, cid string) (clientState, error) {

@@ -30,10 +30,12 @@ func (e *Engine) sweepLoop(ctx context.Context) {
 
 // sweep runs one retention pass: it deletes messages and patches older than
 // Retention, expired temporary conversations, stale de-duplication tokens
-// and old reliable notifications.
+// and old reliable notifications, and builds and tidies the order index
+// (indexOrderSweep).
 func (e *Engine) sweep(ctx context.Context) error {
 	now := e.nowMs()
-	return e.forEachShardApp(func(shard uint16, app string) error {
+	tidy := e.orderTidyDue(now)
+	err := e.forEachShardApp(func(shard uint16, app string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -48,6 +50,15 @@ func (e *Engine) sweep(ctx context.Context) error {
 		})
 		if err != nil {
 			return err
+		}
+		built, err := e.indexOrderBuilt(shard, app)
+		if err != nil {
+			return err
+		}
+		if tidy || !built {
+			if err := e.indexOrderSweep(ctx, shard, app, recs); err != nil {
+				return err
+			}
 		}
 		for _, r := range recs {
 			if r.expired(now) {
@@ -64,6 +75,10 @@ func (e *Engine) sweep(ctx context.Context) error {
 		}
 		return e.sweepNotifications(shard, app, now-e.cfg.NotificationRetention.Milliseconds())
 	})
+	if err == nil && tidy {
+		e.orderTidied.Store(now)
+	}
+	return err
 }
 
 // trimConv deletes the conversation's messages and patches older than cutoff.

@@ -257,7 +257,8 @@ func (e *Engine) ImportMessages(_ context.Context, app, cid string, msgs []Impor
 	if len(msgs) > MaxImportMessages {
 		return 0, protocol.ErrFrameTooLong.WithDetail("at most %d messages per call", MaxImportMessages)
 	}
-	if _, err := e.loadLive(app, cid); err != nil {
+	r, err := e.loadLive(app, cid)
+	if err != nil {
 		return 0, err
 	}
 	for i, in := range msgs {
@@ -273,7 +274,7 @@ func (e *Engine) ImportMessages(_ context.Context, app, cid string, msgs []Impor
 		}
 	}
 	b := e.st.NewBatch()
-	added := 0
+	added, newest := 0, int64(0)
 	seen := map[string]bool{}
 	for _, in := range msgs {
 		if seen[in.ID] {
@@ -296,9 +297,16 @@ func (e *Engine) ImportMessages(_ context.Context, app, cid string, msgs []Impor
 		}
 		e.putMessage(b, app, cid, m)
 		added++
+		newest = max(newest, m.Ts)
 	}
 	if added == 0 {
 		return 0, nil
+	}
+	if indexed(r) {
+		// An lm entry at least as new as the imported messages; the
+		// sweeper drops the one it makes stale.
+		b.Delete(e.orderKey(app, cid, orderLM, 0))
+		b.Set(e.orderKey(app, cid, orderLM, newest), nil)
 	}
 	if err := e.st.Commit(b); err != nil {
 		return 0, internal("commit imported messages", err)
@@ -502,8 +510,13 @@ func (e *Engine) DeleteConversation(_ context.Context, app, cid string) error {
 	if r.Kind == convSystem {
 		return protocol.ErrNormalConversationRequired.WithDetail("delete system conversations through service-conversations")
 	}
+	last, err := e.newestMessage(app, r.ID)
+	if err != nil {
+		return err
+	}
 	b := e.st.NewBatch()
 	b.Delete(e.convKey(app, r.ID, store.FamConv).Bytes())
+	e.unindexConvOrder(b, app, r, last)
 	for _, id := range r.Members {
 		e.unindexClient(b, app, id, r.ID)
 	}

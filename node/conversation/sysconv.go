@@ -491,8 +491,13 @@ func (e *Engine) sysDelete(app, cid string) (*pb.GenericCommand, error) {
 	if err != nil {
 		return nil, err
 	}
+	last, err := e.newestMessage(app, r.ID)
+	if err != nil {
+		return nil, err
+	}
 	b := e.st.NewBatch()
 	b.Delete(e.convKey(app, r.ID, store.FamConv).Bytes())
+	e.unindexConvOrder(b, app, r, last)
 	for _, s := range subs {
 		b.Delete(e.subKey(app, cid, s.ID))
 		e.unindexClient(b, app, s.ID, cid)
@@ -565,12 +570,12 @@ func (e *Engine) sysSend(c Caller, from string, dm *pb.DirectCommand) (*pb.Gener
 			}
 		}
 	}
-	ts, err := e.nextTsLocked(st, c.App, cid)
+	ts, prev, err := e.nextTsLocked(st, c.App, cid, !dm.GetTransient())
 	if err != nil {
 		st.mu.Unlock()
 		return nil, err
 	}
-	m := &message{ID: newMessageID(), From: from, Ts: ts, Data: dm.GetMsg(), To: to}
+	m := &message{ID: newMessageID(), From: from, Ts: ts, Data: dm.GetMsg(), To: to, prevStored: prev, indexed: true}
 	if dm.BinaryMsg != nil {
 		m.Bin, m.IsBin, m.Data = dm.BinaryMsg, true, ""
 	} else {
@@ -594,6 +599,7 @@ func (e *Engine) sysSend(c Caller, from string, dm *pb.DirectCommand) (*pb.Gener
 	st.mu.Unlock()
 	b := e.st.NewBatch()
 	e.putMessage(b, c.App, cid, m)
+	e.indexLastMessage(b, c.App, cid, m.prevStored, m.Ts)
 	e.queuePush(b, c.App, r, m, dm.GetPushData(), recipients, func(id string) bool { return mutedSubs[id] })
 	err = e.st.Commit(b)
 	st.mu.Lock()
@@ -608,27 +614,33 @@ func (e *Engine) sysSend(c Caller, from string, dm *pb.DirectCommand) (*pb.Gener
 }
 
 // nextTsLocked assigns the conversation's next timestamp, strictly after
-// every one assigned before (as prepareSendLocked does). Caller holds st.mu.
-func (e *Engine) nextTsLocked(st *stripe, app, cid string) (int64, error) {
+// every one assigned before (transient messages included), for a message
+// that is stored or not (transient). prev is the timestamp of the stored
+// message before it (0: none). Caller holds st.mu.
+func (e *Engine) nextTsLocked(st *stripe, app, cid string, stored bool) (ts, prev int64, err error) {
 	if !e.shards.Coordinates(e.shards.ConvShard(app, cid)) {
-		return 0, ErrNotCoordinator
+		return 0, 0, ErrNotCoordinator
 	}
 	epoch := e.tsEpoch.Load()
 	cached, ok := st.lastTs[roomKey(app, cid)]
-	last := cached.ts
+	last, prev := cached.ts, cached.stored
 	if !ok || cached.epoch != epoch {
 		newest, err := e.newestMessage(app, cid)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		last = max(last, newest.ts())
+		last, prev = max(last, newest.ts()), max(prev, newest.ts())
 	}
-	ts := max(e.nowMs(), last+1)
+	ts = max(e.nowMs(), last+1)
+	next := cachedTs{ts: ts, stored: prev, epoch: epoch}
+	if stored {
+		next.stored = ts
+	}
 	if st.lastTs == nil {
 		st.lastTs = map[string]cachedTs{}
 	}
-	st.lastTs[roomKey(app, cid)] = cachedTs{ts: ts, epoch: epoch}
-	return ts, nil
+	st.lastTs[roomKey(app, cid)] = next
+	return ts, prev, nil
 }
 
 // routeAdmin routes a server-side operation: to the system conversation's

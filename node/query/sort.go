@@ -50,6 +50,16 @@ func ParseSort(spec string) (Sort, error) {
 // Empty reports whether the spec had no keys.
 func (s Sort) Empty() bool { return len(s.keys) == 0 }
 
+// Single returns the column of a spec of one top-level key and whether it
+// sorts descending; ok is false for any other spec. An order index of that
+// column serves such a sort (the ties are broken by objectId).
+func (s Sort) Single() (column string, desc, ok bool) {
+	if len(s.keys) != 1 || len(s.keys[0].path) != 1 {
+		return "", false, false
+	}
+	return s.keys[0].path[0], s.keys[0].desc, true
+}
+
 var objectIDPath = []string{"objectId"}
 
 // Compare returns -1, 0 or +1 as a sorts before, equal to or after b. It is a total order: after

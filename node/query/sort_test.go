@@ -116,3 +116,27 @@ func TestQuerySortTotalOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestQuerySortSingle(t *testing.T) {
+	tests := []struct {
+		spec     string
+		column   string
+		desc, ok bool
+	}{
+		{"-lm", "lm", true, true},
+		{" updatedAt ", "updatedAt", false, true},
+		{"", "", false, false},
+		{"-lm,objectId", "", false, false},
+		{"-attr.lm", "", false, false},
+	}
+	for _, tt := range tests {
+		s, err := ParseSort(tt.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		column, desc, ok := s.Single()
+		if column != tt.column || desc != tt.desc || ok != tt.ok {
+			t.Errorf("%q: Single() = %q, %v, %v; want %q, %v, %v", tt.spec, column, desc, ok, tt.column, tt.desc, tt.ok)
+		}
+	}
+}

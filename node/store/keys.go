@@ -54,6 +54,11 @@ const (
 	// a shard's outbox sees every app). Built by OutboxKey; components: str
 	// app, str cid, i64 sequence.
 	FamOutbox Family = 'O'
+	// FamOrder: the order index of app-wide conversation queries, kept in
+	// the shard of each conversation. Components: str order, then either
+	// nothing (the order's marker: the index covers the shard) or i64
+	// ^value, str cid (see OrderIndexKey).
+	FamOrder Family = 'q'
 )
 
 // Component tags make decoding self-checking and keep strings and integers
@@ -234,4 +239,38 @@ func escape(s string) []byte {
 		out = append(out, s[i])
 	}
 	return append(out, 0, 0x01)
+}
+
+// OrderIndexPrefix returns the prefix of one order (e.g. "lm") of the
+// order index of (shard, app). The prefix itself is the order's marker key:
+// it sorts before every entry, so a scan of the prefix meets it first.
+func OrderIndexPrefix(shard uint16, app, order string) Key {
+	return NewKey(shard, app, FamOrder).Str(order)
+}
+
+// OrderIndexKey returns the order index entry of cid at value v. Entries
+// sort by v descending (the component is ^v), then by cid ascending: the
+// order of a query sorted by the value descending with ties broken by
+// objectId.
+func OrderIndexKey(shard uint16, app, order string, v int64, cid string) []byte {
+	return OrderIndexPrefix(shard, app, order).Int64(^v).Str(cid).Bytes()
+}
+
+// ReadOrderIndexKey decodes a key under OrderIndexPrefix: the entry's value
+// and cid, or marker true for the marker key itself.
+func ReadOrderIndexKey(key []byte) (v int64, cid string, marker bool, err error) {
+	r, _, _, fam := ReadKey(key)
+	if r.Err() == nil && fam != FamOrder {
+		return 0, "", false, fmt.Errorf("%w: family %q is not the order index", ErrCorruptKey, fam)
+	}
+	_ = r.Str()
+	if r.Err() == nil && len(r.b) == 0 {
+		return 0, "", true, nil
+	}
+	inv := r.Int64()
+	cid = r.Str()
+	if r.Err() == nil && len(r.b) != 0 {
+		return 0, "", false, fmt.Errorf("%w: trailing bytes after an order index entry", ErrCorruptKey)
+	}
+	return ^inv, cid, false, r.Err()
 }
