@@ -136,7 +136,8 @@ start_node() {
   if [ -n "$secure" ]; then
     "$bin/imnode" certs create-node --certs-dir "$certs" --node-id "imnode-$i" --hosts 127.0.0.1 >/dev/null
     args+=(--peer-ca-file "$certs/ca.crt" --peer-cert-file "$certs/imnode-$i.crt" --peer-key-file "$certs/imnode-$i.key"
-      --gossip-keyring-file "$certs/gossip.keyring" --admin-token-file "$certs/admin.token")
+      --gossip-keyring-file "$certs/gossip.keyring" --admin-token-file "$certs/admin.token"
+      --allowed-hosts 127.0.0.1,localhost)
   else
     args+=(--insecure)
   fi

@@ -138,7 +138,9 @@ func (c *creds) writeKeyring(keys ...[]byte) {
 }
 
 // flags is harness.Options.Credentials: it issues the node's certificate
-// on first use and returns its credential flags (no --insecure).
+// on first use and returns its credential flags (no --insecure), with the
+// host names clients use (a node without --insecure needs --public-url or
+// --allowed-hosts).
 func (c *creds) flags(id string) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -152,6 +154,9 @@ func (c *creds) flags(id string) []string {
 		"--gossip-keyring-file", c.path("keyring"),
 		"--apps-file", c.path("apps.json"),
 		"--backup-dir", c.path("backups"),
+		// Clients reach the nodes as 127.0.0.1:port (the harness binds
+		// loopback): the names /v1/route and file URLs may carry.
+		"--allowed-hosts", "127.0.0.1,localhost",
 	}
 }
 
