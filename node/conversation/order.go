@@ -47,6 +47,32 @@ const orderSweepBatch = 256
 // built at the next pass whatever the interval.
 const orderTidyInterval = 10 * time.Minute
 
+// orderBuildInterval is how often the sweeper looks for shards it
+// coordinates whose order index is not built yet (a Get of the marker per
+// shard and app) and builds them (SweepInterval when shorter): conversations
+// stored before the index existed, or a shard whose first conversation of
+// an app is new, are served by the index within about this long.
+const orderBuildInterval = 30 * time.Second
+
+// buildOrderIndexes builds the order index of every (shard, app) this node
+// coordinates that has no marker yet.
+func (e *Engine) buildOrderIndexes(ctx context.Context) error {
+	return e.forEachShardApp(func(shard uint16, app string) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		built, err := e.indexOrderBuilt(shard, app)
+		if err != nil || built {
+			return err
+		}
+		recs, err := e.shardConvs(shard, app)
+		if err != nil {
+			return err
+		}
+		return e.indexOrderSweep(ctx, shard, app, recs)
+	})
+}
+
 // orderTidyDue reports whether this sweep pass tidies every shard's index.
 func (e *Engine) orderTidyDue(nowMs int64) bool {
 	return nowMs-e.orderTidied.Load() >= orderTidyInterval.Milliseconds()

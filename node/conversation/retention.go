@@ -16,6 +16,8 @@ const maxTrimPerPass = 10000
 func (e *Engine) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(e.cfg.SweepInterval)
 	defer t.Stop()
+	build := time.NewTicker(min(e.cfg.SweepInterval, orderBuildInterval))
+	defer build.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -23,6 +25,10 @@ func (e *Engine) sweepLoop(ctx context.Context) {
 		case <-t.C:
 			if err := e.sweep(ctx); err != nil && ctx.Err() == nil {
 				e.log.Warn("Sweeping retention failed", "err", err)
+			}
+		case <-build.C:
+			if err := e.buildOrderIndexes(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("Building the order index failed", "err", err)
 			}
 		}
 	}
@@ -39,15 +45,7 @@ func (e *Engine) sweep(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var recs []*convRecord
-		err := e.st.ScanPrefix(store.NewKey(shard, app, store.FamConv).Bytes(), false, func(_, v []byte) (bool, error) {
-			r, err := decodeConv(v)
-			if err != nil {
-				return false, internal("decode conversation", err)
-			}
-			recs = append(recs, r)
-			return true, nil
-		})
+		recs, err := e.shardConvs(shard, app)
 		if err != nil {
 			return err
 		}
@@ -79,6 +77,20 @@ func (e *Engine) sweep(ctx context.Context) error {
 		e.orderTidied.Store(now)
 	}
 	return err
+}
+
+// shardConvs returns the conversation records of app in shard.
+func (e *Engine) shardConvs(shard uint16, app string) ([]*convRecord, error) {
+	var recs []*convRecord
+	err := e.st.ScanPrefix(store.NewKey(shard, app, store.FamConv).Bytes(), false, func(_, v []byte) (bool, error) {
+		r, err := decodeConv(v)
+		if err != nil {
+			return false, internal("decode conversation", err)
+		}
+		recs = append(recs, r)
+		return true, nil
+	})
+	return recs, err
 }
 
 // trimConv deletes the conversation's messages and patches older than cutoff.
