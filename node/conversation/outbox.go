@@ -33,10 +33,12 @@ import (
 // writing process's nonce), removals are deletions, and a joining member's
 // read state carries the read pointer the join computed. Unread counts are
 // never stored; they are counted from the messages after the read pointer.
-// The one effect a replay can change is that join-time read pointer: when
-// the member moved it in the moment between the apply and the replay, the
-// replay sets it back to the join point (messages show as unread until the
-// next read).
+// A replay must not set that join-time read pointer back after the member
+// moved it: an entry that may have been applied before (any entry but the
+// ones this process wrote and tries for the first time, see outbox.fresh)
+// drops a member's read state when the member's index entry it adds exists
+// already (dropReplayedJoins). SetUnread's read pointers (an import step)
+// are written again by a replay.
 //
 // Who applies: the command that wrote the entries starts a runner for its
 // conversation after releasing the lock and waits at most Config.OutboxWait
@@ -53,6 +55,9 @@ const (
 	// maxOutboxRunners bounds the conversations whose outbox entries are
 	// being applied at once on this node.
 	maxOutboxRunners = 64
+	// maxFreshEntries bounds outbox.fresh; entries beyond it are applied
+	// as possible replays (one read more per joining member).
+	maxFreshEntries = 1 << 16
 	// outboxPage is how many entries a runner reads at once.
 	outboxPage = 64
 )
@@ -62,9 +67,12 @@ type convRef struct{ app, cid string }
 
 // outbox tracks the conversations whose entries are being applied.
 type outbox struct {
-	// mu guards running (a leaf; see node/LOCKING.md).
+	// mu guards running and fresh (a leaf; see node/LOCKING.md).
 	mu      sync.Mutex
 	running map[convRef]*outboxRun
+	// fresh holds the keys of the entries this process wrote and has not
+	// tried to apply yet: their first apply cannot be a replay.
+	fresh map[string]struct{}
 }
 
 // outboxRun is the runner of one conversation. next is closed when the
@@ -74,7 +82,31 @@ type outboxRun struct {
 	again bool
 }
 
-func (o *outbox) init() { o.running = map[convRef]*outboxRun{} }
+func (o *outbox) init() {
+	o.running = map[convRef]*outboxRun{}
+	o.fresh = map[string]struct{}{}
+}
+
+// wrote records entries written by this process.
+func (o *outbox) wrote(keys [][]byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, k := range keys {
+		if len(o.fresh) < maxFreshEntries {
+			o.fresh[string(k)] = struct{}{}
+		}
+	}
+}
+
+// firstTry reports whether the entry at key is tried for the first time
+// (and forgets it: any later try may be a replay).
+func (o *outbox) firstTry(key []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.fresh[string(key)]
+	delete(o.fresh, string(key))
+	return ok
+}
 
 // commitConv commits b, the writes of a command on conversation cid, made
 // under the stripe lock st: the ops in the conversation's shard as they
@@ -112,13 +144,17 @@ func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 		return err
 	}
 	prefix := store.OutboxKey(own, app, cid)
+	keys := make([][]byte, 0, len(targets))
 	for _, shard := range targets {
 		seq++
-		out.Set(prefix.Int64(seq).Bytes(), encodeOutboxOps(foreign[shard]))
+		k := prefix.Int64(seq).Bytes()
+		out.Set(k, encodeOutboxOps(foreign[shard]))
+		keys = append(keys, k)
 	}
 	if err := e.st.Commit(out); err != nil {
 		return err
 	}
+	e.outbox.wrote(keys)
 	st.outbox = append(st.outbox, convRef{app, cid})
 	return nil
 }
@@ -358,6 +394,9 @@ func (e *Engine) applyOutbox(ref convRef, applied func()) error {
 		var failed error
 		for _, en := range page {
 			ops, err := decodeOutboxOps(en.v)
+			if err == nil && !e.outbox.firstTry(en.k) {
+				ops, err = e.dropReplayedJoins(ops)
+			}
 			b := e.st.NewBatch()
 			if err == nil {
 				err = appendOps(b, ops)
@@ -392,6 +431,42 @@ func (e *Engine) applyOutbox(ref convRef, applied func()) error {
 			return nil
 		}
 	}
+}
+
+// dropReplayedJoins removes from ops, an entry that may have been applied
+// before, the read state a join writes for each member whose index entry
+// it adds and which exists already: the join was applied, and the member
+// may have read since.
+func (e *Engine) dropReplayedJoins(ops []store.Op) ([]store.Op, error) {
+	skip := map[string]bool{}
+	for _, op := range ops {
+		r, shard, app, fam := store.ReadKey(op.Key)
+		if op.Kind != store.OpSet || fam != store.FamClientConv {
+			continue
+		}
+		client, cid := r.Str(), r.Str()
+		if r.Err() != nil {
+			continue
+		}
+		_, err := e.st.Get(op.Key)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		skip[string(store.NewKey(shard, app, store.FamClientState).Str(client).Str(cid).Bytes())] = true
+	}
+	if len(skip) == 0 {
+		return ops, nil
+	}
+	out := make([]store.Op, 0, len(ops))
+	for _, op := range ops {
+		if op.Kind != store.OpMergeFields || !skip[string(op.Key)] {
+			out = append(out, op)
+		}
+	}
+	return out, nil
 }
 
 // outboxLoop is the drainer: every Config.OutboxInterval it starts runners

@@ -200,8 +200,10 @@ func TestOutboxCrashBeforeApply(t *testing.T) {
 }
 
 // TestOutboxCrashBeforeDelete: the effects were applied but the entries not
-// deleted when the node stopped; applying them again after the restart
-// leaves the member's state as applying them once did.
+// deleted when the node stopped, and the member read the conversation
+// meanwhile; applying the entries again after the restart leaves the
+// member's state as it was (its index, its notifications once, its read
+// pointer where the read put it).
 func TestOutboxCrashBeforeDelete(t *testing.T) {
 	h, tom, cid, member := outboxScene(t)
 	outbox := store.OutboxPrefix(h.e.shards.ConvShard(testApp, cid)).Bytes()
@@ -218,9 +220,12 @@ func TestOutboxCrashBeforeDelete(t *testing.T) {
 	if !h.indexed(member, cid) || h.outboxLen(cid) == 0 || h.notifications(member) != 2 {
 		t.Fatalf("want the effects applied and the entries kept: indexed %v, outbox %d", h.indexed(member, cid), h.outboxLen(cid))
 	}
+	h.clock.Advance(time.Second)
+	_, ts := h.send(tom, cid, "after the join")
+	h.do(h.caller(member, 2), readReq(cid, ts, ""))
 	before, err := h.e.loadClientState(testApp, member, cid)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || before.ReadTs != ts {
+		t.Fatalf("read pointer %d after the read (%v), want %d", before.ReadTs, err, ts)
 	}
 
 	h = h.restart()
