@@ -68,8 +68,8 @@ type Config struct {
 	// AllowedHosts lists the host names a request's Host header may carry
 	// for the node to use it in the URLs it hands out (/v1/route, file
 	// URLs) when PublicURL is unset; a request with another Host gets 400.
-	// Empty means any Host is trusted, which only suits development: set
-	// PublicURL or AllowedHosts on a reachable node.
+	// Empty means any Host is trusted, which only suits development: a
+	// node that is not Insecure needs PublicURL or AllowedHosts.
 	AllowedHosts []string
 	// TLSCertFile and TLSKeyFile, when both set, serve the client port over
 	// TLS (wss:// and https://). Zero values mean plain TCP, for nodes behind
@@ -223,6 +223,9 @@ func (c *Config) Validate() error {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
 	if err := c.validateCredentials(); err != nil {
+		return err
+	}
+	if err := c.validatePublicHosts(); err != nil {
 		return err
 	}
 	if c.Retention < 0 || c.SessionTokenTTL < 0 || c.IdleTimeout < 0 || c.LoginTimeout < 0 {

@@ -130,9 +130,6 @@ func (n *Node) Start() error {
 		}
 	}
 	n.warnInsecure()
-	if !n.cfg.Insecure && n.cfg.PublicURL == "" && len(n.cfg.AllowedHosts) == 0 {
-		n.log.Warn("Neither --public-url nor --allowed-hosts is set: /v1/route and file URLs trust the request's Host header")
-	}
 	form, err := n.checkIdentity(st)
 	if err != nil {
 		return n.abort(err)

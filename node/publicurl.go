@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -47,4 +48,15 @@ func (n *Node) hostAllowed(hostport string) bool {
 		host = h
 	}
 	return slices.ContainsFunc(n.cfg.AllowedHosts, func(a string) bool { return strings.EqualFold(a, host) })
+}
+
+// validatePublicHosts requires --public-url or --allowed-hosts unless
+// Insecure: without either, /v1/route and file URLs would carry whatever
+// Host header a client sent.
+func (c *Config) validatePublicHosts() error {
+	if c.Insecure || c.PublicURL != "" || len(c.AllowedHosts) > 0 {
+		return nil
+	}
+	return errors.New("node: --public-url or --allowed-hosts is required unless --insecure: without either, " +
+		"/v1/route and file URLs would name whatever host a client's request says (see docs/security.md)")
 }

@@ -51,7 +51,7 @@ func run() error {
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":8081", "admin listen address: health, metrics, admin API")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /admin/v1/* (empty: no check, development only)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "WebSocket URL returned by /v1/route (default: derived from the request)")
-	fs.Func("allowed-hosts", "host names,... the Host header may carry when --public-url is unset (default: any, development only)", func(v string) error {
+	fs.Func("allowed-hosts", "host names,... the Host header may carry when --public-url is unset (default: any, only with --insecure; otherwise one of the two is required)", func(v string) error {
 		for h := range strings.SplitSeq(v, ",") {
 			if h = strings.TrimSpace(h); h != "" {
 				cfg.AllowedHosts = append(cfg.AllowedHosts, h)

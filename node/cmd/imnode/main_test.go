@@ -238,6 +238,8 @@ func TestIMNodeRefusesToStartWithoutCredentials(t *testing.T) {
 		{"token only", []string{"--apps-file", apps, "--admin-token", "t"}, "missing --peer-ca-file, --peer-cert-file, --peer-key-file, --gossip-keyring-file"},
 		{"dev app", []string{"--dev-app"}, "--dev-app requires --insecure"},
 		{"half peer TLS", []string{"--apps-file", apps, "--insecure", "--peer-ca-file", "ca.pem"}, "go together"},
+		{"no public host", []string{"--apps-file", apps, "--peer-ca-file", "ca.pem", "--peer-cert-file", "node.pem", "--peer-key-file", "node-key.pem",
+			"--gossip-keyring-file", "keyring", "--admin-token", "t"}, "--public-url or --allowed-hosts is required unless --insecure"},
 	} {
 		out, err := exec.Command(imnodeBin, append(base, tc.args...)...).CombinedOutput()
 		var exit *exec.ExitError
