@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/imcluster/imcluster/node/query"
@@ -384,33 +383,15 @@ func (e *Engine) orderedDocs(ctx context.Context, c Caller, flag int32, filter *
 }
 
 // openOrderCursors makes one cursor per shard, reading size entries per
-// fetch, and fetches its first entries, scatterParallelism shards at a time.
+// fetch, and fetches its first entries (a scatter over the shards).
 func (e *Engine) openOrderCursors(ctx context.Context, app, order string, size int) ([]*orderCursor, error) {
-	n := e.shards.Count()
-	cursors := make([]*orderCursor, n)
-	errs := make([]error, n)
-	sem := make(chan struct{}, scatterParallelism)
-	var wg sync.WaitGroup
-	for shard := range n {
+	cursors := make([]*orderCursor, e.shards.Count())
+	for shard := range cursors {
 		prefix := store.OrderIndexPrefix(uint16(shard), app, order).Bytes()
 		cursors[shard] = &orderCursor{prefix: prefix, lower: prefix, size: size}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if ctx.Err() != nil {
-				errs[shard] = errQueryDeadline
-				return
-			}
-			errs[shard] = cursors[shard].fetch(e.st)
-		})
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return cursors, nil
+	err := e.scatter(ctx, func(shard int) error { return cursors[shard].fetch(e.st) })
+	return cursors, err
 }
 
 // orderWalk collects the results of one ordered walk.

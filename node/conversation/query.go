@@ -395,10 +395,42 @@ const scatterParallelism = 16
 
 // forEachConv calls fn for every conversation record of app, in shard
 // order: a scatter over all S shards (each scan goes to its shard's
-// coordinator), scatterParallelism shards at a time.
+// coordinator).
 func (e *Engine) forEachConv(ctx context.Context, app string, budget *scanBudget, fn func(*convRecord) error) error {
+	results := make([][]*convRecord, e.shards.Count())
+	err := e.scatter(ctx, func(shard int) error {
+		prefix := store.NewKey(uint16(shard), app, store.FamConv).Bytes()
+		return e.st.ScanPrefix(prefix, false, func(_, v []byte) (bool, error) {
+			if err := budget.charge(ctx); err != nil {
+				return false, err
+			}
+			r, err := decodeConv(v)
+			if err != nil {
+				return false, internal("decode conversation", err)
+			}
+			results[shard] = append(results[shard], r)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, recs := range results {
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// scatter runs fn for every shard 0..S-1, scatterParallelism shards at a
+// time, and returns the error of the first shard (in shard order) that
+// failed; a shard not started before ctx is done fails with
+// errQueryDeadline.
+func (e *Engine) scatter(ctx context.Context, fn func(shard int) error) error {
 	n := e.shards.Count()
-	results := make([][]*convRecord, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, scatterParallelism)
 	var wg sync.WaitGroup
@@ -410,29 +442,13 @@ func (e *Engine) forEachConv(ctx context.Context, app string, budget *scanBudget
 				errs[shard] = errQueryDeadline
 				return
 			}
-			prefix := store.NewKey(uint16(shard), app, store.FamConv).Bytes()
-			errs[shard] = e.st.ScanPrefix(prefix, false, func(_, v []byte) (bool, error) {
-				if err := budget.charge(ctx); err != nil {
-					return false, err
-				}
-				r, err := decodeConv(v)
-				if err != nil {
-					return false, internal("decode conversation", err)
-				}
-				results[shard] = append(results[shard], r)
-				return true, nil
-			})
+			errs[shard] = fn(shard)
 		})
 	}
 	wg.Wait()
-	for shard := range n {
-		if errs[shard] != nil {
-			return errs[shard]
-		}
-		for _, r := range results[shard] {
-			if err := fn(r); err != nil {
-				return err
-			}
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil
