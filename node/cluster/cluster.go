@@ -235,6 +235,10 @@ func New(cfg Config) (*Cluster, error) {
 	rcfg := cfg.Replica
 	rcfg.NodeID, rcfg.Store, rcfg.Shards, rcfg.WriteQuorum = cfg.NodeID, cfg.Store, cfg.Shards, cfg.WriteQuorum
 	rcfg.Logger, rcfg.Registerer = cfg.Logger, cfg.Registerer
+	if rcfg.MaxWritePayload == 0 && cfg.Transport.MaxFrameSize > 0 {
+		// Room for the request frame's header.
+		rcfg.MaxWritePayload = cfg.Transport.MaxFrameSize - 1<<10
+	}
 	if c.rep, err = replica.New(rcfg, c); err != nil {
 		cancel()
 		return nil, err

@@ -42,6 +42,8 @@ func (c *Cluster) handleMessage(msg *transport.Message) {
 		if c.router != nil {
 			err = c.router.HandleSessionGone(msg)
 		}
+	case slices.Contains(replica.Messages, msg.Method):
+		err = c.rep.HandleMessage(msg.From, msg.Method, msg.Payload)
 	case slices.Contains(presence.Messages, msg.Method):
 		err = c.hub.HandleMessage(msg)
 	default:

@@ -12,10 +12,15 @@
 //   - KV: each key goes to the coordinator of its shard (the lease holder;
 //     preferably the first live, caught-up replica of the shard's replica
 //     list); the coordinator stamps writes with a hybrid-logical-clock
-//     version, applies them durably and replicates them to the shard's
-//     other replicas, acknowledging after W of them hold the write. Replicas
-//     merge records last-writer-wins by version (store package), so they
-//     converge whatever the order of arrival.
+//     version and stores them pending (durable, invisible) on itself and
+//     the shard's other replicas; once W of them hold a write it makes it
+//     visible and acknowledges, and tells the others to (quorum.go). A
+//     write whose outcome is unknown makes its coordinator step down; the
+//     next holder resolves the shard's pending writes (rolls forward those
+//     of the last term, drops older ones) before it serves, so a write is
+//     visible only once W replicas hold it and a resend is stored once.
+//     Replicas merge records last-writer-wins by version (store package),
+//     so they converge whatever the order of arrival.
 //   - Sync: catch-up before coordinating, rebalancing when the roster
 //     changes (new replicas pull the shard from the old ones while already
 //     receiving new writes) and periodic anti-entropy by shard digests,

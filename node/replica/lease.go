@@ -72,6 +72,15 @@ type leaseState struct {
 	// the lease last but did not finish catching up: the granters now name
 	// this node as the last holder, so the next acquisition would not know.
 	catchUpOwed bool
+	// epoch is the term this node writes the shard under, set when its
+	// resolution of the shard finished (quorum.go); 0 when unknown.
+	epoch uint64
+	// resolveOwed is set when a write's outcome is unknown: this node
+	// stepped down and resolves the shard before it serves it again.
+	resolveOwed bool
+	// failed lists the writes (epoch, id) this node answered with an
+	// error since its last resolution: the next one drops them.
+	failed [][2]uint64
 }
 
 type leases struct {
@@ -261,6 +270,7 @@ type leaseWant struct {
 	grants  int
 	need    int
 	catchUp bool     // a granter's last holder was another node (or unknown)
+	resolve bool     // this node must resolve the shard's pending writes first
 	fresh   bool     // this node did not hold the lease when the round began
 	granted []string // peers that granted
 	waiter  chan struct{}
@@ -268,7 +278,9 @@ type leaseWant struct {
 
 // acquireLeases acquires or renews the leases of shards (which this node
 // replicates) in one round of requests to their other live replicas. Fresh
-// leases some other node held last are caught up before they count.
+// leases some other node held last are caught up, and fresh leases of a
+// shard whose term this node does not know (or whose write failed) are
+// resolved (quorum.go), before they count.
 func (rs *Set) acquireLeases(shards []uint16) {
 	self := rs.cfg.NodeID
 	rg := rs.peers.Ring()
@@ -289,7 +301,7 @@ func (rs *Set) acquireLeases(shards []uint16) {
 		}
 		st := &rs.lease.s[sh]
 		w := &leaseWant{shard: sh, grants: 1, need: rs.leaseQuorum(len(reps)), catchUp: prev != self || st.catchUpOwed,
-			fresh: !sent.Before(st.until), waiter: make(chan struct{})}
+			resolve: st.epoch == 0 || st.resolveOwed, fresh: !sent.Before(st.until), waiter: make(chan struct{})}
 		st.acquiring = w.waiter
 		ws = append(ws, w)
 		for _, id := range reps {
@@ -334,14 +346,14 @@ func (rs *Set) acquireLeases(shards []uint16) {
 				failed = append(failed, w.shard)
 			}
 			rs.finishLease(w, sent, false)
-		case w.fresh && w.catchUp:
+		case w.fresh && (w.catchUp || w.resolve):
 			// Catch up off the round, a few shards at a time: renewals of
 			// the other shards must not wait for it.
 			select {
 			case rs.lease.catchUps <- struct{}{}:
 				rs.wg.Go(func() {
 					defer func() { <-rs.lease.catchUps }()
-					ok := rs.catchUpForLease(w.shard, w.granted)
+					ok := (!w.catchUp || rs.catchUpForLease(w.shard, w.granted)) && rs.resolveShard(w.shard, w.granted)
 					if !ok {
 						rs.releaseLeases([]uint16{w.shard})
 					}
@@ -534,8 +546,8 @@ func (rs *Set) catchUpForLease(shard uint16, granters []string) bool {
 	ok := true
 	for _, peer := range rs.others(rs.peers.Ring().Replicas(int(shard))) {
 		granted := slices.Contains(granters, peer)
-		if !granted && !rs.peers.Live(peer) {
-			continue
+		if !granted && !rs.peers.Reachable(peer) {
+			continue // best effort: do not wait on a peer found cut off
 		}
 		// pull compares range digests first and copies only what differs.
 		if err := rs.pull(rs.ctx, shard, peer); err != nil && granted {

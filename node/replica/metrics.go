@@ -19,6 +19,9 @@ type metrics struct {
 	leasesAcquired     prometheus.Counter
 	leasesHeld         prometheus.Gauge
 	replicaRefused     prometheus.Counter
+	stepDowns          prometheus.Counter
+	rolledForward      prometheus.Counter
+	noticesDropped     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,6 +52,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Coordinator leases this node acquired afresh (not renewals)."}),
 		leasesHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imnode_replica_leases_held",
 			Help: "Shards whose coordinator lease this node holds."}),
+		stepDowns: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_step_downs_total",
+			Help: "Leases given up after a write whose outcome was unknown (quorum failed, timed out, lease moved); the next holder resolves the shard."}),
+		rolledForward: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_writes_rolled_forward_total",
+			Help: "Pending writes of the previous term a takeover made visible on W replicas (they may have been acknowledged)."}),
+		noticesDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_commit_notices_dropped_total",
+			Help: "Commit notices not sent or not queued (full); the write stays pending there until the next resolution."}),
 		replicaRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_replicate_refused_total",
 			Help: "Replicated writes refused because the sender does not hold the shard's lease here."}),
 	}
@@ -61,7 +70,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.writeSeconds, m.replicated, m.replicateErrors, m.quorumFailures,
 			m.syncKeys, m.syncRuns, m.syncPending, m.syncKeysRemaining, m.syncBytesRemaining, m.syncBuckets,
-			m.underReplicated, m.leasesAcquired, m.leasesHeld, m.replicaRefused} {
+			m.underReplicated, m.leasesAcquired, m.leasesHeld, m.replicaRefused,
+			m.stepDowns, m.rolledForward, m.noticesDropped} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

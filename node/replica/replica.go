@@ -40,6 +40,11 @@ type Config struct {
 	// SyncKeysPerSecond rate-limits repair and rebalancing streams. Zero
 	// means 200000.
 	SyncKeysPerSecond int
+	// MaxWritePayload bounds the encoded size of one replicated write (a
+	// shard's part of a batch, versioned): a larger write is refused with
+	// wire.ErrTooLarge before anything is stored. Set it below the peer
+	// transport's frame limit. Zero means 4 MiB less 1 KiB.
+	MaxWritePayload int
 	// Now is the clock of leases and the hybrid logical clock. Zero means
 	// time.Now (tests and clock-skew faults set another).
 	Now func() time.Time
@@ -82,6 +87,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SyncKeysPerSecond == 0 {
 		c.SyncKeysPerSecond = d.SyncKeysPerSecond
+	}
+	if c.MaxWritePayload == 0 {
+		c.MaxWritePayload = 4<<20 - 1<<10
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -130,6 +138,8 @@ type Peers interface {
 	NoteCall(peer string, err error)
 	// Call sends a request to a peer and waits for its answer.
 	Call(ctx context.Context, to string, method uint16, payload []byte) ([]byte, error)
+	// Send queues a one-way message to a peer (best effort).
+	Send(to string, method uint16, payload []byte) error
 	// Draining reports whether this node is draining.
 	Draining() bool
 	// CaughtUp announces this node active once its first catch-up is done.
@@ -145,9 +155,10 @@ type Engine interface {
 // Set owns the shard replicas of one node: per shard its coordinator lease,
 // the versions its writes get (one hybrid logical clock per node), quorum
 // writes, catch-up and anti-entropy. Its state is guarded by the mutexes
-// listed in node/LOCKING.md (leases.mu, leases.markerMu, syncer.mu, hlc.mu);
-// its goroutines (lease renewal, the sync worker, catch-ups and replication
-// calls) are started by Start and stopped by Shutdown.
+// listed in node/LOCKING.md (leases.mu, leases.markerMu, syncer.mu, hlc.mu,
+// Set.terms, writeState.mu); its goroutines (lease renewal, the sync
+// worker, the commit-notice worker, catch-ups and replication calls) are
+// started by Start and stopped by Shutdown.
 type Set struct {
 	cfg    Config
 	log    *slog.Logger
@@ -161,6 +172,13 @@ type Set struct {
 
 	// stopping is set by Quiesce: this node no longer coordinates.
 	stopping atomic.Bool
+
+	// terms orders wire.Prepare's check of a shard's term (shared)
+	// against a resolution beginning a new term (exclusive).
+	terms sync.RWMutex
+	// notices queues commit notices for their worker (bounded; full:
+	// dropped, see quorum.go).
+	notices chan notice
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Set, cancelled by Shutdown
 	cancel context.CancelFunc
@@ -180,7 +198,7 @@ func New(cfg Config, peers Peers) (*Set, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &Set{cfg: cfg, log: cfg.Logger.With("component", "replica"), st: cfg.Store, met: m, peers: peers,
-		clk: hlc{now: cfg.Now}, ctx: ctx, cancel: cancel}
+		clk: hlc{now: cfg.Now}, ctx: ctx, cancel: cancel, notices: make(chan notice, noticeQueue)}
 	rs.sync.init(rs)
 	if err := rs.initLeases(); err != nil {
 		cancel()
@@ -205,6 +223,7 @@ func (rs *Set) CatchUpAlone() {
 func (rs *Set) Start() {
 	rs.wg.Go(rs.sync.run)
 	rs.wg.Go(rs.leaseLoop)
+	rs.wg.Go(rs.commitNotices)
 }
 
 // Quiesce stops coordinating before a shutdown: requests for shards this

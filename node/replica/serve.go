@@ -13,7 +13,12 @@ import (
 
 // Methods lists the peer methods the replicas serve (HandleRequest).
 var Methods = []uint16{wire.Get, wire.Scan, wire.Write, wire.Replicate, wire.SyncScan, wire.Digest,
-	wire.EnsureSynced, wire.Resync, wire.Lease, wire.LeaseRelease, wire.RangeDigest, wire.ShardSize}
+	wire.EnsureSynced, wire.Resync, wire.Lease, wire.LeaseRelease, wire.RangeDigest, wire.ShardSize,
+	wire.Prepare, wire.PendingScan, wire.CommitWrite, wire.Resolve}
+
+// Messages lists the one-way peer messages the replicas serve
+// (HandleMessage).
+var Messages = []uint16{wire.CommitNotice}
 
 // HandleRequest serves the replica methods. Garbage is answered with a
 // non-retryable error (and logged by the transport), never a crash.
@@ -38,7 +43,17 @@ func (rs *Set) HandleRequest(ctx context.Context, req *transport.Request) ([]byt
 			return rs.forwardToHolder(ctx, shard, req, err)
 		}
 		return nil, rs.coordinateWrite(ctx, shard, ops)
+	case wire.Prepare:
+		return nil, rs.servePrepare(req.From, &d)
+	case wire.CommitWrite:
+		return nil, rs.serveCommitWrite(req.From, &d)
+	case wire.Resolve:
+		return nil, rs.serveResolve(req.From, &d)
+	case wire.PendingScan:
+		return rs.servePendingScan(&d)
 	case wire.Replicate:
+		// Sent by earlier builds, which apply at once; kept for a rolling
+		// upgrade from them.
 		shard := uint16(d.U64())
 		ops, err := decodeOps(&d, shard)
 		if err != nil {

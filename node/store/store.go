@@ -336,6 +336,17 @@ func (s *Store) Apply(ops []Op) error {
 // OpMergeFields needs an indexed pb and the exclusive plainMu.
 func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch) error {
 	defer func() { _ = pb.Close() }()
+	if err := addOps(pb, ops, versioned); err != nil {
+		return err
+	}
+	if err := pb.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// addOps adds ops to pb as apply describes.
+func addOps(pb *pebble.Batch, ops []Op, versioned bool) error {
 	for _, op := range ops {
 		var err error
 		switch op.Kind {
@@ -363,9 +374,6 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch) error {
 		if err != nil {
 			return fmt.Errorf("store: batch: %w", err)
 		}
-	}
-	if err := pb.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
 }

@@ -189,11 +189,12 @@ func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64,
 	return h.Sum64(), keys, err
 }
 
-// DeleteShard removes every key of a shard (a replica this node no longer
-// holds, after its new owners confirmed it).
+// DeleteShard removes every key of a shard, its pending writes and its
+// recorded term (a replica this node no longer holds, after its new owners
+// confirmed it).
 func (s *Store) DeleteShard(shard uint16) error {
 	p := ShardPrefix(shard)
-	return s.Apply([]Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}})
+	return s.Apply(append([]Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}}, dropPending(shard)...))
 }
 
 // ScanShard calls fn for every key of shard in order, as Scan does, and

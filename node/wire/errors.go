@@ -20,6 +20,7 @@ const (
 	CodeQuorum        Code = 3 // fewer than W replicas acknowledged a write
 	CodeNotHolder     Code = 4 // the sender does not hold the shard's lease here
 	CodeNotStarted    Code = 5 // the node is still starting
+	CodeTooLarge      Code = 6 // a write does not fit the peer transport's frame limit
 )
 
 // Error is a peer handler error with a code. The transport carries handler
@@ -38,19 +39,21 @@ func (e *Error) Error() string { return "[code " + strconv.Itoa(int(e.Code)) + "
 // Retryable reports e.Temporary.
 func (e *Error) Retryable() bool { return e.Temporary }
 
-// The sentinels of the codes. All are retryable: the client's SDK retries
-// or the user resends.
+// The sentinels of the codes. All but ErrTooLarge are retryable: the
+// client's SDK retries or the user resends.
 var (
 	ErrNotReady      = &Error{Code: CodeNotReady, Text: "cluster: replica not caught up or not coordinating", Temporary: true}
 	ErrNoCoordinator = &Error{Code: CodeNoCoordinator, Text: "cluster: no live replica can coordinate the shard", Temporary: true}
 	ErrQuorum        = &Error{Code: CodeQuorum, Text: "cluster: write quorum not reached", Temporary: true}
 	ErrNotHolder     = &Error{Code: CodeNotHolder, Text: "cluster: sender does not hold the shard's lease", Temporary: true}
 	ErrNotStarted    = &Error{Code: CodeNotStarted, Text: "cluster: still starting (waiting for a seed or catching up); retry", Temporary: true}
+	// ErrTooLarge is not retryable: the same write is refused again.
+	ErrTooLarge = &Error{Code: CodeTooLarge, Text: "cluster: write too large to replicate"}
 )
 
 var byCode = map[Code]*Error{
 	CodeNotReady: ErrNotReady, CodeNoCoordinator: ErrNoCoordinator, CodeQuorum: ErrQuorum,
-	CodeNotHolder: ErrNotHolder, CodeNotStarted: ErrNotStarted,
+	CodeNotHolder: ErrNotHolder, CodeNotStarted: ErrNotStarted, CodeTooLarge: ErrTooLarge,
 }
 
 // codedError is a remote error whose code is known: errors.Is matches both

@@ -27,6 +27,11 @@ const (
 	RangeDigest                      // request: shard, cutoff -> per-range digests (replica)
 	ShardSize                        // request: shard -> keys, bytes (replica)
 	Will                             // request: caller, direct command, message id -> () (route)
+	Prepare                          // request: shard, epoch, id, versioned ops -> () ; stored pending (replica)
+	CommitNotice                     // message: shard, epoch, ids -> the pending writes are committed (replica)
+	PendingScan                      // request: shard, after epoch, after id -> epoch, pending writes, more (replica)
+	CommitWrite                      // request: shard, epoch, id, versioned ops -> () ; applied visible (replica)
+	Resolve                          // request: shard, epoch -> () ; the term begins, older pending dropped (replica)
 )
 
 // SkipEpochCheck lists the methods valid across roster epochs: replication,
@@ -34,7 +39,7 @@ const (
 func SkipEpochCheck(m uint16) bool {
 	switch m {
 	case Replicate, Register, SyncScan, Digest, EnsureSynced, Online, Kick, Resync, Ping,
-		Lease, LeaseRelease, RangeDigest, ShardSize:
+		Lease, LeaseRelease, RangeDigest, ShardSize, Prepare, CommitNotice, PendingScan, CommitWrite, Resolve:
 		return true
 	}
 	return false

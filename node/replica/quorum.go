@@ -1,0 +1,637 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/transport"
+	"github.com/imcluster/imcluster/node/wire"
+)
+
+// Quorum writes: a write is visible only once W replicas hold it.
+//
+// The coordinator stores a write pending (durable, invisible to reads,
+// digests and syncs: store.PutPending) on itself and sends it to the other
+// replicas (wire.Prepare), which store it pending too. Once W replicas
+// (itself included) hold it, and only if it still holds the lease under the
+// same term, the coordinator makes it visible in its own store
+// (store.CommitWrite) and answers; then it tells the replicas that hold it
+// (wire.CommitNotice, one-way), which make their copies visible. A lost
+// notice is safe: the write is visible on the coordinator, pending on the
+// others, and the next holder's resolution (below) or anti-entropy from the
+// coordinator makes it visible everywhere; pending records left behind are
+// dropped by the next resolution.
+//
+// Terms. Each lease holder writes under a term (epoch) of the shard. A node
+// that takes a lease over (another node held it last, a granter does not
+// know, this node does not know its term, or a write of its own failed)
+// resolves the shard before it serves it: it asks every live replica for
+// its recorded epoch and its pending writes (wire.PendingScan; the
+// granters must answer), takes E, the highest epoch any answer names, and
+//
+//   - rolls forward every pending write of term E (the term of the last
+//     holder that served writes: any later term would have been recorded on
+//     W replicas, which include a granter): it makes it visible on W
+//     replicas at its original versions (wire.CommitWrite), since it may
+//     have been acknowledged; except, when this node held term E itself,
+//     the writes it knows failed (it answered them with an error, and no
+//     other node resolved the shard since), which it drops;
+//   - starts term E+1 on W replicas (wire.Resolve): each drops its pending
+//     writes of earlier terms and from then on refuses writes of earlier
+//     terms (wire.Prepare). A pending write of an earlier term was either
+//     acknowledged (then an earlier resolution made it visible on W
+//     replicas, which the catch-up copies) or never was; either way it is
+//     never made visible again.
+//
+// The rule that makes a resend stored once whichever coordinator takes it:
+// a write whose outcome is unknown (its quorum failed, it timed out, the
+// lease or term changed before it committed) makes its coordinator step
+// down (release the shard's lease) and owe a resolution; no node serves
+// the shard's next write before a resolution settled that write, either
+// visible (the resend's de-duplication finds it) or dropped forever (the
+// resend is stored as new). The client gets the retryable 4200 only in
+// that case.
+
+// writeEpoch returns the term this node writes shard under: it holds the
+// lease and has resolved the shard since it took it.
+func (rs *Set) writeEpoch(shard uint16) (uint64, bool) {
+	rs.lease.mu.Lock()
+	defer rs.lease.mu.Unlock()
+	st := &rs.lease.s[shard]
+	if !rs.now().Before(st.until) || st.epoch == 0 || st.resolveOwed {
+		return 0, false
+	}
+	return st.epoch, true
+}
+
+// maxFailed bounds the failed writes a node remembers per shard until its
+// next resolution; beyond it, the resolution rolls them forward instead of
+// dropping them (still stored once: see the top of this file).
+const maxFailed = 1024
+
+// stepDown gives up shard's lease after write (epoch, id) failed: the next
+// holder (this node included) resolves the shard first. This node never
+// acknowledged the write, so its own resolution drops it.
+func (rs *Set) stepDown(shard uint16, epoch, id uint64) {
+	rs.lease.mu.Lock()
+	st := &rs.lease.s[shard]
+	already := st.resolveOwed && !rs.now().Before(st.until)
+	st.resolveOwed = true
+	st.until = time.Time{}
+	if len(st.failed) < maxFailed {
+		st.failed = append(st.failed, [2]uint64{epoch, id})
+	}
+	rs.lease.mu.Unlock()
+	if !already {
+		rs.met.stepDowns.Inc()
+		rs.releaseLeases([]uint16{shard})
+	}
+}
+
+// maxWritePayload is the largest encoded write a coordinator replicates.
+func (rs *Set) maxWritePayload() int { return rs.cfg.MaxWritePayload }
+
+// writeState collects the replicas that hold a write pending, so the
+// commit notice reaches those that answer after the decision too.
+type writeState struct {
+	mu        sync.Mutex
+	decided   bool
+	committed bool
+	held      []string
+}
+
+// coordinateWrite versions ops (a set becomes a versioned value, a delete
+// a tombstone, a field update a VersionDoc record), stores them pending
+// here and on the shard's other replicas and, once W replicas hold them,
+// makes them visible here and returns. Nothing is stored when the encoded
+// write exceeds the transport's frame limit (ErrTooLarge).
+func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op) error {
+	epoch, ok := rs.writeEpoch(shard)
+	if !ok {
+		return ErrNotReady
+	}
+	id := rs.clk.Now()
+	vops, err := rs.versionOps(shard, ops)
+	if err != nil {
+		return err
+	}
+	var e wire.Enc
+	e.U64(uint64(shard))
+	e.U64(epoch)
+	e.U64(id)
+	encodeOps(&e, vops)
+	payload := e.B
+	if len(payload) > rs.maxWritePayload() {
+		return fmt.Errorf("%w: %d bytes, limit %d", wire.ErrTooLarge, len(payload), rs.maxWritePayload())
+	}
+	w := store.PendingWrite{Epoch: epoch, ID: id, Ops: vops}
+	replicas := rs.peers.Ring().Replicas(int(shard))
+	need := rs.quorum(len(replicas))
+	ws := &writeState{}
+	results := make(chan error, len(replicas))
+	for _, to := range replicas {
+		if to == rs.cfg.NodeID {
+			continue
+		}
+		rs.wg.Go(func() {
+			rctx, cancel := context.WithTimeout(rs.ctx, rs.requestTimeout())
+			defer cancel()
+			_, err := rs.call(rctx, to, wire.Prepare, payload)
+			rs.peers.NoteCall(to, err)
+			if err != nil {
+				rs.met.replicateErrors.Inc()
+			} else if rs.noteHeld(ws, to) {
+				rs.sendCommit(to, shard, epoch, id)
+			}
+			results <- err
+		})
+	}
+	start := time.Now()
+	if err := rs.st.PutPending(shard, w); err != nil {
+		rs.decide(ws, false)
+		rs.stepDown(shard, epoch, id)
+		return err
+	}
+	acks, left := 1, len(replicas)-1
+	var lastErr error
+	for acks < need && left > 0 {
+		select {
+		case err := <-results:
+			left--
+			if err == nil {
+				acks++
+			} else {
+				lastErr = err
+			}
+		case <-ctx.Done():
+			rs.decide(ws, false)
+			rs.stepDown(shard, epoch, id)
+			return fmt.Errorf("%w: %w", ErrQuorum, transport.Retry(ctx.Err()))
+		}
+	}
+	rs.met.writeSeconds.Observe(time.Since(start).Seconds())
+	if acks < need {
+		rs.met.quorumFailures.Inc()
+		rs.decide(ws, false)
+		rs.stepDown(shard, epoch, id)
+		return fmt.Errorf("%w: %d of %d acknowledged (%v)", ErrQuorum, acks, need, lastErr)
+	}
+	// The lease or the term may have changed while the write was in
+	// flight: a new holder may have resolved the shard without it.
+	if cur, ok := rs.writeEpoch(shard); !ok || cur != epoch {
+		rs.decide(ws, false)
+		rs.stepDown(shard, epoch, id)
+		return fmt.Errorf("%w: the lease moved while the write was in flight", ErrQuorum)
+	}
+	if err := rs.st.CommitWrite(shard, w); err != nil {
+		rs.decide(ws, false)
+		rs.stepDown(shard, epoch, id)
+		return err
+	}
+	for _, to := range rs.decide(ws, true) {
+		rs.sendCommit(to, shard, epoch, id)
+	}
+	return nil
+}
+
+// noteHeld records that replica to holds the write pending; true if the
+// write is already committed (the caller sends the notice).
+func (rs *Set) noteHeld(ws *writeState, to string) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.decided {
+		return ws.committed
+	}
+	ws.held = append(ws.held, to)
+	return false
+}
+
+// decide records the write's outcome and returns the replicas that held
+// it so far.
+func (rs *Set) decide(ws *writeState, committed bool) []string {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.decided, ws.committed = true, committed
+	return ws.held
+}
+
+// sendCommit tells replica to that a write it holds pending is committed
+// (best effort: see the top of this file).
+func (rs *Set) sendCommit(to string, shard uint16, epoch, id uint64) {
+	var e wire.Enc
+	e.U64(uint64(shard))
+	e.U64(epoch)
+	e.U64(1)
+	e.U64(id)
+	if err := rs.peers.Send(to, wire.CommitNotice, e.B); err != nil {
+		rs.met.noticesDropped.Inc()
+	}
+}
+
+// versionOps turns a write's ops into versioned records.
+func (rs *Set) versionOps(shard uint16, ops []store.Op) ([]store.Op, error) {
+	vops := make([]store.Op, 0, len(ops))
+	for _, op := range ops {
+		switch op.Kind {
+		case store.OpSet:
+			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(rs.clk.Now(), false, op.Value)})
+		case store.OpDelete:
+			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(rs.clk.Now(), true, nil)})
+		case store.OpMergeFields:
+			// Every field at one fresh version; the merge operator
+			// combines it with the doc on each replica, field by field.
+			rec, err := store.DocRecord(rs.clk.Now(), op.Value)
+			if err != nil {
+				return nil, fmt.Errorf("cluster: field update of key %x: %w", op.Key, err)
+			}
+			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: rec})
+		case store.OpDeleteRange:
+			if s, err := store.ShardOf(op.Value); err != nil || (s != shard && !bytes.Equal(op.Value, store.ShardEnd(shard))) {
+				return nil, fmt.Errorf("cluster: delete range crosses shard %d", shard)
+			}
+			vops = append(vops, op)
+		default:
+			return nil, fmt.Errorf("cluster: unknown op kind %d", op.Kind)
+		}
+	}
+	return vops, nil
+}
+
+// decodeWrite decodes a wire.Prepare or wire.CommitWrite payload.
+func decodeWrite(d *wire.Dec) (uint16, store.PendingWrite, error) {
+	shard := uint16(d.U64())
+	w := store.PendingWrite{Epoch: d.U64(), ID: d.U64()}
+	if d.Err != nil {
+		return 0, w, d.Done("write")
+	}
+	ops, err := decodeOps(d, shard)
+	if err != nil {
+		return 0, w, err
+	}
+	for _, op := range ops {
+		if op.Kind != store.OpSet && op.Kind != store.OpDeleteRange {
+			return 0, w, fmt.Errorf("cluster: replicated op kind %d", op.Kind)
+		}
+	}
+	w.Ops = ops
+	return shard, w, nil
+}
+
+// servePrepare stores a write pending, from the holder this node granted
+// the lease to (or none), unless a later term began here.
+func (rs *Set) servePrepare(from string, d *wire.Dec) error {
+	shard, w, err := decodeWrite(d)
+	if err != nil {
+		return err
+	}
+	if int(shard) >= rs.cfg.Shards {
+		return fmt.Errorf("cluster: shard %d out of range", shard)
+	}
+	if !rs.acceptsReplicate(shard, from) {
+		rs.met.replicaRefused.Inc()
+		return errNotHolder
+	}
+	rs.terms.RLock()
+	defer rs.terms.RUnlock()
+	cur, err := rs.st.ShardEpoch(shard)
+	if err != nil {
+		return err
+	}
+	if w.Epoch < cur {
+		rs.met.replicaRefused.Inc()
+		return wire.Wrap(errNotHolder, fmt.Errorf("term %d ended (now %d)", w.Epoch, cur))
+	}
+	if err := rs.observeOps(w.Ops); err != nil {
+		return err
+	}
+	rs.met.replicated.Add(float64(len(w.Ops)))
+	return rs.st.PutPending(shard, w)
+}
+
+// serveCommitWrite makes a write visible here: a resolution rolls it
+// forward.
+func (rs *Set) serveCommitWrite(from string, d *wire.Dec) error {
+	shard, w, err := decodeWrite(d)
+	if err != nil {
+		return err
+	}
+	if int(shard) >= rs.cfg.Shards {
+		return fmt.Errorf("cluster: shard %d out of range", shard)
+	}
+	if !rs.acceptsReplicate(shard, from) {
+		rs.met.replicaRefused.Inc()
+		return errNotHolder
+	}
+	if err := rs.observeOps(w.Ops); err != nil {
+		return err
+	}
+	return rs.st.CommitWrite(shard, w)
+}
+
+// serveResolve begins a term here.
+func (rs *Set) serveResolve(from string, d *wire.Dec) error {
+	shard := uint16(d.U64())
+	epoch := d.U64()
+	if err := d.Done("resolve"); err != nil {
+		return err
+	}
+	if int(shard) >= rs.cfg.Shards {
+		return fmt.Errorf("cluster: shard %d out of range", shard)
+	}
+	if !rs.acceptsReplicate(shard, from) {
+		rs.met.replicaRefused.Inc()
+		return errNotHolder
+	}
+	return rs.beginTerm(shard, epoch)
+}
+
+// beginTerm records term epoch of shard here (store.ResolveShard), ordered
+// against Prepare's check of the term.
+func (rs *Set) beginTerm(shard uint16, epoch uint64) error {
+	rs.terms.Lock()
+	defer rs.terms.Unlock()
+	return rs.st.ResolveShard(shard, epoch)
+}
+
+// pendingPage bounds the bytes of pending writes one wire.PendingScan
+// answer carries (each write fits a frame on its own: coordinateWrite
+// checks it).
+const pendingPage = 1 << 20
+
+// servePendingScan answers this node's epoch of a shard and a page of its
+// pending writes after a cursor.
+func (rs *Set) servePendingScan(d *wire.Dec) ([]byte, error) {
+	shard := uint16(d.U64())
+	afterEpoch, afterID := d.U64(), d.U64()
+	if err := d.Done("pending scan"); err != nil {
+		return nil, err
+	}
+	if int(shard) >= rs.cfg.Shards {
+		return nil, fmt.Errorf("cluster: shard %d out of range", shard)
+	}
+	epoch, ws, more, err := rs.localPending(shard, afterEpoch, afterID, min(pendingPage, rs.maxWritePayload()))
+	if err != nil {
+		return nil, err
+	}
+	var e wire.Enc
+	e.U64(epoch)
+	e.U64(uint64(len(ws)))
+	for _, w := range ws {
+		e.U64(w.Epoch)
+		e.U64(w.ID)
+		encodeOps(&e, w.Ops)
+	}
+	e.Bool(more)
+	return e.B, nil
+}
+
+// localPending returns this node's epoch of shard and its pending writes
+// after the cursor, up to about budget bytes (at least one write).
+func (rs *Set) localPending(shard uint16, afterEpoch, afterID uint64, budget int) (uint64, []store.PendingWrite, bool, error) {
+	epoch, err := rs.st.ShardEpoch(shard)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	var out []store.PendingWrite
+	size, more := 0, false
+	err = rs.st.ScanPending(shard, afterEpoch, afterID, func(w store.PendingWrite, n int) (bool, error) {
+		if len(out) > 0 && size+n > budget {
+			more = true
+			return false, nil
+		}
+		size += n
+		out = append(out, w)
+		return true, nil
+	})
+	return epoch, out, more, err
+}
+
+// fetchPending reads every pending write and the epoch of shard at node
+// id (locally for this node).
+func (rs *Set) fetchPending(ctx context.Context, shard uint16, id string) (uint64, []store.PendingWrite, error) {
+	var all []store.PendingWrite
+	var epoch, ae, ai uint64
+	for {
+		var (
+			page []store.PendingWrite
+			more bool
+			err  error
+		)
+		if id == rs.cfg.NodeID {
+			epoch, page, more, err = rs.localPending(shard, ae, ai, pendingPage)
+		} else {
+			epoch, page, more, err = rs.remotePending(ctx, shard, id, ae, ai)
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		all = append(all, page...)
+		if !more || len(page) == 0 {
+			return epoch, all, nil
+		}
+		ae, ai = page[len(page)-1].Epoch, page[len(page)-1].ID
+	}
+}
+
+func (rs *Set) remotePending(ctx context.Context, shard uint16, id string, ae, ai uint64) (uint64, []store.PendingWrite, bool, error) {
+	var e wire.Enc
+	e.U64(uint64(shard))
+	e.U64(ae)
+	e.U64(ai)
+	cctx, cancel := context.WithTimeout(ctx, rs.requestTimeout())
+	defer cancel()
+	resp, err := rs.call(cctx, id, wire.PendingScan, e.B)
+	rs.peers.NoteCall(id, err)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	d := wire.Dec{B: resp}
+	epoch := d.U64()
+	n := d.Count()
+	var out []store.PendingWrite
+	for range n {
+		w := store.PendingWrite{Epoch: d.U64(), ID: d.U64()}
+		if d.Err != nil {
+			break
+		}
+		ops, err := decodeOps(&d, shard)
+		if err != nil {
+			return 0, nil, false, err
+		}
+		w.Ops = ops
+		out = append(out, w)
+	}
+	more := d.Bool()
+	if err := d.Done("pending scan"); err != nil {
+		return 0, nil, false, err
+	}
+	return epoch, out, more, nil
+}
+
+// resolveShard settles the writes the previous terms left in doubt and
+// begins a new term for this node (see the top of this file). Every
+// granter must answer; the other live replicas are asked too. It returns
+// whether the new term began on W replicas.
+func (rs *Set) resolveShard(shard uint16, granters []string) bool {
+	ctx, cancel := context.WithTimeout(rs.ctx, 2*rs.requestTimeout())
+	defer cancel()
+	rs.lease.mu.Lock()
+	failed := slices.Clone(rs.lease.s[shard].failed)
+	rs.lease.mu.Unlock()
+	replicas := rs.peers.Ring().Replicas(int(shard))
+	need := rs.quorum(len(replicas))
+	var maxEpoch uint64
+	byID := map[[2]uint64]store.PendingWrite{}
+	for _, id := range replicas {
+		must := id == rs.cfg.NodeID || slices.Contains(granters, id)
+		if !must && !rs.peers.Reachable(id) {
+			continue // best effort: do not wait on a peer found cut off
+		}
+		epoch, ws, err := rs.fetchPending(ctx, shard, id)
+		if err != nil {
+			if must {
+				rs.log.Warn("Resolving a shard's pending writes failed", "shard", shard, "at", id, "err", err)
+				return false
+			}
+			continue
+		}
+		maxEpoch = max(maxEpoch, epoch)
+		for _, w := range ws {
+			maxEpoch = max(maxEpoch, w.Epoch)
+			byID[[2]uint64{w.Epoch, w.ID}] = w
+		}
+	}
+	for key, w := range byID {
+		if w.Epoch != maxEpoch || slices.Contains(failed, key) {
+			continue
+		}
+		if !rs.onReplicas(ctx, shard, need, func() error { return rs.st.CommitWrite(shard, w) },
+			wire.CommitWrite, writePayload(shard, w)) {
+			rs.log.Warn("Rolling a pending write forward failed", "shard", shard, "epoch", w.Epoch, "id", w.ID)
+			return false
+		}
+		rs.met.rolledForward.Inc()
+	}
+	next := maxEpoch + 1
+	var e wire.Enc
+	e.U64(uint64(shard))
+	e.U64(next)
+	if !rs.onReplicas(ctx, shard, need, func() error { return rs.beginTerm(shard, next) }, wire.Resolve, e.B) {
+		rs.log.Warn("Beginning a shard's term failed", "shard", shard, "epoch", next)
+		return false
+	}
+	rs.lease.mu.Lock()
+	st := &rs.lease.s[shard]
+	st.epoch, st.resolveOwed = next, false
+	st.failed = slices.DeleteFunc(st.failed, func(k [2]uint64) bool { return slices.Contains(failed, k) })
+	rs.lease.mu.Unlock()
+	return true
+}
+
+// onReplicas runs local here and sends method with payload to the shard's
+// other live replicas in parallel; true once need of them (this node
+// included) succeeded.
+func (rs *Set) onReplicas(ctx context.Context, shard uint16, need int, local func() error, method uint16, payload []byte) bool {
+	others := rs.others(rs.peers.Ring().Replicas(int(shard)))
+	results := make(chan error, len(others))
+	for _, to := range others {
+		if !rs.peers.Reachable(to) {
+			results <- transport.ErrUnavailable
+			continue
+		}
+		rs.wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, rs.requestTimeout())
+			defer cancel()
+			_, err := rs.call(cctx, to, method, payload)
+			rs.peers.NoteCall(to, err)
+			results <- err
+		})
+	}
+	acks := 0
+	if err := local(); err != nil {
+		rs.log.Warn("Applying a resolution locally failed", "shard", shard, "err", err)
+	} else {
+		acks++
+	}
+	for range others {
+		if acks >= need {
+			break
+		}
+		if err := <-results; err == nil {
+			acks++
+		}
+	}
+	return acks >= need
+}
+
+// writePayload encodes a write for wire.Prepare and wire.CommitWrite.
+func writePayload(shard uint16, w store.PendingWrite) []byte {
+	var e wire.Enc
+	e.U64(uint64(shard))
+	e.U64(w.Epoch)
+	e.U64(w.ID)
+	encodeOps(&e, w.Ops)
+	return e.B
+}
+
+// Commit notices arrive as one-way messages; the transport's handler must
+// not block, so they are applied by one worker from a bounded queue. A
+// notice that finds the queue full is dropped (counted): the write stays
+// pending here until the next resolution or anti-entropy, which is safe
+// (see the top of this file).
+const noticeQueue = 4096
+
+type notice struct {
+	shard     uint16
+	epoch, id uint64
+}
+
+// HandleMessage serves the replica's one-way messages (wire.CommitNotice).
+func (rs *Set) HandleMessage(from string, method uint16, payload []byte) error {
+	if method != wire.CommitNotice {
+		return fmt.Errorf("replica: unknown message %d", method)
+	}
+	d := wire.Dec{B: payload}
+	shard := uint16(d.U64())
+	epoch := d.U64()
+	n := d.Count()
+	ns := make([]notice, 0, n)
+	for range n {
+		ns = append(ns, notice{shard: shard, epoch: epoch, id: d.U64()})
+	}
+	if err := d.Done("commit notice"); err != nil {
+		return err
+	}
+	if int(shard) >= rs.cfg.Shards {
+		return fmt.Errorf("cluster: shard %d out of range", shard)
+	}
+	for _, nt := range ns {
+		select {
+		case rs.notices <- nt:
+		default:
+			rs.met.noticesDropped.Inc()
+		}
+	}
+	return nil
+}
+
+// commitNotices is the worker applying queued commit notices until the Set
+// stops.
+func (rs *Set) commitNotices() {
+	for {
+		select {
+		case <-rs.ctx.Done():
+			return
+		case nt := <-rs.notices:
+			if _, err := rs.st.CommitPending(nt.shard, nt.epoch, nt.id); err != nil && !errors.Is(err, store.ErrClosed) {
+				rs.log.Warn("Committing a pending write failed", "shard", nt.shard, "err", err)
+			}
+		}
+	}
+}

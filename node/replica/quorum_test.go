@@ -1,0 +1,307 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/transport"
+	"github.com/imcluster/imcluster/node/wire"
+)
+
+// testNet connects in-process Sets, each on its own real Pebble store,
+// through their request and message handlers: the fault-injecting
+// transport of these tests. A node marked down neither sends nor answers;
+// a dropped (to, method) pair fails the call without running it, or after
+// the receiver ran it (the answer is lost), then optionally cutting the
+// sender off too (it dies before it learns the outcome).
+type testNet struct {
+	rg *ring.Ring
+
+	mu   sync.Mutex
+	sets map[string]*Set
+	down map[string]bool
+	drop map[dropKey]dropMode
+}
+
+type dropMode int
+
+const (
+	dropBefore dropMode = iota + 1
+	dropAfter
+	dropAfterAndCut
+)
+
+type dropKey struct {
+	to     string
+	method uint16
+}
+
+func (n *testNet) fault(from, to string, method uint16) (down bool, mode dropMode) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.down[from] || n.down[to], n.drop[dropKey{to, method}]
+}
+
+func (n *testNet) setDown(id string, down bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.down[id] = down
+}
+
+// setDrop sets the drop mode of (to, method); 0 ends dropping.
+func (n *testNet) setDrop(to string, method uint16, mode dropMode) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if mode != 0 {
+		n.drop[dropKey{to, method}] = mode
+	} else {
+		delete(n.drop, dropKey{to, method})
+	}
+}
+
+type netPeers struct {
+	self string
+	n    *testNet
+}
+
+func (p netPeers) Ring() *ring.Ring { return p.n.rg }
+func (p netPeers) Live(id string) bool {
+	down, _ := p.n.fault(p.self, id, 0)
+	return !down
+}
+func (p netPeers) MemberActive(id string) bool { return p.Live(id) }
+func (p netPeers) Coordinators(s uint16) []string {
+	return slices.DeleteFunc(slices.Clone(p.n.rg.Replicas(int(s))), func(id string) bool { return !p.Live(id) })
+}
+func (p netPeers) Suspected(string) bool    { return false }
+func (p netPeers) Reachable(id string) bool { return p.Live(id) }
+func (p netPeers) NoteCall(string, error)   {}
+func (p netPeers) Draining() bool           { return false }
+func (p netPeers) CaughtUp() error          { return nil }
+func (p netPeers) Call(ctx context.Context, to string, method uint16, payload []byte) ([]byte, error) {
+	down, mode := p.n.fault(p.self, to, method)
+	if down || mode == dropBefore {
+		return nil, transport.ErrUnavailable
+	}
+	p.n.mu.Lock()
+	rs := p.n.sets[to]
+	p.n.mu.Unlock()
+	out, err := rs.HandleRequest(ctx, &transport.Request{From: p.self, Method: method, Payload: slices.Clone(payload)})
+	if mode == dropAfterAndCut {
+		p.n.setDown(p.self, true)
+	}
+	if mode != 0 {
+		return nil, transport.ErrTimeout
+	}
+	if err != nil {
+		var we *wire.Error
+		return nil, &transport.RemoteError{Peer: to, Message: err.Error(), Temporary: errors.As(err, &we) && we.Temporary}
+	}
+	return out, nil
+}
+func (p netPeers) Send(to string, method uint16, payload []byte) error {
+	if down, mode := p.n.fault(p.self, to, method); down || mode != 0 {
+		return transport.ErrUnavailable
+	}
+	p.n.mu.Lock()
+	rs := p.n.sets[to]
+	p.n.mu.Unlock()
+	return rs.HandleMessage(p.self, method, slices.Clone(payload))
+}
+
+// newTestNet starts Sets a, b and c on real stores, one shard replicated
+// on all three, W = 2, and returns the net and the shard's replicas in
+// preference order.
+func newTestNet(t *testing.T, maxPayload int) (*testNet, []string) {
+	t.Helper()
+	rg, err := ring.New(ring.Config{Shards: 1, ReplicationFactor: 3}, 1,
+		[]ring.Member{{ID: "a", State: ring.StateActive}, {ID: "b", State: ring.StateActive}, {ID: "c", State: ring.StateActive}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNet{rg: rg, sets: map[string]*Set{}, down: map[string]bool{}, drop: map[dropKey]dropMode{}}
+	stores := openTestStores(t, 3)
+	for i, id := range []string{"a", "b", "c"} {
+		cfg := DefaultLocalConfig()
+		cfg.LeaseDuration = 400 * time.Millisecond
+		cfg.RequestTimeout = 500 * time.Millisecond
+		cfg.NodeID, cfg.Store, cfg.Shards, cfg.WriteQuorum = id, stores[i], 1, 2
+		cfg.Logger, cfg.MaxWritePayload = slog.New(slog.DiscardHandler), maxPayload
+		rs, err := New(cfg, netPeers{self: id, n: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.sets[id] = rs
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		rs := n.sets[id]
+		rs.OnRing(nil, rg)
+		rs.CatchUpAlone()
+		rs.Start()
+		t.Cleanup(rs.Shutdown)
+	}
+	return n, rg.Replicas(0)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func testKey(name string) []byte {
+	return store.NewKey(0, "app", store.FamMsg).Str("c").Str(name).Bytes()
+}
+
+// put writes key=val through node id's cluster KV.
+func (n *testNet) put(id string, kvs ...string) error {
+	b := &store.Batch{}
+	for i := 0; i < len(kvs); i += 2 {
+		b.Set(testKey(kvs[i]), []byte(kvs[i+1]))
+	}
+	return n.sets[id].KV().Commit(b)
+}
+
+// visible returns the nodes whose own store serves key.
+func (n *testNet) visible(key string) []string {
+	var out []string
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := n.sets[id].LocalGet(testKey(key)); err == nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (n *testNet) pending(t *testing.T, id string) int {
+	t.Helper()
+	c := 0
+	err := n.sets[id].st.ScanPending(0, 0, 0, func(store.PendingWrite, int) (bool, error) { c++; return true, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestReplicaQuorumWriteCommits(t *testing.T) {
+	n, reps := newTestNet(t, 0)
+	p := reps[0]
+	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	if err := n.put(p, "m1", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.sets[p].LocalGet(testKey("m1")); err != nil {
+		t.Fatalf("the coordinator does not serve its acknowledged write: %v", err)
+	}
+	waitFor(t, "the commit notices", func() bool {
+		return len(n.visible("m1")) == 3 && n.pending(t, "a")+n.pending(t, "b")+n.pending(t, "c") == 0
+	})
+}
+
+// A write whose quorum failed is visible nowhere; after its coordinator is
+// cut off, another node takes over and stores the resend; the failed
+// write, still pending on its old coordinator, never shows up, even when
+// that node coordinates again.
+func TestReplicaQuorumFailedWriteNeverVisible(t *testing.T) {
+	n, reps := newTestNet(t, 0)
+	p, q := reps[0], reps[1]
+	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	for _, id := range reps[1:] {
+		n.setDrop(id, wire.Prepare, dropBefore)
+	}
+	err := n.put(p, "dedup", "first", "m1", "first")
+	if !errors.Is(err, ErrQuorum) {
+		t.Fatalf("write without a quorum = %v, want ErrQuorum", err)
+	}
+	if v := n.visible("dedup"); len(v) != 0 {
+		t.Fatalf("a write whose quorum failed is visible on %v", v)
+	}
+	// The coordinator is cut off before it could resolve; the others take
+	// over and take the resend.
+	n.setDown(p, true)
+	for _, id := range reps[1:] {
+		n.setDrop(id, wire.Prepare, 0)
+	}
+	waitFor(t, "a takeover", func() bool { _, ok := n.sets[q].writeEpoch(0); return ok })
+	if _, err := n.sets[q].KV().Get(testKey("dedup")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the new coordinator reads the failed write: %v", err)
+	}
+	if err := n.put(q, "dedup", "second", "m2", "second"); err != nil {
+		t.Fatal(err)
+	}
+	// The old coordinator comes back and takes the shard again (the new
+	// one is cut off): its pending write belongs to an ended term.
+	n.setDown(q, true)
+	n.setDown(p, false)
+	waitFor(t, "the old coordinator's new term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	if v, err := n.sets[p].KV().Get(testKey("dedup")); err != nil || string(v) != "second" {
+		t.Fatalf("dedup key = %q, %v; want the resend's", v, err)
+	}
+	if v := n.visible("m1"); len(v) != 0 {
+		t.Fatalf("the failed write came back on %v", v)
+	}
+	if n.pending(t, p) != 0 {
+		t.Fatal("the ended term's pending write was not dropped")
+	}
+}
+
+// A write that reached W replicas but whose coordinator died before it
+// learnt so is in doubt: the next holder rolls it forward before it serves
+// the shard.
+func TestReplicaQuorumTakeoverResolvesInDoubt(t *testing.T) {
+	n, reps := newTestNet(t, 0)
+	p, q := reps[0], reps[1]
+	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	n.setDrop(q, wire.Prepare, dropAfterAndCut)
+	n.setDrop(reps[2], wire.Prepare, dropBefore)
+	if err := n.put(p, "m1", "maybe"); err == nil {
+		t.Fatal("a write whose coordinator was cut off succeeded")
+	}
+	n.setDrop(q, wire.Prepare, 0)
+	n.setDrop(reps[2], wire.Prepare, 0)
+	waitFor(t, "a takeover", func() bool { _, ok := n.sets[q].writeEpoch(0); return ok })
+	if v, err := n.sets[q].KV().Get(testKey("m1")); err != nil || string(v) != "maybe" {
+		t.Fatalf("the new coordinator reads %q, %v; want the in-doubt write rolled forward", v, err)
+	}
+	if v := n.visible("m1"); len(v) < 2 {
+		t.Fatalf("the rolled-forward write is on %v, want W = 2 replicas", v)
+	}
+}
+
+func TestReplicaQuorumWriteTooLarge(t *testing.T) {
+	n, reps := newTestNet(t, 64<<10)
+	p := reps[0]
+	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	big := string(make([]byte, 64<<10))
+	err := n.put(p, "small", "x", "big", big)
+	if !errors.Is(err, wire.ErrTooLarge) {
+		t.Fatalf("over-large write = %v, want ErrTooLarge", err)
+	}
+	if v := n.visible("small"); len(v) != 0 {
+		t.Fatalf("part of an over-large write is visible on %v", v)
+	}
+	for _, id := range reps {
+		if n.pending(t, id) != 0 {
+			t.Fatalf("an over-large write is pending on %s", id)
+		}
+	}
+	if _, ok := n.sets[p].writeEpoch(0); !ok {
+		t.Fatal("an over-large write made the coordinator step down")
+	}
+	if err := n.put(p, "small", "x"); err != nil {
+		t.Fatalf("a small write after it: %v", err)
+	}
+}

@@ -1,0 +1,233 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Pending writes. A replicated write is first stored pending: durable, but
+// outside every shard's key range, so reads, scans, digests and syncs of
+// the shard do not see it. It becomes visible (its records merged into the
+// shard like ApplyVersioned) when its coordinator reports that W replicas
+// hold it (CommitPending), or when the next lease holder rolls it forward
+// (CommitWrite); a takeover's resolution drops the pending writes of
+// earlier terms (ResolveShard). The package replica owns the protocol; this
+// file owns the layout:
+//
+//	pendingPrefix | shard (2) | epoch (8) | id (8)  ->  encoded ops
+//	epochPrefix | shard (2)                         ->  epoch (8)
+//
+// both big endian, sorting after every shard's keys (like the lease grant
+// marker), so ShardEnd bounds exclude them.
+var (
+	pendingPrefix = []byte("\xff\xff\xffimcluster.pending/")
+	epochPrefix   = []byte("\xff\xff\xffimcluster.epoch/")
+)
+
+// PendingWrite is one write of a shard waiting for its quorum: the
+// coordinator's term (Epoch), its id within the term (ID, unique per
+// term: the coordinator's first hybrid-logical-clock version of the
+// write) and its versioned ops (OpSet with versioned records, or
+// OpDeleteRange).
+type PendingWrite struct {
+	Epoch, ID uint64
+	Ops       []Op
+}
+
+func pendingShardPrefix(shard uint16) []byte {
+	return binary.BigEndian.AppendUint16(bytes.Clone(pendingPrefix), shard)
+}
+
+// pendingKey returns the key of a pending write.
+func pendingKey(shard uint16, epoch, id uint64) []byte {
+	k := pendingShardPrefix(shard)
+	k = binary.BigEndian.AppendUint64(k, epoch)
+	return binary.BigEndian.AppendUint64(k, id)
+}
+
+func epochKey(shard uint16) []byte {
+	return binary.BigEndian.AppendUint16(bytes.Clone(epochPrefix), shard)
+}
+
+// encodePending encodes ops: count, then per op kind, key, value, each
+// a uvarint (lengths before bytes).
+func encodePending(ops []Op) []byte {
+	var b []byte
+	b = binary.AppendUvarint(b, uint64(len(ops)))
+	for _, op := range ops {
+		b = binary.AppendUvarint(b, uint64(op.Kind))
+		b = binary.AppendUvarint(b, uint64(len(op.Key)))
+		b = append(b, op.Key...)
+		b = binary.AppendUvarint(b, uint64(len(op.Value)))
+		b = append(b, op.Value...)
+	}
+	return b
+}
+
+var errCorruptPending = errors.New("store: corrupt pending write")
+
+func decodePending(b []byte) ([]Op, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, errCorruptPending
+	}
+	b = b[k:]
+	ops := make([]Op, 0, n)
+	next := func() ([]byte, bool) {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, false
+		}
+		v := b[k : k+int(l)]
+		b = b[k+int(l):]
+		return bytes.Clone(v), true
+	}
+	for range n {
+		kind, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, errCorruptPending
+		}
+		b = b[k:]
+		key, ok1 := next()
+		val, ok2 := next()
+		if !ok1 || !ok2 {
+			return nil, errCorruptPending
+		}
+		ops = append(ops, Op{Kind: OpKind(kind), Key: key, Value: val})
+	}
+	if len(b) != 0 {
+		return nil, errCorruptPending
+	}
+	return ops, nil
+}
+
+// checkPendingOps accepts what a replicated write may carry: versioned
+// records (OpSet) and retention's OpDeleteRange, all inside shard.
+func checkPendingOps(shard uint16, ops []Op) error {
+	for _, op := range ops {
+		if s, err := ShardOf(op.Key); err != nil || s != shard {
+			return fmt.Errorf("store: pending op key %x outside shard %d", op.Key, shard)
+		}
+		switch op.Kind {
+		case OpSet:
+			if err := validRecord(op.Value); err != nil {
+				return fmt.Errorf("%w: key %x", err, op.Key)
+			}
+		case OpDeleteRange:
+		default:
+			return fmt.Errorf("store: pending op kind %d", op.Kind)
+		}
+	}
+	return nil
+}
+
+// PutPending stores w pending for shard, durably (fsync'd), without making
+// any of it visible.
+func (s *Store) PutPending(shard uint16, w PendingWrite) error {
+	if err := checkPendingOps(shard, w.Ops); err != nil {
+		return err
+	}
+	return s.Apply([]Op{{Kind: OpSet, Key: pendingKey(shard, w.Epoch, w.ID), Value: encodePending(w.Ops)}})
+}
+
+// CommitWrite makes w visible (its ops applied like ApplyVersioned) and
+// drops its pending record, if any, in one durable batch. Applying the
+// same write twice is harmless: its records merge last-writer-wins.
+func (s *Store) CommitWrite(shard uint16, w PendingWrite) error {
+	if err := checkPendingOps(shard, w.Ops); err != nil {
+		return err
+	}
+	pb := s.db.NewBatch()
+	defer func() { _ = pb.Close() }()
+	if err := addOps(pb, w.Ops, true); err != nil {
+		return err
+	}
+	if err := pb.Delete(pendingKey(shard, w.Epoch, w.ID), nil); err != nil {
+		return fmt.Errorf("store: batch: %w", err)
+	}
+	if err := pb.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// CommitPending makes the pending write (epoch, id) of shard visible and
+// drops its record; false if this store holds no such pending write
+// (already committed, dropped by a resolution, or never received).
+func (s *Store) CommitPending(shard uint16, epoch, id uint64) (bool, error) {
+	v, err := s.Get(pendingKey(shard, epoch, id))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ops, err := decodePending(v)
+	if err != nil {
+		return false, err
+	}
+	return true, s.CommitWrite(shard, PendingWrite{Epoch: epoch, ID: id, Ops: ops})
+}
+
+// ScanPending calls fn for the pending writes of shard in (epoch, id)
+// order, starting after (afterEpoch, afterID) (0, 0: from the first),
+// until fn returns false or an error.
+func (s *Store) ScanPending(shard uint16, afterEpoch, afterID uint64, fn func(w PendingWrite, size int) (bool, error)) error {
+	lower := pendingShardPrefix(shard)
+	if afterEpoch != 0 || afterID != 0 {
+		lower = append(pendingKey(shard, afterEpoch, afterID), 0)
+	}
+	p := pendingShardPrefix(shard)
+	return s.Scan(lower, PrefixEnd(p), false, func(k, v []byte) (bool, error) {
+		if len(k) != len(p)+16 {
+			return false, fmt.Errorf("%w: key %x", errCorruptPending, k)
+		}
+		ops, err := decodePending(v)
+		if err != nil {
+			return false, fmt.Errorf("%w: key %x", err, k)
+		}
+		w := PendingWrite{Epoch: binary.BigEndian.Uint64(k[len(p):]), ID: binary.BigEndian.Uint64(k[len(p)+8:]), Ops: ops}
+		return fn(w, len(v))
+	})
+}
+
+// ShardEpoch returns the newest term a takeover of shard recorded here
+// (ResolveShard), 0 if none.
+func (s *Store) ShardEpoch(shard uint16) (uint64, error) {
+	v, err := s.Get(epochKey(shard))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case len(v) != 8:
+		return 0, fmt.Errorf("store: epoch record of shard %d has %d bytes", shard, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// ResolveShard records that shard's term epoch has begun, durably: the
+// pending writes of earlier terms are dropped (the new term's holder rolled
+// forward those that may have been acknowledged), and the recorded epoch
+// rises to epoch (it never goes down).
+func (s *Store) ResolveShard(shard uint16, epoch uint64) error {
+	cur, err := s.ShardEpoch(shard)
+	if err != nil {
+		return err
+	}
+	ops := []Op{{Kind: OpDeleteRange, Key: pendingShardPrefix(shard), Value: pendingKey(shard, epoch, 0)}}
+	if epoch > cur {
+		ops = append(ops, Op{Kind: OpSet, Key: epochKey(shard), Value: binary.BigEndian.AppendUint64(nil, epoch)})
+	}
+	return s.Apply(ops)
+}
+
+// dropPending returns the ops deleting shard's pending writes and epoch.
+func dropPending(shard uint16) []Op {
+	p := pendingShardPrefix(shard)
+	return []Op{{Kind: OpDeleteRange, Key: p, Value: PrefixEnd(p)}, {Kind: OpDelete, Key: epochKey(shard)}}
+}
