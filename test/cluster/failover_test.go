@@ -225,3 +225,29 @@ func checkHistory(t *testing.T, u *user, cid string, want []*client.Message) {
 		t.Fatalf("%s (connected to %s) history misses %d of %d acknowledged messages: %v", u.name, u.home.ID(), len(missing), len(want), missing)
 	}
 }
+
+// convCoordinatedElsewhere creates conversations of owner with member
+// until one is coordinated by a node neither of them is connected to, and
+// returns it and that node (the preferred coordinator, which takes the
+// lease in the background).
+func convCoordinatedElsewhere(ctx context.Context, t *testing.T, c *harness.Cluster, owner, member *user, name string) (string, *harness.Node) {
+	t.Helper()
+	for i := range 40 {
+		conv, err := owner.cl.CreateConversation(ctx, client.CreateOptions{Members: ids(member), Name: fmt.Sprintf("%s %d", name, i)})
+		mustNoErr(t, err)
+		cid := conv.ID()
+		take(t, member, "membersjoined", membership(client.MembersJoined, cid))
+		var coord *harness.Node
+		harness.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if coord = coordinatorOf(ctx, t, c, cid); coord == nil {
+				return fmt.Errorf("no coordinator of %s yet", cid)
+			}
+			return nil
+		})
+		if coord != owner.home && coord != member.home {
+			return cid, coord
+		}
+	}
+	t.Fatalf("no conversation coordinated by a third node in 40 tries")
+	return "", nil
+}

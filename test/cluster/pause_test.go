@@ -45,25 +45,7 @@ func TestClusterCoordinatorLossIsAPause(t *testing.T) {
 	tom := connect(t, c, n0, n0, "Tom")
 	jerry := connect(t, c, n1, n0, "Jerry")
 
-	// A conversation coordinated by the third node.
-	var cid string
-	var victim *harness.Node
-	for i := 0; victim == nil || victim == n0 || victim == n1; i++ {
-		if i == 40 {
-			t.Fatal("no conversation coordinated by the third node in 40 tries")
-		}
-		conv, err := tom.cl.CreateConversation(ctx, client.CreateOptions{Members: ids(jerry), Name: fmt.Sprintf("pause %d", i)})
-		mustNoErr(t, err)
-		cid = conv.ID()
-		take(t, jerry, "membersjoined", membership(client.MembersJoined, cid))
-		// The preferred coordinator takes the lease in the background.
-		harness.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-			if victim = coordinatorOf(ctx, t, c, cid); victim == nil {
-				return fmt.Errorf("no coordinator of %s yet", cid)
-			}
-			return nil
-		})
-	}
+	cid, victim := convCoordinatedElsewhere(ctx, t, c, tom, jerry, "pause")
 
 	var (
 		mu     sync.Mutex
@@ -138,23 +120,7 @@ func TestClusterWillMessageFollowsTheLease(t *testing.T) {
 	n0, n1 := c.Node(0), c.Node(1)
 	tom := connect(t, c, n0, n0, "Tom")
 	jerry := connect(t, c, n1, n0, "Jerry")
-	var cid string
-	var preferred *harness.Node
-	for i := 0; preferred == nil || preferred == n0 || preferred == n1; i++ {
-		if i == 40 {
-			t.Fatal("no conversation coordinated by the third node in 40 tries")
-		}
-		conv, err := tom.cl.CreateConversation(ctx, client.CreateOptions{Members: ids(jerry), Name: fmt.Sprintf("will %d", i)})
-		mustNoErr(t, err)
-		cid = conv.ID()
-		take(t, jerry, "membersjoined", membership(client.MembersJoined, cid))
-		harness.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-			if preferred = coordinatorOf(ctx, t, c, cid); preferred == nil {
-				return fmt.Errorf("no coordinator of %s yet", cid)
-			}
-			return nil
-		})
-	}
+	cid, preferred := convCoordinatedElsewhere(ctx, t, c, tom, jerry, "will")
 	preferred.Kill(t)
 	// A stand-in takes the lease on the next send.
 	sendRetrying(ctx, t, tom.cl.Conversation(cid), "while the preferred coordinator is down")
