@@ -103,8 +103,8 @@ func rosterMismatch(cs adminapi.ClusterStatus, nodes map[string]*adminapi.Client
 	return ""
 }
 
-// Report is the outcome of Verify. Every count but StoredUnacked and
-// DuplicatePayloads must be zero.
+// Report is the outcome of Verify. Every count but StoredUnacked must be
+// zero.
 type Report struct {
 	// Conversations and Acked are what was checked.
 	Conversations int
@@ -156,7 +156,7 @@ func (r *Report) problem(format string, args ...any) {
 func (r *Report) Err() error {
 	bad := map[string]int{
 		"lost": r.Lost, "missing on a replica": r.Missing, "timestamp mismatches": r.TimestampMismatches,
-		"duplicate ids": r.DuplicateIDs, "order violations": r.OrderViolations,
+		"duplicate ids": r.DuplicateIDs, "duplicate payloads": r.DuplicatePayloads, "order violations": r.OrderViolations,
 		"ack order violations": r.AckOrderViolations, "divergent conversations": r.Divergent,
 		"conversations with too few replicas": r.FewReplicas,
 	}
@@ -225,7 +225,7 @@ func (r *Report) checkConversation(cid string, lists map[string][]adminapi.Debug
 			ids[m.ID] = m.Timestamp
 			if other, dup := payloads[m.Data]; dup && other != m.ID && m.Data != "" {
 				r.DuplicatePayloads++
-				r.problem("%s on %s: payload %q (also its dedup token) stored twice: %s@%d and %s (informational)",
+				r.problem("%s on %s: payload %q (also its dedup token) stored twice: %s@%d and %s",
 					cid, n, m.Data, other, ids[other], describe(m, acked))
 			}
 			payloads[m.Data] = m.ID

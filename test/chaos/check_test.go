@@ -30,7 +30,7 @@ func TestChaosCheckConversation(t *testing.T) {
 	}{
 		{"clean", map[string][]adminapi.DebugMessage{"n0": good, "n1": good, "n2": good}, acks,
 			func(r *Report) int {
-				return r.Lost + r.Missing + r.Divergent + r.DuplicateIDs + r.OrderViolations + r.AckOrderViolations
+				return r.Lost + r.Missing + r.Divergent + r.DuplicateIDs + r.DuplicatePayloads + r.OrderViolations + r.AckOrderViolations
 			}, 0},
 		{"lost everywhere", map[string][]adminapi.DebugMessage{"n0": good[:2], "n1": good[:2]}, acks,
 			func(r *Report) int { return r.Lost }, 1},
@@ -57,6 +57,9 @@ func TestChaosCheckConversation(t *testing.T) {
 			r.checkConversation("c", tt.lists, tt.acks)
 			if got := tt.check(r); got != tt.want {
 				t.Errorf("got %d, want %d; problems: %v", got, tt.want, r.Problems)
+			}
+			if failed := r.Err() != nil; failed != (tt.want != 0 && tt.name != "concurrent sends may order either way") {
+				t.Errorf("Err() = %v", r.Err())
 			}
 		})
 	}
