@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/transport"
 	"github.com/imcluster/imcluster/node/wire"
 )
 
@@ -321,7 +322,7 @@ func (rs *Set) acquireLeases(shards []uint16) {
 	for peer, pw := range byPeer {
 		wg.Go(func() {
 			ok, last, err := rs.requestLeases(peer, pw)
-			rs.peers.NoteCall(peer, err)
+			rs.noteLeaseCall(peer, err)
 			if err == nil {
 				rs.noteHolders(pw, ok, last)
 			}
@@ -378,6 +379,11 @@ func (rs *Set) acquireLeases(shards []uint16) {
 func (rs *Set) finishLease(w *leaseWant, sent time.Time, ok bool) {
 	rs.lease.mu.Lock()
 	st := &rs.lease.s[w.shard]
+	if ok && st.resolveOwed {
+		// A write stepped down while this round was in flight: the lease
+		// is taken again only with a resolution (a fresh acquisition).
+		ok = false
+	}
 	if ok {
 		st.until = sent.Add(rs.leaseDuration() - rs.leaseMargin())
 		st.hint = ""
@@ -442,6 +448,20 @@ func (rs *Set) requestLeases(peer string, ws []*leaseWant) (ok []bool, last []st
 	return ok, last, nil
 }
 
+// noteLeaseCall records the outcome of a lease request, except a timeout:
+// lease requests wait only a quarter lease, which a loaded peer (or a
+// loaded caller) can exceed without being cut off. Counting that as a cut-off
+// made the caller think it could not reach a quorum, give all its leases up
+// and answer "not coordinating" (4200) under load. A failed renewal still
+// ends the lease in time; the probe loop and the data path judge
+// reachability.
+func (rs *Set) noteLeaseCall(peer string, err error) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, transport.ErrTimeout) {
+		return
+	}
+	rs.peers.NoteCall(peer, err)
+}
+
 // releaseLeases gives up this node's leases of shards, here and at their
 // other live replicas (best effort: a grant not released runs out).
 func (rs *Set) releaseLeases(shards []uint16) {
@@ -471,7 +491,7 @@ func (rs *Set) releaseLeases(shards []uint16) {
 			ctx, cancel := context.WithTimeout(rs.ctx, rs.leaseDuration()/4)
 			defer cancel()
 			_, err := rs.call(ctx, peer, wire.LeaseRelease, e.B)
-			rs.peers.NoteCall(peer, err)
+			rs.noteLeaseCall(peer, err)
 		})
 	}
 	wg.Wait()

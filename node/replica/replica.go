@@ -312,13 +312,16 @@ func (rs *Set) CanCoordinate(shard uint16) bool {
 
 func (rs *Set) canCoordinate(shard uint16) bool { return rs.CanCoordinate(shard) }
 
-// eligible reports whether this node may seek to coordinate shard: caught
-// up, not stopping, and able to reach enough of the shard's other replicas
-// to form a write quorum. An isolated node (partitioned, its peers hung)
-// therefore leaves its shards to the replicas that still reach each other
-// and lets its leases run out.
+// eligible reports whether this node may coordinate shard: caught up, not
+// stopping, and either holding the shard's lease or able to reach enough of
+// the shard's other replicas to form a write quorum. An isolated node
+// (partitioned, its peers hung) therefore does not seek the leases of its
+// shards, and its held leases run out because it cannot renew them. A held
+// lease is not given up because a call or probe to a peer timed out: under
+// load that happens without any partition, and giving every lease up then
+// answered commands "not coordinating" (4200) until the leases moved.
 func (rs *Set) eligible(shard uint16) bool {
-	return !rs.stopping.Load() && rs.sync.ready(shard) && rs.reachesQuorum(shard)
+	return !rs.stopping.Load() && rs.sync.ready(shard) && (rs.holdsLease(shard) || rs.reachesQuorum(shard))
 }
 
 // reachesQuorum reports whether at least W-1 other replicas of shard are
