@@ -2,7 +2,9 @@ package conversation
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/imcluster/imcluster/node/protocol/pb"
@@ -222,10 +224,60 @@ func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
 	for k, s := range states {
 		e.putClientState(b, k[0], k[1], k[2], s)
 	}
-	if err := e.commitIfAny(b); err != nil {
+	if err := e.commitByShard(b); err != nil {
 		return nil, internal("commit acks", err)
 	}
 	return ps, nil
+}
+
+// ackCommitParallel bounds the shard commits of one batch of receiver acks
+// in flight at once.
+const ackCommitParallel = 16
+
+// commitByShard commits b one shard at a time, up to ackCommitParallel
+// shards concurrently, and releases it. A batch of receiver acks writes the
+// client shards of many clients (and the receipts of their senders): the
+// store's KV commits a batch's shards one after the other, each waiting for
+// its own durable commit, while concurrent commits share the write-ahead
+// log's syncs (group commit). Each shard's part stays atomic, as Commit
+// makes it; across shards a batch was never atomic.
+func (e *Engine) commitByShard(b *store.Batch) error {
+	if b.Empty() {
+		b.Close()
+		return nil
+	}
+	var order []uint16
+	parts := map[uint16][]store.Op{}
+	for _, op := range b.Ops() {
+		shard, err := store.ShardOf(op.Key)
+		if err != nil {
+			return err
+		}
+		if _, ok := parts[shard]; !ok {
+			order = append(order, shard)
+		}
+		parts[shard] = append(parts[shard], op)
+	}
+	if len(order) == 1 {
+		return e.st.Commit(b)
+	}
+	errs := make([]error, len(order))
+	sem := make(chan struct{}, ackCommitParallel)
+	var wg sync.WaitGroup
+	for i, shard := range order {
+		part := e.st.NewBatch()
+		if err := appendOps(part, parts[shard]); err != nil {
+			errs[i] = err
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = e.st.Commit(part)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // commitIfAny commits b durably unless it is empty, and releases it.

@@ -1,15 +1,19 @@
 package conversation
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/store"
 )
 
 func receiptReq(cid, msg string) *pb.GenericCommand {
@@ -241,5 +245,84 @@ func TestConversationGroupReadReceipts(t *testing.T) {
 	}
 	if len(rcps) != 1 || rcps[0].client != "Tom" || rcps[0].cmd.GetRcpMessage().GetId() != wanted.GetUid() || !rcps[0].cmd.GetRcpMessage().GetRead() {
 		t.Fatalf("group read receipts %v (plain %s)", pushKeys(rcps), plain.GetUid())
+	}
+}
+
+// TestReceiverAcksCommitShardsConcurrently acks, in one batch, messages of
+// four clients in four client shards: the batch is committed one shard per
+// commit, two of them in flight at once (so their durable commits can share
+// a WAL sync), and every client's delivery pointer is recorded.
+func TestReceiverAcksCommitShardsConcurrently(t *testing.T) {
+	h := newHarness(t)
+	tom := h.caller("Tom", 1)
+	var receivers []Caller
+	shards := map[uint16]bool{}
+	for i := 0; len(receivers) < 4; i++ {
+		name := fmt.Sprintf("r%d", i)
+		if s := (testShards{}).ClientShard(testApp, name); !shards[s] {
+			shards[s] = true
+			receivers = append(receivers, h.caller(name, SessionID(10+i)))
+		}
+	}
+	var jobs []ackJob
+	want := map[string]int64{}
+	for _, r := range receivers {
+		cid := h.start(tom, r.ClientID)
+		h.clock.Advance(time.Millisecond)
+		ack := h.do(tom, receiptReq(cid, "hello")).GetAckMessage()
+		jobs = append(jobs, ackJob{c: r, am: ackReq(cid, ack.GetT(), ack.GetT()).GetAckMessage()})
+		want[r.ClientID+"/"+cid] = ack.GetT()
+	}
+	h.d.take()
+
+	// Every commit touches one shard; the first two wait until both are in
+	// flight, which only concurrent commits achieve.
+	var mu sync.Mutex
+	multi, inFlight := 0, 0
+	both := make(chan struct{})
+	fail := func(b *store.Batch) error {
+		seen := map[uint16]bool{}
+		for _, op := range b.Ops() {
+			s, _ := store.ShardOf(op.Key)
+			seen[s] = true
+		}
+		mu.Lock()
+		if len(seen) > 1 {
+			multi++
+		}
+		inFlight++
+		if inFlight == 2 {
+			close(both)
+		}
+		n := inFlight
+		mu.Unlock()
+		if n <= 2 {
+			select {
+			case <-both:
+			case <-time.After(5 * time.Second):
+				return errors.New("shard commits ran one after the other")
+			}
+		}
+		return nil
+	}
+	h.kv.fail.Store(&fail)
+	err := h.e.processAcks(context.Background(), jobs)
+	h.kv.fail.Store(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if multi > 0 || inFlight < len(receivers) {
+		t.Fatalf("%d of %d commits touched several shards", multi, inFlight)
+	}
+	for key, ts := range want {
+		client, cid, _ := strings.Cut(key, "/")
+		s, err := h.e.loadClientState(testApp, client, cid)
+		if err != nil || s.AckTs != ts {
+			t.Errorf("%s: ack pointer %d, want %d (%v)", key, s.AckTs, ts, err)
+		}
+	}
+	// The senders' delivery receipts went out after the commit.
+	if got := h.d.take(); len(got) != len(receivers) {
+		t.Fatalf("receipts %v", pushKeys(got))
 	}
 }
