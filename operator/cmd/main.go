@@ -106,7 +106,10 @@ func run() error {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "imcluster-operator.imcluster.io",
 		LeaderElectionNamespace: leaderNS,
-		Cache:                   cacheOpts,
+		// main returns as soon as the manager stops, so the lease can be
+		// handed over at once on SIGTERM instead of expiring (15 s).
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cacheOpts,
 	})
 	if err != nil {
 		return fmt.Errorf("create the manager: %w", err)
