@@ -1,7 +1,8 @@
-// Package route is the one place that decides where a client command runs:
-// at the coordinator of the conversation shard the command touches (the
-// conversation engine's Route names the shards), locally when this node
-// coordinates it, else forwarded once over the peer transport.
+// Package route is the one place that decides where a command runs (a
+// client's, or the server API's: conversation.ServerAPI sends its writes
+// here too): at the coordinator of the conversation shard the command
+// touches (the conversation engine's Route names the shards), locally when
+// this node coordinates it, else forwarded once over the peer transport.
 package route
 
 import (
