@@ -184,3 +184,92 @@ func TestClusterServerDeleteRacesEdit(t *testing.T) {
 	}
 	t.Logf("%d of %d edits ran before their delete", edits, rounds)
 }
+
+// coordinators waits until every shard has a coordinator among the running
+// nodes and returns them by shard.
+func coordinators(ctx context.Context, t *testing.T, c *harness.Cluster) map[int]*harness.Node {
+	t.Helper()
+	var out map[int]*harness.Node
+	harness.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		out = map[int]*harness.Node{}
+		for _, nd := range c.Running() {
+			st, err := nd.Admin().Shards(ctx)
+			if err != nil {
+				return err
+			}
+			for _, s := range st.Shards {
+				if s.Coordinator {
+					out[s.Shard] = nd
+				}
+			}
+		}
+		if len(out) < c.Options().Shards {
+			return fmt.Errorf("%d of %d shards coordinated", len(out), c.Options().Shards)
+		}
+		return nil
+	})
+	return out
+}
+
+// TestClusterOutboxMovesWithTheLease: the coordinator of a conversation
+// cannot reach the coordinator of an added member's client shard (a
+// partition between the two), so the member's index entry waits in the
+// conversation's outbox, replicated with the conversation's shard. The
+// conversation's coordinator is then killed: the node that takes the
+// shard's lease over applies the waiting entry, and the member finds the
+// conversation among its own.
+func TestClusterOutboxMovesWithTheLease(t *testing.T) {
+	c := harness.Start(t, 3, harness.Options{FaultInjection: true})
+	ctx := testCtx(t)
+	shards := c.Options().Shards
+	home := c.Node(0)
+	tom := connect(t, c, home, home, "Tom")
+	conv, err := tom.cl.CreateConversation(ctx, client.CreateOptions{Name: "outbox lease", Unique: false})
+	mustNoErr(t, err)
+	coord := coordinators(ctx, t, c)
+	a := coord[ring.ConversationShard(shards, apps.DevAppID, conv.ID())]
+	// A member whose client shard is coordinated by another node than
+	// the conversation's coordinator and Tom's gateway.
+	var b *harness.Node
+	member := ""
+	for i := 0; b == nil || b == a || b == home; i++ {
+		if i == 1000 {
+			t.Fatalf("no client shard coordinated by a node other than %s and %s", a.ID(), home.ID())
+		}
+		member = uid("Jerry")
+		b = coord[ring.ClientShard(shards, apps.DevAppID, member)]
+	}
+	var third *harness.Node
+	for _, nd := range c.Running() {
+		if nd != a && nd != b {
+			third = nd
+		}
+	}
+	c.Partition(t, []*harness.Node{a}, []*harness.Node{b})
+
+	res, err := conv.Add(ctx, []string{member})
+	mustNoErr(t, err)
+	if !slices.Equal(res.Allowed, []string{member}) {
+		t.Fatalf("add = %+v", res)
+	}
+	jerry := connectID(t, c, third, third, "Jerry", member)
+	list, err := jerry.cl.Query().Limit(100).Find(ctx)
+	mustNoErr(t, err)
+	if len(list) != 0 {
+		t.Fatalf("the member's index reached its shard across the partition: %v", convIDs(list))
+	}
+
+	a.Kill(t)
+	killed := time.Now()
+	harness.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		list, err := jerry.cl.Query().Limit(100).Find(ctx)
+		if err != nil {
+			return err
+		}
+		if got := convIDs(list); !slices.Equal(got, []string{conv.ID()}) {
+			return fmt.Errorf("the member's conversations are %v, want [%s]", got, conv.ID())
+		}
+		return nil
+	})
+	t.Logf("the member's index arrived %v after the coordinator was killed", time.Since(killed).Round(time.Millisecond))
+}
