@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -28,6 +29,9 @@ type testNet struct {
 	sets map[string]*Set
 	down map[string]bool
 	drop map[dropKey]dropMode
+	// cutOff["a>b"] makes a believe b is cut off (a probe to it timed
+	// out) while calls still go through: a loaded machine.
+	cutOff map[string]bool
 }
 
 type dropMode int
@@ -80,11 +84,16 @@ func (p netPeers) MemberActive(id string) bool { return p.Live(id) }
 func (p netPeers) Coordinators(s uint16) []string {
 	return slices.DeleteFunc(slices.Clone(p.n.rg.Replicas(int(s))), func(id string) bool { return !p.Live(id) })
 }
-func (p netPeers) Suspected(string) bool    { return false }
-func (p netPeers) Reachable(id string) bool { return p.Live(id) }
-func (p netPeers) NoteCall(string, error)   {}
-func (p netPeers) Draining() bool           { return false }
-func (p netPeers) CaughtUp() error          { return nil }
+func (p netPeers) Suspected(string) bool { return false }
+func (p netPeers) Reachable(id string) bool {
+	p.n.mu.Lock()
+	cut := p.n.cutOff[p.self+">"+id]
+	p.n.mu.Unlock()
+	return !cut && p.Live(id)
+}
+func (p netPeers) NoteCall(string, error) {}
+func (p netPeers) Draining() bool         { return false }
+func (p netPeers) CaughtUp() error        { return nil }
 func (p netPeers) Call(ctx context.Context, to string, method uint16, payload []byte) ([]byte, error) {
 	down, mode := p.n.fault(p.self, to, method)
 	if down || mode == dropBefore {
@@ -126,7 +135,7 @@ func newTestNet(t *testing.T, maxPayload int) (*testNet, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNet{rg: rg, sets: map[string]*Set{}, down: map[string]bool{}, drop: map[dropKey]dropMode{}}
+	n := &testNet{rg: rg, sets: map[string]*Set{}, down: map[string]bool{}, drop: map[dropKey]dropMode{}, cutOff: map[string]bool{}}
 	stores := openTestStores(t, 3)
 	for i, id := range []string{"a", "b", "c"} {
 		cfg := DefaultLocalConfig()
@@ -303,5 +312,50 @@ func TestReplicaQuorumWriteTooLarge(t *testing.T) {
 	}
 	if err := n.put(p, "small", "x"); err != nil {
 		t.Fatalf("a small write after it: %v", err)
+	}
+}
+
+// A coordinator whose probes to its peers time out (a loaded machine, no
+// partition) keeps its lease while it can renew it, and goes on writing.
+func TestReplicaLeaseKeptWhenProbesTimeOut(t *testing.T) {
+	n, reps := newTestNet(t, 0)
+	p := reps[0]
+	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	epoch, _ := n.sets[p].writeEpoch(0)
+	n.mu.Lock()
+	for _, id := range reps[1:] {
+		n.cutOff[p+">"+id] = true
+	}
+	n.mu.Unlock()
+	// Several renewal periods (a quarter lease each) and more than a lease.
+	deadline := time.Now().Add(3 * n.sets[p].leaseDuration())
+	for i := 0; time.Now().Before(deadline); i++ {
+		if err := n.put(p, fmt.Sprintf("m%d", i), "x"); err != nil {
+			t.Fatalf("write %d while probes time out: %v", i, err)
+		}
+		if e, ok := n.sets[p].writeEpoch(0); !ok || e != epoch {
+			t.Fatalf("the coordinator lost its lease or term (%d, %v; was %d)", e, ok, epoch)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A renewal round that was in flight when a write stepped down does not
+// extend the lease: the next one is a fresh acquisition with a resolution.
+func TestReplicaLeaseRenewalAfterStepDown(t *testing.T) {
+	st := openTestStores(t, 1)[0]
+	c := newLeaseTestCluster(t, st)
+	sent := c.now()
+	c.lease.mu.Lock()
+	c.lease.s[0].until, c.lease.s[0].epoch = sent.Add(time.Second), 3
+	c.lease.mu.Unlock()
+	w := &leaseWant{shard: 0, waiter: make(chan struct{})}
+	c.stepDown(0, 3, 42)
+	c.finishLease(w, sent, true)
+	if c.holdsLease(0) {
+		t.Fatal("a renewal extended the lease of a coordinator that stepped down")
+	}
+	if _, ok := c.writeEpoch(0); ok {
+		t.Fatal("the coordinator writes again without a resolution")
 	}
 }
