@@ -50,13 +50,17 @@ import (
 //     never made visible again.
 //
 // The rule that makes a resend stored once whichever coordinator takes it:
-// a write whose outcome is unknown (its quorum failed, it timed out, the
-// lease or term changed before it committed) makes its coordinator step
-// down (release the shard's lease) and owe a resolution; no node serves
-// the shard's next write before a resolution settled that write, either
-// visible (the resend's de-duplication finds it) or dropped forever (the
-// resend is stored as new). The client gets the retryable 4200 only in
-// that case.
+// no node serves a shard's next read or write while one of its writes may
+// still become visible without having been settled. A write whose caller
+// gives up while it is in flight (a deadline) is settled by its
+// coordinator in the background (within the request timeout: committed if
+// W replicas hold it), and the shard waits for it. A write that failed (its
+// quorum failed, the lease or term changed before it committed) makes its
+// coordinator step down (release the shard's lease) and owe a resolution;
+// no node serves the shard again before a resolution settled that write,
+// either visible (the resend's de-duplication finds it) or dropped forever
+// (the resend is stored as new). The client gets the retryable 4200 only
+// when the outcome was unknown when it was answered.
 
 // writeEpoch returns the term this node writes shard under: it holds the
 // lease and has resolved the shard since it took it.
@@ -158,46 +162,132 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		rs.stepDown(shard, epoch, id)
 		return err
 	}
-	acks, left := 1, len(replicas)-1
-	var lastErr error
-	for acks < need && left > 0 {
+	q := &quorumWait{results: results, acks: 1, left: len(replicas) - 1, need: need}
+	if !q.wait(ctx) {
+		// The caller gives up, but the write is still in flight: its
+		// outcome is settled in the background, and the shard serves
+		// nothing meanwhile (waitSettled), so a resend finds it committed
+		// or refused for good.
+		rs.beginDoubt(shard)
+		rs.wg.Go(func() {
+			defer rs.endDoubt(shard)
+			q.wait(context.Background())
+			_ = rs.finishWrite(shard, w, ws, q, start)
+		})
+		return fmt.Errorf("%w: %w", ErrQuorum, transport.Retry(ctx.Err()))
+	}
+	return rs.finishWrite(shard, w, ws, q, start)
+}
+
+// quorumWait counts a write's answers from the other replicas.
+type quorumWait struct {
+	results          chan error
+	acks, left, need int
+	lastErr          error
+}
+
+// wait reads answers until need replicas hold the write or every replica
+// answered; false if ctx ended first. The answers come within the request
+// timeout of their calls.
+func (q *quorumWait) wait(ctx context.Context) bool {
+	for q.acks < q.need && q.left > 0 {
 		select {
-		case err := <-results:
-			left--
+		case err := <-q.results:
+			q.left--
 			if err == nil {
-				acks++
+				q.acks++
 			} else {
-				lastErr = err
+				q.lastErr = err
 			}
 		case <-ctx.Done():
-			rs.decide(ws, false)
-			rs.stepDown(shard, epoch, id)
-			return fmt.Errorf("%w: %w", ErrQuorum, transport.Retry(ctx.Err()))
+			return false
 		}
 	}
+	return true
+}
+
+// finishWrite makes a write W replicas hold visible here, if this node
+// still holds the lease under the write's term; otherwise it steps down.
+func (rs *Set) finishWrite(shard uint16, w store.PendingWrite, ws *writeState, q *quorumWait, start time.Time) error {
 	rs.met.writeSeconds.Observe(time.Since(start).Seconds())
-	if acks < need {
+	if q.acks < q.need {
 		rs.met.quorumFailures.Inc()
 		rs.decide(ws, false)
-		rs.stepDown(shard, epoch, id)
-		return fmt.Errorf("%w: %d of %d acknowledged (%v)", ErrQuorum, acks, need, lastErr)
+		rs.stepDown(shard, w.Epoch, w.ID)
+		return fmt.Errorf("%w: %d of %d acknowledged (%v)", ErrQuorum, q.acks, q.need, q.lastErr)
 	}
 	// The lease or the term may have changed while the write was in
 	// flight: a new holder may have resolved the shard without it.
-	if cur, ok := rs.writeEpoch(shard); !ok || cur != epoch {
+	if cur, ok := rs.writeEpoch(shard); !ok || cur != w.Epoch {
 		rs.decide(ws, false)
-		rs.stepDown(shard, epoch, id)
+		rs.stepDown(shard, w.Epoch, w.ID)
 		return fmt.Errorf("%w: the lease moved while the write was in flight", ErrQuorum)
 	}
 	if err := rs.st.CommitWrite(shard, w); err != nil {
 		rs.decide(ws, false)
-		rs.stepDown(shard, epoch, id)
+		rs.stepDown(shard, w.Epoch, w.ID)
 		return err
 	}
 	for _, to := range rs.decide(ws, true) {
-		rs.sendCommit(to, shard, epoch, id)
+		rs.sendCommit(to, shard, w.Epoch, w.ID)
 	}
 	return nil
+}
+
+// beginDoubt and endDoubt count a shard's writes whose caller gave up
+// while they were in flight; waitSettled waits for none to be left.
+func (rs *Set) beginDoubt(shard uint16) {
+	rs.doubt.mu.Lock()
+	defer rs.doubt.mu.Unlock()
+	d := rs.doubt.shards[shard]
+	if d == nil {
+		d = &doubtState{settled: make(chan struct{})}
+		rs.doubt.shards[shard] = d
+	}
+	d.n++
+}
+
+func (rs *Set) endDoubt(shard uint16) {
+	rs.doubt.mu.Lock()
+	defer rs.doubt.mu.Unlock()
+	d := rs.doubt.shards[shard]
+	if d.n--; d.n == 0 {
+		close(d.settled)
+		delete(rs.doubt.shards, shard)
+	}
+}
+
+// waitSettled waits, up to the request timeout, until shard has no write in
+// flight whose caller gave up; false if one is still in flight (the caller
+// answers "not ready", retryable).
+func (rs *Set) waitSettled(shard uint16) bool {
+	rs.doubt.mu.Lock()
+	d := rs.doubt.shards[shard]
+	rs.doubt.mu.Unlock()
+	if d == nil {
+		return true
+	}
+	t := time.NewTimer(rs.requestTimeout())
+	defer t.Stop()
+	select {
+	case <-d.settled:
+		return true
+	case <-t.C:
+		return false
+	case <-rs.ctx.Done():
+		return false
+	}
+}
+
+// doubts holds, per shard, the writes in flight whose caller gave up.
+type doubts struct {
+	mu     sync.Mutex
+	shards map[uint16]*doubtState
+}
+
+type doubtState struct {
+	n       int
+	settled chan struct{} // closed when n drops to 0
 }
 
 // noteHeld records that replica to holds the write pending; true if the

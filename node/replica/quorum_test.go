@@ -32,6 +32,8 @@ type testNet struct {
 	// cutOff["a>b"] makes a believe b is cut off (a probe to it timed
 	// out) while calls still go through: a loaded machine.
 	cutOff map[string]bool
+	// delay holds calls of (to, method) back before they run.
+	delay map[dropKey]time.Duration
 }
 
 type dropMode int
@@ -100,8 +102,11 @@ func (p netPeers) Call(ctx context.Context, to string, method uint16, payload []
 		return nil, transport.ErrUnavailable
 	}
 	p.n.mu.Lock()
-	rs := p.n.sets[to]
+	rs, delay := p.n.sets[to], p.n.delay[dropKey{to, method}]
 	p.n.mu.Unlock()
+	if delay > 0 {
+		time.Sleep(delay)
+	}
 	out, err := rs.HandleRequest(ctx, &transport.Request{From: p.self, Method: method, Payload: slices.Clone(payload)})
 	if mode == dropAfterAndCut {
 		p.n.setDown(p.self, true)
@@ -135,7 +140,7 @@ func newTestNet(t *testing.T, maxPayload int) (*testNet, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNet{rg: rg, sets: map[string]*Set{}, down: map[string]bool{}, drop: map[dropKey]dropMode{}, cutOff: map[string]bool{}}
+	n := &testNet{rg: rg, sets: map[string]*Set{}, down: map[string]bool{}, drop: map[dropKey]dropMode{}, cutOff: map[string]bool{}, delay: map[dropKey]time.Duration{}}
 	stores := openTestStores(t, 3)
 	for i, id := range []string{"a", "b", "c"} {
 		cfg := DefaultLocalConfig()
@@ -357,5 +362,34 @@ func TestReplicaLeaseRenewalAfterStepDown(t *testing.T) {
 	}
 	if _, ok := c.writeEpoch(0); ok {
 		t.Fatal("the coordinator writes again without a resolution")
+	}
+}
+
+// A write whose caller gives up while it is in flight is settled by its
+// coordinator in the background; meanwhile the shard answers nothing, so a
+// read right after the caller's error (a resend's de-duplication check)
+// sees the write committed.
+func TestReplicaQuorumAbandonedWriteSettlesFirst(t *testing.T) {
+	n, reps := newTestNet(t, 0)
+	p := reps[0]
+	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	epoch, _ := n.sets[p].writeEpoch(0)
+	n.mu.Lock()
+	for _, id := range reps[1:] {
+		n.delay[dropKey{id, wire.Prepare}] = 200 * time.Millisecond
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	b := &store.Batch{}
+	b.Set(testKey("dedup"), []byte("first"))
+	if err := n.sets[p].write(ctx, 0, b.Ops()); !errors.Is(err, ErrQuorum) {
+		t.Fatalf("write abandoned by its caller = %v, want the retryable ErrQuorum", err)
+	}
+	if v, err := n.sets[p].KV().Get(testKey("dedup")); err != nil || string(v) != "first" {
+		t.Fatalf("read right after = %q, %v; want the abandoned write, settled", v, err)
+	}
+	if e, ok := n.sets[p].writeEpoch(0); !ok || e != epoch {
+		t.Fatalf("the coordinator stepped down (%d, %v; was %d)", e, ok, epoch)
 	}
 }

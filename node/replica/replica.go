@@ -156,7 +156,7 @@ type Engine interface {
 // the versions its writes get (one hybrid logical clock per node), quorum
 // writes, catch-up and anti-entropy. Its state is guarded by the mutexes
 // listed in node/LOCKING.md (leases.mu, leases.markerMu, syncer.mu, hlc.mu,
-// Set.terms, writeState.mu); its goroutines (lease renewal, the sync
+// Set.terms, writeState.mu, doubts.mu); its goroutines (lease renewal, the sync
 // worker, the commit-notice worker, catch-ups and replication calls) are
 // started by Start and stopped by Shutdown.
 type Set struct {
@@ -179,6 +179,8 @@ type Set struct {
 	// notices queues commit notices for their worker (bounded; full:
 	// dropped, see quorum.go).
 	notices chan notice
+	// doubt counts, per shard, writes in flight whose caller gave up.
+	doubt doubts
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Set, cancelled by Shutdown
 	cancel context.CancelFunc
@@ -198,7 +200,7 @@ func New(cfg Config, peers Peers) (*Set, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &Set{cfg: cfg, log: cfg.Logger.With("component", "replica"), st: cfg.Store, met: m, peers: peers,
-		clk: hlc{now: cfg.Now}, ctx: ctx, cancel: cancel, notices: make(chan notice, noticeQueue)}
+		clk: hlc{now: cfg.Now}, ctx: ctx, cancel: cancel, notices: make(chan notice, noticeQueue), doubt: doubts{shards: map[uint16]*doubtState{}}}
 	rs.sync.init(rs)
 	if err := rs.initLeases(); err != nil {
 		cancel()
@@ -305,9 +307,11 @@ func (rs *Set) Coordinated() []uint16 {
 }
 
 // CanCoordinate reports whether this node may coordinate shard now: it is
-// eligible and holds the shard's lease, acquiring it if needed (lease.go).
+// eligible and holds the shard's lease, acquiring it if needed (lease.go),
+// and no write of the shard is in doubt (quorum.go; it waits for that up to
+// the request timeout).
 func (rs *Set) CanCoordinate(shard uint16) bool {
-	return rs.eligible(shard) && rs.ensureLease(shard)
+	return rs.eligible(shard) && rs.ensureLease(shard) && rs.waitSettled(shard)
 }
 
 func (rs *Set) canCoordinate(shard uint16) bool { return rs.CanCoordinate(shard) }
