@@ -184,7 +184,7 @@ echo
 echo "bench-compare: $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $((SECONDS - start))s;" \
   "1:1 $pairs_clients clients, room $room_clients clients, idle $idle_sockets sockets, $size-byte messages, $duration per step"
 echo "SLO: >= 99% of the offered messages acknowledged and received, send->receive p99 <= 100 ms;" \
-  "cpu = server CPU per acknowledged message; @N/c = at N msg/s per client, the highest 1:1 step every system met"
+  "cpu = server CPU per acknowledged message; @N/c = at N msg/s per client, the highest 1:1 step every system ran"
 shopt -s nullglob
 results=("$out"/*.json)
 [ "${#results[@]}" -eq 0 ] || "$bin/imbench" compare --baseline centrifugo "${results[@]}"

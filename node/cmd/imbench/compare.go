@@ -94,16 +94,22 @@ func cpuAt(r *result, rate float64) (float64, bool) {
 	return 0, false
 }
 
-// commonRate is the highest pairs rate at which every system met the SLO
-// (0 if there is none): the server CPU per message is compared there.
+// commonRate is the highest pairs rate every system ran (0 if one has no
+// pairs run): the server CPU per message is compared there, at the same
+// offered load, whether or not the step met the SLO (on a busy machine none
+// may).
 func commonRate(sums []*systemSummary) float64 {
 	common := -1.0
 	for _, s := range sums {
-		if s.pairs == nil {
+		if s.pairsRun == nil || len(s.pairsRun.Steps) == 0 {
 			return 0
 		}
-		if common < 0 || s.pairs.RatePerClient < common {
-			common = s.pairs.RatePerClient
+		ran := 0.0
+		for _, st := range s.pairsRun.Steps {
+			ran = max(ran, st.RatePerClient)
+		}
+		if common < 0 || ran < common {
+			common = ran
 		}
 	}
 	return max(common, 0)

@@ -19,7 +19,7 @@ func TestCompare(t *testing.T) {
 		{Label: "imnode", Shape: shapePairs, Best: 1, Steps: []stepResult{step(1, 1000, 10, 0.30, true), step(2, 2000, 50, 0.25, true), step(3, 2500, 300, 0.2, false)}},
 		{Label: "imnode", Shape: shapeRoom, Best: 0, Steps: []stepResult{step(10, 9000, 20, 0, true)}},
 		{Label: "imnode", Shape: shapeIdle, Best: -1, Idle: &idleResult{RSSPerSocketKB: 40}},
-		{Label: "centrifugo", Shape: shapePairs, Best: 2, Steps: []stepResult{step(1, 1000, 5, 0.15, true), step(2, 2000, 6, 0.10, true), step(4, 4000, 25, 0.08, true)}},
+		{Label: "centrifugo", Shape: shapePairs, Best: 3, Steps: []stepResult{step(1, 1000, 5, 0.15, true), step(2, 2000, 6, 0.10, true), step(3, 3000, 9, 0.09, true), step(4, 4000, 25, 0.08, true)}},
 		{Label: "centrifugo", Shape: shapeRoom, Best: 0, Steps: []stepResult{step(10, 10000, 10, 0, true)}},
 		{Label: "centrifugo", Shape: shapeIdle, Best: -1, Idle: &idleResult{RSSPerSocketKB: 20}},
 	}
@@ -44,13 +44,14 @@ func TestCompare(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("want header, two systems and one ratio line:\n%s", out.String())
 	}
-	// The common rate is 2/client (imnode's best); CPU there is 0.25 vs 0.10.
+	// The common rate is 3/client, the highest both ran (imnode's step 3
+	// missed the SLO and ended its run); CPU there is 0.2 vs 0.09.
 	want := [][]string{
-		{"imnode", "2000", "50.0", "0.250", "0.250", "9000", "20.0", "40.0"},
-		{"centrifugo", "4000", "25.0", "0.080", "0.100", "10000", "10.0", "20.0"},
-		{"imnode/cent", "0.50x", "2.00x", "3.12x", "2.50x", "0.90x", "2.00x", "2.00x"},
+		{"imnode", "2000", "50.0", "0.250", "0.200", "9000", "20.0", "40.0"},
+		{"centrifugo", "4000", "25.0", "0.080", "0.090", "10000", "10.0", "20.0"},
+		{"imnode/cent", "0.50x", "2.00x", "3.12x", "2.22x", "0.90x", "2.00x", "2.00x"},
 	}
-	if !strings.Contains(lines[0], "cpu ms/msg@2/c") {
+	if !strings.Contains(lines[0], "cpu ms/msg@3/c") {
 		t.Errorf("header %q lacks the common rate", lines[0])
 	}
 	for i, w := range want {
