@@ -246,17 +246,9 @@ func (e *Engine) commitByShard(b *store.Batch) error {
 		b.Close()
 		return nil
 	}
-	var order []uint16
-	parts := map[uint16][]store.Op{}
-	for _, op := range b.Ops() {
-		shard, err := store.ShardOf(op.Key)
-		if err != nil {
-			return err
-		}
-		if _, ok := parts[shard]; !ok {
-			order = append(order, shard)
-		}
-		parts[shard] = append(parts[shard], op)
+	order, parts, err := store.SplitByShard(b.Ops())
+	if err != nil {
+		return err
 	}
 	if len(order) == 1 {
 		return e.st.Commit(b)

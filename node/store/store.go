@@ -312,6 +312,24 @@ func (b *Batch) Close() {}
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
+// SplitByShard groups ops by the shard of their keys (see ShardOf), keeping
+// their order within each shard; shards lists the shards in order of first
+// appearance.
+func SplitByShard(ops []Op) (shards []uint16, parts map[uint16][]Op, err error) {
+	parts = map[uint16][]Op{}
+	for _, op := range ops {
+		shard, err := ShardOf(op.Key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, ok := parts[shard]; !ok {
+			shards = append(shards, shard)
+		}
+		parts[shard] = append(parts[shard], op)
+	}
+	return shards, parts, nil
+}
+
 // Commit applies the batch atomically and durably: it returns only after the
 // write-ahead log is fsync'd.
 func (s *Store) Commit(b *Batch) error { return s.Apply(b.ops) }

@@ -201,3 +201,20 @@ func TestStoreScanShard(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitByShard groups ops by shard in order of first appearance and
+// keeps their order within a shard.
+func TestSplitByShard(t *testing.T) {
+	k := func(shard uint16, s string) []byte { return append(ShardPrefix(shard), s...) }
+	ops := []Op{{Kind: OpSet, Key: k(7, "a")}, {Kind: OpSet, Key: k(2, "b")}, {Kind: OpDelete, Key: k(7, "c")}}
+	shards, parts, err := SplitByShard(ops)
+	if err != nil || len(shards) != 2 || shards[0] != 7 || shards[1] != 2 {
+		t.Fatalf("shards %v, %v", shards, err)
+	}
+	if p := parts[7]; len(p) != 2 || string(p[0].Key) != string(ops[0].Key) || string(p[1].Key) != string(ops[2].Key) {
+		t.Fatalf("shard 7: %v", p)
+	}
+	if _, _, err := SplitByShard([]Op{{Kind: OpSet, Key: []byte{1}}}); err == nil {
+		t.Fatal("a key without a shard prefix split")
+	}
+}

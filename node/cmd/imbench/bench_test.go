@@ -82,9 +82,14 @@ func TestBenchRunAgainstNode(t *testing.T) {
 				if s.SendToAck.Count != s.Acked || s.SendToReceive.Count != s.Received || s.SendToAck.P99Ms <= 0 {
 					t.Fatalf("step %d: latencies = %+v / %+v", i, s.SendToAck, s.SendToReceive)
 				}
-				if s.OfferedPerSecond != s.RatePerClient*float64(wantSenders) || s.ServerCPUSeconds <= 0 {
+				if s.OfferedPerSecond != s.RatePerClient*float64(wantSenders) || s.ServerCPUSeconds < 0 {
 					t.Fatalf("step %d: offered %v at rate %v, server cpu %v", i, s.OfferedPerSecond, s.RatePerClient, s.ServerCPUSeconds)
 				}
+			}
+			// CPU time comes in 10 ms ticks: a short step on a starved
+			// machine may see none, the two steps together do.
+			if cpu := res.Steps[0].ServerCPUSeconds + res.Steps[1].ServerCPUSeconds; cpu <= 0 {
+				t.Fatalf("server cpu over both steps %v", cpu)
 			}
 			wantCross := 0
 			if len(tc.urls) > 1 {
@@ -116,13 +121,13 @@ func TestBenchRunAgainstNode(t *testing.T) {
 // TestSLOCheck checks each condition of the SLO on its own.
 func TestSLOCheck(t *testing.T) {
 	s := slo{MinAcked: 0.99, MaxP99: 100 * time.Millisecond}
-	good := stepResult{OfferedPerSecond: 1000, AckedPerSecond: 995, Received: 9950, ExpectedReceived: 10000,
-		SendToReceive: latency{P99Ms: 100}}
+	good := stepResult{OfferedPerSecond: 1000, OfferedMessages: 10000, Acked: 9900, AckedPerSecond: 985,
+		Received: 9950, ExpectedReceived: 10000, SendToReceive: latency{P99Ms: 100}}
 	if ok, miss := s.check(good); !ok {
 		t.Fatalf("good step missed: %s", miss)
 	}
 	for name, mod := range map[string]func(*stepResult){
-		"few acked":    func(r *stepResult) { r.AckedPerSecond = 980 },
+		"few acked":    func(r *stepResult) { r.Acked = 9899 },
 		"few received": func(r *stepResult) { r.Received = 9800 },
 		"slow p99":     func(r *stepResult) { r.SendToReceive.P99Ms = 100.5 },
 	} {
@@ -164,14 +169,24 @@ func TestProcStat(t *testing.T) {
 	if err != nil || rss <= 0 || cpu < 0 {
 		t.Fatalf("cpu %v rss %v err %v", cpu, rss, err)
 	}
-	// Blocking in a sleep switches this thread out at least once.
+	// Blocking (here in short sleeps) switches a thread out; poll until
+	// the count moves.
 	cs0, err := procCtxSwitches(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond)
-	if cs1, err := procCtxSwitches(os.Getpid()); err != nil || cs1 <= cs0 {
-		t.Fatalf("context switches %d then %d, %v", cs0, cs1, err)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		time.Sleep(time.Millisecond)
+		cs1, err := procCtxSwitches(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs1 > cs0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("context switches stayed at %d", cs0)
+		}
 	}
 	if _, err := procCPU(1 << 30); err == nil {
 		t.Fatal("cpu of a missing process")

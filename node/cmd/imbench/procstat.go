@@ -55,30 +55,6 @@ func procRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }
 
-func totalCPU(pids []int) (float64, error) {
-	var t float64
-	for _, p := range pids {
-		c, err := procCPU(p)
-		if err != nil {
-			return 0, err
-		}
-		t += c
-	}
-	return t, nil
-}
-
-func totalRSS(pids []int) (int64, error) {
-	var t int64
-	for _, p := range pids {
-		r, err := procRSS(p)
-		if err != nil {
-			return 0, err
-		}
-		t += r
-	}
-	return t, nil
-}
-
 // procCtxSwitches returns the voluntary and involuntary context switches of
 // every thread of process pid (threads that exited are not counted; Go
 // rarely ends its threads).
@@ -107,14 +83,38 @@ func procCtxSwitches(pid int) (int64, error) {
 	return n, nil
 }
 
-func totalCtxSwitches(pids []int) (int64, error) {
+// usage is what the servers used so far.
+type usage struct {
+	cpu         float64 // seconds
+	ctxSwitches int64
+}
+
+// totalUsage sums the CPU time and context switches of the processes.
+func totalUsage(pids []int) (usage, error) {
+	var u usage
+	for _, p := range pids {
+		c, err := procCPU(p)
+		if err != nil {
+			return u, err
+		}
+		n, err := procCtxSwitches(p)
+		if err != nil {
+			return u, err
+		}
+		u.cpu += c
+		u.ctxSwitches += n
+	}
+	return u, nil
+}
+
+func totalRSS(pids []int) (int64, error) {
 	var t int64
 	for _, p := range pids {
-		c, err := procCtxSwitches(p)
+		r, err := procRSS(p)
 		if err != nil {
 			return 0, err
 		}
-		t += c
+		t += r
 	}
 	return t, nil
 }
