@@ -125,16 +125,11 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 	if err != nil {
 		return err
 	}
-	var e wire.Enc
-	e.U64(uint64(shard))
-	e.U64(epoch)
-	e.U64(id)
-	encodeOps(&e, vops)
-	payload := e.B
+	w := store.PendingWrite{Epoch: epoch, ID: id, Ops: vops}
+	payload := writePayload(shard, w)
 	if len(payload) > rs.maxWritePayload() {
 		return fmt.Errorf("%w: %d bytes, limit %d", wire.ErrTooLarge, len(payload), rs.maxWritePayload())
 	}
-	w := store.PendingWrite{Epoch: epoch, ID: id, Ops: vops}
 	replicas := rs.peers.Ring().Replicas(int(shard))
 	need := rs.quorum(len(replicas))
 	ws := &writeState{}
@@ -376,16 +371,9 @@ func decodeWrite(d *wire.Dec) (uint16, store.PendingWrite, error) {
 // servePrepare stores a write pending, from the holder this node granted
 // the lease to (or none), unless a later term began here.
 func (rs *Set) servePrepare(from string, d *wire.Dec) error {
-	shard, w, err := decodeWrite(d)
+	shard, w, err := rs.holderWrite(from, d)
 	if err != nil {
 		return err
-	}
-	if int(shard) >= rs.cfg.Shards {
-		return fmt.Errorf("cluster: shard %d out of range", shard)
-	}
-	if !rs.acceptsReplicate(shard, from) {
-		rs.met.replicaRefused.Inc()
-		return errNotHolder
 	}
 	rs.terms.RLock()
 	defer rs.terms.RUnlock()
@@ -407,16 +395,9 @@ func (rs *Set) servePrepare(from string, d *wire.Dec) error {
 // serveCommitWrite makes a write visible here: a resolution rolls it
 // forward.
 func (rs *Set) serveCommitWrite(from string, d *wire.Dec) error {
-	shard, w, err := decodeWrite(d)
+	shard, w, err := rs.holderWrite(from, d)
 	if err != nil {
 		return err
-	}
-	if int(shard) >= rs.cfg.Shards {
-		return fmt.Errorf("cluster: shard %d out of range", shard)
-	}
-	if !rs.acceptsReplicate(shard, from) {
-		rs.met.replicaRefused.Inc()
-		return errNotHolder
 	}
 	if err := rs.observeOps(w.Ops); err != nil {
 		return err
@@ -431,6 +412,25 @@ func (rs *Set) serveResolve(from string, d *wire.Dec) error {
 	if err := d.Done("resolve"); err != nil {
 		return err
 	}
+	if err := rs.fromHolder(shard, from); err != nil {
+		return err
+	}
+	return rs.beginTerm(shard, epoch)
+}
+
+// holderWrite decodes a write sent by node from, refused unless from may
+// replicate to this node (fromHolder).
+func (rs *Set) holderWrite(from string, d *wire.Dec) (uint16, store.PendingWrite, error) {
+	shard, w, err := decodeWrite(d)
+	if err != nil {
+		return 0, w, err
+	}
+	return shard, w, rs.fromHolder(shard, from)
+}
+
+// fromHolder checks that node from may replicate shard to this node: the
+// shard exists and this node granted its lease to from or to nobody.
+func (rs *Set) fromHolder(shard uint16, from string) error {
 	if int(shard) >= rs.cfg.Shards {
 		return fmt.Errorf("cluster: shard %d out of range", shard)
 	}
@@ -438,7 +438,7 @@ func (rs *Set) serveResolve(from string, d *wire.Dec) error {
 		rs.met.replicaRefused.Inc()
 		return errNotHolder
 	}
-	return rs.beginTerm(shard, epoch)
+	return nil
 }
 
 // beginTerm records term epoch of shard here (store.ResolveShard), ordered

@@ -176,6 +176,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitTerm waits until node id writes under a term and returns it.
+func (n *testNet) waitTerm(t *testing.T, id string) uint64 {
+	t.Helper()
+	var epoch uint64
+	waitFor(t, id+"'s term", func() bool {
+		var ok bool
+		epoch, ok = n.sets[id].writeEpoch(0)
+		return ok
+	})
+	return epoch
+}
+
 func testKey(name string) []byte {
 	return store.NewKey(0, "app", store.FamMsg).Str("c").Str(name).Bytes()
 }
@@ -213,7 +225,7 @@ func (n *testNet) pending(t *testing.T, id string) int {
 func TestReplicaQuorumWriteCommits(t *testing.T) {
 	n, reps := newTestNet(t, 0)
 	p := reps[0]
-	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	n.waitTerm(t, p)
 	if err := n.put(p, "m1", "hello"); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +244,7 @@ func TestReplicaQuorumWriteCommits(t *testing.T) {
 func TestReplicaQuorumFailedWriteNeverVisible(t *testing.T) {
 	n, reps := newTestNet(t, 0)
 	p, q := reps[0], reps[1]
-	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	n.waitTerm(t, p)
 	for _, id := range reps[1:] {
 		n.setDrop(id, wire.Prepare, dropBefore)
 	}
@@ -278,7 +290,7 @@ func TestReplicaQuorumFailedWriteNeverVisible(t *testing.T) {
 func TestReplicaQuorumTakeoverResolvesInDoubt(t *testing.T) {
 	n, reps := newTestNet(t, 0)
 	p, q := reps[0], reps[1]
-	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	n.waitTerm(t, p)
 	n.setDrop(q, wire.Prepare, dropAfterAndCut)
 	n.setDrop(reps[2], wire.Prepare, dropBefore)
 	if err := n.put(p, "m1", "maybe"); err == nil {
@@ -298,7 +310,7 @@ func TestReplicaQuorumTakeoverResolvesInDoubt(t *testing.T) {
 func TestReplicaQuorumWriteTooLarge(t *testing.T) {
 	n, reps := newTestNet(t, 64<<10)
 	p := reps[0]
-	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
+	n.waitTerm(t, p)
 	big := string(make([]byte, 64<<10))
 	err := n.put(p, "small", "x", "big", big)
 	if !errors.Is(err, wire.ErrTooLarge) {
@@ -325,8 +337,7 @@ func TestReplicaQuorumWriteTooLarge(t *testing.T) {
 func TestReplicaLeaseKeptWhenProbesTimeOut(t *testing.T) {
 	n, reps := newTestNet(t, 0)
 	p := reps[0]
-	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
-	epoch, _ := n.sets[p].writeEpoch(0)
+	epoch := n.waitTerm(t, p)
 	n.mu.Lock()
 	for _, id := range reps[1:] {
 		n.cutOff[p+">"+id] = true
@@ -372,8 +383,7 @@ func TestReplicaLeaseRenewalAfterStepDown(t *testing.T) {
 func TestReplicaQuorumAbandonedWriteSettlesFirst(t *testing.T) {
 	n, reps := newTestNet(t, 0)
 	p := reps[0]
-	waitFor(t, "the preferred coordinator's term", func() bool { _, ok := n.sets[p].writeEpoch(0); return ok })
-	epoch, _ := n.sets[p].writeEpoch(0)
+	epoch := n.waitTerm(t, p)
 	n.mu.Lock()
 	for _, id := range reps[1:] {
 		n.delay[dropKey{id, wire.Prepare}] = 200 * time.Millisecond
