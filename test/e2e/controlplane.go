@@ -149,7 +149,7 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 // objects need: StatefulSets, garbage collection of owned objects, and the
 // volume binder and protections for claims.
 func startKCM(assets, kubeconfig, logPath string) (*process, error) {
-	cmd := exec.Command(filepath.Join(assets, "kube-controller-manager"), //nolint:gosec // built by hack/envtest-assets.sh
+	cmd := exec.CommandContext(context.Background(), filepath.Join(assets, "kube-controller-manager"), //nolint:gosec // built by hack/envtest-assets.sh
 		"--kubeconfig="+kubeconfig,
 		"--leader-elect=false",
 		"--controllers=statefulset-controller,garbage-collector-controller,persistentvolume-binder-controller,"+

@@ -20,7 +20,6 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
@@ -354,8 +353,6 @@ func TestOperatorOnRealNodes(t *testing.T) {
 		t.Logf("  %s", r)
 	}
 }
-
-var imcGVR = schema.GroupVersionResource{Group: imv1.GroupVersion.Group, Version: imv1.GroupVersion.Version, Resource: "imclusters"}
 
 // createCluster creates the apps Secret and starts the transcript watch;
 // the create scenario creates the IMCluster.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -221,8 +222,8 @@ func (r *podRunner) start(ctx context.Context) (<-chan struct{}, error) {
 		return nil, err
 	}
 	lookup := func(name string) (string, bool) {
-		for i := len(env) - 1; i >= 0; i-- {
-			if k, v, _ := strings.Cut(env[i], "="); k == name {
+		for _, e := range slices.Backward(env) {
+			if k, v, _ := strings.Cut(e, "="); k == name {
 				return v, true
 			}
 		}
@@ -262,7 +263,7 @@ func (r *podRunner) start(ctx context.Context) (<-chan struct{}, error) {
 		r.setWaiting("CreateContainerError", err.Error())
 		return nil, err
 	}
-	fmt.Fprintf(logFile, "==== e2e kubelet: start %s (uid %s, restart %d): %s\n", p.Name, p.UID, r.restarts, strings.Join(argv, " "))
+	_, _ = fmt.Fprintf(logFile, "==== e2e kubelet: start %s (uid %s, restart %d): %s\n", p.Name, p.UID, r.restarts, strings.Join(argv, " "))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
@@ -280,8 +281,7 @@ func (r *podRunner) start(ctx context.Context) (<-chan struct{}, error) {
 		err := cmd.Wait()
 		_ = logFile.Close()
 		code := int32(0)
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 			code = int32(ee.ExitCode())
 			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 				code = 128 + int32(ws.Signal())
@@ -330,7 +330,7 @@ func (r *podRunner) shimCommand(spec *shimSpec) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(r.k.cfg.Shim) //nolint:gosec // the test binary itself
+	cmd := exec.CommandContext(context.Background(), r.k.cfg.Shim) //nolint:gosec // the test binary itself; stopped by the runner
 	cmd.Env = []string{envShim + "=" + string(raw)}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd, nil
@@ -586,8 +586,8 @@ func (r *podRunner) exec(ctx context.Context, command []string) error {
 		return nil
 	case <-ctx.Done():
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		return fmt.Errorf("%s: %w", strings.Join(command, " "), ctx.Err())
+		waitErr := <-done // the kill's
+		return fmt.Errorf("%s: %w (%v)", strings.Join(command, " "), ctx.Err(), waitErr)
 	}
 }
 

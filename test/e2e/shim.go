@@ -119,7 +119,7 @@ func shim(raw string) error {
 	if os.Getppid() == 1 {
 		return errors.New("the test process is gone")
 	}
-	os.Unsetenv(envShim)
+	_ = os.Unsetenv(envShim)
 	return syscall.Exec(spec.Path, spec.Args, spec.Env)
 }
 

@@ -78,9 +78,9 @@ func writeTranscript(t *testing.T, _ *world) {
 	transcript.mu.Unlock()
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tREPLICAS\tREADY\tVERSION\tPHASE\tUNDER-REPLICATED\tAVAILABLE\tAGE")
+	_, _ = fmt.Fprintln(tw, "NAME\tREPLICAS\tREADY\tVERSION\tPHASE\tUNDER-REPLICATED\tAVAILABLE\tAGE")
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		_, _ = fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	_ = tw.Flush()
 	t.Logf("kubectl get imc -w -o wide, as recorded:\n%s", b.String())

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -136,9 +137,7 @@ func (r *podRunner) sourceFiles(ctx context.Context, ns string, v *corev1.Volume
 		for k, s := range obj.Data {
 			data[k] = []byte(s)
 		}
-		for k, b := range obj.BinaryData {
-			data[k] = b
-		}
+		maps.Copy(data, obj.BinaryData)
 	} else {
 		sv := v.Secret
 		items, optional = sv.Items, ptr.Deref(sv.Optional, false)
