@@ -40,7 +40,9 @@ type adminProxy struct {
 
 // startAdminProxy listens on the kubelet network's .2 address at the admin
 // port and writes a copy of the pods' hosts file in which pod's DNS names
-// point at it. The proxy forwards to the pod's own address.
+// point at it. The proxy forwards to the pod's own address. The copy is a
+// snapshot (the kubelet does not rewrite it): an operator started with it
+// sees later pod changes only for pod itself, which the scenario removes.
 func (w *world) startAdminProxy(pod, podIP string) *adminProxy {
 	base := w.kubelet.cfg.Net.To4()
 	ip := net.IPv4(base[0], base[1], base[2], 2).String()
