@@ -66,7 +66,11 @@ type benchConfig struct {
 	Size     int           // message content size in bytes
 	Parallel int           // concurrent logins / conversation creations during setup
 	Drain    time.Duration // how long to wait for in-flight pushes after a step's sending stops
-	Settle   time.Duration // idle shape: wait after setup before reading the servers' memory
+	// Warmup sends at the first rate for this long before the first step,
+	// unmeasured: the servers settle after the setup (flushes of the setup's
+	// writes, garbage collection) and the clients' paths get warm.
+	Warmup time.Duration
+	Settle time.Duration // idle shape: wait after setup before reading the servers' memory
 	// KeepGoing runs every step; otherwise the run stops after the first
 	// step that misses the SLO.
 	KeepGoing bool
@@ -321,6 +325,7 @@ func run(ctx context.Context, cfg benchConfig) (*result, error) {
 		res.Idle = &idleResult{Sockets: cfg.Conns, RSSBeforeKiB: rssBefore, RSSAfterKiB: after,
 			RSSPerSocketKB: float64(after-rssBefore) / float64(cfg.Conns)}
 	} else {
+		b.warmup(ctx, senders)
 		for i, rate := range cfg.Rates {
 			st, err := b.step(ctx, i, rate, senders, receivers)
 			if err != nil {
@@ -388,6 +393,23 @@ func (b *bench) step(ctx context.Context, i int, rate float64, senders []sender,
 	}
 	r.MeetsSLO, r.Miss = b.cfg.SLO.check(r)
 	return r, nil
+}
+
+// warmup sends at the first rate for cfg.Warmup without counting anything:
+// its messages carry step -1, which no step counts.
+func (b *bench) warmup(ctx context.Context, senders []sender) {
+	if b.cfg.Warmup <= 0 || len(senders) == 0 {
+		return
+	}
+	b.cfg.Logger.Info("Warming up", "for", b.cfg.Warmup)
+	st := &stepStats{errors: map[string]uint64{}}
+	wctx, cancel := context.WithTimeout(ctx, b.cfg.Warmup)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range senders {
+		wg.Go(func() { b.sendLoop(wctx, -1, b.cfg.Rates[0], st, s) })
+	}
+	wg.Wait()
 }
 
 // check reports whether a step meets the SLO, and if not why.

@@ -57,7 +57,7 @@ func TestBenchRunAgainstNode(t *testing.T) {
 			res, err := run(ctx, benchConfig{
 				URLs: tc.urls, Protocol: protoLeanCloud, Shape: tc.shape, AppID: apps.DevAppID,
 				Subprotocol: protocol.SubprotocolBinary, Clients: 6, Conns: 2, Rates: []float64{20, 40},
-				Duration: 500 * time.Millisecond, Size: 64, Parallel: 4, Drain: 10 * time.Second,
+				Duration: 500 * time.Millisecond, Warmup: 200 * time.Millisecond, Size: 64, Parallel: 4, Drain: 10 * time.Second,
 				// An SLO every step meets, however loaded the machine
 				// (skipped send ticks, slow pushes): this test checks
 				// the accounting; TestSLOCheck tests the SLO itself.

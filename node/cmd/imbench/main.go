@@ -161,6 +161,7 @@ func parseFlags(args []string, stderr io.Writer) (benchConfig, options, error) {
 	fs.IntVar(&cfg.Size, "size", 100, "message content size in bytes")
 	fs.IntVar(&cfg.Parallel, "parallel", 64, "concurrent logins and conversation creations during setup")
 	fs.DurationVar(&cfg.Drain, "drain", 5*time.Second, "max wait for in-flight pushes after a step's sending stops")
+	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured sending at the first rate before the first step")
 	fs.DurationVar(&cfg.Settle, "settle", 3*time.Second, "idle shape: wait after setup before reading the servers' memory")
 	fs.BoolVar(&cfg.KeepGoing, "keep-going", false, "run every step, also after one missed the SLO")
 	fs.Float64Var(&cfg.SLO.MinAcked, "slo-acked", 0.99, "SLO: fraction of the offered messages that must be acknowledged and received")
