@@ -407,6 +407,7 @@ func (e *Engine) Stop() {
 	}
 	e.wg.Wait()
 	e.drainAcks()
+	e.deleteApplied()
 }
 
 func (e *Engine) nowMs() int64 { return e.now().UnixMilli() }

@@ -18,7 +18,9 @@ import (
 // conversation's shard, committed in the same atomic batch as the
 // conversation's own records (commitConv). After the stripe lock is
 // released the entries are applied, each as one batch at its target shard's
-// coordinator (through store.KV), and then deleted.
+// coordinator (through store.KV), and then deleted: in the batch of the
+// conversation's next commit, by its runner's next round (the drainer
+// starts one within Config.OutboxInterval), or when the engine stops.
 //
 // Order: a conversation's entries carry increasing sequence numbers (its
 // commands are serialized by its stripe) and one goroutine at a time
@@ -67,12 +69,18 @@ type convRef struct{ app, cid string }
 
 // outbox tracks the conversations whose entries are being applied.
 type outbox struct {
-	// mu guards running and fresh (a leaf; see node/LOCKING.md).
+	// mu guards running, fresh and applied (a leaf; see node/LOCKING.md).
 	mu      sync.Mutex
 	running map[convRef]*outboxRun
 	// fresh holds the keys of the entries this process wrote and has not
 	// tried to apply yet: their first apply cannot be a replay.
 	fresh map[string]struct{}
+	// applied holds, per conversation, the entries applied and not deleted
+	// yet: the conversation's next commit deletes them in its own batch
+	// (commitConv), or the next round of its runner does. nApplied counts
+	// them, at most maxFreshEntries; beyond it a runner deletes at once.
+	applied  map[convRef][][]byte
+	nApplied int
 }
 
 // outboxRun is the runner of one conversation. next is closed when the
@@ -85,6 +93,30 @@ type outboxRun struct {
 func (o *outbox) init() {
 	o.running = map[convRef]*outboxRun{}
 	o.fresh = map[string]struct{}{}
+	o.applied = map[convRef][][]byte{}
+}
+
+// deferDelete records entries of ref as applied; it reports false when
+// too many are recorded (the caller deletes them at once).
+func (o *outbox) deferDelete(ref convRef, keys [][]byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.nApplied+len(keys) > maxFreshEntries {
+		return false
+	}
+	o.applied[ref] = append(o.applied[ref], keys...)
+	o.nApplied += len(keys)
+	return true
+}
+
+// takeApplied returns and forgets ref's applied entries.
+func (o *outbox) takeApplied(ref convRef) [][]byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	keys := o.applied[ref]
+	delete(o.applied, ref)
+	o.nApplied -= len(keys)
+	return keys
 }
 
 // wrote records entries written by this process.
@@ -115,6 +147,11 @@ func (o *outbox) firstTry(key []byte) bool {
 // releasing the lock. The caller holds st.mu.
 func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 	own := e.shards.ConvShard(app, cid)
+	// Entries applied since the last commit go with this one.
+	done := e.outbox.takeApplied(convRef{app, cid})
+	for _, k := range done {
+		b.Delete(k)
+	}
 	var local []store.Op
 	var targets []uint16
 	foreign := map[uint16][]store.Op{}
@@ -133,7 +170,11 @@ func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 		foreign[shard] = append(foreign[shard], op)
 	}
 	if len(targets) == 0 {
-		return e.st.Commit(b)
+		err := e.st.Commit(b)
+		if err != nil {
+			e.outbox.deferDelete(convRef{app, cid}, done)
+		}
+		return err
 	}
 	seq, err := e.lastOutboxSeq(own, app, cid)
 	if err != nil {
@@ -152,6 +193,7 @@ func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 		keys = append(keys, k)
 	}
 	if err := e.st.Commit(out); err != nil {
+		e.outbox.deferDelete(convRef{app, cid}, done)
 		return err
 	}
 	e.outbox.wrote(keys)
@@ -375,61 +417,107 @@ func (e *Engine) runOutbox(ref convRef, run *outboxRun) {
 }
 
 // applyOutbox applies ref's entries in order, each in one batch at its
-// shard's coordinator, deleting the applied ones; it stops at the first
-// failure. It calls applied when every entry it found is applied, before
-// deleting the last of them.
+// shard's coordinator; it stops at the first failure. It calls applied
+// when every entry it found is applied. The entries it applies are
+// deleted later (outbox.applied); those applied in an earlier round and
+// still there are deleted now.
 func (e *Engine) applyOutbox(ref convRef, applied func()) error {
 	prefix := store.OutboxKey(e.shards.ConvShard(ref.app, ref.cid), ref.app, ref.cid).Bytes()
-	for {
+	earlier := map[string]bool{}
+	for _, k := range e.outbox.takeApplied(ref) {
+		earlier[string(k)] = true
+	}
+	del := e.st.NewBatch()
+	var done [][]byte
+	var failed error
+	for lower, more := prefix, true; more && failed == nil; {
 		type entry struct{ k, v []byte }
 		var page []entry
-		err := e.st.ScanPrefix(prefix, false, func(k, v []byte) (bool, error) {
+		err := e.st.Scan(lower, store.PrefixEnd(prefix), false, func(k, v []byte) (bool, error) {
 			page = append(page, entry{append([]byte(nil), k...), append([]byte(nil), v...)})
 			return len(page) < outboxPage, nil
 		})
-		if err != nil || len(page) == 0 {
-			return err
+		if err != nil {
+			failed = err
+			break
 		}
-		del := e.st.NewBatch()
-		var failed error
+		more = len(page) == outboxPage
+		if more {
+			lower = append(page[len(page)-1].k, 0)
+		}
 		for _, en := range page {
-			ops, err := decodeOutboxOps(en.v)
-			if err == nil && !e.outbox.firstTry(en.k) {
-				ops, err = e.dropReplayedJoins(ops)
+			if earlier[string(en.k)] {
+				del.Delete(en.k)
+				continue
 			}
-			b := e.st.NewBatch()
-			if err == nil {
-				err = appendOps(b, ops)
-			}
-			if err == nil {
-				err = e.st.Commit(b)
-			}
-			if errors.Is(err, errCorruptOutbox) {
-				// Never applicable: drop it rather than block the
-				// conversation's later effects for ever.
-				e.log.Error("Dropping a corrupt outbox entry", "key", fmt.Sprintf("%x", en.k))
-			} else if err != nil {
+			if err := e.applyEntry(en.k, en.v); err != nil {
 				failed = err
 				break
 			}
-			del.Delete(en.k)
+			done = append(done, en.k)
 		}
-		if failed == nil && len(page) < outboxPage {
-			applied()
+	}
+	if failed == nil {
+		applied()
+	}
+	e.metrics.outbox.WithLabelValues("applied").Add(float64(len(done)))
+	if !e.outbox.deferDelete(ref, done) {
+		for _, k := range done {
+			del.Delete(k)
 		}
-		if !del.Empty() {
-			if err := e.st.Commit(del); err != nil {
-				return err
-			}
-			e.metrics.outbox.WithLabelValues("applied").Add(float64(len(del.Ops())))
+	}
+	if !del.Empty() {
+		if err := e.st.Commit(del); err != nil && failed == nil {
+			failed = err
 		}
-		if failed != nil {
-			e.metrics.outbox.WithLabelValues("failed").Inc()
-			return failed
+	}
+	if failed != nil {
+		e.metrics.outbox.WithLabelValues("failed").Inc()
+	}
+	return failed
+}
+
+// applyEntry applies the entry at key, value v, in one batch at its
+// shard's coordinator. A corrupt entry is logged and counts as applied:
+// it could never be, and must not block the conversation's later effects.
+func (e *Engine) applyEntry(key, v []byte) error {
+	ops, err := decodeOutboxOps(v)
+	if err == nil && !e.outbox.firstTry(key) {
+		ops, err = e.dropReplayedJoins(ops)
+	}
+	b := e.st.NewBatch()
+	if err == nil {
+		err = appendOps(b, ops)
+	}
+	if err == nil {
+		return e.st.Commit(b)
+	}
+	if errors.Is(err, errCorruptOutbox) {
+		e.log.Error("Dropping a corrupt outbox entry", "key", fmt.Sprintf("%x", key))
+		return nil
+	}
+	return err
+}
+
+// deleteApplied deletes the entries applied and not deleted yet (Stop:
+// else the next start would apply them again).
+func (e *Engine) deleteApplied() {
+	o := &e.outbox
+	o.mu.Lock()
+	b := e.st.NewBatch()
+	for ref, keys := range o.applied {
+		for _, k := range keys {
+			b.Delete(k)
 		}
-		if len(page) < outboxPage {
-			return nil
-		}
+		delete(o.applied, ref)
+	}
+	o.nApplied = 0
+	o.mu.Unlock()
+	if b.Empty() {
+		return
+	}
+	if err := e.st.Commit(b); err != nil {
+		e.log.Warn("Deleting applied outbox entries failed; they are applied again after the restart", "err", err)
 	}
 }
 
