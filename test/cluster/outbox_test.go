@@ -101,13 +101,20 @@ func TestClusterAddWhileMemberShardDown(t *testing.T) {
 	paused = false
 
 	jerry := connectID(t, c, n0, n0, "Jerry", member)
-	harness.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		list, err := jerry.cl.Query().Limit(100).Find(ctx)
+	awaitOnlyConversation(ctx, t, jerry, conv.ID(), 20*time.Second)
+}
+
+// awaitOnlyConversation waits until u's own conversations (its index) are
+// exactly cid.
+func awaitOnlyConversation(ctx context.Context, t *testing.T, u *user, cid string, within time.Duration) {
+	t.Helper()
+	harness.CheckFor(t, within, 50*time.Millisecond, func() error {
+		list, err := u.cl.Query().Limit(100).Find(ctx)
 		if err != nil {
 			return err
 		}
-		if got := convIDs(list); !slices.Equal(got, []string{conv.ID()}) {
-			return fmt.Errorf("the member's conversations are %v, want [%s]", got, conv.ID())
+		if got := convIDs(list); !slices.Equal(got, []string{cid}) {
+			return fmt.Errorf("%s's conversations are %v, want [%s]", u.name, got, cid)
 		}
 		return nil
 	})
@@ -261,15 +268,6 @@ func TestClusterOutboxMovesWithTheLease(t *testing.T) {
 
 	a.Kill(t)
 	killed := time.Now()
-	harness.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		list, err := jerry.cl.Query().Limit(100).Find(ctx)
-		if err != nil {
-			return err
-		}
-		if got := convIDs(list); !slices.Equal(got, []string{conv.ID()}) {
-			return fmt.Errorf("the member's conversations are %v, want [%s]", got, conv.ID())
-		}
-		return nil
-	})
+	awaitOnlyConversation(ctx, t, jerry, conv.ID(), 30*time.Second)
 	t.Logf("the member's index arrived %v after the coordinator was killed", time.Since(killed).Round(time.Millisecond))
 }
