@@ -54,3 +54,28 @@ func TestLimitCounter(t *testing.T) {
 		t.Fatal("max 0 must mean no limit")
 	}
 }
+
+func TestLimitBucketTakeAndWait(t *testing.T) {
+	now := time.Unix(0, 0)
+	var b Bucket // zero value: full
+	for i := range 2 {
+		if ok, _ := b.Take(now, 4, 2); !ok {
+			t.Fatalf("take %d of a burst of 2 refused", i+1)
+		}
+	}
+	ok, wait := b.Take(now, 4, 2)
+	if ok || wait != 250*time.Millisecond {
+		t.Fatalf("third take: ok %v, wait %v; want refused, 250ms (4/s)", ok, wait)
+	}
+	now = now.Add(100 * time.Millisecond)
+	if ok, wait := b.Take(now, 4, 2); ok || wait != 150*time.Millisecond {
+		t.Fatalf("take 100ms later: ok %v, wait %v; want refused, 150ms", ok, wait)
+	}
+	now = now.Add(150 * time.Millisecond)
+	if ok, _ := b.Take(now, 4, 2); !ok {
+		t.Fatal("take after the announced wait refused")
+	}
+	if ok, _ := b.Take(now, -1, 2); !ok {
+		t.Fatal("a negative rate must disable the limit")
+	}
+}

@@ -23,12 +23,44 @@ type Rate struct {
 	now       func() time.Time
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets map[string]*Bucket
 }
 
-type bucket struct {
+// Bucket is one token bucket; its rate and size are given at each Take, so
+// it is two words and its zero value is a full bucket. It is not safe for
+// concurrent use: its owner serialises its calls (a Rate holds one per key
+// under its mutex; a client session's commands run one at a time).
+type Bucket struct {
 	tokens float64
 	last   time.Time
+}
+
+// Take refills b to now at perSecond, up to burst (below 1 means 1), and
+// takes one token if there is one. When there is none it reports false and
+// how long until there will be one. A perSecond of zero or less disables
+// the limit (Take always reports true).
+func (b *Bucket) Take(now time.Time, perSecond float64, burst int) (ok bool, wait time.Duration) {
+	if perSecond <= 0 {
+		return true, 0
+	}
+	b.refill(now, perSecond, float64(max(burst, 1)))
+	if b.tokens < 1 {
+		return false, time.Duration((1 - b.tokens) / perSecond * float64(time.Second))
+	}
+	b.tokens--
+	return true, 0
+}
+
+// refill adds the tokens earned since b.last; a zero Bucket starts full.
+func (b *Bucket) refill(now time.Time, perSecond, burst float64) {
+	if b.last.IsZero() {
+		b.tokens, b.last = burst, now
+		return
+	}
+	if dt := now.Sub(b.last).Seconds(); dt > 0 {
+		b.tokens = min(burst, b.tokens+dt*perSecond)
+		b.last = now
+	}
 }
 
 // NewRate returns a Rate. A perSecond of zero or less disables the limit
@@ -41,7 +73,7 @@ func NewRate(perSecond float64, burst, maxKeys int, now func() time.Time) *Rate 
 	if now == nil {
 		now = time.Now
 	}
-	return &Rate{perSecond: perSecond, burst: float64(max(burst, 1)), maxKeys: maxKeys, now: now, buckets: make(map[string]*bucket)}
+	return &Rate{perSecond: perSecond, burst: float64(max(burst, 1)), maxKeys: maxKeys, now: now, buckets: make(map[string]*Bucket)}
 }
 
 // Allow takes one token of key's bucket and reports whether there was one.
@@ -51,12 +83,8 @@ func (r *Rate) Allow(key string) bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := r.refillLocked(key)
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	ok, _ := r.bucketLocked(key).Take(r.now(), r.perSecond, int(r.burst))
+	return ok
 }
 
 // Exhausted reports whether key's bucket is empty, without taking a token.
@@ -66,28 +94,24 @@ func (r *Rate) Exhausted(key string) bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.buckets[key]; !ok {
+	b, ok := r.buckets[key]
+	if !ok {
 		return false
 	}
-	return r.refillLocked(key).tokens < 1
+	b.refill(r.now(), r.perSecond, r.burst)
+	return b.tokens < 1
 }
 
-// refillLocked returns key's bucket, created full or refilled to now.
+// bucketLocked returns key's bucket, a new (full) one if key has none.
 // r.mu must be held.
-func (r *Rate) refillLocked(key string) *bucket {
-	now := r.now()
+func (r *Rate) bucketLocked(key string) *Bucket {
 	b, ok := r.buckets[key]
 	if !ok {
 		if len(r.buckets) >= r.maxKeys {
-			r.evictLocked(now)
+			r.evictLocked(r.now())
 		}
-		b = &bucket{tokens: r.burst, last: now}
+		b = &Bucket{}
 		r.buckets[key] = b
-		return b
-	}
-	if dt := now.Sub(b.last).Seconds(); dt > 0 {
-		b.tokens = min(r.burst, b.tokens+dt*r.perSecond)
-		b.last = now
 	}
 	return b
 }
