@@ -28,6 +28,12 @@ type Limits struct {
 	// ConcurrentQueries bounds the conv/query commands of the app running
 	// at once on one node; one beyond it is answered 4318.
 	ConcurrentQueries int `json:"concurrentQueries,omitempty"`
+	// QueriesPerSecondPerSession is the conv/query rate of one client
+	// session, with bursts of twice the rate (at least 1). A query beyond
+	// it is answered 4318 without being run, and the answer is held back
+	// until the session would have a query again (at most 1 s), which
+	// paces a client that retries at once.
+	QueriesPerSecondPerSession float64 `json:"queriesPerSecondPerSession,omitempty"`
 	// QueryScanBudget bounds the conversation records one conv/query may
 	// examine; a query that needs more is answered 4310 naming the budget.
 	QueryScanBudget int `json:"queryScanBudget,omitempty"`
@@ -43,7 +49,9 @@ const FailedLoginWindow = 15 * 60 // seconds
 // room for a NAT of many users; 30 account requests/min per address bound
 // the password-hashing CPU one address can use (~2 cores·s/min); ten wrong
 // passwords per 15 minutes per username is LeanCloud's order; 8 concurrent
-// queries per app and node keep one app from taking every core; 5000
+// queries per app and node keep one app from taking every core; 20
+// queries/s per session (bursts of 40) are many times what a chat client
+// asks while a user pages through conversation lists; 5000
 // records per query is what one query can examine in well under a second.
 var DefaultLimits = Limits{
 	LoginsPerSecond:               200,
@@ -51,6 +59,7 @@ var DefaultLimits = Limits{
 	AccountRequestsPerMinutePerIP: 30,
 	FailedLoginsPerUser:           10,
 	ConcurrentQueries:             8,
+	QueriesPerSecondPerSession:    20,
 	QueryScanBudget:               5000,
 }
 
@@ -59,6 +68,9 @@ func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
 	if l.LoginsPerSecond == 0 {
 		l.LoginsPerSecond = d.LoginsPerSecond
+	}
+	if l.QueriesPerSecondPerSession == 0 {
+		l.QueriesPerSecondPerSession = d.QueriesPerSecondPerSession
 	}
 	setDefault(&l.LoginsPerMinutePerIP, d.LoginsPerMinutePerIP)
 	setDefault(&l.AccountRequestsPerMinutePerIP, d.AccountRequestsPerMinutePerIP)

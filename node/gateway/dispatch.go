@@ -84,6 +84,13 @@ func (g *Gateway) engineCommand(c *conn, req *pb.GenericCommand) *pb.GenericComm
 		r.PeerId = proto.String(s.clientID)
 		return r
 	}
+	if req.GetCmd() == pb.CommandType_conv && req.GetOp() == pb.OpType_query {
+		if pe := g.allowQuery(s); pe != nil {
+			r := protocol.ErrorResponse(req, pe)
+			r.PeerId = proto.String(s.clientID)
+			return r
+		}
+	}
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RequestTimeout)
 	defer cancel()
 	caller := conversation.Caller{App: s.app.ID, ClientID: s.clientID, Session: s.id, ConfigBitmap: s.configBitmap}

@@ -86,6 +86,35 @@ func (l *limiters) allowLogin(a *apps.App, ip string, now func() time.Time) *pro
 	return nil
 }
 
+// maxQueryPause caps how long allowQuery holds back a refusal.
+const maxQueryPause = time.Second
+
+// allowQuery takes a token of the session's conv/query bucket (the app's
+// QueriesPerSecondPerSession, bursts of twice it); it returns nil to run
+// the query. A refusal runs nothing of the query (no parse, no scan) and
+// allocates only its error frame. It is answered when the session would
+// have a token again (at most maxQueryPause later, sooner if the node
+// stops): the connection's worker waits, so a client that sends its next
+// query when the refusal arrives is paced to the rate, and one that keeps
+// sending without waiting fills its inbound queue and is closed (1008, see
+// Config.InboundQueue). Pushes to the socket wait with it.
+func (g *Gateway) allowQuery(s *clientSession) *protocol.Error {
+	perSecond := s.app.Limits.QueriesPerSecondPerSession
+	ok, wait := s.queries.Take(g.cfg.Now(), perSecond, int(2*perSecond))
+	if ok {
+		return nil
+	}
+	g.metrics.rateLimited.WithLabelValues("query").Inc()
+	t := time.NewTimer(min(wait, maxQueryPause))
+	select {
+	case <-t.C:
+	case <-g.ctx.Done():
+		t.Stop()
+	}
+	return protocol.ErrConversationAPIQuota.WithDetail(
+		"too many conversation queries from this session (limit %g per second); retry later", perSecond)
+}
+
 // remoteIP is the host part of a request's remote address.
 func remoteIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

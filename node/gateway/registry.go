@@ -5,6 +5,7 @@ import (
 
 	"github.com/imcluster/imcluster/node/apps"
 	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/limit"
 )
 
 // clientSession is one logged-in client on one socket. Its fields are immutable
@@ -18,6 +19,9 @@ type clientSession struct {
 	deviceID     string
 	token        string
 	configBitmap int64
+	// queries is the session's conv/query bucket (limits.go, allowQuery);
+	// only the connection's worker touches it, one command at a time.
+	queries limit.Bucket
 }
 
 type clientKey struct{ app, client string }

@@ -24,6 +24,10 @@ const (
 	floodWindow    = 20 * time.Second
 	floodOwnConvs  = 5 // the legitimate client's conversations
 	floodQueryPage = 100
+	// floodLegitPeriod paces the legitimate client: one round (a send and
+	// a query) every 125 ms, 8 queries/s, below the default
+	// queriesPerSecondPerSession (20), like a real client.
+	floodLegitPeriod = 125 * time.Millisecond
 )
 
 // BenchmarkAbuseQueryFlood: three imnode processes, one app of 20,000
@@ -161,12 +165,18 @@ func flood(ctx context.Context, flooders []*client.IMClient, scan bool) (*floodS
 }
 
 // legitLoop sends a message to one of own and runs the default query, in
-// turn, for d, and returns the latencies of each.
+// turn, one round every floodLegitPeriod (or as soon as the previous one
+// ends if it took longer), for d, and returns the latencies of each.
 func legitLoop(ctx context.Context, tb testing.TB, cl *client.IMClient, own []*client.Conversation, d time.Duration) (send, query *latencies) {
 	tb.Helper()
 	send, query = &latencies{}, &latencies{}
 	end := time.Now().Add(d)
+	tick := time.NewTicker(floodLegitPeriod)
+	defer tick.Stop()
 	for i := 0; time.Now().Before(end); i++ {
+		if i > 0 {
+			<-tick.C
+		}
 		start := time.Now()
 		if _, err := own[i%len(own)].Send(ctx, client.NewText(fmt.Sprint("hello ", i))); err != nil {
 			tb.Fatalf("legitimate send %d: %v", i, err)

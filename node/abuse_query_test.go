@@ -1,0 +1,57 @@
+package node_test
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node"
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+)
+
+// queryRaw sends a default conv/query as clientID and returns its answer.
+func queryRaw(c *rawConn, i int32, clientID string) *pb.GenericCommand {
+	c.send(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_query.Enum(), I: proto.Int32(i),
+		PeerId: proto.String(clientID), ConvMessage: &pb.ConvCommand{}})
+	return c.recvResponse(i)
+}
+
+// TestNodeAbuseQueryRatePerSession: a session that sends conv/query one
+// after the other beyond its app's queriesPerSecondPerSession (0.2/s here:
+// one query, then one every 5 s) gets 4318 without its queries being run,
+// while another session of the same app is answered. Six queries in a row
+// take about 5 s (each refusal is held back up to 1 s), so at most two of
+// them can find a token: at least four are refused.
+func TestNodeAbuseQueryRatePerSession(t *testing.T) {
+	app := apps.App{ID: "paced", Key: "paced-key", MasterKey: "paced-master",
+		Limits: apps.Limits{QueriesPerSecondPerSession: 0.2}}
+	n := startNode(t, func(c *node.Config) { c.Apps = append(c.Apps, app) })
+	flooder := dialRaw(t, n, protocol.SubprotocolBinary)
+	if r := loginApp(t, flooder, 1, app.ID, "flooder"); r.GetOp() != pb.OpType_opened {
+		t.Fatalf("login: %v", r)
+	}
+	answered, refused := 0, 0
+	for i := range 6 {
+		r := queryRaw(flooder, int32(10+i), "flooder")
+		switch {
+		case r.GetOp() == pb.OpType_results:
+			answered++
+		case r.GetCmd() == pb.CommandType_error && r.GetErrorMessage().GetCode() == protocol.ErrConversationAPIQuota.Code:
+			refused++
+		default:
+			t.Fatalf("query %d: %v, want results or error 4318", i, r)
+		}
+	}
+	if answered < 1 || refused < 4 {
+		t.Fatalf("six queries in a row at 0.2/s: %d answered, %d refused; want at least 1 and 4", answered, refused)
+	}
+	other := dialRaw(t, n, protocol.SubprotocolBinary)
+	if r := loginApp(t, other, 1, app.ID, "other"); r.GetOp() != pb.OpType_opened {
+		t.Fatalf("second login: %v", r)
+	}
+	if r := queryRaw(other, 2, "other"); r.GetOp() != pb.OpType_results {
+		t.Fatalf("another session's first query: %v", r)
+	}
+}
