@@ -52,8 +52,10 @@ func (rs *Set) HandleRequest(ctx context.Context, req *transport.Request) ([]byt
 	case wire.PendingScan:
 		return rs.servePendingScan(&d)
 	case wire.Replicate:
-		// Sent by earlier builds, which apply at once; kept for a rolling
-		// upgrade from them.
+		// Sent by earlier builds, which apply at once: served so that their
+		// writes still land during a rolling upgrade. A node of this build
+		// coordinates only with W-1 peers of this build (they answer
+		// Prepare).
 		shard := uint16(d.U64())
 		ops, err := decodeOps(&d, shard)
 		if err != nil {

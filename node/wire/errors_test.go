@@ -45,3 +45,15 @@ func TestWireErrorCodes(t *testing.T) {
 		t.Fatal("a local error changed")
 	}
 }
+
+func TestWireTooLargeIsNotRetryable(t *testing.T) {
+	handlerErr := fmt.Errorf("%w: 5000000 bytes, limit 4193280", ErrTooLarge)
+	remote := &transport.RemoteError{Peer: "n1", Message: handlerErr.Error(), Temporary: transport.IsRetryable(handlerErr)}
+	got := Decode(fmt.Errorf("call: %w", remote))
+	if !errors.Is(got, ErrTooLarge) {
+		t.Fatalf("%q decoded to %v, want code %d", remote.Message, got, CodeTooLarge)
+	}
+	if transport.IsRetryable(got) || transport.IsRetryable(handlerErr) {
+		t.Fatal("a write too large to replicate is retryable: the same write would be refused again")
+	}
+}
