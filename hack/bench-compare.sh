@@ -75,6 +75,9 @@ quiet() {
   fi
 }
 
+# child is the running imbench or hack/bench-local.sh, in the background so
+# that a signal reaches the traps at once (bash runs a trap only after the
+# foreground command ends).
 child=
 cf_pid=
 cf_dir=
@@ -168,8 +171,11 @@ for system in $systems; do
       start_centrifugo
       pid_args=(--pid "$cf_pid")
       "$bin/imbench" --protocol centrifugo --centrifugo-secret "$secret" \
-        --url "ws://127.0.0.1:$cf_port/connection/websocket" "${pid_args[@]}" "${args[@]}" 2>&1 |
-        tee "$out/$system.$shape.txt" || failed+=("$system $shape")
+        --url "ws://127.0.0.1:$cf_port/connection/websocket" "${pid_args[@]}" "${args[@]}" \
+        > >(tee "$out/$system.$shape.txt") 2>&1 &
+      child=$!
+      wait "$child" || failed+=("$system $shape")
+      child=
       stop_centrifugo
       ;;
     *)

@@ -77,6 +77,11 @@ stop() {
   local status=$?
   trap - INT TERM EXIT
   local i
+  if [ -n "${bench_pid:-}" ]; then
+    # imbench, and the time(1) wrapper around it when there is one.
+    kill -TERM $(pgrep -P "$bench_pid") "$bench_pid" 2>/dev/null || true
+    wait "$bench_pid" 2>/dev/null || true
+  fi
   for i in "${!pids[@]}"; do
     kill -TERM "${pids[$i]}" 2>/dev/null || true
   done
@@ -198,7 +203,12 @@ timer=()
 bench_status=0
 read -r busy0 total0 < <(machine_ticks)
 start=$(date +%s.%N)
-"${timer[@]}" "$bin/imbench" "${url_args[@]}" "$@" || bench_status=$?
+# imbench runs in the background so that a signal reaches the traps at once
+# (bash runs a trap only after the foreground command ends); stop ends it.
+"${timer[@]}" "$bin/imbench" "${url_args[@]}" "$@" &
+bench_pid=$!
+wait "$bench_pid" || bench_status=$?
+bench_pid=
 read -r busy1 total1 < <(machine_ticks)
 wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {print e - s}')
 nodes_cpu=0
