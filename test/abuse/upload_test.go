@@ -16,7 +16,12 @@ import (
 	"github.com/imcluster/imcluster/test/harness"
 )
 
-func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(floodChildEnv); spec != "" {
+		os.Exit(floodChild(spec)) // BenchmarkAbuseQueryFlood's flooder process
+	}
+	os.Exit(harness.Main(m))
+}
 
 // rssBytes reads the resident set size of process pid.
 func rssBytes(pid int) (int64, error) {
