@@ -218,7 +218,8 @@ func (rs *Set) finishWrite(shard uint16, w store.PendingWrite, ws *writeState, q
 		rs.stepDown(shard, w.Epoch, w.ID)
 		return fmt.Errorf("%w: the lease moved while the write was in flight", ErrQuorum)
 	}
-	if err := rs.st.CommitWrite(shard, w); err != nil {
+	// Not synced: the pending record is (see store.CommitWriteNoSync).
+	if err := rs.st.CommitWriteNoSync(shard, w); err != nil {
 		rs.decide(ws, false)
 		rs.stepDown(shard, w.Epoch, w.ID)
 		return err

@@ -138,6 +138,19 @@ func (s *Store) PutPending(shard uint16, w PendingWrite) error {
 // drops its pending record, if any, in one durable batch. Applying the
 // same write twice is harmless: its records merge last-writer-wins.
 func (s *Store) CommitWrite(shard uint16, w PendingWrite) error {
+	return s.commitWrite(shard, w, pebble.Sync)
+}
+
+// CommitWriteNoSync is CommitWrite without waiting for the write-ahead log
+// to be synced: after a crash the batch is either there or not at all, and
+// if not, the write is still pending here (its pending record was synced
+// before), so the shard's next resolution settles it. The next synced
+// batch syncs it too.
+func (s *Store) CommitWriteNoSync(shard uint16, w PendingWrite) error {
+	return s.commitWrite(shard, w, pebble.NoSync)
+}
+
+func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOptions) error {
 	if err := checkPendingOps(shard, w.Ops); err != nil {
 		return err
 	}
@@ -149,15 +162,16 @@ func (s *Store) CommitWrite(shard uint16, w PendingWrite) error {
 	if err := pb.Delete(pendingKey(shard, w.Epoch, w.ID), nil); err != nil {
 		return fmt.Errorf("store: batch: %w", err)
 	}
-	if err := pb.Commit(pebble.Sync); err != nil {
+	if err := pb.Commit(opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
 }
 
 // CommitPending makes the pending write (epoch, id) of shard visible and
-// drops its record; false if this store holds no such pending write
-// (already committed, dropped by a resolution, or never received).
+// drops its record, like CommitWriteNoSync; false if this store holds no
+// such pending write (already committed, dropped by a resolution, or never
+// received).
 func (s *Store) CommitPending(shard uint16, epoch, id uint64) (bool, error) {
 	v, err := s.Get(pendingKey(shard, epoch, id))
 	if errors.Is(err, ErrNotFound) {
@@ -170,7 +184,7 @@ func (s *Store) CommitPending(shard uint16, epoch, id uint64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return true, s.CommitWrite(shard, PendingWrite{Epoch: epoch, ID: id, Ops: ops})
+	return true, s.CommitWriteNoSync(shard, PendingWrite{Epoch: epoch, ID: id, Ops: ops})
 }
 
 // ScanPending calls fn for the pending writes of shard in (epoch, id)
