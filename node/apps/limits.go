@@ -26,7 +26,8 @@ type Limits struct {
 	// until the window has passed.
 	FailedLoginsPerUser int `json:"failedLoginsPerUser,omitempty"`
 	// ConcurrentQueries bounds the conv/query commands of the app running
-	// at once on one node; one beyond it is answered 4318.
+	// at once on one node; one beyond it is answered 4318. A quarter of
+	// them (at least 1) may be app-wide queries that no index serves.
 	ConcurrentQueries int `json:"concurrentQueries,omitempty"`
 	// QueriesPerSecondPerSession is the conv/query rate of one client
 	// session, with bursts of twice the rate (at least 1). A query beyond

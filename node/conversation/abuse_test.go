@@ -174,4 +174,29 @@ func TestConversationAbuseQueryBudgets(t *testing.T) {
 	if docs := h.query(tom, appWide); len(docs) != 10 {
 		t.Fatalf("app-wide query within the budget: %d results", len(docs))
 	}
+
+	// Unindexed app-wide queries (a scan) run at most a quarter of
+	// Concurrent at once (2 of 8 here); indexed ones and those narrowed by
+	// member still run while two scans do.
+	h.e.cfg.QueryLimits = func(string) QueryLimits { return QueryLimits{ScanBudget: 1000, Concurrent: 8} }
+	scan := queryReq(`{"level":1}`, "name", nil, nil, 0)
+	if docs := h.query(tom, scan); len(docs) != 10 {
+		t.Fatalf("a scan alone: %d results", len(docs))
+	}
+	for range 2 { // two scans of the app in flight
+		if !h.e.scans.Acquire(testApp, 2) {
+			t.Fatal("acquire")
+		}
+	}
+	h.fail(tom, scan, protocol.ErrConversationAPIQuota)
+	if docs := h.query(tom, appWide); len(docs) != 10 {
+		t.Fatalf("an indexed query while two scans run: %d results", len(docs))
+	}
+	if docs := h.query(tom, queryReq(`{"level":1,"m":"m7"}`, "name", nil, nil, 0)); len(docs) != 1 {
+		t.Fatalf("a query narrowed by member while two scans run: %v", docs)
+	}
+	h.e.scans.Release(testApp)
+	if docs := h.query(tom, scan); len(docs) != 10 {
+		t.Fatalf("a scan after one of two ended: %d results", len(docs))
+	}
 }

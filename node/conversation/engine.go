@@ -135,7 +135,9 @@ type QueryLimits struct {
 	// less means DefaultQueryLimits.ScanBudget.
 	ScanBudget int
 	// Concurrent bounds the app's queries running at once; one more is
-	// answered 4318. Zero or less means no limit.
+	// answered 4318. A quarter of it (at least 1) bounds the app-wide
+	// queries that no index serves (scanConcurrency). Zero or less means
+	// no limit.
 	Concurrent int
 }
 
@@ -314,6 +316,9 @@ type Engine struct {
 
 	// queries counts the running conv/query commands per app.
 	queries *limit.Counter
+	// scans counts the running app-wide conv/query commands that no
+	// index serves, per app (scanConcurrency bounds them).
+	scans *limit.Counter
 
 	// tsEpoch invalidates the stripes' cached timestamps (ForgetTimestamps).
 	tsEpoch atomic.Uint64
@@ -351,6 +356,7 @@ func New(cfg Config) (*Engine, error) {
 		acks:   make(chan ackJob, ackQueueSize),
 
 		queries: limit.NewCounter(),
+		scans:   limit.NewCounter(),
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {

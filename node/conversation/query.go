@@ -183,9 +183,21 @@ func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 	budget := &scanBudget{limit: lim.ScanBudget}
 	skip := max(0, int(cm.GetSkip()))
 	var docs []map[string]any
-	if order := orderOf(sorter); order != "" && appWide(c, filter) {
+	order, wide := orderOf(sorter), appWide(c, filter)
+	switch {
+	case order != "" && wide:
 		docs, err = e.orderedDocs(ctx, c, cm.GetFlag(), filter, lim, budget, order, skip+limit)
-	} else {
+	case wide:
+		// A scan of the app: it may examine the whole budget, most of it
+		// on other nodes, so fewer of them run at once.
+		maxScans := scanConcurrency(lim.Concurrent)
+		if !e.scans.Acquire(c.App, maxScans) {
+			return nil, protocol.ErrConversationAPIQuota.WithDetail(
+				"%d app-wide queries of this app that no index serves are already running on this node (the limit); retry, sort by -lm or -updatedAt, or narrow where by member or objectId", maxScans)
+		}
+		defer e.scans.Release(c.App)
+		docs, err = e.queryDocs(ctx, c, cm.GetFlag(), filter, lim, budget)
+	default:
 		docs, err = e.queryDocs(ctx, c, cm.GetFlag(), filter, lim, budget)
 	}
 	if errors.Is(err, errScanBudget) {
@@ -207,6 +219,17 @@ func (e *Engine) convQuery(ctx context.Context, c Caller, cm *pb.ConvCommand) (*
 		}
 	}
 	return queryResults(docs, maxBytes)
+}
+
+// scanConcurrency is how many app-wide queries that no index serves (each
+// may examine the whole scan budget) an app runs at once on a node: a
+// quarter of its concurrent queries, at least one; zero (no limit) for no
+// limit.
+func scanConcurrency(concurrent int) int {
+	if concurrent <= 0 {
+		return 0
+	}
+	return max(1, concurrent/4)
 }
 
 // queryDocs returns the documents of the conversations that match filter
