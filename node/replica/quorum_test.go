@@ -34,6 +34,8 @@ type testNet struct {
 	cutOff map[string]bool
 	// delay holds calls of (to, method) back before they run.
 	delay map[dropKey]time.Duration
+	// recordCalls makes NoteCall maintain cutOff.
+	recordCalls bool
 }
 
 type dropMode int
@@ -93,9 +95,22 @@ func (p netPeers) Reachable(id string) bool {
 	p.n.mu.Unlock()
 	return !cut && p.Live(id)
 }
-func (p netPeers) NoteCall(string, error) {}
-func (p netPeers) Draining() bool         { return false }
-func (p netPeers) CaughtUp() error        { return nil }
+
+// NoteCall marks a peer cut off after a timeout and clears it after a
+// success, as the cluster does, when the net records calls.
+func (p netPeers) NoteCall(to string, err error) {
+	p.n.mu.Lock()
+	defer p.n.mu.Unlock()
+	switch {
+	case !p.n.recordCalls:
+	case err == nil:
+		delete(p.n.cutOff, p.self+">"+to)
+	case errors.Is(err, transport.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
+		p.n.cutOff[p.self+">"+to] = true
+	}
+}
+func (p netPeers) Draining() bool  { return false }
+func (p netPeers) CaughtUp() error { return nil }
 func (p netPeers) Call(ctx context.Context, to string, method uint16, payload []byte) ([]byte, error) {
 	down, mode := p.n.fault(p.self, to, method)
 	if down || mode == dropBefore {
@@ -105,7 +120,11 @@ func (p netPeers) Call(ctx context.Context, to string, method uint16, payload []
 	rs, delay := p.n.sets[to], p.n.delay[dropKey{to, method}]
 	p.n.mu.Unlock()
 	if delay > 0 {
-		time.Sleep(delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, transport.ErrTimeout
+		}
 	}
 	out, err := rs.HandleRequest(ctx, &transport.Request{From: p.self, Method: method, Payload: slices.Clone(payload)})
 	if mode == dropAfterAndCut {
@@ -402,4 +421,37 @@ func TestReplicaQuorumAbandonedWriteSettlesFirst(t *testing.T) {
 	if e, ok := n.sets[p].writeEpoch(0); !ok || e != epoch {
 		t.Fatalf("the coordinator stepped down (%d, %v; was %d)", e, ok, epoch)
 	}
+}
+
+// Lease requests that answer later than their quarter-lease deadline (a
+// loaded peer) cost the coordinator its lease, but do not make it think its
+// peers are cut off: once they answer in time again it takes its shard
+// back.
+func TestReplicaLeaseSlowAnswersAreNotACutOff(t *testing.T) {
+	n, reps := newTestNet(t, 0)
+	p := reps[0]
+	n.mu.Lock()
+	n.recordCalls = true
+	n.mu.Unlock()
+	n.waitTerm(t, p)
+	slow := func(on bool) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		for _, id := range reps[1:] {
+			if on {
+				n.delay[dropKey{id, wire.Lease}] = n.sets[p].leaseDuration() / 2
+			} else {
+				delete(n.delay, dropKey{id, wire.Lease})
+			}
+		}
+	}
+	slow(true)
+	waitFor(t, "the lease to run out", func() bool { return !n.sets[p].holdsLease(0) })
+	slow(false)
+	for _, id := range reps[1:] {
+		if !n.sets[p].peers.Reachable(id) {
+			t.Errorf("%s counts %s cut off after slow lease answers", p, id)
+		}
+	}
+	n.waitTerm(t, p)
 }
