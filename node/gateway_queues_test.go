@@ -3,6 +3,7 @@ package node_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -10,10 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lxzan/gws"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/imcluster/imcluster/client"
 	"github.com/imcluster/imcluster/node"
 	"github.com/imcluster/imcluster/node/apps"
 	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
 )
 
 // TestNodeSlowConsumerIsDisconnected: a client that stops reading its socket
@@ -68,7 +73,7 @@ func TestNodeSlowConsumerIsDisconnected(t *testing.T) {
 		if _, err := conv.Send(ctx, client.NewRaw(content)); err != nil {
 			t.Fatalf("send %d: %v", sent, err)
 		}
-		if sent%100 == 99 && slowDisconnects(t, n) > 0 {
+		if sent%100 == 99 && gatewayCounter(t, n, "imnode_gateway_slow_disconnects_total") > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -81,9 +86,59 @@ func TestNodeSlowConsumerIsDisconnected(t *testing.T) {
 	}
 }
 
-// slowDisconnects reads imnode_gateway_slow_disconnects_total from the
-// node's metrics.
-func slowDisconnects(t *testing.T, n *node.Node) float64 {
+// TestNodeFloodingClientIsDisconnected: a client that writes commands much
+// faster than the node runs them (one at a time per socket, each send a
+// durable commit) is disconnected once more than the inbound queue's 256
+// wait, and counted in imnode_gateway_flood_disconnects_total.
+func TestNodeFloodingClientIsDisconnected(t *testing.T) {
+	n := startNode(t, nil)
+	c := dialRaw(t, n, protocol.SubprotocolBinary)
+	login(t, c, 1, "flood", nil)
+	c.send(&pb.GenericCommand{Cmd: pb.CommandType_conv.Enum(), Op: pb.OpType_start.Enum(), I: proto.Int32(2),
+		ConvMessage: &pb.ConvCommand{M: []string{"other"}}})
+	cid := c.recvResponse(2).GetConvMessage().GetCid()
+	// The answers are not read while writing: a goroutine discards them so
+	// that the read loop sees the close.
+	closed := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-c.frames:
+			case err := <-c.closed:
+				closed <- err
+				return
+			}
+		}
+	}()
+	for i := range 2000 {
+		data, _, err := protocol.Encode(&pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), I: proto.Int32(int32(10 + i)),
+			DirectMessage: &pb.DirectCommand{Cid: proto.String(cid), Msg: proto.String("flood")}}, c.sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ws.WriteMessage(gws.OpcodeBinary, data) != nil {
+			break // closed by the node
+		}
+	}
+	// The node sends close code 1008, but it closes a socket with unread
+	// commands in its receive buffer, which resets the connection: the
+	// client may see the reset instead of the close frame.
+	select {
+	case err := <-closed:
+		var ce *gws.CloseError
+		if errors.As(err, &ce) && ce.Code != 1008 {
+			t.Fatalf("closed with %v, want close code 1008", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the flooding socket was not closed within 60s")
+	}
+	if got := gatewayCounter(t, n, "imnode_gateway_flood_disconnects_total"); got != 1 {
+		t.Fatalf("flood disconnects = %v, want 1", got)
+	}
+}
+
+// gatewayCounter reads a counter without labels from the node's metrics.
+func gatewayCounter(t *testing.T, n *node.Node, name string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + n.AdminAddr().String() + "/metrics") //nolint:noctx // a test against loopback
 	if err != nil {
@@ -93,7 +148,7 @@ func slowDisconnects(t *testing.T, n *node.Node) float64 {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "imnode_gateway_slow_disconnects_total "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatal(err)
@@ -101,6 +156,6 @@ func slowDisconnects(t *testing.T, n *node.Node) float64 {
 			return f
 		}
 	}
-	t.Fatal("no imnode_gateway_slow_disconnects_total in /metrics")
+	t.Fatalf("no %s in /metrics", name)
 	return 0
 }
