@@ -12,8 +12,9 @@ import (
 )
 
 // TestRouteRetryRules: any command is retried only after failures that
-// prove it did not run; an idempotent one also after a lost answer, but
-// never after a failed write quorum or an answer.
+// prove it did not run; an idempotent one also after a lost answer or a
+// failed write quorum (resolved before the shard serves again), never after
+// an answer.
 func TestRouteRetryRules(t *testing.T) {
 	remote := func(err error) error {
 		return wire.Decode(&transport.RemoteError{Peer: "n1", Message: err.Error(), Temporary: transport.IsRetryable(err)})
@@ -32,7 +33,8 @@ func TestRouteRetryRules(t *testing.T) {
 		{"timeout", transport.ErrTimeout, false, true},
 		{"deadline", context.DeadlineExceeded, false, true},
 		{"coordinator could not proxy", remote(transport.Retry(transport.ErrConnectionLost)), false, true},
-		{"quorum failed", remote(wire.Wrap(wire.ErrQuorum, errors.New("1 of 2"))), false, false},
+		{"quorum failed", remote(wire.Wrap(wire.ErrQuorum, errors.New("1 of 2"))), false, true},
+		{"quorum failed here", fmt.Errorf("conversation: commit: %w", wire.ErrQuorum), false, true},
 		{"protocol error", protocol.ErrConversationNotFound, false, false},
 		{"internal failure", errors.New("disk on fire"), false, false},
 	} {

@@ -135,8 +135,8 @@ func clientError(err error) error {
 // coordinating, epoch changing, peer unreachable before sending), and, for
 // an idempotent command (a send with a de-duplication token, acks, reads),
 // also those after which it may have run (the coordinator died or did not
-// answer): a coordinator that goes away while a lease moves is a pause,
-// not an error. A write whose quorum failed is not retried.
+// answer, or its write quorum failed): a coordinator that goes away while a
+// lease moves is a pause, not an error.
 func (r *Router) command(ctx context.Context, shard uint16, caller conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
 	raw, err := proto.Marshal(req)
 	if err != nil {
@@ -242,15 +242,19 @@ func notExecuted(err error) bool {
 // mayRetryIdempotent reports errors after which an idempotent command is
 // tried again: those that prove it did not run, and those after which it
 // may have run but was not answered (connection lost, timeout, the
-// coordinator did not answer), but not a write quorum that failed (the
-// write may stand on fewer than W replicas: a retry must not acknowledge
-// it) nor an answer (protocol errors).
+// coordinator did not answer, its write quorum failed), but not an answer
+// (protocol errors). A failed quorum is safe to retry: the coordinator
+// steps down with the write in doubt, and no node serves the shard again
+// before a resolution made the write visible on W replicas or dropped it
+// (docs/replication.md, "In-doubt writes and terms"), so the retry finds
+// the first attempt through its de-duplication record or stores it anew,
+// never twice.
 func mayRetryIdempotent(err error) bool {
 	var pe *protocol.Error
 	switch {
-	case notExecuted(err):
+	case notExecuted(err), errors.Is(err, wire.ErrQuorum):
 		return true
-	case errors.Is(err, wire.ErrQuorum), errors.As(err, &pe):
+	case errors.As(err, &pe):
 		return false
 	}
 	return transport.IsRetryable(err)
