@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -152,26 +153,14 @@ func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 	for _, k := range done {
 		b.Delete(k)
 	}
-	var local []store.Op
-	var targets []uint16
-	foreign := map[uint16][]store.Op{}
-	for _, op := range b.Ops() {
-		shard, err := store.ShardOf(op.Key)
-		if err != nil {
-			return err
-		}
-		if shard == own {
-			local = append(local, op)
-			continue
-		}
-		if _, ok := foreign[shard]; !ok {
-			targets = append(targets, shard)
-		}
-		foreign[shard] = append(foreign[shard], op)
+	shards, parts, err := store.SplitByShard(b.Ops())
+	if err != nil {
+		return err
 	}
+	local := parts[own]
+	targets := slices.DeleteFunc(shards, func(s uint16) bool { return s == own })
 	if len(targets) == 0 {
-		err := e.st.Commit(b)
-		if err != nil {
+		if err = e.st.Commit(b); err != nil {
 			e.outbox.deferDelete(convRef{app, cid}, done)
 		}
 		return err
@@ -189,7 +178,7 @@ func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 	for _, shard := range targets {
 		seq++
 		k := prefix.Int64(seq).Bytes()
-		out.Set(k, encodeOutboxOps(foreign[shard]))
+		out.Set(k, encodeOutboxOps(parts[shard]))
 		keys = append(keys, k)
 	}
 	if err := e.st.Commit(out); err != nil {

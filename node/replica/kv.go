@@ -148,21 +148,12 @@ func (k *kv) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) (bool,
 // may leave earlier parts applied (they are idempotent records the caller
 // may rewrite).
 func (k *kv) Commit(b *store.Batch) error {
-	rs := k.rs
-	var order []uint16
-	parts := map[uint16][]store.Op{}
-	for _, op := range b.Ops() {
-		shard, err := store.ShardOf(op.Key)
-		if err != nil {
-			return err
-		}
-		if _, ok := parts[shard]; !ok {
-			order = append(order, shard)
-		}
-		parts[shard] = append(parts[shard], op)
+	order, parts, err := store.SplitByShard(b.Ops())
+	if err != nil {
+		return err
 	}
 	for _, shard := range order {
-		if err := rs.write(context.Background(), shard, parts[shard]); err != nil {
+		if err := k.rs.write(context.Background(), shard, parts[shard]); err != nil {
 			return err
 		}
 	}
