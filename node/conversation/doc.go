@@ -1,7 +1,7 @@
 // Package conversation is the domain core of imnode: conversations, members,
 // message sequencing, history, receipts, unread state, patches, moderation
 // and reliable notifications, with the exact behaviour of the LeanCloud
-// realtime protocol (shared/protocol/LEANCLOUD-RTM.md sections 3.4-3.15).
+// realtime protocol (its sections 3.4-3.15).
 //
 // It owns the conversation families of node/store: a conversation's record,
 // messages (ordered by timestamp, message id), message-id index, patches and

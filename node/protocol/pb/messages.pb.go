@@ -1,5 +1,5 @@
 // LeanCloud realtime wire schema (protocol version 3), written from the
-// specification in shared/protocol/LEANCLOUD-RTM.md sections 2.1-2.9.
+// specification of the LeanCloud realtime protocol, sections 2.1-2.9.
 //
 // The frame is GenericCommand. Field numbers, names and proto2 "required"
 // markers are wire contract with the official SDKs: never renumber, never
