@@ -15,7 +15,7 @@ import (
 	"github.com/imcluster/imcluster/node/ring"
 )
 
-// Log names (STYLE.md section 6).
+// Log names.
 const (
 	logComponent = "membership"
 	keyNode      = "node"

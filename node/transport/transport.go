@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Log key and component names (STYLE.md section 6).
+// Log key and component names.
 const (
 	logComponent = "transport"
 	keyPeer      = "peer"
