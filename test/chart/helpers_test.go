@@ -199,7 +199,7 @@ func decodeManifests(manifest string) ([]*unstructured.Unstructured, error) {
 
 func stripComments(doc string) string {
 	var b strings.Builder
-	for _, l := range strings.Split(doc, "\n") {
+	for l := range strings.SplitSeq(doc, "\n") {
 		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
 			b.WriteString(l)
 			b.WriteByte('\n')
@@ -217,11 +217,11 @@ func kubeVersion(t testing.TB) *chartutil.KubeVersion {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(gomod), "\n") {
+	for l := range strings.SplitSeq(string(gomod), "\n") {
 		f := strings.Fields(l)
 		if len(f) >= 2 && f[0] == "k8s.io/client-go" {
 			// client-go v0.M.P goes with Kubernetes v1.M.
-			minor := strings.Split(strings.TrimPrefix(f[1], "v0."), ".")[0]
+			minor, _, _ := strings.Cut(strings.TrimPrefix(f[1], "v0."), ".")
 			kv, err := chartutil.ParseKubeVersion("v1." + minor + ".0")
 			if err != nil {
 				t.Fatal(err)
@@ -346,7 +346,6 @@ func (k *kube) get(ctx context.Context, gvr schema.GroupVersionResource, ns, nam
 
 var (
 	gvrCRD            = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	gvrNamespace      = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 	gvrDeployment     = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
 	gvrServiceAccount = schema.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}
 	gvrService        = schema.GroupVersionResource{Version: "v1", Resource: "services"}

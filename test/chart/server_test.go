@@ -185,7 +185,7 @@ func TestChartInstallUpgrade(t *testing.T) {
 	// 4. A values-only upgrade: two operator replicas and a PDB.
 	vals["operator"] = map[string]any{"replicas": 2}
 	vals["podDisruptionBudget"] = map[string]any{"enabled": true}
-	if rel, err = up.Run(testRelease, loadChart(t), vals); err != nil {
+	if _, err = up.Run(testRelease, loadChart(t), vals); err != nil {
 		t.Fatalf("second helm upgrade: %v", err)
 	}
 	dep := mustGet("Deployment", func() (*unstructured.Unstructured, error) { return k.get(ctx, gvrDeployment, ns, op) })
