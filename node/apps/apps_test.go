@@ -4,6 +4,8 @@ import (
 	"crypto/md5" //nolint:gosec // protocol-mandated
 	"encoding/hex"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -117,4 +119,38 @@ func TestAppsAuthenticateREST(t *testing.T) {
 func md5hex(s string) string {
 	sum := md5.Sum([]byte(s)) //nolint:gosec // protocol-mandated
 	return hex.EncodeToString(sum[:])
+}
+
+// TestAppsFileLimits: the "limits" object of the apps file (the example of
+// docs/security.md) sets what it names; a missing field takes the default
+// and a negative one stays (the limit is off).
+func TestAppsFileLimits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "apps.json")
+	data := `{"apps": [{"appId": "my-app", "appKey": "k1", "masterKey": "m1",
+	           "limits": {"loginsPerSecond": 500, "concurrentQueries": 16, "queriesPerSecondPerSession": 50}},
+	          {"appId": "plain", "appKey": "k2", "masterKey": "m2"},
+	          {"appId": "unlimited", "appKey": "k3", "masterKey": "m3", "limits": {"queriesPerSecondPerSession": -1}}]}`
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRegistry(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]Limits{
+		"my-app":    {LoginsPerSecond: 500, ConcurrentQueries: 16, QueriesPerSecondPerSession: 50},
+		"plain":     {LoginsPerSecond: 200, ConcurrentQueries: 8, QueriesPerSecondPerSession: 20},
+		"unlimited": {LoginsPerSecond: 200, ConcurrentQueries: 8, QueriesPerSecondPerSession: -1},
+	} {
+		a, _ := r.Lookup(id)
+		got := a.Limits
+		if got.LoginsPerSecond != want.LoginsPerSecond || got.ConcurrentQueries != want.ConcurrentQueries ||
+			got.QueriesPerSecondPerSession != want.QueriesPerSecondPerSession || got.QueryScanBudget != DefaultLimits.QueryScanBudget {
+			t.Errorf("%s: limits %+v, want %+v (scan budget default)", id, got, want)
+		}
+	}
 }
