@@ -15,10 +15,13 @@
 //     version and stores them pending (durable, invisible) on itself and
 //     the shard's other replicas; once W of them hold a write it makes it
 //     visible and acknowledges, and tells the others to (quorum.go). A
-//     write whose outcome is unknown makes its coordinator step down; the
-//     next holder resolves the shard's pending writes (rolls forward those
-//     of the last term, drops older ones) before it serves, so a write is
-//     visible only once W replicas hold it and a resend is stored once.
+//     write whose caller gives up in flight is settled by its coordinator
+//     in the background while the shard serves nothing there; a write that
+//     fails (fewer than W hold it, or the lease or term changed) makes its
+//     coordinator step down, and the next holder resolves the shard's
+//     pending writes (rolls forward those of the last term, drops older
+//     ones) before it serves, so a write is visible only once W replicas
+//     hold it and a resend is stored once.
 //     Replicas merge records last-writer-wins by version (store package),
 //     so they converge whatever the order of arrival.
 //   - Sync: catch-up before coordinating, rebalancing when the roster
