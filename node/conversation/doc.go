@@ -50,8 +50,10 @@
 // response reports it ("persist before push"). Pushes are delivered without
 // holding a lock, in commit order per conversation (see node/LOCKING.md).
 //
-// Queries with a non-empty where that pin neither objectId nor a member scan
-// every conversation of the app, shard by shard. That is correct on a single
-// node; the cluster will scatter the scan to the shards' coordinators and
-// gather the results.
+// Queries with a non-empty where that pin neither objectId nor a member are
+// app-wide: sorted by -lm (the default) or -updatedAt they walk the shards'
+// order indexes merged in order (order.go); any other sort scans every
+// conversation of the app. Either way the shards are read at their
+// coordinators, at most scatterParallelism at once (scatter), within the
+// app's scan budget.
 package conversation
