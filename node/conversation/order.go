@@ -331,17 +331,7 @@ func (e *Engine) orderedDocs(ctx context.Context, c Caller, flag int32, filter *
 			continue
 		}
 		shard, _ := store.ShardOf(cur.prefix)
-		err := e.st.ScanPrefix(store.NewKey(shard, c.App, store.FamConv).Bytes(), false, func(_, v []byte) (bool, error) {
-			if err := budget.charge(ctx); err != nil {
-				return false, err
-			}
-			r, err := decodeConv(v)
-			if err != nil {
-				return false, internal("decode conversation", err)
-			}
-			return true, w.add(r)
-		})
-		if err != nil {
+		if err := e.scanConvs(ctx, shard, c.App, budget, w.add); err != nil {
 			return nil, err
 		}
 	}

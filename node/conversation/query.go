@@ -422,17 +422,9 @@ const scatterParallelism = 16
 func (e *Engine) forEachConv(ctx context.Context, app string, budget *scanBudget, fn func(*convRecord) error) error {
 	results := make([][]*convRecord, e.shards.Count())
 	err := e.scatter(ctx, func(shard int) error {
-		prefix := store.NewKey(uint16(shard), app, store.FamConv).Bytes()
-		return e.st.ScanPrefix(prefix, false, func(_, v []byte) (bool, error) {
-			if err := budget.charge(ctx); err != nil {
-				return false, err
-			}
-			r, err := decodeConv(v)
-			if err != nil {
-				return false, internal("decode conversation", err)
-			}
+		return e.scanConvs(ctx, uint16(shard), app, budget, func(r *convRecord) error {
 			results[shard] = append(results[shard], r)
-			return true, nil
+			return nil
 		})
 	})
 	if err != nil {
@@ -446,6 +438,21 @@ func (e *Engine) forEachConv(ctx context.Context, app string, budget *scanBudget
 		}
 	}
 	return nil
+}
+
+// scanConvs calls fn for every conversation record of app in shard (at the
+// shard's coordinator), charging each to budget.
+func (e *Engine) scanConvs(ctx context.Context, shard uint16, app string, budget *scanBudget, fn func(*convRecord) error) error {
+	return e.st.ScanPrefix(store.NewKey(shard, app, store.FamConv).Bytes(), false, func(_, v []byte) (bool, error) {
+		if err := budget.charge(ctx); err != nil {
+			return false, err
+		}
+		r, err := decodeConv(v)
+		if err != nil {
+			return false, internal("decode conversation", err)
+		}
+		return true, fn(r)
+	})
 }
 
 // scatter runs fn for every shard 0..S-1, scatterParallelism shards at a
