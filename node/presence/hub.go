@@ -103,13 +103,18 @@ func (h *Hub) SetGateway(g Gateway) { h.gw = g }
 // Shutdown cancels the calls in flight.
 func (h *Hub) Shutdown() { h.cancel() }
 
-// OnRoster forgets the gateways snap shows dead and, when the placement or
-// liveness changed, registers this node's sessions again at the current
+// OnRoster forgets the gateways snap shows dead, asks the nodes that came
+// alive in this node's view to register their sessions here again
+// (wire.MsgReregister: a restarted registry starts empty, and a gateway
+// that stalled may not have seen anything change) and, when the placement
+// or liveness changed, registers this node's sessions again at the current
 // registry holders.
 func (h *Hub) OnRoster(snap *membership.Snapshot, reregister bool) {
-	h.reg.forgetDead(snap)
+	for _, node := range h.reg.forgetDead(snap) {
+		_ = h.cfg.Peers.Send(node, wire.MsgReregister, nil)
+	}
 	if reregister {
-		h.local.reregister(h)
+		h.local.reregister(h, "")
 	}
 }
 
@@ -122,7 +127,7 @@ func (h *Hub) call(ctx context.Context, to string, method uint16, payload []byte
 var Requests = []uint16{wire.Online, wire.Register, wire.Kick}
 
 // Messages lists the peer messages the hub serves (HandleMessage).
-var Messages = []uint16{wire.MsgFanout, wire.MsgPush, wire.MsgKickTag}
+var Messages = []uint16{wire.MsgFanout, wire.MsgPush, wire.MsgKickTag, wire.MsgReregister}
 
 // HandleRequest serves the presence requests.
 func (h *Hub) HandleRequest(_ context.Context, req *transport.Request) ([]byte, error) {
@@ -169,6 +174,12 @@ func (h *Hub) HandleMessage(msg *transport.Message) error {
 			h.cfg.Async(func() { h.gw.KickTag(app, client, tag, device, conversation.SessionID(except)) })
 		}
 		return err
+	case wire.MsgReregister:
+		if err := d.Done("reregister"); err != nil {
+			return err
+		}
+		h.local.reregister(h, msg.From)
+		return nil
 	}
 	return fmt.Errorf("presence: unknown message %d", msg.Method)
 }

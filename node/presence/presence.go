@@ -22,14 +22,22 @@ import (
 // Gateways register with every live replica of the client's shard, so any
 // of them can route a push when another is down or unreachable. It is soft
 // state: gateways re-register everything when the roster or liveness
-// changes, and entries of dead gateways are dropped.
+// changes, entries of dead gateways are dropped, and a gateway this node
+// sees come alive (again, or for the first time since this node started)
+// is asked to register its sessions here again (wire.MsgReregister): its
+// own view may have seen nothing change (it stalled, or this node
+// restarted faster than gossip noticed), so it would not re-register on
+// its own.
 type registry struct {
 	mu sync.Mutex
 	// m maps app \x00 clientId to node id to session count.
 	m map[string]map[string]int
+	// live is the set of other nodes live in the last snapshot seen
+	// (forgetDead); one entry per member, so bounded by the roster.
+	live map[string]bool
 }
 
-func (r *registry) init() { r.m = map[string]map[string]int{} }
+func (r *registry) init() { r.m, r.live = map[string]map[string]int{}, map[string]bool{} }
 
 func regKey(app, client string) string { return app + "\x00" + client }
 
@@ -73,7 +81,10 @@ func (r *registry) online(app string, ids []string) []string {
 	return out
 }
 
-func (r *registry) forgetDead(snap *membership.Snapshot) {
+// forgetDead drops the entries of the gateways snap shows dead (or does not
+// know) and returns the other nodes live in snap that were not live in the
+// previous snapshot: the gateways to ask to register here again.
+func (r *registry) forgetDead(snap *membership.Snapshot) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k, e := range r.m {
@@ -86,6 +97,19 @@ func (r *registry) forgetDead(snap *membership.Snapshot) {
 			delete(r.m, k)
 		}
 	}
+	var revived []string
+	live := make(map[string]bool, len(snap.Members))
+	for _, m := range snap.Members {
+		if m.ID == snap.Self || !m.Live {
+			continue
+		}
+		live[m.ID] = true
+		if !r.live[m.ID] {
+			revived = append(revived, m.ID)
+		}
+	}
+	r.live = live
+	return revived
 }
 
 // apply decodes an wire.Register batch from node from: entries (app, client,
@@ -221,8 +245,10 @@ func (h *Hub) sendRegistration(node string, payload []byte) {
 }
 
 // reregister sends every local session count to the current registry
-// holders, in the background (after roster or liveness changes).
-func (p *localSessions) reregister(h *Hub) {
+// holders, in the background (after roster or liveness changes). A
+// non-empty only limits it to the registries held by that node (it asked,
+// wire.MsgReregister).
+func (p *localSessions) reregister(h *Hub, only string) {
 	p.mu.Lock()
 	snapshot := maps.Clone(p.m)
 	p.mu.Unlock()
@@ -233,6 +259,9 @@ func (p *localSessions) reregister(h *Hub) {
 			i := strings.IndexByte(k, 0)
 			app, client := k[:i], k[i+1:]
 			for _, node := range h.registryNodes(h.cfg.ClientShard(app, client)) {
+				if only != "" && node != only {
+					continue
+				}
 				b := batches[node]
 				if b == nil {
 					b = &wire.Enc{}

@@ -32,6 +32,7 @@ const (
 	PendingScan                      // request: shard, after epoch, after id -> epoch, pending writes, more (replica)
 	CommitWrite                      // request: shard, epoch, id, versioned ops -> () ; applied visible (replica)
 	Resolve                          // request: shard, epoch -> () ; the term begins, older pending dropped (replica)
+	MsgReregister                    // message: () -> the receiver registers its sessions at the sender again (presence)
 )
 
 // SkipEpochCheck lists the methods valid across roster epochs: replication,

@@ -1,0 +1,134 @@
+package presence
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/imcluster/imcluster/node/membership"
+	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/transport"
+	"github.com/imcluster/imcluster/node/wire"
+)
+
+func liveSnap(self string, live ...string) *membership.Snapshot {
+	s := &membership.Snapshot{Self: self}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		s.Members = append(s.Members, membership.Member{
+			Meta: membership.Meta{ID: id, State: ring.StateActive, Seq: 1},
+			Live: slices.Contains(live, id),
+		})
+	}
+	return s
+}
+
+// TestPresenceRegistryRevived: forgetDead returns the other nodes that are
+// live now and were not in the previous snapshot (all of them the first
+// time: a restarted registry knows no gateway).
+func TestPresenceRegistryRevived(t *testing.T) {
+	r := newTestRegistry()
+	steps := []struct {
+		live []string
+		want []string
+	}{
+		{[]string{"n2", "n3"}, []string{"n2", "n3"}}, // first snapshot: everyone
+		{[]string{"n2", "n3"}, nil},                  // nothing changed
+		{[]string{"n3"}, nil},                        // n2 died
+		{[]string{"n1", "n2", "n3"}, []string{"n2"}}, // n2 is back; self is never asked
+		{[]string{}, nil},
+		{[]string{"n3"}, []string{"n3"}},
+	}
+	for i, s := range steps {
+		if got := r.forgetDead(liveSnap("n1", s.live...)); !slices.Equal(got, s.want) {
+			t.Fatalf("step %d (live %v): revived %v, want %v", i, s.live, got, s.want)
+		}
+	}
+}
+
+// recordingPeers is the transport edge of a Hub: it records what the hub
+// sends and answers every call with success.
+type recordingPeers struct {
+	replicas map[uint16][]string // client shard -> live replicas
+
+	mu       sync.Mutex
+	messages []sent
+	calls    []sent
+}
+
+type sent struct {
+	to      string
+	method  uint16
+	payload []byte
+}
+
+func (p *recordingPeers) Coordinators(shard uint16) []string { return p.replicas[shard] }
+func (p *recordingPeers) LiveOthers() []string               { return nil }
+func (p *recordingPeers) NoteCall(string, error)             {}
+
+func (p *recordingPeers) Call(_ context.Context, to string, method uint16, payload []byte) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = append(p.calls, sent{to, method, payload})
+	return nil, nil
+}
+
+func (p *recordingPeers) Send(to string, method uint16, payload []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.messages = append(p.messages, sent{to, method, payload})
+	return nil
+}
+
+// TestPresenceReregisterOnRevival: a node that sees a peer come alive asks
+// it to register again (wire.MsgReregister); a node asked so registers at
+// the asker exactly the sessions whose client shard registry the asker
+// holds.
+func TestPresenceReregisterOnRevival(t *testing.T) {
+	shards := map[string]uint16{"alice": 1, "bob": 2}
+	peers := &recordingPeers{replicas: map[uint16][]string{1: {"n2", "n1"}, 2: {"n3", "n1"}}}
+	h, err := New(Config{
+		NodeID:      "n1",
+		ClientShard: func(_, id string) uint16 { return shards[id] },
+		Peers:       peers,
+		Async:       func(f func()) { f() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Shutdown)
+	h.local.m[regKey("app", "alice")] = 2
+	h.local.m[regKey("app", "bob")] = 1
+
+	h.OnRoster(liveSnap("n1", "n1", "n2"), false)
+	h.OnRoster(liveSnap("n1", "n1", "n2", "n3"), false)
+	var asked []string
+	for _, m := range peers.messages {
+		if m.method == wire.MsgReregister {
+			asked = append(asked, m.to)
+		}
+	}
+	if !slices.Equal(asked, []string{"n2", "n3"}) {
+		t.Fatalf("asked to re-register: %v, want [n2 n3]", asked)
+	}
+	if len(peers.calls) != 0 {
+		t.Fatalf("registered without a roster change or a request: %v", peers.calls)
+	}
+
+	if err := h.HandleMessage(&transport.Message{From: "n2", Method: wire.MsgReregister}); err != nil {
+		t.Fatal(err)
+	}
+	if len(peers.calls) != 1 || peers.calls[0].to != "n2" || peers.calls[0].method != wire.Register {
+		t.Fatalf("calls after n2 asked: %+v", peers.calls)
+	}
+	reg := newTestRegistry()
+	if err := reg.apply(nil, "n1", &wire.Dec{B: peers.calls[0].payload}); err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.gateways("app", "alice"); !slices.Equal(got, []string{"n1"}) || reg.m[regKey("app", "alice")]["n1"] != 2 {
+		t.Fatalf("n2's registry after the re-registration: %v", reg.m)
+	}
+	if got := reg.online("app", []string{"bob"}); len(got) != 0 {
+		t.Fatalf("bob (registry on n3, n1) registered at n2: %v", reg.m)
+	}
+}
