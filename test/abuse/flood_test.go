@@ -32,18 +32,20 @@ const (
 	floodSockets   = 40    // sockets flooding node A with app-wide queries
 	floodWindow    = 20 * time.Second
 	floodWarmUp    = 15 * time.Second
-	floodOwnConvs  = 5 // the legitimate client's conversations
+	floodLegit     = 4 // legitimate clients, on node B
+	floodOwnConvs  = 5 // each legitimate client's conversations
 	floodQueryPage = 100
-	// floodLegitPeriod paces the legitimate client: one round (a send and
-	// a query) every 125 ms, 8 queries/s, below the default
+	// floodLegitPeriod paces each legitimate client: one round (a send
+	// and a query) every 125 ms, 8 queries/s, below the default
 	// queriesPerSecondPerSession (20), like a real client.
 	floodLegitPeriod = 125 * time.Millisecond
 )
 
 // BenchmarkAbuseQueryFlood: three imnode processes, one app of 20,000
-// conversations. A legitimate client on node B sends a message to one of
-// its own conversations and runs the default query, a round every
-// floodLegitPeriod, for floodWindow in each of three phases: idle; while
+// conversations. Four legitimate clients on node B each send a message to
+// one of their own conversations and run the default query, a round every
+// floodLegitPeriod (640 rounds per phase, so a p99 is not one stall), for
+// floodWindow in each of three phases: idle; while
 // 40 sockets on node A send app-wide queries the order index serves (where
 // level=1, sort -lm, limit 100) as fast as they are answered; and while
 // they send app-wide queries no index serves (sort by name: a scan,
@@ -52,11 +54,11 @@ const (
 //
 // It runs the three phases twice. "shared": every process may run on every
 // core, so what node A and the flooders spend is taken from node B and the
-// legitimate client. "pinned": separate machines emulated on a two-core
+// legitimate clients. "pinned": separate machines emulated on a two-core
 // machine with CPU affinity (sched_setaffinity on every thread): node A
 // and the flooder process on CPU 0, nodes B and C and this process (the
-// legitimate client) on CPU 1. Processes outside the benchmark are not
-// pinned. It reports the legitimate client's p99 per operation in each
+// legitimate clients) on CPU 1. Processes outside the benchmark are not
+// pinned. It reports the legitimate clients' p99 per operation in each
 // phase, the ratios to the idle phase of the same mode, and what each
 // flood got answered or refused. Run it once (about three minutes):
 //
@@ -69,15 +71,17 @@ func BenchmarkAbuseQueryFlood(b *testing.B) {
 	b.Cleanup(cancel)
 
 	createConvs(ctx, b, apps.Dev(), nodes)
-	legit := login(ctx, b, apps.Dev(), nodeB, "legit")
-	var own []*client.Conversation
-	for i := range floodOwnConvs {
-		conv, err := legit.CreateConversation(ctx, client.CreateOptions{Members: []string{fmt.Sprint("friend", i)}, Unique: false,
-			Attributes: map[string]any{"level": 2}})
-		if err != nil {
-			b.Fatal(err)
+	legit := make([]legitClient, floodLegit)
+	for l := range legit {
+		legit[l].cl = login(ctx, b, apps.Dev(), nodeB, fmt.Sprint("legit", l))
+		for i := range floodOwnConvs {
+			conv, err := legit[l].cl.CreateConversation(ctx, client.CreateOptions{Members: []string{fmt.Sprint("friend", i)}, Unique: false,
+				Attributes: map[string]any{"level": 2}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			legit[l].own = append(legit[l].own, conv)
 		}
-		own = append(own, conv)
 	}
 	both, cpu0, cpu1 := []int{0, 1}, []int{0}, []int{1}
 	b.Cleanup(func() { _ = pin(0, both) })
@@ -85,7 +89,7 @@ func BenchmarkAbuseQueryFlood(b *testing.B) {
 	// Warm up: creating 20,000 conversations leaves the nodes compacting
 	// and building order indexes for a while; measuring idle then would
 	// flatter every ratio.
-	legitLoop(ctx, b, legit, own, floodWarmUp)
+	legitRounds(ctx, b, legit, floodWarmUp)
 
 	for range b.N {
 		var summary []string
@@ -101,14 +105,14 @@ func BenchmarkAbuseQueryFlood(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			idleSend, idleQuery := legitLoop(ctx, b, legit, own, floodWindow)
+			idleSend, idleQuery := legitRounds(ctx, b, legit, floodWindow)
 			b.ReportMetric(ms(idleSend.p99()), mode+"-idle-send-p99-ms")
 			b.ReportMetric(ms(idleQuery.p99()), mode+"-idle-query-p99-ms")
 			summary = append(summary, fmt.Sprintf("%s idle: send p99 %v, query p99 %v (%d rounds)",
 				mode, idleSend.p99(), idleQuery.p99(), idleSend.n()))
 			for _, kind := range []string{"indexed", "scan"} {
 				stop := startFlood(ctx, b, nodeA, kind == "scan", floodCPUs)
-				send, query := legitLoop(ctx, b, legit, own, floodWindow)
+				send, query := legitRounds(ctx, b, legit, floodWindow)
 				answered, refused := stop()
 				sendRatio, queryRatio := ms(send.p99())/ms(idleSend.p99()), ms(query.p99())/ms(idleQuery.p99())
 				b.ReportMetric(ms(send.p99()), mode+"-"+kind+"-send-p99-ms")
@@ -119,7 +123,7 @@ func BenchmarkAbuseQueryFlood(b *testing.B) {
 					mode, kind, nodeA.ID(), send.p99(), sendRatio, query.p99(), queryRatio, send.n(), answered, refused))
 			}
 		}
-		b.Logf("legitimate client on %s, %v per phase:\n%s", nodeB.ID(), floodWindow, strings.Join(summary, "\n"))
+		b.Logf("%d legitimate clients on %s, %v per phase:\n%s", floodLegit, nodeB.ID(), floodWindow, strings.Join(summary, "\n"))
 	}
 }
 
@@ -347,11 +351,43 @@ func flood(ctx context.Context, flooders []*client.IMClient, scan bool) (*floodS
 	return stats, func() { cancel(); wg.Wait() }
 }
 
-// legitLoop sends a message to one of own and runs the default query, in
-// turn, one round every floodLegitPeriod (or as soon as the previous one
-// ends if it took longer), for d, and returns the latencies of each.
-func legitLoop(ctx context.Context, tb testing.TB, cl *client.IMClient, own []*client.Conversation, d time.Duration) (send, query *latencies) {
+// legitClient is a legitimate client and its own conversations.
+type legitClient struct {
+	cl  *client.IMClient
+	own []*client.Conversation
+}
+
+// legitRounds runs legitLoop for every client at once, for d, and returns
+// the latencies of all of them.
+func legitRounds(ctx context.Context, tb testing.TB, clients []legitClient, d time.Duration) (send, query *latencies) {
 	tb.Helper()
+	send, query = &latencies{}, &latencies{}
+	var mu sync.Mutex // guards send, query and first
+	var first error
+	var wg sync.WaitGroup
+	for _, lc := range clients {
+		wg.Go(func() {
+			s, q, err := legitLoop(ctx, lc, d)
+			mu.Lock()
+			defer mu.Unlock()
+			send.d, query.d = append(send.d, s.d...), append(query.d, q.d...)
+			if first == nil {
+				first = err
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		tb.Fatal(first)
+	}
+	return send, query
+}
+
+// legitLoop sends a message to one of lc's conversations and runs the
+// default query, in turn, one round every floodLegitPeriod (or as soon as
+// the previous one ends if it took longer), for d, and returns the
+// latencies of each; it stops at the first failure.
+func legitLoop(ctx context.Context, lc legitClient, d time.Duration) (send, query *latencies, err error) {
 	send, query = &latencies{}, &latencies{}
 	end := time.Now().Add(d)
 	tick := time.NewTicker(floodLegitPeriod)
@@ -361,25 +397,25 @@ func legitLoop(ctx context.Context, tb testing.TB, cl *client.IMClient, own []*c
 			<-tick.C
 		}
 		start := time.Now()
-		if _, err := own[i%len(own)].Send(ctx, client.NewText(fmt.Sprint("hello ", i))); err != nil {
-			tb.Fatalf("legitimate send %d: %v", i, err)
+		if _, err := lc.own[i%len(lc.own)].Send(ctx, client.NewText(fmt.Sprint("hello ", i))); err != nil {
+			return send, query, fmt.Errorf("legitimate send %d: %w", i, err)
 		}
 		send.add(time.Since(start))
 		start = time.Now()
-		list, err := cl.Query().Find(ctx)
+		list, err := lc.cl.Query().Find(ctx)
 		if err != nil {
-			tb.Fatalf("legitimate query %d: %v", i, err)
+			return send, query, fmt.Errorf("legitimate query %d: %w", i, err)
 		}
 		query.add(time.Since(start))
-		if len(list) != len(own) {
-			tb.Fatalf("legitimate query %d: %d conversations, want its %d", i, len(list), len(own))
+		if len(list) != len(lc.own) {
+			return send, query, fmt.Errorf("legitimate query %d: %d conversations, want its %d", i, len(list), len(lc.own))
 		}
 	}
-	return send, query
+	return send, query, nil
 }
 
 // latencies collects the latencies of one operation (a few thousand at
-// most: one client, one at a time).
+// most).
 type latencies struct{ d []time.Duration }
 
 func (l *latencies) add(d time.Duration) { l.d = append(l.d, d) }
