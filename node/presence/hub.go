@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,14 @@ type Config struct {
 	// RequestTimeout bounds a registration or kick call to a peer. Zero
 	// means 5s.
 	RequestTimeout time.Duration
+	// RegistryWarmup is how long after its first roster this node's registries
+	// may still be refilling (the gateways' re-registrations it asked for
+	// take up to a RequestTimeout each): meanwhile a push for a client
+	// they know no session of is handed on to the next replica of the
+	// client's shard. Zero means 2×RequestTimeout.
+	RegistryWarmup time.Duration
+	// Now is the clock the warm-up is measured with. Zero means time.Now.
+	Now func() time.Time
 	// Logger is the parent logger. Zero means slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the presence metrics. Zero means not registered.
@@ -70,6 +79,9 @@ type Hub struct {
 	met   *metrics
 	reg   registry
 	local localSessions
+	// rosterSince is when the hub saw its first roster (Unix ns; 0: not
+	// yet), the start of its registries' warm-up.
+	rosterSince atomic.Int64
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Hub, cancelled by Shutdown
 	cancel context.CancelFunc
@@ -82,6 +94,12 @@ func New(cfg Config) (*Hub, error) {
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.RegistryWarmup == 0 {
+		cfg.RegistryWarmup = 2 * cfg.RequestTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -110,6 +128,7 @@ func (h *Hub) Shutdown() { h.cancel() }
 // or liveness changed, registers this node's sessions again at the current
 // registry holders.
 func (h *Hub) OnRoster(snap *membership.Snapshot, reregister bool) {
+	h.rosterSince.CompareAndSwap(0, h.cfg.Now().UnixNano())
 	for _, node := range h.reg.forgetDead(snap) {
 		_ = h.cfg.Peers.Send(node, wire.MsgReregister, nil)
 	}

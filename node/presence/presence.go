@@ -321,7 +321,7 @@ func (h *Hub) Deliver(app string, clientIDs []string, except conversation.Sessio
 func (h *Hub) relay(app string, replicas, ids []string, except conversation.SessionID, frame []byte) {
 	for _, node := range replicas {
 		if node == h.cfg.NodeID {
-			h.fanout(app, ids, except, frame)
+			h.fanout(app, ids, except, frame, false)
 			return
 		}
 		err := h.cfg.Peers.Send(node, wire.MsgFanout, pushPayload(app, ids, except, frame))
@@ -343,13 +343,24 @@ func pushPayload(app string, ids []string, except conversation.SessionID, frame 
 }
 
 // fanout pushes frame to the gateways holding sessions of ids (this node
-// holds their registry).
-func (h *Hub) fanout(app string, ids []string, except conversation.SessionID, frame []byte) {
+// holds their registry). While this node's registry may still be refilling
+// after its start (Config.RegistryWarmup), the ids it knows no gateway of
+// are handed on once to the next replica of their client shard (handed:
+// this push was handed on already, so it goes no further).
+func (h *Hub) fanout(app string, ids []string, except conversation.SessionID, frame []byte, handed bool) {
 	byNode := map[string][]string{}
+	var unknown []string
 	for _, id := range ids {
-		for _, node := range h.reg.gateways(app, id) {
+		gws := h.reg.gateways(app, id)
+		if len(gws) == 0 {
+			unknown = append(unknown, id)
+		}
+		for _, node := range gws {
 			byNode[node] = append(byNode[node], id)
 		}
+	}
+	if len(unknown) > 0 && !handed && h.warming() {
+		h.handOn(app, unknown, except, frame)
 	}
 	for node, ids := range byNode {
 		if node == h.cfg.NodeID {
@@ -358,6 +369,38 @@ func (h *Hub) fanout(app string, ids []string, except conversation.SessionID, fr
 		}
 		if err := h.cfg.Peers.Send(node, wire.MsgPush, pushPayload(app, ids, except, frame)); err != nil {
 			h.met.pushDrops.Inc()
+		}
+	}
+}
+
+// warming reports whether this node saw its first roster less than
+// Config.RegistryWarmup ago (or none yet): the gateways' re-registrations
+// it asked for may still be on their way.
+func (h *Hub) warming() bool {
+	since := h.rosterSince.Load()
+	return since == 0 || h.cfg.Now().UnixNano()-since < int64(h.cfg.RegistryWarmup)
+}
+
+// handOn relays a push for ids, which this node's registry does not know
+// yet, to the first other replica of each one's client shard, marked
+// handed on (one extra message per push, and only while warming).
+func (h *Hub) handOn(app string, ids []string, except conversation.SessionID, frame []byte) {
+	byShard := map[uint16][]string{}
+	for _, id := range ids {
+		shard := h.cfg.ClientShard(app, id)
+		byShard[shard] = append(byShard[shard], id)
+	}
+	for shard, ids := range byShard {
+		for _, node := range h.registryNodes(shard) {
+			if node == h.cfg.NodeID {
+				continue
+			}
+			b := pushPayload(app, ids, except, frame)
+			b = append(b, 1) // handed on (a trailing field: earlier builds ignore it)
+			if err := h.cfg.Peers.Send(node, wire.MsgFanout, b); err != nil {
+				h.met.pushDrops.Inc()
+			}
+			break
 		}
 	}
 }
@@ -373,7 +416,8 @@ func decodePush(d *wire.Dec) (string, []string, conversation.SessionID, []byte, 
 func (h *Hub) serveFanout(d *wire.Dec) error {
 	app, ids, except, frame, err := decodePush(d)
 	if err == nil {
-		h.fanout(app, ids, except, frame)
+		handed := len(d.B) > 0 && d.Bool()
+		h.fanout(app, ids, except, frame, handed)
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/ring"
@@ -131,4 +132,74 @@ func TestPresenceReregisterOnRevival(t *testing.T) {
 	if got := reg.online("app", []string{"bob"}); len(got) != 0 {
 		t.Fatalf("bob (registry on n3, n1) registered at n2: %v", reg.m)
 	}
+}
+
+// TestPresenceHandOnWhileWarming: for RegistryWarmup after its first
+// roster, a registry replica hands the recipients it knows no gateway of
+// on to the next replica of their client shard, once (a push that was
+// handed on goes no further); afterwards it does not.
+func TestPresenceHandOnWhileWarming(t *testing.T) {
+	now := time.Unix(1000, 0)
+	peers := &recordingPeers{replicas: map[uint16][]string{1: {"n1", "n2", "n3"}}}
+	h, err := New(Config{
+		NodeID:         "n1",
+		ClientShard:    func(string, string) uint16 { return 1 },
+		Peers:          peers,
+		Async:          func(f func()) { f() },
+		RegistryWarmup: 10 * time.Second,
+		Now:            func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Shutdown)
+	h.OnRoster(liveSnap("n1", "n1", "n2", "n3"), false)
+	h.reg.set("app", "bob", "n3", 1)
+	frame := []byte("frame")
+	fanout := func(handed bool) []sent {
+		t.Helper()
+		peers.mu.Lock()
+		peers.messages = nil
+		peers.mu.Unlock()
+		b := pushPayload("app", []string{"alice", "bob"}, 7, frame)
+		if handed {
+			b = append(b, 1)
+		}
+		if err := h.HandleMessage(&transport.Message{From: "n3", Method: wire.MsgFanout, Payload: b}); err != nil {
+			t.Fatal(err)
+		}
+		var out []sent
+		for _, m := range peers.messages {
+			if m.method == wire.MsgFanout || m.method == wire.MsgPush {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	check := func(what string, got []sent, wantHandOn bool) {
+		t.Helper()
+		var pushes, handed int
+		for _, m := range got {
+			d := wire.Dec{B: m.payload}
+			app, ids, except, fr, err := decodePush(&d)
+			if err != nil || app != "app" || except != 7 || string(fr) != "frame" {
+				t.Fatalf("%s: undecodable %+v: %v", what, m, err)
+			}
+			switch {
+			case m.method == wire.MsgPush && m.to == "n3" && slices.Equal(ids, []string{"bob"}):
+				pushes++
+			case m.method == wire.MsgFanout && m.to == "n2" && slices.Equal(ids, []string{"alice"}) && len(d.B) > 0 && d.Bool():
+				handed++
+			default:
+				t.Fatalf("%s: unexpected %d to %s for %v", what, m.method, m.to, ids)
+			}
+		}
+		if pushes != 1 || handed != map[bool]int{false: 0, true: 1}[wantHandOn] {
+			t.Fatalf("%s: %d pushes to bob's gateway, %d hand-ons of alice (want 1, %v)", what, pushes, handed, wantHandOn)
+		}
+	}
+	check("warming", fanout(false), true)
+	check("warming, handed on already", fanout(true), false)
+	now = now.Add(10 * time.Second)
+	check("warm", fanout(false), false)
 }

@@ -15,7 +15,7 @@ const (
 	SyncScan                         // request: shard, after, limit -> raw pairs, more (replica)
 	Digest                           // request: shard -> digest, keys (replica)
 	EnsureSynced                     // request: shard -> () once this node holds the shard (replica)
-	MsgFanout                        // message: app, ids, except, frame -> to the client shard's coordinator (presence)
+	MsgFanout                        // message: app, ids, except, frame[, handed on] -> to the client shard's coordinator (presence)
 	MsgPush                          // message: app, ids, except, frame -> to a gateway (presence)
 	MsgKickTag                       // message: app, client, tag, device, except session (presence)
 	MsgSessionGone                   // message: app, client, session, clean (route)
