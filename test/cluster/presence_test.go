@@ -33,28 +33,38 @@ func registryFirst(t *testing.T, c *harness.Cluster, node *harness.Node, name st
 	return ""
 }
 
+// pushPair starts three nodes and connects Tom to node 0 and Jerry to node
+// 1, Jerry's session registry first on node 2, and makes a conversation of
+// the two.
+func pushPair(t *testing.T) (*harness.Cluster, *user, *user, *client.Conversation) {
+	t.Helper()
+	c := harness.Start(t, 3, harness.Options{})
+	tom := connect(t, c, c.Node(0), c.Node(0), "Tom")
+	jerry := connectID(t, c, c.Node(1), c.Node(1), "Jerry", registryFirst(t, c, c.Node(2), "Jerry"))
+	conv, err := tom.cl.CreateConversation(testCtx(t), client.CreateOptions{Members: []string{jerry.id}})
+	mustNoErr(t, err)
+	take(t, jerry, "invited", membership(client.Invited, conv.ID()))
+	return c, tom, jerry, conv
+}
+
+// pushed sends text in conv and waits for its push to u.
+func pushed(t *testing.T, conv *client.Conversation, u *user, text string) {
+	t.Helper()
+	m, _ := sendRetrying(testCtx(t), t, conv, text)
+	take(t, u, text, messageID(m.ID))
+}
+
 // TestClusterPushAfterRegistryRestart: Tom is connected to node 0, Jerry to
 // node 1, and Jerry's session registry is first on node 2. Node 2 is
 // killed and restarted at once; Jerry stays connected to node 1. The
 // restarted registry starts empty and must learn Jerry's session again, so
 // that Tom's next message is pushed to Jerry.
 func TestClusterPushAfterRegistryRestart(t *testing.T) {
-	c := harness.Start(t, 3, harness.Options{})
-	x, y, z := c.Node(0), c.Node(1), c.Node(2)
-	ctx := testCtx(t)
-	tom := connect(t, c, x, x, "Tom")
-	jerry := connectID(t, c, y, y, "Jerry", registryFirst(t, c, z, "Jerry"))
-	conv, err := tom.cl.CreateConversation(ctx, client.CreateOptions{Members: []string{jerry.id}})
-	mustNoErr(t, err)
-	take(t, jerry, "invited", membership(client.Invited, conv.ID()))
-	m, _ := sendRetrying(ctx, t, conv, "before the restart")
-	take(t, jerry, "the message before the restart", messageID(m.ID))
-
-	z.Kill(t)
-	z.Restart(t)
-
-	m, _ = sendRetrying(ctx, t, conv, "after the restart")
-	take(t, jerry, "the message after the restart", messageID(m.ID))
+	c, _, jerry, conv := pushPair(t)
+	pushed(t, conv, jerry, "before the restart")
+	c.Node(2).Kill(t)
+	c.Node(2).Restart(t)
+	pushed(t, conv, jerry, "after the restart")
 }
 
 // TestClusterPushAfterGatewayPause: Jerry's gateway (node 1) stalls
@@ -63,18 +73,12 @@ func TestClusterPushAfterRegistryRestart(t *testing.T) {
 // nothing on its side changed; Jerry's socket stayed open. The registries
 // must learn Jerry's session again, so that Tom's next message is pushed.
 func TestClusterPushAfterGatewayPause(t *testing.T) {
-	c := harness.Start(t, 3, harness.Options{})
-	x, y, z := c.Node(0), c.Node(1), c.Node(2)
+	c, _, jerry, conv := pushPair(t)
 	ctx := testCtx(t)
-	tom := connect(t, c, x, x, "Tom")
-	jerry := connectID(t, c, y, y, "Jerry", registryFirst(t, c, z, "Jerry"))
-	conv, err := tom.cl.CreateConversation(ctx, client.CreateOptions{Members: []string{jerry.id}})
-	mustNoErr(t, err)
-	take(t, jerry, "invited", membership(client.Invited, conv.ID()))
-
+	y := c.Node(1)
 	alive := func(want bool) func() error {
 		return func() error {
-			for _, nd := range []*harness.Node{x, z} {
+			for _, nd := range []*harness.Node{c.Node(0), c.Node(2)} {
 				cs, err := nd.Admin().Cluster(ctx)
 				if err != nil {
 					return err
@@ -91,29 +95,18 @@ func TestClusterPushAfterGatewayPause(t *testing.T) {
 	harness.CheckFor(t, 30*time.Second, 50*time.Millisecond, alive(false))
 	y.Resume(t)
 	harness.CheckFor(t, 30*time.Second, 50*time.Millisecond, alive(true))
-
-	m, _ := sendRetrying(ctx, t, conv, "after the pause")
-	take(t, jerry, "the message after the pause", messageID(m.ID))
+	pushed(t, conv, jerry, "after the pause")
 }
 
 // TestClusterPushAfterGatewayRestart: Jerry's gateway (node 1) is killed
 // and restarted at once and Jerry reconnects to it; the registries must
 // route Tom's next message to Jerry's new session.
 func TestClusterPushAfterGatewayRestart(t *testing.T) {
-	c := harness.Start(t, 3, harness.Options{})
-	x, y, z := c.Node(0), c.Node(1), c.Node(2)
-	ctx := testCtx(t)
-	tom := connect(t, c, x, x, "Tom")
-	jerry := connectID(t, c, y, y, "Jerry", registryFirst(t, c, z, "Jerry"))
-	conv, err := tom.cl.CreateConversation(ctx, client.CreateOptions{Members: []string{jerry.id}})
-	mustNoErr(t, err)
-	take(t, jerry, "invited", membership(client.Invited, conv.ID()))
-
+	c, _, jerry, conv := pushPair(t)
+	y := c.Node(1)
 	y.Kill(t)
 	_ = jerry.conn.Close()
 	y.Restart(t)
 	jerry = connectID(t, c, y, y, "Jerry", jerry.id)
-
-	m, _ := sendRetrying(ctx, t, conv, "after the restart")
-	take(t, jerry, "the message after the restart", messageID(m.ID))
+	pushed(t, conv, jerry, "after the restart")
 }
