@@ -608,6 +608,9 @@ func (c *Cluster) noteCall(peer string, err error) {
 		delete(c.suspects, peer)
 		delete(c.cutOff, peer)
 		c.suspectMu.Unlock()
+		if c.hub != nil {
+			c.hub.Reachable(peer)
+		}
 		return
 	}
 	if errors.Is(err, transport.ErrTimeout) || errors.Is(err, transport.ErrUnavailable) ||

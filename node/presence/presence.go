@@ -159,9 +159,13 @@ func (h *Hub) kickTag(app, client, tag, device, from string, except conversation
 type localSessions struct {
 	mu sync.Mutex
 	m  map[string]int // app \x00 clientId -> sessions on this node
+	// owed holds the registry nodes a registration of ours failed to
+	// reach: they get all our sessions again once a call or probe reaches
+	// them (Hub.Reachable). One entry per peer at most.
+	owed map[string]bool
 }
 
-func (p *localSessions) init() { p.m = map[string]int{} }
+func (p *localSessions) init() { p.m, p.owed = map[string]int{}, map[string]bool{} }
 
 // registryNodes returns the live replicas of a client shard, which hold its
 // session registry: reachable ones first (see coordinators).
@@ -237,10 +241,29 @@ func (h *Hub) sendRegistration(node string, payload []byte) {
 	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.RequestTimeout)
 	defer cancel()
 	_, err := h.call(ctx, node, wire.Register, payload)
+	if err != nil {
+		h.local.mu.Lock()
+		h.local.owed[node] = true
+		h.local.mu.Unlock()
+	}
 	h.cfg.Peers.NoteCall(node, err)
 	if err != nil {
 		h.met.registerErrors.Inc()
 		h.log.Debug("Registering sessions failed", "registry", node, "err", err)
+	}
+}
+
+// Reachable is told of each call or probe that reached peer: if a
+// registration of ours failed to reach it, all our sessions are registered
+// there again, so a registry replica that was cut off or down while a
+// session opened learns it without waiting for a roster change.
+func (h *Hub) Reachable(peer string) {
+	h.local.mu.Lock()
+	owed := h.local.owed[peer]
+	delete(h.local.owed, peer)
+	h.local.mu.Unlock()
+	if owed {
+		h.local.reregister(h, peer)
 	}
 }
 

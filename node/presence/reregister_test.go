@@ -51,6 +51,7 @@ func TestPresenceRegistryRevived(t *testing.T) {
 // sends and answers every call with success.
 type recordingPeers struct {
 	replicas map[uint16][]string // client shard -> live replicas
+	down     map[string]bool     // calls to these fail
 
 	mu       sync.Mutex
 	messages []sent
@@ -71,6 +72,9 @@ func (p *recordingPeers) Call(_ context.Context, to string, method uint16, paylo
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls = append(p.calls, sent{to, method, payload})
+	if p.down[to] {
+		return nil, transport.ErrUnavailable
+	}
 	return nil, nil
 }
 
@@ -202,4 +206,45 @@ func TestPresenceHandOnWhileWarming(t *testing.T) {
 	check("warming, handed on already", fanout(true), false)
 	now = now.Add(10 * time.Second)
 	check("warm", fanout(false), false)
+}
+
+// TestPresenceReregisterWhenReachable: a registration that failed to reach
+// a registry replica is made again, with all the node's sessions there,
+// once a call or probe reaches that replica (and only once).
+func TestPresenceReregisterWhenReachable(t *testing.T) {
+	peers := &recordingPeers{replicas: map[uint16][]string{1: {"n2", "n3"}}, down: map[string]bool{"n2": true}}
+	h, err := New(Config{
+		NodeID:      "n1",
+		ClientShard: func(string, string) uint16 { return 1 },
+		Peers:       peers,
+		Async:       func(f func()) { f() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Shutdown)
+	h.Opened("app", "alice", "", "", 1)
+	if len(peers.calls) != 2 {
+		t.Fatalf("registrations of alice: %+v, want one to n2 and one to n3", peers.calls)
+	}
+	peers.calls, peers.down = nil, nil
+	h.Reachable("n3")
+	if len(peers.calls) != 0 {
+		t.Fatalf("registered again at n3, which had it: %+v", peers.calls)
+	}
+	h.Reachable("n2")
+	if len(peers.calls) != 1 || peers.calls[0].to != "n2" || peers.calls[0].method != wire.Register {
+		t.Fatalf("calls once n2 was reachable: %+v", peers.calls)
+	}
+	reg := newTestRegistry()
+	if err := reg.apply(nil, "n1", &wire.Dec{B: peers.calls[0].payload}); err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.online("app", []string{"alice"}); !slices.Equal(got, []string{"alice"}) {
+		t.Fatalf("n2's registry after the re-registration: %v", reg.m)
+	}
+	h.Reachable("n2")
+	if len(peers.calls) != 1 {
+		t.Fatalf("registered again at n2 without a new failure: %+v", peers.calls)
+	}
 }
