@@ -55,3 +55,35 @@ func TestNodeAbuseQueryRatePerSession(t *testing.T) {
 		t.Fatalf("another session's first query: %v", r)
 	}
 }
+
+// TestNodeAbuseQueryRefusalsPaced: a session that sends its next conv/query
+// the moment the previous one is answered, at 5/s (bursts of 10), gets about
+// one refusal per query answered once its burst is spent, because each
+// refusal is held back until the session has a token again. Without the
+// pacing it would get hundreds of refusals (each a loopback round trip)
+// while it waits for the same four tokens.
+func TestNodeAbuseQueryRefusalsPaced(t *testing.T) {
+	app := apps.App{ID: "paced", Key: "paced-key", MasterKey: "paced-master",
+		Limits: apps.Limits{QueriesPerSecondPerSession: 5}}
+	n := startNode(t, func(c *node.Config) { c.Apps = append(c.Apps, app) })
+	flooder := dialRaw(t, n, protocol.SubprotocolBinary)
+	if r := loginApp(t, flooder, 1, app.ID, "flooder"); r.GetOp() != pb.OpType_opened {
+		t.Fatalf("login: %v", r)
+	}
+	const burst, beyond = 10, 4
+	answered, refused := 0, 0
+	for i := int32(10); answered < burst+beyond; i++ {
+		r := queryRaw(flooder, i, "flooder")
+		switch {
+		case r.GetOp() == pb.OpType_results:
+			answered++
+		case r.GetCmd() == pb.CommandType_error && r.GetErrorMessage().GetCode() == protocol.ErrConversationAPIQuota.Code:
+			refused++
+		default:
+			t.Fatalf("query %d: %v, want results or error 4318", i, r)
+		}
+	}
+	if refused < 1 || refused > 2*beyond+2 {
+		t.Fatalf("%d queries answered after %d refusals; want between 1 and %d (one per token, plus rounding)", answered, refused, 2*beyond+2)
+	}
+}
