@@ -352,7 +352,7 @@ func (rs *Set) acquireLeases(shards []uint16) {
 			// the other shards must not wait for it.
 			select {
 			case rs.lease.catchUps <- struct{}{}:
-				rs.wg.Go(func() {
+				rs.Go(func() {
 					defer func() { <-rs.lease.catchUps }()
 					ok := (!w.catchUp || rs.catchUpForLease(w.shard, w.granted)) && rs.resolveShard(w.shard, w.granted)
 					if !ok {

@@ -138,7 +138,7 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		if to == rs.cfg.NodeID {
 			continue
 		}
-		rs.wg.Go(func() {
+		rs.Go(func() {
 			rctx, cancel := context.WithTimeout(rs.ctx, rs.requestTimeout())
 			defer cancel()
 			_, err := rs.call(rctx, to, wire.Prepare, payload)
@@ -164,7 +164,7 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		// nothing meanwhile (waitSettled), so a resend finds it committed
 		// or refused for good.
 		rs.beginDoubt(shard)
-		rs.wg.Go(func() {
+		rs.Go(func() {
 			defer rs.endDoubt(shard)
 			q.wait(context.Background())
 			_ = rs.finishWrite(shard, w, ws, q, start)
@@ -636,7 +636,7 @@ func (rs *Set) onReplicas(ctx context.Context, shard uint16, need int, local fun
 			results <- transport.ErrUnavailable
 			continue
 		}
-		rs.wg.Go(func() {
+		rs.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, rs.requestTimeout())
 			defer cancel()
 			_, err := rs.call(cctx, to, method, payload)

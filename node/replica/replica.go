@@ -156,7 +156,7 @@ type Engine interface {
 // the versions its writes get (one hybrid logical clock per node), quorum
 // writes, catch-up and anti-entropy. Its state is guarded by the mutexes
 // listed in node/LOCKING.md (leases.mu, leases.markerMu, syncer.mu, hlc.mu,
-// Set.terms, writeState.mu, doubts.mu); its goroutines (lease renewal, the sync
+// Set.terms, writeState.mu, doubts.mu, Set.runMu); its goroutines (lease renewal, the sync
 // worker, the commit-notice worker, catch-ups and replication calls) are
 // started by Start and stopped by Shutdown.
 type Set struct {
@@ -184,7 +184,11 @@ type Set struct {
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Set, cancelled by Shutdown
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// runMu orders goroutine starts (Go) against Shutdown: once stopped is
+	// set, nothing is added to wg, so no Add races the final Wait.
+	runMu   sync.Mutex
+	stopped bool
+	wg      sync.WaitGroup
 }
 
 // New validates cfg and reads the lease grant marker. Nothing runs until
@@ -247,6 +251,9 @@ func (rs *Set) Quiesce(started bool) {
 
 // Shutdown stops the goroutines and waits for them.
 func (rs *Set) Shutdown() {
+	rs.runMu.Lock()
+	rs.stopped = true
+	rs.runMu.Unlock()
 	rs.cancel()
 	rs.wg.Wait()
 }
@@ -273,8 +280,26 @@ func (rs *Set) Rejoined() {
 	rs.sync.signal()
 }
 
-// Go runs f on a goroutine the Set owns (waited for by Shutdown).
-func (rs *Set) Go(f func()) { rs.wg.Go(f) }
+// Go runs f on a goroutine the Set owns (waited for by Shutdown). Request
+// paths (a write's replication calls, its settling in the background)
+// start goroutines while the peer transport may still deliver requests
+// during Shutdown; after Shutdown began, Go runs f on the caller's
+// goroutine instead (the Set's context is cancelled by then, so its calls
+// fail at once).
+func (rs *Set) Go(f func()) {
+	rs.runMu.Lock()
+	if rs.stopped {
+		rs.runMu.Unlock()
+		f()
+		return
+	}
+	rs.wg.Add(1)
+	rs.runMu.Unlock()
+	go func() {
+		defer rs.wg.Done()
+		f()
+	}()
+}
 
 // RequestTimeout bounds one data-path request to a peer.
 func (rs *Set) RequestTimeout() time.Duration { return rs.cfg.RequestTimeout }
