@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +80,9 @@ type Hub struct {
 	met   *metrics
 	reg   registry
 	local localSessions
+	// boot is this process's random non-zero id, sent with every
+	// registration (registry.rebooted).
+	boot uint64
 	// rosterSince is when the hub saw its first roster (Unix ns; 0: not
 	// yet), the start of its registries' warm-up.
 	rosterSince atomic.Int64
@@ -109,7 +113,8 @@ func New(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hub{cfg: cfg, log: cfg.Logger.With("component", "presence"), met: m, ctx: ctx, cancel: cancel}
+	h := &Hub{cfg: cfg, log: cfg.Logger.With("component", "presence"), met: m, ctx: ctx, cancel: cancel,
+		boot: rand.Uint64() | 1} //nolint:gosec // an id telling restarts apart, not a secret
 	h.reg.init()
 	h.local.init()
 	return h, nil

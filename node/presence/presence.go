@@ -35,9 +35,15 @@ type registry struct {
 	// live is the set of other nodes live in the last snapshot seen
 	// (forgetDead); one entry per member, so bounded by the roster.
 	live map[string]bool
+	// boots maps each gateway to the boot id its last registration
+	// carried: a new one means the gateway restarted, and the sessions it
+	// registered before are gone. One entry per live member.
+	boots map[string]uint64
 }
 
-func (r *registry) init() { r.m, r.live = map[string]map[string]int{}, map[string]bool{} }
+func (r *registry) init() {
+	r.m, r.live, r.boots = map[string]map[string]int{}, map[string]bool{}, map[string]uint64{}
+}
 
 func regKey(app, client string) string { return app + "\x00" + client }
 
@@ -97,6 +103,11 @@ func (r *registry) forgetDead(snap *membership.Snapshot) []string {
 			delete(r.m, k)
 		}
 	}
+	for node := range r.boots {
+		if node != snap.Self && !snap.IsLive(node) {
+			delete(r.boots, node)
+		}
+	}
 	var revived []string
 	live := make(map[string]bool, len(snap.Members))
 	for _, m := range snap.Members {
@@ -112,25 +123,62 @@ func (r *registry) forgetDead(snap *membership.Snapshot) []string {
 	return revived
 }
 
+// regEntry is one entry of a wire.Register batch.
+type regEntry struct {
+	app, client, tag, device string
+	count                    int
+	session                  conversation.SessionID
+}
+
 // apply decodes an wire.Register batch from node from: entries (app, client,
-// count, tag, device, session); a non-empty tag asks the other gateways of
-// the client to close sessions with the same tag.
+// count, tag, device, session), then the gateway's boot id (absent from
+// earlier builds); a non-empty tag asks the other gateways of the client to
+// close sessions with the same tag. A boot id other than the last one from
+// from first drops every entry of from: the gateway restarted, and the
+// sessions it registered before are gone. A malformed batch applies nothing.
 func (r *registry) apply(h *Hub, from string, d *wire.Dec) error {
 	n := d.Count()
+	entries := make([]regEntry, 0, n)
 	for range n {
-		app, client := d.Str(), d.Str()
-		count := int(d.U64())
-		tag, device := d.Str(), d.Str()
-		s := d.U64()
-		if d.Err != nil {
-			break
-		}
-		if tag != "" {
-			h.kickTag(app, client, tag, device, from, conversation.SessionID(s))
-		}
-		r.set(app, client, from, count)
+		e := regEntry{app: d.Str(), client: d.Str(), count: int(d.U64())}
+		e.tag, e.device = d.Str(), d.Str()
+		e.session = conversation.SessionID(d.U64())
+		entries = append(entries, e)
 	}
-	return d.Done("register")
+	var boot uint64
+	if len(d.B) > 0 {
+		boot = d.U64()
+	}
+	if err := d.Done("register"); err != nil {
+		return err
+	}
+	if boot != 0 {
+		r.rebooted(from, boot)
+	}
+	for _, e := range entries {
+		if e.tag != "" {
+			h.kickTag(e.app, e.client, e.tag, e.device, from, e.session)
+		}
+		r.set(e.app, e.client, from, e.count)
+	}
+	return nil
+}
+
+// rebooted records gateway's boot id and, when it differs from the last
+// one, drops every entry of gateway.
+func (r *registry) rebooted(gateway string, boot uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.boots[gateway] == boot {
+		return
+	}
+	r.boots[gateway] = boot
+	for k, e := range r.m {
+		delete(e, gateway)
+		if len(e) == 0 {
+			delete(r.m, k)
+		}
+	}
 }
 
 // kickTag tells every gateway but from holding client's sessions to close
@@ -222,6 +270,7 @@ func (h *Hub) register(app, clientID string, n int, tag, deviceID string, s conv
 	e.Str(tag)
 	e.Str(deviceID)
 	e.U64(uint64(s))
+	e.U64(h.boot)
 	for i, node := range nodes {
 		if i == 0 {
 			h.sendRegistration(node, e.B)
@@ -278,6 +327,14 @@ func (p *localSessions) reregister(h *Hub, only string) {
 	h.cfg.Async(func() {
 		batches := map[string]*wire.Enc{}
 		counts := map[string]uint64{}
+		if only == "" {
+			// Every live peer hears this node's boot id, even with no
+			// session to register there: a restarted node's earlier
+			// sessions are dropped.
+			for _, node := range h.cfg.Peers.LiveOthers() {
+				batches[node] = &wire.Enc{}
+			}
+		}
 		for k, n := range snapshot {
 			i := strings.IndexByte(k, 0)
 			app, client := k[:i], k[i+1:]
@@ -303,6 +360,7 @@ func (p *localSessions) reregister(h *Hub, only string) {
 			var e wire.Enc
 			e.U64(counts[node])
 			e.B = append(e.B, body.B...)
+			e.U64(h.boot)
 			h.sendRegistration(node, e.B)
 		}
 	})

@@ -248,3 +248,55 @@ func TestPresenceReregisterWhenReachable(t *testing.T) {
 		t.Fatalf("registered again at n2 without a new failure: %+v", peers.calls)
 	}
 }
+
+// TestPresenceRegistryReboot: a registration carrying a gateway boot id
+// other than the last one drops the entries that gateway made before (it
+// restarted: those sessions are gone); one without a boot id (an earlier
+// build) or with the same one drops nothing.
+func TestPresenceRegistryReboot(t *testing.T) {
+	batch := func(boot uint64, clients ...string) []byte {
+		var e wire.Enc
+		e.U64(uint64(len(clients)))
+		for _, c := range clients {
+			e.Str("app")
+			e.Str(c)
+			e.U64(1)
+			e.Str("")
+			e.Str("")
+			e.U64(0)
+		}
+		if boot != 0 {
+			e.U64(boot)
+		}
+		return e.B
+	}
+	r := newTestRegistry()
+	steps := []struct {
+		from    string
+		boot    uint64
+		clients []string
+		online  []string
+	}{
+		{"n2", 5, []string{"alice"}, []string{"alice"}},
+		{"n3", 7, []string{"carol"}, []string{"alice", "carol"}},
+		{"n2", 5, []string{"bob"}, []string{"alice", "bob", "carol"}},
+		{"n2", 0, nil, []string{"alice", "bob", "carol"}},
+		{"n2", 6, nil, []string{"carol"}},
+		{"n2", 6, []string{"bob"}, []string{"bob", "carol"}},
+	}
+	for i, s := range steps {
+		if err := r.apply(nil, s.from, &wire.Dec{B: batch(s.boot, s.clients...)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.online("app", []string{"alice", "bob", "carol"}); !slices.Equal(got, s.online) {
+			t.Fatalf("step %d (%s boot %d): online %v, want %v", i, s.from, s.boot, got, s.online)
+		}
+	}
+	b := batch(1<<40, "dave")
+	if err := r.apply(nil, "n2", &wire.Dec{B: b[:len(b)-1]}); err == nil {
+		t.Fatal("a batch with a truncated boot id was applied")
+	}
+	if got := r.online("app", []string{"bob", "dave"}); !slices.Equal(got, []string{"bob"}) {
+		t.Fatalf("online after a malformed batch = %v, want [bob]", got)
+	}
+}

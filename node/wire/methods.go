@@ -11,7 +11,7 @@ const (
 	Replicate                        // request: shard, versioned ops -> () (replica)
 	Command                          // request: caller, command -> response | protocol error (route)
 	Online                           // request: app, ids -> online ids (presence)
-	Register                         // request: registrations -> () (presence)
+	Register                         // request: registrations[, gateway boot id] -> () (presence)
 	SyncScan                         // request: shard, after, limit -> raw pairs, more (replica)
 	Digest                           // request: shard -> digest, keys (replica)
 	EnsureSynced                     // request: shard -> () once this node holds the shard (replica)

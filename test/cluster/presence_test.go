@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -109,4 +110,32 @@ func TestClusterPushAfterGatewayRestart(t *testing.T) {
 	y.Restart(t)
 	jerry = connectID(t, c, y, y, "Jerry", jerry.id)
 	pushed(t, conv, jerry, "after the restart")
+}
+
+// TestClusterOfflineAfterGatewayRestart: Jerry's gateway (node 1) is killed
+// and restarted at once, and Jerry does not come back. The registries must
+// stop counting the sessions node 1 had before its restart: Jerry is
+// reported offline (and so gets offline pushes), not online forever.
+func TestClusterOfflineAfterGatewayRestart(t *testing.T) {
+	c, tom, jerry, _ := pushPair(t)
+	ctx := testCtx(t)
+	online, err := tom.cl.OnlineStatus(ctx, []string{jerry.id})
+	mustNoErr(t, err)
+	if !slices.Equal(online, []string{jerry.id}) {
+		t.Fatalf("online before the restart = %v, want [%s]", online, jerry.id)
+	}
+	_ = jerry.conn.Close()
+	y := c.Node(1)
+	y.Kill(t)
+	y.Restart(t)
+	harness.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		online, err := tom.cl.OnlineStatus(ctx, []string{jerry.id})
+		if err != nil {
+			return err
+		}
+		if len(online) != 0 {
+			return fmt.Errorf("online after the restart = %v", online)
+		}
+		return nil
+	})
 }
