@@ -26,7 +26,9 @@ type outFrame struct {
 // while none runs; and the writer, the only one that writes frames (all the
 // frames it finds queued in one write system call), started likewise by a
 // queued frame. The gateway's sweeper closes sockets that stay silent or
-// never log in.
+// never log in. A socket found slow (its outbound queue full) is closed by a
+// third, short-lived goroutine, at most one per socket, so that the
+// delivering goroutine never waits for the socket.
 type conn struct {
 	g  *Gateway
 	ws *gws.Conn
@@ -48,6 +50,9 @@ type conn struct {
 
 	closeOnce sync.Once
 	shutOnce  sync.Once
+	// slowing is set by the first push that found the outbound queue full;
+	// it started the goroutine closing the socket as a slow consumer.
+	slowing atomic.Bool
 	// lastRead is when the socket last delivered a frame (Unix nanos).
 	lastRead atomic.Int64
 
@@ -353,10 +358,23 @@ func (c *conn) enqueue(f outFrame) {
 	}
 }
 
+// slow hands the socket to a goroutine that closes it as a slow consumer
+// (1013) and returns at once: the caller is a delivering goroutine (a
+// conversation's push drain, the presence fan-out) that must not wait for
+// this socket's write lock, which a writer blocked on the client holds for
+// up to WriteTimeout and the close for up to a second. Only the first call
+// starts the closer; later pushes find the queue full and are dropped. The
+// closer starts under the outbound queue's lock while it is open, so never
+// after release (see release).
 func (c *conn) slow() {
+	if !c.slowing.CompareAndSwap(false, true) {
+		return
+	}
 	c.g.metrics.slowDisconnects.Inc()
 	c.log.Warn("Closing slow connection: outbound queue full", "queue", c.out.limit)
-	c.close(closeSlowClient, "slow consumer")
+	c.out.whileOpen(func() {
+		c.g.goFunc(func() { c.close(closeSlowClient, "slow consumer") })
+	})
 }
 
 // close sends a close frame with code and tears the connection down.
@@ -376,8 +394,8 @@ func (c *conn) shutdown(cause error) {
 }
 
 func (c *conn) release(cause error) {
-	// Closing the queues first stops the worker and writer from being
-	// started again: every start happens under a queue's lock before this,
+	// Closing the queues first stops the worker, writer and slow-consumer
+	// closer from being started again: every start happens under a queue's lock before this,
 	// while the read loop (which runs release or waits for it in OnClose)
 	// still holds its place in the gateway's wait group.
 	c.in.close()

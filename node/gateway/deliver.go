@@ -14,7 +14,8 @@ import (
 // Deliver implements conversation.Deliverer: it writes cmd to every open
 // session of the given clients except the session `except`, with peerId set
 // to the receiving client. It never blocks: a socket whose queue is full is
-// closed as a slow consumer.
+// handed to a goroutine of its own that closes it as a slow consumer
+// (conn.slow), and the other recipients are served meanwhile.
 //
 // The frame is marshalled once; each recipient's copy appends its peerId
 // field (protobuf decoders accept fields in any order).

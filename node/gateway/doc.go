@@ -14,7 +14,9 @@
 // blocks) for its whole life, and two goroutines that run only while they
 // have work, so an idle socket costs one goroutine: a worker that executes
 // the queued commands in arrival order, and a writer that writes every
-// queued frame in one write system call (queue.go). One sweeper goroutine
+// queued frame in one write system call (queue.go); a socket whose outbound
+// queue overflowed gets one more, which closes it (conn.slow), so that no
+// delivering goroutine waits for a socket. One sweeper goroutine
 // closes the sockets past their idle or login timeout. The session registry
 // is guarded by one mutex (registry.mu); a connection's own state by
 // conn.mu. Lock order: registry.mu before conn.mu (see node/LOCKING.md).

@@ -85,6 +85,16 @@ func (q *fifo[T]) close() {
 	q.items = nil
 }
 
+// whileOpen calls f under the queue's lock unless the queue is closed (f
+// must only launch a goroutine), so that f never runs after close.
+func (q *fifo[T]) whileOpen(f func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		f()
+	}
+}
+
 // len returns the number of queued items.
 func (q *fifo[T]) len() int {
 	q.mu.Lock()
