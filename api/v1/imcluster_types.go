@@ -29,7 +29,7 @@ const (
 )
 
 // Phase summarizes the cluster state for humans; conditions are the API.
-// +kubebuilder:validation:Enum=Pending;Creating;Running;Scaling;Upgrading;Recovering;Degraded;Paused;Deleting
+// +kubebuilder:validation:Enum=Pending;Creating;Running;Scaling;Upgrading;Recovering;Degraded;Paused
 type Phase string
 
 // Phases.
@@ -44,7 +44,6 @@ const (
 	PhaseRecovering Phase = "Recovering"
 	PhaseDegraded   Phase = "Degraded"
 	PhasePaused     Phase = "Paused"
-	PhaseDeleting   Phase = "Deleting"
 )
 
 // ReclaimPolicy says what happens to a node's volume when the node is removed.
