@@ -25,23 +25,13 @@ func queryRaw(c *rawConn, i int32, clientID string) *pb.GenericCommand {
 // take about 5 s (each refusal is held back up to 1 s), so at most two of
 // them can find a token: at least four are refused.
 func TestNodeAbuseQueryRatePerSession(t *testing.T) {
-	app := apps.App{ID: "paced", Key: "paced-key", MasterKey: "paced-master",
-		Limits: apps.Limits{QueriesPerSecondPerSession: 0.2}}
-	n := startNode(t, func(c *node.Config) { c.Apps = append(c.Apps, app) })
-	flooder := dialRaw(t, n, protocol.SubprotocolBinary)
-	if r := loginApp(t, flooder, 1, app.ID, "flooder"); r.GetOp() != pb.OpType_opened {
-		t.Fatalf("login: %v", r)
-	}
+	n, app, flooder := pacedSession(t, 0.2)
 	answered, refused := 0, 0
 	for i := range 6 {
-		r := queryRaw(flooder, int32(10+i), "flooder")
-		switch {
-		case r.GetOp() == pb.OpType_results:
+		if queryAnswered(t, flooder, int32(10+i)) {
 			answered++
-		case r.GetCmd() == pb.CommandType_error && r.GetErrorMessage().GetCode() == protocol.ErrConversationAPIQuota.Code:
+		} else {
 			refused++
-		default:
-			t.Fatalf("query %d: %v, want results or error 4318", i, r)
 		}
 	}
 	if answered < 1 || refused < 4 {
@@ -63,27 +53,47 @@ func TestNodeAbuseQueryRatePerSession(t *testing.T) {
 // pacing it would get hundreds of refusals (each a loopback round trip)
 // while it waits for the same four tokens.
 func TestNodeAbuseQueryRefusalsPaced(t *testing.T) {
-	app := apps.App{ID: "paced", Key: "paced-key", MasterKey: "paced-master",
-		Limits: apps.Limits{QueriesPerSecondPerSession: 5}}
-	n := startNode(t, func(c *node.Config) { c.Apps = append(c.Apps, app) })
-	flooder := dialRaw(t, n, protocol.SubprotocolBinary)
-	if r := loginApp(t, flooder, 1, app.ID, "flooder"); r.GetOp() != pb.OpType_opened {
-		t.Fatalf("login: %v", r)
-	}
+	_, _, flooder := pacedSession(t, 5)
 	const burst, beyond = 10, 4
 	answered, refused := 0, 0
 	for i := int32(10); answered < burst+beyond; i++ {
-		r := queryRaw(flooder, i, "flooder")
-		switch {
-		case r.GetOp() == pb.OpType_results:
+		if queryAnswered(t, flooder, i) {
 			answered++
-		case r.GetCmd() == pb.CommandType_error && r.GetErrorMessage().GetCode() == protocol.ErrConversationAPIQuota.Code:
+		} else {
 			refused++
-		default:
-			t.Fatalf("query %d: %v, want results or error 4318", i, r)
 		}
 	}
 	if refused < 1 || refused > 2*beyond+2 {
 		t.Fatalf("%d queries answered after %d refusals; want between 1 and %d (one per token, plus rounding)", answered, refused, 2*beyond+2)
 	}
+}
+
+// pacedSession starts a node with an app whose sessions may run qps
+// conv/query per second and logs client "flooder" of it in.
+func pacedSession(t *testing.T, qps float64) (*node.Node, apps.App, *rawConn) {
+	t.Helper()
+	app := apps.App{ID: "paced", Key: "paced-key", MasterKey: "paced-master",
+		Limits: apps.Limits{QueriesPerSecondPerSession: qps}}
+	n := startNode(t, func(c *node.Config) { c.Apps = append(c.Apps, app) })
+	flooder := dialRaw(t, n, protocol.SubprotocolBinary)
+	if r := loginApp(t, flooder, 1, app.ID, "flooder"); r.GetOp() != pb.OpType_opened {
+		t.Fatalf("login: %v", r)
+	}
+	return n, app, flooder
+}
+
+// queryAnswered sends conv/query number i for "flooder" and reports whether
+// it was answered (true) or refused with 4318 (false); any other answer
+// fails the test.
+func queryAnswered(t *testing.T, c *rawConn, i int32) bool {
+	t.Helper()
+	r := queryRaw(c, i, "flooder")
+	switch {
+	case r.GetOp() == pb.OpType_results:
+		return true
+	case r.GetCmd() == pb.CommandType_error && r.GetErrorMessage().GetCode() == protocol.ErrConversationAPIQuota.Code:
+		return false
+	}
+	t.Fatalf("query %d: %v, want results or error 4318", i, r)
+	return false
 }
