@@ -211,12 +211,22 @@ func (r *Router) onCoordinatorOnce(ctx context.Context, shard uint16, local func
 	return last
 }
 
+// encodeCaller writes the caller of a forwarded command or will message.
+func encodeCaller(e *wire.Enc, c conversation.Caller) {
+	e.Str(c.App)
+	e.Str(c.ClientID)
+	e.U64(uint64(c.Session))
+	e.I64(c.ConfigBitmap)
+}
+
+// decodeCaller reads what encodeCaller wrote.
+func decodeCaller(d *wire.Dec) conversation.Caller {
+	return conversation.Caller{App: d.Str(), ClientID: d.Str(), Session: conversation.SessionID(d.U64()), ConfigBitmap: d.I64()}
+}
+
 func encodeCommand(caller conversation.Caller, raw []byte) []byte {
 	var e wire.Enc
-	e.Str(caller.App)
-	e.Str(caller.ClientID)
-	e.U64(uint64(caller.Session))
-	e.I64(caller.ConfigBitmap)
+	encodeCaller(&e, caller)
 	e.Bytes(raw)
 	e.Bool(false) // not proxied yet
 	return e.B
@@ -272,7 +282,7 @@ const (
 func (r *Router) HandleCommand(ctx context.Context, req *transport.Request) ([]byte, error) {
 	d := wire.Dec{B: req.Payload}
 	payload := d.B
-	caller := conversation.Caller{App: d.Str(), ClientID: d.Str(), Session: conversation.SessionID(d.U64()), ConfigBitmap: d.I64()}
+	caller := decodeCaller(&d)
 	raw := d.Bytes()
 	proxied := d.Bool()
 	if err := d.Done("command"); err != nil {

@@ -31,10 +31,7 @@ func (r *Router) SendWill(ctx context.Context, caller conversation.Caller, dm *p
 		return err
 	}
 	var e wire.Enc
-	e.Str(caller.App)
-	e.Str(caller.ClientID)
-	e.U64(uint64(caller.Session))
-	e.I64(caller.ConfigBitmap)
+	encodeCaller(&e, caller)
 	e.Bytes(raw)
 	e.Str(mid)
 	payload := e.B
@@ -69,7 +66,7 @@ func (r *Router) SendWill(ctx context.Context, caller conversation.Caller, dm *p
 // tries the next replica).
 func (r *Router) HandleWill(ctx context.Context, req *transport.Request) error {
 	d := wire.Dec{B: req.Payload}
-	caller := conversation.Caller{App: d.Str(), ClientID: d.Str(), Session: conversation.SessionID(d.U64()), ConfigBitmap: d.I64()}
+	caller := decodeCaller(&d)
 	raw := d.Bytes()
 	mid := d.Str()
 	if err := d.Done("will"); err != nil {
