@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/imcluster/imcluster/node/adminapi"
+	"github.com/imcluster/imcluster/node/transport"
 )
 
 // Settle polls the running nodes until the cluster is quiet: every node
@@ -31,7 +32,7 @@ func Settle(ctx context.Context, nodes map[string]*adminapi.Client, r int, inter
 		if why == "" {
 			return time.Since(start), nil
 		}
-		if !wait(ctx, interval) {
+		if !transport.Sleep(ctx, interval) {
 			return time.Since(start), fmt.Errorf("chaos: cluster not settled after %s: %s", timeout, why)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/imcluster/imcluster/client"
+	"github.com/imcluster/imcluster/node/transport"
 )
 
 // LoadConfig shapes the senders. The zero value of every field but AppID
@@ -321,7 +322,7 @@ func (l *Load) run(ctx context.Context, s *sender) {
 func (l *Load) deliver(ctx context.Context, s *sender, cid, payload string) {
 	first := time.Now()
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 && !wait(ctx, backoff(attempt-1)) {
+		if attempt > 0 && !transport.Sleep(ctx, backoff(attempt-1)) {
 			l.ledger.Abandoned()
 			return
 		}
@@ -389,16 +390,4 @@ func backoff(attempt int) time.Duration {
 		d *= 2
 	}
 	return min(d, retryMax)
-}
-
-// wait pauses for d or until ctx ends; it reports whether d elapsed.
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -26,6 +26,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
+
+	"github.com/imcluster/imcluster/node/transport"
 )
 
 // imageEntrypoint is where the image's binary is in the pod's root (the
@@ -446,7 +448,7 @@ func (r *podRunner) probes(ctx context.Context, c *corev1.Container, failed chan
 // (returning true) or ctx ends (false).
 func (r *podRunner) probeLoop(ctx context.Context, pr *corev1.Probe, next func(ok bool, n int) bool) bool {
 	period := time.Duration(max(pr.PeriodSeconds, 1)) * time.Second
-	if !wait(ctx, time.Duration(pr.InitialDelaySeconds)*time.Second) {
+	if !transport.Sleep(ctx, time.Duration(pr.InitialDelaySeconds)*time.Second) {
 		return false
 	}
 	last, n := false, 0
@@ -463,20 +465,9 @@ func (r *podRunner) probeLoop(ctx context.Context, pr *corev1.Probe, next func(o
 		if !next(ok, n) {
 			return true
 		}
-		if !wait(ctx, period) {
+		if !transport.Sleep(ctx, period) {
 			return false
 		}
-	}
-}
-
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

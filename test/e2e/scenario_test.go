@@ -26,6 +26,7 @@ import (
 
 	imv1 "github.com/imcluster/imcluster/api/v1"
 	"github.com/imcluster/imcluster/node/adminapi"
+	"github.com/imcluster/imcluster/node/transport"
 	"github.com/imcluster/imcluster/test/chaos"
 )
 
@@ -196,7 +197,7 @@ func (s *scenario) startSampler() {
 	go func() {
 		defer close(s.sampled)
 		last := time.Now()
-		for wait(ctx, 500*time.Millisecond) {
+		for transport.Sleep(ctx, 500*time.Millisecond) {
 			now := time.Now()
 			if s.w.token == "" {
 				last = now
@@ -257,7 +258,7 @@ func poll(t *testing.T, what string, timeout time.Duration, f func() (bool, stri
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, why)
 		}
-		if !wait(t.Context(), 500*time.Millisecond) {
+		if !transport.Sleep(t.Context(), 500*time.Millisecond) {
 			t.Fatalf("interrupted waiting for %s", what)
 		}
 	}
@@ -717,7 +718,7 @@ func (s *scenario) pauseResume() {
 		if c := s.imc(); c.Status.Phase != imv1.PhasePaused {
 			s.t.Fatalf("paused, but phase is %s", c.Status.Phase)
 		}
-		wait(s.ctx, time.Second)
+		transport.Sleep(s.ctx, time.Second)
 	}
 	s.note("paused for 10s with spec.replicas 4: StatefulSet stayed at 3, phase Paused")
 	since := time.Now()
