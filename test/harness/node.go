@@ -134,13 +134,19 @@ func (nd *Node) Kill(t testing.TB) {
 	nd.kill()
 }
 
-func (nd *Node) kill() {
+// expectExit returns the node's process (nil if never started) and marks
+// its exit as expected, so it is not reported as a crash.
+func (nd *Node) expectExit() *process {
 	nd.mu.Lock()
-	p := nd.proc
-	if p != nil {
-		p.expected = true
+	defer nd.mu.Unlock()
+	if nd.proc != nil {
+		nd.proc.expected = true
 	}
-	nd.mu.Unlock()
+	return nd.proc
+}
+
+func (nd *Node) kill() {
+	p := nd.expectExit()
 	if p == nil || p.exited() {
 		return
 	}
@@ -153,12 +159,7 @@ func (nd *Node) kill() {
 // within Options.StopTimeout (it is then killed) or exits with an error.
 func (nd *Node) Stop(t testing.TB) {
 	t.Helper()
-	nd.mu.Lock()
-	p := nd.proc
-	if p != nil {
-		p.expected = true
-	}
-	nd.mu.Unlock()
+	p := nd.expectExit()
 	if p == nil || p.exited() {
 		return
 	}
@@ -439,12 +440,7 @@ func (nd *Node) SetExtraArgs(args ...string) {
 // timeout is killed and ErrStillRunning returned.
 func (nd *Node) WaitExit(t testing.TB, timeout time.Duration) (string, error) {
 	t.Helper()
-	nd.mu.Lock()
-	p := nd.proc
-	if p != nil {
-		p.expected = true
-	}
-	nd.mu.Unlock()
+	p := nd.expectExit()
 	if p == nil {
 		t.Fatalf("harness: %s was never started", nd.id)
 	}
