@@ -136,11 +136,8 @@ func TestClusterKilledNodeClientsReconnect(t *testing.T) {
 // ready only once caught up: its own store then holds every acknowledged
 // message, it serves the whole history, and all replicas agree.
 func TestClusterRestartedNodeCatchesUp(t *testing.T) {
-	c := harness.Start(t, 3, harness.Options{ReplicationFactor: 3, WriteQuorum: 2})
-	ctx := testCtx(t)
-	n0, n1, victim := c.Node(0), c.Node(1), c.Node(2)
-	tom := connect(t, c, n0, n0, "Tom")
-	jerry := connect(t, c, n1, n0, "Jerry")
+	c, ctx, tom, jerry := tomAndJerry(t, harness.Options{})
+	victim := c.Node(2)
 	conv, err := tom.cl.CreateConversation(ctx, client.CreateOptions{Members: ids(jerry), Name: "catch-up", Unique: true})
 	mustNoErr(t, err)
 	cid := conv.ID()
@@ -224,6 +221,17 @@ func checkHistory(t *testing.T, u *user, cid string, want []*client.Message) {
 	if len(missing) > 0 {
 		t.Fatalf("%s (connected to %s) history misses %d of %d acknowledged messages: %v", u.name, u.home.ID(), len(missing), len(want), missing)
 	}
+}
+
+// tomAndJerry starts three nodes with R=3, W=2 (and opts' other fields)
+// and connects Tom to node 0 and Jerry to node 1, both logged in through
+// node 0.
+func tomAndJerry(t *testing.T, opts harness.Options) (*harness.Cluster, context.Context, *user, *user) {
+	t.Helper()
+	opts.ReplicationFactor, opts.WriteQuorum = 3, 2
+	c := harness.Start(t, 3, opts)
+	n0 := c.Node(0)
+	return c, testCtx(t), connect(t, c, n0, n0, "Tom"), connect(t, c, c.Node(1), n0, "Jerry")
 }
 
 // convCoordinatedElsewhere creates conversations of owner with member

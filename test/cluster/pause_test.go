@@ -39,11 +39,7 @@ func coordinatorOf(ctx context.Context, t *testing.T, c *harness.Cluster, cid st
 // another replica; meanwhile sends wait inside the cluster: no send fails
 // (no 4200), and every acknowledged message is in history once.
 func TestClusterCoordinatorLossIsAPause(t *testing.T) {
-	c := harness.Start(t, 3, harness.Options{ReplicationFactor: 3, WriteQuorum: 2})
-	ctx := testCtx(t)
-	n0, n1 := c.Node(0), c.Node(1)
-	tom := connect(t, c, n0, n0, "Tom")
-	jerry := connect(t, c, n1, n0, "Jerry")
+	c, ctx, tom, jerry := tomAndJerry(t, harness.Options{})
 
 	cid, victim := convCoordinatedElsewhere(ctx, t, c, tom, jerry, "pause")
 
@@ -115,11 +111,7 @@ func TestClusterCoordinatorLossIsAPause(t *testing.T) {
 // preferred coordinator is back and holds the lease, and the will message
 // is stored there, under the id its sender was given.
 func TestClusterWillMessageFollowsTheLease(t *testing.T) {
-	c := harness.Start(t, 3, harness.Options{ReplicationFactor: 3, WriteQuorum: 2})
-	ctx := testCtx(t)
-	n0, n1 := c.Node(0), c.Node(1)
-	tom := connect(t, c, n0, n0, "Tom")
-	jerry := connect(t, c, n1, n0, "Jerry")
+	c, ctx, tom, jerry := tomAndJerry(t, harness.Options{})
 	cid, preferred := convCoordinatedElsewhere(ctx, t, c, tom, jerry, "will")
 	preferred.Kill(t)
 	// A stand-in takes the lease on the next send.

@@ -18,11 +18,8 @@ import (
 // the failed attempt it still holds pending is dropped: history on every
 // node has the message exactly once, under the resend's id.
 func TestClusterFailedQuorumSendStoredOnce(t *testing.T) {
-	c := harness.Start(t, 3, harness.Options{ReplicationFactor: 3, WriteQuorum: 2, FaultInjection: true})
-	ctx := testCtx(t)
+	c, ctx, tom, jerry := tomAndJerry(t, harness.Options{FaultInjection: true})
 	n0, n1 := c.Node(0), c.Node(1)
-	tom := connect(t, c, n0, n0, "Tom")
-	jerry := connect(t, c, n1, n0, "Jerry")
 	cid, coord := convCoordinatedElsewhere(ctx, t, c, tom, jerry, "quorum")
 	// Tom's second session is on the coordinator itself: its sends run
 	// there without crossing the partition.
