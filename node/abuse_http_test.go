@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"maps"
 	"net"
@@ -229,43 +228,20 @@ func TestNodeAbuseHostHeaderNotTrusted(t *testing.T) {
 	}
 	n := startNode(t, func(c *node.Config) { c.AllowedHosts = []string{"chat.example.com"} })
 	_, port, _ := net.SplitHostPort(n.ClientAddr().String())
-	if code, body := callHost(t, n, "GET", "/v1/route?appId="+dev.ID, map[string]string{"Host": "evil.example"}, ""); code != 400 {
+	if code, body := call(t, n, "GET", "/v1/route?appId="+dev.ID, map[string]string{"Host": "evil.example"}, ""); code != 400 {
 		t.Fatalf("route with a foreign Host: %d %v", code, body)
 	}
-	if code, body := callHost(t, n, "POST", "/1.1/fileTokens", withHost(devKey, "evil.example"), `{"name":"a.txt","metaData":{}}`); code != 400 {
+	if code, body := call(t, n, "POST", "/1.1/fileTokens", withHost(devKey, "evil.example"), `{"name":"a.txt","metaData":{}}`); code != 400 {
 		t.Fatalf("fileTokens with a foreign Host: %d %v", code, body)
 	}
-	code, body := callHost(t, n, "GET", "/v1/route?appId="+dev.ID, map[string]string{"Host": "chat.example.com:" + port}, "")
+	code, body := call(t, n, "GET", "/v1/route?appId="+dev.ID, map[string]string{"Host": "chat.example.com:" + port}, "")
 	if code != 200 || body["server"] != "ws://chat.example.com:"+port {
 		t.Fatalf("route with an allowed Host: %d %v", code, body)
 	}
 
 	n = startNode(t, func(c *node.Config) { c.PublicURL = "wss://rtm.example.com" })
-	code, body = callHost(t, n, "POST", "/1.1/fileTokens", withHost(devKey, "evil.example"), `{"name":"a.txt","metaData":{}}`)
+	code, body = call(t, n, "POST", "/1.1/fileTokens", withHost(devKey, "evil.example"), `{"name":"a.txt","metaData":{}}`)
 	if code != 200 || !strings.HasPrefix(body["upload_url"].(string), "https://rtm.example.com/") || !strings.HasPrefix(body["url"].(string), "https://rtm.example.com/") {
 		t.Fatalf("fileTokens with --public-url: %d %v", code, body)
 	}
-}
-
-// callHost is call with the "Host" entry of headers sent as the Host header.
-func callHost(t *testing.T, n *node.Node, method, path string, headers map[string]string, body string) (int, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(method, "http://"+n.ClientAddr().String()+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	req.Host = headers["Host"]
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var out map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: non-JSON answer: %v", method, path, err)
-	}
-	return resp.StatusCode, out
 }

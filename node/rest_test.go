@@ -26,7 +26,7 @@ var otherApp = apps.App{ID: "other-app", Key: "other-key", MasterKey: "other-mas
 func twoApps(c *node.Config) { c.Apps = append(c.Apps, otherApp) }
 
 // call performs an HTTP request against the node's client port and decodes
-// the JSON answer.
+// the JSON answer. A "Host" entry of headers is sent as the Host header.
 func call(t *testing.T, n *node.Node, method, path string, headers map[string]string, body string) (int, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(method, "http://"+n.ClientAddr().String()+path, strings.NewReader(body))
@@ -35,6 +35,9 @@ func call(t *testing.T, n *node.Node, method, path string, headers map[string]st
 	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
+	}
+	if h, ok := headers["Host"]; ok {
+		req.Host = h
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
