@@ -129,3 +129,18 @@ var (
 	// coordinator) cannot serve the request right now. Clients should retry.
 	ErrUnavailable = &Error{Code: 4200, Reason: "INTERNAL_ERROR", Detail: "service temporarily unavailable, retry", Temporary: true}
 )
+
+// Details of ErrUnavailable that name why the cluster could not serve a
+// command within its retry budget (docs/replication.md, "Failover is a
+// pause"): stable texts, so that clients and tests can tell them apart.
+const (
+	// DetailNoCoordinator: no replica of the conversation's shard could
+	// take or confirm its lease (the shard was unreachable or moving).
+	DetailNoCoordinator = "the cluster cannot serve this conversation right now, retry"
+	// DetailQuorum: the coordinator could not reach its write quorum; the
+	// write was not acknowledged.
+	DetailQuorum = "write quorum not reached: the message was not acknowledged, retry"
+	// DetailCoordinatorSilent: the coordinator did not answer a command
+	// that is not safe to run twice; it may have run.
+	DetailCoordinatorSilent = "the conversation's coordinator did not answer, retry"
+)

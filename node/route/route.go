@@ -121,9 +121,9 @@ func clientError(err error) error {
 	case errors.As(err, &pe):
 		return pe
 	case transport.IsRetryable(err):
-		detail := "the cluster cannot serve this conversation right now, retry"
+		detail := protocol.DetailNoCoordinator
 		if errors.Is(err, wire.ErrQuorum) {
-			detail = "write quorum not reached: the message was not acknowledged, retry"
+			detail = protocol.DetailQuorum
 		}
 		return protocol.ErrUnavailable.WithDetail("%s", detail)
 	}
@@ -394,7 +394,7 @@ func (r *Router) proxyCommand(ctx context.Context, shard uint16, payload []byte,
 		// than running it twice.
 		var e wire.Enc
 		pe := *protocol.ErrUnavailable
-		pe.Detail = "the conversation's coordinator did not answer, retry"
+		pe.Detail = protocol.DetailCoordinatorSilent
 		pe.Temporary = true
 		pe.Pids = nil
 		encodeProtocolError(&e, &pe)

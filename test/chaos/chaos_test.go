@@ -218,7 +218,7 @@ func (r *runner) finish(ctx context.Context, seed uint64, start time.Time, sende
 		Seed: seed, Duration: time.Since(start), NodesStart: chaosNodes, NodesEnd: len(c.Running()),
 		Senders: senders, Conversations: len(r.load.Conversations()),
 		Faults: r.faults, Errors: r.ledger.Errors(), Events: r.ledger.Events(), AcksVia: map[string]int{},
-		ErrorsByFault: r.errorsByFault(), Refused: r.refused, Accepted: r.accepted, DiskFull: r.diskFullOutcomes,
+		ErrorGroups: r.ledger.ErrorGroups(), Refused: r.refused, Accepted: r.accepted, DiskFull: r.diskFullOutcomes,
 	}
 	for _, a := range acks {
 		sum.AcksVia[a.Via]++
@@ -253,8 +253,9 @@ func (r *runner) salvage(seed uint64, start time.Time, senders int) func() {
 	}
 }
 
-// checkErrors fails the test on permanent rejections: a conversation that
-// worked before a fault must work after it.
+// checkErrors fails the test on permanent rejections (a conversation that
+// worked before a fault must work after it) and on errors a client saw
+// because a coordinator was lost or a lease moved (a pause, not an error).
 func checkErrors(t *testing.T, ledger *Ledger, sum Summary) {
 	t.Helper()
 	if n := sum.Rejected(); n > 0 {
@@ -263,6 +264,11 @@ func checkErrors(t *testing.T, ledger *Ledger, sum Summary) {
 			if strings.HasPrefix(k, ErrClassRejected) {
 				t.Errorf("%d sends rejected with %s, e.g. %s", v, k, samples[k])
 			}
+		}
+	}
+	for _, g := range sum.Failing() {
+		if g.Cause != CauseRejected {
+			t.Errorf("client-visible error: %s", g)
 		}
 	}
 }

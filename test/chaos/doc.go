@@ -21,7 +21,12 @@
 // the choices of a run, CHAOS_ARTIFACTS is where a failed run keeps the
 // full node logs, IMNODE_BIN runs a prebuilt imnode (see test/harness).
 // A run also fails if any node process crashed, even one the harness
-// relaunched.
+// relaunched, and if any sender saw an error caused by a lost coordinator
+// or a moving lease (a 4200 naming it, or no answer within the SDK's
+// command timeout): failover is a pause, not an error. The ledger records
+// every client-visible error with its answer (code, reason, detail), node,
+// command and the fault in progress, and the summary groups them; dropped
+// sockets of a killed or stopped node are counted and allowed.
 //
 // What it must not do: import node internals (it talks to the nodes only
 // through the client protocol and the admin API), bind anything but

@@ -46,8 +46,6 @@ type runner struct {
 	rng    *rand.Rand
 	log    *slog.Logger
 	faults map[string]int
-	// windows are the faults' time spans, for errors by fault kind.
-	windows []faultWindow
 	// diskFullOutcomes counts how the disk-full faults ended.
 	diskFullOutcomes map[string]int
 	// refused and accepted count the misconfigured starts by kind.
@@ -56,12 +54,8 @@ type runner struct {
 	finished bool
 }
 
-type faultWindow struct {
-	kind     string
-	from, to time.Time
-}
-
 func newRunner(t *testing.T, c *harness.Cluster, load *Load, ledger *Ledger, seed uint64) *runner {
+	nameNodes(c, ledger)
 	return &runner{
 		t: t, c: c, load: load, ledger: ledger,
 		rng:    rand.New(rand.NewPCG(seed, 0x6368616f73)), //nolint:gosec // picks nodes and faults
@@ -91,7 +85,30 @@ func hold(d time.Duration) {
 	<-t.C
 }
 
-func (r *runner) refreshURLs() { r.load.SetURLs(r.c.ClientURLs(nil)) }
+func (r *runner) refreshURLs() {
+	r.load.SetURLs(r.c.ClientURLs(nil))
+	nameNodes(r.c, r.ledger)
+}
+
+// nameNodes tells the ledger which node each running node's client URL is.
+func nameNodes(c *harness.Cluster, ledger *Ledger) {
+	byURL := map[string]string{}
+	for _, nd := range c.Running() {
+		byURL[nd.ClientURL()] = nd.ID()
+	}
+	ledger.NameNodes(byURL)
+}
+
+// begin records that a fault of kind on nd (nil: a new node) starts and
+// returns when.
+func (r *runner) begin(kind string, nd *harness.Node) time.Time {
+	id := "new node"
+	if nd != nil {
+		id = nd.ID()
+	}
+	r.ledger.FaultStarted(kind + " " + id)
+	return time.Now()
+}
 
 func (r *runner) pick(nodes []*harness.Node) *harness.Node {
 	return nodes[r.rng.IntN(len(nodes))]
@@ -99,7 +116,7 @@ func (r *runner) pick(nodes []*harness.Node) *harness.Node {
 
 func (r *runner) injected(kind string, nd *harness.Node, start time.Time) {
 	r.faults[kind]++
-	r.windows = append(r.windows, faultWindow{kind: kind, from: start, to: time.Now()})
+	r.ledger.FaultEnded()
 	id := "new"
 	if nd != nil {
 		id = nd.ID()
@@ -111,7 +128,7 @@ func (r *runner) injected(kind string, nd *harness.Node, start time.Time) {
 // kill SIGKILLs nd, keeps it down for killDowntime and restarts it on its
 // data directory.
 func (r *runner) kill(nd *harness.Node) {
-	start := time.Now()
+	start := r.begin(FaultKill, nd)
 	r.log.Info("Killing", "node", nd.ID())
 	nd.Kill(r.t)
 	hold(killDowntime)
@@ -124,7 +141,7 @@ func (r *runner) kill(nd *harness.Node) {
 // partition cuts nd's peer traffic from every other running node for
 // partitionHold, then heals and waits for the cluster to converge.
 func (r *runner) partition(nd *harness.Node) {
-	start := time.Now()
+	start := r.begin(FaultPartition, nd)
 	others := slices.DeleteFunc(r.c.Running(), func(o *harness.Node) bool { return o == nd })
 	r.log.Info("Partitioning", "node", nd.ID(), "from", len(others))
 	r.c.Partition(r.t, []*harness.Node{nd}, others)
@@ -137,7 +154,7 @@ func (r *runner) partition(nd *harness.Node) {
 
 // join adds a node and waits until the cluster converged with it.
 func (r *runner) join() *harness.Node {
-	start := time.Now()
+	start := r.begin(FaultJoin, nil)
 	r.log.Info("Adding a node")
 	nd := r.c.AddNode(r.t)
 	r.refreshURLs()
@@ -148,7 +165,7 @@ func (r *runner) join() *harness.Node {
 // drain drains nd (POST, then poll GET /admin/v1/drain until done) and
 // stops it.
 func (r *runner) drain(nd *harness.Node) {
-	start := time.Now()
+	start := r.begin(FaultDrain, nd)
 	r.log.Info("Draining", "node", nd.ID())
 	adm := nd.Admin()
 	if _, err := adm.StartDrain(r.t.Context()); err != nil {
@@ -184,7 +201,7 @@ func (e *drainPendingError) Error() string {
 // missing data, so the load pauses until every replica holds the same data
 // first, and resumes before the kill.
 func (r *runner) wipe(nd *harness.Node) {
-	start := time.Now()
+	start := r.begin(FaultWipe, nd)
 	r.load.Pause()
 	took, err := Settle(r.t.Context(), admins(r.c), r.c.Options().ReplicationFactor, settleInterval, settleTimeout)
 	r.load.Resume()
@@ -248,7 +265,7 @@ func (r *runner) misstart(kind, id, dataDir string, join bool, extra []string, w
 // noJoin SIGKILLs nd, tries it without --join (refused: alone it would
 // form a second cluster), then restarts it properly.
 func (r *runner) noJoin(nd *harness.Node) {
-	start := time.Now()
+	start := r.begin(FaultNoJoin, nd)
 	r.log.Info("Killing, then starting without --join", "node", nd.ID())
 	nd.Kill(r.t)
 	r.misstart(FaultNoJoin, nd.ID(), nd.DataDir(), false, nil, "alone it would form a second cluster")
@@ -259,7 +276,7 @@ func (r *runner) noJoin(nd *harness.Node) {
 
 // otherShards starts a new node with twice the shard count, joining.
 func (r *runner) otherShards() {
-	start := time.Now()
+	start := r.begin(FaultShards, nil)
 	id := fmt.Sprintf("imnode-misfit-%d", r.faults[FaultShards])
 	shards := strconv.Itoa(2 * r.c.Options().Shards)
 	r.log.Info("Starting a node with another shard count", "node", id, "shards", shards)
@@ -269,7 +286,7 @@ func (r *runner) otherShards() {
 
 // duplicate starts a second process with nd's id on an empty directory.
 func (r *runner) duplicate(nd *harness.Node) {
-	start := time.Now()
+	start := r.begin(FaultDuplicate, nd)
 	r.log.Info("Starting a duplicate", "node", nd.ID())
 	r.misstart(FaultDuplicate, nd.ID(), filepath.Join(r.t.TempDir(), "data"), true, nil, "duplicate node id")
 	r.injected(FaultDuplicate, nd, start)
@@ -278,7 +295,7 @@ func (r *runner) duplicate(nd *harness.Node) {
 // skew restarts nd with its clock offset by off, holds under load, and
 // restarts it with the real clock.
 func (r *runner) skew(kind string, nd *harness.Node, off time.Duration) {
-	start := time.Now()
+	start := r.begin(kind, nd)
 	r.log.Info("Restarting with a clock offset", "node", nd.ID(), "offset", off.String())
 	nd.SetExtraArgs("--fault-clock-offset", off.String())
 	nd.Restart(r.t)
@@ -302,7 +319,7 @@ const (
 // it to stop on its first failed write, and restarts it with a working
 // disk.
 func (r *runner) diskFull(nd *harness.Node) {
-	start := time.Now()
+	start := r.begin(FaultDiskFull, nd)
 	r.log.Info("Restarting with a disk that fills up", "node", nd.ID(), "after", diskFullAfter.String())
 	nd.Stop(r.t)
 	nd.SetExtraArgs("--fault-disk-full-after", diskFullAfter.String())
@@ -342,30 +359,6 @@ func (r *runner) formation() {
 	r.skew(FaultSkewBeyond, r.pick(r.c.Running()), 2*time.Second)
 	hold(quietGap)
 	r.diskFull(r.pick(r.c.Running()))
-}
-
-// errorsByFault counts the ledger's errors by fault window kind.
-func (r *runner) errorsByFault() map[string]map[string]int {
-	out := map[string]map[string]int{}
-	inFault := map[time.Time]bool{}
-	for _, w := range r.windows {
-		for _, e := range r.ledger.ErrorsBetween(w.from, w.to) {
-			if out[w.kind] == nil {
-				out[w.kind] = map[string]int{}
-			}
-			out[w.kind][e.Class]++
-			inFault[e.At] = true
-		}
-	}
-	for _, e := range r.ledger.ErrorsBetween(time.Time{}, time.Now()) {
-		if !inFault[e.At] {
-			if out["none"] == nil {
-				out["none"] = map[string]int{}
-			}
-			out["none"][e.Class]++
-		}
-	}
-	return out
 }
 
 // random injects one fault chosen at random among those that keep the

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,6 +83,66 @@ func Classify(err error) string {
 	}
 }
 
+// Causes of failed attempts: what a client-visible error is attributed to.
+// CauseCoordinator and CauseNoAnswer fail the run (Failover is a pause, not
+// an error: while a lease moves the cluster waits and retries inside the
+// SDK's command timeout); the others are counted and allowed.
+const (
+	// CauseCoordinator: a retryable server answer saying the cluster could
+	// not serve the conversation (no coordinator, lease moving, write
+	// quorum not reached, coordinator silent, the node's own budget ran
+	// out).
+	CauseCoordinator = "coordinator-loss"
+	// CauseNoAnswer: no answer within the SDK's command timeout on a
+	// socket that stayed up.
+	CauseNoAnswer = "no-answer"
+	// CauseGateway: the sender's own node went away (socket dropped,
+	// session closed, the node shutting down, no node to dial).
+	CauseGateway = "gateway-loss"
+	// CauseServer: another retryable server error (an internal failure,
+	// a quota).
+	CauseServer = "server-error"
+	// CauseRejected: a permanent server error (fails the run).
+	CauseRejected = "rejected"
+)
+
+// coordinatorDetails are the details of the 4200 answers that say the
+// cluster could not reach or keep a coordinator for the conversation
+// (node/protocol names them; "request timed out" is the gateway's answer
+// when a command used up its whole budget).
+var coordinatorDetails = []string{
+	protocol.DetailNoCoordinator, protocol.DetailQuorum, protocol.DetailCoordinatorSilent, "request timed out",
+}
+
+// shutdownDetail is the gateway's answer to a command cut short by its own
+// shutdown (a drained node stopping): a loss of the gateway, like a
+// dropped socket.
+const shutdownDetail = "node shutting down"
+
+// Cause attributes a failed attempt (one of the Cause constants).
+func Cause(err error) string {
+	se, server := errors.AsType[*client.Error](err)
+	switch class := Classify(err); {
+	case server && strings.HasPrefix(class, ErrClassRejected):
+		return CauseRejected
+	case server && se.Code == protocol.ErrUnavailable.Code && slices.Contains(coordinatorDetails, se.Detail):
+		return CauseCoordinator
+	case server && se.Detail == shutdownDetail:
+		return CauseGateway
+	case server:
+		return CauseServer
+	case class == ErrClassTimeout:
+		return CauseNoAnswer
+	default:
+		return CauseGateway
+	}
+}
+
+// Failing reports whether errors of cause fail a run.
+func Failing(cause string) bool {
+	return cause == CauseCoordinator || cause == CauseNoAnswer || cause == CauseRejected
+}
+
 // Ledger records what the senders saw. It is safe for concurrent use; one
 // mutex guards everything.
 type Ledger struct {
@@ -93,16 +154,60 @@ type Ledger struct {
 	abandoned int               // payloads never acknowledged (run ended or rejected)
 	events    map[string]int    // connection events by kind (disconnect, goaway, ...)
 	timeline  []ErrorEvent      // the latest failed attempts, at most maxTimeline
+	groups    map[groupKey]*ErrorGroup
+	// nodes names the node of each client URL; fault is the fault in
+	// progress ("" between faults) and faultAt when it started (when the
+	// last one ended, between faults).
+	nodes   map[string]string
+	fault   string
+	faultAt time.Time
 }
 
 // ErrorEvent is one failed send attempt, for explaining stalls.
 type ErrorEvent struct {
 	At     time.Time
 	Sender string
-	// Via is the URL of the node the sender was connected to.
-	Via   string
-	Class string
-	Err   string
+	// Via is the URL of the node the sender was connected to; Node its id
+	// ("" if unknown).
+	Via  string
+	Node string
+	// Command is what the sender tried ("direct", "login").
+	Command string
+	Class   string
+	Cause   string
+	// Code, Reason and Detail are the server's answer (zero for errors that
+	// are not one).
+	Code           int32
+	Reason, Detail string
+	// Fault is the fault in progress ("kill+restart imnode-1") or
+	// BetweenFaults; SinceFault the time since it started (since the last
+	// one ended, between faults; since the load started before any).
+	Fault      string
+	SinceFault time.Duration
+	Err        string
+}
+
+// BetweenFaults is ErrorEvent.Fault for errors while no fault was active.
+const BetweenFaults = "between faults"
+
+// ErrorGroup counts the failed attempts that share cause, answer, node,
+// command and fault.
+type ErrorGroup struct {
+	Cause, Class   string
+	Code           int32
+	Reason, Detail string
+	Node, Command  string
+	Fault          string
+	Count          int
+	// First is the first such error; MinSince and MaxSince bound their
+	// times since the fault (ErrorEvent.SinceFault).
+	First              time.Time
+	MinSince, MaxSince time.Duration
+}
+
+type groupKey struct {
+	cause, class, reason, detail, node, command, fault string
+	code                                               int32
 }
 
 // maxTimeline bounds the error timeline: enough for a stall of a minute
@@ -111,7 +216,8 @@ const maxTimeline = 4096
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{errs: map[string]int{}, samples: map[string]string{}, events: map[string]int{}}
+	return &Ledger{errs: map[string]int{}, samples: map[string]string{}, events: map[string]int{},
+		groups: map[groupKey]*ErrorGroup{}, nodes: map[string]string{}, faultAt: time.Now()}
 }
 
 // Attempt counts one send attempt.
@@ -128,21 +234,88 @@ func (l *Ledger) Acked(a Ack) {
 	l.mu.Unlock()
 }
 
-// Failed records a failed attempt of sender (connected via the node at
-// URL via) and returns its class.
-func (l *Ledger) Failed(err error, sender, via string) string {
-	c := Classify(err)
+// NameNodes adds client URLs and the ids of their nodes (a restarted node
+// listens on new ports: its new URL is added, the old one kept).
+func (l *Ledger) NameNodes(byURL map[string]string) {
 	l.mu.Lock()
+	maps.Copy(l.nodes, byURL)
+	l.mu.Unlock()
+}
+
+// FaultStarted records that fault (kind and node) is now in progress.
+func (l *Ledger) FaultStarted(fault string) {
+	l.mu.Lock()
+	l.fault, l.faultAt = fault, time.Now()
+	l.mu.Unlock()
+}
+
+// FaultEnded records that the fault in progress is over.
+func (l *Ledger) FaultEnded() {
+	l.mu.Lock()
+	l.fault, l.faultAt = "", time.Now()
+	l.mu.Unlock()
+}
+
+// Failed records a failed attempt of command by sender (connected via the
+// node at URL via) and returns its class.
+func (l *Ledger) Failed(err error, sender, via, command string) string {
+	now := time.Now()
+	e := ErrorEvent{At: now, Sender: sender, Via: via, Command: command, Class: Classify(err), Cause: Cause(err), Err: err.Error()}
+	if se, ok := errors.AsType[*client.Error](err); ok {
+		e.Code, e.Reason, e.Detail = se.Code, se.Reason, se.Detail
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e.Node = l.nodes[via]
+	e.Fault, e.SinceFault = l.fault, now.Sub(l.faultAt)
+	if e.Fault == "" {
+		e.Fault = BetweenFaults
+	}
 	if len(l.timeline) == maxTimeline {
 		l.timeline = append(l.timeline[:0], l.timeline[maxTimeline/2:]...)
 	}
-	l.timeline = append(l.timeline, ErrorEvent{At: time.Now(), Sender: sender, Via: via, Class: c, Err: err.Error()})
-	l.errs[c]++
-	if _, ok := l.samples[c]; !ok {
-		l.samples[c] = err.Error()
+	l.timeline = append(l.timeline, e)
+	l.errs[e.Class]++
+	if _, ok := l.samples[e.Class]; !ok {
+		l.samples[e.Class] = e.Err
+	}
+	k := groupKey{cause: e.Cause, class: e.Class, reason: e.Reason, detail: e.Detail, node: e.Node, command: command, fault: e.Fault, code: e.Code}
+	g := l.groups[k]
+	if g == nil {
+		g = &ErrorGroup{Cause: e.Cause, Class: e.Class, Code: e.Code, Reason: e.Reason, Detail: e.Detail, Node: e.Node,
+			Command: command, Fault: e.Fault, First: now, MinSince: e.SinceFault, MaxSince: e.SinceFault}
+		l.groups[k] = g
+	}
+	g.Count++
+	g.MinSince, g.MaxSince = min(g.MinSince, e.SinceFault), max(g.MaxSince, e.SinceFault)
+	return e.Class
+}
+
+// ErrorGroups returns the failed attempts grouped, failing causes first,
+// then by count.
+func (l *Ledger) ErrorGroups() []ErrorGroup {
+	l.mu.Lock()
+	out := make([]ErrorGroup, 0, len(l.groups))
+	for _, g := range l.groups {
+		out = append(out, *g)
 	}
 	l.mu.Unlock()
-	return c
+	slices.SortFunc(out, func(a, b ErrorGroup) int {
+		if fa, fb := Failing(a.Cause), Failing(b.Cause); fa != fb {
+			if fa {
+				return -1
+			}
+			return 1
+		}
+		if c := strings.Compare(a.Cause, b.Cause); c != 0 {
+			return c
+		}
+		if a.Count != b.Count {
+			return b.Count - a.Count
+		}
+		return a.First.Compare(b.First)
+	})
+	return out
 }
 
 // Abandoned counts a payload the sender gave up on when the run ended; the

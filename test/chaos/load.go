@@ -333,7 +333,7 @@ func (l *Load) deliver(ctx context.Context, s *sender, cid, payload string) {
 		if s.cl == nil {
 			if err := l.connect(ctx, s); err != nil {
 				if ctx.Err() == nil {
-					l.ledger.Failed(err, s.id, "")
+					l.ledger.Failed(err, s.id, "", "login")
 				}
 				continue
 			}
@@ -352,7 +352,7 @@ func (l *Load) deliver(ctx context.Context, s *sender, cid, payload string) {
 			l.ledger.Abandoned()
 			return
 		}
-		class := l.ledger.Failed(err, s.id, s.via())
+		class := l.ledger.Failed(err, s.id, s.via(), "direct")
 		if strings.HasPrefix(class, ErrClassRejected) {
 			l.cfg.Logger.Error("Send rejected", "peer", s.id, "conv", cid, "payload", payload, "err", err)
 			l.ledger.Abandoned()

@@ -75,10 +75,9 @@ type Summary struct {
 	MaxAckGapFrom time.Time
 	// GapErrors are the failed attempts during the longest ack gap.
 	GapErrors []ErrorEvent
-	// ErrorsByFault counts the failed send attempts by class during each
-	// kind of fault (from its start until it was done); "none" is the
-	// time between faults.
-	ErrorsByFault map[string]map[string]int
+	// ErrorGroups are the failed send attempts grouped by cause, server
+	// answer, node, command and the fault in progress (Ledger.ErrorGroups).
+	ErrorGroups []ErrorGroup
 	// Refused counts the misconfigured starts that were refused, by
 	// fault kind; Accepted those that were not (each one a failure).
 	Refused, Accepted map[string]int
@@ -97,6 +96,46 @@ func (s Summary) Retryable() int {
 		}
 	}
 	return n
+}
+
+// ByCause counts the failed attempts by cause (failing causes marked).
+func (s Summary) ByCause() map[string]int {
+	m := map[string]int{}
+	for _, g := range s.ErrorGroups {
+		k := g.Cause
+		if Failing(k) {
+			k += "(FAILS)"
+		}
+		m[k] += g.Count
+	}
+	return m
+}
+
+// Failing returns the error groups whose cause fails the run.
+func (s Summary) Failing() []ErrorGroup {
+	var out []ErrorGroup
+	for _, g := range s.ErrorGroups {
+		if Failing(g.Cause) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// String formats one group on a line: count, cause, answer, command, node,
+// fault and the times since the fault.
+func (g ErrorGroup) String() string {
+	answer := g.Class
+	if g.Code != 0 {
+		answer = fmt.Sprintf("%d %s %q", g.Code, g.Reason, g.Detail)
+	}
+	node := g.Node
+	if node == "" {
+		node = "?"
+	}
+	return fmt.Sprintf("%d× %s: %s on %s via %s during %s, %s..%s after its start (first %s)", g.Count, g.Cause, answer,
+		g.Command, node, g.Fault, g.MinSince.Round(time.Millisecond), g.MaxSince.Round(time.Millisecond),
+		g.First.Format(time.StampMilli))
 }
 
 // Rejected returns the attempts the server rejected permanently.
@@ -137,8 +176,9 @@ func (s Summary) String() string {
 	}
 	line("faults", "%d %s", total, formatCounts(s.Faults))
 	line("retryable errors", "%d %s", s.Retryable(), formatCounts(s.Errors))
-	for _, k := range slices.Sorted(maps.Keys(s.ErrorsByFault)) {
-		line("  during "+k, "%s", formatCounts(s.ErrorsByFault[k]))
+	line("errors by cause", "%s", formatCounts(s.ByCause()))
+	for _, g := range s.ErrorGroups {
+		fmt.Fprintf(&b, "  %24s %s\n", "", g)
 	}
 	line("misconfigured starts", "refused %s, accepted %s", formatCounts(s.Refused), formatCounts(s.Accepted))
 	line("disk-full outcomes", "%s", formatCounts(s.DiskFull))
