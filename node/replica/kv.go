@@ -144,16 +144,17 @@ func (k *kv) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) (bool,
 
 // Commit splits the batch by shard and writes each part at its shard's
 // coordinator, in the order the shards first appear in the batch. Each part
-// is atomic and durable on W replicas when Commit returns nil; a failure
-// may leave earlier parts applied (they are idempotent records the caller
-// may rewrite).
+// is atomic and durable on W replicas when Commit returns nil (with
+// b.SetNoSync, in W replicas' write-ahead logs, not fsync'd: see
+// store.Batch.SetNoSync); a failure may leave earlier parts applied (they
+// are idempotent records the caller may rewrite).
 func (k *kv) Commit(b *store.Batch) error {
 	order, parts, err := store.SplitByShard(b.Ops())
 	if err != nil {
 		return err
 	}
 	for _, shard := range order {
-		if err := k.rs.write(context.Background(), shard, parts[shard]); err != nil {
+		if err := k.rs.write(context.Background(), shard, parts[shard], b.NoSync()); err != nil {
 			return err
 		}
 	}
@@ -161,16 +162,44 @@ func (k *kv) Commit(b *store.Batch) error {
 }
 
 // write runs ops at shard's coordinator.
-func (rs *Set) write(ctx context.Context, shard uint16, ops []store.Op) error {
+func (rs *Set) write(ctx context.Context, shard uint16, ops []store.Op, noSync bool) error {
 	return rs.onCoordinator(ctx, shard, func() error {
-		return rs.coordinateWrite(ctx, shard, ops)
+		return rs.coordinateWrite(ctx, shard, ops, noSync)
 	}, func(ctx context.Context, to string) error {
 		var e wire.Enc
 		e.U64(uint64(shard))
 		encodeOps(&e, ops)
+		encodeWriteFlags(&e, noSync)
 		_, err := rs.call(ctx, to, wire.Write, e.B)
 		return err
 	})
+}
+
+// A write's options travel after its ops (wire.Write, wire.Prepare) as one
+// optional flags field. A durable write sends none, as earlier builds did;
+// earlier builds ignore the field (they do not read past the ops), so a
+// NoSync write they hold is merely synced.
+const (
+	flagNoSync   = 1 << iota // store.Batch.SetNoSync: no fsync of its own
+	writeFlagsOK = flagNoSync
+)
+
+func encodeWriteFlags(e *wire.Enc, noSync bool) {
+	if noSync {
+		e.U64(flagNoSync)
+	}
+}
+
+// decodeWriteFlags reads the optional flags after a write's ops.
+func decodeWriteFlags(d *wire.Dec) (noSync bool, err error) {
+	if d.Err != nil || len(d.B) == 0 {
+		return false, d.Done("write flags")
+	}
+	f := d.U64()
+	if f&^writeFlagsOK != 0 {
+		return false, fmt.Errorf("cluster: unknown write flags %#x", f)
+	}
+	return f&flagNoSync != 0, d.Done("write flags")
 }
 
 // onCoordinator runs local if this node coordinates shard, else remote

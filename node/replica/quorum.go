@@ -115,7 +115,15 @@ type writeState struct {
 // here and on the shard's other replicas and, once W replicas hold them,
 // makes them visible here and returns. Nothing is stored when the encoded
 // write exceeds the transport's frame limit (ErrTooLarge).
-func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op) error {
+//
+// With noSync (store.Batch.SetNoSync) neither this node nor the replicas
+// fsync the pending write: it is acknowledged once W replicas' write-ahead
+// logs hold it. A crash of a replica may then lose it there, whole (a
+// write-ahead log loses a suffix, so never a synced write made after it),
+// and a write lost on every replica is lost; the caller chose that (state
+// a lost write leaves merely older). A resolution rolls it forward like
+// any other write if a replica still holds it.
+func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op, noSync bool) error {
 	epoch, ok := rs.writeEpoch(shard)
 	if !ok {
 		return ErrNotReady
@@ -125,7 +133,7 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 	if err != nil {
 		return err
 	}
-	w := store.PendingWrite{Epoch: epoch, ID: id, Ops: vops}
+	w := store.PendingWrite{Epoch: epoch, ID: id, Ops: vops, NoSync: noSync}
 	payload := writePayload(shard, w)
 	if len(payload) > rs.maxWritePayload() {
 		return fmt.Errorf("%w: %d bytes, limit %d", wire.ErrTooLarge, len(payload), rs.maxWritePayload())
@@ -358,6 +366,9 @@ func decodeWrite(d *wire.Dec) (uint16, store.PendingWrite, error) {
 	}
 	ops, err := decodeOps(d, shard)
 	if err != nil {
+		return 0, w, err
+	}
+	if w.NoSync, err = decodeWriteFlags(d); err != nil {
 		return 0, w, err
 	}
 	for _, op := range ops {
@@ -668,6 +679,7 @@ func writePayload(shard uint16, w store.PendingWrite) []byte {
 	e.U64(w.Epoch)
 	e.U64(w.ID)
 	encodeOps(&e, w.Ops)
+	encodeWriteFlags(&e, w.NoSync)
 	return e.B
 }
 

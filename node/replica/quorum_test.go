@@ -412,7 +412,7 @@ func TestReplicaQuorumAbandonedWriteSettlesFirst(t *testing.T) {
 	defer cancel()
 	b := &store.Batch{}
 	b.Set(testKey("dedup"), []byte("first"))
-	if err := n.sets[p].write(ctx, 0, b.Ops()); !errors.Is(err, ErrQuorum) {
+	if err := n.sets[p].write(ctx, 0, b.Ops(), false); !errors.Is(err, ErrQuorum) {
 		t.Fatalf("write abandoned by its caller = %v, want the retryable ErrQuorum", err)
 	}
 	if v, err := n.sets[p].KV().Get(testKey("dedup")); err != nil || string(v) != "first" {

@@ -39,10 +39,14 @@ func (rs *Set) HandleRequest(ctx context.Context, req *transport.Request) ([]byt
 		if err != nil {
 			return nil, err
 		}
+		noSync, err := decodeWriteFlags(&d)
+		if err != nil {
+			return nil, err
+		}
 		if err := rs.serving(shard, nil); err != nil {
 			return rs.forwardToHolder(ctx, shard, req, err)
 		}
-		return nil, rs.coordinateWrite(ctx, shard, ops)
+		return nil, rs.coordinateWrite(ctx, shard, ops, noSync)
 	case wire.Prepare:
 		return nil, rs.servePrepare(req.From, &d)
 	case wire.CommitWrite:

@@ -191,3 +191,29 @@ func FuzzDecodeRangeDigest(f *testing.F) {
 		}
 	})
 }
+
+// TestReplicaWireWriteFlags: a write's NoSync travels with wire.Prepare; a
+// durable write's payload is what earlier builds sent (no flags), and
+// unknown flags are refused.
+func TestReplicaWireWriteFlags(t *testing.T) {
+	ops := testOps(7)[:2]
+	for _, noSync := range []bool{false, true} {
+		w := store.PendingWrite{Epoch: 3, ID: 9, Ops: ops, NoSync: noSync}
+		shard, got, err := decodeWrite(&wire.Dec{B: writePayload(7, w)})
+		if err != nil || shard != 7 || got.NoSync != noSync || !opsEqual(got.Ops, ops) {
+			t.Fatalf("noSync %v: round trip = %d %+v, %v", noSync, shard, got, err)
+		}
+	}
+	var old wire.Enc
+	old.U64(7)
+	old.U64(3)
+	old.U64(9)
+	encodeOps(&old, ops)
+	if !bytes.Equal(old.B, writePayload(7, store.PendingWrite{Epoch: 3, ID: 9, Ops: ops})) {
+		t.Fatal("a durable write's payload differs from earlier builds'")
+	}
+	bad := append(slices.Clone(old.B), 2)
+	if _, _, err := decodeWrite(&wire.Dec{B: bad}); err == nil {
+		t.Fatal("unknown write flag accepted")
+	}
+}

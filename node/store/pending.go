@@ -32,10 +32,12 @@ var (
 // coordinator's term (Epoch), its id within the term (ID, unique per
 // term: the coordinator's first hybrid-logical-clock version of the
 // write) and its versioned ops (OpSet with versioned records, or
-// OpDeleteRange).
+// OpDeleteRange). NoSync (Batch.SetNoSync, carried to the replicas with
+// the write, not stored) makes PutPending skip its fsync.
 type PendingWrite struct {
 	Epoch, ID uint64
 	Ops       []Op
+	NoSync    bool
 }
 
 func pendingShardPrefix(shard uint16) []byte {
@@ -125,13 +127,14 @@ func checkPendingOps(shard uint16, ops []Op) error {
 	return nil
 }
 
-// PutPending stores w pending for shard, durably (fsync'd), without making
-// any of it visible.
+// PutPending stores w pending for shard, durably (fsync'd; with w.NoSync
+// only in the write-ahead log, which a crash may lose: then the write is
+// simply not held here), without making any of it visible.
 func (s *Store) PutPending(shard uint16, w PendingWrite) error {
 	if err := checkPendingOps(shard, w.Ops); err != nil {
 		return err
 	}
-	return s.Apply([]Op{{Kind: OpSet, Key: pendingKey(shard, w.Epoch, w.ID), Value: encodePending(w.Ops)}})
+	return s.applyPlain([]Op{{Kind: OpSet, Key: pendingKey(shard, w.Epoch, w.ID), Value: encodePending(w.Ops)}}, syncOpts(!w.NoSync))
 }
 
 // CommitWrite makes w visible (its ops applied like ApplyVersioned) and

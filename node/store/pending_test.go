@@ -1,9 +1,12 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 func openBenchStore(b *testing.B) *Store {
@@ -58,5 +61,75 @@ func BenchmarkReplicatedWrite(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestNoSyncWritesCrash: a crash loses what SetNoSync (and a NoSync pending
+// write) committed after the last fsync, whole, and nothing synced: a
+// synced commit made after a NoSync one syncs that one too.
+func TestNoSyncWritesCrash(t *testing.T) {
+	key := func(s string) []byte { return NewKey(7, "app", FamMsg).Str("conv").Str(s).Bytes() }
+	commit := func(t *testing.T, st *Store, k string, noSync bool) {
+		t.Helper()
+		b := st.NewBatch()
+		b.Set(key(k), []byte(k))
+		if noSync {
+			b.SetNoSync()
+		}
+		if err := st.Commit(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash := func(t *testing.T, fs *vfs.MemFS, st *Store) *Store {
+		t.Helper()
+		clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+		_ = st.Close()
+		again := openMem(t, clone)
+		t.Cleanup(func() { _ = again.Close() })
+		return again
+	}
+	has := func(st *Store, k string) bool {
+		_, err := st.Get(key(k))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	pending := func(st *Store) int {
+		n := 0
+		if err := st.ScanPending(7, 0, 0, func(PendingWrite, int) (bool, error) { n++; return true, nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	fs := vfs.NewCrashableMem()
+	st := openMem(t, fs)
+	commit(t, st, "synced", false)
+	commit(t, st, "lazy", true)
+	if err := st.PutPending(7, PendingWrite{Epoch: 1, ID: 1, Ops: benchWrite(1), NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !has(st, "lazy") || pending(st) != 1 {
+		t.Fatal("NoSync writes not visible before the crash")
+	}
+	st = crash(t, fs, st)
+	if !has(st, "synced") {
+		t.Fatal("a synced write was lost in the crash")
+	}
+	if has(st, "lazy") || pending(st) != 0 {
+		t.Fatalf("NoSync writes survived a crash right after them (lazy %v, %d pending): they were synced", has(st, "lazy"), pending(st))
+	}
+
+	fs = vfs.NewCrashableMem()
+	st = openMem(t, fs)
+	commit(t, st, "lazy", true)
+	if err := st.PutPending(7, PendingWrite{Epoch: 1, ID: 1, Ops: benchWrite(1), NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, st, "synced", false)
+	st = crash(t, fs, st)
+	if !has(st, "lazy") || !has(st, "synced") || pending(st) != 1 {
+		t.Fatal("a synced commit did not sync the NoSync writes before it")
 	}
 }

@@ -281,8 +281,20 @@ type Op struct {
 // KV splits it by shard: atomic per shard). A Batch is not safe for
 // concurrent use.
 type Batch struct {
-	ops []Op
+	ops    []Op
+	noSync bool
 }
+
+// SetNoSync marks the batch as not waiting for an fsync of its own: Commit
+// returns once the batch is in the write-ahead log (and, through a cluster
+// KV, pending on W replicas' logs), which the next synced commit of the
+// same store syncs too. A crash may lose it, whole, never in part, and
+// never a write committed after it that was synced; use it only for state
+// a lost write leaves merely older (receiver acks, read pointers).
+func (b *Batch) SetNoSync() { b.noSync = true }
+
+// NoSync reports whether SetNoSync was called.
+func (b *Batch) NoSync() bool { return b.noSync }
 
 // NewBatch returns an empty batch.
 func (s *Store) NewBatch() *Batch { return &Batch{} }
@@ -331,33 +343,43 @@ func SplitByShard(ops []Op) (shards []uint16, parts map[uint16][]Op, err error) 
 }
 
 // Commit applies the batch atomically and durably: it returns only after the
-// write-ahead log is fsync'd.
-func (s *Store) Commit(b *Batch) error { return s.Apply(b.ops) }
+// write-ahead log is fsync'd (unless the batch is SetNoSync).
+func (s *Store) Commit(b *Batch) error { return s.applyPlain(b.ops, syncOpts(!b.noSync)) }
 
 // Apply applies ops atomically and durably (fsync'd). An OpMergeFields
 // merges its fields into the key's fields value (see DecodeFields), which
 // it reads under a lock held until the commit, so concurrent batches
 // compose as if applied one after the other.
-func (s *Store) Apply(ops []Op) error {
+func (s *Store) Apply(ops []Op) error { return s.applyPlain(ops, pebble.Sync) }
+
+func (s *Store) applyPlain(ops []Op, opts *pebble.WriteOptions) error {
 	if slices.ContainsFunc(ops, func(op Op) bool { return op.Kind == OpMergeFields }) {
 		s.plainMu.Lock()
 		defer s.plainMu.Unlock()
-		return s.apply(ops, false, s.db.NewIndexedBatch())
+		return s.apply(ops, false, s.db.NewIndexedBatch(), opts)
 	}
 	s.plainMu.RLock()
 	defer s.plainMu.RUnlock()
-	return s.apply(ops, false, s.db.NewBatch())
+	return s.apply(ops, false, s.db.NewBatch(), opts)
 }
 
-// apply commits ops as one fsync'd batch pb; with versioned, OpSet values
+// syncOpts returns pebble.Sync for a durable commit, else pebble.NoSync.
+func syncOpts(durable bool) *pebble.WriteOptions {
+	if durable {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+// apply commits ops as one batch pb with opts; with versioned, OpSet values
 // are versioned records merged last-writer-wins (see ApplyVersioned). An
 // OpMergeFields needs an indexed pb and the exclusive plainMu.
-func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch) error {
+func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.WriteOptions) error {
 	defer func() { _ = pb.Close() }()
 	if err := addOps(pb, ops, versioned); err != nil {
 		return err
 	}
-	if err := pb.Commit(pebble.Sync); err != nil {
+	if err := pb.Commit(opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil

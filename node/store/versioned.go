@@ -150,7 +150,9 @@ func validRecord(v []byte) error {
 // rejected (the coordinator versions it first); OpDeleteRange deletes its range outright (time-based
 // retention, which every replica applies alike); OpDelete removes a key
 // without a trace (local cleanup only).
-func (s *Store) ApplyVersioned(ops []Op) error { return s.apply(ops, true, s.db.NewBatch()) }
+func (s *Store) ApplyVersioned(ops []Op) error {
+	return s.apply(ops, true, s.db.NewBatch(), pebble.Sync)
+}
 
 // ShardDigest hashes every (key, version, kind) of a shard in key order,
 // and the body of field docs, and counts the keys: replicas with equal
