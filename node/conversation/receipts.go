@@ -19,8 +19,8 @@ const maxAckScan = 1000
 // full, Handle processes the ack itself (the caller waits: back-pressure).
 const ackQueueSize = 4096
 
-// ackBatchMax is the most receiver acks one durable commit covers; larger
-// batches would hold more client stripes at once for little gain.
+// ackBatchMax is the most receiver acks one commit covers; larger batches
+// would hold more client stripes at once for little gain.
 const ackBatchMax = 128
 
 // ackJob is one receiver ack waiting for the ack loop.
@@ -32,8 +32,8 @@ type ackJob struct {
 // handleReceiverAck implements the receiver delivery ack (spec 3.5.5): it
 // advances the client's delivery pointer and sends delivery receipts for
 // r=true messages. It never answers. While the engine runs, acks are handed
-// to the ack loop, which commits a burst of them with one fsync instead of
-// keeping the session's worker waiting.
+// to the ack loop, which commits a burst of them at once instead of keeping
+// the session's worker waiting.
 func (e *Engine) handleReceiverAck(ctx context.Context, c Caller, req *pb.GenericCommand) error {
 	am := req.GetAckMessage()
 	if am == nil {
@@ -146,8 +146,9 @@ func (e *Engine) resolveAck(ctx context.Context, j ackJob) (*ackWork, error) {
 	return &ackWork{c: c, r: r, msgs: msgs}, nil
 }
 
-// processAcks records a batch of receiver acks with one durable commit and
-// then pushes the delivery receipts. It holds the client stripes of every
+// processAcks records a batch of receiver acks with one commit that waits
+// for no fsync of its own (see recordAcksLocked) and then pushes the
+// delivery receipts. It holds the client stripes of every
 // acking client (taken in index order) from reading their state until the
 // commit, so a concurrent read pointer update is never overwritten.
 func (e *Engine) processAcks(ctx context.Context, jobs []ackJob) error {
@@ -193,9 +194,23 @@ type convPushItem struct {
 
 // recordAcksLocked advances delivery pointers and persists receipts. The
 // caller holds the client stripes of every acking client.
+//
+// The batch is committed without an fsync of its own (store.Batch.SetNoSync,
+// on every replica): it is in the write-ahead logs when the commit returns,
+// and the next synced commit on each store (a message, any durable write)
+// makes it durable. A crash of the machine before that loses the batch,
+// whole per shard, never in part; what a client then sees is older, never
+// wrong: the delivery pointer (maxAckTimestamp, ackAt in history) back at
+// its last synced value, and a stored delivery receipt missing from the
+// sender's notifications (its push went out already to a connected
+// sender). Nothing else is in the batch, and a lost write never undoes a
+// synced one: the log is replayed up to its first missing record, and every
+// synced write lies before it. See "Receiver acks and reads" in
+// docs/replication.md.
 func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
 	now := e.nowMs()
 	b := e.st.NewBatch()
+	b.SetNoSync()
 	states := map[[3]string]clientState{}
 	var ps []convPushItem
 	for _, w := range work {
@@ -235,12 +250,13 @@ func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
 const ackCommitParallel = 16
 
 // commitByShard commits b one shard at a time, up to ackCommitParallel
-// shards concurrently, and releases it. A batch of receiver acks writes the
-// client shards of many clients (and the receipts of their senders): the
-// store's KV commits a batch's shards one after the other, each waiting for
-// its own durable commit, while concurrent commits share the write-ahead
-// log's syncs (group commit). Each shard's part stays atomic, as Commit
-// makes it; across shards a batch was never atomic.
+// shards concurrently, and releases it; each part is committed without an
+// fsync when b is (SetNoSync). A batch of receiver acks writes the client
+// shards of many clients (and the receipts of their senders), whose
+// coordinators may be other nodes: the store's KV commits a batch's shards
+// one after the other, each waiting for its replicas' answers, while
+// concurrent commits overlap them. Each shard's part stays atomic, as
+// Commit makes it; across shards a batch was never atomic.
 func (e *Engine) commitByShard(b *store.Batch) error {
 	if b.Empty() {
 		b.Close()
@@ -258,6 +274,9 @@ func (e *Engine) commitByShard(b *store.Batch) error {
 	var wg sync.WaitGroup
 	for i, shard := range order {
 		part := e.st.NewBatch()
+		if b.NoSync() {
+			part.SetNoSync()
+		}
 		if err := appendOps(part, parts[shard]); err != nil {
 			errs[i] = err
 			continue
@@ -294,7 +313,10 @@ func (e *Engine) deliverConv(app, cid string, ps ...push) {
 
 // handleRead implements read (spec 3.12.2): it moves the read pointer, pushes
 // the new unread state to the client's other sessions and sends read
-// receipts (spec 3.12.3). It never answers.
+// receipts (spec 3.12.3). It never answers. Like a receiver ack, a read is
+// committed without an fsync of its own (recordAcksLocked says why that is
+// safe): a crash may lose it, and the client's unread count and its
+// senders' stored read receipts are then those of its last synced read.
 func (e *Engine) handleRead(ctx context.Context, c Caller, req *pb.GenericCommand) error {
 	rm := req.GetReadMessage()
 	if rm == nil {
@@ -329,6 +351,7 @@ func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 	}
 	now := e.nowMs()
 	b := e.st.NewBatch()
+	b.SetNoSync()
 	lock := e.clientLock(c.App, c.ClientID)
 	lock.Lock()
 	s, err := e.loadClientState(c.App, c.ClientID, r.ID)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/imcluster/imcluster/node/protocol/pb"
@@ -324,5 +326,84 @@ func TestReceiverAcksCommitShardsConcurrently(t *testing.T) {
 	// The senders' delivery receipts went out after the commit.
 	if got := h.d.take(); len(got) != len(receivers) {
 		t.Fatalf("receipts %v", pushKeys(got))
+	}
+}
+
+// TestConversationAcksAfterCrash crashes the machine under a store (Pebble
+// on a memory file system that keeps only what was synced, and any part of
+// what was not): receiver acks and reads are committed without an fsync of
+// their own, so those after the last synced commit may be lost, but the
+// state after the crash is never older than what was synced and no
+// acknowledged message is lost.
+func TestConversationAcksAfterCrash(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	clock := &testClock{now: time.UnixMilli(1_700_000_000_000)}
+	h := openHarness(t, fs, "db", newTestDeliverer(), clock)
+	tom, jerry := h.caller("Tom", 1), h.caller("Jerry", 2)
+	cid := h.start(tom, "Jerry")
+	var sent []*pb.AckCommand
+	send := func() *pb.AckCommand {
+		clock.Advance(time.Millisecond)
+		a := h.do(tom, receiptReq(cid, fmt.Sprintf("m%d", len(sent)))).GetAckMessage()
+		sent = append(sent, a)
+		return a
+	}
+	m0, m1 := send(), send()
+	h.do(jerry, ackReq(cid, m0.GetT(), m1.GetT()))
+	h.do(jerry, readReq(cid, m0.GetT(), m0.GetUid()))
+	m2 := send() // synced: it syncs the ack and the read before it too
+	h.do(jerry, ackReq(cid, m2.GetT(), m2.GetT()))
+	h.do(jerry, readReq(cid, m1.GetT(), m1.GetUid()))
+	if s, err := h.e.loadClientState(testApp, "Jerry", cid); err != nil || s.AckTs != m2.GetT() || s.ReadTs != m1.GetT() {
+		t.Fatalf("before the crash: ack %d read %d (%v)", s.AckTs, s.ReadTs, err)
+	}
+
+	// check opens the store a crash left and checks what the acks left.
+	check := func(crashed *vfs.MemFS, exact bool) {
+		t.Helper()
+		c := openHarness(t, crashed, "db", newTestDeliverer(), clock)
+		defer c.close()
+		logs := c.do(tom, logsReq(&pb.LogsCommand{Cid: proto.String(cid)})).GetLogsMessage().GetLogs()
+		if len(logs) != len(sent) {
+			t.Fatalf("%d messages after the crash, want %d", len(logs), len(sent))
+		}
+		s, err := c.e.loadClientState(testApp, "Jerry", cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Synced: the ack of m0..m1 and the read of m0. Maybe kept: the ack
+		// of m2 and the read of m1.
+		if s.AckTs != m1.GetT() && (exact || s.AckTs != m2.GetT()) {
+			t.Fatalf("ack pointer %d after the crash, want %d (synced) or %d", s.AckTs, m1.GetT(), m2.GetT())
+		}
+		if s.ReadTs != m0.GetT() && (exact || s.ReadTs != m1.GetT()) {
+			t.Fatalf("read pointer %d after the crash, want %d (synced) or %d", s.ReadTs, m0.GetT(), m1.GetT())
+		}
+		ns, _, err := c.e.Notifications(t.Context(), testApp, "Tom", 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rcps := 0
+		for _, n := range ns {
+			if n.Cmd == pb.CommandType_rcp {
+				rcps++
+			}
+		}
+		// Delivery receipts of m0 and m1 and the read receipt of m0 were
+		// synced; the m2 delivery and m1 read receipts may be kept.
+		if rcps < 3 || rcps > 5 || exact && rcps != 3 {
+			t.Fatalf("%d receipts after the crash", rcps)
+		}
+		// A read behind the pointer leaves it where it is.
+		c.do(jerry, readReq(cid, m0.GetT()-1, ""))
+		if after, err := c.e.loadClientState(testApp, "Jerry", cid); err != nil || after.ReadTs != s.ReadTs {
+			t.Fatalf("read pointer moved back from %d to %d (%v)", s.ReadTs, after.ReadTs, err)
+		}
+	}
+	// Only what was synced survives: the last ack and read are lost.
+	check(fs.CrashClone(vfs.CrashCloneCfg{}), true)
+	// Any part of what was not synced may survive.
+	for seed := range uint64(8) {
+		check(fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(seed, 1))}), false)
 	}
 }
