@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -212,9 +213,64 @@ func (s *Store) ScanPending(shard uint16, afterEpoch, afterID uint64, fn func(w 
 	})
 }
 
+// epochCache keeps each shard's recorded term in memory: every replicated
+// write checks it (a point read of Pebble per write otherwise, mostly from
+// the table files since the record is rarely written). mu is held from the
+// store read that fills a miss to the fill, and across every write of an
+// epoch record (writeEpoch), so the cache never holds a value older than
+// the store's. A zero Store (tests) works: the map is made on first use.
+type epochCache struct {
+	mu sync.RWMutex
+	m  map[uint16]uint64
+}
+
 // ShardEpoch returns the newest term a takeover of shard recorded here
 // (ResolveShard), 0 if none.
 func (s *Store) ShardEpoch(shard uint16) (uint64, error) {
+	s.epochs.mu.RLock()
+	e, ok := s.epochs.m[shard]
+	s.epochs.mu.RUnlock()
+	if ok {
+		return e, nil
+	}
+	s.epochs.mu.Lock()
+	defer s.epochs.mu.Unlock()
+	if e, ok := s.epochs.m[shard]; ok {
+		return e, nil
+	}
+	e, err := s.readEpoch(shard)
+	if err != nil {
+		return 0, err
+	}
+	s.cacheEpoch(shard, e)
+	return e, nil
+}
+
+// cacheEpoch records shard's term in the cache; epochs.mu is held.
+func (s *Store) cacheEpoch(shard uint16, e uint64) {
+	if s.epochs.m == nil {
+		s.epochs.m = map[uint16]uint64{}
+	}
+	s.epochs.m[shard] = e
+}
+
+// writeEpoch runs write, which changes shard's epoch record and returns the
+// new term, with the cache locked, and caches the term if write succeeded
+// (forgets the shard otherwise: the store may or may not hold it).
+func (s *Store) writeEpoch(shard uint16, write func() (uint64, error)) error {
+	s.epochs.mu.Lock()
+	defer s.epochs.mu.Unlock()
+	e, err := write()
+	if err != nil {
+		delete(s.epochs.m, shard)
+		return err
+	}
+	s.cacheEpoch(shard, e)
+	return nil
+}
+
+// readEpoch reads shard's recorded term from the database.
+func (s *Store) readEpoch(shard uint16) (uint64, error) {
 	v, err := s.Get(epochKey(shard))
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -232,15 +288,17 @@ func (s *Store) ShardEpoch(shard uint16) (uint64, error) {
 // forward those that may have been acknowledged), and the recorded epoch
 // rises to epoch (it never goes down).
 func (s *Store) ResolveShard(shard uint16, epoch uint64) error {
-	cur, err := s.ShardEpoch(shard)
-	if err != nil {
-		return err
-	}
-	ops := []Op{{Kind: OpDeleteRange, Key: pendingShardPrefix(shard), Value: pendingKey(shard, epoch, 0)}}
-	if epoch > cur {
-		ops = append(ops, Op{Kind: OpSet, Key: epochKey(shard), Value: binary.BigEndian.AppendUint64(nil, epoch)})
-	}
-	return s.Apply(ops)
+	return s.writeEpoch(shard, func() (uint64, error) {
+		cur, err := s.readEpoch(shard)
+		if err != nil {
+			return 0, err
+		}
+		ops := []Op{{Kind: OpDeleteRange, Key: pendingShardPrefix(shard), Value: pendingKey(shard, epoch, 0)}}
+		if epoch > cur {
+			ops = append(ops, Op{Kind: OpSet, Key: epochKey(shard), Value: binary.BigEndian.AppendUint64(nil, epoch)})
+		}
+		return max(cur, epoch), s.Apply(ops)
+	})
 }
 
 // dropPending returns the ops deleting shard's pending writes and epoch.

@@ -133,3 +133,41 @@ func TestNoSyncWritesCrash(t *testing.T) {
 		t.Fatal("a synced commit did not sync the NoSync writes before it")
 	}
 }
+
+// TestShardEpochCached: the recorded term read through the cache follows
+// every write of it (a later term, an earlier one that must not lower it,
+// the shard deleted) and survives a reopen from the store.
+func TestShardEpochCached(t *testing.T) {
+	fs := vfs.NewMem()
+	st := openMem(t, fs)
+	want := func(st *Store, shard uint16, e uint64) {
+		t.Helper()
+		if got, err := st.ShardEpoch(shard); err != nil || got != e {
+			t.Fatalf("ShardEpoch(%d) = %d, %v; want %d", shard, got, err, e)
+		}
+	}
+	want(st, 4, 0)
+	if err := st.ResolveShard(4, 3); err != nil {
+		t.Fatal(err)
+	}
+	want(st, 4, 3)
+	if err := st.ResolveShard(4, 2); err != nil {
+		t.Fatal(err)
+	}
+	want(st, 4, 3)
+	if err := st.ResolveShard(5, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteShard(4); err != nil {
+		t.Fatal(err)
+	}
+	want(st, 4, 0)
+	want(st, 5, 7)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = openMem(t, fs)
+	defer func() { _ = st.Close() }()
+	want(st, 4, 0)
+	want(st, 5, 7)
+}

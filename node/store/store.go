@@ -76,6 +76,8 @@ type Store struct {
 	// read-modify-write) holds it exclusively from its reads to its
 	// commit, others share it. Versioned batches need no order.
 	plainMu sync.RWMutex
+	// epochs caches the shards' recorded terms (pending.go).
+	epochs epochCache
 }
 
 // Open opens (creating if needed) the database in cfg.Dir.

@@ -196,7 +196,9 @@ func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64,
 // confirmed it).
 func (s *Store) DeleteShard(shard uint16) error {
 	p := ShardPrefix(shard)
-	return s.Apply(append([]Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}}, dropPending(shard)...))
+	return s.writeEpoch(shard, func() (uint64, error) {
+		return 0, s.Apply(append([]Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}}, dropPending(shard)...))
+	})
 }
 
 // ScanShard calls fn for every key of shard in order, as Scan does, and
