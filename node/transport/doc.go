@@ -82,7 +82,8 @@
 //
 // Transport owns every goroutine it starts: the accept loop, per peer one
 // dial/write loop and one reader, per inbound connection one reader and one
-// writer, and one goroutine per inbound request being handled (at most
-// Config.MaxInflight per connection). Shutdown cancels, closes all
-// connections and waits for all of them.
+// writer, and the workers that handle its requests (started on demand, at
+// most Config.MaxInflight per connection, each serving one request after
+// another until the connection closes or it idled for 10 s). Shutdown
+// cancels, closes all connections and waits for all of them.
 package transport

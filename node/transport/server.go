@@ -45,17 +45,17 @@ func (t *Transport) serveInbound(ctx context.Context, c net.Conn) {
 	if !t.handshake(w, r, certID) {
 		return
 	}
-	// Responses: every in-flight handler holds a slot of inflight until its
-	// response is queued, so out never holds more than MaxInflight frames
-	// and a handler's send can only wait for the writer, not overflow.
+	// Responses: a request is handled by one of at most MaxInflight workers
+	// and its response queued before the worker takes the next, so out never
+	// holds more than MaxInflight frames and a handler's send can only wait
+	// for the writer, not overflow.
 	out := make(chan outFrame, t.cfg.MaxInflight)
-	inflight := make(chan struct{}, t.cfg.MaxInflight)
 	writerDone := make(chan struct{})
 	t.goFunc(func() {
 		defer close(writerDone)
 		t.writeLoop(ctx, w, out, 0)
 	})
-	err := t.readInbound(ctx, w, r, out, inflight)
+	err := t.readInbound(ctx, w, r, &workers{out: out, slots: make(chan struct{}, t.cfg.MaxInflight), work: make(chan *frame)})
 	if errors.Is(err, ErrBadFrame) || errors.Is(err, ErrFrameTooLarge) {
 		t.logBadFrame(w, err)
 	} else {
@@ -139,8 +139,66 @@ func (t *Transport) authorize(peer string) error {
 // short reason.
 const frameHelloMax = 512
 
+// workers run one inbound connection's requests: goroutines started on
+// demand, at most cap(slots) (MaxInflight) at once, each serving requests
+// handed to it through work until the connection closes or it has been idle
+// for workerIdle. A worker keeps its grown stack from one request to the
+// next: a goroutine per request paid for growing its stack on most
+// requests (a replicated write's handler reads Pebble, deep stacks),
+// several percent of a replica's CPU.
+type workers struct {
+	out   chan<- outFrame
+	slots chan struct{} // one per running worker
+	work  chan *frame   // unbuffered: taken only by an idle worker
+}
+
+// workerIdle is how long a connection's worker waits for a request before
+// it exits.
+const workerIdle = 10 * time.Second
+
+// dispatch hands request f to an idle worker, starts one if fewer than
+// MaxInflight run, or else waits until one is idle (backpressure: the
+// reader stops reading). False if the connection closed meanwhile.
+func (t *Transport) dispatch(ctx context.Context, w *wconn, ws *workers, f *frame) bool {
+	select {
+	case ws.work <- f:
+		return true
+	default:
+	}
+	select {
+	case ws.work <- f:
+	case ws.slots <- struct{}{}:
+		t.goFunc(func() {
+			defer func() { <-ws.slots }()
+			t.worker(ctx, w, ws, f)
+		})
+	case <-w.closed:
+		return false
+	}
+	return true
+}
+
+// worker handles f, then the requests dispatch hands it, until the
+// connection closes or none came for workerIdle.
+func (t *Transport) worker(ctx context.Context, w *wconn, ws *workers, f *frame) {
+	t.handleRequest(ctx, w, ws.out, f)
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case f := <-ws.work:
+			t.handleRequest(ctx, w, ws.out, f)
+			idle.Reset(workerIdle)
+		case <-idle.C:
+			return
+		case <-w.closed:
+			return
+		}
+	}
+}
+
 // readInbound reads requests and messages until the connection fails.
-func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, out chan<- outFrame, inflight chan struct{}) error {
+func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, ws *workers) error {
 	// A live dialer sends at least a ping every IdleTimeout/3. The
 	// deadline is pushed out at most every IdleTimeout/4 (not per frame,
 	// which costs a timer update per frame on a busy stream), so a silent
@@ -170,15 +228,9 @@ func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, 
 				t.cfg.Handler.HandleMessage(&Message{From: w.peer, Method: f.method, Epoch: f.epoch, Payload: f.payload})
 			}
 		case frameRequest:
-			select {
-			case inflight <- struct{}{}: // blocks when MaxInflight run: backpressure
-			case <-w.closed:
+			if !t.dispatch(ctx, w, ws, f) {
 				return ErrConnectionLost
 			}
-			t.goFunc(func() {
-				defer func() { <-inflight }()
-				t.handleRequest(ctx, w, out, f)
-			})
 		default:
 			return fmt.Errorf("%w: type %d on an accepted connection", ErrBadFrame, f.typ)
 		}
