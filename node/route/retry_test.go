@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/transport"
@@ -44,5 +45,22 @@ func TestRouteRetryRules(t *testing.T) {
 		if got := mayRetryIdempotent(tt.err); got != tt.idempotent {
 			t.Errorf("%s: idempotent retried %v, want %v", tt.name, got, tt.idempotent)
 		}
+	}
+}
+
+// TestRouteRetryBudget: a command waits for a coordinator until shortly
+// before its caller's deadline (the gateway's request timeout, below the
+// SDK's), not merely two request timeouts: a lease that takes longer to
+// move is a pause, not a 4200. Without a deadline the budget is two
+// request timeouts.
+func TestRouteRetryBudget(t *testing.T) {
+	now := time.Now()
+	ctx, cancel := context.WithDeadline(context.Background(), now.Add(15*time.Second))
+	defer cancel()
+	if got, want := retryDeadline(ctx, now, 2*time.Second), now.Add(15*time.Second-answerMargin); !got.Equal(want) {
+		t.Errorf("budget under a 15 s deadline ends %v after the start, want %v", got.Sub(now), want.Sub(now))
+	}
+	if got, want := retryDeadline(context.Background(), now, 2*time.Second), now.Add(4*time.Second); !got.Equal(want) {
+		t.Errorf("budget without a deadline ends %v after the start, want %v", got.Sub(now), want.Sub(now))
 	}
 }

@@ -95,7 +95,9 @@ func New(cfg Config) (*Router, error) {
 }
 
 // Handle runs req for caller at the coordinators of the shards it touches.
-// Failures to reach a coordinator become the protocol's retryable 4200.
+// Failures to reach a coordinator are retried until shortly before ctx's
+// deadline (retryDeadline) and only then become the protocol's retryable
+// 4200.
 func (r *Router) Handle(ctx context.Context, caller conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
 	var resp *pb.GenericCommand
 	for _, part := range r.cfg.Engine.Route(caller, req) {
@@ -149,10 +151,7 @@ func (r *Router) command(ctx context.Context, shard uint16, caller conversation.
 	}
 	backoff := 20 * time.Millisecond
 	timeout := r.cfg.Replicas.RequestTimeout()
-	// Waiting for a coordinator (roster converging, a replica catching up)
-	// is bounded well inside the client's timeout: then the client gets the
-	// retryable error.
-	giveUp := time.Now().Add(2 * timeout)
+	giveUp := retryDeadline(ctx, time.Now(), timeout)
 	for {
 		var resp *pb.GenericCommand
 		err := r.onCoordinatorOnce(ctx, shard, func() error {
@@ -162,8 +161,10 @@ func (r *Router) command(ctx context.Context, shard uint16, caller conversation.
 		}, func(ctx context.Context, to string) error {
 			// Cap one attempt: a coordinator that does not answer (hung,
 			// partitioned while gossip still sees it) costs this much, is
-			// suspected, and the next commands go to another replica.
-			ctx, cancel := context.WithTimeout(ctx, 2*timeout)
+			// suspected, and the next commands go to another replica. The
+			// last attempt ends with the budget, so the retryable error is
+			// answered before the caller's deadline.
+			ctx, cancel := context.WithTimeout(ctx, min(2*timeout, time.Until(giveUp)))
 			defer cancel()
 			out, err := r.call(ctx, to, payload)
 			if err != nil {
@@ -180,6 +181,24 @@ func (r *Router) command(ctx context.Context, shard uint16, caller conversation.
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
+}
+
+// answerMargin is what the retry budget leaves of the caller's deadline for
+// the retryable answer to reach the client.
+const answerMargin = 250 * time.Millisecond
+
+// retryDeadline returns when command gives up waiting for a coordinator and
+// answers the retryable 4200: shortly before ctx's deadline (the gateway's
+// request timeout, 15 s, below the SDK's 20 s command timeout), so that a
+// lease moving (a coordinator killed or partitioned: its lease runs out, a
+// majority grants a new one, the new holder catches up and settles the
+// writes left pending) is a pause inside the cluster, not an error. Without
+// a deadline it is twice the peer request timeout.
+func retryDeadline(ctx context.Context, now time.Time, requestTimeout time.Duration) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d.Add(-answerMargin)
+	}
+	return now.Add(2 * requestTimeout)
 }
 
 func (r *Router) call(ctx context.Context, to string, payload []byte) ([]byte, error) {

@@ -240,6 +240,16 @@ func tomAndJerry(t *testing.T, opts harness.Options) (*harness.Cluster, context.
 // lease in the background).
 func convCoordinatedElsewhere(ctx context.Context, t *testing.T, c *harness.Cluster, owner, member *user, name string) (string, *harness.Node) {
 	t.Helper()
+	return convCoordinatedBy(ctx, t, c, owner, member, name, func(coord *harness.Node) bool {
+		return coord != owner.home && coord != member.home
+	})
+}
+
+// convCoordinatedBy creates conversations of owner with member until one is
+// coordinated by a node accept accepts, and returns it and that node.
+func convCoordinatedBy(ctx context.Context, t *testing.T, c *harness.Cluster, owner, member *user, name string,
+	accept func(coord *harness.Node) bool) (string, *harness.Node) {
+	t.Helper()
 	for i := range 40 {
 		conv, err := owner.cl.CreateConversation(ctx, client.CreateOptions{Members: ids(member), Name: fmt.Sprintf("%s %d", name, i)})
 		mustNoErr(t, err)
@@ -252,10 +262,10 @@ func convCoordinatedElsewhere(ctx context.Context, t *testing.T, c *harness.Clus
 			}
 			return nil
 		})
-		if coord != owner.home && coord != member.home {
+		if accept(coord) {
 			return cid, coord
 		}
 	}
-	t.Fatalf("no conversation coordinated by a third node in 40 tries")
+	t.Fatalf("no conversation with the wanted coordinator in 40 tries")
 	return "", nil
 }
