@@ -10,6 +10,6 @@ CHAOS_TIMEOUT ?= $(CHAOS_DURATION)30m
 CHAOS_SEED ?=
 
 .PHONY: chaos
-chaos: ## Long chaos run: random faults for CHAOS_DURATION (default 10m) under load, then a summary; fails on any lost message.
+chaos: ## Long chaos run: random faults for CHAOS_DURATION (default 10m) under load, then a summary; fails on any lost message or client-visible error from coordinator loss.
 	$(GO) test ./test/chaos -run '^TestChaos$$' -count=1 -v -timeout $(CHAOS_TIMEOUT) \
 		-args -chaos.duration=$(CHAOS_DURATION) $(if $(CHAOS_SEED),-chaos.seed=$(CHAOS_SEED))

@@ -157,10 +157,17 @@ type Ledger struct {
 	groups    map[groupKey]*ErrorGroup
 	// nodes names the node of each client URL; fault is the fault in
 	// progress ("" between faults) and faultAt when it started (when the
-	// last one ended, between faults).
+	// last one ended, between faults); last is the last fault that ended.
 	nodes   map[string]string
 	fault   string
 	faultAt time.Time
+	last    pastFault
+}
+
+// pastFault is a fault that ended.
+type pastFault struct {
+	name       string
+	start, end time.Time
 }
 
 // ErrorEvent is one failed send attempt, for explaining stalls.
@@ -179,11 +186,13 @@ type ErrorEvent struct {
 	// are not one).
 	Code           int32
 	Reason, Detail string
-	// Fault is the fault in progress ("kill+restart imnode-1") or
-	// BetweenFaults; SinceFault the time since it started (since the last
-	// one ended, between faults; since the load started before any).
+	// Fault is the fault in progress when the attempt started or failed
+	// ("kill+restart imnode-1"), or BetweenFaults; SinceFault the time from
+	// its start to the failure (between faults: since the last one ended,
+	// or the load started). Took is how long the attempt ran.
 	Fault      string
 	SinceFault time.Duration
+	Took       time.Duration
 	Err        string
 }
 
@@ -200,9 +209,11 @@ type ErrorGroup struct {
 	Fault          string
 	Count          int
 	// First is the first such error; MinSince and MaxSince bound their
-	// times since the fault (ErrorEvent.SinceFault).
+	// times since the fault (ErrorEvent.SinceFault); MaxTook is the
+	// longest attempt among them.
 	First              time.Time
 	MinSince, MaxSince time.Duration
+	MaxTook            time.Duration
 }
 
 type groupKey struct {
@@ -252,24 +263,32 @@ func (l *Ledger) FaultStarted(fault string) {
 // FaultEnded records that the fault in progress is over.
 func (l *Ledger) FaultEnded() {
 	l.mu.Lock()
-	l.fault, l.faultAt = "", time.Now()
+	now := time.Now()
+	l.last = pastFault{name: l.fault, start: l.faultAt, end: now}
+	l.fault, l.faultAt = "", now
 	l.mu.Unlock()
 }
 
 // Failed records a failed attempt of command by sender (connected via the
-// node at URL via) and returns its class.
-func (l *Ledger) Failed(err error, sender, via, command string) string {
+// node at URL via) that started at started, and returns its class.
+func (l *Ledger) Failed(err error, sender, via, command string, started time.Time) string {
 	now := time.Now()
-	e := ErrorEvent{At: now, Sender: sender, Via: via, Command: command, Class: Classify(err), Cause: Cause(err), Err: err.Error()}
+	e := ErrorEvent{At: now, Sender: sender, Via: via, Command: command, Class: Classify(err), Cause: Cause(err),
+		Took: now.Sub(started), Err: err.Error()}
 	if se, ok := errors.AsType[*client.Error](err); ok {
 		e.Code, e.Reason, e.Detail = se.Code, se.Reason, se.Detail
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e.Node = l.nodes[via]
-	e.Fault, e.SinceFault = l.fault, now.Sub(l.faultAt)
-	if e.Fault == "" {
-		e.Fault = BetweenFaults
+	switch {
+	case l.fault != "":
+		e.Fault, e.SinceFault = l.fault, now.Sub(l.faultAt)
+	case l.last.name != "" && started.Before(l.last.end):
+		// The fault ended while the attempt ran: it is the fault's.
+		e.Fault, e.SinceFault = l.last.name, now.Sub(l.last.start)
+	default:
+		e.Fault, e.SinceFault = BetweenFaults, now.Sub(l.faultAt)
 	}
 	if len(l.timeline) == maxTimeline {
 		l.timeline = append(l.timeline[:0], l.timeline[maxTimeline/2:]...)
@@ -288,6 +307,7 @@ func (l *Ledger) Failed(err error, sender, via, command string) string {
 	}
 	g.Count++
 	g.MinSince, g.MaxSince = min(g.MinSince, e.SinceFault), max(g.MaxSince, e.SinceFault)
+	g.MaxTook = max(g.MaxTook, e.Took)
 	return e.Class
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/imcluster/imcluster/client"
 	"github.com/imcluster/imcluster/node/protocol"
@@ -41,12 +42,13 @@ func TestChaosLedgerAttributesErrors(t *testing.T) {
 
 	l := NewLedger()
 	l.NameNodes(map[string]string{"ws://127.0.0.1:1": "imnode-0"})
-	l.Failed(client.ErrConnectionLost, "s0", "ws://127.0.0.1:1", "direct")
+	l.Failed(client.ErrConnectionLost, "s0", "ws://127.0.0.1:1", "direct", time.Now())
 	l.FaultStarted("kill+restart imnode-1")
-	l.Failed(server(protocol.ErrUnavailable, protocol.DetailNoCoordinator), "s1", "ws://127.0.0.1:1", "direct")
-	l.Failed(server(protocol.ErrUnavailable, protocol.DetailNoCoordinator), "s2", "ws://127.0.0.1:1", "direct")
+	l.Failed(server(protocol.ErrUnavailable, protocol.DetailNoCoordinator), "s1", "ws://127.0.0.1:1", "direct", time.Now())
+	started := time.Now() // an attempt that outlasts the fault is the fault's
 	l.FaultEnded()
-	l.Failed(server(protocol.ErrUnavailable, protocol.DetailQuorum), "s1", "ws://127.0.0.1:2", "direct")
+	l.Failed(server(protocol.ErrUnavailable, protocol.DetailNoCoordinator), "s2", "ws://127.0.0.1:1", "direct", started)
+	l.Failed(server(protocol.ErrUnavailable, protocol.DetailQuorum), "s1", "ws://127.0.0.1:2", "direct", time.Now())
 
 	sum := Summary{ErrorGroups: l.ErrorGroups()}
 	failing := sum.Failing()

@@ -331,14 +331,16 @@ func (l *Load) deliver(ctx context.Context, s *sender, cid, payload string) {
 			return
 		}
 		if s.cl == nil {
+			started := time.Now()
 			if err := l.connect(ctx, s); err != nil {
 				if ctx.Err() == nil {
-					l.ledger.Failed(err, s.id, "", "login")
+					l.ledger.Failed(err, s.id, "", "login", started)
 				}
 				continue
 			}
 		}
 		l.ledger.Attempt()
+		started := time.Now()
 		sctx, cancel := context.WithTimeout(ctx, l.cfg.SendTimeout)
 		m, err := s.cl.Conversation(cid).Send(sctx, &client.OutgoingMessage{Content: payload, DedupToken: payload})
 		cancel()
@@ -352,7 +354,7 @@ func (l *Load) deliver(ctx context.Context, s *sender, cid, payload string) {
 			l.ledger.Abandoned()
 			return
 		}
-		class := l.ledger.Failed(err, s.id, s.via(), "direct")
+		class := l.ledger.Failed(err, s.id, s.via(), "direct", started)
 		if strings.HasPrefix(class, ErrClassRejected) {
 			l.cfg.Logger.Error("Send rejected", "peer", s.id, "conv", cid, "payload", payload, "err", err)
 			l.ledger.Abandoned()

@@ -133,9 +133,9 @@ func (g ErrorGroup) String() string {
 	if node == "" {
 		node = "?"
 	}
-	return fmt.Sprintf("%d× %s: %s on %s via %s during %s, %s..%s after its start (first %s)", g.Count, g.Cause, answer,
-		g.Command, node, g.Fault, g.MinSince.Round(time.Millisecond), g.MaxSince.Round(time.Millisecond),
-		g.First.Format(time.StampMilli))
+	return fmt.Sprintf("%d× %s: %s on %s via %s during %s, %s..%s after its start, attempts up to %s (first %s)", g.Count,
+		g.Cause, answer, g.Command, node, g.Fault, g.MinSince.Round(time.Millisecond), g.MaxSince.Round(time.Millisecond),
+		g.MaxTook.Round(time.Millisecond), g.First.Format(time.StampMilli))
 }
 
 // Rejected returns the attempts the server rejected permanently.
