@@ -36,12 +36,13 @@ import (
 // writing process's nonce), removals are deletions, and a joining member's
 // read state carries the read pointer the join computed. Unread counts are
 // never stored; they are counted from the messages after the read pointer.
-// A replay must not set that join-time read pointer back after the member
-// moved it: an entry that may have been applied before (any entry but the
-// ones this process wrote and tries for the first time, see outbox.fresh)
-// drops a member's read state when the member's index entry it adds exists
-// already (dropReplayedJoins). SetUnread's read pointers (an import step)
-// are written again by a replay.
+// A replay must not set a read pointer back after the member moved it: an
+// entry that may have been applied before (any entry but the ones this
+// process wrote and tries for the first time, see outbox.fresh) drops a
+// member's read state when the member's index entry it adds exists already,
+// or when the stored state changed at or after the command that wrote the
+// entry (a join's read pointer, SetUnread's of an import; see
+// dropReplayedStates).
 //
 // Who applies: the command that wrote the entries starts a runner for its
 // conversation after releasing the lock and waits at most Config.OutboxWait
@@ -472,7 +473,7 @@ func (e *Engine) applyOutbox(ref convRef, applied func()) error {
 func (e *Engine) applyEntry(key, v []byte) error {
 	ops, err := decodeOutboxOps(v)
 	if err == nil && !e.outbox.firstTry(key) {
-		ops, err = e.dropReplayedJoins(ops)
+		ops, err = e.dropReplayedStates(ops)
 	}
 	b := e.st.NewBatch()
 	if err == nil {
@@ -510,11 +511,18 @@ func (e *Engine) deleteApplied() {
 	}
 }
 
-// dropReplayedJoins removes from ops, an entry that may have been applied
-// before, the read state a join writes for each member whose index entry
-// it adds and which exists already: the join was applied, and the member
-// may have read since.
-func (e *Engine) dropReplayedJoins(ops []store.Op) ([]store.Op, error) {
+// dropReplayedStates removes from ops, an entry that may have been applied
+// before, the read states that applying it again could set back:
+//   - the read state a join writes for each member whose index entry it adds
+//     and which exists already: the join was applied, and the member may
+//     have read since;
+//   - any read state (a join's, SetUnread's) whose change time is not after
+//     the stored state's: the entry was applied, or the member's state
+//     changed after the command (a read, an ack), which must stand.
+//
+// Every change of a member's read state in a conversation is made at the
+// conversation's coordinator and stamps its time (clientState.Changed).
+func (e *Engine) dropReplayedStates(ops []store.Op) ([]store.Op, error) {
 	skip := map[string]bool{}
 	for _, op := range ops {
 		r, shard, app, fam := store.ReadKey(op.Key)
@@ -534,6 +542,21 @@ func (e *Engine) dropReplayedJoins(ops []store.Op) ([]store.Op, error) {
 		}
 		skip[string(store.NewKey(shard, app, store.FamClientState).Str(client).Str(cid).Bytes())] = true
 	}
+	for _, op := range ops {
+		if op.Kind != store.OpMergeFields || skip[string(op.Key)] {
+			continue
+		}
+		if _, _, _, fam := store.ReadKey(op.Key); fam != store.FamClientState {
+			continue
+		}
+		stale, err := e.staleState(op)
+		if err != nil {
+			return nil, err
+		}
+		if stale {
+			skip[string(op.Key)] = true
+		}
+	}
 	if len(skip) == 0 {
 		return ops, nil
 	}
@@ -544,6 +567,40 @@ func (e *Engine) dropReplayedJoins(ops []store.Op) ([]store.Op, error) {
 		}
 	}
 	return out, nil
+}
+
+// staleState reports whether op, a replayed read-state update, changes the
+// state no later than the stored state was changed.
+func (e *Engine) staleState(op store.Op) (bool, error) {
+	fields, err := mergeOpFields(op.Value)
+	if err != nil {
+		return false, err
+	}
+	var changed int64
+	found := false
+	for _, f := range fields {
+		if f.Name == fieldChanged && !f.Deleted {
+			if err := decodeInt(f.Value, &changed); err != nil {
+				return false, errCorruptOutbox
+			}
+			found = true
+		}
+	}
+	if !found {
+		return false, nil
+	}
+	v, err := e.st.Get(op.Key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	stored, err := decodeClientState(v)
+	if err != nil {
+		return false, nil // a state it cannot read is replaced, as on a first apply
+	}
+	return stored.Changed >= changed, nil
 }
 
 // outboxLoop is the drainer: every Config.OutboxInterval it starts runners

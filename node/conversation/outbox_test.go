@@ -3,6 +3,7 @@ package conversation
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -211,16 +212,7 @@ func TestOutboxCrashBeforeDelete(t *testing.T) {
 	h.do(tom, convReq(pb.OpType_add, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
 	// Applied; the entries are deleted with the conversation's next
 	// commit, or when the engine stops, which fails here.
-	outbox := store.OutboxPrefix(h.e.shards.ConvShard(testApp, cid)).Bytes()
-	f := func(b *store.Batch) error {
-		for _, op := range b.Ops() {
-			if op.Kind == store.OpDelete && bytes.HasPrefix(op.Key, outbox) {
-				return errShardDown
-			}
-		}
-		return nil
-	}
-	h.kv.fail.Store(&f)
+	failOutboxDeletes(h, cid, false)
 	if !h.indexed(member, cid) || h.outboxLen(cid) == 0 || h.notifications(member) != 2 {
 		t.Fatalf("want the effects applied and the entries kept: indexed %v, outbox %d", h.indexed(member, cid), h.outboxLen(cid))
 	}
@@ -297,5 +289,75 @@ func TestOutboxEntriesDeletedWithTheNextCommit(t *testing.T) {
 	h = h.reopen()
 	if n := h.outboxLen(cid); n != 0 {
 		t.Fatalf("%d entries left after the engine stopped", n)
+	}
+}
+
+// failOutboxDeletes makes the deletions of applied outbox entries of cid's
+// shard fail, as if the node stopped before them: the entries stay and are
+// applied again by the next engine. With alone, only batches of nothing
+// but such deletions fail (the runner's and the stopping engine's), not the
+// conversation's next commit that carries them.
+func failOutboxDeletes(h *harness, cid string, alone bool) {
+	outbox := store.OutboxPrefix(h.e.shards.ConvShard(testApp, cid)).Bytes()
+	f := func(b *store.Batch) error {
+		deletes := 0
+		for _, op := range b.Ops() {
+			if op.Kind == store.OpDelete && bytes.HasPrefix(op.Key, outbox) {
+				deletes++
+			}
+		}
+		if deletes > 0 && (!alone || deletes == len(b.Ops())) {
+			return errShardDown
+		}
+		return nil
+	}
+	h.kv.fail.Store(&f)
+}
+
+// TestOutboxReplayKeepsLaterReads: an import sets a member's unread count
+// (SetUnread moves the read pointer back), the member then reads, and the
+// entries are applied again after a restart (applied, not deleted): the
+// replayed SetUnread must not move the read pointer back over the read.
+func TestOutboxReplayKeepsLaterReads(t *testing.T) {
+	h := newHarness(t)
+	h.e.cfg.OutboxInterval = 10 * time.Millisecond
+	ctx := t.Context()
+	const cid = "imported-unread"
+	member := outsider(t, h, h.e.shards.ConvShard(testApp, cid))
+	if _, err := h.e.ImportConversation(ctx, testApp, ImportedConversation{ID: cid, Creator: "Tom", Members: []string{"Tom", member}, Created: 1, Updated: 2}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]ImportedMessage, 10)
+	for i := range msgs {
+		msgs[i] = ImportedMessage{ID: fmt.Sprintf("m%02d", i), From: "Tom", Ts: int64(1000 + i), Data: "x"}
+	}
+	if _, err := h.e.ImportMessages(ctx, testApp, cid, msgs); err != nil {
+		t.Fatal(err)
+	}
+	failOutboxDeletes(h, cid, true)
+	if err := h.e.SetUnread(ctx, testApp, cid, map[string]int{member: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := h.e.UnreadCount(ctx, testApp, member, cid); err != nil || u != 5 || h.outboxLen(cid) == 0 {
+		t.Fatalf("after SetUnread: unread %d (%v), outbox %d; want 5 and the entries kept", u, err, h.outboxLen(cid))
+	}
+	h.clock.Advance(time.Second)
+	h.do(h.caller(member, 2), readReq(cid, 1009, ""))
+	before, err := h.e.loadClientState(testApp, member, cid)
+	if err != nil || before.ReadTs != 1009 {
+		t.Fatalf("read pointer %d after the read (%v), want 1009", before.ReadTs, err)
+	}
+
+	h = h.restart()
+	eventually(t, "outbox drained after the restart", func() bool { return h.outboxLen(cid) == 0 })
+	after, err := h.e.loadClientState(testApp, member, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ReadTs != before.ReadTs || after.Changed != before.Changed {
+		t.Fatalf("the replayed SetUnread moved the read pointer back: state %+v, was %+v", after, before)
+	}
+	if u, err := h.e.UnreadCount(ctx, testApp, member, cid); err != nil || u != 0 {
+		t.Fatalf("unread after the replay %d (%v), want 0", u, err)
 	}
 }
