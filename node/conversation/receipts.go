@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -107,54 +108,101 @@ func (e *Engine) drainAcks() {
 	}
 }
 
-// ackWork is one resolved receiver ack.
+// ackWork is one resolved receiver ack: the newest message it covers and
+// those of them that asked for a delivery receipt.
 type ackWork struct {
-	c    Caller
-	r    *convRecord
-	msgs []*message
+	c     Caller
+	r     *convRecord
+	top   int64
+	rcpts []ackedMessage
+}
+
+// add records that the ack covers m.
+func (w *ackWork) add(m ackedMessage) {
+	w.top = max(w.top, m.Ts)
+	if m.Receipt && m.From != w.c.ClientID {
+		w.rcpts = append(w.rcpts, m)
+	}
+}
+
+// ackedMessage is what a receiver ack needs of a stored message: these
+// fields of message (records.go), under the same JSON names, so decoding
+// one skips its content (TestConversationAckedMessageDecode checks they
+// agree).
+type ackedMessage struct {
+	ID      string   `json:"id"`
+	From    string   `json:"f"`
+	Ts      int64    `json:"t"`
+	Receipt bool     `json:"r,omitempty"`
+	To      []string `json:"to,omitempty"`
 }
 
 // resolveAck finds the messages a receiver ack covers (nil if none).
-func (e *Engine) resolveAck(ctx context.Context, j ackJob) (*ackWork, error) {
+func (e *Engine) resolveAck(j ackJob) (*ackWork, error) {
 	c, am := j.c, j.am
 	r, err := e.loadConv(c.App, am.GetCid())
 	if err != nil || r == nil || r.expired(e.nowMs()) || r.Kind == convTransient || !r.isMember(c.ClientID) {
 		return nil, err
 	}
-	var msgs []*message
+	w := &ackWork{c: c, r: r}
 	switch {
 	case am.Mid != nil:
 		m, err := e.lookupMessage(c.App, r.ID, am.GetMid())
 		if err != nil || m == nil {
 			return nil, err
 		}
-		msgs = []*message{m}
+		w.add(ackedMessage{ID: m.ID, From: m.From, Ts: m.Ts, Receipt: m.Receipt})
 	case am.Tots != nil:
 		from := am.GetFromts()
 		if am.Fromts == nil || from > am.GetTots() {
 			from = am.GetTots()
 		}
-		msgs, err = e.history(ctx, c.App, r.ID, logsWindow{limit: maxAckScan, newer: true,
-			t: from, tIncluded: true, tt: am.GetTots(), ttIncluded: true})
-		if err != nil {
+		if err := e.scanAcked(c.App, r.ID, c.ClientID, from, am.GetTots(), w.add); err != nil {
 			return nil, err
 		}
 	}
-	if len(msgs) == 0 {
+	if w.top == 0 {
 		return nil, nil
 	}
-	return &ackWork{c: c, r: r, msgs: msgs}, nil
+	return w, nil
 }
 
-// processAcks records a batch of receiver acks with one commit that waits
-// for no fsync of its own (see recordAcksLocked) and then pushes the
-// delivery receipts. It holds the client stripes of every
+// scanAcked calls fn, in timestamp order, for the messages of cid with a
+// timestamp in [from, to] that clientID may see, looking at most at
+// maxAckScan messages.
+func (e *Engine) scanAcked(app, cid, clientID string, from, to int64, fn func(ackedMessage)) error {
+	lower, upper := logsWindow{newer: true, t: from, tIncluded: true, tt: to, ttIncluded: true}.
+		bounds(e.convKey(app, cid, store.FamMsg))
+	if string(lower) >= string(upper) {
+		return nil
+	}
+	scanned := 0
+	err := e.st.Scan(lower, upper, false, func(_, v []byte) (bool, error) {
+		var m ackedMessage
+		if err := json.Unmarshal(v, &m); err != nil {
+			return false, err
+		}
+		if len(m.To) == 0 || slices.Contains(m.To, clientID) {
+			fn(m)
+		}
+		scanned++
+		return scanned < maxAckScan, nil
+	})
+	if err != nil {
+		return internal("scan acked messages", err)
+	}
+	return nil
+}
+
+// processAcks records a batch of receiver acks with one commit per client
+// shard, none waiting for an fsync of its own (see recordAcksLocked), and
+// then pushes the delivery receipts. It holds the client stripes of every
 // acking client (taken in index order) from reading their state until the
 // commit, so a concurrent read pointer update is never overwritten.
-func (e *Engine) processAcks(ctx context.Context, jobs []ackJob) error {
+func (e *Engine) processAcks(_ context.Context, jobs []ackJob) error {
 	var work []*ackWork
 	for _, j := range jobs {
-		w, err := e.resolveAck(ctx, j)
+		w, err := e.resolveAck(j)
 		if err != nil {
 			return err
 		}
@@ -192,25 +240,46 @@ type convPushItem struct {
 	push     push
 }
 
+// shardBatches builds one batch per client shard.
+type shardBatches struct {
+	e       *Engine
+	order   []*store.Batch
+	byShard map[uint16]*store.Batch
+}
+
+// of returns the batch of clientID's shard, where every key of the client
+// (its state, its notifications) lives. Its writes wait for no fsync of
+// their own.
+func (sb *shardBatches) of(app, clientID string) *store.Batch {
+	shard := sb.e.shards.ClientShard(app, clientID)
+	b := sb.byShard[shard]
+	if b == nil {
+		b = sb.e.st.NewBatch()
+		b.SetNoSync()
+		sb.byShard[shard] = b
+		sb.order = append(sb.order, b)
+	}
+	return b
+}
+
 // recordAcksLocked advances delivery pointers and persists receipts. The
 // caller holds the client stripes of every acking client.
 //
-// The batch is committed without an fsync of its own (store.Batch.SetNoSync,
-// on every replica): it is in the write-ahead logs when the commit returns,
-// and the next synced commit on each store (a message, any durable write)
-// makes it durable. A crash of the machine before that loses the batch,
-// whole per shard, never in part; what a client then sees is older, never
-// wrong: the delivery pointer (maxAckTimestamp, ackAt in history) back at
-// its last synced value, and a stored delivery receipt missing from the
-// sender's notifications (its push went out already to a connected
-// sender). Nothing else is in the batch, and a lost write never undoes a
-// synced one: the log is replayed up to its first missing record, and every
-// synced write lies before it. See "Receiver acks and reads" in
-// docs/replication.md.
+// The batches are committed without an fsync of their own
+// (store.Batch.SetNoSync, on every replica): they are in the write-ahead
+// logs when the commit returns, and the next synced commit on each store (a
+// message, any durable write) makes them durable. A crash of the machine
+// before that loses them, whole per shard, never in part; what a client
+// then sees is older, never wrong: the delivery pointer (maxAckTimestamp,
+// ackAt in history) back at its last synced value, and a stored delivery
+// receipt missing from the sender's notifications (its push went out
+// already to a connected sender). Nothing else is in the batches, and a
+// lost write never undoes a synced one: the log is replayed up to its first
+// missing record, and every synced write lies before it. See "Receiver acks
+// and reads" in docs/replication.md.
 func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
 	now := e.nowMs()
-	b := e.st.NewBatch()
-	b.SetNoSync()
+	sb := &shardBatches{e: e, byShard: map[uint16]*store.Batch{}}
 	states := map[[3]string]clientState{}
 	var ps []convPushItem
 	for _, w := range work {
@@ -219,27 +288,24 @@ func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
 		if !ok {
 			var err error
 			if s, err = e.loadClientState(w.c.App, w.c.ClientID, w.r.ID); err != nil {
-				b.Close()
 				return nil, err
 			}
 		}
-		if top := w.msgs[len(w.msgs)-1].Ts; top > s.AckTs {
-			s.AckTs, s.AckAt = top, now
+		if w.top > s.AckTs {
+			s.AckTs, s.AckAt = w.top, now
 			states[key] = s
 		}
-		for _, m := range w.msgs {
-			if m.Receipt && m.From != w.c.ClientID {
-				p := newPush(pb.CommandType_rcp, nil)
-				p.RcpMessage = &pb.RcpCommand{Id: strp(m.ID), Cid: strp(w.r.ID), T: int64p(now), From: strp(w.c.ClientID)}
-				e.reliable(b, w.c.App, []string{m.From}, p)
-				ps = append(ps, convPushItem{app: w.c.App, cid: w.r.ID, push: push{app: w.c.App, to: []string{m.From}, cmd: p}})
-			}
+		for _, m := range w.rcpts {
+			p := newPush(pb.CommandType_rcp, nil)
+			p.RcpMessage = &pb.RcpCommand{Id: strp(m.ID), Cid: strp(w.r.ID), T: int64p(now), From: strp(w.c.ClientID)}
+			e.reliable(sb.of(w.c.App, m.From), w.c.App, []string{m.From}, p)
+			ps = append(ps, convPushItem{app: w.c.App, cid: w.r.ID, push: push{app: w.c.App, to: []string{m.From}, cmd: p}})
 		}
 	}
 	for k, s := range states {
-		e.putClientState(b, k[0], k[1], k[2], s)
+		e.putClientState(sb.of(k[0], k[1]), k[0], k[1], k[2], s)
 	}
-	if err := e.commitByShard(b); err != nil {
+	if err := e.commitShards(sb.order); err != nil {
 		return nil, internal("commit acks", err)
 	}
 	return ps, nil
@@ -249,42 +315,24 @@ func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
 // in flight at once.
 const ackCommitParallel = 16
 
-// commitByShard commits b one shard at a time, up to ackCommitParallel
-// shards concurrently, and releases it; each part is committed without an
-// fsync when b is (SetNoSync). A batch of receiver acks writes the client
-// shards of many clients (and the receipts of their senders), whose
-// coordinators may be other nodes: the store's KV commits a batch's shards
-// one after the other, each waiting for its replicas' answers, while
-// concurrent commits overlap them. Each shard's part stays atomic, as
-// Commit makes it; across shards a batch was never atomic.
-func (e *Engine) commitByShard(b *store.Batch) error {
-	if b.Empty() {
-		b.Close()
-		return nil
+// commitShards commits batches, each of one shard, up to ackCommitParallel
+// of them concurrently. A batch of receiver acks writes the client shards
+// of many clients (and the receipts of their senders), whose coordinators
+// may be other nodes: each commit waits for its replicas' answers, and
+// concurrent commits overlap them. Each shard's batch is atomic; across
+// shards the acks were never atomic.
+func (e *Engine) commitShards(batches []*store.Batch) error {
+	if len(batches) == 1 {
+		return e.st.Commit(batches[0])
 	}
-	order, parts, err := store.SplitByShard(b.Ops())
-	if err != nil {
-		return err
-	}
-	if len(order) == 1 {
-		return e.st.Commit(b)
-	}
-	errs := make([]error, len(order))
+	errs := make([]error, len(batches))
 	sem := make(chan struct{}, ackCommitParallel)
 	var wg sync.WaitGroup
-	for i, shard := range order {
-		part := e.st.NewBatch()
-		if b.NoSync() {
-			part.SetNoSync()
-		}
-		if err := appendOps(part, parts[shard]); err != nil {
-			errs[i] = err
-			continue
-		}
+	for i, b := range batches {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = e.st.Commit(part)
+			errs[i] = e.st.Commit(b)
 		})
 	}
 	wg.Wait()

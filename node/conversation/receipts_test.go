@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -405,5 +406,34 @@ func TestConversationAcksAfterCrash(t *testing.T) {
 	// Any part of what was not synced may survive.
 	for seed := range uint64(8) {
 		check(fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(seed, 1))}), false)
+	}
+}
+
+// TestConversationAckedMessageDecode checks that a stored message decodes
+// to the same id, sender, timestamp, receipt flag and recipients through
+// ackedMessage, which receiver acks decode, as through decodeMessage.
+func TestConversationAckedMessageDecode(t *testing.T) {
+	h := newHarness(t)
+	for _, m := range []*message{
+		{ID: "m1", From: "Tom", Ts: 1_700_000_000_001, Data: `{"_lctext":"\"r\":true"}`},
+		{ID: "m2", From: "Jerry", Ts: 1_700_000_000_002, Bin: []byte{1, 2}, IsBin: true, Receipt: true, GroupRcp: true,
+			MentionPids: []string{"Tom"}, PatchTs: 5, To: []string{"Tom", "Mary"}},
+	} {
+		b := h.e.st.NewBatch()
+		h.e.putMessage(b, testApp, "c1", m)
+		v := b.Ops()[0].Value
+		full, err := decodeMessage(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got ackedMessage
+		if err := json.Unmarshal(v, &got); err != nil {
+			t.Fatal(err)
+		}
+		want := ackedMessage{ID: full.ID, From: full.From, Ts: full.Ts, Receipt: full.Receipt, To: full.To}
+		if got.ID != want.ID || got.From != want.From || got.Ts != want.Ts || got.Receipt != want.Receipt || !slices.Equal(got.To, want.To) ||
+			want.ID != m.ID || want.Receipt != m.Receipt || len(want.To) != len(m.To) {
+			t.Fatalf("acked message %+v, stored %+v", got, m)
+		}
 	}
 }
