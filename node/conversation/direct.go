@@ -105,7 +105,7 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 	if transient {
 		e.enqueue(st, *p)
 		st.mu.Unlock()
-		e.drain(st)
+		e.drainFor(st, len(p.to))
 		e.metrics.messages.WithLabelValues("transient").Inc()
 		return m, nil
 	}
@@ -139,7 +139,10 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 		st.lastTs = nil // nothing in flight: the store has every assigned timestamp
 	}
 	st.mu.Unlock()
-	e.openGate(st, g, err == nil)
+	// The push is durable now; a large fan-out (a chat room) is delivered
+	// behind the answer, which need not wait for every socket's write.
+	e.setGate(st, g, err == nil)
+	e.drainFor(st, len(p.to))
 	if err != nil {
 		return nil, internal("commit message", err)
 	}

@@ -252,7 +252,21 @@ type stripe struct {
 	qmu      sync.Mutex
 	queue    []push
 	draining bool
+	// drained, when set, is closed (and cleared) by the drainer each time
+	// it takes pushes off the queue: senders waiting for room in the queue
+	// (drainBehind) wait on it. Guarded by qmu.
+	drained chan struct{}
 }
+
+// maxQueuedPushes bounds a stripe's push queue for senders that do not
+// deliver their own push (drainBehind): past it, such a sender waits until
+// the drainer took the queued pushes. The queue holds at most this many
+// plus one push per sender waiting.
+const maxQueuedPushes = 16
+
+// maxInlineFanout is the most recipients whose push a sender delivers
+// itself before it is answered (drainFor).
+const maxInlineFanout = 32
 
 // cachedTs is the last timestamp assigned to a conversation, the last one
 // assigned to a stored (not transient) message, and the Engine.tsEpoch they
@@ -532,19 +546,66 @@ func (e *Engine) drain(st *stripe) {
 		return
 	}
 	st.draining = true
+	st.qmu.Unlock()
+	e.drainQueue(st)
+}
+
+// drainBehind is drain on an engine goroutine: the caller returns without
+// waiting for the fan-out (a chat room's send answers its sender before
+// the room's sockets are written), but while more than maxQueuedPushes
+// pushes are queued it first waits until the drainer took them, so a
+// sender answered early cannot queue pushes faster than they leave. The
+// order is drain's: one drainer per stripe at a time, in queue order.
+func (e *Engine) drainBehind(st *stripe) {
+	st.qmu.Lock()
+	for {
+		if !st.draining && len(st.queue) > 0 && (st.queue[0].gate == nil || st.queue[0].gate.state != gatePending) {
+			st.draining = true
+			st.qmu.Unlock()
+			e.goFunc(func() { e.drainQueue(st) })
+			st.qmu.Lock()
+			continue
+		}
+		if len(st.queue) <= maxQueuedPushes {
+			st.qmu.Unlock()
+			return
+		}
+		if st.drained == nil {
+			st.drained = make(chan struct{})
+		}
+		ch := st.drained
+		st.qmu.Unlock()
+		<-ch
+		st.qmu.Lock()
+	}
+}
+
+// drainQueue is the drainer's loop; the caller set st.draining. Each time
+// it takes pushes off the queue (or stops) it wakes the senders waiting in
+// drainBehind.
+func (e *Engine) drainQueue(st *stripe) {
+	st.qmu.Lock()
 	for {
 		n := 0
 		for n < len(st.queue) && (st.queue[n].gate == nil || st.queue[n].gate.state != gatePending) {
 			n++
 		}
+		wake := st.drained
+		st.drained = nil
 		if n == 0 {
 			st.draining = false
 			st.qmu.Unlock()
+			if wake != nil {
+				close(wake)
+			}
 			return
 		}
 		batch := st.queue[:n:n]
 		st.queue = append([]push(nil), st.queue[n:]...)
 		st.qmu.Unlock()
+		if wake != nil {
+			close(wake)
+		}
 		for _, p := range batch {
 			if len(p.to) == 0 || (p.gate != nil && p.gate.state == gateCancelled) {
 				continue
@@ -558,12 +619,29 @@ func (e *Engine) drain(st *stripe) {
 
 // openGate releases (ok) or cancels a gated push and drains the queue.
 func (e *Engine) openGate(st *stripe, g *gate, ok bool) {
+	e.setGate(st, g, ok)
+	e.drain(st)
+}
+
+// setGate releases (ok) or cancels a gated push; the caller drains.
+func (e *Engine) setGate(st *stripe, g *gate, ok bool) {
 	st.qmu.Lock()
 	g.state = gateOpen
 	if !ok {
 		g.state = gateCancelled
 	}
 	st.qmu.Unlock()
+}
+
+// drainFor drains the queue after queueing a push to n recipients: on the
+// caller's goroutine for up to maxInlineFanout of them (a 1:1 or small
+// group message costs less than a hand-off), else behind (drainBehind), so
+// the sender's answer does not wait for a chat room's fan-out.
+func (e *Engine) drainFor(st *stripe, n int) {
+	if n > maxInlineFanout {
+		e.drainBehind(st)
+		return
+	}
 	e.drain(st)
 }
 
