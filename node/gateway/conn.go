@@ -25,7 +25,11 @@ type outFrame struct {
 // the only one that runs commands, started by the first command queued
 // while none runs; and the writer, the only one that writes frames (all the
 // frames it finds queued in one write system call), started likewise by a
-// queued frame. The gateway's sweeper closes sockets that stay silent or
+// frame another goroutine queued. The worker writes the frames it queued
+// itself (a response, and the pushes held back while it ran the command)
+// after the command, when no writer runs: a response costs no hand-off to
+// another goroutine and is on the wire before the worker goes on. The
+// gateway's sweeper closes sockets that stay silent or
 // never log in. A socket found slow (its outbound queue full) is closed by a
 // third, short-lived goroutine, at most one per socket, so that the
 // delivering goroutine never waits for the socket.
@@ -68,6 +72,12 @@ type conn struct {
 	deferred []outFrame
 	// loggedIn is set by the first successful login (ends the login timer).
 	loggedIn bool
+
+	// writing is set (by claimWriter, under the out queue's lock) when a
+	// frame the worker queued made the worker the queue's consumer: the
+	// worker writes after the command (writeInline). Only the worker
+	// touches it.
+	writing bool
 }
 
 func newConn(g *Gateway, ws *gws.Conn, bc *batchConn, ip string) *conn {
@@ -213,6 +223,10 @@ func (c *conn) work() {
 		c.setBusy(true)
 		c.g.dispatch(c, cmd)
 		c.setBusy(false)
+		if c.writing {
+			c.writing = false
+			c.writeInline()
+		}
 	}
 }
 
@@ -245,7 +259,7 @@ func (c *conn) setBusy(b bool) {
 	}
 	c.mu.Unlock()
 	for _, f := range flush {
-		c.enqueue(f)
+		c.respond(f)
 	}
 }
 
@@ -253,38 +267,65 @@ func (c *conn) setBusy(b bool) {
 // lock) when a frame is queued and none runs.
 func (c *conn) startWriter() { c.g.goFunc(c.write) }
 
-// write is the only writer of frames to the socket. Each round it takes
-// every queued frame and writes them corked: one write system call for the
-// batch (up to corkFlushBytes each), within one WriteTimeout. It returns
-// when the queue is empty or closed.
+// write is the writer goroutine: each round it takes every queued frame
+// and writes it (writeFrames). It returns when the queue is empty or
+// closed.
 func (c *conn) write() {
 	for {
 		frames := c.out.takeAll()
-		if frames == nil {
+		if frames == nil || !c.writeFrames(frames) {
 			return
 		}
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
-		c.bc.cork()
-		var err error
-		for _, f := range frames {
-			op := gws.OpcodeBinary
-			if f.text {
-				op = gws.OpcodeText
-			}
-			if err = c.ws.WriteMessage(op, f.data); err != nil {
-				break
-			}
-		}
-		if ferr := c.bc.uncork(); err == nil {
-			err = ferr
-		}
-		if err != nil {
-			c.shutdown(err)
-			return
-		}
-		c.g.metrics.framesOut.Add(float64(len(frames)))
-		c.g.metrics.writeBatches.Inc()
 	}
+}
+
+// claimWriter is the start function of the worker's own frames (respond):
+// instead of starting a writer goroutine, the worker writes them itself
+// after the command (writeInline), which saves a goroutine hand-off per
+// response and puts the response on the wire before the worker goes on.
+func (c *conn) claimWriter() { c.writing = true }
+
+// writeInline is one writer round on the worker: it writes the frames
+// queued now and hands what is queued meanwhile to a writer goroutine, so
+// pushes arriving for a busy socket never keep its worker from its next
+// command. The worker blocks on its own socket only (for at most
+// WriteTimeout); other goroutines' pushes wait in the queue as they would
+// for the writer goroutine.
+func (c *conn) writeInline() {
+	frames := c.out.takeAll()
+	if frames == nil || !c.writeFrames(frames) {
+		return
+	}
+	c.out.handOff(c.startWriter)
+}
+
+// writeFrames writes frames corked: one write system call for the batch (up
+// to corkFlushBytes each), within one WriteTimeout. Only the goroutine that
+// holds the writer's place (the out queue's consumer) calls it. On an error
+// it shuts the connection down and returns false.
+func (c *conn) writeFrames(frames []outFrame) bool {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+	c.bc.cork()
+	var err error
+	for _, f := range frames {
+		op := gws.OpcodeBinary
+		if f.text {
+			op = gws.OpcodeText
+		}
+		if err = c.ws.WriteMessage(op, f.data); err != nil {
+			break
+		}
+	}
+	if ferr := c.bc.uncork(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		c.shutdown(err)
+		return false
+	}
+	c.g.metrics.framesOut.Add(float64(len(frames)))
+	c.g.metrics.writeBatches.Inc()
+	return true
 }
 
 // MaxOutFrameSize bounds one frame written to a client (gws refuses to
@@ -318,6 +359,15 @@ func (c *conn) encode(cmd *pb.GenericCommand) (outFrame, bool) {
 		}
 	}
 	return outFrame{data: data, text: text}, true
+}
+
+// respond queues a frame of the worker's (a response, or a push held back
+// while it ran the command): the worker writes it after the command
+// (claimWriter) unless a writer goroutine runs already.
+func (c *conn) respond(f outFrame) {
+	if !c.out.push(f, c.claimWriter) {
+		c.slow()
+	}
 }
 
 // sendCommand encodes and enqueues a response or push for this socket.

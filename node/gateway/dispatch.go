@@ -31,7 +31,9 @@ func (g *Gateway) dispatch(c *conn, req *pb.GenericCommand) {
 	if resp.GetCmd() == pb.CommandType_error {
 		g.metrics.commandErrors.WithLabelValues(name, strconv.Itoa(int(resp.GetErrorMessage().GetCode()))).Inc()
 	}
-	c.sendCommand(resp)
+	if f, ok := c.encode(resp); ok {
+		c.respond(f)
+	}
 }
 
 func (g *Gateway) execute(c *conn, req *pb.GenericCommand) (resp *pb.GenericCommand) {

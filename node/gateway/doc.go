@@ -13,8 +13,9 @@
 // Shutdown. Each connection has gws's ReadLoop (decodes and enqueues, never
 // blocks) for its whole life, and two goroutines that run only while they
 // have work, so an idle socket costs one goroutine: a worker that executes
-// the queued commands in arrival order, and a writer that writes every
-// queued frame in one write system call (queue.go); a socket whose outbound
+// the queued commands in arrival order and writes its own responses after
+// each command, and a writer that writes every frame other goroutines
+// queued in one write system call (queue.go); a socket whose outbound
 // queue overflowed gets one more, which closes it (conn.slow), so that no
 // delivering goroutine waits for a socket. One sweeper goroutine
 // closes the sockets past their idle or login timeout. The session registry

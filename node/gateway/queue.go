@@ -77,6 +77,19 @@ func (q *fifo[T]) takeAll() []T {
 	return items
 }
 
+// handOff ends a consumer's round: when items were queued meanwhile it
+// calls start (under the queue's lock, so start must only launch the next
+// consumer), else the consumer stops.
+func (q *fifo[T]) handOff(start func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 || q.closed {
+		q.running = false
+		return
+	}
+	start()
+}
+
 // close drops the queued items and every later push.
 func (q *fifo[T]) close() {
 	q.mu.Lock()
