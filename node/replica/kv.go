@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/imcluster/imcluster/node/store"
@@ -169,37 +170,74 @@ func (rs *Set) write(ctx context.Context, shard uint16, ops []store.Op, noSync b
 		var e wire.Enc
 		e.U64(uint64(shard))
 		encodeOps(&e, ops)
-		encodeWriteFlags(&e, noSync)
+		encodeWriteTail(&e, noSync, nil)
 		_, err := rs.call(ctx, to, wire.Write, e.B)
 		return err
 	})
 }
 
 // A write's options travel after its ops (wire.Write, wire.Prepare) as one
-// optional flags field. A durable write sends none, as earlier builds did;
-// earlier builds ignore the field (they do not read past the ops), so a
-// NoSync write they hold is merely synced.
+// optional flags field, and with flagCommits the commit notices a
+// wire.Prepare carries follow it (count, then shard, term and id of each).
+// A durable write without notices sends no flags, as earlier builds did;
+// earlier builds ignore what follows the ops (they do not read past them),
+// so a NoSync write they hold is merely synced, and the notices are lost to
+// them (safe: see quorum.go).
 const (
 	flagNoSync   = 1 << iota // store.Batch.SetNoSync: no fsync of its own
-	writeFlagsOK = flagNoSync
+	flagCommits              // commit notices follow
+	writeFlagsOK = flagNoSync | flagCommits
 )
 
-func encodeWriteFlags(e *wire.Enc, noSync bool) {
+func encodeWriteTail(e *wire.Enc, noSync bool, commits []notice) {
+	var f uint64
 	if noSync {
-		e.U64(flagNoSync)
+		f |= flagNoSync
+	}
+	if len(commits) > 0 {
+		f |= flagCommits
+	}
+	if f == 0 {
+		return
+	}
+	e.U64(f)
+	if len(commits) == 0 {
+		return
+	}
+	e.U64(uint64(len(commits)))
+	for _, c := range commits {
+		e.U64(uint64(c.shard))
+		e.U64(c.epoch)
+		e.U64(c.id)
 	}
 }
 
-// decodeWriteFlags reads the optional flags after a write's ops.
-func decodeWriteFlags(d *wire.Dec) (noSync bool, err error) {
+// decodeWriteTail reads the optional flags and commit notices after a
+// write's ops.
+func decodeWriteTail(d *wire.Dec) (noSync bool, commits []store.PendingID, err error) {
 	if d.Err != nil || len(d.B) == 0 {
-		return false, d.Done("write flags")
+		return false, nil, d.Done("write flags")
 	}
 	f := d.U64()
 	if f&^writeFlagsOK != 0 {
-		return false, fmt.Errorf("cluster: unknown write flags %#x", f)
+		return false, nil, fmt.Errorf("cluster: unknown write flags %#x", f)
 	}
-	return f&flagNoSync != 0, d.Done("write flags")
+	if f&flagCommits != 0 {
+		n := d.Count()
+		commits = make([]store.PendingID, 0, n)
+		for range n {
+			shard := d.U64()
+			c := store.PendingID{Shard: uint16(shard), Epoch: d.U64(), ID: d.U64()}
+			if d.Err != nil {
+				break
+			}
+			if shard > math.MaxUint16 {
+				return false, nil, fmt.Errorf("cluster: commit notice for shard %d", shard)
+			}
+			commits = append(commits, c)
+		}
+	}
+	return f&flagNoSync != 0, commits, d.Done("write flags")
 }
 
 // onCoordinator runs local if this node coordinates shard, else remote

@@ -22,7 +22,9 @@ import (
 // (itself included) hold it, and only if it still holds the lease under the
 // same term, the coordinator makes it visible in its own store
 // (store.CommitWrite) and answers; then it tells the replicas that hold it
-// (wire.CommitNotice, one-way), which make their copies visible. A lost
+// (a commit notice, carried by the next wire.Prepare to that replica or
+// sent on its own as wire.CommitNotice: sendCommit), which make their
+// copies visible. A lost
 // notice is safe: the write is visible on the coordinator, pending on the
 // others, and the next holder's resolution (below) or anti-entropy from the
 // coordinator makes it visible everywhere; pending records left behind are
@@ -134,7 +136,8 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		return err
 	}
 	w := store.PendingWrite{Epoch: epoch, ID: id, Ops: vops, NoSync: noSync}
-	payload := writePayload(shard, w)
+	body := writeBody(shard, w)
+	payload := withTail(body, noSync, nil)
 	if len(payload) > rs.maxWritePayload() {
 		return fmt.Errorf("%w: %d bytes, limit %d", wire.ErrTooLarge, len(payload), rs.maxWritePayload())
 	}
@@ -149,10 +152,19 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		rs.Go(func() {
 			rctx, cancel := context.WithTimeout(rs.ctx, rs.requestTimeout())
 			defer cancel()
-			_, err := rs.call(rctx, to, wire.Prepare, payload)
+			// The commit notices owed to this replica ride along.
+			pl, carried := payload, rs.takeNotices(to)
+			if len(carried) > 0 {
+				if pl = withTail(body, noSync, carried); len(pl) > rs.maxWritePayload() {
+					rs.sendNotices(to, carried)
+					pl, carried = payload, nil
+				}
+			}
+			_, err := rs.call(rctx, to, wire.Prepare, pl)
 			rs.peers.NoteCall(to, err)
 			if err != nil {
 				rs.met.replicateErrors.Inc()
+				rs.sendNotices(to, carried) // best effort; applying one twice is harmless
 			} else if rs.noteHeld(ws, to) {
 				rs.sendCommit(to, shard, epoch, id)
 			}
@@ -315,16 +327,101 @@ func (rs *Set) decide(ws *writeState, committed bool) []string {
 	return ws.held
 }
 
-// sendCommit tells replica to that a write it holds pending is committed
-// (best effort: see the top of this file).
+// Commit notices this node owes other replicas wait in outNotices for the
+// next write to the same replica (wire.Prepare), which carries them: the
+// replica applies them in the batch that stores that write pending, so a
+// notice under load costs neither a frame nor a commit of its own. A
+// notice that no write picked up within Config.CommitNoticeDelay is sent on
+// its own (wire.CommitNotice) by flushNotices; so is a replica's batch that
+// reaches maxOutNotices. All of it is best effort (see the top of this
+// file): notices lost at a shutdown or with a failed send leave writes
+// pending there until the next resolution, which is safe.
+const maxOutNotices = 512
+
+// outNotices holds the commit notices owed, per replica.
+type outNotices struct {
+	mu    sync.Mutex
+	peers map[string][]notice
+	kick  chan struct{} // capacity 1: wakes flushNotices
+}
+
+// sendCommit queues the notice that a write replica to holds pending is
+// committed.
 func (rs *Set) sendCommit(to string, shard uint16, epoch, id uint64) {
-	var e wire.Enc
-	e.U64(uint64(shard))
-	e.U64(epoch)
-	e.U64(1)
-	e.U64(id)
-	if err := rs.peers.Send(to, wire.CommitNotice, e.B); err != nil {
-		rs.met.noticesDropped.Inc()
+	o := &rs.outNotices
+	o.mu.Lock()
+	ns := append(o.peers[to], notice{shard: shard, epoch: epoch, id: id})
+	full := len(ns) >= maxOutNotices
+	if full {
+		delete(o.peers, to)
+	} else {
+		o.peers[to] = ns
+	}
+	o.mu.Unlock()
+	if full {
+		rs.sendNotices(to, ns)
+		return
+	}
+	if len(ns) == 1 {
+		select {
+		case o.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeNotices returns and forgets the notices owed to replica to.
+func (rs *Set) takeNotices(to string) []notice {
+	o := &rs.outNotices
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ns := o.peers[to]
+	delete(o.peers, to)
+	return ns
+}
+
+// flushNotices is the worker sending, until the Set stops, the notices no
+// write carried within Config.CommitNoticeDelay of the first one queued.
+func (rs *Set) flushNotices() {
+	for {
+		select {
+		case <-rs.ctx.Done():
+			return
+		case <-rs.outNotices.kick:
+		}
+		if !transport.Sleep(rs.ctx, rs.cfg.CommitNoticeDelay) {
+			return
+		}
+		o := &rs.outNotices
+		o.mu.Lock()
+		all := o.peers
+		o.peers = map[string][]notice{}
+		o.mu.Unlock()
+		for to, ns := range all {
+			rs.sendNotices(to, ns)
+		}
+	}
+}
+
+// sendNotices sends notices to replica to as wire.CommitNotice messages,
+// one per run of the same shard and term.
+func (rs *Set) sendNotices(to string, ns []notice) {
+	for len(ns) > 0 {
+		n := 1
+		for n < len(ns) && ns[n].shard == ns[0].shard && ns[n].epoch == ns[0].epoch {
+			n++
+		}
+		var e wire.Enc
+		e.U64(uint64(ns[0].shard))
+		e.U64(ns[0].epoch)
+		e.U64(uint64(n))
+		for _, nt := range ns[:n] {
+			e.U64(nt.id)
+		}
+		if err := rs.peers.Send(to, wire.CommitNotice, e.B); err != nil {
+			rs.met.noticesDropped.Add(float64(n))
+		}
+		ns = ns[n:]
 	}
 }
 
@@ -357,35 +454,45 @@ func (rs *Set) versionOps(shard uint16, ops []store.Op) ([]store.Op, error) {
 	return vops, nil
 }
 
-// decodeWrite decodes a wire.Prepare or wire.CommitWrite payload.
-func decodeWrite(d *wire.Dec) (uint16, store.PendingWrite, error) {
+// decodeWrite decodes a wire.Prepare or wire.CommitWrite payload: the
+// write and the commit notices it carries.
+func decodeWrite(d *wire.Dec) (uint16, store.PendingWrite, []store.PendingID, error) {
 	shard := uint16(d.U64())
 	w := store.PendingWrite{Epoch: d.U64(), ID: d.U64()}
 	if d.Err != nil {
-		return 0, w, d.Done("write")
+		return 0, w, nil, d.Done("write")
 	}
 	ops, err := decodeOps(d, shard)
 	if err != nil {
-		return 0, w, err
+		return 0, w, nil, err
 	}
-	if w.NoSync, err = decodeWriteFlags(d); err != nil {
-		return 0, w, err
+	var commits []store.PendingID
+	if w.NoSync, commits, err = decodeWriteTail(d); err != nil {
+		return 0, w, nil, err
 	}
 	for _, op := range ops {
 		if op.Kind != store.OpSet && op.Kind != store.OpDeleteRange {
-			return 0, w, fmt.Errorf("cluster: replicated op kind %d", op.Kind)
+			return 0, w, nil, fmt.Errorf("cluster: replicated op kind %d", op.Kind)
 		}
 	}
 	w.Ops = ops
-	return shard, w, nil
+	return shard, w, commits, nil
 }
 
 // servePrepare stores a write pending, from the holder this node granted
-// the lease to (or none), unless a later term began here.
+// the lease to (or none), unless a later term began here. The commit
+// notices it carries are applied in the same batch: each names a write its
+// coordinator made visible, so making it visible here is right whatever
+// term began since (and harmless twice).
 func (rs *Set) servePrepare(from string, d *wire.Dec) error {
-	shard, w, err := rs.holderWrite(from, d)
+	shard, w, commits, err := rs.holderWrite(from, d)
 	if err != nil {
 		return err
+	}
+	for _, c := range commits {
+		if int(c.Shard) >= rs.cfg.Shards {
+			return fmt.Errorf("cluster: commit notice for shard %d out of range", c.Shard)
+		}
 	}
 	rs.terms.RLock()
 	defer rs.terms.RUnlock()
@@ -401,13 +508,13 @@ func (rs *Set) servePrepare(from string, d *wire.Dec) error {
 		return err
 	}
 	rs.met.replicated.Add(float64(len(w.Ops)))
-	return rs.st.PutPending(shard, w)
+	return rs.st.PutPending(shard, w, commits...)
 }
 
 // serveCommitWrite makes a write visible here: a resolution rolls it
 // forward.
 func (rs *Set) serveCommitWrite(from string, d *wire.Dec) error {
-	shard, w, err := rs.holderWrite(from, d)
+	shard, w, _, err := rs.holderWrite(from, d)
 	if err != nil {
 		return err
 	}
@@ -432,12 +539,12 @@ func (rs *Set) serveResolve(from string, d *wire.Dec) error {
 
 // holderWrite decodes a write sent by node from, refused unless from may
 // replicate to this node (fromHolder).
-func (rs *Set) holderWrite(from string, d *wire.Dec) (uint16, store.PendingWrite, error) {
-	shard, w, err := decodeWrite(d)
+func (rs *Set) holderWrite(from string, d *wire.Dec) (uint16, store.PendingWrite, []store.PendingID, error) {
+	shard, w, commits, err := decodeWrite(d)
 	if err != nil {
-		return 0, w, err
+		return 0, w, nil, err
 	}
-	return shard, w, rs.fromHolder(shard, from)
+	return shard, w, commits, rs.fromHolder(shard, from)
 }
 
 // fromHolder checks that node from may replicate shard to this node: the
@@ -674,12 +781,28 @@ func (rs *Set) onReplicas(ctx context.Context, shard uint16, need int, local fun
 
 // writePayload encodes a write for wire.Prepare and wire.CommitWrite.
 func writePayload(shard uint16, w store.PendingWrite) []byte {
+	return withTail(writeBody(shard, w), w.NoSync, nil)
+}
+
+// writeBody encodes a write up to its ops; withTail adds the rest.
+func writeBody(shard uint16, w store.PendingWrite) []byte {
 	var e wire.Enc
 	e.U64(uint64(shard))
 	e.U64(w.Epoch)
 	e.U64(w.ID)
 	encodeOps(&e, w.Ops)
-	encodeWriteFlags(&e, w.NoSync)
+	return e.B
+}
+
+// withTail returns body followed by the write's flags and the commit
+// notices it carries (a copy of body when anything follows).
+func withTail(body []byte, noSync bool, commits []notice) []byte {
+	if !noSync && len(commits) == 0 {
+		return body
+	}
+	e := wire.Enc{B: make([]byte, len(body), len(body)+8+len(commits)*16)}
+	copy(e.B, body)
+	encodeWriteTail(&e, noSync, commits)
 	return e.B
 }
 

@@ -154,6 +154,12 @@ func (p netPeers) Send(to string, method uint16, payload []byte) error {
 // preference order.
 func newTestNet(t *testing.T, maxPayload int) (*testNet, []string) {
 	t.Helper()
+	return newTestNetConfig(t, func(c *Config) { c.MaxWritePayload = maxPayload })
+}
+
+// newTestNetConfig is newTestNet with each Set's Config changed by set.
+func newTestNetConfig(t *testing.T, set func(*Config)) (*testNet, []string) {
+	t.Helper()
 	rg, err := ring.New(ring.Config{Shards: 1, ReplicationFactor: 3}, 1,
 		[]ring.Member{{ID: "a", State: ring.StateActive}, {ID: "b", State: ring.StateActive}, {ID: "c", State: ring.StateActive}})
 	if err != nil {
@@ -166,7 +172,8 @@ func newTestNet(t *testing.T, maxPayload int) (*testNet, []string) {
 		cfg.LeaseDuration = 400 * time.Millisecond
 		cfg.RequestTimeout = 500 * time.Millisecond
 		cfg.NodeID, cfg.Store, cfg.Shards, cfg.WriteQuorum = id, stores[i], 1, 2
-		cfg.Logger, cfg.MaxWritePayload = slog.New(slog.DiscardHandler), maxPayload
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		set(&cfg)
 		rs, err := New(cfg, netPeers{self: id, n: n})
 		if err != nil {
 			t.Fatal(err)
@@ -254,6 +261,41 @@ func TestReplicaQuorumWriteCommits(t *testing.T) {
 	waitFor(t, "the commit notices", func() bool {
 		return len(n.visible("m1")) == 3 && n.pending(t, "a")+n.pending(t, "b")+n.pending(t, "c") == 0
 	})
+}
+
+// The commit notices of a write ride on the next write to the same
+// replicas, which apply them in the batch that stores it pending: with
+// notices never sent on their own, the first write becomes visible on every
+// replica once the second is acknowledged, and the second stays pending.
+func TestReplicaQuorumNoticesRideOnNextWrite(t *testing.T) {
+	n, reps := newTestNetConfig(t, func(c *Config) { c.CommitNoticeDelay = time.Hour })
+	p := reps[0]
+	n.waitTerm(t, p)
+	for _, id := range reps[1:] {
+		n.setDrop(id, wire.CommitNotice, dropBefore)
+	}
+	if err := n.put(p, "m1", "one"); err != nil {
+		t.Fatal(err)
+	}
+	// The replica that answered after the quorum may hand its notice over
+	// a moment later: wait until both are owed.
+	waitFor(t, "both notices owed", func() bool {
+		n.sets[p].outNotices.mu.Lock()
+		defer n.sets[p].outNotices.mu.Unlock()
+		return len(n.sets[p].outNotices.peers) == 2
+	})
+	if got := n.visible("m1"); len(got) != 1 {
+		t.Fatalf("m1 visible on %v before the next write; want the coordinator only", got)
+	}
+	if err := n.put(p, "m2", "two"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "m1 visible everywhere", func() bool { return len(n.visible("m1")) == 3 })
+	for _, id := range reps[1:] {
+		if c := n.pending(t, id); c != 1 {
+			t.Fatalf("%s holds %d pending writes; want m2 only", id, c)
+		}
+	}
 }
 
 // A write whose quorum failed is visible nowhere; after its coordinator is

@@ -45,6 +45,10 @@ type Config struct {
 	// wire.ErrTooLarge before anything is stored. Set it below the peer
 	// transport's frame limit. Zero means 4 MiB less 1 KiB.
 	MaxWritePayload int
+	// CommitNoticeDelay is how long a commit notice waits for the next
+	// write to the same replica, which carries it (quorum.go); after it,
+	// the notice is sent on its own. Zero means 10ms.
+	CommitNoticeDelay time.Duration
 	// Now is the clock of leases and the hybrid logical clock. Zero means
 	// time.Now (tests and clock-skew faults set another).
 	Now func() time.Time
@@ -90,6 +94,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxWritePayload == 0 {
 		c.MaxWritePayload = 4<<20 - 1<<10
+	}
+	if c.CommitNoticeDelay == 0 {
+		c.CommitNoticeDelay = 10 * time.Millisecond
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -179,6 +186,9 @@ type Set struct {
 	// notices queues commit notices for their worker (bounded; full:
 	// dropped, see quorum.go).
 	notices chan notice
+	// outNotices holds the commit notices this node owes other replicas
+	// until a write to them carries them or they are flushed.
+	outNotices outNotices
 	// doubt counts, per shard, writes in flight whose caller gave up.
 	doubt doubts
 
@@ -204,7 +214,8 @@ func New(cfg Config, peers Peers) (*Set, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &Set{cfg: cfg, log: cfg.Logger.With("component", "replica"), st: cfg.Store, met: m, peers: peers,
-		clk: hlc{now: cfg.Now}, ctx: ctx, cancel: cancel, notices: make(chan notice, noticeQueue), doubt: doubts{shards: map[uint16]*doubtState{}}}
+		clk: hlc{now: cfg.Now}, ctx: ctx, cancel: cancel, notices: make(chan notice, noticeQueue),
+		outNotices: outNotices{peers: map[string][]notice{}, kick: make(chan struct{}, 1)}, doubt: doubts{shards: map[uint16]*doubtState{}}}
 	rs.sync.init(rs)
 	if err := rs.initLeases(); err != nil {
 		cancel()
@@ -230,6 +241,7 @@ func (rs *Set) Start() {
 	rs.wg.Go(rs.sync.run)
 	rs.wg.Go(rs.leaseLoop)
 	rs.wg.Go(rs.commitNotices)
+	rs.wg.Go(rs.flushNotices)
 }
 
 // Quiesce stops coordinating before a shutdown: requests for shards this

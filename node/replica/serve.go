@@ -39,9 +39,12 @@ func (rs *Set) HandleRequest(ctx context.Context, req *transport.Request) ([]byt
 		if err != nil {
 			return nil, err
 		}
-		noSync, err := decodeWriteFlags(&d)
+		noSync, commits, err := decodeWriteTail(&d)
 		if err != nil {
 			return nil, err
+		}
+		if len(commits) > 0 {
+			return nil, errors.New("cluster: commit notices on a write request")
 		}
 		if err := rs.serving(shard, nil); err != nil {
 			return rs.forwardToHolder(ctx, shard, req, err)

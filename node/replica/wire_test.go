@@ -192,16 +192,22 @@ func FuzzDecodeRangeDigest(f *testing.F) {
 	})
 }
 
-// TestReplicaWireWriteFlags: a write's NoSync travels with wire.Prepare; a
-// durable write's payload is what earlier builds sent (no flags), and
-// unknown flags are refused.
+// TestReplicaWireWriteFlags: a write's NoSync and the commit notices it
+// carries travel with wire.Prepare; a durable write's payload without
+// notices is what earlier builds sent (no flags), and unknown flags are
+// refused.
 func TestReplicaWireWriteFlags(t *testing.T) {
 	ops := testOps(7)[:2]
+	carried := []notice{{shard: 7, epoch: 3, id: 5}, {shard: 300, epoch: 2, id: 1 << 40}}
+	want := []store.PendingID{{Shard: 7, Epoch: 3, ID: 5}, {Shard: 300, Epoch: 2, ID: 1 << 40}}
 	for _, noSync := range []bool{false, true} {
-		w := store.PendingWrite{Epoch: 3, ID: 9, Ops: ops, NoSync: noSync}
-		shard, got, err := decodeWrite(&wire.Dec{B: writePayload(7, w)})
-		if err != nil || shard != 7 || got.NoSync != noSync || !opsEqual(got.Ops, ops) {
-			t.Fatalf("noSync %v: round trip = %d %+v, %v", noSync, shard, got, err)
+		for _, ns := range [][]notice{nil, carried} {
+			w := store.PendingWrite{Epoch: 3, ID: 9, Ops: ops, NoSync: noSync}
+			shard, got, commits, err := decodeWrite(&wire.Dec{B: withTail(writeBody(7, w), noSync, ns)})
+			if err != nil || shard != 7 || got.NoSync != noSync || !opsEqual(got.Ops, ops) ||
+				(ns == nil && commits != nil) || (ns != nil && !slices.Equal(commits, want)) {
+				t.Fatalf("noSync %v, notices %v: round trip = %d %+v %v, %v", noSync, ns, shard, got, commits, err)
+			}
 		}
 	}
 	var old wire.Enc
@@ -213,7 +219,7 @@ func TestReplicaWireWriteFlags(t *testing.T) {
 		t.Fatal("a durable write's payload differs from earlier builds'")
 	}
 	bad := append(slices.Clone(old.B), 2)
-	if _, _, err := decodeWrite(&wire.Dec{B: bad}); err == nil {
+	if _, _, _, err := decodeWrite(&wire.Dec{B: bad}); err == nil {
 		t.Fatal("unknown write flag accepted")
 	}
 }

@@ -128,14 +128,63 @@ func checkPendingOps(shard uint16, ops []Op) error {
 	return nil
 }
 
+// PendingID names a pending write.
+type PendingID struct {
+	Shard     uint16
+	Epoch, ID uint64
+}
+
 // PutPending stores w pending for shard, durably (fsync'd; with w.NoSync
 // only in the write-ahead log, which a crash may lose: then the write is
-// simply not held here), without making any of it visible.
-func (s *Store) PutPending(shard uint16, w PendingWrite) error {
+// simply not held here), without making any of it visible. In the same
+// batch it makes the pending writes committed visible and drops their
+// records, like CommitPending (those this store does not hold are
+// skipped).
+func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID) error {
 	if err := checkPendingOps(shard, w.Ops); err != nil {
 		return err
 	}
-	return s.applyPlain([]Op{{Kind: OpSet, Key: pendingKey(shard, w.Epoch, w.ID), Value: encodePending(w.Ops)}}, syncOpts(!w.NoSync))
+	pb := s.db.NewBatch()
+	defer func() { _ = pb.Close() }()
+	for _, c := range committed {
+		if _, err := s.addCommitPending(pb, c); err != nil {
+			return err
+		}
+	}
+	if err := pb.Set(pendingKey(shard, w.Epoch, w.ID), encodePending(w.Ops), nil); err != nil {
+		return fmt.Errorf("store: batch: %w", err)
+	}
+	if err := pb.Commit(syncOpts(!w.NoSync)); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// addCommitPending adds to pb what makes pending write c visible and drops
+// its record; false (and nothing added) if this store does not hold it.
+func (s *Store) addCommitPending(pb *pebble.Batch, c PendingID) (bool, error) {
+	key := pendingKey(c.Shard, c.Epoch, c.ID)
+	v, err := s.Get(key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ops, err := decodePending(v)
+	if err != nil {
+		return false, fmt.Errorf("%w: key %x", err, key)
+	}
+	if err := checkPendingOps(c.Shard, ops); err != nil {
+		return false, err
+	}
+	if err := addOps(pb, ops, true); err != nil {
+		return false, err
+	}
+	if err := pb.Delete(key, nil); err != nil {
+		return false, fmt.Errorf("store: batch: %w", err)
+	}
+	return true, nil
 }
 
 // CommitWrite makes w visible (its ops applied like ApplyVersioned) and
@@ -177,18 +226,16 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 // such pending write (already committed, dropped by a resolution, or never
 // received).
 func (s *Store) CommitPending(shard uint16, epoch, id uint64) (bool, error) {
-	v, err := s.Get(pendingKey(shard, epoch, id))
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
+	pb := s.db.NewBatch()
+	defer func() { _ = pb.Close() }()
+	held, err := s.addCommitPending(pb, PendingID{Shard: shard, Epoch: epoch, ID: id})
+	if err != nil || !held {
 		return false, err
 	}
-	ops, err := decodePending(v)
-	if err != nil {
-		return false, err
+	if err := pb.Commit(pebble.NoSync); err != nil {
+		return false, fmt.Errorf("store: commit: %w", err)
 	}
-	return true, s.CommitWriteNoSync(shard, PendingWrite{Epoch: epoch, ID: id, Ops: ops})
+	return true, nil
 }
 
 // ScanPending calls fn for the pending writes of shard in (epoch, id)
