@@ -361,3 +361,57 @@ func TestOutboxReplayKeepsLaterReads(t *testing.T) {
 		t.Fatalf("unread after the replay %d (%v), want 0", u, err)
 	}
 }
+
+// TestOutboxDeletedUniqueRecreated: an imported unique conversation whose
+// unique key lives in another shard is deleted, and the same member set
+// starts a conversation again before the deletion's effects reached the
+// key's shard: the new conversation keeps the key, and starting it once
+// more finds it (the late effects of the deletion must not remove the new
+// mapping).
+func TestOutboxDeletedUniqueRecreated(t *testing.T) {
+	h := newHarness(t)
+	h.e.cfg.OutboxInterval = 10 * time.Millisecond
+	h.e.cfg.OutboxWait = 20 * time.Millisecond
+	ctx := t.Context()
+	tom := h.caller("Tom", 1)
+	key := uniqueKey([]string{"Jerry", "Tom"})
+	idx := h.e.uniqueIndexKey(testApp, key)
+	cid := newConvID(1)
+	for h.e.shards.ConvShard(testApp, cid) == h.e.shards.ConvShard(testApp, key) {
+		cid = newConvID(1)
+	}
+	if _, err := h.e.ImportConversation(ctx, testApp, ImportedConversation{ID: cid, Creator: "Tom", Members: []string{"Tom", "Jerry"},
+		Unique: true, Created: 1, Updated: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := h.e.uniqueConv(testApp, key); err != nil || r == nil || r.ID != cid {
+		t.Fatalf("unique key after the import: %+v %v, want %s", r, err, cid)
+	}
+	// The deletion's effects on the key's shard wait (its coordinator is
+	// slow, say) while the member set starts a conversation again.
+	held := func(b *store.Batch) error {
+		for _, op := range b.Ops() {
+			if op.Kind == store.OpDelete && bytes.Equal(op.Key, idx) {
+				return errShardDown
+			}
+		}
+		return nil
+	}
+	h.kv.fail.Store(&held)
+	if err := h.e.DeleteConversation(ctx, testApp, cid); err != nil {
+		t.Fatal(err)
+	}
+	again := h.start(tom, "Jerry")
+	if again == cid || again == "" {
+		t.Fatalf("started %q after deleting %s", again, cid)
+	}
+	h.kv.fail.Store(nil)
+	h.e.Start(ctx)
+	eventually(t, "the deletion's effects applied", func() bool { return h.outboxLen(cid) == 0 })
+	if r, err := h.e.uniqueConv(testApp, key); err != nil || r == nil || r.ID != again {
+		t.Fatalf("unique key maps to %+v (%v), want the new conversation %s", r, err, again)
+	}
+	if got := h.start(tom, "Jerry"); got != again {
+		t.Fatalf("starting the member set again gave %s, want the existing %s", got, again)
+	}
+}

@@ -153,9 +153,8 @@ func (e *Engine) deleteConv(app, cid string) error {
 		b.DeleteRange(p, store.PrefixEnd(p))
 	}
 	if r.Unique {
-		k := e.uniqueIndexKey(app, "tmp:"+r.UniqueID)
-		if v, err := e.st.Get(k); err == nil && string(v) == cid {
-			b.Delete(k)
+		if err := e.dropUniqueIndex(b, app, cid, e.uniqueIndexKey(app, "tmp:"+r.UniqueID)); err != nil {
+			return err
 		}
 	}
 	for _, id := range r.Members {

@@ -521,12 +521,8 @@ func (e *Engine) DeleteConversation(_ context.Context, app, cid string) error {
 		e.unindexClient(b, app, id, r.ID)
 	}
 	if r.Unique && r.UniqueID != "" {
-		v, err := e.st.Get(e.uniqueIndexKey(app, r.UniqueID))
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return internal("load unique index", err)
-		}
-		if string(v) == r.ID {
-			b.Delete(e.uniqueIndexKey(app, r.UniqueID))
+		if err := e.dropUniqueIndex(b, app, r.ID, e.uniqueIndexKey(app, r.UniqueID)); err != nil {
+			return err
 		}
 	}
 	if err := e.commitConv(st, app, r.ID, b); err != nil {

@@ -177,6 +177,32 @@ func (e *Engine) tempTTL(req int32) time.Duration {
 	return min(time.Duration(req)*time.Second, e.cfg.MaxTempTTL)
 }
 
+// dropUniqueIndex adds to b the deletion of k, the unique index key of the
+// deleted conversation cid, when k still names cid and lives in cid's own
+// shard (then b commits it atomically with the deletion, at the node that
+// also serves the key's creations). A key in another shard (an imported
+// conversation keeps its original id) is left as it is: its deletion would
+// travel through the outbox and could land after the member set started a
+// new conversation that took the key, removing the new mapping. A key that
+// names a deleted or expired conversation counts as free (uniqueConv), and
+// the next creation overwrites it.
+func (e *Engine) dropUniqueIndex(b *store.Batch, app, cid string, k []byte) error {
+	if shard, err := store.ShardOf(k); err != nil || shard != e.shards.ConvShard(app, cid) {
+		return nil
+	}
+	v, err := e.st.Get(k)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return internal("load unique index", err)
+	}
+	if string(v) == cid {
+		b.Delete(k)
+	}
+	return nil
+}
+
 // uniqueConv returns the live conversation registered under a unique key.
 func (e *Engine) uniqueConv(app, idxKey string) (*convRecord, error) {
 	v, err := e.st.Get(e.uniqueIndexKey(app, idxKey))
