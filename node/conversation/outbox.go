@@ -53,7 +53,14 @@ import (
 // stopped with the engine) scans the outbox of every shard this node
 // coordinates each Config.OutboxInterval and starts runners for the
 // conversations with entries: it retries failed applies and, after a lease
-// moves, applies what the previous coordinator left.
+// moves, applies what the previous coordinator left. A runner checks before
+// each entry that its node still coordinates the conversation's shard and
+// stops when it does not (errOutboxMoved), so an old coordinator does not
+// go on applying entries while the new one applies them and its own later
+// ones. One apply already under way when the lease moves can still land
+// after the new coordinator's later effects on the same keys: the target
+// shard versions an entry's writes when it applies them, not at the
+// command.
 
 const (
 	// maxOutboxRunners bounds the conversations whose outbox entries are
@@ -307,6 +314,10 @@ func uvarintField(v []byte) (field, rest []byte, ok bool) {
 
 var errCorruptOutbox = errors.New("conversation: corrupt outbox entry")
 
+// errOutboxMoved stops a runner whose node no longer coordinates the
+// conversation's shard: the new coordinator's drainer applies the rest.
+var errOutboxMoved = errors.New("conversation: the conversation's shard moved to another coordinator")
+
 func decodeOutboxOps(v []byte) ([]store.Op, error) {
 	if len(v) == 0 || v[0] != outboxFormat {
 		return nil, errCorruptOutbox
@@ -391,7 +402,7 @@ func (e *Engine) runOutbox(ref convRef, run *outboxRun) {
 		// deletion is the runner's own business.
 		var once sync.Once
 		applied := func() { once.Do(func() { close(done) }) }
-		if err := e.applyOutbox(ref, applied); err != nil {
+		if err := e.applyOutbox(ref, applied); err != nil && !errors.Is(err, errOutboxMoved) {
 			e.log.Warn("Applying a conversation's effects in other shards failed; retrying later",
 				"app", ref.app, "cid", ref.cid, "err", err)
 		}
@@ -412,7 +423,8 @@ func (e *Engine) runOutbox(ref convRef, run *outboxRun) {
 // deleted later (outbox.applied); those applied in an earlier round and
 // still there are deleted now.
 func (e *Engine) applyOutbox(ref convRef, applied func()) error {
-	prefix := store.OutboxKey(e.shards.ConvShard(ref.app, ref.cid), ref.app, ref.cid).Bytes()
+	shard := e.shards.ConvShard(ref.app, ref.cid)
+	prefix := store.OutboxKey(shard, ref.app, ref.cid).Bytes()
 	earlier := map[string]bool{}
 	for _, k := range e.outbox.takeApplied(ref) {
 		earlier[string(k)] = true
@@ -439,6 +451,10 @@ func (e *Engine) applyOutbox(ref convRef, applied func()) error {
 			if earlier[string(en.k)] {
 				del.Delete(en.k)
 				continue
+			}
+			if !e.shards.Coordinates(shard) {
+				failed = errOutboxMoved
+				break
 			}
 			if err := e.applyEntry(en.k, en.v); err != nil {
 				failed = err

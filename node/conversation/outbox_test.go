@@ -415,3 +415,28 @@ func TestOutboxDeletedUniqueRecreated(t *testing.T) {
 		t.Fatalf("starting the member set again gave %s, want the existing %s", got, again)
 	}
 }
+
+// TestOutboxStopsWithTheLease: a node whose lease on the conversation's
+// shard ran out applies none of the conversation's remaining effects (the
+// new coordinator's drainer does, in order with its own later ones); once
+// it coordinates again, it applies them.
+func TestOutboxStopsWithTheLease(t *testing.T) {
+	h, tom, cid, member := outboxScene(t)
+	h.e.cfg.OutboxWait = 20 * time.Millisecond
+	up := downShard(h, h.e.shards.ClientShard(testApp, member))
+	h.do(tom, convReq(pb.OpType_add, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
+	if h.indexed(member, cid) || h.outboxLen(cid) == 0 {
+		t.Fatal("the effects reached a down shard")
+	}
+	h.lostLease.Store(true)
+	up()
+	h.e.flushOutbox([]convRef{{testApp, cid}})
+	if h.indexed(member, cid) {
+		t.Fatal("a node that no longer coordinates the conversation applied its effects")
+	}
+	h.lostLease.Store(false)
+	h.e.flushOutbox([]convRef{{testApp, cid}})
+	if !h.indexed(member, cid) {
+		t.Fatal("the coordinator did not apply the effects")
+	}
+}
