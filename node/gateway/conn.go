@@ -41,7 +41,6 @@ type conn struct {
 	// sub is the negotiated subprotocol.
 	sub string
 	ip  string // source address; holds one of its per-address slots
-	log *slog.Logger
 	// in holds decoded commands for the worker (at most InboundQueue; a
 	// client exceeding it is disconnected), out encoded frames for the
 	// writer (at most OutboundQueue; a client not reading fast enough is
@@ -92,14 +91,72 @@ func newConn(g *Gateway, ws *gws.Conn, bc *batchConn, ip string) *conn {
 		out:    newFifo[outFrame](g.cfg.OutboundQueue),
 		opened: time.Now().UnixNano(),
 	}
-	c.log = g.log.With("conn", c.id)
 	ws.Session().Store(sessionKeyConn, c)
 	c.touch()
 	g.metrics.connections.Inc()
 	return c
 }
 
+// logger returns the connection's logger. It is built per call, not kept:
+// a connection logs rarely, and a handler per socket costs each idle socket
+// a few hundred bytes.
+func (c *conn) logger() *slog.Logger { return c.g.log.With("conn", c.id) }
+
 const sessionKeyConn = "conn"
+
+// oneValue is a socket's gws session storage (gws.ServerOption.NewSession):
+// one key and its value, which is all the gateway keeps there (the socket's
+// conn, under sessionKeyConn); gws's default is a map and a mutex per
+// socket. Storing another key replaces the pair.
+type oneValue struct {
+	mu  sync.Mutex
+	key string
+	val any
+	set bool
+}
+
+func newOneValue() gws.SessionStorage { return &oneValue{} }
+
+func (s *oneValue) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.set {
+		return 1
+	}
+	return 0
+}
+
+func (s *oneValue) Load(key string) (any, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.set || s.key != key {
+		return nil, false
+	}
+	return s.val, true
+}
+
+func (s *oneValue) Delete(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.set && s.key == key {
+		s.key, s.val, s.set = "", nil, false
+	}
+}
+
+func (s *oneValue) Store(key string, value any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.key, s.val, s.set = key, value, true
+}
+
+func (s *oneValue) Range(f func(key string, value any) bool) {
+	s.mu.Lock()
+	key, val, set := s.key, s.val, s.set
+	s.mu.Unlock()
+	if set {
+		f(key, val)
+	}
+}
 
 func connOf(ws *gws.Conn) *conn {
 	v, ok := ws.Session().Load(sessionKeyConn)
@@ -159,7 +216,7 @@ func (h *handler) OnMessage(ws *gws.Conn, msg *gws.Message) {
 	}
 	if !c.in.push(cmd, c.startWorker) {
 		h.g.metrics.floodDisconnects.Inc()
-		c.log.Warn("Closing connection: inbound command queue full", "queue", c.in.limit)
+		c.logger().Warn("Closing connection: inbound command queue full", "queue", c.in.limit)
 		c.close(closeFlood, "too many pending commands")
 	}
 }
@@ -169,8 +226,8 @@ func (h *handler) OnMessage(ws *gws.Conn, msg *gws.Message) {
 // (an unsolicited error would break the JS SDK), so it is only counted.
 func (c *conn) rejectFrame(frame []byte, text bool, err error) {
 	c.g.metrics.badFrames.Inc()
-	if c.log.Enabled(c.g.ctx, slog.LevelDebug) {
-		c.log.Debug("Rejecting malformed frame", "err", err)
+	if c.g.log.Enabled(c.g.ctx, slog.LevelDebug) {
+		c.logger().Debug("Rejecting malformed frame", "err", err)
 	}
 	if text {
 		return
@@ -342,19 +399,19 @@ const MaxOutFrameSize = 4 * protocol.MaxFrameSize
 func (c *conn) encode(cmd *pb.GenericCommand) (outFrame, bool) {
 	data, text, err := protocol.Encode(cmd, c.sub)
 	if err != nil {
-		c.log.Error("Dropping unencodable frame", "cmd", cmd.GetCmd().String(), "err", err)
+		c.logger().Error("Dropping unencodable frame", "cmd", cmd.GetCmd().String(), "err", err)
 		return outFrame{}, false
 	}
 	if len(data) > MaxOutFrameSize {
 		c.g.metrics.oversizedFrames.Inc()
 		if cmd.I == nil {
-			c.log.Warn("Dropping oversized push", "cmd", cmd.GetCmd().String(), "bytes", len(data), "limit", MaxOutFrameSize)
+			c.logger().Warn("Dropping oversized push", "cmd", cmd.GetCmd().String(), "bytes", len(data), "limit", MaxOutFrameSize)
 			return outFrame{}, false
 		}
 		refusal := protocol.ErrorResponse(cmd, protocol.ErrFrameTooLong.WithDetail(
 			"the answer is %d bytes, over the %d-byte frame limit: ask for fewer results", len(data), MaxOutFrameSize))
 		if data, text, err = protocol.Encode(refusal, c.sub); err != nil {
-			c.log.Error("Dropping unencodable frame", "cmd", refusal.GetCmd().String(), "err", err)
+			c.logger().Error("Dropping unencodable frame", "cmd", refusal.GetCmd().String(), "err", err)
 			return outFrame{}, false
 		}
 	}
@@ -421,7 +478,7 @@ func (c *conn) slow() {
 		return
 	}
 	c.g.metrics.slowDisconnects.Inc()
-	c.log.Warn("Closing slow connection: outbound queue full", "queue", c.out.limit)
+	c.logger().Warn("Closing slow connection: outbound queue full", "queue", c.out.limit)
 	c.out.whileOpen(func() {
 		c.g.goFunc(func() { c.close(closeSlowClient, "slow consumer") })
 	})

@@ -194,6 +194,7 @@ func New(cfg Config) (*Gateway, error) {
 		HandshakeTimeout:    10 * time.Second,
 		Recovery:            gws.Recovery,
 		Logger:              gwsLogger{g.log},
+		NewSession:          newOneValue,
 	})
 	// Session ids are unique across the cluster's nodes (a push names the
 	// session to skip by id): random high bits per process, a counter below.
@@ -261,9 +262,11 @@ func (g *Gateway) sweep() {
 	}
 }
 
-// readBufferSize is the per-socket read buffer; frames larger than it are
-// read straight into their message buffer.
-const readBufferSize = 2 << 10
+// readBufferSize is the per-socket read buffer: it holds a frame's header
+// and a small command whole (one read system call); the rest of a larger
+// frame is read straight into its message buffer (a second read). Every
+// idle socket keeps it for its life.
+const readBufferSize = 512
 
 // upgrade hijacks the HTTP connection and upgrades it to a WebSocket whose
 // socket is a batchConn (the writer's corked writes), with a small read
