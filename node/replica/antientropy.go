@@ -21,9 +21,10 @@ import (
 // summary and gets the buckets only if the summaries differ.
 //
 // Catch-up (joining, returning, rebalancing) uses the same comparison over
-// every record (no version cutoff), so a replica that already holds most of
-// a shard copies only what differs; anti-entropy compares settled records
-// (older than AntiEntropySettle).
+// every record (no version cutoff) the first time it copies a shard from a
+// source, so a replica that already holds most of a shard copies only what
+// differs, and the source's change log after that (catchup.go);
+// anti-entropy compares settled records (older than AntiEntropySettle).
 
 // transfer is the progress of one queued shard's catch-up, guarded by the
 // syncer's mu: what is left to copy from the source being synced from.

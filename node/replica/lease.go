@@ -557,9 +557,9 @@ func (rs *Set) preferredBack(ids []string) bool {
 }
 
 // catchUpForLease pulls shard from the replicas that granted this node's
-// new lease and from the other live replicas, each only if its digest
-// differs from this node's, so the new holder has every write the previous
-// holder had acknowledged (those are on W replicas, and the granters
+// new lease and from the other live replicas (what each logged since this
+// node's last catch-up from it, else what differs by digest: catchup.go),
+// so the new holder has every write the previous holder had acknowledged (those are on W replicas, and the granters
 // include one of them when W > R/2). It reports whether the pulls from all
 // granters succeeded; the others are best effort.
 func (rs *Set) catchUpForLease(shard uint16, granters []string) bool {
@@ -569,7 +569,6 @@ func (rs *Set) catchUpForLease(shard uint16, granters []string) bool {
 		if !granted && !rs.peers.Reachable(peer) {
 			continue // best effort: do not wait on a peer found cut off
 		}
-		// pull compares range digests first and copies only what differs.
 		if err := rs.pull(rs.ctx, shard, peer); err != nil && granted {
 			rs.log.Warn("Catching up a shard before coordinating failed", "shard", shard, "from", peer, "err", err)
 			ok = false

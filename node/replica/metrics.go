@@ -9,6 +9,7 @@ type metrics struct {
 	quorumFailures  prometheus.Counter
 	syncKeys        prometheus.Counter
 	syncRuns        *prometheus.CounterVec
+	catchUps        *prometheus.CounterVec
 	syncPending     prometheus.Gauge
 	// syncKeysRemaining and syncBytesRemaining estimate what the shards
 	// still catching up have left to copy.
@@ -38,6 +39,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Keys received by shard syncs (catch-up, rebalancing, repair)."}),
 		syncRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imnode_replica_sync_runs_total",
 			Help: "Shard syncs by reason and result."}, []string{"reason", "result"}),
+		catchUps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imnode_replica_catchups_total",
+			Help: "Catch-ups of a shard from one source, by method: changes (the keys the source logged since this node's cursor) or digest (range digests compared, differing buckets copied)."}, []string{"method"}),
 		syncPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imnode_replica_sync_shards_pending",
 			Help: "Shards this node replicates but has not caught up yet."}),
 		syncKeysRemaining: prometheus.NewGauge(prometheus.GaugeOpts{Name: "imnode_replica_sync_keys_remaining",
@@ -61,7 +64,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		replicaRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_replica_replicate_refused_total",
 			Help: "Replicated writes refused because the sender does not hold the shard's lease here."}),
 	}
-	// Every reason and result exists from the start (0 rather than absent).
+	// Every reason, result and method exists from the start (0 rather than absent).
+	m.catchUps.WithLabelValues("changes")
+	m.catchUps.WithLabelValues("digest")
 	for _, reason := range []string{"catchup", "repair", "release"} {
 		for _, result := range []string{"ok", "error"} {
 			m.syncRuns.WithLabelValues(reason, result)
@@ -69,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.writeSeconds, m.replicated, m.replicateErrors, m.quorumFailures,
-			m.syncKeys, m.syncRuns, m.syncPending, m.syncKeysRemaining, m.syncBytesRemaining, m.syncBuckets,
+			m.syncKeys, m.syncRuns, m.catchUps, m.syncPending, m.syncKeysRemaining, m.syncBytesRemaining, m.syncBuckets,
 			m.underReplicated, m.leasesAcquired, m.leasesHeld, m.replicaRefused,
 			m.stepDowns, m.rolledForward, m.noticesDropped} {
 			if err := reg.Register(c); err != nil {

@@ -14,7 +14,7 @@ import (
 // Methods lists the peer methods the replicas serve (HandleRequest).
 var Methods = []uint16{wire.Get, wire.Scan, wire.Write, wire.Replicate, wire.SyncScan, wire.Digest,
 	wire.EnsureSynced, wire.Resync, wire.Lease, wire.LeaseRelease, wire.RangeDigest, wire.ShardSize,
-	wire.Prepare, wire.PendingScan, wire.CommitWrite, wire.Resolve}
+	wire.Prepare, wire.PendingScan, wire.CommitWrite, wire.Resolve, wire.ChangeScan}
 
 // Messages lists the one-way peer messages the replicas serve
 // (HandleMessage).
@@ -79,6 +79,8 @@ func (rs *Set) HandleRequest(ctx context.Context, req *transport.Request) ([]byt
 		return nil, rs.st.ApplyVersioned(ops)
 	case wire.SyncScan:
 		return rs.serveSyncScan(&d)
+	case wire.ChangeScan:
+		return rs.serveChangeScan(&d)
 	case wire.Digest:
 		return rs.serveDigest(&d)
 	case wire.Resync:

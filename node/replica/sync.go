@@ -11,7 +11,6 @@ import (
 
 	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/store"
-	"github.com/imcluster/imcluster/node/transport"
 	"github.com/imcluster/imcluster/node/wire"
 )
 
@@ -47,6 +46,13 @@ type syncer struct {
 	initial bool
 	// transfers holds the progress of every queued shard's catch-up.
 	transfers map[uint16]*transfer
+	// cursors holds, per shard and source, the position in the source's
+	// change log up to which this node holds what the source held
+	// (catchup.go); at most one per replica of each shard.
+	cursors map[uint16]map[string]store.ChangeCursor
+	// cursorGen counts, per shard, the deletions of its copy here: a
+	// catch-up that began before one records no cursor.
+	cursorGen map[uint16]uint64
 
 	wake chan struct{}
 }
@@ -57,7 +63,43 @@ func (s *syncer) init(rs *Set) {
 	s.queued = make([]bool, rs.cfg.Shards)
 	s.waiters = map[uint16][]chan struct{}{}
 	s.transfers = map[uint16]*transfer{}
+	s.cursors = map[uint16]map[string]store.ChangeCursor{}
+	s.cursorGen = map[uint16]uint64{}
 	s.wake = make(chan struct{}, 1)
+}
+
+// cursor returns this node's cursor in src's change log for shard, and
+// the generation of shard's copy to hand back to setCursor.
+func (s *syncer) cursor(shard uint16, src string) (c store.ChangeCursor, gen uint64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok = s.cursors[shard][src]
+	return c, s.cursorGen[shard], ok
+}
+
+// setCursor records that this node holds what src held of shard at c,
+// unless shard's copy here was deleted since generation gen.
+func (s *syncer) setCursor(shard uint16, src string, c store.ChangeCursor, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cursorGen[shard] != gen {
+		return
+	}
+	m := s.cursors[shard]
+	if m == nil {
+		m = map[string]store.ChangeCursor{}
+		s.cursors[shard] = m
+	}
+	m[src] = c
+}
+
+// forgetCursors drops shard's cursors and makes the catch-ups in flight
+// record none: its copy here is being deleted.
+func (s *syncer) forgetCursors(shard uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.cursors, shard)
+	s.cursorGen[shard]++
 }
 
 // ready reports whether shard has caught up here.
@@ -140,6 +182,7 @@ func (s *syncer) run() {
 		case <-s.wake:
 		case <-ae.C:
 			s.antiEntropy()
+			s.trimChanges()
 		case <-retry.C:
 		}
 		if s.hasQueue() || s.hasRelease() {
@@ -178,7 +221,7 @@ func (s *syncer) step() bool {
 	for _, src := range sources {
 		// Every record, whatever its version: the shard is caught up once
 		// it holds what each source holds now.
-		if _, _, err := rs.syncFrom(rs.ctx, shard, src, ^uint64(0), t); err != nil {
+		if _, err := rs.catchUpFrom(rs.ctx, shard, src, t); err != nil {
 			rs.met.syncRuns.WithLabelValues("catchup", "error").Inc()
 			rs.log.Warn("Catching up a shard failed", "shard", shard, "from", src, "err", err)
 			ok = false
@@ -226,7 +269,10 @@ func (s *syncer) releaseShards() {
 		cur := rs.peers.Ring()
 		done := cur.IsReplica(int(shard), rs.cfg.NodeID)
 		if !done && rs.ConfirmHandoff(rs.ctx, cur, shard) && !rs.peers.Ring().IsReplica(int(shard), rs.cfg.NodeID) {
-			if err := rs.st.DeleteShard(shard); err != nil {
+			s.forgetCursors(shard)
+			err := rs.st.DeleteShard(shard)
+			s.forgetCursors(shard) // and a cursor a catch-up recorded meanwhile
+			if err != nil {
 				rs.log.Warn("Deleting a handed-off shard failed", "shard", shard, "err", err)
 				continue
 			}
@@ -335,12 +381,21 @@ func (rs *Set) Pull(ctx context.Context, shard uint16, src string) error {
 }
 
 // pull makes this node hold every record node src holds of shard (the LWW
-// merge makes it safe while writes continue), rate-limited. It copies only
-// the digest buckets that differ (syncFrom): where the digests are equal,
-// this node already holds exactly src's records.
+// merge makes it safe while writes continue), rate-limited. It copies what
+// src logged since this node's last catch-up from it, or else only the
+// digest buckets that differ (catchUpFrom).
 func (rs *Set) pull(ctx context.Context, shard uint16, src string) error {
-	_, _, err := rs.syncFrom(ctx, shard, src, ^uint64(0), nil)
+	_, err := rs.catchUpFrom(ctx, shard, src, nil)
 	return err
+}
+
+// trimChanges bounds this node's change log (store.ChangeLogMaxAge,
+// store.ChangeLogMaxEntries); the sync worker calls it with anti-entropy.
+func (s *syncer) trimChanges() {
+	rs := s.rs
+	if _, err := rs.st.TrimChanges(rs.now(), store.ChangeLogMaxAge, store.ChangeLogMaxEntries); err != nil {
+		rs.log.Warn("Trimming the change log failed", "err", err)
+	}
 }
 
 // pullBuckets copies the records of shard in the digest buckets of mask
@@ -367,26 +422,10 @@ func (rs *Set) pullBuckets(ctx context.Context, shard uint16, src string, mask u
 		if err != nil {
 			return copied, err
 		}
-		if err := rs.observeOps(ops); err != nil {
+		if err := rs.applySyncPage(ctx, ops, t); err != nil {
 			return copied, err
 		}
-		if len(ops) > 0 {
-			if err := rs.st.ApplyVersioned(ops); err != nil {
-				return copied, err
-			}
-			var size int64
-			for _, op := range ops {
-				size += int64(len(op.Key) + len(op.Value))
-			}
-			copied += int64(len(ops))
-			rs.met.syncKeys.Add(float64(len(ops)))
-			rs.sync.credit(t, int64(len(ops)), size)
-			// Rate limit: one page per page-time at SyncKeysPerSecond.
-			pause := time.Duration(float64(len(ops)) / float64(rs.cfg.SyncKeysPerSecond) * float64(time.Second))
-			if !transport.Sleep(ctx, pause) {
-				return copied, ctx.Err()
-			}
-		}
+		copied += int64(len(ops))
 		if !more || len(cursor) == 0 {
 			return copied, nil
 		}

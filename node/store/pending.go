@@ -146,10 +146,16 @@ func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID)
 	}
 	pb := s.db.NewBatch()
 	defer func() { _ = pb.Close() }()
+	var visible []Op
 	for _, c := range committed {
-		if _, err := s.addCommitPending(pb, c); err != nil {
+		if _, err := s.addCommitPending(pb, c, &visible); err != nil {
 			return err
 		}
+	}
+	done, err := s.logChanges(pb, visible)
+	defer done()
+	if err != nil {
+		return err
 	}
 	if err := pb.Set(pendingKey(shard, w.Epoch, w.ID), encodePending(w.Ops), nil); err != nil {
 		return fmt.Errorf("store: batch: %w", err)
@@ -161,8 +167,10 @@ func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID)
 }
 
 // addCommitPending adds to pb what makes pending write c visible and drops
-// its record; false (and nothing added) if this store does not hold it.
-func (s *Store) addCommitPending(pb *pebble.Batch, c PendingID) (bool, error) {
+// its record, and appends the ops it makes visible to visible (for the
+// batch's change-log entry, logChanges); false (and nothing added) if this
+// store does not hold it.
+func (s *Store) addCommitPending(pb *pebble.Batch, c PendingID, visible *[]Op) (bool, error) {
 	key := pendingKey(c.Shard, c.Epoch, c.ID)
 	v, err := s.Get(key)
 	if errors.Is(err, ErrNotFound) {
@@ -184,6 +192,7 @@ func (s *Store) addCommitPending(pb *pebble.Batch, c PendingID) (bool, error) {
 	if err := pb.Delete(key, nil); err != nil {
 		return false, fmt.Errorf("store: batch: %w", err)
 	}
+	*visible = append(*visible, ops...)
 	return true, nil
 }
 
@@ -212,6 +221,11 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 	if err := addOps(pb, w.Ops, true); err != nil {
 		return err
 	}
+	done, err := s.logChanges(pb, w.Ops)
+	defer done()
+	if err != nil {
+		return err
+	}
 	if err := pb.Delete(pendingKey(shard, w.Epoch, w.ID), nil); err != nil {
 		return fmt.Errorf("store: batch: %w", err)
 	}
@@ -228,8 +242,14 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 func (s *Store) CommitPending(shard uint16, epoch, id uint64) (bool, error) {
 	pb := s.db.NewBatch()
 	defer func() { _ = pb.Close() }()
-	held, err := s.addCommitPending(pb, PendingID{Shard: shard, Epoch: epoch, ID: id})
+	var visible []Op
+	held, err := s.addCommitPending(pb, PendingID{Shard: shard, Epoch: epoch, ID: id}, &visible)
 	if err != nil || !held {
+		return false, err
+	}
+	done, err := s.logChanges(pb, visible)
+	defer done()
+	if err != nil {
 		return false, err
 	}
 	if err := pb.Commit(pebble.NoSync); err != nil {

@@ -78,6 +78,8 @@ type Store struct {
 	plainMu sync.RWMutex
 	// epochs caches the shards' recorded terms (pending.go).
 	epochs epochCache
+	// changes is the change log's state (changes.go).
+	changes changeLog
 }
 
 // Open opens (creating if needed) the database in cfg.Dir.
@@ -99,7 +101,12 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	if err := s.openChanges(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // openFormat returns the format to open cfg.Dir at: its current one, or
@@ -380,6 +387,13 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.W
 	defer func() { _ = pb.Close() }()
 	if err := addOps(pb, ops, versioned); err != nil {
 		return err
+	}
+	if versioned {
+		done, err := s.logChanges(pb, ops)
+		defer done()
+		if err != nil {
+			return err
+		}
 	}
 	if err := pb.Commit(opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)

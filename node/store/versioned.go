@@ -191,13 +191,14 @@ func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64,
 	return h.Sum64(), keys, err
 }
 
-// DeleteShard removes every key of a shard, its pending writes and its
-// recorded term (a replica this node no longer holds, after its new owners
-// confirmed it).
+// DeleteShard removes every key of a shard, its change log, its pending
+// writes and its recorded term (a replica this node no longer holds, after
+// its new owners confirmed it).
 func (s *Store) DeleteShard(shard uint16) error {
 	p := ShardPrefix(shard)
 	return s.writeEpoch(shard, func() (uint64, error) {
-		return 0, s.Apply(append([]Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}}, dropPending(shard)...))
+		ops := []Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}, dropShardChanges(shard)}
+		return 0, s.Apply(append(ops, dropPending(shard)...))
 	})
 }
 

@@ -33,6 +33,7 @@ const (
 	CommitWrite                      // request: shard, epoch, id, versioned ops -> () ; applied visible (replica)
 	Resolve                          // request: shard, epoch -> () ; the term begins, older pending dropped (replica)
 	MsgReregister                    // message: () -> the receiver registers its sessions at the sender again (presence)
+	ChangeScan                       // request: shard, cursor, head, limit -> head, records of the keys changed after the cursor, more (replica)
 )
 
 // SkipEpochCheck lists the methods valid across roster epochs: replication,
@@ -40,7 +41,8 @@ const (
 func SkipEpochCheck(m uint16) bool {
 	switch m {
 	case Replicate, Register, SyncScan, Digest, EnsureSynced, Online, Kick, Resync, Ping,
-		Lease, LeaseRelease, RangeDigest, ShardSize, Prepare, CommitNotice, PendingScan, CommitWrite, Resolve:
+		Lease, LeaseRelease, RangeDigest, ShardSize, Prepare, CommitNotice, PendingScan, CommitWrite, Resolve,
+		ChangeScan:
 		return true
 	}
 	return false

@@ -1,0 +1,150 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/wire"
+)
+
+// counterValue reads a counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// putMany writes count keys named prefix0.. through node id, per keys a
+// write.
+func (n *testNet) putMany(t *testing.T, id, prefix string, count, per int) {
+	t.Helper()
+	for i := 0; i < count; i += per {
+		var kvs []string
+		for j := i; j < min(i+per, count); j++ {
+			kvs = append(kvs, fmt.Sprintf("%s%d", prefix, j), "v")
+		}
+		if err := n.put(id, kvs...); err != nil {
+			t.Fatalf("write %s%d at %s: %v", prefix, i, id, err)
+		}
+	}
+}
+
+// A replica that missed the writes of two terms (it was cut off) takes the
+// shard over: it copies from the granter only the keys written since its
+// last catch-up from it, not the shard, and holds every acknowledged write.
+// When the granter's change log no longer reaches back that far, the
+// takeover compares digests instead and still gets them all.
+func TestReplicaTakeoverCopiesChangesSinceLastCatchUp(t *testing.T) {
+	for _, trimmed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("trimmed=%v", trimmed), func(t *testing.T) {
+			n, reps := newTestNet(t, 0)
+			p, q, r := reps[0], reps[1], reps[2]
+			epoch1 := n.waitTerm(t, p)
+			const shardKeys = 1000
+			n.putMany(t, p, "base", shardKeys, 50)
+			// q catches up from both others (what a node's start does):
+			// digests, then a cursor in each one's change log.
+			ctx := context.Background()
+			waitFor(t, "the base on every replica", func() bool { return len(n.visible(fmt.Sprint("base", shardKeys-1))) == 3 })
+			for _, src := range []string{p, r} {
+				if err := n.sets[q].pull(ctx, 0, src); err != nil {
+					t.Fatal(err)
+				}
+			}
+			qm := n.sets[q].met
+			if d := counterValue(t, qm.catchUps.WithLabelValues("digest")); d != 2 {
+				t.Fatalf("first catch-ups by digest: %v, want 2", d)
+			}
+
+			// q is cut off; p writes under its term, steps down after a
+			// failed write, and writes under its next term.
+			n.setDown(q, true)
+			n.putMany(t, p, "one", 20, 5)
+			n.setDrop(r, wire.Prepare, dropBefore)
+			if err := n.put(p, "failed", "x"); err == nil {
+				t.Fatal("a write without a quorum succeeded")
+			}
+			n.setDrop(r, wire.Prepare, 0)
+			waitFor(t, "p's next term", func() bool { e, ok := n.sets[p].writeEpoch(0); return ok && e > epoch1 })
+			n.putMany(t, p, "two", 20, 5)
+			// Every write visible on r (its last commit notice may still
+			// be on its way; a pending one would be rolled forward instead).
+			waitFor(t, "the commit notices at r", func() bool { return n.pending(t, r) == 0 })
+			if trimmed {
+				if _, err := n.sets[r].st.TrimChanges(time.Now(), 0, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// p goes, q comes back and takes over from r.
+			keysBefore := counterValue(t, qm.syncKeys)
+			changesBefore := counterValue(t, qm.catchUps.WithLabelValues("changes"))
+			digestBefore := counterValue(t, qm.catchUps.WithLabelValues("digest"))
+			n.setDown(p, true)
+			n.setDown(q, false)
+			n.waitTerm(t, q)
+			for _, prefix := range []string{"one", "two"} {
+				for i := range 20 {
+					if _, err := n.sets[q].LocalGet(testKey(fmt.Sprint(prefix, i))); err != nil {
+						t.Fatalf("the new coordinator lacks %s%d: %v", prefix, i, err)
+					}
+				}
+			}
+			copied := counterValue(t, qm.syncKeys) - keysBefore
+			changes := counterValue(t, qm.catchUps.WithLabelValues("changes")) - changesBefore
+			digest := counterValue(t, qm.catchUps.WithLabelValues("digest")) - digestBefore
+			t.Logf("takeover copied %v keys (changes %v, digest %v catch-ups)", copied, changes, digest)
+			if !trimmed {
+				if changes < 1 || digest != 0 {
+					t.Fatalf("catch-ups by changes %v, by digest %v; want only changes", changes, digest)
+				}
+				if copied != 40 {
+					t.Fatalf("the takeover copied %v keys, want the 40 written since the cursor", copied)
+				}
+				return
+			}
+			if digest < 1 {
+				t.Fatalf("no digest catch-up after the granter's log was trimmed (changes %v)", changes)
+			}
+		})
+	}
+}
+
+// The change log serves pages: a catch-up of more keys than one page holds
+// copies each of them, a key written again once more (its two entries fall
+// in different pages: a page sends a key once).
+func TestReplicaChangeScanPages(t *testing.T) {
+	n, reps := newTestNet(t, 0)
+	p, q := reps[0], reps[1]
+	n.waitTerm(t, p)
+	from := n.sets[q].st.ChangeHead()
+	const keys = 2*syncPage + 10
+	n.putMany(t, p, "k", keys, 100)
+	waitFor(t, "the writes on q", func() bool { return len(n.visible(fmt.Sprint("k", keys-1))) == 3 })
+	// Write the first keys again: they are logged twice, copied once
+	// per page.
+	n.putMany(t, p, "k", 10, 10)
+	waitFor(t, "the rewrite on q", func() bool { return n.pending(t, q) == 0 })
+	copied, head, err := n.sets[p].pullChanges(context.Background(), 0, q, from, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.Incarnation != from.Incarnation || head.Seq <= from.Seq {
+		t.Fatalf("head %+v after %+v", head, from)
+	}
+	if copied != keys+10 {
+		t.Fatalf("copied %d records for %d keys", copied, keys)
+	}
+	if _, _, err := n.sets[p].pullChanges(context.Background(), 0, q, store.ChangeCursor{Incarnation: from.Incarnation + 1}, nil); err != errChangesGone {
+		t.Fatalf("a cursor of another run: %v, want errChangesGone", err)
+	}
+}
