@@ -3,12 +3,15 @@ package replica
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/store"
 	"github.com/imcluster/imcluster/node/wire"
 )
@@ -146,5 +149,63 @@ func TestReplicaChangeScanPages(t *testing.T) {
 	}
 	if _, _, err := n.sets[p].pullChanges(context.Background(), 0, q, store.ChangeCursor{Incarnation: from.Incarnation + 1}, nil); err != errChangesGone {
 		t.Fatalf("a cursor of another run: %v, want errChangesGone", err)
+	}
+}
+
+// A shard placed on a node again before the node deleted its old copy
+// drops the pending writes that copy held from before (a takeover of the
+// new placement would roll forward those of the highest term it is told
+// of), and keeps a pending write of the new placement that arrived first.
+func TestReplicaReplacedShardDropsStalePending(t *testing.T) {
+	st := openTestStores(t, 1)[0]
+	members := func(ids ...string) []ring.Member {
+		var out []ring.Member
+		for _, id := range ids {
+			out = append(out, ring.Member{ID: id, State: ring.StateActive})
+		}
+		return out
+	}
+	placed, err := ring.New(ring.Config{Shards: 1, ReplicationFactor: 3}, 1, members("a", "b", "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := ring.New(ring.Config{Shards: 1, ReplicationFactor: 3}, 2, members("b", "c", "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ring.New(ring.Config{Shards: 1, ReplicationFactor: 3}, 3, members("a", "b", "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultLocalConfig()
+	cfg.NodeID, cfg.Store, cfg.Shards, cfg.WriteQuorum, cfg.Logger = "a", st, 1, 2, slog.New(slog.DiscardHandler)
+	rs, err := New(cfg, fixedPeers{rg: placed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.Shutdown)
+	rs.OnRing(nil, placed)
+	stale := store.PendingWrite{Epoch: 9, ID: rs.clk.Now(), Ops: []store.Op{{Kind: store.OpSet, Key: testKey("old"),
+		Value: store.EncodeVersioned(1, false, []byte("old"))}}}
+	if err := st.PutPending(0, stale); err != nil {
+		t.Fatal(err)
+	}
+	rs.OnRing(placed, gone)
+	// A write of the new placement reaches a before its ring does.
+	fresh := store.PendingWrite{Epoch: 2, ID: rs.clk.Now(), Ops: []store.Op{{Kind: store.OpSet, Key: testKey("new"),
+		Value: store.EncodeVersioned(2, false, []byte("new"))}}}
+	if err := st.PutPending(0, fresh); err != nil {
+		t.Fatal(err)
+	}
+	rs.OnRing(gone, again)
+	var left []uint64
+	if err := st.ScanPending(0, 0, 0, func(w store.PendingWrite, _ int) (bool, error) {
+		left = append(left, w.Epoch)
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(left, []uint64{2}) {
+		t.Fatalf("pending writes of terms %v after the shard was placed here again, want only the new placement's [2]", left)
 	}
 }

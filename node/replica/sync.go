@@ -41,6 +41,11 @@ type syncer struct {
 	// release lists shards this node no longer replicates: their copy is
 	// deleted once every new replica confirmed it holds the shard.
 	release []uint16
+	// leftAt holds, per shard in release, this node's clock (an HLC
+	// version) when it saw itself leave the shard's replicas: a copy placed
+	// here again before it was deleted drops the pending writes it held
+	// from before (dropStalePending).
+	leftAt map[uint16]uint64
 	// initial is set once the first catch-up of every replicated shard is
 	// done.
 	initial bool
@@ -65,6 +70,7 @@ func (s *syncer) init(rs *Set) {
 	s.transfers = map[uint16]*transfer{}
 	s.cursors = map[uint16]map[string]store.ChangeCursor{}
 	s.cursorGen = map[uint16]uint64{}
+	s.leftAt = map[uint16]uint64{}
 	s.wake = make(chan struct{}, 1)
 }
 
@@ -118,10 +124,16 @@ func (s *syncer) onRing(old, cur *ring.Ring) {
 		for _, sh := range old.ShardsOf(self) {
 			if !cur.IsReplica(sh, self) && !slices.Contains(s.release, uint16(sh)) {
 				s.release = append(s.release, uint16(sh))
+				s.leftAt[uint16(sh)] = s.rs.clk.Now()
 			}
 		}
 	}
+	stale := map[uint16]uint64{}
 	for _, sh := range cur.ShardsOf(self) {
+		if at, ok := s.leftAt[uint16(sh)]; ok {
+			stale[uint16(sh)] = at
+			delete(s.leftAt, uint16(sh))
+		}
 		if old != nil && old.IsReplica(sh, self) && s.isReady[sh] {
 			continue
 		}
@@ -130,7 +142,34 @@ func (s *syncer) onRing(old, cur *ring.Ring) {
 	}
 	s.rs.met.syncPending.Set(float64(s.pendingLocked(cur)))
 	s.mu.Unlock()
+	for sh, at := range stale {
+		s.dropStalePending(sh, at)
+	}
 	s.signal()
+}
+
+// dropStalePending drops the pending writes a copy of shard placed on this
+// node again (before it was deleted) held from before this node left the
+// shard's replicas (ids up to at): a takeover of the new placement asks
+// this node for its pending writes and would roll forward those whose term
+// is the highest named, though the shard's terms may have started over on
+// its new replicas. Writes of the new placement that reached this node
+// before its ring did have later ids and stay. The recorded term stays:
+// a term of the new placement that reached this node first may be in it,
+// and dropping it could let a resolution miss that term (a stale higher
+// term only makes the next holder begin above it).
+func (s *syncer) dropStalePending(shard uint16, at uint64) {
+	rs := s.rs
+	rs.terms.Lock()
+	defer rs.terms.Unlock()
+	n, err := rs.st.DropPendingUpTo(shard, at)
+	if err != nil {
+		rs.log.Warn("Dropping the stale pending writes of a shard placed here again failed", "shard", shard, "err", err)
+		return
+	}
+	if n > 0 {
+		rs.log.Info("Dropped the pending writes a shard placed here again held from before", "shard", shard, "writes", n)
+	}
 }
 
 func (s *syncer) enqueueLocked(shard uint16) {
@@ -283,6 +322,9 @@ func (s *syncer) releaseShards() {
 		if done {
 			s.mu.Lock()
 			s.release = slices.DeleteFunc(s.release, func(x uint16) bool { return x == shard })
+			if !cur.IsReplica(int(shard), rs.cfg.NodeID) {
+				delete(s.leftAt, shard) // deleted: DeleteShard dropped them
+			}
 			s.mu.Unlock()
 		}
 	}

@@ -202,6 +202,23 @@ func (s *Store) DeleteShard(shard uint16) error {
 	})
 }
 
+// DropPendingUpTo drops shard's pending writes whose id is at most id and
+// returns how many it dropped (the writes a copy held from before its node
+// left the shard's replicas, when the shard is placed there again).
+func (s *Store) DropPendingUpTo(shard uint16, id uint64) (int, error) {
+	var ops []Op
+	err := s.ScanPending(shard, 0, 0, func(w PendingWrite, _ int) (bool, error) {
+		if w.ID <= id {
+			ops = append(ops, Op{Kind: OpDelete, Key: pendingKey(shard, w.Epoch, w.ID)})
+		}
+		return true, nil
+	})
+	if err != nil || len(ops) == 0 {
+		return 0, err
+	}
+	return len(ops), s.Apply(ops)
+}
+
 // ScanShard calls fn for every key of shard in order, as Scan does, and
 // for nothing outside it: for the last shard (0xffff), whose prefix has no
 // PrefixEnd, it stops at ShardEnd, before node-local keys sorting above
