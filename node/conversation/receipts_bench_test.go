@@ -21,6 +21,45 @@ import (
 // by on a shared machine. "receipt" sends the messages with r=true, so
 // every ack also stores and pushes a delivery receipt.
 func BenchmarkConversationReceiverAcks(b *testing.B) {
+	benchRounds(b, "ack", func(b *testing.B, h *harness, round []benchMsg) {
+		jobs := make([]ackJob, len(round))
+		for i, m := range round {
+			jobs[i] = ackJob{c: m.to, am: &pb.AckCommand{Cid: strp(m.cid), Fromts: int64p(m.ts), Tots: int64p(m.ts)}}
+		}
+		if err := h.e.processAcks(b.Context(), jobs); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkConversationReads runs `read` commands like
+// BenchmarkConversationReceiverAcks runs acks: each round, in each of 64
+// one-to-one conversations, the receiver reads the one message sent since
+// the last round (the read pointer moves, the unread count is sent to the
+// reader's other session, and with "receipt" a read receipt is stored and
+// pushed to the sender).
+func BenchmarkConversationReads(b *testing.B) {
+	benchRounds(b, "read", func(b *testing.B, h *harness, round []benchMsg) {
+		for _, m := range round {
+			if err := h.e.handleRead(b.Context(), m.to, readReq(m.cid, m.ts, m.id)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// benchMsg is one message of a benchmark round.
+type benchMsg struct {
+	cid, id string
+	ts      int64
+	to      Caller
+}
+
+// benchRounds runs op on rounds of one message in each of 64 one-to-one
+// conversations (stored directly, one synced batch per round, untimed),
+// without and with r=true, reporting wall and process CPU time per
+// message of a round (unit "ns/"+unit and "cpu-ns/"+unit).
+func benchRounds(b *testing.B, unit string, op func(b *testing.B, h *harness, round []benchMsg)) {
 	for _, receipt := range []bool{false, true} {
 		name := "plain"
 		if receipt {
@@ -31,24 +70,23 @@ func BenchmarkConversationReceiverAcks(b *testing.B) {
 			clock := &testClock{now: time.UnixMilli(1_700_000_000_000)}
 			h := openHarness(b, vfs.Default, b.TempDir(), newTestDeliverer(), clock)
 			tom := h.caller("tom", 1)
-			cids := make([]string, convs)
-			receivers := make([]Caller, convs)
-			for i := range cids {
-				receivers[i] = h.caller("r"+strconv.Itoa(i), SessionID(i+2))
-				cids[i] = h.start(tom, receivers[i].ClientID)
+			round := make([]benchMsg, convs)
+			for i := range round {
+				round[i].to = h.caller("r"+strconv.Itoa(i), SessionID(i+2))
+				h.caller(round[i].to.ClientID, SessionID(1000+i)) // a second session, sent the unread counts
+				round[i].cid = h.start(tom, round[i].to.ClientID)
 			}
-			jobs := make([]ackJob, convs)
 			var cpu time.Duration
 			for b.Loop() {
 				b.StopTimer()
 				bt := h.st.NewBatch()
 				clock.Advance(time.Millisecond)
 				ts := clock.Now().UnixMilli()
-				for i, cid := range cids {
+				for i := range round {
 					m := &message{ID: "m" + strconv.FormatInt(ts, 36) + strconv.Itoa(i), From: tom.ClientID, Ts: ts,
 						Data: `{"_lctype":-1,"_lctext":"hello"}`, Receipt: receipt}
-					h.e.putMessage(bt, testApp, cid, m)
-					jobs[i] = ackJob{c: receivers[i], am: &pb.AckCommand{Cid: strp(cid), Fromts: int64p(ts), Tots: int64p(ts)}}
+					h.e.putMessage(bt, testApp, round[i].cid, m)
+					round[i].id, round[i].ts = m.ID, ts
 				}
 				if err := h.st.Commit(bt); err != nil {
 					b.Fatal(err)
@@ -56,15 +94,13 @@ func BenchmarkConversationReceiverAcks(b *testing.B) {
 				h.d.take()
 				before := cpuTime(b)
 				b.StartTimer()
-				if err := h.e.processAcks(b.Context(), jobs); err != nil {
-					b.Fatal(err)
-				}
+				op(b, h, round)
 				b.StopTimer()
 				cpu += cpuTime(b) - before
 				b.StartTimer()
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*convs), "ns/ack")
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*convs), "cpu-ns/ack")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*convs), "ns/"+unit)
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*convs), "cpu-ns/"+unit)
 		})
 	}
 }
