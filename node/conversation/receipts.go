@@ -114,27 +114,27 @@ type ackWork struct {
 	c     Caller
 	r     *convRecord
 	top   int64
-	rcpts []ackedMessage
+	rcpts []msgHead
 }
 
 // add records that the ack covers m.
-func (w *ackWork) add(m ackedMessage) {
+func (w *ackWork) add(m msgHead) {
 	w.top = max(w.top, m.Ts)
 	if m.Receipt && m.From != w.c.ClientID {
 		w.rcpts = append(w.rcpts, m)
 	}
 }
 
-// ackedMessage is what a receiver ack needs of a stored message: these
+// msgHead is what receiver acks and reads need of a stored message: these
 // fields of message (records.go), under the same JSON names, so decoding
-// one skips its content (TestConversationAckedMessageDecode checks they
-// agree).
-type ackedMessage struct {
-	ID      string   `json:"id"`
-	From    string   `json:"f"`
-	Ts      int64    `json:"t"`
-	Receipt bool     `json:"r,omitempty"`
-	To      []string `json:"to,omitempty"`
+// one skips its content (TestConversationMsgHeadDecode checks they agree).
+type msgHead struct {
+	ID       string   `json:"id"`
+	From     string   `json:"f"`
+	Ts       int64    `json:"t"`
+	Receipt  bool     `json:"r,omitempty"`
+	GroupRcp bool     `json:"gr,omitempty"`
+	To       []string `json:"to,omitempty"`
 }
 
 // resolveAck finds the messages a receiver ack covers (nil if none).
@@ -151,13 +151,13 @@ func (e *Engine) resolveAck(j ackJob) (*ackWork, error) {
 		if err != nil || m == nil {
 			return nil, err
 		}
-		w.add(ackedMessage{ID: m.ID, From: m.From, Ts: m.Ts, Receipt: m.Receipt})
+		w.add(msgHead{ID: m.ID, From: m.From, Ts: m.Ts, Receipt: m.Receipt})
 	case am.Tots != nil:
 		from := am.GetFromts()
 		if am.Fromts == nil || from > am.GetTots() {
 			from = am.GetTots()
 		}
-		if err := e.scanAcked(c.App, r.ID, c.ClientID, from, am.GetTots(), w.add); err != nil {
+		if err := e.scanHeads(c.App, r.ID, c.ClientID, from, am.GetTots(), false, w.add); err != nil {
 			return nil, err
 		}
 	}
@@ -167,18 +167,18 @@ func (e *Engine) resolveAck(j ackJob) (*ackWork, error) {
 	return w, nil
 }
 
-// scanAcked calls fn, in timestamp order, for the messages of cid with a
-// timestamp in [from, to] that clientID may see, looking at most at
+// scanHeads calls fn for the messages of cid with a timestamp in [from, to]
+// that clientID may see, oldest first or newest first, looking at most at
 // maxAckScan messages.
-func (e *Engine) scanAcked(app, cid, clientID string, from, to int64, fn func(ackedMessage)) error {
+func (e *Engine) scanHeads(app, cid, clientID string, from, to int64, newestFirst bool, fn func(msgHead)) error {
 	lower, upper := logsWindow{newer: true, t: from, tIncluded: true, tt: to, ttIncluded: true}.
 		bounds(e.convKey(app, cid, store.FamMsg))
 	if string(lower) >= string(upper) {
 		return nil
 	}
 	scanned := 0
-	err := e.st.Scan(lower, upper, false, func(_, v []byte) (bool, error) {
-		var m ackedMessage
+	err := e.st.Scan(lower, upper, newestFirst, func(_, v []byte) (bool, error) {
+		var m msgHead
 		if err := json.Unmarshal(v, &m); err != nil {
 			return false, err
 		}
@@ -189,7 +189,7 @@ func (e *Engine) scanAcked(app, cid, clientID string, from, to int64, fn func(ac
 		return scanned < maxAckScan, nil
 	})
 	if err != nil {
-		return internal("scan acked messages", err)
+		return internal("scan messages", err)
 	}
 	return nil
 }
@@ -442,17 +442,19 @@ func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 }
 
 // readReceipts builds the read receipts for messages in (old, target]
-// sent with r=true: in a two-member conversation to the other member, in a
-// larger one only to senders whose session asked for group receipts
-// (configBitmap bit 6). Each sender gets one receipt naming its newest such
-// message (or the reader's mid in a two-member conversation).
+// sent with r=true (the newest maxAckScan of them): in a two-member
+// conversation to the other member, in a larger one only to senders whose
+// session asked for group receipts (configBitmap bit 6). Each sender gets one
+// receipt naming its newest such message (or the reader's mid in a
+// two-member conversation).
 func (e *Engine) readReceipts(b *store.Batch, c Caller, r *convRecord, old, target int64, mid string) ([]push, error) {
-	msgs, err := e.history(context.Background(), c.App, r.ID, logsWindow{limit: maxAckScan, t: target, tIncluded: true, tt: old})
-	if err != nil {
+	var msgs []msgHead
+	if err := e.scanHeads(c.App, r.ID, c.ClientID, old+1, target, true, func(m msgHead) { msgs = append(msgs, m) }); err != nil {
 		return nil, err
 	}
+	slices.Reverse(msgs)
 	pair := len(r.Members) == 2
-	newest := map[string]*message{}
+	newest := map[string]msgHead{}
 	var senders []string
 	for _, m := range msgs {
 		if m.From == c.ClientID || !m.Receipt || (!pair && !m.GroupRcp) {

@@ -131,13 +131,14 @@ func TestConversationUnread(t *testing.T) {
 	cid := h.start(tom, "Jerry", "Mary")
 	other := h.start(tom, "Mary")
 	h.send(tom, other, "for mary only")
+	var sent []*pb.AckCommand
 	for i, msg := range []string{"one", "two", "three"} {
 		req := directReq(cid, msg)
 		if i == 1 {
 			req.DirectMessage.MentionPids = []string{"Jerry"}
 		}
 		h.clock.Advance(time.Second)
-		h.do(tom, req)
+		sent = append(sent, h.do(tom, req).GetAckMessage())
 	}
 	u, err := h.e.UnreadSummary(t.Context(), testApp, "Jerry", 0)
 	if err != nil || u == nil || len(u.Convs) != 1 {
@@ -154,6 +155,13 @@ func TestConversationUnread(t *testing.T) {
 	// Nothing changed since the last summary.
 	if again, _ := h.e.UnreadSummary(t.Context(), testApp, "Jerry", u.GetNotifTime()); again != nil {
 		t.Fatalf("unchanged summary %v", again)
+	}
+	// Read up to "one": "two" (which mentions Jerry) and "three" are left.
+	h.clock.Advance(time.Second)
+	h.do(Caller{App: testApp, ClientID: "Jerry", Session: 9}, readReq(cid, sent[0].GetT(), ""))
+	partial, _ := h.e.UnreadSummary(t.Context(), testApp, "Jerry", 0)
+	if partial == nil || partial.Convs[0].GetUnread() != 2 || !partial.Convs[0].GetMentioned() {
+		t.Fatalf("summary after reading one of three %v", partial)
 	}
 	h.clock.Advance(time.Second)
 	h.do(Caller{App: testApp, ClientID: "Jerry", Session: 9}, readReq(cid, h.clock.Now().UnixMilli(), ""))
@@ -409,10 +417,10 @@ func TestConversationAcksAfterCrash(t *testing.T) {
 	}
 }
 
-// TestConversationAckedMessageDecode checks that a stored message decodes
-// to the same id, sender, timestamp, receipt flag and recipients through
-// ackedMessage, which receiver acks decode, as through decodeMessage.
-func TestConversationAckedMessageDecode(t *testing.T) {
+// TestConversationMsgHeadDecode checks that a stored message decodes to the
+// same id, sender, timestamp, receipt flags and recipients through msgHead,
+// which receiver acks and reads decode, as through decodeMessage.
+func TestConversationMsgHeadDecode(t *testing.T) {
 	h := newHarness(t)
 	for _, m := range []*message{
 		{ID: "m1", From: "Tom", Ts: 1_700_000_000_001, Data: `{"_lctext":"\"r\":true"}`},
@@ -426,13 +434,13 @@ func TestConversationAckedMessageDecode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got ackedMessage
+		var got msgHead
 		if err := json.Unmarshal(v, &got); err != nil {
 			t.Fatal(err)
 		}
-		want := ackedMessage{ID: full.ID, From: full.From, Ts: full.Ts, Receipt: full.Receipt, To: full.To}
-		if got.ID != want.ID || got.From != want.From || got.Ts != want.Ts || got.Receipt != want.Receipt || !slices.Equal(got.To, want.To) ||
-			want.ID != m.ID || want.Receipt != m.Receipt || len(want.To) != len(m.To) {
+		want := msgHead{ID: full.ID, From: full.From, Ts: full.Ts, Receipt: full.Receipt, GroupRcp: full.GroupRcp, To: full.To}
+		if got.ID != want.ID || got.From != want.From || got.Ts != want.Ts || got.Receipt != want.Receipt || got.GroupRcp != want.GroupRcp ||
+			!slices.Equal(got.To, want.To) || want.ID != m.ID || want.Receipt != m.Receipt || want.GroupRcp != m.GroupRcp || len(want.To) != len(m.To) {
 			t.Fatalf("acked message %+v, stored %+v", got, m)
 		}
 	}

@@ -40,11 +40,17 @@ func (e *Engine) unreadCount(app, clientID, cid string, readTs int64) (int, bool
 }
 
 // unreadTuple builds the client's UnreadTuple for r; l is r's newest message
-// or nil.
+// or the newest the client sees, or nil. A read pointer at or past l leaves
+// nothing to count (what the client does not see is never counted), so the
+// common case, a client that read everything, costs no scan.
 func (e *Engine) unreadTuple(app, clientID string, r *convRecord, s clientState, l *message) (*pb.UnreadTuple, error) {
-	n, mentioned, err := e.unreadCount(app, clientID, r.ID, s.ReadTs)
-	if err != nil {
-		return nil, err
+	var n int
+	var mentioned bool
+	if l == nil || l.Ts > s.ReadTs {
+		var err error
+		if n, mentioned, err = e.unreadCount(app, clientID, r.ID, s.ReadTs); err != nil {
+			return nil, err
+		}
 	}
 	t := &pb.UnreadTuple{Cid: strp(r.ID), Unread: int32p(int32(n)), ConvType: int32p(int32(r.Kind))}
 	if n > 0 && mentioned {
