@@ -341,8 +341,15 @@ const maxOutNotices = 512
 // outNotices holds the commit notices owed, per replica.
 type outNotices struct {
 	mu    sync.Mutex
-	peers map[string][]notice
+	peers map[string]owed
 	kick  chan struct{} // capacity 1: wakes flushNotices
+}
+
+// owed is what one replica is owed: the notices, and since when the oldest
+// waits.
+type owed struct {
+	ns    []notice
+	since time.Time
 }
 
 // sendCommit queues the notice that a write replica to holds pending is
@@ -350,19 +357,24 @@ type outNotices struct {
 func (rs *Set) sendCommit(to string, shard uint16, epoch, id uint64) {
 	o := &rs.outNotices
 	o.mu.Lock()
-	ns := append(o.peers[to], notice{shard: shard, epoch: epoch, id: id})
-	full := len(ns) >= maxOutNotices
+	ow := o.peers[to]
+	first := len(ow.ns) == 0
+	if first {
+		ow.since = time.Now()
+	}
+	ow.ns = append(ow.ns, notice{shard: shard, epoch: epoch, id: id})
+	full := len(ow.ns) >= maxOutNotices
 	if full {
 		delete(o.peers, to)
 	} else {
-		o.peers[to] = ns
+		o.peers[to] = ow
 	}
 	o.mu.Unlock()
 	if full {
-		rs.sendNotices(to, ns)
+		rs.sendNotices(to, ow.ns)
 		return
 	}
-	if len(ns) == 1 {
+	if first {
 		select {
 		case o.kick <- struct{}{}:
 		default:
@@ -375,13 +387,14 @@ func (rs *Set) takeNotices(to string) []notice {
 	o := &rs.outNotices
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	ns := o.peers[to]
+	ow := o.peers[to]
 	delete(o.peers, to)
-	return ns
+	return ow.ns
 }
 
 // flushNotices is the worker sending, until the Set stops, the notices no
-// write carried within Config.CommitNoticeDelay of the first one queued.
+// write carried within Config.CommitNoticeDelay of the oldest one owed to
+// the same replica.
 func (rs *Set) flushNotices() {
 	for {
 		select {
@@ -389,18 +402,42 @@ func (rs *Set) flushNotices() {
 			return
 		case <-rs.outNotices.kick:
 		}
-		if !transport.Sleep(rs.ctx, rs.cfg.CommitNoticeDelay) {
-			return
-		}
-		o := &rs.outNotices
-		o.mu.Lock()
-		all := o.peers
-		o.peers = map[string][]notice{}
-		o.mu.Unlock()
-		for to, ns := range all {
-			rs.sendNotices(to, ns)
+		for wait := rs.cfg.CommitNoticeDelay; wait > 0; wait = rs.flushDue() {
+			if !transport.Sleep(rs.ctx, wait) {
+				return
+			}
 		}
 	}
+}
+
+// flushDue sends the notices owed to each replica whose oldest one waited
+// Config.CommitNoticeDelay, and returns how long until the next replica's
+// are due (0: nothing is owed).
+func (rs *Set) flushDue() time.Duration {
+	delay := rs.cfg.CommitNoticeDelay
+	o := &rs.outNotices
+	var due map[string][]notice
+	var next time.Duration
+	o.mu.Lock()
+	now := time.Now()
+	for to, ow := range o.peers {
+		if left := delay - now.Sub(ow.since); left > 0 {
+			if next == 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		if due == nil {
+			due = map[string][]notice{}
+		}
+		due[to] = ow.ns
+		delete(o.peers, to)
+	}
+	o.mu.Unlock()
+	for to, ns := range due {
+		rs.sendNotices(to, ns)
+	}
+	return next
 }
 
 // sendNotices sends notices to replica to as wire.CommitNotice messages,

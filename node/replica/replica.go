@@ -215,7 +215,7 @@ func New(cfg Config, peers Peers) (*Set, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &Set{cfg: cfg, log: cfg.Logger.With("component", "replica"), st: cfg.Store, met: m, peers: peers,
 		clk: hlc{now: cfg.Now}, ctx: ctx, cancel: cancel, notices: make(chan notice, noticeQueue),
-		outNotices: outNotices{peers: map[string][]notice{}, kick: make(chan struct{}, 1)}, doubt: doubts{shards: map[uint16]*doubtState{}}}
+		outNotices: outNotices{peers: map[string]owed{}, kick: make(chan struct{}, 1)}, doubt: doubts{shards: map[uint16]*doubtState{}}}
 	rs.sync.init(rs)
 	if err := rs.initLeases(); err != nil {
 		cancel()
