@@ -29,6 +29,10 @@ type Config struct {
 	NodeID string
 	// DataDir holds the Pebble database. Required.
 	DataDir string
+	// StoreReadCacheSize bounds the store's read cache in bytes (hot
+	// records kept in memory, coherent with every write; node/store's
+	// cache.go). Zero value means 32 MiB; negative disables it.
+	StoreReadCacheSize int64
 	// ClientAddr is the client listen address: WebSocket and the REST
 	// endpoints. Zero value means ":8080".
 	ClientAddr string

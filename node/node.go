@@ -112,7 +112,8 @@ func (n *Node) Start() error {
 	if err != nil {
 		return err
 	}
-	scfg := store.Config{Dir: n.cfg.DataDir, Logger: n.cfg.Logger.With("component", logComponentStore)}
+	scfg := store.Config{Dir: n.cfg.DataDir, Logger: n.cfg.Logger.With("component", logComponentStore),
+		ReadCacheSize: n.cfg.StoreReadCacheSize, Registerer: n.reg}
 	if n.cfg.FaultDiskFullAfter > 0 {
 		scfg.FaultDiskFull = &n.diskFull
 	}

@@ -11,6 +11,9 @@
 // concurrent updates of different fields all survive, and read back as a
 // fields value (DecodeFields).
 //
+// Point reads are served from a read cache of hot records, bounded in
+// bytes and kept coherent by every commit (cache.go).
+//
 // Writes are acknowledged only after they are durable: Commit fsyncs the WAL.
 // Pebble coalesces concurrent synchronous commits into one WAL fsync, which is
 // the group commit the send path relies on for throughput.

@@ -160,10 +160,7 @@ func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID)
 	if err := pb.Set(pendingKey(shard, w.Epoch, w.ID), encodePending(w.Ops), nil); err != nil {
 		return fmt.Errorf("store: batch: %w", err)
 	}
-	if err := pb.Commit(syncOpts(!w.NoSync)); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	return nil
+	return s.commit(pb, syncOpts(!w.NoSync))
 }
 
 // addCommitPending adds to pb what makes pending write c visible and drops
@@ -229,10 +226,7 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 	if err := pb.Delete(pendingKey(shard, w.Epoch, w.ID), nil); err != nil {
 		return fmt.Errorf("store: batch: %w", err)
 	}
-	if err := pb.Commit(opts); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	return nil
+	return s.commit(pb, opts)
 }
 
 // CommitPending makes the pending write (epoch, id) of shard visible and
@@ -252,8 +246,8 @@ func (s *Store) CommitPending(shard uint16, epoch, id uint64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := pb.Commit(pebble.NoSync); err != nil {
-		return false, fmt.Errorf("store: commit: %w", err)
+	if err := s.commit(pb, pebble.NoSync); err != nil {
+		return false, err
 	}
 	return true, nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrNotFound is returned by Get when the key does not exist.
@@ -38,6 +40,13 @@ type Config struct {
 	CacheSize int64
 	// Logger receives Pebble's log lines. Zero value means slog.Default().
 	Logger *slog.Logger
+	// ReadCacheSize bounds the read cache (cache.go) in bytes: the values
+	// of recently read keys, kept coherent with every write. Zero value
+	// means DefaultReadCacheSize (32 MiB); negative disables it.
+	ReadCacheSize int64
+	// Registerer receives the read cache's metrics
+	// (imnode_store_read_cache_*). Nil means none are registered.
+	Registerer prometheus.Registerer
 	// FaultDiskFull, when set and true, fails every write to the
 	// filesystem with ENOSPC (fault injection: disk-full tests). Nil means
 	// no injection.
@@ -80,6 +89,13 @@ type Store struct {
 	epochs epochCache
 	// changes is the change log's state (changes.go).
 	changes changeLog
+	// cache holds recently read values (nil: disabled); every commit
+	// keeps it coherent (see cache.go).
+	cache *readCache
+	// testHookFill and testHookCommit, when set (tests only), run in Get
+	// between the Pebble read and the cache fill, and in commit between
+	// marking the keys in flight and the Pebble commit.
+	testHookFill, testHookCommit func()
 }
 
 // Open opens (creating if needed) the database in cfg.Dir.
@@ -105,6 +121,20 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.openChanges(); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if cfg.ReadCacheSize == 0 {
+		cfg.ReadCacheSize = DefaultReadCacheSize
+	}
+	if cfg.ReadCacheSize > 0 {
+		s.cache = newReadCache(cfg.ReadCacheSize)
+		if cfg.Registerer != nil {
+			for _, c := range s.cache.collectors() {
+				if err := cfg.Registerer.Register(c); err != nil {
+					_ = db.Close()
+					return nil, fmt.Errorf("store: register metrics: %w", err)
+				}
+			}
+		}
 	}
 	return s, nil
 }
@@ -233,8 +263,17 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Get returns a copy of the value stored under key, or ErrNotFound.
+// Get returns a copy of the value stored under key, or ErrNotFound. It is
+// served from the read cache when the cache holds key.
 func (s *Store) Get(key []byte) ([]byte, error) {
+	var gen uint64
+	if s.cache != nil {
+		v, g, ok := s.cache.get(key)
+		if ok {
+			return v, nil
+		}
+		gen = g
+	}
 	v, closer, err := s.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
@@ -244,6 +283,12 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 	}
 	out := append([]byte(nil), v...)
 	_ = closer.Close()
+	if s.cache != nil {
+		if s.testHookFill != nil {
+			s.testHookFill()
+		}
+		s.cache.fill(key, bytes.Clone(out), gen)
+	}
 	return out, nil
 }
 
@@ -395,10 +440,49 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.W
 			return err
 		}
 	}
+	return s.commit(pb, opts)
+}
+
+// commit commits pb with opts, keeping the read cache coherent: every
+// write of shard keys goes through here. The keys and ranges the cache
+// drops are read from pb itself, so no write can leave one out.
+func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
+	if s.cache != nil {
+		written, err := batchWrites(pb)
+		if err != nil {
+			return err
+		}
+		s.cache.begin(written)
+		defer s.cache.end(written)
+		if s.testHookCommit != nil {
+			s.testHookCommit()
+		}
+	}
 	if err := pb.Commit(opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
+}
+
+// batchWrites lists what pb writes: an OpDelete per written key, an
+// OpDeleteRange per deleted range. The slices alias pb.
+func batchWrites(pb *pebble.Batch) ([]Op, error) {
+	out := make([]Op, 0, pb.Count())
+	r := pb.Reader()
+	for {
+		kind, key, value, ok, err := r.Next()
+		if err != nil {
+			return nil, fmt.Errorf("store: read batch: %w", err)
+		}
+		if !ok {
+			return out, nil
+		}
+		if kind == pebble.InternalKeyKindRangeDelete {
+			out = append(out, Op{Kind: OpDeleteRange, Key: key, Value: value})
+			continue
+		}
+		out = append(out, Op{Kind: OpDelete, Key: key})
+	}
 }
 
 // addOps adds ops to pb as apply describes.

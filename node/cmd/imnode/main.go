@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +48,18 @@ func run() error {
 	fs := flag.NewFlagSet("imnode", flag.ContinueOnError)
 	fs.StringVar(&cfg.NodeID, "node-id", "", "stable node id (default imnode-0)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the node's database (required)")
+	fs.Func("store-read-cache-mib", "MiB of hot records the store keeps in memory, coherent with every write (default 32, 0: off)", func(v string) error {
+		mib, err := strconv.ParseInt(v, 10, 32)
+		switch {
+		case err != nil || mib < 0:
+			return fmt.Errorf("want a number of MiB (0 or more), got %q", v)
+		case mib == 0:
+			cfg.StoreReadCacheSize = -1
+		default:
+			cfg.StoreReadCacheSize = mib << 20
+		}
+		return nil
+	})
 	fs.StringVar(&cfg.ClientAddr, "client-addr", ":8080", "client listen address: WebSocket and REST")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":8081", "admin listen address: health, metrics, admin API")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /admin/v1/* (empty: no check, development only)")

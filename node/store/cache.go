@@ -1,0 +1,252 @@
+package store
+
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The read cache keeps the values of recently read keys in memory, so the
+// point reads every command repeats (a conversation's record on each send,
+// a client's read state on each ack) skip Pebble: its memtable and level
+// searches and the merge of a field doc's operands.
+//
+// It is coherent with every write to the database because it sits under
+// every one of them: all commits of shard keys go through Store.commit (Apply,
+// ApplyVersioned, PutPending with the commits riding on it, CommitWrite,
+// CommitPending, ResolveShard, DeleteShard, every delete range), which reads
+// the keys and ranges the batch writes from the batch itself, marks them
+// in flight and drops their entries before the Pebble commit (begin), and
+// clears the marks after it (end), whatever its outcome. A read fills the
+// cache only if no write touched its cache shard between its look-up and
+// its fill (the shard's generation, raised by every begin and end) and
+// none is in flight on its key: so a fill never stores a value older than
+// a committed write, and an entry, while present, is the key's value in
+// Pebble. Node-local keys (pending writes, terms, the change log, the lease
+// marker, above every shard's keys) are not cached, so the change log's own
+// trims need not go through Store.commit.
+//
+// The cache is bounded in bytes (ReadCacheSize, key and value plus a fixed
+// overhead per entry): a fill that takes a cache shard past its part of
+// the bound evicts entries of that shard in map order (random) until it
+// fits again. It holds values found, never absence.
+type readCache struct {
+	shards    [cacheShards]cacheShard
+	shardMax  int64 // bytes per shard
+	hits      atomic.Uint64
+	misses    atomic.Uint64
+	usedBytes atomic.Int64
+}
+
+// cacheShards is the number of independently locked parts of the cache.
+const cacheShards = 16
+
+// cacheEntryOverhead is counted per entry on top of its key and value (map
+// slot, string and slice headers).
+const cacheEntryOverhead = 64
+
+// DefaultReadCacheSize is the read cache's bound when Config.ReadCacheSize
+// is zero.
+const DefaultReadCacheSize = 32 << 20
+
+// cacheShard is one part of the cache. mu, a leaf lock, guards all of it;
+// it is never held across a Pebble call.
+type cacheShard struct {
+	mu sync.Mutex
+	// gen rises at every begin and end of a write touching this shard:
+	// a fill checks it did not move since its look-up.
+	gen     uint64
+	entries map[string][]byte
+	// writing counts the writes in flight per key, ranges the delete
+	// ranges in flight (they may cover any key of the shard).
+	writing map[string]int
+	ranges  int
+	bytes   int64
+}
+
+func newReadCache(size int64) *readCache {
+	c := &readCache{shardMax: size / cacheShards}
+	for i := range c.shards {
+		c.shards[i].entries = map[string][]byte{}
+		c.shards[i].writing = map[string]int{}
+	}
+	return c
+}
+
+// cacheable reports whether key's value may be cached: not a node-local key.
+func cacheable(key []byte) bool { return !bytes.HasPrefix(key, nodeLocalPrefix) }
+
+// nodeLocalPrefix starts every node-local key (pending writes, terms, the
+// lease marker): above every shard's keys.
+var nodeLocalPrefix = []byte{0xff, 0xff, 0xff}
+
+func (c *readCache) shard(key []byte) *cacheShard {
+	return &c.shards[xxhash.Sum64(key)%cacheShards]
+}
+
+// get returns a copy of key's cached value and true, or the shard's
+// generation to hand to fill.
+func (c *readCache) get(key []byte) ([]byte, uint64, bool) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	v, ok := sh.entries[string(key)]
+	gen := sh.gen
+	sh.mu.Unlock()
+	if ok {
+		c.hits.Add(1)
+		return bytes.Clone(v), 0, true
+	}
+	c.misses.Add(1)
+	return nil, gen, false
+}
+
+// fill caches v (which the caller no longer modifies) as key's value, read
+// from Pebble after get returned gen, unless a write touched the shard
+// since or is in flight on key.
+func (c *readCache) fill(key, v []byte, gen uint64) {
+	if !cacheable(key) {
+		return
+	}
+	sh := c.shard(key)
+	size := int64(len(key)+len(v)) + cacheEntryOverhead
+	if size > c.shardMax {
+		return
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.gen != gen || sh.ranges > 0 || sh.writing[string(key)] > 0 {
+		return
+	}
+	if old, ok := sh.entries[string(key)]; ok {
+		c.account(sh, -int64(len(key)+len(old))-cacheEntryOverhead)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	sh.entries[string(key)] = v
+	c.account(sh, size)
+	for k, old := range sh.entries {
+		if sh.bytes <= c.shardMax {
+			break
+		}
+		if k == string(key) {
+			continue
+		}
+		delete(sh.entries, k)
+		c.account(sh, -int64(len(k)+len(old))-cacheEntryOverhead)
+	}
+}
+
+func (c *readCache) account(sh *cacheShard, delta int64) {
+	sh.bytes += delta
+	c.usedBytes.Add(delta)
+}
+
+// begin marks the keys ops write (see batchWrites) as in flight and drops
+// their entries; the caller commits them to Pebble and then calls
+// end(ops), whatever the commit's outcome. The delete ranges of ops (a shard's, a conversation's
+// messages) are marked in every cache shard and drop the entries they
+// cover in one pass over each.
+func (c *readCache) begin(ops []Op) {
+	var ranges []Op
+	for _, op := range ops {
+		if op.Kind == OpDeleteRange {
+			if cacheable(op.Key) {
+				ranges = append(ranges, op)
+			}
+			continue
+		}
+		if !cacheable(op.Key) {
+			continue
+		}
+		sh := c.shard(op.Key)
+		sh.mu.Lock()
+		sh.gen++
+		sh.writing[string(op.Key)]++
+		if old, ok := sh.entries[string(op.Key)]; ok {
+			delete(sh.entries, string(op.Key))
+			c.account(sh, -int64(len(op.Key)+len(old))-cacheEntryOverhead)
+		}
+		sh.mu.Unlock()
+	}
+	if len(ranges) > 0 {
+		c.beginRanges(ranges)
+	}
+}
+
+// beginRanges marks delete ranges in flight in every shard and drops the
+// entries they cover.
+func (c *readCache) beginRanges(ranges []Op) {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.gen++
+		sh.ranges++
+		for k, old := range sh.entries {
+			if inRanges(k, ranges) {
+				delete(sh.entries, k)
+				c.account(sh, -int64(len(k)+len(old))-cacheEntryOverhead)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// inRanges reports whether key lies in one of the delete ranges
+// [Key, Value).
+func inRanges(key string, ranges []Op) bool {
+	for _, r := range ranges {
+		if key >= string(r.Key) && key < string(r.Value) {
+			return true
+		}
+	}
+	return false
+}
+
+// end clears the marks begin(ops) set.
+func (c *readCache) end(ops []Op) {
+	ranged := false
+	for _, op := range ops {
+		if op.Kind == OpDeleteRange {
+			ranged = ranged || cacheable(op.Key)
+			continue
+		}
+		if !cacheable(op.Key) {
+			continue
+		}
+		sh := c.shard(op.Key)
+		sh.mu.Lock()
+		sh.gen++
+		if n := sh.writing[string(op.Key)]; n > 1 {
+			sh.writing[string(op.Key)] = n - 1
+		} else {
+			delete(sh.writing, string(op.Key))
+		}
+		sh.mu.Unlock()
+	}
+	if ranged {
+		for i := range c.shards {
+			sh := &c.shards[i]
+			sh.mu.Lock()
+			sh.gen++
+			sh.ranges--
+			sh.mu.Unlock()
+		}
+	}
+}
+
+// collectors returns the cache's metrics.
+func (c *readCache) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imnode_store_read_cache_hits_total",
+			Help: "Point reads served from the store's read cache."}, func() float64 { return float64(c.hits.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imnode_store_read_cache_misses_total",
+			Help: "Point reads the store's read cache did not hold (read from Pebble)."}, func() float64 { return float64(c.misses.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imnode_store_read_cache_bytes",
+			Help: "Bytes held by the store's read cache (keys, values and a fixed overhead per entry)."},
+			func() float64 { return float64(c.usedBytes.Load()) }),
+	}
+}

@@ -1,0 +1,222 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// cacheKey is a replicated key of shard 3.
+func cacheKey(s string) []byte { return NewKey(3, "app", FamConv).Str(s).Bytes() }
+
+// getRecord reads key and returns its value's bytes, or "<none>".
+func getRecord(t *testing.T, st *Store, key []byte) string {
+	t.Helper()
+	v, err := st.Get(key)
+	if errors.Is(err, ErrNotFound) {
+		return "<none>"
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, val, err := DecodeVersioned(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(val)
+}
+
+// TestStoreReadCacheCoherent caches a value by reading it, writes the key
+// through each write path of the store, and reads it again: every path
+// must drop the cached value.
+func TestStoreReadCacheCoherent(t *testing.T) {
+	rec := func(version uint64, v string) []byte { return EncodeVersioned(version, false, []byte(v)) }
+	key := cacheKey("c1")
+	tests := []struct {
+		name  string
+		write func(t *testing.T, st *Store)
+		want  string
+	}{
+		{"apply versioned (repair, catch-up)", func(t *testing.T, st *Store) {
+			must(t, st.ApplyVersioned([]Op{{Kind: OpSet, Key: key, Value: rec(20, "new")}}))
+		}, "new"},
+		{"commit pending", func(t *testing.T, st *Store) {
+			must(t, st.PutPending(3, PendingWrite{Epoch: 1, ID: 20, Ops: []Op{{Kind: OpSet, Key: key, Value: rec(20, "new")}}}))
+			if ok, err := st.CommitPending(3, 1, 20); err != nil || !ok {
+				t.Fatalf("CommitPending = %v, %v", ok, err)
+			}
+		}, "new"},
+		{"commit notice riding on the next prepare", func(t *testing.T, st *Store) {
+			must(t, st.PutPending(3, PendingWrite{Epoch: 1, ID: 20, Ops: []Op{{Kind: OpSet, Key: key, Value: rec(20, "new")}}}))
+			must(t, st.PutPending(3, PendingWrite{Epoch: 1, ID: 21, Ops: []Op{{Kind: OpSet, Key: cacheKey("c2"), Value: rec(21, "x")}}},
+				PendingID{Shard: 3, Epoch: 1, ID: 20}))
+		}, "new"},
+		{"commit write (roll forward)", func(t *testing.T, st *Store) {
+			must(t, st.CommitWrite(3, PendingWrite{Epoch: 1, ID: 20, Ops: []Op{{Kind: OpSet, Key: key, Value: rec(20, "new")}}}))
+		}, "new"},
+		{"delete shard", func(t *testing.T, st *Store) { must(t, st.DeleteShard(3)) }, "<none>"},
+		{"delete range", func(t *testing.T, st *Store) {
+			must(t, st.Apply([]Op{{Kind: OpDeleteRange, Key: ShardPrefix(3), Value: ShardEnd(3)}}))
+		}, "<none>"},
+		{"plain set", func(t *testing.T, st *Store) {
+			must(t, st.Apply([]Op{{Kind: OpSet, Key: key, Value: rec(5, "new")}}))
+		}, "new"},
+		{"plain delete", func(t *testing.T, st *Store) { must(t, st.Apply([]Op{{Kind: OpDelete, Key: key}})) }, "<none>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := openMem(t, vfs.NewMem())
+			defer func() { _ = st.Close() }()
+			must(t, st.ApplyVersioned([]Op{{Kind: OpSet, Key: key, Value: rec(10, "old")}}))
+			for range 2 {
+				if got := getRecord(t, st, key); got != "old" {
+					t.Fatalf("before the write: %q", got)
+				}
+			}
+			if st.cache.hits.Load() == 0 {
+				t.Fatal("the second read was not served from the cache")
+			}
+			tt.write(t, st)
+			if got := getRecord(t, st, key); got != tt.want {
+				t.Fatalf("after the write: %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestStoreReadCacheFillRace writes a key between a read's Pebble look-up
+// and its cache fill: the fill must not store the value it read, older than
+// the committed write.
+func TestStoreReadCacheFillRace(t *testing.T) {
+	st := openMem(t, vfs.NewMem())
+	defer func() { _ = st.Close() }()
+	key := cacheKey("c1")
+	must(t, st.ApplyVersioned([]Op{{Kind: OpSet, Key: key, Value: EncodeVersioned(10, false, []byte("old"))}}))
+	st.testHookFill = func() {
+		st.testHookFill = nil
+		must(t, st.ApplyVersioned([]Op{{Kind: OpSet, Key: key, Value: EncodeVersioned(20, false, []byte("new"))}}))
+	}
+	if got := getRecord(t, st, key); got != "old" {
+		t.Fatalf("racing read: %q", got)
+	}
+	if got := getRecord(t, st, key); got != "new" {
+		t.Fatalf("after the write: %q, want new", got)
+	}
+}
+
+// TestStoreReadCacheReadDuringWrite reads a key while a write of it is
+// being committed: that read must not leave the value it found (older than
+// the write) in the cache.
+func TestStoreReadCacheReadDuringWrite(t *testing.T) {
+	st := openMem(t, vfs.NewMem())
+	defer func() { _ = st.Close() }()
+	key := cacheKey("c1")
+	must(t, st.ApplyVersioned([]Op{{Kind: OpSet, Key: key, Value: EncodeVersioned(10, false, []byte("old"))}}))
+	st.testHookCommit = func() {
+		st.testHookCommit = nil
+		if got := getRecord(t, st, key); got != "old" {
+			t.Errorf("read before the commit: %q", got)
+		}
+	}
+	must(t, st.ApplyVersioned([]Op{{Kind: OpSet, Key: key, Value: EncodeVersioned(20, false, []byte("new"))}}))
+	if got := getRecord(t, st, key); got != "new" {
+		t.Fatalf("after the write: %q, want new", got)
+	}
+}
+
+// TestStoreReadCacheBounded reads more values than the cache holds: its
+// bytes stay within the bound and every read is still right.
+func TestStoreReadCacheBounded(t *testing.T) {
+	const size = 64 << 10
+	st, err := Open(Config{Dir: "/db", FS: vfs.NewMem(), ReadCacheSize: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	val := bytes.Repeat([]byte("v"), 500)
+	var ops []Op
+	for i := range 1000 {
+		ops = append(ops, Op{Kind: OpSet, Key: cacheKey(fmt.Sprint(i)), Value: EncodeVersioned(1, false, append(val, fmt.Sprint(i)...))})
+	}
+	must(t, st.ApplyVersioned(ops))
+	for i := range 1000 {
+		if got := getRecord(t, st, cacheKey(fmt.Sprint(i))); got != string(val)+fmt.Sprint(i) {
+			t.Fatalf("key %d: %q", i, got)
+		}
+		if used := st.cache.usedBytes.Load(); used > size {
+			t.Fatalf("cache holds %d bytes, bound %d", used, size)
+		}
+	}
+	if used := st.cache.usedBytes.Load(); used < size/2 {
+		t.Fatalf("cache holds %d bytes of a %d-byte bound after 500 KB of reads", used, size)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkStoreGet reads, with and without the read cache, a field doc
+// whose fields were written by 20 separate updates (a conversation record:
+// Pebble merges the operands on every read) and a key that does not exist
+// (a send's de-duplication look-up), on a store whose 20,000 other keys are
+// flushed to tables.
+func BenchmarkStoreGet(b *testing.B) {
+	for _, cache := range []int64{-1, 0} {
+		name := "cache=on"
+		if cache < 0 {
+			name = "cache=off"
+		}
+		st, err := Open(Config{Dir: b.TempDir(), ReadCacheSize: cache, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = st.Close() })
+		var ops []Op
+		for i := range 20000 {
+			ops = append(ops, Op{Kind: OpSet, Key: cacheKey(fmt.Sprint("m", i)), Value: EncodeVersioned(1, false, make([]byte, 200))})
+		}
+		if err := st.ApplyVersioned(ops); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.db.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		doc := cacheKey("doc")
+		for i := range 20 {
+			var fb Batch
+			fb.MergeFields(doc, []Field{{Name: fmt.Sprint("f", i), Value: make([]byte, 20)}})
+			rec, err := DocRecord(uint64(i+1), fb.Ops()[0].Value)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := st.ApplyVersioned([]Op{{Kind: OpSet, Key: doc, Value: rec}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(name+"/field-doc", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := st.Get(doc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/absent", func(b *testing.B) {
+			b.ReportAllocs()
+			absent := cacheKey("absent")
+			for b.Loop() {
+				if _, err := st.Get(absent); !errors.Is(err, ErrNotFound) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
