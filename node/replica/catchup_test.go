@@ -17,7 +17,7 @@ import (
 )
 
 // counterValue reads a counter.
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
+func counterValue(t testing.TB, c prometheus.Counter) float64 {
 	t.Helper()
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
@@ -207,5 +207,58 @@ func TestReplicaReplacedShardDropsStalePending(t *testing.T) {
 	}
 	if !slices.Equal(left, []uint64{2}) {
 		t.Fatalf("pending writes of terms %v after the shard was placed here again, want only the new placement's [2]", left)
+	}
+}
+
+// BenchmarkTakeoverCatchUp measures one catch-up of a 200,000-key shard
+// from a replica holding 100 records this node lacks (what a takeover does
+// per granter): by the source's change log after this node's cursor, and
+// by digests (no cursor: both sides read the whole shard, and the
+// differing buckets are copied), at the default sync rate limit.
+func BenchmarkTakeoverCatchUp(b *testing.B) {
+	const shardKeys, missed = 200_000, 100
+	for _, method := range []string{"changes", "digest"} {
+		b.Run(method, func(b *testing.B) {
+			n, reps := newTestNetConfig(b, func(c *Config) { c.AntiEntropyInterval = time.Hour })
+			q, r := n.sets[reps[1]], n.sets[reps[2]]
+			val := make([]byte, 200)
+			for i := 0; i < shardKeys; i += 1000 {
+				var ops []store.Op
+				for j := i; j < i+1000; j++ {
+					ops = append(ops, store.Op{Kind: store.OpSet, Key: testKey(fmt.Sprint("base", j)),
+						Value: store.EncodeVersioned(uint64(j+1), false, val)})
+				}
+				for _, rs := range []*Set{q, r} {
+					if err := rs.st.ApplyVersioned(ops); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			ctx := context.Background()
+			if _, err := q.catchUpFrom(ctx, 0, r.cfg.NodeID, nil); err != nil { // the first catch-up
+				b.Fatal(err)
+			}
+			keys := counterValue(b, q.met.syncKeys)
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				var ops []store.Op
+				for j := range missed {
+					ops = append(ops, store.Op{Kind: store.OpSet, Key: testKey(fmt.Sprint("new", i, "-", j)),
+						Value: store.EncodeVersioned(r.clk.Now(), false, val)})
+				}
+				if err := r.st.ApplyVersioned(ops); err != nil {
+					b.Fatal(err)
+				}
+				if method == "digest" {
+					q.sync.forgetCursors(0)
+				}
+				b.StartTimer()
+				if _, err := q.catchUpFrom(ctx, 0, r.cfg.NodeID, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric((counterValue(b, q.met.syncKeys)-keys)/float64(b.N), "keys/op")
+		})
 	}
 }

@@ -32,7 +32,7 @@ func (p fixedPeers) Send(string, uint16, []byte) error { return transport.ErrUna
 
 // openTestStores opens n stores in temporary directories (closed in
 // t.Cleanup).
-func openTestStores(t *testing.T, n int) []*store.Store {
+func openTestStores(t testing.TB, n int) []*store.Store {
 	t.Helper()
 	var out []*store.Store
 	for range n {

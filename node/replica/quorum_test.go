@@ -158,7 +158,7 @@ func newTestNet(t *testing.T, maxPayload int) (*testNet, []string) {
 }
 
 // newTestNetConfig is newTestNet with each Set's Config changed by set.
-func newTestNetConfig(t *testing.T, set func(*Config)) (*testNet, []string) {
+func newTestNetConfig(t testing.TB, set func(*Config)) (*testNet, []string) {
 	t.Helper()
 	rg, err := ring.New(ring.Config{Shards: 1, ReplicationFactor: 3}, 1,
 		[]ring.Member{{ID: "a", State: ring.StateActive}, {ID: "b", State: ring.StateActive}, {ID: "c", State: ring.StateActive}})

@@ -93,82 +93,95 @@ func (s *Store) openChanges() error {
 }
 
 func changeKey(shard uint16, seq uint64) []byte {
-	k := make([]byte, 0, len(changePrefix)+10)
+	return appendChangeKey(make([]byte, 0, len(changePrefix)+10), shard, seq)
+}
+
+func appendChangeKey(k []byte, shard uint16, seq uint64) []byte {
 	k = append(k, changePrefix...)
 	k = binary.BigEndian.AppendUint16(k, shard)
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
 // logChanges adds to pb the change-log entries of the versioned records
-// ops set (one entry per shard). The caller commits pb and then calls
-// done, whatever the outcome. It is the one hook of the commit paths.
-func (s *Store) logChanges(pb *pebble.Batch, ops []Op) (done func(), err error) {
-	var shard uint16
-	var val []byte
-	var more []Op // ops of other shards than the first (rare)
-	for _, op := range ops {
-		if op.Kind != OpSet {
-			continue
-		}
-		sh, err := ShardOf(op.Key)
-		if err != nil {
-			return func() {}, err
-		}
-		if val == nil {
-			shard, val = sh, make([]byte, 0, 64*len(ops))
-		} else if sh != shard {
-			more = append(more, op)
-			continue
-		}
-		val = binary.AppendUvarint(val, uint64(len(op.Key)))
-		val = append(val, op.Key...)
-	}
-	if val == nil {
-		return func() {}, nil
-	}
+// ops set (one per shard). The caller commits pb and then calls the
+// ticket's done, whatever the outcome. It is the one hook of the commit
+// paths.
+func (s *Store) logChanges(pb *pebble.Batch, ops []Op) (changeTicket, error) {
 	c := &s.changes
+	first, size := -1, 0
+	for i, op := range ops {
+		if op.Kind == OpSet {
+			if first < 0 {
+				first = i
+			}
+			size += binary.MaxVarintLen32 + len(op.Key)
+		}
+	}
+	if first < 0 {
+		return changeTicket{}, nil
+	}
+	shard, err := ShardOf(ops[first].Key)
+	if err != nil {
+		return changeTicket{}, err
+	}
 	c.mu.Lock()
-	seq := c.next
+	t := changeTicket{c: c, seq: c.next}
 	c.next++
-	c.inflight = append(c.inflight, seq)
+	c.inflight = append(c.inflight, t.seq)
 	c.shards[shard] = struct{}{}
 	c.mu.Unlock()
-	done = func() {
-		c.mu.Lock()
-		if i := slices.Index(c.inflight, seq); i >= 0 {
-			c.inflight = slices.Delete(c.inflight, i, i+1)
+	shards := []uint16{shard}
+	for _, op := range ops[first+1:] {
+		if sh, err := ShardOf(op.Key); err == nil && op.Kind == OpSet && sh != shard {
+			shards = shardsOf(ops[first:]) // rare: a batch of several shards
+			break
 		}
-		c.mu.Unlock()
 	}
-	if err := pb.Set(changeKey(shard, seq), val, nil); err != nil {
-		return done, fmt.Errorf("store: batch: %w", err)
-	}
-	if len(more) > 0 {
-		// Each further shard gets its own entry under the same seq.
-		for _, sh := range shardsOf(more) {
-			var v []byte
-			for _, op := range more {
-				if k, _ := ShardOf(op.Key); k == sh {
-					v = binary.AppendUvarint(v, uint64(len(op.Key)))
-					v = append(v, op.Key...)
-				}
-			}
+	for _, sh := range shards {
+		if sh != shard {
 			c.mu.Lock()
 			c.shards[sh] = struct{}{}
 			c.mu.Unlock()
-			if err := pb.Set(changeKey(sh, seq), v, nil); err != nil {
-				return done, fmt.Errorf("store: batch: %w", err)
+		}
+		val := make([]byte, 0, size)
+		for _, op := range ops[first:] {
+			if k, err := ShardOf(op.Key); op.Kind == OpSet && err == nil && k == sh {
+				val = binary.AppendUvarint(val, uint64(len(op.Key)))
+				val = append(val, op.Key...)
 			}
 		}
+		var kb [64]byte
+		if err := pb.Set(appendChangeKey(kb[:0], sh, t.seq), val, nil); err != nil {
+			return t, fmt.Errorf("store: batch: %w", err)
+		}
 	}
-	return done, nil
+	return t, nil
+}
+
+// changeTicket is a batch's sequence in the change log, in flight until
+// done.
+type changeTicket struct {
+	c   *changeLog
+	seq uint64
+}
+
+// done ends the batch's flight (committed or not).
+func (t changeTicket) done() {
+	if t.c == nil {
+		return
+	}
+	t.c.mu.Lock()
+	if i := slices.Index(t.c.inflight, t.seq); i >= 0 {
+		t.c.inflight = slices.Delete(t.c.inflight, i, i+1)
+	}
+	t.c.mu.Unlock()
 }
 
 // shardsOf lists the distinct shards of ops' keys (all valid) in order.
 func shardsOf(ops []Op) []uint16 {
 	var out []uint16
 	for _, op := range ops {
-		if sh, _ := ShardOf(op.Key); !slices.Contains(out, sh) {
+		if sh, err := ShardOf(op.Key); err == nil && op.Kind == OpSet && !slices.Contains(out, sh) {
 			out = append(out, sh)
 		}
 	}

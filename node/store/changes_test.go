@@ -122,7 +122,7 @@ func TestChangeHeadWaitsForBatchesInFlight(t *testing.T) {
 	st := openChangeTestStore(t, vfs.NewMem(), "db")
 	defer func() { _ = st.Close() }()
 	pb := st.db.NewBatch()
-	done, err := st.logChanges(pb, []Op{verOp(7, "slow", 1)})
+	tk, err := st.logChanges(pb, []Op{verOp(7, "slow", 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestChangeHeadWaitsForBatchesInFlight(t *testing.T) {
 	if err := pb.Commit(nil); err != nil {
 		t.Fatal(err)
 	}
-	done()
+	tk.done()
 	if h := st.ChangeHead().Seq; h != 2 {
 		t.Fatalf("head %d after both committed, want 2", h)
 	}

@@ -152,8 +152,8 @@ func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID)
 			return err
 		}
 	}
-	done, err := s.logChanges(pb, visible)
-	defer done()
+	tk, err := s.logChanges(pb, visible)
+	defer tk.done()
 	if err != nil {
 		return err
 	}
@@ -218,8 +218,8 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 	if err := addOps(pb, w.Ops, true); err != nil {
 		return err
 	}
-	done, err := s.logChanges(pb, w.Ops)
-	defer done()
+	tk, err := s.logChanges(pb, w.Ops)
+	defer tk.done()
 	if err != nil {
 		return err
 	}
@@ -241,8 +241,8 @@ func (s *Store) CommitPending(shard uint16, epoch, id uint64) (bool, error) {
 	if err != nil || !held {
 		return false, err
 	}
-	done, err := s.logChanges(pb, visible)
-	defer done()
+	tk, err := s.logChanges(pb, visible)
+	defer tk.done()
 	if err != nil {
 		return false, err
 	}

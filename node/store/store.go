@@ -442,8 +442,8 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.W
 		return err
 	}
 	if versioned {
-		done, err := s.logChanges(pb, ops)
-		defer done()
+		tk, err := s.logChanges(pb, ops)
+		defer tk.done()
 		if err != nil {
 			return err
 		}
