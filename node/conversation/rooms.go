@@ -11,18 +11,22 @@ import (
 // conversations have no member list in their record). The sets are stored
 // too (FamRoom, in the room's shard), so a node that takes over a room's
 // shard loads them: loaded marks the rooms whose cached set is complete.
-// Guarded by mu, a leaf lock.
+// sorted holds each room's set as a sorted slice, built by the first list
+// after a change and shared by every send until the next one (a room's
+// messages outnumber its joins and leaves). Guarded by mu, a leaf lock.
 type rooms struct {
 	mu       sync.Mutex
 	members  map[string]map[string]struct{} // app \x00 cid -> client ids
 	byClient map[string]map[string]struct{} // app \x00 client id -> cids
 	loaded   map[string]bool                // app \x00 cid -> members complete
+	sorted   map[string][]string            // app \x00 cid -> members, sorted; read-only
 }
 
 func (r *rooms) init() {
 	r.members = map[string]map[string]struct{}{}
 	r.byClient = map[string]map[string]struct{}{}
 	r.loaded = map[string]bool{}
+	r.sorted = map[string][]string{}
 }
 
 // forget drops the loaded marks: the stored sets are authoritative again
@@ -49,6 +53,7 @@ func (r *rooms) replace(app, cid string, ids []string) {
 		del(r.byClient, roomKey(app, id), cid)
 	}
 	delete(r.members, k)
+	delete(r.sorted, k)
 	for _, id := range ids {
 		add(r.members, k, id)
 		add(r.byClient, roomKey(app, id), cid)
@@ -74,6 +79,7 @@ func (r *rooms) join(app, cid, clientID string) {
 	defer r.mu.Unlock()
 	add(r.members, roomKey(app, cid), clientID)
 	add(r.byClient, roomKey(app, clientID), cid)
+	delete(r.sorted, roomKey(app, cid))
 }
 
 func (r *rooms) leave(app, cid, clientID string) {
@@ -81,19 +87,34 @@ func (r *rooms) leave(app, cid, clientID string) {
 	defer r.mu.Unlock()
 	del(r.members, roomKey(app, cid), clientID)
 	del(r.byClient, roomKey(app, clientID), cid)
+	delete(r.sorted, roomKey(app, cid))
 }
 
-// list returns the room's members, sorted. The slice is owned by the caller.
+// list returns the room's members, sorted. The slice is shared: read-only,
+// like a conversation record's Members.
 func (r *rooms) list(app, cid string) []string {
+	k := roomKey(app, cid)
 	r.mu.Lock()
-	set := r.members[roomKey(app, cid)]
+	defer r.mu.Unlock()
+	if out, ok := r.sorted[k]; ok {
+		return out
+	}
+	set := r.members[k]
 	out := make([]string, 0, len(set))
 	for id := range set {
 		out = append(out, id)
 	}
-	r.mu.Unlock()
 	slices.Sort(out)
+	r.sorted[k] = out
 	return out
+}
+
+// has reports whether clientID is in the room's cached set.
+func (r *rooms) has(app, cid, clientID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.members[roomKey(app, cid)][clientID]
+	return ok
 }
 
 // drop forgets a room (conversation deleted).
@@ -105,6 +126,7 @@ func (r *rooms) drop(app, cid string) {
 	}
 	delete(r.members, roomKey(app, cid))
 	delete(r.loaded, roomKey(app, cid))
+	delete(r.sorted, roomKey(app, cid))
 }
 
 func add(m map[string]map[string]struct{}, k, v string) {
@@ -131,7 +153,7 @@ func (e *Engine) roomKey(app, cid, clientID string) []byte {
 
 // roomJoin records that clientID joined room cid.
 func (e *Engine) roomJoin(app, cid, clientID string) error {
-	if _, err := e.roomList(app, cid); err != nil {
+	if err := e.roomLoad(app, cid); err != nil {
 		return err
 	}
 	b := e.st.NewBatch()
@@ -154,9 +176,18 @@ func (e *Engine) roomLeave(app, cid, clientID string) error {
 	return nil
 }
 
-// roomList returns the joined members of room cid, sorted, loading the
-// stored set when the cache is not complete.
+// roomList returns the joined members of room cid, sorted (read-only),
+// loading the stored set when the cache is not complete.
 func (e *Engine) roomList(app, cid string) ([]string, error) {
+	if err := e.roomLoad(app, cid); err != nil {
+		return nil, err
+	}
+	return e.rooms.list(app, cid), nil
+}
+
+// roomLoad loads the stored member set of room cid unless the cache holds
+// it complete.
+func (e *Engine) roomLoad(app, cid string) error {
 	if !e.rooms.isLoaded(app, cid) {
 		prefix := e.convKey(app, cid, store.FamRoom).Bytes()
 		var ids []string
@@ -170,17 +201,19 @@ func (e *Engine) roomList(app, cid string) ([]string, error) {
 			return true, nil
 		})
 		if err != nil {
-			return nil, internal("load room members", err)
+			return internal("load room members", err)
 		}
 		e.rooms.replace(app, cid, ids)
 	}
-	return e.rooms.list(app, cid), nil
+	return nil
 }
 
 // roomHas reports whether clientID joined room cid.
 func (e *Engine) roomHas(app, cid, clientID string) (bool, error) {
-	ids, err := e.roomList(app, cid)
-	return slices.Contains(ids, clientID), err
+	if err := e.roomLoad(app, cid); err != nil {
+		return false, err
+	}
+	return e.rooms.has(app, cid, clientID), nil
 }
 
 // leaveRooms removes a client that went offline from the rooms it joined

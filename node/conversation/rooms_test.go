@@ -133,3 +133,36 @@ func TestRoomSendAnswersBeforeFanOut(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestRoomRecipientsFollowJoinsAndLeaves checks that a chat room's cached
+// recipient list changes with every join and leave of an online client.
+func TestRoomRecipientsFollowJoinsAndLeaves(t *testing.T) {
+	h := newHarness(t)
+	tom, jerry, mary := h.caller("Tom", 1), h.caller("Jerry", 2), h.caller("Mary", 3)
+	cid := h.do(tom, convReq(pb.OpType_start, &pb.ConvCommand{Transient: proto.Bool(true)})).GetConvMessage().GetCid()
+	join := func(c Caller, op pb.OpType) {
+		t.Helper()
+		h.do(c, convReq(op, &pb.ConvCommand{Cid: proto.String(cid), M: []string{c.ClientID}}))
+	}
+	sendTo := func(want ...string) {
+		t.Helper()
+		h.d.take()
+		h.send(tom, cid, "hi")
+		var got []string
+		for _, p := range h.d.take() {
+			if p.cmd.GetCmd() == pb.CommandType_direct {
+				got = append(got, p.client)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("the message reached %v, want %v", got, want)
+		}
+	}
+	join(jerry, pb.OpType_add)
+	sendTo("Jerry")
+	join(jerry, pb.OpType_remove)
+	sendTo()
+	join(mary, pb.OpType_add)
+	sendTo("Mary")
+}
