@@ -39,29 +39,26 @@ func (g *Gateway) Deliver(app string, clientIDs []string, except conversation.Se
 // DeliverEncoded is Deliver for a frame already marshalled without peerId
 // and i (pushes relayed from another node). It never blocks.
 func (g *Gateway) DeliverEncoded(app string, clientIDs []string, except conversation.SessionID, base []byte) {
-	for _, id := range clientIDs {
-		sessions := g.reg.sessions(app, id)
-		if len(sessions) == 0 {
+	sessions := g.reg.sessionsOf(app, clientIDs)
+	var raw, b64 []byte
+	for i, s := range sessions {
+		if i == 0 || s.clientID != sessions[i-1].clientID {
+			raw, b64 = withPeerID(base, s.clientID), nil // the client's sessions share its frame
+		}
+		if s.id == except {
 			continue
 		}
-		raw := withPeerID(base, id)
-		var b64 []byte
-		for _, s := range sessions {
-			if s.id == except {
-				continue
+		if s.conn.sub == protocol.SubprotocolBase64 {
+			if b64 == nil {
+				b64 = make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
+				base64.StdEncoding.Encode(b64, raw)
 			}
-			if s.conn.sub == protocol.SubprotocolBase64 {
-				if b64 == nil {
-					b64 = make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
-					base64.StdEncoding.Encode(b64, raw)
-				}
-				s.conn.push(outFrame{data: b64, text: true})
-				continue
-			}
-			s.conn.push(outFrame{data: raw})
+			s.conn.push(outFrame{data: b64, text: true})
+			continue
 		}
-		g.metrics.pushes.Add(float64(len(sessions)))
+		s.conn.push(outFrame{data: raw})
 	}
+	g.metrics.pushes.Add(float64(len(sessions)))
 }
 
 // Online implements conversation.Deliverer: the clients with a session on

@@ -77,6 +77,25 @@ func (r *registry) sessions(app, client string) []*clientSession {
 	return append([]*clientSession(nil), list...)
 }
 
+// sessionsOf returns a copy of the sessions of every client in ids, each
+// client's together, under one lock for the whole push.
+func (r *registry) sessionsOf(app string, ids []string) []*clientSession {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for _, id := range ids {
+		n += len(r.clients[clientKey{app, id}])
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]*clientSession, 0, n)
+	for _, id := range ids {
+		out = append(out, r.clients[clientKey{app, id}]...)
+	}
+	return out
+}
+
 // online returns the ids, in input order, that have at least one session.
 func (r *registry) online(app string, ids []string) []string {
 	r.mu.RLock()

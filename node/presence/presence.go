@@ -75,6 +75,25 @@ func (r *registry) gateways(app, client string) []string {
 	return slices.Collect(maps.Keys(r.m[regKey(app, client)]))
 }
 
+// route groups ids by the nodes holding their sessions, under one lock for
+// the whole push (a chat room's has as many ids as the room has members),
+// and returns the ids of no known node apart.
+func (r *registry) route(app string, ids []string) (byNode map[string][]string, unknown []string) {
+	byNode = map[string][]string{}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		gws := r.m[regKey(app, id)]
+		if len(gws) == 0 {
+			unknown = append(unknown, id)
+		}
+		for node := range gws {
+			byNode[node] = append(byNode[node], id)
+		}
+	}
+	return byNode, unknown
+}
+
 func (r *registry) online(app string, ids []string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -388,13 +407,25 @@ func (h *Hub) Deliver(app string, clientIDs []string, except conversation.Sessio
 		h.log.Error("Dropping unencodable push", "err", err)
 		return
 	}
+	// The recipients whose registry this node serves (the first replica
+	// of their client shard is this node) are looked up in one fan-out;
+	// the others are relayed per shard.
+	var local []string
 	byShard := map[uint16][]string{}
 	for _, id := range clientIDs {
 		shard := h.cfg.ClientShard(app, id)
 		byShard[shard] = append(byShard[shard], id)
 	}
 	for shard, ids := range byShard {
-		h.relay(app, h.registryNodes(shard), ids, except, frame)
+		replicas := h.registryNodes(shard)
+		if len(replicas) > 0 && replicas[0] == h.cfg.NodeID {
+			local = append(local, ids...)
+			continue
+		}
+		h.relay(app, replicas, ids, except, frame)
+	}
+	if len(local) > 0 {
+		h.fanout(app, local, except, frame, false)
 	}
 }
 
@@ -429,17 +460,7 @@ func pushPayload(app string, ids []string, except conversation.SessionID, frame 
 // are handed on once to the next replica of their client shard (handed:
 // this push was handed on already, so it goes no further).
 func (h *Hub) fanout(app string, ids []string, except conversation.SessionID, frame []byte, handed bool) {
-	byNode := map[string][]string{}
-	var unknown []string
-	for _, id := range ids {
-		gws := h.reg.gateways(app, id)
-		if len(gws) == 0 {
-			unknown = append(unknown, id)
-		}
-		for _, node := range gws {
-			byNode[node] = append(byNode[node], id)
-		}
-	}
+	byNode, unknown := h.reg.route(app, ids)
 	if len(unknown) > 0 && !handed && h.warming() {
 		h.handOn(app, unknown, except, frame)
 	}
