@@ -42,6 +42,44 @@ func BenchmarkTransportCall(b *testing.B) {
 	}
 }
 
+// deepHandler answers after using about 16 KiB of stack, as a handler
+// that reads Pebble does: a goroutine per request grows its stack on every
+// request, a reused worker rarely.
+func deepHandler(_ context.Context, req *Request) ([]byte, error) {
+	var use func(n int) byte
+	use = func(n int) byte {
+		var frame [512]byte
+		frame[n%512] = byte(n)
+		if n == 0 {
+			return frame[0]
+		}
+		return use(n-1) + frame[n%512]
+	}
+	return append(req.Payload[:0:0], use(32)), nil
+}
+
+// BenchmarkTransportCallDeepHandler measures round trips to a handler with
+// a deep stack, with parallel callers (the replicas' Prepare, the router's
+// forwarded commands).
+func BenchmarkTransportCallDeepHandler(b *testing.B) {
+	book := newAddrBook()
+	a := startNode(b, book, "a", nil, func(c *Config) { c.Logger = discardLogger() })
+	startNode(b, book, "b", HandlerFuncs{Request: deepHandler}, func(c *Config) { c.Logger = discardLogger() })
+	if _, err := a.Call(context.Background(), "b", 1, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := a.Call(context.Background(), "b", 1, []byte("x")); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
 // BenchmarkTransportSend measures one-way messages (pushes) until the
 // receiver has them all.
 func BenchmarkTransportSend(b *testing.B) {
