@@ -60,9 +60,10 @@ type cacheShard struct {
 	// a fill checks it did not move since its look-up.
 	gen     uint64
 	entries map[string][]byte
-	// writing counts the writes in flight per key, ranges the delete
+	// writing counts the writes in flight per key hash (a collision only
+	// keeps another key from being filled meanwhile), ranges the delete
 	// ranges in flight (they may cover any key of the shard).
-	writing map[string]int
+	writing map[uint64]int
 	ranges  int
 	bytes   int64
 }
@@ -71,7 +72,7 @@ func newReadCache(size int64) *readCache {
 	c := &readCache{shardMax: size / cacheShards}
 	for i := range c.shards {
 		c.shards[i].entries = map[string][]byte{}
-		c.shards[i].writing = map[string]int{}
+		c.shards[i].writing = map[uint64]int{}
 	}
 	return c
 }
@@ -83,14 +84,16 @@ func cacheable(key []byte) bool { return !bytes.HasPrefix(key, nodeLocalPrefix) 
 // lease marker): above every shard's keys.
 var nodeLocalPrefix = []byte{0xff, 0xff, 0xff}
 
-func (c *readCache) shard(key []byte) *cacheShard {
-	return &c.shards[xxhash.Sum64(key)%cacheShards]
+// shard returns key's cache shard and key's hash.
+func (c *readCache) shard(key []byte) (*cacheShard, uint64) {
+	h := xxhash.Sum64(key)
+	return &c.shards[h%cacheShards], h
 }
 
 // get returns a copy of key's cached value and true, or the shard's
 // generation to hand to fill.
 func (c *readCache) get(key []byte) ([]byte, uint64, bool) {
-	sh := c.shard(key)
+	sh, _ := c.shard(key)
 	sh.mu.Lock()
 	v, ok := sh.entries[string(key)]
 	gen := sh.gen
@@ -110,14 +113,14 @@ func (c *readCache) fill(key, v []byte, gen uint64) {
 	if !cacheable(key) {
 		return
 	}
-	sh := c.shard(key)
+	sh, h := c.shard(key)
 	size := int64(len(key)+len(v)) + cacheEntryOverhead
 	if size > c.shardMax {
 		return
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.gen != gen || sh.ranges > 0 || sh.writing[string(key)] > 0 {
+	if sh.gen != gen || sh.ranges > 0 || sh.writing[h] > 0 {
 		return
 	}
 	if old, ok := sh.entries[string(key)]; ok {
@@ -162,10 +165,10 @@ func (c *readCache) begin(ops []Op) {
 		if !cacheable(op.Key) {
 			continue
 		}
-		sh := c.shard(op.Key)
+		sh, h := c.shard(op.Key)
 		sh.mu.Lock()
 		sh.gen++
-		sh.writing[string(op.Key)]++
+		sh.writing[h]++
 		if old, ok := sh.entries[string(op.Key)]; ok {
 			delete(sh.entries, string(op.Key))
 			c.account(sh, -int64(len(op.Key)+len(old))-cacheEntryOverhead)
@@ -217,13 +220,13 @@ func (c *readCache) end(ops []Op) {
 		if !cacheable(op.Key) {
 			continue
 		}
-		sh := c.shard(op.Key)
+		sh, h := c.shard(op.Key)
 		sh.mu.Lock()
 		sh.gen++
-		if n := sh.writing[string(op.Key)]; n > 1 {
-			sh.writing[string(op.Key)] = n - 1
+		if n := sh.writing[h]; n > 1 {
+			sh.writing[h] = n - 1
 		} else {
-			delete(sh.writing, string(op.Key))
+			delete(sh.writing, h)
 		}
 		sh.mu.Unlock()
 	}

@@ -456,7 +456,8 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.W
 // drops are read from pb itself, so no write can leave one out.
 func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
 	if s.cache != nil {
-		written, err := batchWrites(pb)
+		var buf [16]Op
+		written, err := batchWrites(pb, buf[:0])
 		if err != nil {
 			return err
 		}
@@ -472,10 +473,9 @@ func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
 	return nil
 }
 
-// batchWrites lists what pb writes: an OpDelete per written key, an
-// OpDeleteRange per deleted range. The slices alias pb.
-func batchWrites(pb *pebble.Batch) ([]Op, error) {
-	out := make([]Op, 0, pb.Count())
+// batchWrites appends to out what pb writes: an OpDelete per written key,
+// an OpDeleteRange per deleted range. The slices alias pb.
+func batchWrites(pb *pebble.Batch, out []Op) ([]Op, error) {
 	r := pb.Reader()
 	for {
 		kind, key, value, ok, err := r.Next()
