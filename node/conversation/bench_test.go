@@ -10,27 +10,42 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/store"
 )
 
 // BenchmarkConversationDirect sends messages in parallel over 100 one-to-one
-// conversations on a real on-disk store (fsync'd commits).
+// conversations on a real on-disk store (fsync'd commits), with the store's
+// read cache off and on (the default). cpu-ns/op is the process's CPU time
+// per message (the benchmark's senders included).
 func BenchmarkConversationDirect(b *testing.B) {
-	h := openHarness(b, vfs.Default, b.TempDir(), newTestDeliverer(), &testClock{now: time.UnixMilli(1_700_000_000_000)})
-	const convs = 100
-	cids := make([]string, convs)
-	for i := range cids {
-		c := h.caller("u"+strconv.Itoa(i), SessionID(i+1))
-		cids[i] = h.start(c, "peer"+strconv.Itoa(i))
-	}
-	var next atomic.Int64
-	b.SetParallelism(16)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := int(next.Add(1) % convs)
-			h.send(Caller{App: testApp, ClientID: "u" + strconv.Itoa(i), Session: SessionID(i + 1)}, cids[i], `{"_lctype":-1,"_lctext":"hi"}`)
+	for _, cache := range []int64{-1, 0} {
+		name := "read-cache=on"
+		if cache < 0 {
+			name = "read-cache=off"
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			h := openHarnessStore(b, store.Config{Dir: b.TempDir(), FS: vfs.Default, CacheSize: 1 << 20, ReadCacheSize: cache},
+				newTestDeliverer(), &testClock{now: time.UnixMilli(1_700_000_000_000)})
+			const convs = 100
+			cids := make([]string, convs)
+			for i := range cids {
+				c := h.caller("u"+strconv.Itoa(i), SessionID(i+1))
+				cids[i] = h.start(c, "peer"+strconv.Itoa(i))
+			}
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.ResetTimer()
+			before := cpuTime(b)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(next.Add(1) % convs)
+					h.send(Caller{App: testApp, ClientID: "u" + strconv.Itoa(i), Session: SessionID(i + 1)}, cids[i], `{"_lctype":-1,"_lctext":"hi"}`)
+				}
+			})
+			b.ReportMetric(float64((cpuTime(b)-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
 
 // BenchmarkConversationAddRemove adds and removes one member per

@@ -232,8 +232,17 @@ func newHarness(t testing.TB) *harness {
 
 func openHarness(t testing.TB, fs vfs.FS, dir string, d *testDeliverer, clock *testClock) *harness {
 	t.Helper()
+	return openHarnessStore(t, store.Config{Dir: dir, FS: fs, CacheSize: 1 << 20}, d, clock)
+}
+
+// openHarnessStore is openHarness on a store opened with cfg (its Logger
+// set here).
+func openHarnessStore(t testing.TB, cfg store.Config, d *testDeliverer, clock *testClock) *harness {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := store.Open(store.Config{Dir: dir, FS: fs, Logger: logger, CacheSize: 1 << 20})
+	cfg.Logger = logger
+	fs, dir := cfg.FS, cfg.Dir
+	st, err := store.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
