@@ -303,6 +303,17 @@ func (rs *Set) syncFrom(ctx context.Context, shard uint16, src string, cutoff ui
 	return mask, n, nil
 }
 
+// quietSince reports whether this node's change log has no entry of shard
+// after head (taken at the start of the previous anti-entropy round): no
+// write reached the shard here for a whole round.
+func (s *syncer) quietSince(shard uint16, head store.ChangeCursor) bool {
+	if head.Incarnation == 0 {
+		return false
+	}
+	changed, err := s.rs.st.ChangedSince(shard, head)
+	return err == nil && !changed
+}
+
 // antiEntropy compares each ready local replica with the other live
 // replicas and copies the buckets that differ from them; the other side
 // does the same, so both converge.
@@ -310,6 +321,8 @@ func (s *syncer) antiEntropy() {
 	rs := s.rs
 	cur := rs.peers.Ring()
 	under := 0
+	prevHead := s.aeHead
+	s.aeHead = rs.st.ChangeHead()
 	for _, sh := range cur.ShardsOf(rs.cfg.NodeID) {
 		shard := uint16(sh)
 		if rs.ctx.Err() != nil {
@@ -324,9 +337,24 @@ func (s *syncer) antiEntropy() {
 		}
 		// Compare what settled (older than AntiEntropySettle): writes in
 		// flight to the replicas would make every digest differ under load.
+		// A shard quiet here since the last round compares every record
+		// instead, which also renews this node's change-log cursors for it
+		// (catchup.go), so a takeover long after the last catch-up still
+		// copies only what changed since.
 		cutoff := uint64(rs.now().Add(-AntiEntropySettle).UnixMilli()) << HLCLogicalBits
+		quiet := s.quietSince(shard, prevHead)
 		for _, peer := range rs.others(cur.Replicas(sh)) {
 			if !rs.peers.Live(peer) {
+				continue
+			}
+			if quiet {
+				_, gen, _ := s.cursor(shard, peer)
+				switch n, err := rs.digestCatchUp(rs.ctx, shard, peer, nil, gen); {
+				case err != nil:
+					rs.met.syncRuns.WithLabelValues("repair", "error").Inc()
+				case n > 0:
+					rs.met.syncRuns.WithLabelValues("repair", "ok").Inc()
+				}
 				continue
 			}
 			mask, theirs, err := rs.rangeDiff(rs.ctx, peer, shard, cutoff)

@@ -49,26 +49,35 @@ const (
 // still reaches, else by comparing digests. It returns the records copied.
 // t, if not nil, tracks the progress.
 func (rs *Set) catchUpFrom(ctx context.Context, shard uint16, src string, t *transfer) (int64, error) {
-	var head store.ChangeCursor
 	cur, gen, ok := rs.sync.cursor(shard, src)
 	if ok {
 		n, h, err := rs.pullChanges(ctx, shard, src, cur, t)
-		if err == nil {
+		switch {
+		case err == nil:
 			rs.sync.setCursor(shard, src, h, gen)
 			rs.met.catchUps.WithLabelValues("changes").Inc()
 			return n, nil
-		}
-		if !errors.Is(err, errChangesGone) {
+		case !errors.Is(err, errChangesGone):
 			return n, err
 		}
-		head = h
-	} else {
-		// The source's head before the copy: what the copy covers.
-		_, h, err := rs.pullChanges(ctx, shard, src, store.ChangeCursor{}, nil)
-		if err != nil && !errors.Is(err, errChangesGone) {
-			rs.log.Debug("Asking a change log head failed", "shard", shard, "peer", src, "err", err)
-		}
-		head = h
+	}
+	n, err := rs.digestCatchUp(ctx, shard, src, t, gen)
+	if err == nil {
+		rs.met.catchUps.WithLabelValues("digest").Inc()
+	}
+	return n, err
+}
+
+// digestCatchUp makes this node hold every record src holds of shard by
+// comparing range digests over every record and copying the buckets that
+// differ, and then keeps src's change-log head from before the comparison
+// as this node's cursor for src (unless shard's copy here was deleted since
+// generation gen). It returns the records copied.
+func (rs *Set) digestCatchUp(ctx context.Context, shard uint16, src string, t *transfer, gen uint64) (int64, error) {
+	// The source's head before the copy: what the copy covers.
+	_, head, err := rs.pullChanges(ctx, shard, src, store.ChangeCursor{}, nil)
+	if err != nil && !errors.Is(err, errChangesGone) {
+		rs.log.Debug("Asking a change log head failed", "shard", shard, "peer", src, "err", err)
 	}
 	_, n, err := rs.syncFrom(ctx, shard, src, ^uint64(0), t)
 	if err != nil {
@@ -77,7 +86,6 @@ func (rs *Set) catchUpFrom(ctx context.Context, shard uint16, src string, t *tra
 	if head.Incarnation != 0 {
 		rs.sync.setCursor(shard, src, head, gen)
 	}
-	rs.met.catchUps.WithLabelValues("digest").Inc()
 	return n, nil
 }
 

@@ -262,3 +262,40 @@ func BenchmarkTakeoverCatchUp(b *testing.B) {
 		})
 	}
 }
+
+// Anti-entropy compares a shard that had no write here for a whole round
+// over every record, which renews this node's change-log cursors for it;
+// a shard written meanwhile is compared over settled records as before and
+// gets none.
+func TestReplicaQuietShardRenewsCursors(t *testing.T) {
+	n, reps := newTestNetConfig(t, func(c *Config) { c.AntiEntropyInterval = time.Hour })
+	p, q, r := reps[0], reps[1], reps[2]
+	n.waitTerm(t, p)
+	n.putMany(t, p, "k", 100, 10)
+	waitFor(t, "the writes everywhere", func() bool { return n.pending(t, q)+n.pending(t, r) == 0 })
+	qs := n.sets[q]
+	hasCursors := func() bool {
+		_, _, okp := qs.sync.cursor(0, p)
+		_, _, okr := qs.sync.cursor(0, r)
+		return okp && okr
+	}
+	qs.sync.forgetCursors(0) // those of its first catch-up
+	qs.sync.antiEntropy()    // the first round only notes the head
+	n.putMany(t, p, "busy", 1, 1)
+	waitFor(t, "the write on q", func() bool { return n.pending(t, q) == 0 })
+	qs.sync.antiEntropy()
+	if _, _, ok := qs.sync.cursor(0, p); ok {
+		t.Fatal("a round over a shard written since the last one took a cursor")
+	}
+	qs.sync.antiEntropy() // quiet since the last round
+	if !hasCursors() {
+		t.Fatal("a round over a quiet shard took no cursor")
+	}
+	before := counterValue(t, qs.met.catchUps.WithLabelValues("changes"))
+	if _, err := qs.catchUpFrom(context.Background(), 0, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if counterValue(t, qs.met.catchUps.WithLabelValues("changes")) != before+1 {
+		t.Fatal("the catch-up after the renewal did not use the change log")
+	}
+}

@@ -55,6 +55,9 @@ type syncer struct {
 	// change log up to which this node holds what the source held
 	// (catchup.go); at most one per replica of each shard.
 	cursors map[uint16]map[string]store.ChangeCursor
+	// aeHead is this node's change-log head at the start of the last
+	// anti-entropy round (owned by the sync worker, which runs the rounds).
+	aeHead store.ChangeCursor
 	// cursorGen counts, per shard, the deletions of its copy here: a
 	// catch-up that began before one records no cursor.
 	cursorGen map[uint16]uint64

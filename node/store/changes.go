@@ -244,6 +244,20 @@ func (s *Store) ScanChanges(shard uint16, from ChangeCursor, upTo uint64, fn fun
 	return nil
 }
 
+// ChangedSince reports whether shard has a change-log entry after from
+// (true as well when from is another run's cursor or trimmed past).
+func (s *Store) ChangedSince(shard uint16, from ChangeCursor) (bool, error) {
+	changed := false
+	err := s.ScanChanges(shard, from, s.ChangeHead().Seq, func(uint64, [][]byte) (bool, error) {
+		changed = true
+		return false, nil
+	})
+	if errors.Is(err, ErrChangesTrimmed) {
+		return true, nil
+	}
+	return changed, err
+}
+
 // TrimChanges drops the change-log entries older than maxAge (as sampled
 // by earlier calls: call it periodically) or more than maxEntries batches
 // behind the head, and returns the highest seq dropped.
