@@ -72,6 +72,11 @@ type conn struct {
 	// loggedIn is set by the first successful login (ends the login timer).
 	loggedIn bool
 
+	// writeDeadline is the socket's write deadline (Unix nanos) as the
+	// consumer of the out queue last set it (writeFrames); only that
+	// consumer touches it.
+	writeDeadline int64
+
 	// writing is set (by claimWriter, under the out queue's lock) when a
 	// frame the worker queued made the worker the queue's consumer: the
 	// worker writes after the command (writeInline). Only the worker
@@ -361,7 +366,13 @@ func (c *conn) writeInline() {
 // holds the writer's place (the out queue's consumer) calls it. On an error
 // it shuts the connection down and returns false.
 func (c *conn) writeFrames(frames []outFrame) bool {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.WriteTimeout))
+	// The deadline is renewed only when less than half of WriteTimeout is
+	// left: a fan-out writes a frame to a thousand sockets, and a deadline
+	// costs each one a timer update in the runtime's poller.
+	if now := time.Now().UnixNano(); c.writeDeadline-now < int64(c.g.cfg.WriteTimeout/2) {
+		c.writeDeadline = now + int64(c.g.cfg.WriteTimeout)
+		_ = c.ws.SetWriteDeadline(time.Unix(0, c.writeDeadline))
+	}
 	c.bc.cork()
 	var err error
 	for _, f := range frames {

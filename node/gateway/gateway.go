@@ -53,7 +53,9 @@ type Config struct {
 	// Zero value means 15 s.
 	RequestTimeout time.Duration
 	// WriteTimeout bounds one write to a socket (of every frame queued when
-	// the writer woke up). Zero value means 10 s.
+	// the writer woke up): each write has at least half of it and at most
+	// all of it (the deadline is renewed when less than half is left).
+	// Zero value means 10 s.
 	WriteTimeout time.Duration
 	// OutboundQueue is the per-connection outbound frame queue length. A
 	// connection whose queue is full is a slow client and is closed (code
