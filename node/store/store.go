@@ -390,6 +390,15 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 // their order within each shard; shards lists the shards in order of first
 // appearance.
 func SplitByShard(ops []Op) (shards []uint16, parts map[uint16][]Op, err error) {
+	one, ok, err := oneShard(ops)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ok {
+		// The common batch (a send's): its ops are the one part, shared
+		// with ops but capped, so an append to the part copies.
+		return []uint16{one}, map[uint16][]Op{one: slices.Clip(ops)}, nil
+	}
 	parts = map[uint16][]Op{}
 	for _, op := range ops {
 		shard, err := ShardOf(op.Key)
@@ -402,6 +411,28 @@ func SplitByShard(ops []Op) (shards []uint16, parts map[uint16][]Op, err error) 
 		parts[shard] = append(parts[shard], op)
 	}
 	return shards, parts, nil
+}
+
+// oneShard returns the shard of every op of ops, true, when they share
+// one (and ops is not empty).
+func oneShard(ops []Op) (uint16, bool, error) {
+	if len(ops) == 0 {
+		return 0, false, nil
+	}
+	first, err := ShardOf(ops[0].Key)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, op := range ops[1:] {
+		shard, err := ShardOf(op.Key)
+		if err != nil {
+			return 0, false, err
+		}
+		if shard != first {
+			return 0, false, nil
+		}
+	}
+	return first, true, nil
 }
 
 // Commit applies the batch atomically and durably: it returns only after the

@@ -217,4 +217,19 @@ func TestSplitByShard(t *testing.T) {
 	if _, _, err := SplitByShard([]Op{{Kind: OpSet, Key: []byte{1}}}); err == nil {
 		t.Fatal("a key without a shard prefix split")
 	}
+	if _, _, err := SplitByShard([]Op{{Kind: OpSet, Key: k(7, "a")}, {Kind: OpSet, Key: []byte{1}}}); err == nil {
+		t.Fatal("a second key without a shard prefix split")
+	}
+	// One shard: the part is the ops in order, and appending to it leaves
+	// the ops as they were.
+	one := make([]Op, 2, 4) // room to append in place
+	one[0], one[1] = ops[0], Op{Kind: OpSet, Key: k(7, "d")}
+	shards, parts, err = SplitByShard(one)
+	if err != nil || len(shards) != 1 || shards[0] != 7 || len(parts) != 1 || len(parts[7]) != 2 || string(parts[7][1].Key) != string(k(7, "d")) {
+		t.Fatalf("one shard: %v %v %v", shards, parts, err)
+	}
+	_ = append(parts[7], Op{Kind: OpSet, Key: k(7, "e")})
+	if string(one[:3][2].Key) == string(k(7, "e")) {
+		t.Fatal("an append to the one part wrote into the batch's ops")
+	}
 }
