@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math/bits"
 	"slices"
-	"time"
 
 	"github.com/imcluster/imcluster/node/store"
 	"github.com/imcluster/imcluster/node/wire"
@@ -151,9 +150,7 @@ func (s *syncer) sizeQueued() {
 func (rs *Set) remoteShardSizes(peer string, shards []uint16) ([][2]int64, error) {
 	var e wire.Enc
 	e.Shards(shards)
-	ctx, cancel := context.WithTimeout(rs.ctx, 10*time.Second)
-	defer cancel()
-	resp, err := rs.call(ctx, peer, wire.ShardSize, e.B)
+	resp, err := rs.syncCall(rs.ctx, peer, wire.ShardSize, e.B)
 	if err != nil {
 		return nil, err
 	}
@@ -260,9 +257,7 @@ func (rs *Set) rangeDiff(ctx context.Context, peer string, shard uint16, cutoff 
 	e.U64(uint64(shard))
 	e.U64(cutoff)
 	e.U64(mine.Summary())
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := rs.call(cctx, peer, wire.RangeDigest, e.B)
+	resp, err := rs.syncCall(ctx, peer, wire.RangeDigest, e.B)
 	if err != nil {
 		return 0, store.RangeDigest{}, err
 	}

@@ -105,9 +105,7 @@ func (rs *Set) pullChanges(ctx context.Context, shard uint16, src string, from s
 		e.U64(after)
 		e.U64(upTo)
 		e.U64(syncPage)
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := rs.call(cctx, src, wire.ChangeScan, e.B)
-		cancel()
+		resp, err := rs.syncCall(ctx, src, wire.ChangeScan, e.B)
 		if err != nil {
 			return copied, store.ChangeCursor{}, err
 		}
@@ -182,18 +180,11 @@ func decodeChangePage(resp []byte, shard uint16) (changePage, error) {
 	if !pg.ok {
 		return pg, d.Done("change scan")
 	}
-	n := d.Count()
-	pg.ops = make([]store.Op, 0, n)
-	for range n {
-		k, v := d.Bytes(), d.Bytes()
-		if d.Err != nil {
-			break
-		}
-		if s, err := store.ShardOf(k); err != nil || s != shard {
-			return changePage{}, fmt.Errorf("cluster: change scan record outside shard %d", shard)
-		}
-		pg.ops = append(pg.ops, store.Op{Kind: store.OpSet, Key: k, Value: v})
+	ops, err := decodeRecords(&d, shard)
+	if err != nil {
+		return changePage{}, err
 	}
+	pg.ops = ops
 	pg.next, pg.more = d.U64(), d.Bool()
 	if err := d.Done("change scan"); err != nil {
 		return changePage{}, err
@@ -211,15 +202,12 @@ func (rs *Set) serveChangeScan(d *wire.Dec) ([]byte, error) {
 	shard := uint16(d.U64())
 	from := store.ChangeCursor{Incarnation: d.U64(), Seq: d.U64()}
 	upTo := d.U64()
-	limit := int(d.U64())
+	limit := pageLimit(int(d.U64()))
 	if err := d.Done("change scan"); err != nil {
 		return nil, err
 	}
 	if int(shard) >= rs.cfg.Shards {
 		return nil, fmt.Errorf("cluster: shard %d out of range", shard)
-	}
-	if limit <= 0 || limit > syncPage {
-		limit = syncPage
 	}
 	head := rs.st.ChangeHead()
 	if upTo == 0 || upTo > head.Seq {

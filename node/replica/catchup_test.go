@@ -3,7 +3,6 @@ package replica
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -158,32 +157,19 @@ func TestReplicaChangeScanPages(t *testing.T) {
 // of), and keeps a pending write of the new placement that arrived first.
 func TestReplicaReplacedShardDropsStalePending(t *testing.T) {
 	st := openTestStores(t, 1)[0]
-	members := func(ids ...string) []ring.Member {
-		var out []ring.Member
+	rs := newLeaseTestCluster(t, st) // node a, 4 shards on a, b and c
+	placement := func(epoch uint64, ids ...string) *ring.Ring {
+		var ms []ring.Member
 		for _, id := range ids {
-			out = append(out, ring.Member{ID: id, State: ring.StateActive})
+			ms = append(ms, ring.Member{ID: id, State: ring.StateActive})
 		}
-		return out
+		rg, err := ring.New(ring.Config{Shards: 4, ReplicationFactor: 3}, epoch, ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rg
 	}
-	placed, err := ring.New(ring.Config{Shards: 1, ReplicationFactor: 3}, 1, members("a", "b", "c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone, err := ring.New(ring.Config{Shards: 1, ReplicationFactor: 3}, 2, members("b", "c", "d"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := ring.New(ring.Config{Shards: 1, ReplicationFactor: 3}, 3, members("a", "b", "c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultLocalConfig()
-	cfg.NodeID, cfg.Store, cfg.Shards, cfg.WriteQuorum, cfg.Logger = "a", st, 1, 2, slog.New(slog.DiscardHandler)
-	rs, err := New(cfg, fixedPeers{rg: placed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rs.Shutdown)
+	placed, gone, again := placement(1, "a", "b", "c"), placement(2, "b", "c", "d"), placement(3, "a", "b", "c")
 	rs.OnRing(nil, placed)
 	stale := store.PendingWrite{Epoch: 9, ID: rs.clk.Now(), Ops: []store.Op{{Kind: store.OpSet, Key: testKey("old"),
 		Value: store.EncodeVersioned(1, false, []byte("old"))}}}

@@ -457,9 +457,7 @@ func (rs *Set) pullBuckets(ctx context.Context, shard uint16, src string, mask u
 		e.Bytes(after)
 		e.U64(syncPage)
 		e.U64(mask)
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := rs.call(cctx, src, wire.SyncScan, e.B)
-		cancel()
+		resp, err := rs.syncCall(ctx, src, wire.SyncScan, e.B)
 		if err != nil {
 			return copied, err
 		}
@@ -486,17 +484,9 @@ func (rs *Set) pullBuckets(ctx context.Context, shard uint16, src string, mask u
 // or, from a source that does not send one, the last record's).
 func decodeSyncPage(resp []byte, shard uint16) (ops []store.Op, more bool, cursor []byte, err error) {
 	d := wire.Dec{B: resp}
-	n := d.Count()
-	ops = make([]store.Op, 0, n)
-	for range n {
-		k, v := d.Bytes(), d.Bytes()
-		if d.Err != nil {
-			break
-		}
-		if s, err := store.ShardOf(k); err != nil || s != shard {
-			return nil, false, nil, fmt.Errorf("cluster: sync record outside shard %d", shard)
-		}
-		ops = append(ops, store.Op{Kind: store.OpSet, Key: k, Value: v})
+	ops, err = decodeRecords(&d, shard)
+	if err != nil {
+		return nil, false, nil, err
 	}
 	more = d.Bool()
 	if len(d.B) > 0 {
@@ -513,6 +503,43 @@ func decodeSyncPage(resp []byte, shard uint16) (ops []store.Op, more bool, curso
 		}
 	}
 	return ops, more, cursor, nil
+}
+
+// syncCallTimeout bounds one request of a sync or a digest comparison.
+const syncCallTimeout = 10 * time.Second
+
+// syncCall sends one request of a sync or a digest comparison to peer.
+func (rs *Set) syncCall(ctx context.Context, peer string, method uint16, payload []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, syncCallTimeout)
+	defer cancel()
+	return rs.call(ctx, peer, method, payload)
+}
+
+// decodeRecords decodes a page's records (a count, then key and value
+// pairs) as versioned sets, each of them inside shard.
+func decodeRecords(d *wire.Dec, shard uint16) ([]store.Op, error) {
+	n := d.Count()
+	ops := make([]store.Op, 0, n)
+	for range n {
+		k, v := d.Bytes(), d.Bytes()
+		if d.Err != nil {
+			break
+		}
+		if s, err := store.ShardOf(k); err != nil || s != shard {
+			return nil, fmt.Errorf("cluster: sync record outside shard %d", shard)
+		}
+		ops = append(ops, store.Op{Kind: store.OpSet, Key: k, Value: v})
+	}
+	return ops, nil
+}
+
+// pageLimit returns the records a page may carry when the caller asked for
+// limit: at most syncPage.
+func pageLimit(limit int) int {
+	if limit <= 0 || limit > syncPage {
+		return syncPage
+	}
+	return limit
 }
 
 // syncScanBudget bounds the records one sync answer examines when it sends
@@ -538,9 +565,7 @@ func (rs *Set) serveSyncScan(d *wire.Dec) ([]byte, error) {
 	if int(shard) >= rs.cfg.Shards {
 		return nil, fmt.Errorf("cluster: shard %d out of range", shard)
 	}
-	if limit <= 0 || limit > syncPage {
-		limit = syncPage
-	}
+	limit = pageLimit(limit)
 	if len(after) == 0 {
 		after = nil
 	} else if s, err := store.ShardOf(after); err != nil || s != shard {
