@@ -268,15 +268,16 @@ func (sb *shardBatches) of(app, clientID string) *store.Batch {
 // The batches are committed without an fsync of their own
 // (store.Batch.SetNoSync, on every replica): they are in the write-ahead
 // logs when the commit returns, and the next synced commit on each store (a
-// message, any durable write) makes them durable. A crash of the machine
-// before that loses them, whole per shard, never in part; what a client
-// then sees is older, never wrong: the delivery pointer (maxAckTimestamp,
-// ackAt in history) back at its last synced value, and a stored delivery
-// receipt missing from the sender's notifications (its push went out
-// already to a connected sender). Nothing else is in the batches, and a
-// lost write never undoes a synced one: the log is replayed up to its first
-// missing record, and every synced write lies before it. See "Receiver acks
-// and reads" in docs/replication.md.
+// message, any durable write, or the store's own sync at most
+// store.DefaultNoSyncFlushDelay later) makes them durable. A crash of the
+// process or the machine before that loses them, whole per shard, never in
+// part; what a client then sees is older, never wrong: the delivery pointer
+// (maxAckTimestamp, ackAt in history) back at its last synced value, and a
+// stored delivery receipt missing from the sender's notifications (its push
+// went out already to a connected sender). Nothing else is in the batches,
+// and a lost write never undoes a synced one: the log is replayed up to its
+// first missing record, and every synced write lies before it. See
+// "Receiver acks and reads" in docs/replication.md.
 func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
 	now := e.nowMs()
 	sb := &shardBatches{e: e, byShard: map[uint16]*store.Batch{}}

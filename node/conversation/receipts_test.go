@@ -343,11 +343,13 @@ func TestReceiverAcksCommitShardsConcurrently(t *testing.T) {
 // what was not): receiver acks and reads are committed without an fsync of
 // their own, so those after the last synced commit may be lost, but the
 // state after the crash is never older than what was synced and no
-// acknowledged message is lost.
+// acknowledged message is lost. The store's flusher, which syncs such
+// writes within a bound (TestStoreNoSyncFlushed), is off, so that the crash
+// certainly comes before it.
 func TestConversationAcksAfterCrash(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	clock := &testClock{now: time.UnixMilli(1_700_000_000_000)}
-	h := openHarness(t, fs, "db", newTestDeliverer(), clock)
+	h := openHarnessStore(t, store.Config{Dir: "db", FS: fs, CacheSize: 1 << 20, NoSyncFlushDelay: -1}, newTestDeliverer(), clock)
 	tom, jerry := h.caller("Tom", 1), h.caller("Jerry", 2)
 	cid := h.start(tom, "Jerry")
 	var sent []*pb.AckCommand
@@ -370,7 +372,7 @@ func TestConversationAcksAfterCrash(t *testing.T) {
 	// check opens the store a crash left and checks what the acks left.
 	check := func(crashed *vfs.MemFS, exact bool) {
 		t.Helper()
-		c := openHarness(t, crashed, "db", newTestDeliverer(), clock)
+		c := openHarnessStore(t, store.Config{Dir: "db", FS: crashed, CacheSize: 1 << 20, NoSyncFlushDelay: -1}, newTestDeliverer(), clock)
 		defer c.close()
 		logs := c.do(tom, logsReq(&pb.LogsCommand{Cid: proto.String(cid)})).GetLogsMessage().GetLogs()
 		if len(logs) != len(sent) {

@@ -80,11 +80,20 @@ func TestNoSyncWritesCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Without the flusher (nosync.go), which would sync them meanwhile.
+	open := func(t *testing.T, fs vfs.FS) *Store {
+		t.Helper()
+		st, err := Open(Config{Dir: "/db", FS: fs, NoSyncFlushDelay: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
 	crash := func(t *testing.T, fs *vfs.MemFS, st *Store) *Store {
 		t.Helper()
 		clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
 		_ = st.Close()
-		again := openMem(t, clone)
+		again := open(t, clone)
 		t.Cleanup(func() { _ = again.Close() })
 		return again
 	}
@@ -104,7 +113,7 @@ func TestNoSyncWritesCrash(t *testing.T) {
 	}
 
 	fs := vfs.NewCrashableMem()
-	st := openMem(t, fs)
+	st := open(t, fs)
 	commit(t, st, "synced", false)
 	commit(t, st, "lazy", true)
 	if err := st.PutPending(7, PendingWrite{Epoch: 1, ID: 1, Ops: benchWrite(1), NoSync: true}); err != nil {
@@ -122,7 +131,7 @@ func TestNoSyncWritesCrash(t *testing.T) {
 	}
 
 	fs = vfs.NewCrashableMem()
-	st = openMem(t, fs)
+	st = open(t, fs)
 	commit(t, st, "lazy", true)
 	if err := st.PutPending(7, PendingWrite{Epoch: 1, ID: 1, Ops: benchWrite(1), NoSync: true}); err != nil {
 		t.Fatal(err)

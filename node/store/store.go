@@ -48,6 +48,12 @@ type Config struct {
 	// Registerer receives the read cache's metrics
 	// (imnode_store_read_cache_*). Nil means none are registered.
 	Registerer prometheus.Registerer
+	// NoSyncFlushDelay bounds how long a write without an fsync of its own
+	// (Batch.SetNoSync) stays unsynced: the store syncs its log that long
+	// after the first such write (nosync.go). Zero value means
+	// DefaultNoSyncFlushDelay (100 ms); negative means never (tests only:
+	// such writes then wait for the next synced commit).
+	NoSyncFlushDelay time.Duration
 	// FaultDiskFull, when set and true, fails every write to the
 	// filesystem with ENOSPC (fault injection: disk-full tests). Nil means
 	// no injection.
@@ -93,6 +99,8 @@ type Store struct {
 	// cache holds recently read values (nil: disabled); every commit
 	// keeps it coherent (see cache.go).
 	cache *readCache
+	// noSync syncs unsynced commits within a bound (nosync.go).
+	noSync noSyncFlusher
 	// testHookFill and testHookCommit, when set (tests only), run in Get
 	// between the Pebble read and the cache fill, and in commit between
 	// marking the keys in flight and the Pebble commit.
@@ -137,6 +145,7 @@ func Open(cfg Config) (*Store, error) {
 			}
 		}
 	}
+	s.startNoSyncFlusher(cfg.NoSyncFlushDelay, cfg.Logger)
 	return s, nil
 }
 
@@ -265,6 +274,7 @@ func (s *Store) Format() pebble.FormatMajorVersion { return s.db.FormatMajorVers
 
 // Close flushes and closes the database.
 func (s *Store) Close() error {
+	s.stopNoSyncFlusher()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -500,6 +510,9 @@ func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
 	}
 	if err := pb.Commit(opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
+	}
+	if !opts.Sync {
+		s.noSync.noteUnsynced()
 	}
 	return nil
 }
