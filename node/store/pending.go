@@ -160,7 +160,80 @@ func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID)
 	if err := pb.Set(pendingKey(shard, w.Epoch, w.ID), encodePending(w.Ops), nil); err != nil {
 		return fmt.Errorf("store: batch: %w", err)
 	}
-	return s.commit(pb, syncOpts(!w.NoSync))
+	if err := s.commit(pb, syncOpts(!w.NoSync)); err != nil {
+		return err
+	}
+	s.recent.put(PendingID{Shard: shard, Epoch: w.Epoch, ID: w.ID}, w.Ops)
+	return nil
+}
+
+// recentPending keeps the ops of the writes stored pending lately, until
+// their commit takes them, so that committing one (a replica's commit
+// notice, usually a few milliseconds after the write) reads no pending
+// record back from Pebble and decodes nothing. A commit notice names a write
+// its coordinator made visible, so applying it from here is right whatever
+// happened to the pending record since, except when the shard's copy was
+// dropped from this node: DeleteShard and DropPendingUpTo forget the
+// shard's writes (ResolveShard forgets those of earlier terms). Bounded:
+// writes whose ops exceed recentMaxWrite bytes are not kept, and when the
+// writes kept reach recentMaxBytes or recentMaxWrites it is emptied (their
+// commits then read their records, as without it), so writes whose notice
+// never comes cannot pin memory. mu is a leaf lock.
+type recentPending struct {
+	mu    sync.Mutex
+	m     map[PendingID][]Op
+	bytes int
+}
+
+const (
+	recentMaxWrite  = 16 << 10
+	recentMaxBytes  = 8 << 20
+	recentMaxWrites = 4096
+)
+
+func (r *recentPending) put(id PendingID, ops []Op) {
+	n := 0
+	for _, op := range ops {
+		n += len(op.Key) + len(op.Value)
+	}
+	if n > recentMaxWrite {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m) >= recentMaxWrites || r.bytes+n > recentMaxBytes {
+		r.m, r.bytes = make(map[PendingID][]Op, 64), 0
+	}
+	r.m[id] = ops
+	r.bytes += n
+}
+
+// take returns and forgets the ops of id, if kept.
+func (r *recentPending) take(id PendingID) ([]Op, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ops, ok := r.m[id]
+	if ok {
+		delete(r.m, id)
+		for _, op := range ops {
+			r.bytes -= len(op.Key) + len(op.Value)
+		}
+	}
+	return ops, ok
+}
+
+// forget drops the kept writes of shard that drop says to.
+func (r *recentPending) forget(shard uint16, drop func(PendingID) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, ops := range r.m {
+		if id.Shard == shard && drop(id) {
+			delete(r.m, id)
+			for _, op := range ops {
+				r.bytes -= len(op.Key) + len(op.Value)
+			}
+		}
+	}
 }
 
 // addCommitPending adds to pb what makes pending write c visible and drops
@@ -169,16 +242,18 @@ func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID)
 // store does not hold it.
 func (s *Store) addCommitPending(pb *pebble.Batch, c PendingID, visible *[]Op) (bool, error) {
 	key := pendingKey(c.Shard, c.Epoch, c.ID)
-	v, err := s.Get(key)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	ops, err := decodePending(v)
-	if err != nil {
-		return false, fmt.Errorf("%w: key %x", err, key)
+	ops, ok := s.recent.take(c)
+	if !ok {
+		v, err := s.Get(key)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if ops, err = decodePending(v); err != nil {
+			return false, fmt.Errorf("%w: key %x", err, key)
+		}
 	}
 	if err := checkPendingOps(c.Shard, ops); err != nil {
 		return false, err
@@ -213,6 +288,7 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 	if err := checkPendingOps(shard, w.Ops); err != nil {
 		return err
 	}
+	s.recent.take(PendingID{Shard: shard, Epoch: w.Epoch, ID: w.ID})
 	pb := s.db.NewBatch()
 	defer func() { _ = pb.Close() }()
 	if err := addOps(pb, w.Ops, true); err != nil {
@@ -358,6 +434,7 @@ func (s *Store) ResolveShard(shard uint16, epoch uint64) error {
 		if epoch > cur {
 			ops = append(ops, Op{Kind: OpSet, Key: epochKey(shard), Value: binary.BigEndian.AppendUint64(nil, epoch)})
 		}
+		s.recent.forget(shard, func(id PendingID) bool { return id.Epoch < epoch })
 		return max(cur, epoch), s.Apply(ops)
 	})
 }

@@ -180,3 +180,57 @@ func TestShardEpochCached(t *testing.T) {
 	want(st, 4, 0)
 	want(st, 5, 7)
 }
+
+// TestPendingCommitKeptOps: a write committed by a later PutPending (a
+// commit notice it carries) becomes visible and leaves no pending record,
+// whether its ops are still kept in memory or read back; a write whose
+// shard copy was deleted, or dropped by DropPendingUpTo, is not brought
+// back by a late notice.
+func TestPendingCommitKeptOps(t *testing.T) {
+	st := openMem(t, vfs.NewMem())
+	defer func() { _ = st.Close() }()
+	visible := func(i int) bool {
+		_, err := st.Get(benchWrite(i)[0].Key)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	pending := func() int {
+		n := 0
+		if err := st.ScanPending(7, 0, 0, func(PendingWrite, int) (bool, error) { n++; return true, nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	put := func(i int, committed ...PendingID) {
+		t.Helper()
+		if err := st.PutPending(7, PendingWrite{Epoch: 1, ID: uint64(i), Ops: benchWrite(i)}, committed...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := func(i int) PendingID { return PendingID{Shard: 7, Epoch: 1, ID: uint64(i)} }
+
+	put(1)
+	put(2, id(1)) // kept in memory
+	st.recent.take(id(2))
+	put(3, id(2)) // read back from its record
+	if !visible(1) || !visible(2) || visible(3) || pending() != 1 {
+		t.Fatalf("after two commits: visible %v %v %v, %d pending; want 1 and 2 visible, 3 pending", visible(1), visible(2), visible(3), pending())
+	}
+
+	if err := st.DeleteShard(7); err != nil {
+		t.Fatal(err)
+	}
+	put(5, id(3))
+	if visible(3) {
+		t.Fatal("a notice after the shard's deletion brought its write back")
+	}
+	if _, err := st.DropPendingUpTo(7, 5); err != nil {
+		t.Fatal(err)
+	}
+	put(6, id(5))
+	if visible(5) {
+		t.Fatal("a notice after DropPendingUpTo brought the dropped write back")
+	}
+}

@@ -94,6 +94,8 @@ type Store struct {
 	plainMu sync.RWMutex
 	// epochs caches the shards' recorded terms (pending.go).
 	epochs epochCache
+	// recent keeps the ops of writes stored pending lately (pending.go).
+	recent recentPending
 	// changes is the change log's state (changes.go).
 	changes changeLog
 	// cache holds recently read values (nil: disabled); every commit

@@ -197,6 +197,7 @@ func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64,
 func (s *Store) DeleteShard(shard uint16) error {
 	p := ShardPrefix(shard)
 	return s.writeEpoch(shard, func() (uint64, error) {
+		s.recent.forget(shard, func(PendingID) bool { return true })
 		ops := []Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}, dropShardChanges(shard)}
 		return 0, s.Apply(append(ops, dropPending(shard)...))
 	})
@@ -206,6 +207,7 @@ func (s *Store) DeleteShard(shard uint16) error {
 // returns how many it dropped (the writes a copy held from before its node
 // left the shard's replicas, when the shard is placed there again).
 func (s *Store) DropPendingUpTo(shard uint16, id uint64) (int, error) {
+	s.recent.forget(shard, func(w PendingID) bool { return w.ID <= id })
 	var ops []Op
 	err := s.ScanPending(shard, 0, 0, func(w PendingWrite, _ int) (bool, error) {
 		if w.ID <= id {
