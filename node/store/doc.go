@@ -16,7 +16,11 @@
 //
 // Writes are acknowledged only after they are durable: Commit fsyncs the WAL.
 // Pebble coalesces concurrent synchronous commits into one WAL fsync, which is
-// the group commit the send path relies on for throughput.
+// the group commit the send path relies on for throughput. A batch marked
+// SetNoSync (state a lost write merely leaves older: receiver acks, read
+// pointers) skips its own fsync; the store's flusher goroutine, which Open
+// starts and Close stops, syncs such writes within NoSyncFlushDelay
+// (nosync.go).
 //
 // Store is safe for concurrent use. Iteration callbacks must not retain the
 // key or value slices they are given.
