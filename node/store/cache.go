@@ -123,24 +123,41 @@ func (c *readCache) fill(key, v []byte, gen uint64) {
 	if sh.gen != gen || sh.ranges > 0 || sh.writing[h] > 0 {
 		return
 	}
-	if old, ok := sh.entries[string(key)]; ok {
-		c.account(sh, -int64(len(key)+len(old))-cacheEntryOverhead)
-	}
+	c.dropLocked(sh, string(key))
 	if v == nil {
 		v = []byte{}
 	}
 	sh.entries[string(key)] = v
 	c.account(sh, size)
-	for k, old := range sh.entries {
+	for k := range sh.entries {
 		if sh.bytes <= c.shardMax {
 			break
 		}
-		if k == string(key) {
-			continue
+		if k != string(key) {
+			c.dropLocked(sh, k)
 		}
-		delete(sh.entries, k)
-		c.account(sh, -int64(len(k)+len(old))-cacheEntryOverhead)
 	}
+}
+
+// dropLocked removes key's entry, if any, from sh. sh.mu is held.
+func (c *readCache) dropLocked(sh *cacheShard, key string) {
+	if old, ok := sh.entries[key]; ok {
+		delete(sh.entries, key)
+		c.account(sh, -int64(len(key)+len(old))-cacheEntryOverhead)
+	}
+}
+
+// marking runs mark under the lock of key's shard, with key's hash, after
+// raising the shard's generation; nothing for a key that is not cached.
+func (c *readCache) marking(key []byte, mark func(sh *cacheShard, h uint64)) {
+	if !cacheable(key) {
+		return
+	}
+	sh, h := c.shard(key)
+	sh.mu.Lock()
+	sh.gen++
+	mark(sh, h)
+	sh.mu.Unlock()
 }
 
 func (c *readCache) account(sh *cacheShard, delta int64) {
@@ -162,18 +179,10 @@ func (c *readCache) begin(ops []Op) {
 			}
 			continue
 		}
-		if !cacheable(op.Key) {
-			continue
-		}
-		sh, h := c.shard(op.Key)
-		sh.mu.Lock()
-		sh.gen++
-		sh.writing[h]++
-		if old, ok := sh.entries[string(op.Key)]; ok {
-			delete(sh.entries, string(op.Key))
-			c.account(sh, -int64(len(op.Key)+len(old))-cacheEntryOverhead)
-		}
-		sh.mu.Unlock()
+		c.marking(op.Key, func(sh *cacheShard, h uint64) {
+			sh.writing[h]++
+			c.dropLocked(sh, string(op.Key))
+		})
 	}
 	if len(ranges) > 0 {
 		c.beginRanges(ranges)
@@ -188,10 +197,9 @@ func (c *readCache) beginRanges(ranges []Op) {
 		sh.mu.Lock()
 		sh.gen++
 		sh.ranges++
-		for k, old := range sh.entries {
+		for k := range sh.entries {
 			if inRanges(k, ranges) {
-				delete(sh.entries, k)
-				c.account(sh, -int64(len(k)+len(old))-cacheEntryOverhead)
+				c.dropLocked(sh, k)
 			}
 		}
 		sh.mu.Unlock()
@@ -217,18 +225,13 @@ func (c *readCache) end(ops []Op) {
 			ranged = ranged || cacheable(op.Key)
 			continue
 		}
-		if !cacheable(op.Key) {
-			continue
-		}
-		sh, h := c.shard(op.Key)
-		sh.mu.Lock()
-		sh.gen++
-		if n := sh.writing[h]; n > 1 {
-			sh.writing[h] = n - 1
-		} else {
-			delete(sh.writing, h)
-		}
-		sh.mu.Unlock()
+		c.marking(op.Key, func(sh *cacheShard, h uint64) {
+			if n := sh.writing[h]; n > 1 {
+				sh.writing[h] = n - 1
+			} else {
+				delete(sh.writing, h)
+			}
+		})
 	}
 	if ranged {
 		for i := range c.shards {
