@@ -334,10 +334,28 @@ func (c *conn) startWriter() { c.g.goFunc(c.write) }
 // closed.
 func (c *conn) write() {
 	for {
+		if c.bc.hasPending() {
+			c.renewWriteDeadline()
+			if err := c.bc.flushPending(); err != nil {
+				c.shutdown(err)
+				return
+			}
+		}
 		frames := c.out.takeAll()
 		if frames == nil || !c.writeFrames(frames) {
 			return
 		}
+	}
+}
+
+// renewWriteDeadline sets the socket's write deadline WriteTimeout ahead
+// when less than half of it is left: a fan-out writes a frame to a
+// thousand sockets, and a deadline costs each one a timer update in the
+// runtime's poller. The out queue's consumer calls it.
+func (c *conn) renewWriteDeadline() {
+	if now := time.Now().UnixNano(); c.writeDeadline-now < int64(c.g.cfg.WriteTimeout/2) {
+		c.writeDeadline = now + int64(c.g.cfg.WriteTimeout)
+		_ = c.ws.SetWriteDeadline(time.Unix(0, c.writeDeadline))
 	}
 }
 
@@ -366,13 +384,7 @@ func (c *conn) writeInline() {
 // holds the writer's place (the out queue's consumer) calls it. On an error
 // it shuts the connection down and returns false.
 func (c *conn) writeFrames(frames []outFrame) bool {
-	// The deadline is renewed only when less than half of WriteTimeout is
-	// left: a fan-out writes a frame to a thousand sockets, and a deadline
-	// costs each one a timer update in the runtime's poller.
-	if now := time.Now().UnixNano(); c.writeDeadline-now < int64(c.g.cfg.WriteTimeout/2) {
-		c.writeDeadline = now + int64(c.g.cfg.WriteTimeout)
-		_ = c.ws.SetWriteDeadline(time.Unix(0, c.writeDeadline))
-	}
+	c.renewWriteDeadline()
 	c.bc.cork()
 	var err error
 	for _, f := range frames {
@@ -470,9 +482,40 @@ func (c *conn) push(f outFrame) {
 	c.enqueue(f)
 }
 
+// enqueue queues f for the writer, or, when the socket has nothing queued
+// and no writer runs, writes it at once (writeNow).
 func (c *conn) enqueue(f outFrame) {
-	if !c.out.push(f, c.startWriter) {
+	ok, claimed := c.out.pushOrClaim(f, c.startWriter)
+	switch {
+	case !ok:
 		c.slow()
+	case claimed:
+		c.writeNow(f)
+	}
+}
+
+// writeNow writes f on the delivering goroutine with one non-blocking
+// system call (batchConn.tryWrite): a push to an idle socket (a chat room's
+// fan-out reaches a thousand of them) costs no writer goroutine and no
+// hand-off. The caller holds the writer's place (fifo.pushOrClaim); what
+// the socket does not take at once, and a frame that cannot be written so,
+// goes to the writer goroutine, which also meets any error of the socket's
+// and shuts it down, so the delivering goroutine never waits for a socket.
+func (c *conn) writeNow(f outFrame) {
+	op := gws.OpcodeBinary
+	if f.text {
+		op = gws.OpcodeText
+	}
+	left, err := c.bc.tryWrite(appendFrame(make([]byte, 0, len(f.data)+10), op, f.data))
+	switch {
+	case err != nil:
+		c.out.pushFront(f, c.startWriter)
+	case left:
+		c.out.resume(c.startWriter)
+	default:
+		c.g.metrics.framesOut.Inc()
+		c.g.metrics.writeBatches.Inc()
+		c.out.handOff(c.startWriter)
 	}
 }
 

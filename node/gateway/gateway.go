@@ -283,7 +283,7 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, *b
 	if err != nil {
 		return nil, nil, err
 	}
-	bc := &batchConn{Conn: netConn}
+	bc := newBatchConn(netConn)
 	br := brw.Reader
 	if br.Buffered() == 0 {
 		// Nothing read ahead of the handshake: a smaller reader than the

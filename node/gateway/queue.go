@@ -1,9 +1,14 @@
 package gateway
 
 import (
+	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/lxzan/gws"
 )
 
 // fifo is a bounded FIFO queue with an on-demand consumer: the push that
@@ -41,6 +46,52 @@ func (q *fifo[T]) push(v T, start func()) bool {
 		start()
 	}
 	return true
+}
+
+// pushOrClaim is push for a caller that can consume v itself without
+// blocking (deliver): when the queue is empty and no consumer runs, it
+// makes the caller the consumer instead of queueing v (claimed), and the
+// caller ends its turn with handOff, resume or pushFront. Otherwise it is
+// push.
+func (q *fifo[T]) pushOrClaim(v T, start func()) (ok, claimed bool) {
+	q.mu.Lock()
+	if !q.closed && !q.running && len(q.items) == 0 {
+		q.running = true
+		q.mu.Unlock()
+		return true, true
+	}
+	q.mu.Unlock()
+	return q.push(v, start), false
+}
+
+// pushFront puts v before every queued item and calls start (under the
+// queue's lock) unless the queue is closed: the consumer hands an item it
+// could not finish to the next consumer. It ignores the limit (one item
+// over it at most: the consumer's own).
+func (q *fifo[T]) pushFront(v T, start func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		q.running = false
+		return
+	}
+	q.items = append(q.items, v)
+	copy(q.items[1:], q.items)
+	q.items[0] = v
+	start()
+}
+
+// resume hands the consumer's place to the next consumer, calling start
+// under the queue's lock unless the queue is closed, whether items are
+// queued or not (the consumer left work of its own, see batchConn.pending).
+func (q *fifo[T]) resume(start func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		q.running = false
+		return
+	}
+	start()
 }
 
 // pop removes and returns the oldest item for the consumer. When the queue
@@ -126,10 +177,29 @@ const corkFlushBytes = 64 << 10
 // to the socket. Reads and deadlines pass through.
 type batchConn struct {
 	net.Conn
+	// raw is the socket's descriptor for tryWrite; nil when the connection
+	// has none (TLS), and then every frame goes through the writer.
+	raw syscall.RawConn
 
 	mu     sync.Mutex
 	corked bool
 	buf    *[]byte // from batchBufs while corked
+	// pending is the part of a frame tryWrite wrote only in part: it is
+	// written before anything else (Write, cork, flushPending).
+	pending []byte
+	// closing is set when gws writes a close frame (every gws write is one
+	// whole frame): no frame may follow it, so tryWrite stops.
+	closing bool
+}
+
+func newBatchConn(c net.Conn) *batchConn {
+	b := &batchConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			b.raw = raw
+		}
+	}
+	return b
 }
 
 // batchBufs recycles cork buffers, so only sockets that are writing hold one.
@@ -138,7 +208,13 @@ var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return 
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(p) > 0 && gws.Opcode(p[0]&0x0f) == gws.OpcodeCloseConnection {
+		b.closing = true
+	}
 	if !b.corked {
+		if err := b.flushPendingLocked(); err != nil {
+			return 0, err
+		}
 		return b.Conn.Write(p)
 	}
 	*b.buf = append(*b.buf, p...)
@@ -166,7 +242,94 @@ func (b *batchConn) cork() {
 	if !b.corked {
 		b.corked = true
 		b.buf = batchBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
+		*b.buf = append(*b.buf, b.pending...)
+		b.pending = nil
 	}
+}
+
+func (b *batchConn) flushPendingLocked() error {
+	if len(b.pending) == 0 {
+		return nil
+	}
+	_, err := b.Conn.Write(b.pending)
+	b.pending = nil
+	return err
+}
+
+// hasPending reports whether part of a frame waits to be written.
+func (b *batchConn) hasPending() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending) > 0
+}
+
+// flushPending writes what tryWrite left (blocking, within the socket's
+// write deadline).
+func (b *batchConn) flushPending() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.flushPendingLocked()
+}
+
+// errNoDirectWrite: tryWrite did not write (no descriptor, another write
+// in progress, a close frame written, or the writer's batch or a pending
+// part comes first).
+var errNoDirectWrite = errors.New("gateway: no direct write")
+
+// tryWrite writes one encoded WebSocket frame with one non-blocking system
+// call on the caller's goroutine. What the socket does not take at once is
+// kept (pending) and left reports it: the caller must start the writer,
+// which writes it before anything else. errNoDirectWrite means nothing was
+// written and the frame must be queued; another error is the socket's.
+func (b *batchConn) tryWrite(frame []byte) (left bool, err error) {
+	if b.raw == nil {
+		return false, errNoDirectWrite
+	}
+	// Someone writing blocks on the socket (a pong, a close frame): the
+	// frame goes to the writer, the delivering goroutine does not wait.
+	if !b.mu.TryLock() {
+		return false, errNoDirectWrite
+	}
+	defer b.mu.Unlock()
+	if b.corked || b.closing || len(b.pending) > 0 {
+		return false, errNoDirectWrite
+	}
+	var n int
+	var werr error
+	if err := b.raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), frame)
+		return true // never wait for the socket: the writer does
+	}); err != nil {
+		return false, err
+	}
+	switch {
+	case errors.Is(werr, syscall.EAGAIN) || errors.Is(werr, syscall.EINTR):
+		n = 0
+	case werr != nil:
+		return false, werr
+	}
+	if n < len(frame) {
+		b.pending = append([]byte(nil), frame[n:]...)
+		return true, nil
+	}
+	return false, nil
+}
+
+// appendFrame encodes a final, unmasked server frame (RFC 6455 5.2), as gws
+// writes them without compression.
+func appendFrame(dst []byte, op gws.Opcode, payload []byte) []byte {
+	dst = append(dst, 0x80|byte(op))
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 126)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	default:
+		dst = append(dst, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return append(dst, payload...)
 }
 
 // uncork writes what was buffered since cork and stops buffering.

@@ -1,0 +1,97 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/lxzan/gws"
+)
+
+// TestTryWriteKeepsWhatTheSocketDidNotTake fills a real loopback socket
+// whose peer does not read: tryWrite never blocks, the frame the socket
+// takes only in part is kept and written first once the peer reads, and
+// nothing after it is written directly meanwhile, so the peer receives
+// every accepted frame whole and in order.
+func TestTryWriteKeepsWhatTheSocketDidNotTake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = peer.Close() }()
+	server, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	defer func() { _ = server.Close() }()
+	_ = server.(*net.TCPConn).SetWriteBuffer(4 << 10)
+	_ = peer.(*net.TCPConn).SetReadBuffer(4 << 10)
+	bc := newBatchConn(server)
+	if bc.raw == nil {
+		t.Fatal("a TCP connection has no raw descriptor")
+	}
+
+	// Frames until one is taken in part; the next must not be written.
+	var want bytes.Buffer
+	payload := bytes.Repeat([]byte("x"), 1000)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		payload[0] = byte(i)
+		frame := appendFrame(nil, gws.OpcodeBinary, payload)
+		left, err := bc.tryWrite(frame)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		want.Write(frame)
+		if left {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the socket never filled")
+		}
+	}
+	if _, err := bc.tryWrite(appendFrame(nil, gws.OpcodeBinary, payload)); !errors.Is(err, errNoDirectWrite) {
+		t.Fatalf("a frame after a partial one: %v, want errNoDirectWrite", err)
+	}
+	if !bc.hasPending() {
+		t.Fatal("nothing pending after a partial write")
+	}
+
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(peer, int64(want.Len())))
+		got <- b
+	}()
+	_ = server.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := bc.flushPending(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, want.Bytes()) {
+			t.Fatalf("the peer received %d bytes that differ from the %d accepted", len(b), want.Len())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer did not receive the accepted frames")
+	}
+	if bc.hasPending() {
+		t.Fatal("still pending after flushPending")
+	}
+}
