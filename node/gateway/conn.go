@@ -23,13 +23,15 @@ type outFrame struct {
 // conn is one client WebSocket. Besides gws's read loop it has two
 // goroutines, each running only while it has work (see fifo): the worker,
 // the only one that runs commands, started by the first command queued
-// while none runs; and the writer, the only one that writes frames (all the
-// frames it finds queued in one write system call), started likewise by a
-// frame another goroutine queued. The worker writes the frames it queued
-// itself (a response, and the pushes held back while it ran the command)
-// after the command, when no writer runs: a response costs no hand-off to
-// another goroutine and is on the wire before the worker goes on. The
-// gateway's sweeper closes sockets that stay silent or
+// while none runs; and the writer, which writes all the frames it finds
+// queued in one write system call, started likewise by a frame another
+// goroutine queued. Whoever holds the out queue's consumer place writes:
+// the writer; the worker, for the frames it queued itself (a response, and
+// the pushes held back while it ran the command) after the command, so a
+// response costs no hand-off and is on the wire before the worker goes on;
+// or a delivering goroutine that found nothing queued, for one
+// non-blocking write of its push (writeNow). The gateway's sweeper closes
+// sockets that stay silent or
 // never log in. A socket found slow (its outbound queue full) is closed by a
 // third, short-lived goroutine, at most one per socket, so that the
 // delivering goroutine never waits for the socket.

@@ -15,7 +15,10 @@
 // have work, so an idle socket costs one goroutine: a worker that executes
 // the queued commands in arrival order and writes its own responses after
 // each command, and a writer that writes every frame other goroutines
-// queued in one write system call (queue.go); a socket whose outbound
+// queued in one write system call (queue.go); a push to a socket with
+// nothing queued and no writer is written at once by the delivering
+// goroutine with one non-blocking write (conn.writeNow), and only what the
+// socket does not take goes to the writer; a socket whose outbound
 // queue overflowed gets one more, which closes it (conn.slow), so that no
 // delivering goroutine waits for a socket. One sweeper goroutine
 // closes the sockets past their idle or login timeout. The session registry
