@@ -2,8 +2,9 @@
 // this node replicates, its coordinator lease (lease.go), the versions its
 // writes get from the node's hybrid logical clock (hlc.go), quorum writes
 // and the store.KV the domain packages read and write through (kv.go),
-// catch-up and hand-off when the placement changes (sync.go) and periodic
-// anti-entropy by range digests (antientropy.go).
+// catch-up and hand-off when the placement changes (sync.go), catch-up by
+// the other replicas' change logs (catchup.go) and periodic anti-entropy by
+// range digests (antientropy.go).
 //
 //   - Leases: a node coordinates a shard only while it holds the shard's
 //     lease, granted by a majority of its replicas, so one node at a time
@@ -27,7 +28,9 @@
 //   - Sync: catch-up before coordinating, rebalancing when the roster
 //     changes (new replicas pull the shard from the old ones while already
 //     receiving new writes) and periodic anti-entropy by shard digests,
-//     then per-bucket range digests, copying only what differs.
+//     then per-bucket range digests, copying only what differs. A catch-up
+//     from a replica this node caught up from before copies only the keys
+//     that replica logged since (its change log).
 //
 // The Set sees the cluster only through Peers (placement, liveness, the
 // peer transport) and never imports the cluster package.

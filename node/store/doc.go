@@ -12,7 +12,11 @@
 // fields value (DecodeFields).
 //
 // Point reads are served from a read cache of hot records, bounded in
-// bytes and kept coherent by every commit (cache.go).
+// bytes and kept coherent by every commit (cache.go). Every batch that
+// makes replicated records visible also logs their keys in the shard's
+// change log (changes.go), which a catch-up reads instead of the shard.
+// DeleteShard removes a shard's records, change log, pending writes and
+// recorded term together.
 //
 // Writes are acknowledged only after they are durable: Commit fsyncs the WAL.
 // Pebble coalesces concurrent synchronous commits into one WAL fsync, which is
