@@ -17,30 +17,7 @@ import (
 // nothing after it is written directly meanwhile, so the peer receives
 // every accepted frame whole and in order.
 func TestTryWriteKeepsWhatTheSocketDidNotTake(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = peer.Close() }()
-	server, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	defer func() { _ = server.Close() }()
+	peer, server := tcpPair(t)
 	_ = server.(*net.TCPConn).SetWriteBuffer(4 << 10)
 	_ = peer.(*net.TCPConn).SetReadBuffer(4 << 10)
 	bc := newBatchConn(server)
