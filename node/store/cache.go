@@ -108,11 +108,8 @@ func (c *readCache) get(key []byte) ([]byte, uint64, bool) {
 
 // fill caches v (which the caller no longer modifies) as key's value, read
 // from Pebble after get returned gen, unless a write touched the shard
-// since or is in flight on key.
+// since or is in flight on key. key is cacheable (so is get's).
 func (c *readCache) fill(key, v []byte, gen uint64) {
-	if !cacheable(key) {
-		return
-	}
 	sh, h := c.shard(key)
 	size := int64(len(key)+len(v)) + cacheEntryOverhead
 	if size > c.shardMax {

@@ -128,6 +128,23 @@ func TestStoreReadCacheReadDuringWrite(t *testing.T) {
 	}
 }
 
+// TestStoreReadCacheSkipsNodeLocalKeys reads a pending write's record (a
+// node-local key, read once and then deleted): the cache neither holds it
+// nor counts the read.
+func TestStoreReadCacheSkipsNodeLocalKeys(t *testing.T) {
+	st := openMem(t, vfs.NewMem())
+	defer func() { _ = st.Close() }()
+	must(t, st.PutPending(3, PendingWrite{Epoch: 1, ID: 5, Ops: []Op{{Kind: OpSet, Key: cacheKey("c1"), Value: EncodeVersioned(5, false, nil)}}}))
+	for range 2 {
+		if _, err := st.Get(pendingKey(3, 1, 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, m, b := st.cache.hits.Load(), st.cache.misses.Load(), st.cache.usedBytes.Load(); h != 0 || m != 0 || b != 0 {
+		t.Fatalf("cache after reading a node-local key: %d hits, %d misses, %d bytes", h, m, b)
+	}
+}
+
 // TestStoreReadCacheBounded reads more values than the cache holds: its
 // bytes stay within the bound and every read is still right.
 func TestStoreReadCacheBounded(t *testing.T) {

@@ -287,7 +287,8 @@ func (s *Store) Close() error {
 // served from the read cache when the cache holds key.
 func (s *Store) Get(key []byte) ([]byte, error) {
 	var gen uint64
-	if s.cache != nil {
+	cached := s.cache != nil && cacheable(key)
+	if cached {
 		v, g, ok := s.cache.get(key)
 		if ok {
 			return v, nil
@@ -303,7 +304,7 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 	}
 	out := append([]byte(nil), v...)
 	_ = closer.Close()
-	if s.cache != nil {
+	if cached {
 		if s.testHookFill != nil {
 			s.testHookFill()
 		}
