@@ -126,6 +126,11 @@ func (c *rawConn) sendRaw(op gws.Opcode, data []byte) {
 	}
 }
 
+// sdkCommandTimeout is how long the official SDKs wait for a command's
+// answer: the cluster answers within it (a command waiting for a coordinator
+// gets the retryable 4200 shortly before the gateway's 15 s request timeout).
+const sdkCommandTimeout = 20 * time.Second
+
 func (c *rawConn) recv() *pb.GenericCommand {
 	c.t.Helper()
 	select {
@@ -140,8 +145,8 @@ func (c *rawConn) recv() *pb.GenericCommand {
 		return cmd
 	case err := <-c.closed:
 		c.t.Fatalf("connection closed: %v", err)
-	case <-time.After(10 * time.Second):
-		c.t.Fatal("no frame within 10s")
+	case <-time.After(sdkCommandTimeout):
+		c.t.Fatalf("no frame within %v", sdkCommandTimeout)
 	}
 	return nil
 }
