@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts NODES imnode processes on 127.0.0.1 (fresh temp data dirs, every port
-# chosen by the kernel, --cluster-profile local), waits for /readyz on all of
+# chosen by the kernel), waits for /readyz on all of
 # them, runs imbench against all their client URLs with the given arguments,
 # prints each node's CPU time and resident memory, and stops the nodes.
 # imbench gets every node's process id (--pid), so it reports the nodes' CPU
@@ -13,7 +13,9 @@
 # Environment: NODES (1), SHARDS (256), REPLICATION (R/W, default 3/2; passed
 # to every node as --replication-factor/--write-quorum when NODES > 1; a single
 # node runs with the defaults, effectively R=1/W=1), LOG_LEVEL (info),
-# READY_TIMEOUT (seconds, 120), STOP_TIMEOUT (seconds from SIGTERM to SIGQUIT,
+# PROFILE (--cluster-profile: lan, the production timings a deployment runs,
+# by default; local for the short failure detection and 5 s anti-entropy rounds
+# of tests and `make run`), READY_TIMEOUT (seconds, 120), STOP_TIMEOUT (seconds from SIGTERM to SIGQUIT,
 # 60), BIN (directory with imnode and imbench, ./bin), KEEP=1 (keep the data
 # dirs and logs; they are also kept when imbench fails or a node hangs),
 # SECURE=1 (start the nodes with cluster credentials made by `imnode certs`:
@@ -29,6 +31,7 @@ log_level=${LOG_LEVEL:-info}
 ready_timeout=${READY_TIMEOUT:-120}
 stop_timeout=${STOP_TIMEOUT:-60}
 bin=${BIN:-bin}
+profile=${PROFILE:-lan}
 
 [[ $nodes =~ ^[1-9][0-9]*$ ]] || { echo "NODES must be a positive integer, got '$nodes'" >&2; exit 2; }
 [[ $replication =~ ^([1-9][0-9]*)/([1-9][0-9]*)$ ]] ||
@@ -136,7 +139,7 @@ start_node() {
   shift
   local args=(--node-id "imnode-$i" --data-dir "$dir/node-$i" --addr-file "$dir/node-$i.addr"
     --client-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --peer-addr 127.0.0.1:0 --advertise-host 127.0.0.1
-    --cluster-profile local --shards "$shards" --log-level "$log_level"
+    --cluster-profile "$profile" --shards "$shards" --log-level "$log_level"
     --apps-file "$apps" --conn-rate-per-ip -1 --max-conns-per-ip -1)
   if [ -n "$secure" ]; then
     "$bin/imnode" certs create-node --certs-dir "$certs" --node-id "imnode-$i" --hosts 127.0.0.1 >/dev/null
