@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -44,9 +46,9 @@ type readCache struct {
 // cacheShards is the number of independently locked parts of the cache.
 const cacheShards = 16
 
-// cacheEntryOverhead is counted per entry on top of its key and value (map
-// slot, string and slice headers).
-const cacheEntryOverhead = 64
+// cacheEntryOverhead is counted per entry on top of its key and value (two
+// map slots, string and slice headers).
+const cacheEntryOverhead = 96
 
 // DefaultReadCacheSize is the read cache's bound when Config.ReadCacheSize
 // is zero.
@@ -60,6 +62,10 @@ type cacheShard struct {
 	// a fill checks it did not move since its look-up.
 	gen     uint64
 	entries map[string][]byte
+	// byData groups the keys of entries by their first two bytes (the
+	// data shard, see ShardOf): a delete range visits only the groups it
+	// spans.
+	byData map[uint16]map[string]struct{}
 	// writing counts the writes in flight per key hash (a collision only
 	// keeps another key from being filled meanwhile), ranges the delete
 	// ranges in flight (they may cover any key of the shard).
@@ -72,13 +78,23 @@ func newReadCache(size int64) *readCache {
 	c := &readCache{shardMax: size / cacheShards}
 	for i := range c.shards {
 		c.shards[i].entries = map[string][]byte{}
+		c.shards[i].byData = map[uint16]map[string]struct{}{}
 		c.shards[i].writing = map[uint64]int{}
 	}
 	return c
 }
 
-// cacheable reports whether key's value may be cached: not a node-local key.
-func cacheable(key []byte) bool { return !bytes.HasPrefix(key, nodeLocalPrefix) }
+// cacheable reports whether key's value may be cached: a shard's key (two
+// bytes of shard at least), not a node-local key.
+func cacheable(key []byte) bool { return len(key) >= 2 && !bytes.HasPrefix(key, nodeLocalPrefix) }
+
+// dataGroup returns the data shard of a key or range bound: its first two
+// bytes, padded with zeros.
+func dataGroup(key []byte) uint16 {
+	var b [2]byte
+	copy(b[:], key)
+	return binary.BigEndian.Uint16(b[:])
+}
 
 // nodeLocalPrefix starts every node-local key (pending writes, terms, the
 // lease marker): above every shard's keys.
@@ -120,17 +136,23 @@ func (c *readCache) fill(key, v []byte, gen uint64) {
 	if sh.gen != gen || sh.ranges > 0 || sh.writing[h] > 0 {
 		return
 	}
-	c.dropLocked(sh, string(key))
+	ks := string(key)
+	c.dropLocked(sh, ks)
 	if v == nil {
 		v = []byte{}
 	}
-	sh.entries[string(key)] = v
+	sh.entries[ks] = v
+	g := dataGroup(key)
+	if sh.byData[g] == nil {
+		sh.byData[g] = map[string]struct{}{}
+	}
+	sh.byData[g][ks] = struct{}{}
 	c.account(sh, size)
 	for k := range sh.entries {
 		if sh.bytes <= c.shardMax {
 			break
 		}
-		if k != string(key) {
+		if k != ks {
 			c.dropLocked(sh, k)
 		}
 	}
@@ -140,6 +162,10 @@ func (c *readCache) fill(key, v []byte, gen uint64) {
 func (c *readCache) dropLocked(sh *cacheShard, key string) {
 	if old, ok := sh.entries[key]; ok {
 		delete(sh.entries, key)
+		g := uint16(key[0])<<8 | uint16(key[1])
+		if delete(sh.byData[g], key); len(sh.byData[g]) == 0 {
+			delete(sh.byData, g)
+		}
 		c.account(sh, -int64(len(key)+len(old))-cacheEntryOverhead)
 	}
 }
@@ -187,21 +213,45 @@ func (c *readCache) begin(ops []Op) {
 }
 
 // beginRanges marks delete ranges in flight in every shard and drops the
-// entries they cover.
+// entries they cover, visiting only the keys of the data shards the ranges
+// span (a conversation's or a shard's range spans one); ranges spanning
+// more than maxRangeGroups data shards visit every key.
 func (c *readCache) beginRanges(ranges []Op) {
+	var groups []uint16
+	for _, r := range ranges {
+		for g := int(dataGroup(r.Key)); g <= int(dataGroup(r.Value)) && len(groups) <= maxRangeGroups; g++ {
+			if !slices.Contains(groups, uint16(g)) {
+				groups = append(groups, uint16(g))
+			}
+		}
+	}
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		sh.gen++
 		sh.ranges++
-		for k := range sh.entries {
-			if inRanges(k, ranges) {
-				c.dropLocked(sh, k)
+		if len(groups) > maxRangeGroups {
+			for k := range sh.entries {
+				if inRanges(k, ranges) {
+					c.dropLocked(sh, k)
+				}
+			}
+		} else {
+			for _, g := range groups {
+				for k := range sh.byData[g] {
+					if inRanges(k, ranges) {
+						c.dropLocked(sh, k)
+					}
+				}
 			}
 		}
 		sh.mu.Unlock()
 	}
 }
+
+// maxRangeGroups bounds the data shards a batch's delete ranges are looked
+// up by; beyond it they visit every cached key.
+const maxRangeGroups = 16
 
 // inRanges reports whether key lies in one of the delete ranges
 // [Key, Value).

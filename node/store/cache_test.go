@@ -62,6 +62,13 @@ func TestStoreReadCacheCoherent(t *testing.T) {
 		{"delete range", func(t *testing.T, st *Store) {
 			must(t, st.Apply([]Op{{Kind: OpDeleteRange, Key: ShardPrefix(3), Value: ShardEnd(3)}}))
 		}, "<none>"},
+		{"delete range over every shard", func(t *testing.T, st *Store) {
+			must(t, st.Apply([]Op{{Kind: OpDeleteRange, Key: ShardPrefix(0), Value: ShardEnd(0xffff)}}))
+		}, "<none>"},
+		{"delete ranges of two shards", func(t *testing.T, st *Store) {
+			must(t, st.Apply([]Op{{Kind: OpDeleteRange, Key: ShardPrefix(9), Value: ShardEnd(9)},
+				{Kind: OpDeleteRange, Key: key, Value: append(bytes.Clone(key), 0)}}))
+		}, "<none>"},
 		{"plain set", func(t *testing.T, st *Store) {
 			must(t, st.Apply([]Op{{Kind: OpSet, Key: key, Value: rec(5, "new")}}))
 		}, "new"},
@@ -168,6 +175,16 @@ func TestStoreReadCacheBounded(t *testing.T) {
 			t.Fatalf("cache holds %d bytes, bound %d", used, size)
 		}
 	}
+	for i := range st.cache.shards {
+		sh := &st.cache.shards[i]
+		grouped := 0
+		for _, keys := range sh.byData {
+			grouped += len(keys)
+		}
+		if grouped != len(sh.entries) {
+			t.Fatalf("cache part %d: %d entries, %d grouped by data shard", i, len(sh.entries), grouped)
+		}
+	}
 	if used := st.cache.usedBytes.Load(); used < size/2 {
 		t.Fatalf("cache holds %d bytes of a %d-byte bound after 500 KB of reads", used, size)
 	}
@@ -233,6 +250,37 @@ func BenchmarkStoreGet(b *testing.B) {
 				if _, err := st.Get(absent); !errors.Is(err, ErrNotFound) {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkStoreReadCacheDeleteRange marks one delete range in flight and
+// clears it (what a retention trim's commit adds) on a cache holding 50,000
+// keys over 256 data shards: a range inside one data shard against one over
+// 256 data shards (which visits every cached key).
+func BenchmarkStoreReadCacheDeleteRange(b *testing.B) {
+	c := newReadCache(64 << 20)
+	for i := range 50000 {
+		k := NewKey(uint16(i%256), "app", FamConv).Str(fmt.Sprint("c", i)).Bytes()
+		_, gen, _ := c.get(k)
+		c.fill(k, make([]byte, 200), gen)
+	}
+	conv := NewKey(7, "app", FamMsg).Str("some-conversation").Bytes()
+	for _, tt := range []struct {
+		name       string
+		start, end []byte
+	}{
+		{"one-shard", conv, PrefixEnd(conv)},
+		// Past every cached key (shards 0-255), so nothing is dropped, but
+		// over more data shards than ranges are looked up by.
+		{"many-shards", ShardPrefix(0x100), ShardPrefix(0x200)},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			ops := []Op{{Kind: OpDeleteRange, Key: tt.start, Value: tt.end}}
+			for b.Loop() {
+				c.begin(ops)
+				c.end(ops)
 			}
 		})
 	}
