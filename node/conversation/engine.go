@@ -252,17 +252,21 @@ type stripe struct {
 	qmu      sync.Mutex
 	queue    []push
 	draining bool
+	// delivering counts the pushes the drainer took off the queue and has
+	// not delivered yet. Guarded by qmu.
+	delivering int
 	// drained, when set, is closed (and cleared) by the drainer each time
-	// it takes pushes off the queue: senders waiting for room in the queue
-	// (drainBehind) wait on it. Guarded by qmu.
+	// it delivered what it took: senders waiting for the undelivered pushes
+	// to fall to maxQueuedPushes (drainBehind) wait on it. Guarded by qmu.
 	drained chan struct{}
 }
 
-// maxQueuedPushes bounds a stripe's push queue for senders that do not
-// deliver their own push (drainBehind): past it, such a sender waits until
-// the drainer took the queued pushes. The queue holds at most this many
-// plus one push per sender waiting.
-const maxQueuedPushes = 16
+// maxQueuedPushes bounds the undelivered pushes of a stripe (queued or
+// being delivered) for senders that do not deliver their own push
+// (drainBehind): past it, such a sender waits for the drainer. There are at
+// most this many plus one per sender waiting, so a room's receivers are at
+// most that many fan-outs behind its senders.
+const maxQueuedPushes = 4
 
 // maxInlineFanout is the most recipients whose push a sender delivers
 // itself before it is answered (drainFor).
@@ -553,8 +557,8 @@ func (e *Engine) drain(st *stripe) {
 // drainBehind is drain on an engine goroutine: the caller returns without
 // waiting for the fan-out (a chat room's send answers its sender before
 // the room's sockets are written), but while more than maxQueuedPushes
-// pushes are queued it first waits until the drainer took them, so a
-// sender answered early cannot queue pushes faster than they leave. The
+// pushes are undelivered it first waits for the drainer, so a sender
+// answered early cannot queue pushes faster than they leave. The
 // order is drain's: one drainer per stripe at a time, in queue order.
 func (e *Engine) drainBehind(st *stripe) {
 	st.qmu.Lock()
@@ -566,7 +570,7 @@ func (e *Engine) drainBehind(st *stripe) {
 			st.qmu.Lock()
 			continue
 		}
-		if len(st.queue) <= maxQueuedPushes {
+		if len(st.queue)+st.delivering <= maxQueuedPushes {
 			st.qmu.Unlock()
 			return
 		}
@@ -581,17 +585,18 @@ func (e *Engine) drainBehind(st *stripe) {
 }
 
 // drainQueue is the drainer's loop; the caller set st.draining. Each time
-// it takes pushes off the queue (or stops) it wakes the senders waiting in
+// it delivered what it took (or stops) it wakes the senders waiting in
 // drainBehind.
 func (e *Engine) drainQueue(st *stripe) {
 	st.qmu.Lock()
 	for {
+		st.delivering = 0
+		wake := st.drained
+		st.drained = nil
 		n := 0
 		for n < len(st.queue) && (st.queue[n].gate == nil || st.queue[n].gate.state != gatePending) {
 			n++
 		}
-		wake := st.drained
-		st.drained = nil
 		if n == 0 {
 			st.draining = false
 			st.qmu.Unlock()
@@ -602,6 +607,7 @@ func (e *Engine) drainQueue(st *stripe) {
 		}
 		batch := st.queue[:n:n]
 		st.queue = append([]push(nil), st.queue[n:]...)
+		st.delivering = n
 		st.qmu.Unlock()
 		if wake != nil {
 			close(wake)

@@ -31,9 +31,9 @@ func (d *heldDeliverer) Deliver(app string, clientIDs []string, except SessionID
 
 // TestRoomSendAnswersBeforeFanOut checks that a chat-room message is
 // answered once it is stored, without waiting for its fan-out (more than
-// maxInlineFanout members), that a sender answered early can queue at most
-// maxQueuedPushes pushes behind a slow fan-out before its next send waits,
-// and that every push still arrives, in order.
+// maxInlineFanout members), that a sender answered early can leave at most
+// maxQueuedPushes pushes undelivered behind a slow fan-out before its next
+// send waits, and that every push still arrives, in order.
 func TestRoomSendAnswersBeforeFanOut(t *testing.T) {
 	h := newHarness(t)
 	d := &heldDeliverer{testDeliverer: h.d, entered: make(chan struct{}, 64), release: make(chan struct{})}
@@ -81,13 +81,14 @@ func TestRoomSendAnswersBeforeFanOut(t *testing.T) {
 		t.Fatal("the first message was never delivered")
 	}
 	wait(first, "m00")
-	// maxQueuedPushes more are queued behind it and answered too.
-	for i := 1; i <= maxQueuedPushes; i++ {
+	// Up to maxQueuedPushes undelivered: the next ones are queued behind it
+	// and answered too.
+	for i := 1; i < maxQueuedPushes; i++ {
 		wait(send(fmt.Sprintf("m%02d", i)), fmt.Sprintf("m%02d", i))
 	}
 	// The next one finds the queue full: it waits for the drainer.
 	st := h.e.convStripe(testApp, cid)
-	over := send(fmt.Sprintf("m%02d", maxQueuedPushes+1))
+	over := send(fmt.Sprintf("m%02d", maxQueuedPushes))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st.qmu.Lock()
@@ -110,7 +111,7 @@ func TestRoomSendAnswersBeforeFanOut(t *testing.T) {
 	released = true
 	close(d.release)
 	wait(over, "the send past the bound")
-	want := make([]string, maxQueuedPushes+2)
+	want := make([]string, maxQueuedPushes+1)
 	for i := range want {
 		want[i] = fmt.Sprintf("m%02d", i)
 	}
