@@ -72,3 +72,20 @@ func TestTryWriteKeepsWhatTheSocketDidNotTake(t *testing.T) {
 		t.Fatal("still pending after flushPending")
 	}
 }
+
+// TestTryWriteStopsAfterCloseFrame checks that once gws wrote a close
+// frame no push is written directly after it (RFC 6455: nothing follows a
+// close frame); the frame goes to the writer, which gws then refuses.
+func TestTryWriteStopsAfterCloseFrame(t *testing.T) {
+	_, server := tcpPair(t)
+	bc := newBatchConn(server)
+	if _, err := bc.tryWrite(appendFrame(nil, gws.OpcodeBinary, []byte("before"))); err != nil {
+		t.Fatalf("a push before the close frame: %v", err)
+	}
+	if _, err := bc.Write(appendFrame(nil, gws.OpcodeCloseConnection, []byte{0x03, 0xe8})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bc.tryWrite(appendFrame(nil, gws.OpcodeBinary, []byte("after"))); !errors.Is(err, errNoDirectWrite) {
+		t.Fatalf("a push after the close frame: %v, want errNoDirectWrite", err)
+	}
+}
