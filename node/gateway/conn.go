@@ -508,7 +508,13 @@ func (c *conn) writeNow(f outFrame) {
 	if f.text {
 		op = gws.OpcodeText
 	}
-	left, err := c.bc.tryWrite(appendFrame(make([]byte, 0, len(f.data)+10), op, f.data))
+	buf := batchBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
+	*buf = appendFrame((*buf)[:0], op, f.data)
+	left, err := c.bc.tryWrite(*buf) // keeps a copy of what it did not write
+	if cap(*buf) <= corkFlushBytes {
+		*buf = (*buf)[:0] // the pool holds empty buffers (cork appends)
+		batchBufs.Put(buf)
+	}
 	switch {
 	case err != nil:
 		c.out.pushFront(f, c.startWriter)

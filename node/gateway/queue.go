@@ -242,7 +242,7 @@ func (b *batchConn) cork() {
 	if !b.corked {
 		b.corked = true
 		b.buf = batchBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
-		*b.buf = append(*b.buf, b.pending...)
+		*b.buf = append((*b.buf)[:0], b.pending...)
 		b.pending = nil
 	}
 }
