@@ -30,6 +30,17 @@ func (c *hlc) Now() uint64 {
 	return c.last
 }
 
+// Reserve returns the first of n (at least 1) consecutive new versions,
+// all above every version this clock gave or observed so far.
+func (c *hlc) Reserve(n int) uint64 {
+	wall := uint64(c.now().UnixMilli()) << HLCLogicalBits
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := max(wall, c.last+1)
+	c.last = first + uint64(max(n, 1)) - 1
+	return first
+}
+
 // maxDrift bounds how far ahead of this node's wall clock an observed
 // version may move the clock: a corrupt or hostile version near 2^64 must
 // not make versions wrap around.

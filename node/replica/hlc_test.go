@@ -34,6 +34,23 @@ func TestReplicaHLCLayout(t *testing.T) {
 	}
 }
 
+// TestReplicaHLCReserve: Reserve(n) hands out n consecutive versions no
+// other call of the clock gives.
+func TestReplicaHLCReserve(t *testing.T) {
+	c, _ := newTestHLC(1_700_000_000_000)
+	a := c.Now()
+	first := c.Reserve(5)
+	if first != a+1 {
+		t.Fatalf("Reserve after %d = %d, want %d", a, first, a+1)
+	}
+	if next := c.Now(); next != first+5 {
+		t.Fatalf("Now after Reserve(5) from %d = %d, want %d", first, next, first+5)
+	}
+	if one := c.Reserve(0); one != first+6 || c.Now() != first+7 {
+		t.Fatalf("Reserve(0) = %d, want one version %d", one, first+6)
+	}
+}
+
 func TestReplicaHLCWallClockBackwards(t *testing.T) {
 	c, fc := newTestHLC(10_000)
 	prev := c.Now()

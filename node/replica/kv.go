@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/imcluster/imcluster/node/store"
@@ -42,6 +43,12 @@ func (rs *Set) KV() store.KV { return &kv{rs: rs} }
 // kv is the store.KV of the domain packages: each key at its shard's
 // coordinator.
 type kv struct{ rs *Set }
+
+// NewVersions returns the first of n consecutive versions of this node's
+// clock, above every version it gave or saw: the conversation engine
+// versions its outbox effects with them when the command runs
+// (store.Op.Version).
+func (k *kv) NewVersions(n int) uint64 { return k.rs.clk.Reserve(n) }
 
 var _ store.KV = (*kv)(nil)
 
@@ -170,7 +177,7 @@ func (rs *Set) write(ctx context.Context, shard uint16, ops []store.Op, noSync b
 		var e wire.Enc
 		e.U64(uint64(shard))
 		encodeOps(&e, ops)
-		encodeWriteTail(&e, noSync, nil)
+		encodeWriteTail(&e, noSync, nil, ops)
 		_, err := rs.call(ctx, to, wire.Write, e.B)
 		return err
 	})
@@ -182,14 +189,21 @@ func (rs *Set) write(ctx context.Context, shard uint16, ops []store.Op, noSync b
 // A durable write without notices sends no flags, as earlier builds did;
 // earlier builds ignore what follows the ops (they do not read past them),
 // so a NoSync write they hold is merely synced, and the notices are lost to
-// them (safe: see quorum.go).
+// them (safe: see quorum.go). With flagVersions a wire.Write carries its
+// ops' own versions (store.Op.Version, an outbox effect's), one per op,
+// zero for none; a write without them sends no such flag. An earlier build
+// refuses the flag (unknown write flags), so such a write fails at its
+// coordinator until that node is upgraded, and the outbox retries it.
 const (
 	flagNoSync   = 1 << iota // store.Batch.SetNoSync: no fsync of its own
 	flagCommits              // commit notices follow
-	writeFlagsOK = flagNoSync | flagCommits
+	flagVersions             // the ops' versions follow (wire.Write only)
+	writeFlagsOK = flagNoSync | flagCommits | flagVersions
 )
 
-func encodeWriteTail(e *wire.Enc, noSync bool, commits []notice) {
+// encodeWriteTail encodes a write's flags, commit notices and, when one of
+// ops carries a version, the ops' versions.
+func encodeWriteTail(e *wire.Enc, noSync bool, commits []notice, ops []store.Op) {
 	var f uint64
 	if noSync {
 		f |= flagNoSync
@@ -197,24 +211,34 @@ func encodeWriteTail(e *wire.Enc, noSync bool, commits []notice) {
 	if len(commits) > 0 {
 		f |= flagCommits
 	}
+	versioned := slices.ContainsFunc(ops, func(op store.Op) bool { return op.Version != 0 })
+	if versioned {
+		f |= flagVersions
+	}
 	if f == 0 {
 		return
 	}
 	e.U64(f)
-	if len(commits) == 0 {
-		return
+	if len(commits) > 0 {
+		e.U64(uint64(len(commits)))
+		for _, c := range commits {
+			e.U64(uint64(c.shard))
+			e.U64(c.epoch)
+			e.U64(c.id)
+		}
 	}
-	e.U64(uint64(len(commits)))
-	for _, c := range commits {
-		e.U64(uint64(c.shard))
-		e.U64(c.epoch)
-		e.U64(c.id)
+	if versioned {
+		e.U64(uint64(len(ops)))
+		for _, op := range ops {
+			e.U64(op.Version)
+		}
 	}
 }
 
-// decodeWriteTail reads the optional flags and commit notices after a
-// write's ops.
-func decodeWriteTail(d *wire.Dec) (noSync bool, commits []store.PendingID, err error) {
+// decodeWriteTail reads the optional flags, commit notices and versions
+// after a write's ops, setting the versions on ops (a replicated write,
+// whose records carry their versions, passes nil: versions fail it).
+func decodeWriteTail(d *wire.Dec, ops []store.Op) (noSync bool, commits []store.PendingID, err error) {
 	if d.Err != nil || len(d.B) == 0 {
 		return false, nil, d.Done("write flags")
 	}
@@ -235,6 +259,14 @@ func decodeWriteTail(d *wire.Dec) (noSync bool, commits []store.PendingID, err e
 				return false, nil, fmt.Errorf("cluster: commit notice for shard %d", shard)
 			}
 			commits = append(commits, c)
+		}
+	}
+	if f&flagVersions != 0 {
+		if n := d.Count(); n != len(ops) {
+			return false, nil, fmt.Errorf("cluster: %d versions for %d ops", n, len(ops))
+		}
+		for i := range ops {
+			ops[i].Version = d.U64()
 		}
 	}
 	return f&flagNoSync != 0, commits, d.Done("write flags")

@@ -462,19 +462,31 @@ func (rs *Set) sendNotices(to string, ns []notice) {
 	}
 }
 
-// versionOps turns a write's ops into versioned records.
+// versionOps turns a write's ops into versioned records. An op's own
+// version (store.Op.Version: an outbox effect, versioned when its command
+// ran) is kept, so last-writer-wins orders effects by command, not by when
+// they reach this coordinator; the clock observes it, so the versions this
+// node takes later stay above it. Other ops get a fresh version each.
 func (rs *Set) versionOps(shard uint16, ops []store.Op) ([]store.Op, error) {
 	vops := make([]store.Op, 0, len(ops))
 	for _, op := range ops {
+		version := op.Version
+		switch {
+		case op.Kind == store.OpDeleteRange:
+		case version == 0:
+			version = rs.clk.Now()
+		default:
+			rs.clk.Observe(version)
+		}
 		switch op.Kind {
 		case store.OpSet:
-			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(rs.clk.Now(), false, op.Value)})
+			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(version, false, op.Value)})
 		case store.OpDelete:
-			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(rs.clk.Now(), true, nil)})
+			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(version, true, nil)})
 		case store.OpMergeFields:
-			// Every field at one fresh version; the merge operator
+			// Every field at the op's version; the merge operator
 			// combines it with the doc on each replica, field by field.
-			rec, err := store.DocRecord(rs.clk.Now(), op.Value)
+			rec, err := store.DocRecord(version, op.Value)
 			if err != nil {
 				return nil, fmt.Errorf("cluster: field update of key %x: %w", op.Key, err)
 			}
@@ -504,7 +516,7 @@ func decodeWrite(d *wire.Dec) (uint16, store.PendingWrite, []store.PendingID, er
 		return 0, w, nil, err
 	}
 	var commits []store.PendingID
-	if w.NoSync, commits, err = decodeWriteTail(d); err != nil {
+	if w.NoSync, commits, err = decodeWriteTail(d, nil); err != nil {
 		return 0, w, nil, err
 	}
 	for _, op := range ops {
@@ -839,7 +851,7 @@ func withTail(body []byte, noSync bool, commits []notice) []byte {
 	}
 	e := wire.Enc{B: make([]byte, len(body), len(body)+8+len(commits)*16)}
 	copy(e.B, body)
-	encodeWriteTail(&e, noSync, commits)
+	encodeWriteTail(&e, noSync, commits, nil)
 	return e.B
 }
 

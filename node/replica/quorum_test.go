@@ -497,3 +497,58 @@ func TestReplicaLeaseSlowAnswersAreNotACutOff(t *testing.T) {
 	}
 	n.waitTerm(t, p)
 }
+
+// TestReplicaOpVersionKept: a write whose ops carry versions (an outbox
+// effect, versioned when its command ran) keeps them, at the coordinator
+// and forwarded to it (wire.Write), for sets, deletions and field updates:
+// the older write applied after the newer one leaves the newer values, and
+// the coordinator's clock moves past the versions it saw.
+func TestReplicaOpVersionKept(t *testing.T) {
+	n, reps := newTestNet(t, 0)
+	p, other := reps[0], reps[1]
+	n.waitTerm(t, p)
+	older := n.sets[other].clk.Reserve(3)
+	// The newer versions are ten minutes ahead of p's clock (the other
+	// node's clock saw a version from a node running ahead).
+	n.sets[other].clk.Observe(uint64(time.Now().Add(10*time.Minute).UnixMilli()) << HLCLogicalBits)
+	newer := n.sets[other].clk.Reserve(3)
+	write := func(via string, first uint64, val string, deleteD bool) {
+		t.Helper()
+		b := &store.Batch{}
+		b.Set(testKey("s"), []byte(val))
+		if deleteD {
+			b.Delete(testKey("d"))
+		} else {
+			b.Set(testKey("d"), []byte(val))
+		}
+		b.MergeFields(testKey("f"), []store.Field{{Name: "x", Value: []byte(val)}})
+		for i := range b.Ops() {
+			b.Ops()[i].Version = first + uint64(i)
+		}
+		if err := n.sets[via].KV().Commit(b); err != nil {
+			t.Fatalf("write via %s: %v", via, err)
+		}
+	}
+	write(other, newer, "new", true)
+	write(p, older, "old", false)
+	write(other, older, "old", false)
+	// Before any read here, which observes versions too.
+	if v := n.sets[p].clk.Now(); v <= newer+2 {
+		t.Fatalf("the coordinator's clock %d is not past the versions it applied (%d)", v, newer+2)
+	}
+	s, err := n.sets[p].LocalGet(testKey("s"))
+	if err != nil || string(s) != "new" {
+		t.Fatalf("s = %q, %v; want the newer write's", s, err)
+	}
+	if d, err := n.sets[p].LocalGet(testKey("d")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("d = %q, %v; want deleted by the newer write", d, err)
+	}
+	f, err := n.sets[p].LocalGet(testKey("f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields, err := store.DecodeFields(f)
+	if err != nil || len(fields) != 1 || string(fields[0].Value) != "new" {
+		t.Fatalf("f = %+v, %v; want the newer field", fields, err)
+	}
+}

@@ -39,7 +39,7 @@ func (rs *Set) HandleRequest(ctx context.Context, req *transport.Request) ([]byt
 		if err != nil {
 			return nil, err
 		}
-		noSync, commits, err := decodeWriteTail(&d)
+		noSync, commits, err := decodeWriteTail(&d, ops)
 		if err != nil {
 			return nil, err
 		}

@@ -218,6 +218,37 @@ func TestReplicaWireWriteFlags(t *testing.T) {
 	if !bytes.Equal(old.B, writePayload(7, store.PendingWrite{Epoch: 3, ID: 9, Ops: ops})) {
 		t.Fatal("a durable write's payload differs from earlier builds'")
 	}
+	// A forwarded write (wire.Write) carries its ops' versions; a write
+	// without versions sends none, and a replicated write refuses them.
+	versioned := slices.Clone(ops)
+	versioned[1].Version = 1 << 40
+	for _, in := range [][]store.Op{ops, versioned} {
+		var e wire.Enc
+		encodeOps(&e, in)
+		encodeWriteTail(&e, false, nil, in)
+		d := wire.Dec{B: e.B}
+		got, err := decodeOps(&d, 7)
+		if err == nil {
+			_, _, err = decodeWriteTail(&d, got)
+		}
+		if err != nil || !opsEqual(got, in) || got[0].Version != 0 || got[1].Version != in[1].Version {
+			t.Fatalf("write with versions %v: round trip = %+v, %v", in[1].Version != 0, got, err)
+		}
+		var plain wire.Enc
+		encodeOps(&plain, in)
+		if in[1].Version == 0 && !bytes.Equal(e.B, plain.B) {
+			t.Fatal("a write without versions sends a tail")
+		}
+	}
+	var vw wire.Enc
+	vw.U64(7)
+	vw.U64(3)
+	vw.U64(9)
+	encodeOps(&vw, versioned)
+	encodeWriteTail(&vw, false, nil, versioned)
+	if _, _, _, err := decodeWrite(&wire.Dec{B: vw.B}); err == nil {
+		t.Fatal("a replicated write with versions accepted")
+	}
 	bad := append(slices.Clone(old.B), 2)
 	if _, _, _, err := decodeWrite(&wire.Dec{B: bad}); err == nil {
 		t.Fatal("unknown write flag accepted")

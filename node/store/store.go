@@ -350,6 +350,10 @@ type Op struct {
 	Kind  OpKind
 	Key   []byte
 	Value []byte
+	// Version is the HLC version a cluster KV's coordinator gives the
+	// write (each field, for OpMergeFields); zero means one it takes when
+	// it applies the write. The plain Store ignores it.
+	Version uint64
 }
 
 // Batch is a list of writes applied atomically by Store.Commit (a cluster
