@@ -30,7 +30,7 @@
 //	client shard FamClientConv clientId, cid           empty (the client's conversations)
 //	client shard FamClientState clientId, cid          read/ack pointers (field doc)
 //	client shard FamNotif     clientId, serverTs, nonce push frame (protobuf)
-//	conv shard   FamOutbox    app, cid, seq (no app prefix) ops for another shard (outbox.go)
+//	conv shard   FamOutbox    app, cid, seq, version (no app prefix) ops for another shard (outbox.go)
 //
 // A field doc (fields.go) stores one field per scalar, per member of each
 // member set, per custom column and per role, each replicated with its own

@@ -57,10 +57,23 @@ import (
 // each entry that its node still coordinates the conversation's shard and
 // stops when it does not (errOutboxMoved), so an old coordinator does not
 // go on applying entries while the new one applies them and its own later
-// ones. One apply already under way when the lease moves can still land
-// after the new coordinator's later effects on the same keys: the target
-// shard versions an entry's writes when it applies them, not at the
-// command.
+// ones.
+//
+// Versions: an entry's writes are versioned when its command runs, not
+// when they are applied. Under the stripe lock commitConv takes one version
+// per op from the cluster KV's clock (versioner) and puts the first in the
+// entry's key after its sequence; applyEntry gives op i the version first+i
+// (store.Op.Version), which the target shard's coordinator keeps. So
+// last-writer-wins orders effects on a key by command, whoever applies them
+// and however late: an apply still under way on the old coordinator when
+// the lease moves, or a replay after a restart (same key, same versions),
+// loses to the new coordinator's later effects. The new coordinator's
+// versions are above the old one's: its clock observed the versions of the
+// conversation's records, committed after the entry's versions were taken,
+// before it could run a command on them (it replicates the shard, and
+// catch-up and reads observe versions). An entry without a version in its
+// key (written by an earlier build, or on the plain Store, which has no
+// versions) is versioned when applied.
 
 const (
 	// maxOutboxRunners bounds the conversations whose outbox entries are
@@ -72,6 +85,10 @@ const (
 	// outboxPage is how many entries a runner reads at once.
 	outboxPage = 64
 )
+
+// versioner is implemented by the cluster KV (node/replica): NewVersions
+// returns the first of n consecutive versions of its hybrid logical clock.
+type versioner interface{ NewVersions(n int) uint64 }
 
 // convRef names a conversation.
 type convRef struct{ app, cid string }
@@ -182,12 +199,16 @@ func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 		return err
 	}
 	prefix := store.OutboxKey(own, app, cid)
+	clock, versioned := e.st.(versioner)
 	keys := make([][]byte, 0, len(targets))
 	for _, shard := range targets {
 		seq++
-		k := prefix.Int64(seq).Bytes()
+		k := prefix.Int64(seq)
+		if versioned {
+			k = k.Int64(int64(clock.NewVersions(len(parts[shard])))) //nolint:gosec // versions are below 2^63 until the year 6400
+		}
 		out.Set(k, encodeOutboxOps(parts[shard]))
-		keys = append(keys, k)
+		keys = append(keys, k.Bytes())
 	}
 	if err := e.st.Commit(out); err != nil {
 		e.outbox.deferDelete(convRef{app, cid}, done)
@@ -198,9 +219,10 @@ func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 	return nil
 }
 
-// appendOps adds ops to b.
+// appendOps adds ops to b, with their versions.
 func appendOps(b *store.Batch, ops []store.Op) error {
 	for _, op := range ops {
+		n := len(b.Ops())
 		switch op.Kind {
 		case store.OpSet:
 			b.Set(op.Key, op.Value)
@@ -216,6 +238,9 @@ func appendOps(b *store.Batch, ops []store.Op) error {
 			b.MergeFields(op.Key, fields)
 		default:
 			return errCorruptOutbox
+		}
+		if op.Version != 0 && len(b.Ops()) > n {
+			b.Ops()[n].Version = op.Version
 		}
 	}
 	return nil
@@ -274,6 +299,18 @@ func outboxSeq(k []byte) (int64, error) {
 		return 0, fmt.Errorf("%w: outbox key %x", store.ErrCorruptKey, k)
 	}
 	return seq, nil
+}
+
+// outboxVersion decodes the version of the first op of the entry at key k,
+// 0 when the key carries none.
+func outboxVersion(k []byte) uint64 {
+	r, _, _, _ := store.ReadKey(k)
+	_, _, _ = r.Str(), r.Str(), r.Int64()
+	v := r.Int64()
+	if r.Err() != nil || v <= 0 {
+		return 0
+	}
+	return uint64(v)
 }
 
 // outboxRef decodes the conversation of an outbox entry key.
@@ -488,6 +525,11 @@ func (e *Engine) applyOutbox(ref convRef, applied func()) error {
 // it could never be, and must not block the conversation's later effects.
 func (e *Engine) applyEntry(key, v []byte) error {
 	ops, err := decodeOutboxOps(v)
+	if first := outboxVersion(key); err == nil && first != 0 {
+		for i := range ops {
+			ops[i].Version = first + uint64(i)
+		}
+	}
 	if err == nil && !e.outbox.firstTry(key) {
 		ops, err = e.dropReplayedStates(ops)
 	}

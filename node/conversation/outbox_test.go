@@ -2,17 +2,24 @@ package conversation
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/replica"
+	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/transport"
 )
 
 var errShardDown = errors.New("test: the shard's coordinator is down")
@@ -438,5 +445,104 @@ func TestOutboxStopsWithTheLease(t *testing.T) {
 	h.e.flushOutbox([]convRef{{testApp, cid}})
 	if !h.indexed(member, cid) {
 		t.Fatal("the coordinator did not apply the effects")
+	}
+}
+
+// soloPeers is the roster of a one-node cluster: the node alone holds every
+// shard, and no peer is ever called.
+type soloPeers struct{ rg *ring.Ring }
+
+func (p soloPeers) Ring() *ring.Ring               { return p.rg }
+func (p soloPeers) Live(string) bool               { return true }
+func (p soloPeers) MemberActive(string) bool       { return true }
+func (p soloPeers) Coordinators(s uint16) []string { return p.rg.Replicas(int(s)) }
+func (p soloPeers) Suspected(string) bool          { return false }
+func (p soloPeers) Reachable(string) bool          { return true }
+func (p soloPeers) NoteCall(string, error)         {}
+func (p soloPeers) Draining() bool                 { return false }
+func (p soloPeers) CaughtUp() error                { return nil }
+func (p soloPeers) Call(context.Context, string, uint16, []byte) ([]byte, error) {
+	return nil, transport.ErrUnavailable
+}
+func (p soloPeers) Send(string, uint16, []byte) error { return transport.ErrUnavailable }
+
+// clusterHarness is a harness whose engine writes through the cluster KV
+// of a real one-node replica.Set (versioned records, last-writer-wins)
+// over a Pebble store, not the plain Store.
+func clusterHarness(t *testing.T) (*harness, store.KV) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, err := store.Open(store.Config{Dir: "db", FS: vfs.NewMem(), CacheSize: 1 << 20, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	shards := testShards{}
+	rg, err := ring.New(ring.Config{Shards: shards.Count(), ReplicationFactor: 1}, 1, []ring.Member{{ID: "a", State: ring.StateActive}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := replica.DefaultLocalConfig()
+	cfg.NodeID, cfg.Store, cfg.Shards, cfg.WriteQuorum, cfg.Logger = "a", st, shards.Count(), 1, logger
+	rs, err := replica.New(cfg, soloPeers{rg: rg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.OnRing(nil, rg)
+	rs.CatchUpAlone()
+	rs.Start()
+	t.Cleanup(rs.Shutdown)
+	kv := rs.KV()
+	h := &harness{t: t, d: newTestDeliverer(), clock: &testClock{now: time.UnixMilli(1_700_000_000_000)}}
+	h.e, err = New(Config{Store: kv, Shards: shards, Deliverer: h.d, Clock: h.clock.Now, Logger: logger,
+		Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.e.Stop)
+	return h, kv
+}
+
+// TestOutboxLateApplyLosesToLaterCommand: the entry of a conv/add applied
+// again after a later conv/remove's entry (an old coordinator's apply
+// still under way when the lease moved, or a replay) leaves the member
+// removed: the entry's writes carry the version its command took, below
+// the remove's, not one taken when they are applied.
+func TestOutboxLateApplyLosesToLaterCommand(t *testing.T) {
+	h, kv := clusterHarness(t)
+	tom := h.caller("Tom", 1)
+	cid := h.start(tom)
+	member := outsider(t, h, h.e.shards.ConvShard(testApp, cid))
+	h.do(tom, convReq(pb.OpType_add, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
+	if !h.indexed(member, cid) {
+		t.Fatal("the add's effects were not applied")
+	}
+	// The add's entry, applied and kept until the conversation's next
+	// commit: what the old coordinator still has in hand.
+	var addKey, addEntry []byte
+	prefix := store.OutboxKey(h.e.shards.ConvShard(testApp, cid), testApp, cid).Bytes()
+	err := kv.ScanPrefix(prefix, false, func(k, v []byte) (bool, error) {
+		if _, err := decodeOutboxOps(v); err != nil {
+			return false, err
+		}
+		addKey, addEntry = slices.Clone(k), slices.Clone(v)
+		return false, nil
+	})
+	if err != nil || addKey == nil {
+		t.Fatalf("the add's outbox entry: %v", err)
+	}
+	if outboxVersion(addKey) == 0 {
+		t.Fatalf("the add's entry %x carries no version", addKey)
+	}
+
+	h.do(tom, convReq(pb.OpType_remove, &pb.ConvCommand{Cid: proto.String(cid), M: []string{member}}))
+	if h.indexed(member, cid) {
+		t.Fatal("the remove's effects were not applied")
+	}
+	if err := h.e.applyEntry(addKey, addEntry); err != nil {
+		t.Fatal(err)
+	}
+	if h.indexed(member, cid) {
+		t.Fatal("the add's entry applied after the remove indexed the member again")
 	}
 }

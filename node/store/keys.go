@@ -52,7 +52,7 @@ const (
 	// FamOutbox: effects of a conversation's commands in other shards,
 	// waiting to be applied there (no app in the key prefix, so one scan of
 	// a shard's outbox sees every app). Built by OutboxKey; components: str
-	// app, str cid, i64 sequence.
+	// app, str cid, i64 sequence, i64 version of the first op (optional).
 	FamOutbox Family = 'O'
 	// FamOrder: the order index of app-wide conversation queries, kept in
 	// the shard of each conversation. Components: str order, then either
