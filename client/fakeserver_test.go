@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -196,6 +197,9 @@ func (fs *fakeServer) direct(ws *gws.Conn, cmd *pb.GenericCommand) {
 		p.DirectMessage = &pb.DirectCommand{
 			Cid: d.Cid, Id: new(id), FromPeerId: new(cmd.GetPeerId()), Timestamp: proto.Int64(1000),
 			Msg: d.Msg, BinaryMsg: d.BinaryMsg,
+		}
+		if strings.HasPrefix(d.GetCid(), "room") {
+			p.DirectMessage.ConvType = proto.Int32(2) // a chat room
 		}
 		fs.send(tg.ws, p)
 	}

@@ -46,6 +46,9 @@ func (cl *IMClient) handlePush(cmd *pb.GenericCommand) {
 	}
 }
 
+// convTypeTransient is a chat room's convType in a direct push.
+const convTypeTransient = 2
+
 func (cl *IMClient) onDirect(d *pb.DirectCommand) {
 	m := &Message{
 		ID:             d.GetId(),
@@ -63,7 +66,10 @@ func (cl *IMClient) onDirect(d *pb.DirectCommand) {
 		m.Binary = []byte{}
 	}
 	cl.emit(MessageEvent{Message: m})
-	if cl.opts.NoAutoAck || m.Transient || m.From == cl.id {
+	// Like the JS SDK, no receiver ack for a transient message, one's own,
+	// or a chat room's (convType 2): a room keeps no delivery state, and
+	// the ack would cost the server a command per receiver for nothing.
+	if cl.opts.NoAutoAck || m.Transient || m.From == cl.id || d.GetConvType() == convTypeTransient {
 		return
 	}
 	cl.queueAck(m.ConversationID, d.GetTimestamp())

@@ -165,6 +165,35 @@ func TestClientTransportMultiSessionRouting(t *testing.T) {
 	}
 }
 
+// TestClientTransportNoAckInChatRooms: like the JS SDK, a receiver acks a
+// conversation's messages but not a chat room's (convType 2).
+func TestClientTransportNoAckInChatRooms(t *testing.T) {
+	fs := startFakeServer(t)
+	c := dial(t, fastConfig(fs.url))
+	tom := login(t, c, "Tom", client.LoginOptions{})
+	jerry := login(t, c, "Jerry", client.LoginOptions{})
+	for _, cid := range []string{"room1", "c1"} {
+		if _, err := tom.Conversation(cid).Send(testCtx(t), client.NewText("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if ev := waitEvent[client.MessageEvent](t, jerry, nil); ev.Message.ConversationID != cid {
+			t.Fatalf("Jerry got %+v, want a message of %s", ev.Message, cid)
+		}
+	}
+	// Both were received before the batched acks went out: the batch acks c1 only.
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if n := fs.countFrames(func(f *pb.GenericCommand) bool { return f.GetCmd() == pb.CommandType_ack }); n != 1 {
+			return fmt.Errorf("acks = %d", n)
+		}
+		return nil
+	})
+	if n := fs.countFrames(func(f *pb.GenericCommand) bool {
+		return f.GetCmd() == pb.CommandType_ack && f.GetAckMessage().GetCid() == "room1"
+	}); n != 0 {
+		t.Fatalf("%d acks of the chat room", n)
+	}
+}
+
 func TestClientTransportRequestTimeout(t *testing.T) {
 	fs := startFakeServer(t)
 	c := dial(t, fastConfig(fs.url))
