@@ -56,3 +56,17 @@ func (c *hlc) Observe(v uint64) {
 	}
 	c.mu.Unlock()
 }
+
+// Keep returns v, a version given by a writer (store.Op.Version), and
+// moves the clock past it; a version more than maxDrift ahead of the wall
+// clock (corrupt, or from a node whose clock is far off) is replaced by a
+// new one, so it can neither pin a key above every later write nor be
+// handed out again.
+func (c *hlc) Keep(v uint64) uint64 {
+	limit := uint64(c.now().Add(maxDrift).UnixMilli()) << HLCLogicalBits
+	if v > limit {
+		return c.Now()
+	}
+	c.Observe(v)
+	return v
+}

@@ -148,6 +148,23 @@ func TestReplicaHLCConcurrent(t *testing.T) {
 	}
 }
 
+// TestReplicaHLCKeep: a writer's version is kept and the clock moves past
+// it; one beyond the drift bound is replaced by a new version.
+func TestReplicaHLCKeep(t *testing.T) {
+	c, _ := newTestHLC(1_000)
+	ahead := uint64(1_000+maxDrift.Milliseconds()/2) << HLCLogicalBits
+	if got := c.Keep(ahead); got != ahead {
+		t.Fatalf("Keep(%d) = %d", ahead, got)
+	}
+	if next := c.Now(); next != ahead+1 {
+		t.Fatalf("Now after Keep(%d) = %d, want %d", ahead, next, ahead+1)
+	}
+	far := uint64(1_000+2*maxDrift.Milliseconds()) << HLCLogicalBits
+	if got := c.Keep(far); got != ahead+2 {
+		t.Fatalf("Keep(%d), beyond the drift bound, = %d, want the new version %d", far, got, ahead+2)
+	}
+}
+
 func TestReplicaHLCIgnoresVersionsFarAhead(t *testing.T) {
 	c, _ := newTestHLC(1_000)
 	c.Observe(math.MaxUint64 - 1)

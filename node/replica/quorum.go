@@ -466,7 +466,8 @@ func (rs *Set) sendNotices(to string, ns []notice) {
 // version (store.Op.Version: an outbox effect, versioned when its command
 // ran) is kept, so last-writer-wins orders effects by command, not by when
 // they reach this coordinator; the clock observes it, so the versions this
-// node takes later stay above it. Other ops get a fresh version each.
+// node takes later stay above it (hlc.Keep: one far ahead of the clock is
+// replaced). Other ops get a fresh version each.
 func (rs *Set) versionOps(shard uint16, ops []store.Op) ([]store.Op, error) {
 	vops := make([]store.Op, 0, len(ops))
 	for _, op := range ops {
@@ -476,7 +477,7 @@ func (rs *Set) versionOps(shard uint16, ops []store.Op) ([]store.Op, error) {
 		case version == 0:
 			version = rs.clk.Now()
 		default:
-			rs.clk.Observe(version)
+			version = rs.clk.Keep(version)
 		}
 		switch op.Kind {
 		case store.OpSet:
