@@ -30,6 +30,11 @@ import (
 // coordinator makes it visible everywhere; pending records left behind are
 // dropped by the next resolution.
 //
+// A write whose quorum the coordinator meets alone (W = 1) skips the
+// pending phase, which would decide nothing: commitAlone makes it visible
+// here in one synced batch under the same lease and term checks, and the
+// other replicas get it as above.
+//
 // Terms. Each lease holder writes under a term (epoch) of the shard. A node
 // that takes a lease over (another node held it last, a granter does not
 // know, this node does not know its term, or a write of its own failed)
@@ -172,6 +177,9 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		})
 	}
 	start := time.Now()
+	if need <= 1 {
+		return rs.commitAlone(shard, w, ws, start)
+	}
 	if err := rs.st.PutPending(shard, w); err != nil {
 		rs.decide(ws, false)
 		rs.stepDown(shard, epoch, id)
@@ -248,6 +256,49 @@ func (rs *Set) finishWrite(shard uint16, w store.PendingWrite, ws *writeState, q
 		rs.sendCommit(to, shard, w.Epoch, w.ID)
 	}
 	return nil
+}
+
+// commitAlone makes visible a write whose quorum this node meets alone
+// (W = 1): in one store batch, fsync'd unless the write is NoSync, with no
+// pending record. A pending phase would decide nothing here, since no
+// other replica's answer is waited for; the pending path would store the
+// write, fsync it and commit it at once. The rules of that path still
+// hold: the write is committed only while this node holds the lease under
+// the write's term (checked first: Set.terms is never held with the
+// lease's lock), and only if no later term began in this store, the check
+// a replica's Prepare makes, under Set.terms so that no term begins here
+// between the check and the commit. The other replicas get the write as
+// on the pending path (wire.Prepare, then a commit notice), and a write
+// that failed here makes this node step down like any failed write.
+func (rs *Set) commitAlone(shard uint16, w store.PendingWrite, ws *writeState, start time.Time) error {
+	err := rs.commitLocal(shard, w)
+	rs.met.writeSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		rs.decide(ws, false)
+		rs.stepDown(shard, w.Epoch, w.ID)
+		return err
+	}
+	for _, to := range rs.decide(ws, true) {
+		rs.sendCommit(to, shard, w.Epoch, w.ID)
+	}
+	return nil
+}
+
+// commitLocal is commitAlone's store write and its term checks.
+func (rs *Set) commitLocal(shard uint16, w store.PendingWrite) error {
+	if cur, ok := rs.writeEpoch(shard); !ok || cur != w.Epoch {
+		return fmt.Errorf("%w: the lease moved while the write was in flight", ErrQuorum)
+	}
+	rs.terms.RLock()
+	defer rs.terms.RUnlock()
+	cur, err := rs.st.ShardEpoch(shard)
+	if err != nil {
+		return err
+	}
+	if w.Epoch < cur {
+		return fmt.Errorf("%w: term %d ended here (now %d)", ErrQuorum, w.Epoch, cur)
+	}
+	return rs.st.CommitUnpended(shard, w)
 }
 
 // beginDoubt and endDoubt count a shard's writes whose caller gave up

@@ -552,3 +552,74 @@ func TestReplicaOpVersionKept(t *testing.T) {
 		t.Fatalf("f = %+v, %v; want the newer field", fields, err)
 	}
 }
+
+// A write whose quorum its coordinator meets alone (W = 1) is made visible
+// there in one store batch, with no pending record, and still reaches the
+// other replicas, pending there until its commit notice makes it visible.
+func TestReplicaQuorumAloneOneBatch(t *testing.T) {
+	n, reps := newTestNetConfig(t, func(c *Config) { c.WriteQuorum = 1 })
+	p := reps[0]
+	n.waitTerm(t, p)
+	const writes = 5
+	for i := range writes {
+		key := fmt.Sprintf("m%d", i)
+		if err := n.put(p, key, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.sets[p].LocalGet(testKey(key)); err != nil {
+			t.Fatalf("the coordinator does not serve its acknowledged write %s: %v", key, err)
+		}
+	}
+	if pend, unpended := n.sets[p].st.WriteCounts(); pend != 0 || unpended != writes {
+		t.Fatalf("the coordinator stored %d writes pending and %d in one batch; want 0 and %d", pend, unpended, writes)
+	}
+	waitFor(t, "the other replicas", func() bool {
+		for i := range writes {
+			if len(n.visible(fmt.Sprintf("m%d", i))) != 3 {
+				return false
+			}
+		}
+		return n.pending(t, "a")+n.pending(t, "b")+n.pending(t, "c") == 0
+	})
+	for _, id := range reps[1:] {
+		if pend, _ := n.sets[id].st.WriteCounts(); pend != writes {
+			t.Fatalf("replica %s held %d writes pending; want %d", id, pend, writes)
+		}
+	}
+}
+
+// A coordinator that meets its quorum alone still refuses to commit under
+// a term that ended in its store (another node began a later one there):
+// the write is visible nowhere, the coordinator steps down, and after its
+// next resolution the resend is stored once.
+func TestReplicaQuorumAloneRefusesEndedTerm(t *testing.T) {
+	n, reps := newTestNetConfig(t, func(c *Config) { c.WriteQuorum = 1 })
+	p := reps[0]
+	epoch := n.waitTerm(t, p)
+	if err := n.sets[p].beginTerm(0, epoch+1); err != nil {
+		t.Fatal(err)
+	}
+	b := &store.Batch{}
+	b.Set(testKey("dedup"), []byte("first"))
+	if err := n.sets[p].coordinateWrite(context.Background(), 0, b.Ops(), false); !errors.Is(err, ErrQuorum) {
+		t.Fatalf("write under an ended term = %v, want ErrQuorum", err)
+	}
+	if v := n.visible("dedup"); len(v) != 0 {
+		t.Fatalf("a write under an ended term is visible on %v", v)
+	}
+	if e, ok := n.sets[p].writeEpoch(0); ok && e == epoch {
+		t.Fatal("the coordinator goes on writing under the ended term")
+	}
+	if err := n.put(p, "dedup", "second"); err != nil {
+		t.Fatal(err)
+	}
+	if e := n.waitTerm(t, p); e <= epoch+1 {
+		t.Fatalf("the coordinator writes under term %d; want one after %d", e, epoch+1)
+	}
+	waitFor(t, "the resend everywhere", func() bool { return len(n.visible("dedup")) == 3 })
+	for _, id := range reps {
+		if v, err := n.sets[id].LocalGet(testKey("dedup")); err != nil || string(v) != "second" {
+			t.Fatalf("%s reads %q, %v; want the resend", id, v, err)
+		}
+	}
+}

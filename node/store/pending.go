@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -164,6 +165,7 @@ func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID)
 		return err
 	}
 	s.recent.put(PendingID{Shard: shard, Epoch: w.Epoch, ID: w.ID}, w.Ops)
+	s.recent.stored.Add(1)
 	return nil
 }
 
@@ -183,6 +185,18 @@ type recentPending struct {
 	mu    sync.Mutex
 	m     map[PendingID][]Op
 	bytes int
+
+	// stored and unpended count the writes stored pending (PutPending) and
+	// those committed without a pending record (CommitUnpended) since the
+	// store opened: WriteCounts.
+	stored, unpended atomic.Uint64
+}
+
+// WriteCounts returns how many replicated writes this store held pending
+// (PutPending) and how many it made visible without a pending record
+// (CommitUnpended) since it opened.
+func (s *Store) WriteCounts() (pending, unpended uint64) {
+	return s.recent.stored.Load(), s.recent.unpended.Load()
 }
 
 const (
@@ -272,7 +286,7 @@ func (s *Store) addCommitPending(pb *pebble.Batch, c PendingID, visible *[]Op) (
 // drops its pending record, if any, in one durable batch. Applying the
 // same write twice is harmless: its records merge last-writer-wins.
 func (s *Store) CommitWrite(shard uint16, w PendingWrite) error {
-	return s.commitWrite(shard, w, pebble.Sync)
+	return s.commitWrite(shard, w, pebble.Sync, true)
 }
 
 // CommitWriteNoSync is CommitWrite without waiting for the write-ahead log
@@ -281,14 +295,27 @@ func (s *Store) CommitWrite(shard uint16, w PendingWrite) error {
 // before), so the shard's next resolution settles it. The next synced
 // batch syncs it too.
 func (s *Store) CommitWriteNoSync(shard uint16, w PendingWrite) error {
-	return s.commitWrite(shard, w, pebble.NoSync)
+	return s.commitWrite(shard, w, pebble.NoSync, true)
 }
 
-func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOptions) error {
+// CommitUnpended makes w visible in one batch, fsync'd unless w.NoSync,
+// without a pending record ever being stored: for a write whose quorum
+// its coordinator meets alone (W = 1), where a pending phase would decide
+// nothing. A crash leaves the batch whole or absent (then the write was
+// never acknowledged).
+func (s *Store) CommitUnpended(shard uint16, w PendingWrite) error {
+	return s.commitWrite(shard, w, syncOpts(!w.NoSync), false)
+}
+
+// commitWrite applies w's ops in one batch and, with held, drops its
+// pending record.
+func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOptions, held bool) error {
 	if err := checkPendingOps(shard, w.Ops); err != nil {
 		return err
 	}
-	s.recent.take(PendingID{Shard: shard, Epoch: w.Epoch, ID: w.ID})
+	if held {
+		s.recent.take(PendingID{Shard: shard, Epoch: w.Epoch, ID: w.ID})
+	}
 	pb := s.db.NewBatch()
 	defer func() { _ = pb.Close() }()
 	if err := addOps(pb, w.Ops, true); err != nil {
@@ -299,10 +326,18 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 	if err != nil {
 		return err
 	}
-	if err := pb.Delete(pendingKey(shard, w.Epoch, w.ID), nil); err != nil {
-		return fmt.Errorf("store: batch: %w", err)
+	if held {
+		if err := pb.Delete(pendingKey(shard, w.Epoch, w.ID), nil); err != nil {
+			return fmt.Errorf("store: batch: %w", err)
+		}
 	}
-	return s.commit(pb, opts)
+	if err := s.commit(pb, opts); err != nil {
+		return err
+	}
+	if !held {
+		s.recent.unpended.Add(1)
+	}
+	return nil
 }
 
 // CommitPending makes the pending write (epoch, id) of shard visible and

@@ -32,7 +32,8 @@ func benchWrite(i int) []Op {
 }
 
 // BenchmarkReplicatedWrite compares what one replica does per write: the
-// visible write alone (before pending writes), pending then a synced
+// visible write alone (before pending writes), the synced visible write
+// of a coordinator that meets its quorum alone (unpended), pending then a synced
 // commit, and pending then a commit that is not synced (what the
 // coordinator and the commit notices do).
 func BenchmarkReplicatedWrite(b *testing.B) {
@@ -40,6 +41,14 @@ func BenchmarkReplicatedWrite(b *testing.B) {
 		st := openBenchStore(b)
 		for i := range b.N {
 			if err := st.ApplyVersioned(benchWrite(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("unpended", func(b *testing.B) {
+		st := openBenchStore(b)
+		for i := range b.N {
+			if err := st.CommitUnpended(7, PendingWrite{Epoch: 1, ID: uint64(i + 1), Ops: benchWrite(i)}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -61,6 +70,46 @@ func BenchmarkReplicatedWrite(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestCommitUnpendedCrash: a write committed without a pending phase
+// (CommitUnpended) is visible at once, stores no pending record, survives
+// a crash right after it when synced, and is lost whole when NoSync.
+func TestCommitUnpendedCrash(t *testing.T) {
+	for _, noSync := range []bool{false, true} {
+		fs := vfs.NewCrashableMem()
+		st, err := Open(Config{Dir: "/db", FS: fs, NoSyncFlushDelay: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops := benchWrite(1)
+		if err := st.CommitUnpended(7, PendingWrite{Epoch: 1, ID: 1, Ops: ops, NoSync: noSync}); err != nil {
+			t.Fatal(err)
+		}
+		if pend, unpended := st.WriteCounts(); pend != 0 || unpended != 1 {
+			t.Fatalf("WriteCounts = %d, %d; want 0 pending, 1 unpended", pend, unpended)
+		}
+		n := 0
+		if err := st.ScanPending(7, 0, 0, func(PendingWrite, int) (bool, error) { n++; return true, nil }); err != nil || n != 0 {
+			t.Fatalf("%d pending records (%v) after CommitUnpended; want none", n, err)
+		}
+		clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+		_ = st.Close()
+		st, err = Open(Config{Dir: "/db", FS: clone, NoSyncFlushDelay: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, op := range ops {
+			_, err := st.Get(op.Key)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				t.Fatal(err)
+			}
+			if kept := err == nil; kept == noSync {
+				t.Fatalf("NoSync %v: key %x kept after a crash = %v", noSync, op.Key, kept)
+			}
+		}
+		_ = st.Close()
 	}
 }
 
