@@ -289,12 +289,24 @@ func (rs *Set) onCoordinator(ctx context.Context, shard uint16, local func() err
 	if rs.stopping.Load() {
 		budget = rs.leaseDuration() / 4
 	}
-	ctx, cancel := context.WithTimeout(ctx, budget)
-	defer cancel()
+	// The budget's context is made when a remote call or a wait between
+	// rounds first needs it: local never takes one, so the usual read or
+	// write, with this node as the shard's coordinator, pays for no
+	// context and timer.
+	at := time.Now().Add(budget)
+	var dctx context.Context
+	cancel := context.CancelFunc(func() {})
+	defer func() { cancel() }()
+	withBudget := func() context.Context {
+		if dctx == nil {
+			dctx, cancel = context.WithDeadline(ctx, at) //nolint:gosec // cancelled by the deferred call above
+		}
+		return dctx
+	}
 	backoff := 20 * time.Millisecond
 	for {
-		err := rs.onCoordinatorOnce(ctx, shard, local, remote, transport.IsRetryable)
-		if err == nil || !transport.IsRetryable(err) || !transport.Sleep(ctx, backoff) {
+		err := rs.onCoordinatorOnce(withBudget, shard, local, remote, transport.IsRetryable)
+		if err == nil || !transport.IsRetryable(err) || !transport.Sleep(withBudget(), backoff) {
 			return err
 		}
 		backoff = min(2*backoff, 250*time.Millisecond)
@@ -302,8 +314,9 @@ func (rs *Set) onCoordinator(ctx context.Context, shard uint16, local func() err
 }
 
 // onCoordinatorOnce tries the live replicas of shard in preference order
-// (locally when this node is the one), moving on while next(err).
-func (rs *Set) onCoordinatorOnce(ctx context.Context, shard uint16, local func() error,
+// (locally when this node is the one), moving on while next(err); ctx
+// gives the remote calls their context.
+func (rs *Set) onCoordinatorOnce(ctx func() context.Context, shard uint16, local func() error,
 	remote func(ctx context.Context, to string) error, next func(error) bool) error {
 	var last error = ErrNoCoordinator
 	for _, id := range rs.peers.Coordinators(shard) {
@@ -314,7 +327,7 @@ func (rs *Set) onCoordinatorOnce(ctx context.Context, shard uint16, local func()
 			}
 			return local()
 		}
-		err := remote(ctx, id)
+		err := remote(ctx(), id)
 		rs.peers.NoteCall(id, err)
 		if err == nil || errors.Is(err, store.ErrNotFound) || !next(err) {
 			return err
