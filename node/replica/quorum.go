@@ -235,27 +235,9 @@ func (rs *Set) finishWrite(shard uint16, w store.PendingWrite, ws *writeState, q
 	rs.met.writeSeconds.Observe(time.Since(start).Seconds())
 	if q.acks < q.need {
 		rs.met.quorumFailures.Inc()
-		rs.decide(ws, false)
-		rs.stepDown(shard, w.Epoch, w.ID)
-		return fmt.Errorf("%w: %d of %d acknowledged (%v)", ErrQuorum, q.acks, q.need, q.lastErr)
+		return rs.settle(shard, w, ws, fmt.Errorf("%w: %d of %d acknowledged (%v)", ErrQuorum, q.acks, q.need, q.lastErr))
 	}
-	// The lease or the term may have changed while the write was in
-	// flight: a new holder may have resolved the shard without it.
-	if cur, ok := rs.writeEpoch(shard); !ok || cur != w.Epoch {
-		rs.decide(ws, false)
-		rs.stepDown(shard, w.Epoch, w.ID)
-		return fmt.Errorf("%w: the lease moved while the write was in flight", ErrQuorum)
-	}
-	// Not synced: the pending record is (see store.CommitWriteNoSync).
-	if err := rs.st.CommitWriteNoSync(shard, w); err != nil {
-		rs.decide(ws, false)
-		rs.stepDown(shard, w.Epoch, w.ID)
-		return err
-	}
-	for _, to := range rs.decide(ws, true) {
-		rs.sendCommit(to, shard, w.Epoch, w.ID)
-	}
-	return nil
+	return rs.settle(shard, w, ws, rs.commitHere(shard, w, false))
 }
 
 // commitAlone makes visible a write whose quorum this node meets alone
@@ -263,16 +245,64 @@ func (rs *Set) finishWrite(shard uint16, w store.PendingWrite, ws *writeState, q
 // pending record. A pending phase would decide nothing here, since no
 // other replica's answer is waited for; the pending path would store the
 // write, fsync it and commit it at once. The rules of that path still
-// hold: the write is committed only while this node holds the lease under
-// the write's term (checked first: Set.terms is never held with the
-// lease's lock), and only if no later term began in this store, the check
-// a replica's Prepare makes, under Set.terms so that no term begins here
-// between the check and the commit. The other replicas get the write as
-// on the pending path (wire.Prepare, then a commit notice), and a write
-// that failed here makes this node step down like any failed write.
+// hold (commitHere), and the other replicas get the write as on the
+// pending path (wire.Prepare, then a commit notice).
 func (rs *Set) commitAlone(shard uint16, w store.PendingWrite, ws *writeState, start time.Time) error {
-	err := rs.commitLocal(shard, w)
+	err := rs.commitHere(shard, w, true)
 	rs.met.writeSeconds.Observe(time.Since(start).Seconds())
+	return rs.settle(shard, w, ws, err)
+}
+
+// commitHere makes w visible in this node's store if this node still holds
+// the lease under w's term: the lease or the term may have changed while
+// the write was in flight, and a new holder may have resolved the shard
+// without it. The pending path (alone false) commits without a sync, since
+// the pending record is synced (see store.CommitWriteNoSync). Alone, the
+// write is committed in one batch (store.CommitUnpended), and only if no
+// later term began in this store, the check a replica's Prepare makes,
+// under Set.terms so that no term begins here between the check and the
+// commit (the lease is checked first: Set.terms is never held with the
+// lease's lock).
+func (rs *Set) commitHere(shard uint16, w store.PendingWrite, alone bool) error {
+	if cur, ok := rs.writeEpoch(shard); !ok || cur != w.Epoch {
+		return fmt.Errorf("%w: the lease moved while the write was in flight", ErrQuorum)
+	}
+	if !alone {
+		return rs.st.CommitWriteNoSync(shard, w)
+	}
+	rs.terms.RLock()
+	defer rs.terms.RUnlock()
+	if err := rs.checkTerm(shard, w.Epoch); err != nil {
+		if errors.Is(err, errTermEnded) {
+			err = fmt.Errorf("%w: %w", ErrQuorum, err)
+		}
+		return err
+	}
+	return rs.st.CommitUnpended(shard, w)
+}
+
+// errTermEnded: a later term than the write's began in this store.
+var errTermEnded = errors.New("cluster: the write's term ended")
+
+// checkTerm returns errTermEnded (wrapped, with both terms) when a term
+// later than epoch began for shard in this store. The caller holds
+// Set.terms shared until it stored the write.
+func (rs *Set) checkTerm(shard uint16, epoch uint64) error {
+	cur, err := rs.st.ShardEpoch(shard)
+	if err != nil {
+		return err
+	}
+	if epoch < cur {
+		return fmt.Errorf("%w (term %d, now %d)", errTermEnded, epoch, cur)
+	}
+	return nil
+}
+
+// settle records a write's outcome here: after err this node steps down
+// (the write may be pending on other replicas, and its next resolution
+// drops it); otherwise the replicas that hold it are sent its commit
+// notice.
+func (rs *Set) settle(shard uint16, w store.PendingWrite, ws *writeState, err error) error {
 	if err != nil {
 		rs.decide(ws, false)
 		rs.stepDown(shard, w.Epoch, w.ID)
@@ -282,23 +312,6 @@ func (rs *Set) commitAlone(shard uint16, w store.PendingWrite, ws *writeState, s
 		rs.sendCommit(to, shard, w.Epoch, w.ID)
 	}
 	return nil
-}
-
-// commitLocal is commitAlone's store write and its term checks.
-func (rs *Set) commitLocal(shard uint16, w store.PendingWrite) error {
-	if cur, ok := rs.writeEpoch(shard); !ok || cur != w.Epoch {
-		return fmt.Errorf("%w: the lease moved while the write was in flight", ErrQuorum)
-	}
-	rs.terms.RLock()
-	defer rs.terms.RUnlock()
-	cur, err := rs.st.ShardEpoch(shard)
-	if err != nil {
-		return err
-	}
-	if w.Epoch < cur {
-		return fmt.Errorf("%w: term %d ended here (now %d)", ErrQuorum, w.Epoch, cur)
-	}
-	return rs.st.CommitUnpended(shard, w)
 }
 
 // beginDoubt and endDoubt count a shard's writes whose caller gave up
@@ -597,13 +610,12 @@ func (rs *Set) servePrepare(from string, d *wire.Dec) error {
 	}
 	rs.terms.RLock()
 	defer rs.terms.RUnlock()
-	cur, err := rs.st.ShardEpoch(shard)
-	if err != nil {
+	if err := rs.checkTerm(shard, w.Epoch); err != nil {
+		if errors.Is(err, errTermEnded) {
+			rs.met.replicaRefused.Inc()
+			err = wire.Wrap(errNotHolder, err)
+		}
 		return err
-	}
-	if w.Epoch < cur {
-		rs.met.replicaRefused.Inc()
-		return wire.Wrap(errNotHolder, fmt.Errorf("term %d ended (now %d)", w.Epoch, cur))
 	}
 	if err := rs.observeOps(w.Ops); err != nil {
 		return err
