@@ -25,8 +25,10 @@ import (
 // or before its position: an entry for a value at least its current one.
 // Writes keep that true; stale entries for lower values (a concurrent send
 // committed out of order) or for deleted conversations only cost the walk
-// a skipped entry until the next sweep. Temporary conversations, never
-// query results, are not indexed.
+// a skipped entry until the next sweep. That is why a replicated store
+// deletes entries outright, without the tombstone a send's move of the lm
+// entry would otherwise leave per message (store.DeletesOutright).
+// Temporary conversations, never query results, are not indexed.
 const (
 	orderLM      = "lm"
 	orderUpdated = "updatedAt"

@@ -152,3 +152,64 @@ func isBudgetError(err error) bool {
 	return errors.As(err, &pe) && pe.Code == protocol.ErrConversationQueryFailed.Code &&
 		strings.Contains(pe.Detail, fmt.Sprint(orderIndexBudget))
 }
+
+// TestConversationOrderIndexStaleEntries: stale lm entries, what a replica
+// that missed a send's move of the entry keeps and anti-entropy may copy
+// back (the old value of a conversation, an entry of a deleted one), do
+// not change what ordered queries answer, and the sweeper's tidy removes
+// them.
+func TestConversationOrderIndexStaleEntries(t *testing.T) {
+	h := newHarness(t)
+	alice := h.caller("alice", 1)
+	var cids []string
+	var firstTs []int64
+	for i := range 12 {
+		cid := h.start(alice, fmt.Sprint("m", i))
+		h.clock.Advance(time.Millisecond)
+		_, ts := h.send(alice, cid, "one")
+		h.clock.Advance(time.Millisecond)
+		h.send(alice, cid, "two")
+		cids, firstTs = append(cids, cid), append(firstTs, ts)
+	}
+	if err := h.e.sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	server := Caller{App: testApp}
+	query := func(sort string) []string {
+		t.Helper()
+		return ids(h.query(server, queryReq(`{}`, sort, proto.Int32(5), proto.Int32(2), 0)))
+	}
+	want := query("-lm,objectId") // two sort keys: a full scan
+	if got := query("-lm"); !slices.Equal(got, want) || len(got) != 5 {
+		t.Fatalf("-lm query = %v, want %v", got, want)
+	}
+
+	var stale [][]byte
+	for i, cid := range cids {
+		stale = append(stale, h.e.orderKey(testApp, cid, orderLM, firstTs[i]))
+	}
+	stale = append(stale, h.e.orderKey(testApp, "deleted-conversation", orderLM, h.clock.Now().UnixMilli()))
+	b := h.st.NewBatch()
+	for _, k := range stale {
+		b.Set(k, nil)
+	}
+	if err := h.st.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := query("-lm"); !slices.Equal(got, want) {
+		t.Fatalf("-lm query with stale entries = %v, want %v", got, want)
+	}
+
+	h.clock.Advance(orderTidyInterval)
+	if err := h.e.sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range stale {
+		if _, err := h.st.Get(k); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("stale entry %x after the tidy: %v", k, err)
+		}
+	}
+	if got := query("-lm"); !slices.Equal(got, want) {
+		t.Fatalf("-lm query after the tidy = %v, want %v", got, want)
+	}
+}
