@@ -277,8 +277,9 @@ func inOrderIndex(key []byte) bool {
 // grow the store by one record per message for good: whole-record
 // tombstones are never purged. A replica that misses such a delete, or
 // copies the entry back from one that missed it (anti-entropy, catch-up),
-// keeps a stale entry until the next tidy; a delete applied before the
-// set it follows leaves one too. Neither changes a query's result.
+// keeps a stale entry until the next tidy (a delete committed before the
+// set it follows does not: see addOps). It does not change a query's
+// result.
 func DeletesOutright(key []byte) bool {
 	_, _, marker, err := ReadOrderIndexKey(key)
 	return err == nil && !marker

@@ -117,3 +117,35 @@ func TestStoreOrderIndexLateSetAfterDelete(t *testing.T) {
 		t.Fatalf("a set %d deletes after the entry's was left out", orderDeletesMax)
 	}
 }
+
+// A set of an order index entry that addOps let through, whose delete
+// commits while the set's batch is being committed (a late write and the
+// next one committed at once on a replica), is deleted again after it.
+func TestStoreOrderIndexSetRacingDelete(t *testing.T) {
+	s := openMem(t, vfs.NewMem())
+	t.Cleanup(func() { _ = s.Close() })
+	other := OrderIndexKey(0, "app", "lm", 1, "d")
+	if err := s.ApplyVersioned([]Op{{Kind: OpDelete, Key: other}}); err != nil {
+		t.Fatal(err)
+	}
+	key := OrderIndexKey(0, "app", "lm", 5, "c")
+	raced := false
+	s.testHookCommit = func() {
+		if raced {
+			return
+		}
+		raced = true
+		if err := s.ApplyVersioned([]Op{{Kind: OpDelete, Key: key}}); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := s.ApplyVersioned([]Op{{Kind: OpSet, Key: key, Value: EncodeVersioned(1, false, nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	if !raced {
+		t.Fatal("the delete did not run during the set's commit")
+	}
+	if _, err := s.Get(key); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the set outlived the delete committed during its commit: %v", err)
+	}
+}

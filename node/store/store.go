@@ -518,13 +518,41 @@ func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
 			s.testHookCommit()
 		}
 	}
+	sets, err := s.orderDeletes.setsIn(pb)
+	if err != nil {
+		return err
+	}
 	if err := pb.Commit(opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	if !opts.Sync {
 		s.noSync.noteUnsynced()
 	}
-	return nil
+	return s.redeleteOrder(sets, opts)
+}
+
+// redeleteOrder deletes again the order index entries among sets (the
+// entries a committed batch set) that a replicated write deleted since
+// addOps let the set through: that delete may have committed first, and
+// the set must not outlive it.
+func (s *Store) redeleteOrder(sets [][]byte, opts *pebble.WriteOptions) error {
+	var pb *pebble.Batch
+	for _, k := range sets {
+		if !s.orderDeletes.has(k) {
+			continue
+		}
+		if pb == nil {
+			pb = s.db.NewBatch()
+			defer func() { _ = pb.Close() }()
+		}
+		if err := pb.Delete(k, nil); err != nil {
+			return fmt.Errorf("store: batch: %w", err)
+		}
+	}
+	if pb == nil {
+		return nil
+	}
+	return s.commit(pb, opts)
 }
 
 // batchWrites appends to out what pb writes: an OpDelete per written key,
@@ -554,9 +582,10 @@ func batchWrites(pb *pebble.Batch, out []Op) ([]Op, error) {
 // the send that moved a conversation's lm entry can be applied before the
 // send that set it, and without a tombstone to win last-writer-wins the
 // late set would leave a stale entry here that anti-entropy then copies to
-// every replica. A set committed concurrently with the delete, or later
-// than orderDeletesMax deletes after it, still leaves one: harmless (see
-// DeletesOutright), and rare.
+// every replica. A set let through here whose delete is noted before the
+// set's batch committed is deleted again after it (commit); a set later
+// than orderDeletesMax deletes after its delete still leaves one:
+// harmless (see DeletesOutright), and rare.
 func (s *Store) addOps(pb *pebble.Batch, ops []Op, versioned bool) error {
 	for _, op := range ops {
 		var err error
@@ -604,6 +633,7 @@ const orderDeletesMax = 4096
 // entries replicated writes deleted (the oldest forgotten first). mu is a
 // leaf lock, held only to look up or add a key in memory.
 type orderDeletes struct {
+	any  atomic.Bool // some key was noted: setsIn looks at batches
 	mu   sync.Mutex
 	keys map[string]struct{}
 	fifo []string // ring of the keys in keys, next overwrites the oldest
@@ -611,6 +641,7 @@ type orderDeletes struct {
 }
 
 func (d *orderDeletes) note(key []byte) {
+	d.any.Store(true)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.keys == nil {
@@ -628,6 +659,28 @@ func (d *orderDeletes) note(key []byte) {
 		d.next = (d.next + 1) % orderDeletesMax
 	}
 	d.keys[k] = struct{}{}
+}
+
+// setsIn returns the order index entries pb merges (versioned sets),
+// aliasing pb, once some delete was noted (nil before: a plain store).
+func (d *orderDeletes) setsIn(pb *pebble.Batch) ([][]byte, error) {
+	if !d.any.Load() {
+		return nil, nil
+	}
+	var sets [][]byte
+	r := pb.Reader()
+	for {
+		kind, key, _, ok, err := r.Next()
+		if err != nil {
+			return nil, fmt.Errorf("store: read batch: %w", err)
+		}
+		if !ok {
+			return sets, nil
+		}
+		if kind == pebble.InternalKeyKindMerge && inOrderIndex(key) {
+			sets = append(sets, key)
+		}
+	}
 }
 
 func (d *orderDeletes) has(key []byte) bool {
