@@ -17,8 +17,10 @@ import (
 // Quorum writes: a write is visible only once W replicas hold it.
 //
 // The coordinator stores a write pending (durable, invisible to reads,
-// digests and syncs: store.PutPending) on itself and sends it to the other
-// replicas (wire.Prepare), which store it pending too. Once W replicas
+// digests and syncs: store.PutPending) on itself, unless a later term began
+// in its store (the check a replica's Prepare makes: inTermHere), and sends
+// it to the other replicas (wire.Prepare), which store it pending too.
+// Once W replicas
 // (itself included) hold it, and only if it still holds the lease under the
 // same term, the coordinator makes it visible in its own store
 // (store.CommitWrite) and answers; then it tells the replicas that hold it
@@ -180,10 +182,8 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 	if need <= 1 {
 		return rs.commitAlone(shard, w, ws, start)
 	}
-	if err := rs.st.PutPending(shard, w); err != nil {
-		rs.decide(ws, false)
-		rs.stepDown(shard, epoch, id)
-		return err
+	if err := rs.inTermHere(shard, epoch, func() error { return rs.st.PutPending(shard, w) }); err != nil {
+		return rs.settle(shard, w, ws, err)
 	}
 	q := &quorumWait{results: results, acks: 1, left: len(replicas) - 1, need: need}
 	if !q.wait(ctx) {
@@ -258,11 +258,9 @@ func (rs *Set) commitAlone(shard uint16, w store.PendingWrite, ws *writeState, s
 // the write was in flight, and a new holder may have resolved the shard
 // without it. The pending path (alone false) commits without a sync, since
 // the pending record is synced (see store.CommitWriteNoSync). Alone, the
-// write is committed in one batch (store.CommitUnpended), and only if no
-// later term began in this store, the check a replica's Prepare makes,
-// under Set.terms so that no term begins here between the check and the
-// commit (the lease is checked first: Set.terms is never held with the
-// lease's lock).
+// write is committed in one batch (store.CommitUnpended) under the term
+// check its pending copy would have had (inTermHere; the lease is checked
+// first: Set.terms is never held with the lease's lock).
 func (rs *Set) commitHere(shard uint16, w store.PendingWrite, alone bool) error {
 	if cur, ok := rs.writeEpoch(shard); !ok || cur != w.Epoch {
 		return fmt.Errorf("%w: the lease moved while the write was in flight", ErrQuorum)
@@ -270,15 +268,24 @@ func (rs *Set) commitHere(shard uint16, w store.PendingWrite, alone bool) error 
 	if !alone {
 		return rs.st.CommitWriteNoSync(shard, w)
 	}
+	return rs.inTermHere(shard, w.Epoch, func() error { return rs.st.CommitUnpended(shard, w) })
+}
+
+// inTermHere runs write, the coordinator's own store write of a write of
+// term epoch, unless a later term began in this store (checkTerm, the check
+// a replica's Prepare makes; then the retryable ErrQuorum), holding
+// Set.terms shared so that no term begins here between the check and the
+// write.
+func (rs *Set) inTermHere(shard uint16, epoch uint64, write func() error) error {
 	rs.terms.RLock()
 	defer rs.terms.RUnlock()
-	if err := rs.checkTerm(shard, w.Epoch); err != nil {
+	if err := rs.checkTerm(shard, epoch); err != nil {
 		if errors.Is(err, errTermEnded) {
 			err = fmt.Errorf("%w: %w", ErrQuorum, err)
 		}
 		return err
 	}
-	return rs.st.CommitUnpended(shard, w)
+	return write()
 }
 
 // errTermEnded: a later term than the write's began in this store.

@@ -588,38 +588,44 @@ func TestReplicaQuorumAloneOneBatch(t *testing.T) {
 	}
 }
 
-// A coordinator that meets its quorum alone still refuses to commit under
-// a term that ended in its store (another node began a later one there):
-// the write is visible nowhere, the coordinator steps down, and after its
-// next resolution the resend is stored once.
-func TestReplicaQuorumAloneRefusesEndedTerm(t *testing.T) {
-	n, reps := newTestNetConfig(t, func(c *Config) { c.WriteQuorum = 1 })
-	p := reps[0]
-	epoch := n.waitTerm(t, p)
-	if err := n.sets[p].beginTerm(0, epoch+1); err != nil {
-		t.Fatal(err)
-	}
-	b := &store.Batch{}
-	b.Set(testKey("dedup"), []byte("first"))
-	if err := n.sets[p].coordinateWrite(context.Background(), 0, b.Ops(), false); !errors.Is(err, ErrQuorum) {
-		t.Fatalf("write under an ended term = %v, want ErrQuorum", err)
-	}
-	if v := n.visible("dedup"); len(v) != 0 {
-		t.Fatalf("a write under an ended term is visible on %v", v)
-	}
-	if e, ok := n.sets[p].writeEpoch(0); ok && e == epoch {
-		t.Fatal("the coordinator goes on writing under the ended term")
-	}
-	if err := n.put(p, "dedup", "second"); err != nil {
-		t.Fatal(err)
-	}
-	if e := n.waitTerm(t, p); e <= epoch+1 {
-		t.Fatalf("the coordinator writes under term %d; want one after %d", e, epoch+1)
-	}
-	waitFor(t, "the resend everywhere", func() bool { return len(n.visible("dedup")) == 3 })
-	for _, id := range reps {
-		if v, err := n.sets[id].LocalGet(testKey("dedup")); err != nil || string(v) != "second" {
-			t.Fatalf("%s reads %q, %v; want the resend", id, v, err)
-		}
+// A coordinator refuses to store a write under a term that ended in its
+// own store (another node began a later one there), as a replica's Prepare
+// does, whether it meets its quorum alone (W = 1, the one-batch commit) or
+// not (W = 2, its pending copy; the other replicas, still in the old term,
+// would accept it): the write is visible nowhere, the coordinator steps
+// down, and after its next resolution the resend is stored once.
+func TestReplicaQuorumRefusesEndedTerm(t *testing.T) {
+	for _, quorum := range []int{1, 2} {
+		t.Run(fmt.Sprintf("W=%d", quorum), func(t *testing.T) {
+			n, reps := newTestNetConfig(t, func(c *Config) { c.WriteQuorum = quorum })
+			p := reps[0]
+			epoch := n.waitTerm(t, p)
+			if err := n.sets[p].beginTerm(0, epoch+1); err != nil {
+				t.Fatal(err)
+			}
+			b := &store.Batch{}
+			b.Set(testKey("dedup"), []byte("first"))
+			if err := n.sets[p].coordinateWrite(context.Background(), 0, b.Ops(), false); !errors.Is(err, ErrQuorum) {
+				t.Fatalf("write under an ended term = %v, want ErrQuorum", err)
+			}
+			if v := n.visible("dedup"); len(v) != 0 {
+				t.Fatalf("a write under an ended term is visible on %v", v)
+			}
+			if e, ok := n.sets[p].writeEpoch(0); ok && e == epoch {
+				t.Fatal("the coordinator goes on writing under the ended term")
+			}
+			if err := n.put(p, "dedup", "second"); err != nil {
+				t.Fatal(err)
+			}
+			if e := n.waitTerm(t, p); e <= epoch+1 {
+				t.Fatalf("the coordinator writes under term %d; want one after %d", e, epoch+1)
+			}
+			waitFor(t, "the resend everywhere", func() bool { return len(n.visible("dedup")) == 3 })
+			for _, id := range reps {
+				if v, err := n.sets[id].LocalGet(testKey("dedup")); err != nil || string(v) != "second" {
+					t.Fatalf("%s reads %q, %v; want the resend", id, v, err)
+				}
+			}
+		})
 	}
 }
