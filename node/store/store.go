@@ -506,21 +506,20 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.W
 // write of shard keys goes through here. The keys and ranges the cache
 // drops are read from pb itself, so no write can leave one out.
 func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
-	if s.cache != nil {
-		var buf [16]Op
-		written, err := batchWrites(pb, buf[:0])
-		if err != nil {
+	var buf [16]Op
+	var written []Op
+	if s.cache != nil || s.orderDeletes.any.Load() {
+		var err error
+		if written, err = batchWrites(pb, buf[:0]); err != nil {
 			return err
 		}
+	}
+	if s.cache != nil {
 		s.cache.begin(written)
 		defer s.cache.end(written)
 		if s.testHookCommit != nil {
 			s.testHookCommit()
 		}
-	}
-	sets, err := s.orderDeletes.setsIn(pb)
-	if err != nil {
-		return err
 	}
 	if err := pb.Commit(opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
@@ -528,24 +527,24 @@ func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
 	if !opts.Sync {
 		s.noSync.noteUnsynced()
 	}
-	return s.redeleteOrder(sets, opts)
+	return s.redeleteOrder(written, opts)
 }
 
-// redeleteOrder deletes again the order index entries among sets (the
-// entries a committed batch set) that a replicated write deleted since
+// redeleteOrder deletes again the order index entries a committed batch
+// set (written: its batchWrites) that a replicated write deleted since
 // addOps let the set through: that delete may have committed first, and
 // the set must not outlive it.
-func (s *Store) redeleteOrder(sets [][]byte, opts *pebble.WriteOptions) error {
+func (s *Store) redeleteOrder(written []Op, opts *pebble.WriteOptions) error {
 	var pb *pebble.Batch
-	for _, k := range sets {
-		if !s.orderDeletes.has(k) {
+	for _, op := range written {
+		if op.Kind != OpSet || !inOrderIndex(op.Key) || !s.orderDeletes.has(op.Key) {
 			continue
 		}
 		if pb == nil {
 			pb = s.db.NewBatch()
 			defer func() { _ = pb.Close() }()
 		}
-		if err := pb.Delete(k, nil); err != nil {
+		if err := pb.Delete(op.Key, nil); err != nil {
 			return fmt.Errorf("store: batch: %w", err)
 		}
 	}
@@ -555,8 +554,9 @@ func (s *Store) redeleteOrder(sets [][]byte, opts *pebble.WriteOptions) error {
 	return s.commit(pb, opts)
 }
 
-// batchWrites appends to out what pb writes: an OpDelete per written key,
-// an OpDeleteRange per deleted range. The slices alias pb.
+// batchWrites appends to out what pb writes: an OpSet per merged key (a
+// versioned set), an OpDelete per other written key, an OpDeleteRange per
+// deleted range. The slices alias pb.
 func batchWrites(pb *pebble.Batch, out []Op) ([]Op, error) {
 	r := pb.Reader()
 	for {
@@ -569,6 +569,10 @@ func batchWrites(pb *pebble.Batch, out []Op) ([]Op, error) {
 		}
 		if kind == pebble.InternalKeyKindRangeDelete {
 			out = append(out, Op{Kind: OpDeleteRange, Key: key, Value: value})
+			continue
+		}
+		if kind == pebble.InternalKeyKindMerge {
+			out = append(out, Op{Kind: OpSet, Key: key})
 			continue
 		}
 		out = append(out, Op{Kind: OpDelete, Key: key})
@@ -633,7 +637,7 @@ const orderDeletesMax = 4096
 // entries replicated writes deleted (the oldest forgotten first). mu is a
 // leaf lock, held only to look up or add a key in memory.
 type orderDeletes struct {
-	any  atomic.Bool // some key was noted: setsIn looks at batches
+	any  atomic.Bool // some key was noted: commit looks at batches
 	mu   sync.Mutex
 	keys map[string]struct{}
 	fifo []string // ring of the keys in keys, next overwrites the oldest
@@ -659,28 +663,6 @@ func (d *orderDeletes) note(key []byte) {
 		d.next = (d.next + 1) % orderDeletesMax
 	}
 	d.keys[k] = struct{}{}
-}
-
-// setsIn returns the order index entries pb merges (versioned sets),
-// aliasing pb, once some delete was noted (nil before: a plain store).
-func (d *orderDeletes) setsIn(pb *pebble.Batch) ([][]byte, error) {
-	if !d.any.Load() {
-		return nil, nil
-	}
-	var sets [][]byte
-	r := pb.Reader()
-	for {
-		kind, key, _, ok, err := r.Next()
-		if err != nil {
-			return nil, fmt.Errorf("store: read batch: %w", err)
-		}
-		if !ok {
-			return sets, nil
-		}
-		if kind == pebble.InternalKeyKindMerge && inOrderIndex(key) {
-			sets = append(sets, key)
-		}
-	}
 }
 
 func (d *orderDeletes) has(key []byte) bool {
