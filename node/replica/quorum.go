@@ -538,8 +538,7 @@ func (rs *Set) sendNotices(to string, ns []notice) {
 // ran) is kept, so last-writer-wins orders effects by command, not by when
 // they reach this coordinator; the clock observes it, so the versions this
 // node takes later stay above it (hlc.Keep: one far ahead of the clock is
-// replaced). Other ops get a fresh version each. The delete of an order
-// index entry stays a delete (store.DeletesOutright).
+// replaced). Other ops get a fresh version each.
 func (rs *Set) versionOps(shard uint16, ops []store.Op) ([]store.Op, error) {
 	vops := make([]store.Op, 0, len(ops))
 	for _, op := range ops {
@@ -555,12 +554,6 @@ func (rs *Set) versionOps(shard uint16, ops []store.Op) ([]store.Op, error) {
 		case store.OpSet:
 			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(version, false, op.Value)})
 		case store.OpDelete:
-			if store.DeletesOutright(op.Key) {
-				// An order index entry: removed on every replica
-				// without a tombstone (see store.DeletesOutright).
-				vops = append(vops, store.Op{Kind: store.OpDelete, Key: op.Key})
-				break
-			}
 			vops = append(vops, store.Op{Kind: store.OpSet, Key: op.Key, Value: store.EncodeVersioned(version, true, nil)})
 		case store.OpMergeFields:
 			// Every field at the op's version; the merge operator
@@ -599,7 +592,7 @@ func decodeWrite(d *wire.Dec) (uint16, store.PendingWrite, []store.PendingID, er
 		return 0, w, nil, err
 	}
 	for _, op := range ops {
-		if op.Kind != store.OpSet && op.Kind != store.OpDeleteRange && (op.Kind != store.OpDelete || !store.DeletesOutright(op.Key)) {
+		if op.Kind != store.OpSet && op.Kind != store.OpDeleteRange {
 			return 0, w, nil, fmt.Errorf("cluster: replicated op kind %d", op.Kind)
 		}
 	}

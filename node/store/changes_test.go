@@ -251,7 +251,7 @@ func BenchmarkChangeLog(b *testing.B) {
 func (s *Store) commitWriteUnlogged(shard uint16, w PendingWrite) error {
 	pb := s.db.NewBatch()
 	defer func() { _ = pb.Close() }()
-	if err := s.addOps(pb, w.Ops, true); err != nil {
+	if err := addOps(pb, w.Ops, true); err != nil {
 		return err
 	}
 	if err := pb.Delete(pendingKey(shard, w.Epoch, w.ID), nil); err != nil {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -255,34 +254,6 @@ func OrderIndexPrefix(shard uint16, app, order string) Key {
 // objectId.
 func OrderIndexKey(shard uint16, app, order string, v int64, cid string) []byte {
 	return OrderIndexPrefix(shard, app, order).Int64(^v).Str(cid).Bytes()
-}
-
-// inOrderIndex reports whether key is of the order index family, without
-// decoding it: the family byte follows the app's terminator (0x00 0x01;
-// an escaped NUL is 0x00 0xff).
-func inOrderIndex(key []byte) bool {
-	if len(key) < 2 {
-		return false
-	}
-	i := bytes.Index(key[2:], []byte{0, 1})
-	return i >= 0 && 2+i+2 < len(key) && Family(key[2+i+2]) == FamOrder
-}
-
-// DeletesOutright reports whether a replicated delete of key removes it
-// from Pebble on every replica instead of writing a whole-record
-// tombstone: true for order index entries (not markers). The index is
-// derived data that tolerates stale entries (a stale entry only costs a
-// query's walk a skipped entry; the sweeper removes it again), and every
-// send moves its conversation's lm entry, so a tombstone per move would
-// grow the store by one record per message for good: whole-record
-// tombstones are never purged. A replica that misses such a delete, or
-// copies the entry back from one that missed it (anti-entropy, catch-up),
-// keeps a stale entry until the next tidy (a delete committed before the
-// set it follows does not: see addOps). It does not change a query's
-// result.
-func DeletesOutright(key []byte) bool {
-	_, _, marker, err := ReadOrderIndexKey(key)
-	return err == nil && !marker
 }
 
 // ReadOrderIndexKey decodes a key under OrderIndexPrefix: the entry's value

@@ -110,8 +110,7 @@ func decodePending(b []byte) ([]Op, error) {
 }
 
 // checkPendingOps accepts what a replicated write may carry: versioned
-// records (OpSet), retention's OpDeleteRange and the outright OpDelete of
-// an order index entry (DeletesOutright), all inside shard.
+// records (OpSet) and retention's OpDeleteRange, all inside shard.
 func checkPendingOps(shard uint16, ops []Op) error {
 	for _, op := range ops {
 		if s, err := ShardOf(op.Key); err != nil || s != shard {
@@ -123,10 +122,6 @@ func checkPendingOps(shard uint16, ops []Op) error {
 				return fmt.Errorf("%w: key %x", err, op.Key)
 			}
 		case OpDeleteRange:
-		case OpDelete:
-			if !DeletesOutright(op.Key) {
-				return fmt.Errorf("store: pending delete of key %x, not an order index entry", op.Key)
-			}
 		default:
 			return fmt.Errorf("store: pending op kind %d", op.Kind)
 		}
@@ -277,7 +272,7 @@ func (s *Store) addCommitPending(pb *pebble.Batch, c PendingID, visible *[]Op) (
 	if err := checkPendingOps(c.Shard, ops); err != nil {
 		return false, err
 	}
-	if err := s.addOps(pb, ops, true); err != nil {
+	if err := addOps(pb, ops, true); err != nil {
 		return false, err
 	}
 	if err := pb.Delete(key, nil); err != nil {
@@ -323,7 +318,7 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 	}
 	pb := s.db.NewBatch()
 	defer func() { _ = pb.Close() }()
-	if err := s.addOps(pb, w.Ops, true); err != nil {
+	if err := addOps(pb, w.Ops, true); err != nil {
 		return err
 	}
 	tk, err := s.logChanges(pb, w.Ops)

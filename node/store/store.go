@@ -103,9 +103,6 @@ type Store struct {
 	cache *readCache
 	// noSync syncs unsynced commits within a bound (nosync.go).
 	noSync noSyncFlusher
-	// orderDeletes remembers the order index entries replicated writes
-	// deleted lately (see addOps).
-	orderDeletes orderDeletes
 	// testHookFill and testHookCommit, when set (tests only), run in Get
 	// between the Pebble read and the cache fill, and in commit between
 	// marking the keys in flight and the Pebble commit.
@@ -489,7 +486,7 @@ func syncOpts(durable bool) *pebble.WriteOptions {
 // OpMergeFields needs an indexed pb and the exclusive plainMu.
 func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.WriteOptions) error {
 	defer func() { _ = pb.Close() }()
-	if err := s.addOps(pb, ops, versioned); err != nil {
+	if err := addOps(pb, ops, versioned); err != nil {
 		return err
 	}
 	if versioned {
@@ -506,15 +503,12 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.W
 // write of shard keys goes through here. The keys and ranges the cache
 // drops are read from pb itself, so no write can leave one out.
 func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
-	var buf [16]Op
-	var written []Op
-	if s.cache != nil || s.orderDeletes.any.Load() {
-		var err error
-		if written, err = batchWrites(pb, buf[:0]); err != nil {
+	if s.cache != nil {
+		var buf [16]Op
+		written, err := batchWrites(pb, buf[:0])
+		if err != nil {
 			return err
 		}
-	}
-	if s.cache != nil {
 		s.cache.begin(written)
 		defer s.cache.end(written)
 		if s.testHookCommit != nil {
@@ -527,36 +521,11 @@ func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
 	if !opts.Sync {
 		s.noSync.noteUnsynced()
 	}
-	return s.redeleteOrder(written, opts)
+	return nil
 }
 
-// redeleteOrder deletes again the order index entries a committed batch
-// set (written: its batchWrites) that a replicated write deleted since
-// addOps let the set through: that delete may have committed first, and
-// the set must not outlive it.
-func (s *Store) redeleteOrder(written []Op, opts *pebble.WriteOptions) error {
-	var pb *pebble.Batch
-	for _, op := range written {
-		if op.Kind != OpSet || !inOrderIndex(op.Key) || !s.orderDeletes.has(op.Key) {
-			continue
-		}
-		if pb == nil {
-			pb = s.db.NewBatch()
-			defer func() { _ = pb.Close() }()
-		}
-		if err := pb.Delete(op.Key, nil); err != nil {
-			return fmt.Errorf("store: batch: %w", err)
-		}
-	}
-	if pb == nil {
-		return nil
-	}
-	return s.commit(pb, opts)
-}
-
-// batchWrites appends to out what pb writes: an OpSet per merged key (a
-// versioned set), an OpDelete per other written key, an OpDeleteRange per
-// deleted range. The slices alias pb.
+// batchWrites appends to out what pb writes: an OpDelete per written key,
+// an OpDeleteRange per deleted range. The slices alias pb.
 func batchWrites(pb *pebble.Batch, out []Op) ([]Op, error) {
 	r := pb.Reader()
 	for {
@@ -571,26 +540,12 @@ func batchWrites(pb *pebble.Batch, out []Op) ([]Op, error) {
 			out = append(out, Op{Kind: OpDeleteRange, Key: key, Value: value})
 			continue
 		}
-		if kind == pebble.InternalKeyKindMerge {
-			out = append(out, Op{Kind: OpSet, Key: key})
-			continue
-		}
 		out = append(out, Op{Kind: OpDelete, Key: key})
 	}
 }
 
-// addOps adds ops to pb as apply describes. In a versioned batch, the
-// OpDelete of an order index entry (DeletesOutright) is a real delete, and
-// a versioned OpSet of an entry a replicated write deleted lately is left
-// out: replicas may commit a write after a later one (a late Prepare), so
-// the send that moved a conversation's lm entry can be applied before the
-// send that set it, and without a tombstone to win last-writer-wins the
-// late set would leave a stale entry here that anti-entropy then copies to
-// every replica. A set let through here whose delete is noted before the
-// set's batch committed is deleted again after it (commit); a set later
-// than orderDeletesMax deletes after its delete still leaves one:
-// harmless (see DeletesOutright), and rare.
-func (s *Store) addOps(pb *pebble.Batch, ops []Op, versioned bool) error {
+// addOps adds ops to pb as apply describes.
+func addOps(pb *pebble.Batch, ops []Op, versioned bool) error {
 	for _, op := range ops {
 		var err error
 		switch op.Kind {
@@ -602,9 +557,6 @@ func (s *Store) addOps(pb *pebble.Batch, ops []Op, versioned bool) error {
 			if err := validRecord(op.Value); err != nil {
 				return fmt.Errorf("%w: key %x", err, op.Key)
 			}
-			if inOrderIndex(op.Key) && s.orderDeletes.has(op.Key) {
-				continue
-			}
 			err = pb.Merge(op.Key, op.Value, nil)
 		case OpMergeFields:
 			if versioned {
@@ -612,9 +564,6 @@ func (s *Store) addOps(pb *pebble.Batch, ops []Op, versioned bool) error {
 			}
 			err = mergeFieldsInBatch(pb, op)
 		case OpDelete:
-			if versioned && DeletesOutright(op.Key) {
-				s.orderDeletes.note(op.Key)
-			}
 			err = pb.Delete(op.Key, nil)
 		case OpDeleteRange:
 			err = pb.DeleteRange(op.Key, op.Value, nil)
@@ -626,50 +575,6 @@ func (s *Store) addOps(pb *pebble.Batch, ops []Op, versioned bool) error {
 		}
 	}
 	return nil
-}
-
-// orderDeletesMax bounds the order index entries orderDeletes remembers
-// (about 100 bytes each): at 6,000 sends a second, the last 0.7 s of
-// deletes, far longer than a Prepare is usually late.
-const orderDeletesMax = 4096
-
-// orderDeletes remembers the keys of the last orderDeletesMax order index
-// entries replicated writes deleted (the oldest forgotten first). mu is a
-// leaf lock, held only to look up or add a key in memory.
-type orderDeletes struct {
-	any  atomic.Bool // some key was noted: commit looks at batches
-	mu   sync.Mutex
-	keys map[string]struct{}
-	fifo []string // ring of the keys in keys, next overwrites the oldest
-	next int
-}
-
-func (d *orderDeletes) note(key []byte) {
-	d.any.Store(true)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.keys == nil {
-		d.keys = make(map[string]struct{}, orderDeletesMax)
-	}
-	k := string(key)
-	if _, ok := d.keys[k]; ok {
-		return
-	}
-	if len(d.fifo) < orderDeletesMax {
-		d.fifo = append(d.fifo, k)
-	} else {
-		delete(d.keys, d.fifo[d.next])
-		d.fifo[d.next] = k
-		d.next = (d.next + 1) % orderDeletesMax
-	}
-	d.keys[k] = struct{}{}
-}
-
-func (d *orderDeletes) has(key []byte) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.keys[string(key)]
-	return ok
 }
 
 // Scan calls fn for every key in [lower, upper) in ascending order, or
