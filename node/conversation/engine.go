@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/imcluster/imcluster/node/internal/run"
 	"github.com/imcluster/imcluster/node/limit"
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
@@ -348,13 +349,9 @@ type Engine struct {
 	acks    chan ackJob
 	running atomic.Bool
 
-	// runMu orders goroutine starts against Stop: goFunc adds to wg only
-	// while started and not stopped.
-	runMu   sync.Mutex
-	started bool
-	stopped bool
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
+	// run owns the background goroutines: open from Start, closed by Stop.
+	run    run.Group
+	cancel context.CancelFunc
 }
 
 // New creates an Engine. It does not start background work; call Start.
@@ -392,9 +389,7 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) Start(ctx context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
-	e.runMu.Lock()
-	e.started = true
-	e.runMu.Unlock()
+	e.run.Open()
 	e.goFunc(func() { e.sweepLoop(ctx) })
 	e.goFunc(func() { e.pushLoop(ctx) })
 	e.goFunc(func() { e.ackLoop(ctx) })
@@ -404,32 +399,17 @@ func (e *Engine) Start(ctx context.Context) {
 
 // goFunc runs f on an owned goroutine that Stop waits for. Before Start or
 // after Stop it runs f on the caller's goroutine instead.
-func (e *Engine) goFunc(f func()) {
-	e.runMu.Lock()
-	if !e.started || e.stopped {
-		e.runMu.Unlock()
-		f()
-		return
-	}
-	e.wg.Add(1)
-	e.runMu.Unlock()
-	go func() {
-		defer e.wg.Done()
-		f()
-	}()
-}
+func (e *Engine) goFunc(f func()) { e.run.Go(f) }
 
 // Stop stops the background work and waits for it. It does not close the
 // store.
 func (e *Engine) Stop() {
-	e.runMu.Lock()
-	e.stopped = true
-	e.runMu.Unlock()
+	e.run.Close()
 	e.running.Store(false)
 	if e.cancel != nil {
 		e.cancel()
 	}
-	e.wg.Wait()
+	e.run.Wait()
 	e.drainAcks()
 	e.deleteApplied()
 }

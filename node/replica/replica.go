@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/imcluster/imcluster/node/internal/run"
 	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/store"
 	"github.com/imcluster/imcluster/node/wire"
@@ -163,7 +164,7 @@ type Engine interface {
 // the versions its writes get (one hybrid logical clock per node), quorum
 // writes, catch-up and anti-entropy. Its state is guarded by the mutexes
 // listed in node/LOCKING.md (leases.mu, leases.markerMu, syncer.mu, hlc.mu,
-// Set.terms, writeState.mu, doubts.mu, Set.runMu); its goroutines (lease renewal, the sync
+// Set.terms, writeState.mu, doubts.mu, run.Group.mu); its goroutines (lease renewal, the sync
 // worker, the commit-notice worker, catch-ups and replication calls) are
 // started by Start and stopped by Shutdown.
 type Set struct {
@@ -194,11 +195,8 @@ type Set struct {
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Set, cancelled by Shutdown
 	cancel context.CancelFunc
-	// runMu orders goroutine starts (Go) against Shutdown: once stopped is
-	// set, nothing is added to wg, so no Add races the final Wait.
-	runMu   sync.Mutex
-	stopped bool
-	wg      sync.WaitGroup
+	// run owns the Set's goroutines: open from New, closed by Shutdown.
+	run run.Group
 }
 
 // New validates cfg and reads the lease grant marker. Nothing runs until
@@ -216,6 +214,7 @@ func New(cfg Config, peers Peers) (*Set, error) {
 	rs := &Set{cfg: cfg, log: cfg.Logger.With("component", "replica"), st: cfg.Store, met: m, peers: peers,
 		clk: hlc{now: cfg.Now}, ctx: ctx, cancel: cancel, notices: make(chan notice, noticeQueue),
 		outNotices: outNotices{peers: map[string]owed{}, kick: make(chan struct{}, 1)}, doubt: doubts{shards: map[uint16]*doubtState{}}}
+	rs.run.Open()
 	rs.sync.init(rs)
 	if err := rs.initLeases(); err != nil {
 		cancel()
@@ -238,10 +237,10 @@ func (rs *Set) CatchUpAlone() {
 
 // Start runs the sync worker and the lease loop.
 func (rs *Set) Start() {
-	rs.wg.Go(rs.sync.run)
-	rs.wg.Go(rs.leaseLoop)
-	rs.wg.Go(rs.commitNotices)
-	rs.wg.Go(rs.flushNotices)
+	rs.run.Go(rs.sync.run)
+	rs.run.Go(rs.leaseLoop)
+	rs.run.Go(rs.commitNotices)
+	rs.run.Go(rs.flushNotices)
 }
 
 // Quiesce stops coordinating before a shutdown: requests for shards this
@@ -263,11 +262,9 @@ func (rs *Set) Quiesce(started bool) {
 
 // Shutdown stops the goroutines and waits for them.
 func (rs *Set) Shutdown() {
-	rs.runMu.Lock()
-	rs.stopped = true
-	rs.runMu.Unlock()
+	rs.run.Close()
 	rs.cancel()
-	rs.wg.Wait()
+	rs.run.Wait()
 }
 
 // OnRing takes a new placement: newly replicated shards are caught up,
@@ -298,20 +295,7 @@ func (rs *Set) Rejoined() {
 // during Shutdown; after Shutdown began, Go runs f on the caller's
 // goroutine instead (the Set's context is cancelled by then, so its calls
 // fail at once).
-func (rs *Set) Go(f func()) {
-	rs.runMu.Lock()
-	if rs.stopped {
-		rs.runMu.Unlock()
-		f()
-		return
-	}
-	rs.wg.Add(1)
-	rs.runMu.Unlock()
-	go func() {
-		defer rs.wg.Done()
-		f()
-	}()
-}
+func (rs *Set) Go(f func()) { rs.run.Go(f) }
 
 // RequestTimeout bounds one data-path request to a peer.
 func (rs *Set) RequestTimeout() time.Duration { return rs.cfg.RequestTimeout }
