@@ -183,6 +183,9 @@ func (e *Engine) handleServerCall(ctx context.Context, c Caller, req *pb.Generic
 				return nil, protocol.ErrInternal.WithDetail("server call %s with id %q", sc.Op, cid)
 			}
 			res.ID, err = e.createConversation(c.App, *sc.Conv)
+			if err == nil && res.ID == cid { // created, not a unique conversation found again
+				e.notifyHook(c.App, "_conversationStarted", map[string]any{"convId": cid})
+			}
 		} else {
 			res.New, err = e.ImportConversation(ctx, c.App, *sc.Conv)
 		}

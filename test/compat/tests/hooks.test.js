@@ -120,3 +120,33 @@ test('hooks: _messageReceived drop/modify/redirect, conversation start/add rejec
   const off = await hooks.waitCall('_clientOffline', (p, c) => p.peerId === 'Mary' && c.appId === app.appId);
   assert.equal(off.params.closeCode, 1);
 });
+
+test('hooks: REST calls with the master key run no blocking hook and fire the notification hooks', async () => {
+  const app = h.app();
+  const jerryRT = h.realtime(app, 1);
+  const { Event } = jerryRT.sdk.realtime;
+  const jerry = await jerryRT.createIMClient('Jerry');
+  const jerryMsgs = new Recorder(jerry, [Event.MESSAGE], 'Jerry');
+
+  // _conversationStart would reject this name: the back end's creations pass and are notified, with a
+  // creator (a conv/start as Tom) and without one (a server call at the coordinator).
+  const made = await rest(h, app, 'POST', '/1.2/rtm/conversations', { name: 'forbidden', m: ['Tom', 'Jerry'] }, 2);
+  const cid = made.objectId;
+  await hooks.waitCall('_conversationStarted', (p) => p.convId === cid);
+  const byTom = await rest(h, app, 'POST', '/1.2/rtm/conversations', { name: 'forbidden', m: ['Jerry'], c: 'Tom' }, 2);
+  await hooks.waitCall('_conversationStarted', (p) => p.convId === byTom.objectId);
+  // _conversationAdd would reject Banned.
+  await rest(h, app, 'POST', `/1.2/rtm/conversations/${cid}/members`, { client_ids: ['Banned'] }, 2);
+  await hooks.waitCall('_conversationAdded', (p) => p.convId === cid && p.members.includes('Banned'));
+  // _messageReceived would drop this text: it is stored and delivered, and _messageSent tells the hook.
+  const sent = await rest(h, app, 'POST', `/1.2/rtm/conversations/${cid}/messages`,
+    { from_client: 'Tom', message: 'drop me, from the back end' }, 2);
+  await jerryMsgs.waitFor(Event.MESSAGE, (x) => x.id === sent['msg-id']);
+  const note = await hooks.waitCall('_messageSent', (p) => p.msgId === sent['msg-id']);
+  assert.equal(note.params.fromPeer, 'Tom');
+  assert.equal(note.params.convId, cid);
+
+  const blocking = ['_conversationStart', '_conversationAdd', '_messageReceived'];
+  assert.deepEqual(hooks.calls.filter((c) => c.appId === app.appId && blocking.includes(c.hook) &&
+    ([cid, byTom.objectId].includes(c.params.convId) || (c.params.attr && c.params.attr.name === 'forbidden'))), []);
+});
