@@ -341,6 +341,8 @@ type Engine struct {
 
 	// tsEpoch invalidates the stripes' cached timestamps (ForgetTimestamps).
 	tsEpoch atomic.Uint64
+	// recent knows which recent messages asked for receipts (recent.go).
+	recent recentMsgs
 	// orderTidied is when the sweeper last tidied the order index of
 	// every shard it swept (ms; order.go).
 	orderTidied atomic.Int64
@@ -381,6 +383,7 @@ func New(cfg Config) (*Engine, error) {
 	e.rooms.init()
 	e.wills.init()
 	e.outbox.init()
+	e.recent.init()
 	return e, nil
 }
 

@@ -157,6 +157,10 @@ func (e *Engine) resolveAck(j ackJob) (*ackWork, error) {
 		if am.Fromts == nil || from > am.GetTots() {
 			from = am.GetTots()
 		}
+		if e.plainAck(c.App, r.ID, from, am.GetTots()) {
+			w.top = am.GetTots()
+			break
+		}
 		if err := e.scanHeads(c.App, r.ID, c.ClientID, from, am.GetTots(), false, w.add); err != nil {
 			return nil, err
 		}
@@ -165,6 +169,20 @@ func (e *Engine) resolveAck(j ackJob) (*ackWork, error) {
 		return nil, nil
 	}
 	return w, nil
+}
+
+// plainAck reports whether an ack of the messages of cid in [from, to]
+// can skip reading them: this node coordinates cid's shard, none of them
+// asked for a receipt or names its recipients, and to is not after the
+// newest message (recentMsgs says when that is known). The ack then moves
+// the delivery pointer to to itself rather than to the newest message at
+// or before it: the same messages are at or before either, since none
+// lies between them. (A client acking a range with no message in it moves
+// its pointer to the range's end, where the scan would leave it alone; the
+// SDKs ack the timestamps of messages they received.)
+func (e *Engine) plainAck(app, cid string, from, to int64) bool {
+	epoch := e.tsEpoch.Load()
+	return e.shards.Coordinates(e.shards.ConvShard(app, cid)) && e.recent.plainRange(roomKey(app, cid), epoch, from, to)
 }
 
 // scanHeads calls fn for the messages of cid with a timestamp in [from, to]

@@ -56,7 +56,8 @@ type benchMsg struct {
 }
 
 // benchRounds runs op on rounds of one message in each of 64 one-to-one
-// conversations (stored directly, one synced batch per round, untimed),
+// conversations (their timestamps assigned as a send assigns them, stored
+// directly, one synced batch per round, untimed),
 // without and with r=true, reporting wall and process CPU time per
 // message of a round (unit "ns/"+unit and "cpu-ns/"+unit).
 func benchRounds(b *testing.B, unit string, op func(b *testing.B, h *harness, round []benchMsg)) {
@@ -81,8 +82,15 @@ func benchRounds(b *testing.B, unit string, op func(b *testing.B, h *harness, ro
 				b.StopTimer()
 				bt := h.st.NewBatch()
 				clock.Advance(time.Millisecond)
-				ts := clock.Now().UnixMilli()
 				for i := range round {
+					// The timestamp is assigned as a send assigns it.
+					st := h.e.convStripe(testApp, round[i].cid)
+					st.mu.Lock()
+					ts, _, err := h.e.nextTsLocked(st, testApp, round[i].cid, true)
+					st.mu.Unlock()
+					if err != nil {
+						b.Fatal(err)
+					}
 					m := &message{ID: "m" + strconv.FormatInt(ts, 36) + strconv.Itoa(i), From: tom.ClientID, Ts: ts,
 						Data: `{"_lctype":-1,"_lctext":"hello"}`, Receipt: receipt}
 					h.e.putMessage(bt, testApp, round[i].cid, m)

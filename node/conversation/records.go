@@ -435,7 +435,10 @@ func (e *Engine) lookupMessage(app, cid, mid string) (*message, error) {
 	return e.loadMessage(app, cid, int64(binary.BigEndian.Uint64(v)), mid)
 }
 
+// putMessage writes m to b, noting it first in e.recent (so it is noted
+// before it can be committed).
 func (e *Engine) putMessage(b *store.Batch, app, cid string, m *message) {
+	e.recent.note(roomKey(app, cid), e.tsEpoch.Load(), m)
 	v, _ := json.Marshal(m)
 	b.Set(e.msgKey(app, cid, m.Ts, m.ID), v)
 	b.Set(e.convKey(app, cid, store.FamMsgID).Str(m.ID).Bytes(), binary.BigEndian.AppendUint64(nil, uint64(m.Ts)))

@@ -631,6 +631,7 @@ func (e *Engine) nextTsLocked(st *stripe, app, cid string, stored bool) (ts, pre
 		}
 		last, prev = max(last, newest.ts()), max(prev, newest.ts())
 	}
+	e.recent.start(roomKey(app, cid), epoch, last)
 	ts = max(e.nowMs(), last+1)
 	next := cachedTs{ts: ts, stored: prev, epoch: epoch}
 	if stored {
