@@ -12,7 +12,10 @@
 // fields value (DecodeFields).
 //
 // Point reads are served from a read cache of hot records, bounded in
-// bytes and kept coherent by every commit (cache.go). Every batch that
+// bytes and kept coherent by every commit (cache.go), and a look-up of a
+// de-duplication key the shard's absence filter lacks is answered without
+// Pebble (absent.go: Bloom filters fed by every commit, built by a
+// goroutine that Open starts and Close stops). Every batch that
 // makes replicated records visible also logs their keys in the shard's
 // change log (changes.go), which a catch-up reads instead of the shard.
 // DeleteShard removes a shard's records, change log, pending writes and

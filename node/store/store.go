@@ -45,8 +45,13 @@ type Config struct {
 	// of recently read keys, kept coherent with every write. Zero value
 	// means DefaultReadCacheSize (32 MiB); negative disables it.
 	ReadCacheSize int64
-	// Registerer receives the read cache's metrics
-	// (imnode_store_read_cache_*). Nil means none are registered.
+	// AbsentFilterSize bounds the absence filters of de-duplication keys
+	// (absent.go) in bytes, all shards together. Zero value means
+	// DefaultAbsentFilterSize (64 MiB); negative disables them.
+	AbsentFilterSize int64
+	// Registerer receives the read cache's and the absence filter's
+	// metrics (imnode_store_read_cache_*, imnode_store_absent_*). Nil
+	// means none are registered.
 	Registerer prometheus.Registerer
 	// NoSyncFlushDelay bounds how long a write without an fsync of its own
 	// (Batch.SetNoSync) stays unsynced: the store syncs its log that long
@@ -101,6 +106,9 @@ type Store struct {
 	// cache holds recently read values (nil: disabled); every commit
 	// keeps it coherent (see cache.go).
 	cache *readCache
+	// absent answers lookups of de-duplication keys the store does not
+	// hold (nil: disabled); every commit feeds it (see absent.go).
+	absent *absentFilter
 	// noSync syncs unsynced commits within a bound (nosync.go).
 	noSync noSyncFlusher
 	// testHookFill and testHookCommit, when set (tests only), run in Get
@@ -146,6 +154,10 @@ func Open(cfg Config) (*Store, error) {
 				}
 			}
 		}
+	}
+	if err := s.openAbsent(cfg); err != nil {
+		_ = db.Close()
+		return nil, err
 	}
 	s.startNoSyncFlusher(cfg.NoSyncFlushDelay, cfg.Logger)
 	return s, nil
@@ -277,6 +289,9 @@ func (s *Store) Format() pebble.FormatMajorVersion { return s.db.FormatMajorVers
 // Close flushes and closes the database.
 func (s *Store) Close() error {
 	s.stopNoSyncFlusher()
+	if s.absent != nil {
+		s.absent.close()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -284,8 +299,12 @@ func (s *Store) Close() error {
 }
 
 // Get returns a copy of the value stored under key, or ErrNotFound. It is
-// served from the read cache when the cache holds key.
+// served from the read cache when the cache holds key, and a
+// de-duplication key the absence filter proves absent is not looked up.
 func (s *Store) Get(key []byte) ([]byte, error) {
+	if s.absent != nil && s.absent.lookup(key) {
+		return nil, ErrNotFound
+	}
 	var gen uint64
 	cached := s.cache != nil && cacheable(key)
 	if cached {
@@ -499,18 +518,25 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.W
 	return s.commit(pb, opts)
 }
 
-// commit commits pb with opts, keeping the read cache coherent: every
-// write of shard keys goes through here. The keys and ranges the cache
-// drops are read from pb itself, so no write can leave one out.
+// commit commits pb with opts, keeping the read cache coherent and feeding
+// the absence filter: every write of shard keys goes through here. The keys
+// and ranges they see are read from pb itself, so no write can leave one
+// out.
 func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
-	if s.cache != nil {
+	if s.cache != nil || s.absent != nil {
 		var buf [16]Op
 		written, err := batchWrites(pb, buf[:0])
 		if err != nil {
 			return err
 		}
-		s.cache.begin(written)
-		defer s.cache.end(written)
+		if s.absent != nil {
+			s.absent.begin(written)
+			defer s.absent.end()
+		}
+		if s.cache != nil {
+			s.cache.begin(written)
+			defer s.cache.end(written)
+		}
 		if s.testHookCommit != nil {
 			s.testHookCommit()
 		}
@@ -524,8 +550,9 @@ func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
 	return nil
 }
 
-// batchWrites appends to out what pb writes: an OpDelete per written key,
-// an OpDeleteRange per deleted range. The slices alias pb.
+// batchWrites appends to out what pb writes: an OpDelete per key deleted,
+// an OpSet per key otherwise written (set or merged; Value: the record), an
+// OpDeleteRange per deleted range. The slices alias pb.
 func batchWrites(pb *pebble.Batch, out []Op) ([]Op, error) {
 	r := pb.Reader()
 	for {
@@ -536,11 +563,14 @@ func batchWrites(pb *pebble.Batch, out []Op) ([]Op, error) {
 		if !ok {
 			return out, nil
 		}
-		if kind == pebble.InternalKeyKindRangeDelete {
+		switch kind {
+		case pebble.InternalKeyKindRangeDelete:
 			out = append(out, Op{Kind: OpDeleteRange, Key: key, Value: value})
-			continue
+		case pebble.InternalKeyKindDelete, pebble.InternalKeyKindSingleDelete, pebble.InternalKeyKindDeleteSized:
+			out = append(out, Op{Kind: OpDelete, Key: key})
+		default:
+			out = append(out, Op{Kind: OpSet, Key: key, Value: value})
 		}
-		out = append(out, Op{Kind: OpDelete, Key: key})
 	}
 }
 
