@@ -33,6 +33,10 @@ type Config struct {
 	// records kept in memory, coherent with every write; node/store's
 	// cache.go). Zero value means 32 MiB; negative disables it.
 	StoreReadCacheSize int64
+	// StoreDedupFilterSize bounds the store's absence filters of
+	// de-duplication keys in bytes (node/store's absent.go). Zero value
+	// means 64 MiB; negative disables them.
+	StoreDedupFilterSize int64
 	// ClientAddr is the client listen address: WebSocket and the REST
 	// endpoints. Zero value means ":8080".
 	ClientAddr string

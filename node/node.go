@@ -113,7 +113,7 @@ func (n *Node) Start() error {
 		return err
 	}
 	scfg := store.Config{Dir: n.cfg.DataDir, Logger: n.cfg.Logger.With("component", logComponentStore),
-		ReadCacheSize: n.cfg.StoreReadCacheSize, Registerer: n.reg}
+		ReadCacheSize: n.cfg.StoreReadCacheSize, AbsentFilterSize: n.cfg.StoreDedupFilterSize, Registerer: n.reg}
 	if n.cfg.FaultDiskFullAfter > 0 {
 		scfg.FaultDiskFull = &n.diskFull
 	}

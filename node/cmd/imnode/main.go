@@ -60,6 +60,18 @@ func run() error {
 		}
 		return nil
 	})
+	fs.Func("store-dedup-filter-mib", "MiB of filters that let the store answer a message's new dt without a database look-up (default 64, 0: off)", func(v string) error {
+		mib, err := strconv.ParseInt(v, 10, 32)
+		switch {
+		case err != nil || mib < 0:
+			return fmt.Errorf("want a number of MiB (0 or more), got %q", v)
+		case mib == 0:
+			cfg.StoreDedupFilterSize = -1
+		default:
+			cfg.StoreDedupFilterSize = mib << 20
+		}
+		return nil
+	})
 	fs.StringVar(&cfg.ClientAddr, "client-addr", ":8080", "client listen address: WebSocket and REST")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":8081", "admin listen address: health, metrics, admin API")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /admin/v1/* (empty: no check, development only)")
