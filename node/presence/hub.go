@@ -71,8 +71,9 @@ type Config struct {
 // Hub is this node's presence: the registries of the client shards it
 // replicates (registry.mu), its own session counts (localSessions.mu) and
 // the push fan-out. It implements gateway.Presence and
-// conversation.Deliverer. It runs no goroutine of its own: background work
-// goes through Config.Async.
+// conversation.Deliverer. It runs no goroutine of its own beyond a login's
+// registrations, which it sends in parallel and waits for (register):
+// background work goes through Config.Async.
 type Hub struct {
 	cfg   Config
 	log   *slog.Logger

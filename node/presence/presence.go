@@ -278,7 +278,10 @@ func (h *Hub) Online(app string, ids []string) []string {
 }
 
 // register sends one registration to every registry replica of the
-// client's shard: the first synchronously, the others in the background.
+// client's shard, in parallel, and returns once each has answered or failed
+// (each bounded by Config.RequestTimeout): every replica's registry knows
+// the session before the login is answered, so any of them can route a push
+// to it (Deliver uses whichever replica is this node).
 func (h *Hub) register(app, clientID string, n int, tag, deviceID string, s conversation.SessionID) {
 	nodes := h.registryNodes(h.cfg.ClientShard(app, clientID))
 	var e wire.Enc
@@ -290,13 +293,15 @@ func (h *Hub) register(app, clientID string, n int, tag, deviceID string, s conv
 	e.Str(deviceID)
 	e.U64(uint64(s))
 	e.U64(h.boot)
-	for i, node := range nodes {
-		if i == 0 {
-			h.sendRegistration(node, e.B)
-		} else {
-			h.cfg.Async(func() { h.sendRegistration(node, e.B) })
-		}
+	if len(nodes) == 1 {
+		h.sendRegistration(nodes[0], e.B)
+		return
 	}
+	var wg sync.WaitGroup
+	for _, node := range nodes {
+		wg.Go(func() { h.sendRegistration(node, e.B) })
+	}
+	wg.Wait()
 }
 
 // sendRegistration delivers an wire.Register batch to node (applied here when
@@ -386,14 +391,18 @@ func (p *localSessions) reregister(h *Hub, only string) {
 }
 
 // Deliver implements conversation.Deliverer without blocking: recipients
-// are grouped by a registry replica of their client shard (the first
-// reachable one); local ones are looked up here and pushed to their
-// gateways, remote ones are relayed to that replica (one message per
-// replica), which pushes to the gateways. Each hop is an ordered peer
-// connection, so one conversation's pushes keep their order. When a relay
-// cannot be queued (the replica is down) the next replica is tried; if none
-// takes it the push is dropped and the recipients catch up through unread
-// counts and history, like offline clients.
+// are grouped by a registry replica of their client shard. The ones whose
+// client shard this node replicates (any live replica, not only the first:
+// every replica's registry learnt each session before its login was
+// answered, see register) are looked up here and pushed straight to their
+// gateways, one hop fewer; the others are relayed to the first reachable
+// replica (one message per replica), which pushes to the gateways. Each hop
+// is an ordered peer connection, and the path from this node to a client
+// stays the same while the roster and liveness do, so one conversation's
+// pushes keep their order. When a relay cannot be queued (the replica is
+// down) the next replica is tried; if none takes it the push is dropped and
+// the recipients catch up through unread counts and history, like offline
+// clients.
 func (h *Hub) Deliver(app string, clientIDs []string, except conversation.SessionID, cmd *pb.GenericCommand) {
 	if cmd.PeerId != nil || cmd.I != nil || cmd.Service == nil {
 		cmd = proto.CloneOf(cmd)
@@ -407,9 +416,9 @@ func (h *Hub) Deliver(app string, clientIDs []string, except conversation.Sessio
 		h.log.Error("Dropping unencodable push", "err", err)
 		return
 	}
-	// The recipients whose registry this node serves (the first replica
-	// of their client shard is this node) are looked up in one fan-out;
-	// the others are relayed per shard.
+	// The recipients whose registry this node holds (it is a live
+	// replica of their client shard) are looked up in one fan-out; the
+	// others are relayed per shard.
 	var local []string
 	byShard := map[uint16][]string{}
 	for _, id := range clientIDs {
@@ -418,7 +427,7 @@ func (h *Hub) Deliver(app string, clientIDs []string, except conversation.Sessio
 	}
 	for shard, ids := range byShard {
 		replicas := h.registryNodes(shard)
-		if len(replicas) > 0 && replicas[0] == h.cfg.NodeID {
+		if slices.Contains(replicas, h.cfg.NodeID) {
 			local = append(local, ids...)
 			continue
 		}

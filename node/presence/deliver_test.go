@@ -1,0 +1,116 @@
+package presence
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/wire"
+)
+
+// TestPresenceLoginRegistersEveryReplica: a login returns only once every
+// live replica of the client's shard holds its registration, not only the
+// first: Deliver routes pushes through whichever replica is the sending
+// node, so a replica that learnt the session in the background could miss
+// a push sent right after the login.
+func TestPresenceLoginRegistersEveryReplica(t *testing.T) {
+	peers := &recordingPeers{replicas: map[uint16][]string{1: {"n2", "n3", "n1"}}}
+	var queued []func()
+	h, err := New(Config{
+		NodeID:      "n1",
+		ClientShard: func(string, string) uint16 { return 1 },
+		Peers:       peers,
+		// Background tasks wait here, unrun: the login must not rely on them.
+		Async: func(f func()) { queued = append(queued, f) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Shutdown)
+	h.Opened("app", "alice", "", "", 1)
+	var to []string
+	for _, c := range peers.calls {
+		if c.method != wire.Register {
+			t.Fatalf("unexpected call %d to %s", c.method, c.to)
+		}
+		to = append(to, c.to)
+	}
+	slices.Sort(to)
+	if !slices.Equal(to, []string{"n2", "n3"}) {
+		t.Fatalf("registrations of alice when the login returned: %v, want [n2 n3]", to)
+	}
+	if g := h.reg.gateways("app", "alice"); !slices.Equal(g, []string{"n1"}) {
+		t.Fatalf("this node's own registry of alice: %v, want [n1]", g)
+	}
+	if len(queued) != 0 {
+		t.Fatalf("%d registration tasks left in the background", len(queued))
+	}
+}
+
+// recordingGateway records the pushes the hub hands to this node's gateway.
+type recordingGateway struct{ pushed [][]string }
+
+func (g *recordingGateway) DeliverEncoded(_ string, ids []string, _ conversation.SessionID, _ []byte) {
+	g.pushed = append(g.pushed, ids)
+}
+func (g *recordingGateway) KickTag(string, string, string, string, conversation.SessionID) {}
+func (g *recordingGateway) Kick(string, string) int                                        { return 0 }
+
+// TestPresenceDeliverFromAnyReplica: a push for a client whose shard this
+// node replicates, first replica or not, goes from this node's registry
+// straight to the client's gateway (wire.MsgPush), or to the local
+// gateway; only a push for a client whose shard this node does not
+// replicate is relayed to that shard's first replica (wire.MsgFanout).
+func TestPresenceDeliverFromAnyReplica(t *testing.T) {
+	shards := map[string]uint16{"alice": 1, "bob": 1, "carol": 2, "dave": 3}
+	peers := &recordingPeers{replicas: map[uint16][]string{
+		1: {"n1", "n2", "n3"}, // this node second
+		2: {"n1", "n3"},       // not here
+		3: {"n2", "n1"},       // this node last
+	}}
+	h, err := New(Config{
+		NodeID:      "n2",
+		ClientShard: func(_, id string) uint16 { return shards[id] },
+		Peers:       peers,
+		Async:       func(f func()) { f() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Shutdown)
+	h.OnRoster(liveSnap("n2", "n1", "n2", "n3"), false)
+	peers.messages = nil
+	gw := &recordingGateway{}
+	h.SetGateway(gw)
+	h.reg.set("app", "alice", "n3", 1)
+	h.reg.set("app", "bob", "n2", 1)
+	h.reg.set("app", "dave", "n3", 1)
+
+	h.Deliver("app", []string{"alice", "bob", "carol", "dave"}, 0, &pb.GenericCommand{})
+
+	if !slices.EqualFunc(gw.pushed, [][]string{{"bob"}}, slices.Equal) {
+		t.Fatalf("local gateway pushes %v, want [[bob]]", gw.pushed)
+	}
+	got := map[string][]string{}
+	for _, m := range peers.messages {
+		d := wire.Dec{B: m.payload}
+		_, ids, _, _, err := decodePush(&d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ids)
+		key := map[uint16]string{wire.MsgPush: "push", wire.MsgFanout: "fanout"}[m.method] + " to " + m.to
+		got[key] = append(got[key], ids...)
+	}
+	want := map[string][]string{"push to n3": {"alice", "dave"}, "fanout to n1": {"carol"}}
+	if len(got) != len(want) {
+		t.Fatalf("messages %v, want %v", got, want)
+	}
+	for k, ids := range want {
+		slices.Sort(got[k])
+		if !slices.Equal(got[k], ids) {
+			t.Fatalf("messages %v, want %v", got, want)
+		}
+	}
+}
