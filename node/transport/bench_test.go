@@ -3,7 +3,9 @@ package transport
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkTransportCall measures request/response round trips over one
@@ -12,7 +14,7 @@ func BenchmarkTransportCall(b *testing.B) {
 	for _, size := range []int{64, 4096} {
 		book := newAddrBook()
 		a := startNode(b, book, "a", nil, func(c *Config) { c.Logger = discardLogger() })
-		startNode(b, book, "b", HandlerFuncs{Request: func(_ context.Context, req *Request) ([]byte, error) {
+		peer := startNode(b, book, "b", HandlerFuncs{Request: func(_ context.Context, req *Request) ([]byte, error) {
 			return req.Payload, nil
 		}}, func(c *Config) { c.Logger = discardLogger() })
 		payload := make([]byte, size)
@@ -28,6 +30,7 @@ func BenchmarkTransportCall(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("parallel/%dB", size), func(b *testing.B) {
+			defer reportBatching(b, a, peer)()
 			b.SetBytes(int64(size))
 			b.SetParallelism(32)
 			b.RunParallel(func(pb *testing.PB) {
@@ -39,6 +42,35 @@ func BenchmarkTransportCall(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// reportBatching reports, when the returned function runs, the frames
+// the transports wrote per flush (one write system call each) and the
+// process's CPU time per operation, both over the benchmark's run.
+func reportBatching(b *testing.B, ts ...*Transport) func() {
+	frames := func() (n, flushes uint64) {
+		for _, t := range ts {
+			st := t.Stats()
+			n, flushes = n+st.FramesWritten, flushes+st.Flushes
+		}
+		return n, flushes
+	}
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	n0, f0 := frames()
+	c0 := cpu()
+	return func() {
+		n, f := frames()
+		if f > f0 {
+			b.ReportMetric(float64(n-n0)/float64(f-f0), "frames/flush")
+		}
+		b.ReportMetric(float64(cpu()-c0)/float64(b.N), "cpu-ns/op")
 	}
 }
 
@@ -64,10 +96,11 @@ func deepHandler(_ context.Context, req *Request) ([]byte, error) {
 func BenchmarkTransportCallDeepHandler(b *testing.B) {
 	book := newAddrBook()
 	a := startNode(b, book, "a", nil, func(c *Config) { c.Logger = discardLogger() })
-	startNode(b, book, "b", HandlerFuncs{Request: deepHandler}, func(c *Config) { c.Logger = discardLogger() })
+	peer := startNode(b, book, "b", HandlerFuncs{Request: deepHandler}, func(c *Config) { c.Logger = discardLogger() })
 	if _, err := a.Call(context.Background(), "b", 1, nil); err != nil {
 		b.Fatal(err)
 	}
+	defer reportBatching(b, a, peer)()
 	b.ReportAllocs()
 	b.SetParallelism(8)
 	b.RunParallel(func(pb *testing.PB) {

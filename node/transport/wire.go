@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -49,12 +50,22 @@ const writeBufSize = 32 << 10
 // amount of data instead of the whole stream.
 const maxBatch = 128
 
+// coalesceBelow is the batch size below which the writer yields once
+// before it flushes (writeLoop).
+const coalesceBelow = 8
+
 // pingFrame is the encoded framePing.
 var pingFrame = appendFrame(nil, &frame{typ: framePing})
 
 // writeLoop writes frames from out to w until ctx is done, w is closed or a
 // write fails (which closes w). It batches up to maxBatch queued frames into
-// one flush, each batch bounded by WriteTimeout. With ping > 0 (dialed
+// one flush, each batch bounded by WriteTimeout. A batch of fewer than
+// coalesceBelow frames yields the processor once before its flush
+// (runtime.Gosched): the goroutines already runnable, often callers and
+// request workers about to queue a frame to the same peer, run first and
+// join the batch. On an idle node nothing else is runnable and the flush
+// follows at once; on a busy one a system call, and the peer's wake-up to
+// read it, carry several frames instead of one or two. With ping > 0 (dialed
 // connections) it writes a ping when nothing was written for that long, so
 // the listener's idle timeout only closes dead connections.
 func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame, ping time.Duration) {
@@ -89,16 +100,25 @@ func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame
 		if !t.writeFrame(ctx, w, bw, f) {
 			return
 		}
-		for n := 1; n < maxBatch && bw.Buffered() < writeBufSize/2; n++ {
+		yielded := false
+		for n := 1; n < maxBatch && bw.Buffered() < writeBufSize/2; {
 			select {
 			case f = <-out:
 				if !t.writeFrame(ctx, w, bw, f) {
 					return
 				}
+				n++
 				continue
 			default:
 			}
-			break
+			if yielded || n >= coalesceBelow {
+				break
+			}
+			yielded = true
+			runtime.Gosched()
+		}
+		if bw.Buffered() > 0 {
+			t.stats.flushes.Add(1)
 		}
 		if err := bw.Flush(); err != nil {
 			t.logConnError(w, "flush", err)
@@ -142,5 +162,6 @@ func (t *Transport) writeFrame(ctx context.Context, w *wconn, bw *bufio.Writer, 
 		t.logConnError(w, "write", err)
 		return false
 	}
+	t.stats.framesWritten.Add(1)
 	return true
 }
