@@ -59,13 +59,18 @@ func pushed(t *testing.T, conv *client.Conversation, u *user, text string) {
 // node 1, and Jerry's session registry is first on node 2. Node 2 is
 // killed and restarted at once; Jerry stays connected to node 1. The
 // restarted registry starts empty and must learn Jerry's session again, so
-// that Tom's next message is pushed to Jerry.
+// that Tom's next message is pushed to Jerry: in a conversation node 2
+// coordinates, whose pushes go through node 2's registry (a coordinator
+// that replicates the recipient's client shard uses its own).
 func TestClusterPushAfterRegistryRestart(t *testing.T) {
-	c, _, jerry, conv := pushPair(t)
+	c, tom, jerry, conv := pushPair(t)
 	pushed(t, conv, jerry, "before the restart")
 	c.Node(2).Kill(t)
 	c.Node(2).Restart(t)
-	pushed(t, conv, jerry, "after the restart")
+	cid, _ := convCoordinatedBy(testCtx(t), t, c, tom, jerry, "registry restart", func(coord *harness.Node) bool {
+		return coord == c.Node(2)
+	})
+	pushed(t, tom.cl.Conversation(cid), jerry, "after the restart")
 }
 
 // TestClusterPushAfterGatewayPause: Jerry's gateway (node 1) stalls
@@ -74,7 +79,7 @@ func TestClusterPushAfterRegistryRestart(t *testing.T) {
 // nothing on its side changed; Jerry's socket stayed open. The registries
 // must learn Jerry's session again, so that Tom's next message is pushed.
 func TestClusterPushAfterGatewayPause(t *testing.T) {
-	c, _, jerry, conv := pushPair(t)
+	c, tom, jerry, conv := pushPair(t)
 	ctx := testCtx(t)
 	y := c.Node(1)
 	alive := func(want bool) func() error {
@@ -97,6 +102,12 @@ func TestClusterPushAfterGatewayPause(t *testing.T) {
 	y.Resume(t)
 	harness.CheckFor(t, 30*time.Second, 50*time.Millisecond, alive(true))
 	pushed(t, conv, jerry, "after the pause")
+	// The same through a registry of another node than Jerry's gateway
+	// (which never dropped its own sessions): the coordinator's.
+	cid, _ := convCoordinatedBy(ctx, t, c, tom, jerry, "gateway pause", func(coord *harness.Node) bool {
+		return coord != y
+	})
+	pushed(t, tom.cl.Conversation(cid), jerry, "after the pause, elsewhere")
 }
 
 // TestClusterPushAfterGatewayRestart: Jerry's gateway (node 1) is killed
