@@ -27,9 +27,8 @@ import (
 // its fill (the shard's generation, raised by every begin and end) and
 // none is in flight on its key: so a fill never stores a value older than
 // a committed write, and an entry, while present, is the key's value in
-// Pebble. Node-local keys (pending writes, terms, the change log, the lease
-// marker, above every shard's keys) are not cached, so the change log's own
-// trims need not go through Store.commit.
+// Pebble. Node-local keys (pending writes, terms, the lease marker, above
+// every shard's keys) are not cached.
 //
 // The cache is bounded in bytes (ReadCacheSize, key and value plus a fixed
 // overhead per entry): a fill that takes a cache shard past its part of

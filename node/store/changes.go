@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -11,39 +10,65 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Change log. Every batch that makes replicated records of a shard visible
 // here (a coordinator's commit, a replica's commit of a pending write, a
 // roll-forward, a sync or repair page: commitWrite and ApplyVersioned)
-// carries, in the same Pebble batch, one entry per shard it touches:
+// adds, once its commit returned, one entry per shard it touched:
 //
-//	changePrefix | shard (2) | seq (8)  ->  keys (uvarint length, bytes)...
+//	(shard, seq)  ->  the keys it wrote
 //
-// seq is store-wide and grows with every batch; the entries sort after every
-// shard's keys (like the pending writes), so no read, scan, digest, sync or
-// anti-entropy sees them. A catch-up that copied a shard from this store up
-// to a head (ChangeHead) later asks only for the keys of the entries after
-// it (ScanChanges) and copies their current records: everything that became
-// visible here since. Only the takeover and returning-replica catch-ups use
-// it; anti-entropy stays on digests.
+// seq is store-wide and grows with every batch. A catch-up that copied a
+// shard from this store up to a head (ChangeHead) later asks only for the
+// keys of the entries after it (ScanChanges) and copies their current
+// records: everything that became visible here since. Only the takeover and
+// returning-replica catch-ups use it; anti-entropy stays on digests.
 //
-// The log is this process's: Open discards what an earlier run left and
-// picks a new random incarnation, so a cursor taken from an earlier run (or
-// another store) never matches and its holder falls back to the digest
-// comparison. The sweeper trims it (TrimChanges) to ChangeLogMaxAge and
-// ChangeLogMaxEntries; a cursor at or below the trimmed seq falls back too.
+// The log is held in memory, not in Pebble. It never outlives the process
+// anyway (a restart starts a new log with a new random incarnation, so a
+// cursor taken from an earlier run, or from another store, never matches
+// and its holder falls back to the digest comparison), so writing it to the
+// write-ahead log, the memtable and the tables bought nothing but cost: an
+// entry carried every key of its batch again, about a third of the bytes a
+// message wrote, flushed and compacted. It is safe for the same reason the
+// Pebble log was: ChangeHead stays below every batch still in flight, and a
+// batch adds its entry after its commit and before it leaves the flight
+// (changeTicket), so nothing at or below a head can still appear; a batch
+// that failed adds none.
+//
+// The entries' keys are appended to chunks of changeChunkSize bytes, and
+// each shard's list of entries points into them: neither holds a pointer,
+// so the garbage collector does not scan the log, and its memory is what
+// it holds. Bounds: TrimChanges (the sweeper) drops entries older than
+// ChangeLogMaxAge or more than ChangeLogMaxEntries batches behind the head;
+// and whenever the chunks and lists exceed ChangeLogMaxBytes, the oldest
+// chunk goes at once. A cursor below the trimmed seq falls back to digests.
+//
+// Earlier builds kept the log in Pebble above every shard's keys, under
+// changePrefix; Open deletes what such a build left there.
 var changePrefix = []byte("\xff\xff\xffimcluster.changes/")
 
-// Change log bounds (TrimChanges): entries older than ChangeLogMaxAge, or
-// more than ChangeLogMaxEntries batches behind the newest, are dropped. An
-// entry costs about its keys (some 200 bytes for a message) in the
-// write-ahead log and the memtable; at 6,000 writes/s the log holds at most
-// a few minutes.
+// Change log bounds: entries older than ChangeLogMaxAge, or more than
+// ChangeLogMaxEntries batches behind the newest, are dropped by
+// TrimChanges; beyond ChangeLogMaxBytes of memory the oldest are dropped at
+// once. A message's entry holds its keys less the prefix each shares with
+// the one before it: about 300 bytes, so the log reaches back about 70 s at
+// 3,000 messages/s. The chunks are Go heap: the process may take up to
+// twice the bound (the collector's headroom).
 const (
 	ChangeLogMaxAge     = 5 * time.Minute
 	ChangeLogMaxEntries = 1 << 20
+	ChangeLogMaxBytes   = 64 << 20
 )
+
+// changeChunkSize is the size of the chunks holding the entries' keys; the
+// byte bound drops one chunk at a time.
+const changeChunkSize = 256 << 10
+
+// changeEntrySize is the size of a changeEntry in a shard's list.
+const changeEntrySize = 24
 
 // ChangeCursor names a position in a store's change log: the log of the
 // run Incarnation, up to and including Seq.
@@ -55,10 +80,12 @@ type ChangeCursor struct {
 // a cursor (another run's, or trimmed): the caller compares digests.
 var ErrChangesTrimmed = errors.New("store: the change log does not reach back to the cursor")
 
-// changeLog is the store's change-log state. mu guards everything but
-// incarnation (set at Open).
+// changeLog is the store's change log. mu guards everything but
+// incarnation, maxBytes and chunkSize (set at Open); it is a leaf lock.
 type changeLog struct {
 	incarnation uint64
+	maxBytes    int
+	chunkSize   int
 
 	mu sync.Mutex
 	// next is the seq of the next batch; inflight lists the seqs of the
@@ -66,13 +93,37 @@ type changeLog struct {
 	// the first of them, so a cursor never skips a batch committed late.
 	next     uint64
 	inflight []uint64
-	// trimmed is the highest seq TrimChanges dropped (0: none); shards
-	// lists the shards with entries, for TrimChanges.
+	// trimmed is the highest seq dropped (0: none).
 	trimmed uint64
-	shards  map[uint16]struct{}
+	// shards holds each shard's entries in seq order; chunks the keys they
+	// point to, oldest first (the last one is filled), chunks[0] having
+	// the id firstChunk; bytes is the chunks' and the lists' capacity;
+	// entries counts the entries held.
+	shards     map[uint16][]changeEntry
+	chunks     []*changeChunk
+	firstChunk uint64
+	bytes      int
+	entries    int
 	// marks are (time, head) samples of TrimChanges, oldest first: the
 	// age bound trims through the newest mark older than the age.
 	marks []changeMark
+}
+
+// changeEntry is one batch's entry of one shard: its keys are n bytes at
+// off in chunk, each without the shard prefix and encoded against the one
+// before it as uvarint(shared prefix length), uvarint(rest length), rest.
+type changeEntry struct {
+	seq    uint64
+	chunk  uint64
+	off, n uint32
+}
+
+// changeChunk holds entries' keys; buf is only ever appended to, so the
+// bytes of an entry never change once written. maxSeq is its newest
+// entry's seq.
+type changeChunk struct {
+	buf    []byte
+	maxSeq uint64
 }
 
 type changeMark struct {
@@ -80,7 +131,8 @@ type changeMark struct {
 	head uint64
 }
 
-// openChanges discards an earlier run's change log and starts this one's.
+// openChanges discards what an earlier build left of its change log in
+// Pebble and starts this run's log.
 func (s *Store) openChanges() error {
 	end := PrefixEnd(changePrefix)
 	if err := s.db.DeleteRange(changePrefix, end, pebble.Sync); err != nil {
@@ -88,81 +140,173 @@ func (s *Store) openChanges() error {
 	}
 	var inc [8]byte
 	_, _ = rand.Read(inc[:]) // never fails
-	s.changes = changeLog{incarnation: binary.BigEndian.Uint64(inc[:]) | 1, next: 1, shards: map[uint16]struct{}{}}
+	s.changes = changeLog{incarnation: binary.BigEndian.Uint64(inc[:]) | 1, maxBytes: ChangeLogMaxBytes,
+		chunkSize: changeChunkSize, next: 1, shards: map[uint16][]changeEntry{}}
 	return nil
 }
 
-func changeKey(shard uint16, seq uint64) []byte {
-	return appendChangeKey(make([]byte, 0, len(changePrefix)+10), shard, seq)
-}
-
-func appendChangeKey(k []byte, shard uint16, seq uint64) []byte {
-	k = append(k, changePrefix...)
-	k = binary.BigEndian.AppendUint16(k, shard)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-// logChanges adds to pb the change-log entries of the versioned records
-// ops set (one per shard). The caller commits pb and then calls the
-// ticket's done, whatever the outcome. It is the one hook of the commit
-// paths.
-func (s *Store) logChanges(pb *pebble.Batch, ops []Op) (changeTicket, error) {
-	c := &s.changes
-	first, size := -1, 0
-	for i, op := range ops {
-		if op.Kind == OpSet {
-			if first < 0 {
-				first = i
-			}
-			size += binary.MaxVarintLen32 + len(op.Key)
-		}
-	}
+// logChanges takes the change-log sequence of a batch that makes the
+// versioned records ops set visible. The caller commits the batch, calls
+// the ticket's commit if that succeeded (which adds its entries, one per
+// shard), and then its done, whatever the outcome. It is the one hook of
+// the commit paths.
+func (s *Store) logChanges(ops []Op) (changeTicket, error) {
+	first := slices.IndexFunc(ops, func(op Op) bool { return op.Kind == OpSet })
 	if first < 0 {
 		return changeTicket{}, nil
 	}
-	shard, err := ShardOf(ops[first].Key)
-	if err != nil {
+	if _, err := ShardOf(ops[first].Key); err != nil {
 		return changeTicket{}, err
 	}
+	c := &s.changes
+	t := changeTicket{c: c, ops: ops[first:]}
 	c.mu.Lock()
-	t := changeTicket{c: c, seq: c.next}
+	t.seq = c.next
 	c.next++
 	c.inflight = append(c.inflight, t.seq)
-	c.shards[shard] = struct{}{}
 	c.mu.Unlock()
-	shards := []uint16{shard}
-	for _, op := range ops[first+1:] {
-		if sh, err := ShardOf(op.Key); err == nil && op.Kind == OpSet && sh != shard {
-			shards = shardsOf(ops[first:]) // rare: a batch of several shards
-			break
-		}
-	}
-	for _, sh := range shards {
-		if sh != shard {
-			c.mu.Lock()
-			c.shards[sh] = struct{}{}
-			c.mu.Unlock()
-		}
-		val := make([]byte, 0, size)
-		for _, op := range ops[first:] {
-			if k, err := ShardOf(op.Key); op.Kind == OpSet && err == nil && k == sh {
-				val = binary.AppendUvarint(val, uint64(len(op.Key)))
-				val = append(val, op.Key...)
-			}
-		}
-		var kb [64]byte
-		if err := pb.Set(appendChangeKey(kb[:0], sh, t.seq), val, nil); err != nil {
-			return t, fmt.Errorf("store: batch: %w", err)
-		}
-	}
 	return t, nil
 }
 
+// appendChangeKey appends key (without its shard) to an entry's keys,
+// encoded against prev, the key before it.
+func appendChangeKey(enc, prev, key []byte) []byte {
+	n := 0
+	for n < len(prev) && n < len(key) && prev[n] == key[n] {
+		n++
+	}
+	enc = binary.AppendUvarint(enc, uint64(n))
+	enc = binary.AppendUvarint(enc, uint64(len(key)-n))
+	return append(enc, key[n:]...)
+}
+
+// decodeChangeKeys decodes an entry's keys of shard, each whole again,
+// into buf and keys (both reused; keys alias buf).
+func decodeChangeKeys(shard uint16, enc, buf []byte, keys [][]byte) ([]byte, [][]byte, error) {
+	// First pass: check the encoding and size buf, so that the second
+	// never moves it under the keys already decoded.
+	need, prevLen := 0, 0
+	for p := enc; len(p) > 0; {
+		shared, w1 := binary.Uvarint(p)
+		if w1 <= 0 {
+			return buf, keys, ErrCorruptValue
+		}
+		rest, w2 := binary.Uvarint(p[w1:])
+		if w2 <= 0 || rest > uint64(len(p)-w1-w2) || shared > uint64(prevLen) {
+			return buf, keys, ErrCorruptValue
+		}
+		prevLen = int(shared) + int(rest)
+		need += 2 + prevLen
+		p = p[w1+w2+int(rest):]
+	}
+	if cap(buf) < need {
+		buf = make([]byte, 0, need)
+	}
+	buf, keys = buf[:0], keys[:0]
+	var prev []byte
+	for len(enc) > 0 {
+		shared, w1 := binary.Uvarint(enc)
+		rest, w2 := binary.Uvarint(enc[w1:])
+		b := len(buf)
+		buf = binary.BigEndian.AppendUint16(buf, shard)
+		buf = append(buf, prev[:shared]...)
+		buf = append(buf, enc[w1+w2:w1+w2+int(rest)]...)
+		keys = append(keys, buf[b:len(buf):len(buf)])
+		prev = buf[b+2:]
+		enc = enc[w1+w2+int(rest):]
+	}
+	return buf, keys, nil
+}
+
 // changeTicket is a batch's sequence in the change log, in flight until
-// done.
+// done, and the ops whose keys its entries list. The zero ticket (a batch
+// that makes no versioned record visible) does nothing.
 type changeTicket struct {
 	c   *changeLog
 	seq uint64
+	ops []Op
+}
+
+// commit adds the batch's entries: call it once its commit succeeded, and
+// before done. An entry of a shard whose copy was deleted while the batch
+// was in flight is added all the same: its keys are then missing or
+// written again, and a catch-up skips a missing key (more keys than
+// changed is safe; fewer would not be).
+func (t changeTicket) commit() {
+	if t.c == nil {
+		return
+	}
+	shards := []uint16{binary.BigEndian.Uint16(t.ops[0].Key)}
+	for _, op := range t.ops[1:] {
+		if sh, err := ShardOf(op.Key); err == nil && op.Kind == OpSet && sh != shards[0] {
+			shards = shardsOf(t.ops) // rare: a batch of several shards
+			break
+		}
+	}
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.seq <= c.trimmed {
+		return // trimmed past already (by the byte bound)
+	}
+	for _, sh := range shards {
+		c.addLocked(sh, t.seq, t.ops)
+	}
+	for c.bytes > c.maxBytes && len(c.chunks) > 1 {
+		c.dropChunkLocked()
+	}
+}
+
+// addLocked adds the entry of shard at seq listing the keys ops set in it.
+func (c *changeLog) addLocked(shard uint16, seq uint64, ops []Op) {
+	bound := 0
+	for _, op := range ops {
+		if op.Kind == OpSet && len(op.Key) >= 2 && binary.BigEndian.Uint16(op.Key) == shard {
+			bound += 2*binary.MaxVarintLen64 + len(op.Key) - 2
+		}
+	}
+	var ch *changeChunk
+	if n := len(c.chunks); n > 0 && cap(c.chunks[n-1].buf)-len(c.chunks[n-1].buf) >= bound {
+		ch = c.chunks[n-1]
+	} else {
+		ch = &changeChunk{buf: make([]byte, 0, max(c.chunkSize, bound))}
+		c.chunks = append(c.chunks, ch)
+		c.bytes += cap(ch.buf)
+	}
+	off := len(ch.buf)
+	var prev []byte
+	for _, op := range ops {
+		if op.Kind == OpSet && len(op.Key) >= 2 && binary.BigEndian.Uint16(op.Key) == shard {
+			ch.buf, prev = appendChangeKey(ch.buf, prev, op.Key[2:]), op.Key[2:]
+		}
+	}
+	ch.maxSeq = max(ch.maxSeq, seq)
+	e := changeEntry{seq: seq, chunk: c.firstChunk + uint64(len(c.chunks)) - 1, off: uint32(off), n: uint32(len(ch.buf) - off)}
+	list := c.shards[shard]
+	i := len(list)
+	for i > 0 && list[i-1].seq > seq {
+		i--
+	}
+	before := cap(list)
+	list = slices.Insert(list, i, e)
+	c.bytes += (cap(list) - before) * changeEntrySize
+	c.shards[shard] = list
+	c.entries++
+}
+
+// dropChunkLocked drops the oldest chunk and every entry at or below its
+// newest seq (all of its entries, and entries of later chunks that no
+// cursor can ask for any more).
+func (c *changeLog) dropChunkLocked() {
+	ch := c.chunks[0]
+	c.chunks[0] = nil
+	c.chunks = c.chunks[1:]
+	c.firstChunk++
+	c.bytes -= cap(ch.buf)
+	c.trimmed = max(c.trimmed, ch.maxSeq)
+	for sh := range c.shards {
+		c.dropShardThroughLocked(sh, c.trimmed)
+	}
 }
 
 // done ends the batch's flight (committed or not).
@@ -175,6 +319,27 @@ func (t changeTicket) done() {
 		t.c.inflight = slices.Delete(t.c.inflight, i, i+1)
 	}
 	t.c.mu.Unlock()
+}
+
+// dropShardThroughLocked drops shard's entries up to and including seq
+// through (their keys stay in their chunk until it is dropped). Caller
+// holds mu.
+func (c *changeLog) dropShardThroughLocked(shard uint16, through uint64) {
+	list := c.shards[shard]
+	n := 0
+	for n < len(list) && list[n].seq <= through {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	c.entries -= n
+	if n == len(list) {
+		c.bytes -= cap(list) * changeEntrySize
+		delete(c.shards, shard)
+		return
+	}
+	c.shards[shard] = list[:copy(list, list[n:])]
 }
 
 // shardsOf lists the distinct shards of ops' keys (all valid) in order.
@@ -194,12 +359,19 @@ func (s *Store) ChangeHead() ChangeCursor {
 	c := &s.changes
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	head := c.next - 1
-	if len(c.inflight) > 0 {
-		head = c.inflight[0] - 1
-	}
-	return ChangeCursor{Incarnation: c.incarnation, Seq: head}
+	return ChangeCursor{Incarnation: c.incarnation, Seq: c.headLocked()}
 }
+
+func (c *changeLog) headLocked() uint64 {
+	if len(c.inflight) > 0 {
+		return c.inflight[0] - 1
+	}
+	return c.next - 1
+}
+
+// changeScanChunk is how many entries ScanChanges copies under the lock at
+// a time.
+const changeScanChunk = 256
 
 // ScanChanges calls fn, in log order, with each entry of shard after
 // from.Seq and up to upTo (a seq at or below ChangeHead), and its keys
@@ -214,48 +386,75 @@ func (s *Store) ScanChanges(shard uint16, from ChangeCursor, upTo uint64, fn fun
 	if gone {
 		return ErrChangesTrimmed
 	}
-	var keys [][]byte
-	err := s.Scan(changeKey(shard, from.Seq+1), changeKey(shard, upTo+1), false, func(k, v []byte) (bool, error) {
-		if len(k) != len(changePrefix)+10 {
-			return false, fmt.Errorf("%w: change log key %x", ErrCorruptKey, k)
-		}
-		keys = keys[:0]
-		for len(v) > 0 {
-			n, w := binary.Uvarint(v)
-			if w <= 0 || n > uint64(len(v)-w) {
-				return false, fmt.Errorf("%w: change log entry %x", ErrCorruptValue, k)
-			}
-			keys = append(keys, v[w:w+int(n)])
-			v = v[w+int(n):]
-		}
-		return fn(binary.BigEndian.Uint64(k[len(k)-8:]), keys)
-	})
-	if err != nil {
-		return err
+	type scanned struct {
+		seq  uint64
+		keys []byte
 	}
-	// A trim that ran during the scan may have removed entries it was
-	// about to read.
-	c.mu.Lock()
-	gone = from.Seq < c.trimmed
-	c.mu.Unlock()
-	if gone {
-		return ErrChangesTrimmed
+	var (
+		chunk []scanned
+		buf   []byte
+		keys  [][]byte
+		err   error
+	)
+	for after := from.Seq; after < upTo; {
+		// Copied in chunks, so fn runs without the lock; an entry's keys
+		// never change once written, and the chunk they are in stays
+		// allocated while chunk refers to it. A trim between two chunks
+		// may have dropped entries after the last one read: checked under
+		// the same lock as the copy.
+		c.mu.Lock()
+		if after < c.trimmed {
+			c.mu.Unlock()
+			return ErrChangesTrimmed
+		}
+		list := c.shards[shard]
+		i, _ := slices.BinarySearchFunc(list, after+1, cmpEntrySeq)
+		j, _ := slices.BinarySearchFunc(list, upTo+1, cmpEntrySeq)
+		chunk = chunk[:0]
+		for _, e := range list[i:min(j, i+changeScanChunk)] {
+			b := c.chunks[e.chunk-c.firstChunk].buf
+			chunk = append(chunk, scanned{seq: e.seq, keys: b[e.off : e.off+e.n : e.off+e.n]})
+		}
+		c.mu.Unlock()
+		if len(chunk) == 0 {
+			return nil
+		}
+		for _, e := range chunk {
+			buf, keys, err = decodeChangeKeys(shard, e.keys, buf, keys)
+			if err != nil {
+				return fmt.Errorf("%w: change log entry %d of shard %d", err, e.seq, shard)
+			}
+			if more, err := fn(e.seq, keys); err != nil || !more {
+				return err
+			}
+			after = e.seq
+		}
 	}
 	return nil
+}
+
+func cmpEntrySeq(e changeEntry, seq uint64) int {
+	switch {
+	case e.seq < seq:
+		return -1
+	case e.seq > seq:
+		return 1
+	}
+	return 0
 }
 
 // ChangedSince reports whether shard has a change-log entry after from
 // (true as well when from is another run's cursor or trimmed past).
 func (s *Store) ChangedSince(shard uint16, from ChangeCursor) (bool, error) {
-	changed := false
-	err := s.ScanChanges(shard, from, s.ChangeHead().Seq, func(uint64, [][]byte) (bool, error) {
-		changed = true
-		return false, nil
-	})
-	if errors.Is(err, ErrChangesTrimmed) {
+	c := &s.changes
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if from.Incarnation != c.incarnation || from.Seq < c.trimmed {
 		return true, nil
 	}
-	return changed, err
+	list := c.shards[shard]
+	i, _ := slices.BinarySearchFunc(list, from.Seq+1, cmpEntrySeq)
+	return i < len(list) && list[i].seq <= c.headLocked(), nil
 }
 
 // TrimChanges drops the change-log entries older than maxAge (as sampled
@@ -264,6 +463,7 @@ func (s *Store) ChangedSince(shard uint16, from ChangeCursor) (bool, error) {
 func (s *Store) TrimChanges(now time.Time, maxAge time.Duration, maxEntries uint64) (uint64, error) {
 	c := &s.changes
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	head := c.next - 1
 	c.marks = append(c.marks, changeMark{at: now, head: head})
 	through := c.trimmed
@@ -274,44 +474,44 @@ func (s *Store) TrimChanges(now time.Time, maxAge time.Duration, maxEntries uint
 	if head > maxEntries {
 		through = max(through, head-maxEntries)
 	}
-	var shards []uint16
-	if through > c.trimmed {
-		for sh := range c.shards {
-			shards = append(shards, sh)
-		}
-		// Raised before the entries go, so a scan that may miss them
-		// sees it (ScanChanges checks before and after).
-		c.trimmed = through
-	}
-	c.mu.Unlock()
-	if len(shards) == 0 {
+	if through <= c.trimmed {
 		return through, nil
 	}
-	if err := s.dropChanges(shards, through); err != nil {
-		return 0, err
+	c.trimmed = through
+	for sh := range c.shards {
+		c.dropShardThroughLocked(sh, through)
+	}
+	for len(c.chunks) > 0 && c.chunks[0].maxSeq <= through {
+		c.dropChunkLocked()
 	}
 	return through, nil
 }
 
-// dropChanges deletes the entries of shards up to and including seq
-// through. Not synced: a crash discards the whole log anyway (openChanges).
-func (s *Store) dropChanges(shards []uint16, through uint64) error {
-	pb := s.db.NewBatch()
-	defer func() { _ = pb.Close() }()
-	for _, sh := range shards {
-		if err := pb.DeleteRange(changeKey(sh, 0), changeKey(sh, through+1), nil); err != nil {
-			return fmt.Errorf("store: batch: %w", err)
+// collectors returns the change log's metrics.
+func (c *changeLog) collectors() []prometheus.Collector {
+	locked := func(f func() float64) func() float64 {
+		return func() float64 {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return f()
 		}
 	}
-	if err := pb.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imnode_store_change_log_bytes",
+			Help: "Memory held by the store's change log (the chunks holding its entries' keys and the lists of its entries)."},
+			locked(func() float64 { return float64(c.bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imnode_store_change_log_entries",
+			Help: "Entries (one per batch and shard) held by the store's change log."},
+			locked(func() float64 { return float64(c.entries) })),
 	}
-	return nil
 }
 
-// dropShardChanges returns the op deleting shard's whole change log (its
-// copy is deleted: a catch-up from this store must not take the rest for
-// the whole shard; the next copy logs every record it receives).
-func dropShardChanges(shard uint16) Op {
-	return Op{Kind: OpDeleteRange, Key: changeKey(shard, 0), Value: bytes.Clone(PrefixEnd(changeKey(shard, 0)[:len(changePrefix)+2]))}
+// dropShardChanges drops shard's whole change log (its copy is deleted: a
+// catch-up from this store must not take the rest for the whole shard; the
+// next copy logs every record it receives).
+func (s *Store) dropShardChanges(shard uint16) {
+	c := &s.changes
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropShardThroughLocked(shard, c.next)
 }

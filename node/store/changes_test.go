@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
@@ -121,8 +123,7 @@ func TestChangeLogRecordsEveryCommitPath(t *testing.T) {
 func TestChangeHeadWaitsForBatchesInFlight(t *testing.T) {
 	st := openChangeTestStore(t, vfs.NewMem(), "db")
 	defer func() { _ = st.Close() }()
-	pb := st.db.NewBatch()
-	tk, err := st.logChanges(pb, []Op{verOp(7, "slow", 1)})
+	tk, err := st.logChanges([]Op{verOp(7, "slow", 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,12 +133,15 @@ func TestChangeHeadWaitsForBatchesInFlight(t *testing.T) {
 	if h := st.ChangeHead().Seq; h != 0 {
 		t.Fatalf("head %d passes the batch in flight (seq 1)", h)
 	}
-	if err := pb.Commit(nil); err != nil {
-		t.Fatal(err)
-	}
+	tk.commit()
 	tk.done()
 	if h := st.ChangeHead().Seq; h != 2 {
 		t.Fatalf("head %d after both committed, want 2", h)
+	}
+	// The late entry is read in seq order, before the later batch's.
+	want := []string{string(verOp(7, "slow", 1).Key), string(verOp(7, "fast", 2).Key)}
+	if got := changedKeys(t, st, 7, ChangeCursor{Incarnation: st.ChangeHead().Incarnation}); !slices.Equal(got, want) {
+		t.Fatalf("logged %q, want %q", got, want)
 	}
 }
 
@@ -170,16 +174,15 @@ func TestChangeLogTrimAndRestart(t *testing.T) {
 	if got := changedKeys(t, st, 7, ChangeCursor{Incarnation: old.Incarnation, Seq: 5}); len(got) != 5 {
 		t.Fatalf("%d keys after the trimmed seq, want 5", len(got))
 	}
-	n := 0
-	if err := st.Scan(changePrefix, PrefixEnd(changePrefix), false, func(k, v []byte) (bool, error) { n++; return true, nil }); err != nil {
-		t.Fatal(err)
-	}
-	if n != 5 {
-		t.Fatalf("%d entries stored after the trim, want 5", n)
+	if n := st.changes.entries; n != 5 {
+		t.Fatalf("%d entries held after the trim, want 5", n)
 	}
 	// By age: the head sampled an hour ago goes.
 	if through, err := st.TrimChanges(now.Add(time.Hour), time.Hour, 100); err != nil || through != 10 {
 		t.Fatalf("trim by age dropped through %d, %v", through, err)
+	}
+	if b, n := st.changes.bytes, st.changes.entries; b != 0 || n != 0 {
+		t.Fatalf("the log holds %d bytes in %d entries after everything was trimmed", b, n)
 	}
 	// DeleteShard drops the shard's log.
 	if err := st.ApplyVersioned([]Op{verOp(7, "k", 20)}); err != nil {
@@ -210,6 +213,127 @@ func TestChangeLogTrimAndRestart(t *testing.T) {
 	}
 	if got := changedKeys(t, st, 7, ChangeCursor{Incarnation: h.Incarnation}); len(got) != 0 {
 		t.Fatalf("an earlier run's entries survive the restart: %q", got)
+	}
+}
+
+// The log's memory is bounded: past maxBytes the oldest chunks go at once,
+// and a cursor below them is refused while a later one still reads every
+// entry after it.
+func TestChangeLogByteBound(t *testing.T) {
+	st := openChangeTestStore(t, vfs.NewMem(), "db")
+	defer func() { _ = st.Close() }()
+	inc := st.ChangeHead().Incarnation
+	st.changes.chunkSize = 1 // a chunk per entry
+	st.changes.maxBytes = 600
+	name := func(i int) string { return string(rune('a' + i)) }
+	for i := range 10 {
+		if err := st.ApplyVersioned([]Op{verOp(7, name(i), uint64(i+1))}); err != nil {
+			t.Fatal(err)
+		}
+		if b := st.changes.bytes; b > st.changes.maxBytes {
+			t.Fatalf("after %d batches the log holds %d bytes, over its bound %d", i+1, b, st.changes.maxBytes)
+		}
+	}
+	trimmed := st.changes.trimmed
+	if trimmed == 0 || trimmed >= 9 {
+		t.Fatalf("the bound dropped through seq %d of 10", trimmed)
+	}
+	err := st.ScanChanges(7, ChangeCursor{Incarnation: inc}, st.ChangeHead().Seq, func(uint64, [][]byte) (bool, error) { return true, nil })
+	if !errors.Is(err, ErrChangesTrimmed) {
+		t.Fatalf("scan from before the dropped entries: %v", err)
+	}
+	var want []string
+	for i := int(trimmed); i < 10; i++ {
+		want = append(want, string(verOp(7, name(i), 1).Key))
+	}
+	if got := changedKeys(t, st, 7, ChangeCursor{Incarnation: inc, Seq: trimmed}); !slices.Equal(got, want) {
+		t.Fatalf("after seq %d: %q, want %q", trimmed, got, want)
+	}
+	if changed, err := st.ChangedSince(7, ChangeCursor{Incarnation: inc}); err != nil || !changed {
+		t.Fatalf("ChangedSince a dropped cursor = %v, %v", changed, err)
+	}
+}
+
+// A trim while a scan runs (between the chunks it copies) ends the scan
+// with ErrChangesTrimmed instead of skipping the dropped entries.
+func TestChangeLogTrimDuringScan(t *testing.T) {
+	st := openChangeTestStore(t, vfs.NewMem(), "db")
+	defer func() { _ = st.Close() }()
+	const n = 3 * changeScanChunk
+	for i := range n {
+		if err := st.ApplyVersioned([]Op{verOp(7, fmt.Sprint(i), uint64(i+1))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := st.ChangeHead()
+	read := 0
+	err := st.ScanChanges(7, ChangeCursor{Incarnation: head.Incarnation}, head.Seq, func(seq uint64, _ [][]byte) (bool, error) {
+		read++
+		if seq == changeScanChunk/2 {
+			if _, err := st.TrimChanges(time.Now(), time.Hour, n/2); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if !errors.Is(err, ErrChangesTrimmed) {
+		t.Fatalf("scan across a trim read %d entries and returned %v", read, err)
+	}
+}
+
+// An entry's keys come back whole, whatever prefixes they share.
+func TestChangeKeysRoundTrip(t *testing.T) {
+	keys := [][]byte{
+		NewKey(9, "app", FamMsg).Str("conv").Int64(5).Str("m1").Bytes(),
+		NewKey(9, "app", FamMsgID).Str("conv").Str("m1").Bytes(),
+		NewKey(9, "app", FamMsgID).Str("conv").Str("m1").Bytes(), // the same again
+		NewKey(9, "app", FamMsgID).Str("conv").Bytes(),           // a prefix of the one before
+		NewKey(9, "app", FamMsgID).Str("conv").Str("m1").Bytes(), // and longer again
+		{0, 9}, // the shard alone
+		NewKey(9, "other", FamDedup).Str("x").Bytes(),
+	}
+	var enc, prev []byte
+	for _, k := range keys {
+		enc, prev = appendChangeKey(enc, prev, k[2:]), k[2:]
+	}
+	_, got, err := decodeChangeKeys(9, enc, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(got, keys, bytes.Equal) {
+		t.Fatalf("decoded %q, want %q", got, keys)
+	}
+	if _, _, err := decodeChangeKeys(9, enc[:len(enc)-1], nil, nil); !errors.Is(err, ErrCorruptValue) {
+		t.Fatalf("a cut entry decodes: %v", err)
+	}
+}
+
+// The log is not written to Pebble, and what an earlier build left there
+// is deleted when the store opens.
+func TestChangeLogNotStored(t *testing.T) {
+	fs := vfs.NewMem()
+	st := openChangeTestStore(t, fs, "db")
+	old := append(bytes.Clone(changePrefix), 0, 7, 0, 0, 0, 0, 0, 0, 0, 1)
+	if err := st.db.Set(old, []byte("keys"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = openChangeTestStore(t, fs, "db")
+	defer func() { _ = st.Close() }()
+	if err := st.CommitWrite(7, PendingWrite{Epoch: 1, ID: 1, Ops: []Op{verOp(7, "a", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := changedKeys(t, st, 7, ChangeCursor{Incarnation: st.ChangeHead().Incarnation}); len(got) != 1 {
+		t.Fatalf("logged %q", got)
+	}
+	n := 0
+	if err := st.Scan(changePrefix, PrefixEnd(changePrefix), false, func(k, v []byte) (bool, error) { n++; return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d change-log keys in Pebble", n)
 	}
 }
 

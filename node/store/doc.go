@@ -17,7 +17,8 @@
 // Pebble (absent.go: Bloom filters fed by every commit, built by a
 // goroutine that Open starts and Close stops). Every batch that
 // makes replicated records visible also logs their keys in the shard's
-// change log (changes.go), which a catch-up reads instead of the shard.
+// change log (changes.go, in memory), which a catch-up reads instead of the
+// shard.
 // DeleteShard removes a shard's records, change log, pending writes and
 // recorded term together.
 //

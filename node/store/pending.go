@@ -153,7 +153,7 @@ func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID)
 			return err
 		}
 	}
-	tk, err := s.logChanges(pb, visible)
+	tk, err := s.logChanges(visible)
 	defer tk.done()
 	if err != nil {
 		return err
@@ -164,6 +164,7 @@ func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID)
 	if err := s.commit(pb, syncOpts(!w.NoSync)); err != nil {
 		return err
 	}
+	tk.commit()
 	s.recent.put(PendingID{Shard: shard, Epoch: w.Epoch, ID: w.ID}, w.Ops)
 	s.recent.stored.Add(1)
 	return nil
@@ -321,7 +322,7 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 	if err := addOps(pb, w.Ops, true); err != nil {
 		return err
 	}
-	tk, err := s.logChanges(pb, w.Ops)
+	tk, err := s.logChanges(w.Ops)
 	defer tk.done()
 	if err != nil {
 		return err
@@ -334,6 +335,7 @@ func (s *Store) commitWrite(shard uint16, w PendingWrite, opts *pebble.WriteOpti
 	if err := s.commit(pb, opts); err != nil {
 		return err
 	}
+	tk.commit()
 	if !held {
 		s.recent.unpended.Add(1)
 	}
@@ -352,7 +354,7 @@ func (s *Store) CommitPending(shard uint16, epoch, id uint64) (bool, error) {
 	if err != nil || !held {
 		return false, err
 	}
-	tk, err := s.logChanges(pb, visible)
+	tk, err := s.logChanges(visible)
 	defer tk.done()
 	if err != nil {
 		return false, err
@@ -360,6 +362,7 @@ func (s *Store) CommitPending(shard uint16, epoch, id uint64) (bool, error) {
 	if err := s.commit(pb, pebble.NoSync); err != nil {
 		return false, err
 	}
+	tk.commit()
 	return true, nil
 }
 

@@ -49,9 +49,10 @@ type Config struct {
 	// (absent.go) in bytes, all shards together. Zero value means
 	// DefaultAbsentFilterSize (64 MiB); negative disables them.
 	AbsentFilterSize int64
-	// Registerer receives the read cache's and the absence filter's
-	// metrics (imnode_store_read_cache_*, imnode_store_absent_*). Nil
-	// means none are registered.
+	// Registerer receives the read cache's, the absence filter's and the
+	// change log's metrics (imnode_store_read_cache_*,
+	// imnode_store_absent_*, imnode_store_change_log_*). Nil means none
+	// are registered.
 	Registerer prometheus.Registerer
 	// NoSyncFlushDelay bounds how long a write without an fsync of its own
 	// (Batch.SetNoSync) stays unsynced: the store syncs its log that long
@@ -140,6 +141,14 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.openChanges(); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if cfg.Registerer != nil {
+		for _, c := range s.changes.collectors() {
+			if err := cfg.Registerer.Register(c); err != nil {
+				_ = db.Close()
+				return nil, fmt.Errorf("store: register metrics: %w", err)
+			}
+		}
 	}
 	if cfg.ReadCacheSize == 0 {
 		cfg.ReadCacheSize = DefaultReadCacheSize
@@ -509,11 +518,16 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.W
 		return err
 	}
 	if versioned {
-		tk, err := s.logChanges(pb, ops)
+		tk, err := s.logChanges(ops)
 		defer tk.done()
 		if err != nil {
 			return err
 		}
+		if err := s.commit(pb, opts); err != nil {
+			return err
+		}
+		tk.commit()
+		return nil
 	}
 	return s.commit(pb, opts)
 }

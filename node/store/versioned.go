@@ -198,8 +198,12 @@ func (s *Store) DeleteShard(shard uint16) error {
 	p := ShardPrefix(shard)
 	return s.writeEpoch(shard, func() (uint64, error) {
 		s.recent.forget(shard, func(PendingID) bool { return true })
-		ops := []Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}, dropShardChanges(shard)}
-		return 0, s.Apply(append(ops, dropPending(shard)...))
+		ops := []Op{{Kind: OpDeleteRange, Key: p, Value: ShardEnd(shard)}}
+		if err := s.Apply(append(ops, dropPending(shard)...)); err != nil {
+			return 0, err
+		}
+		s.dropShardChanges(shard)
+		return 0, nil
 	})
 }
 
