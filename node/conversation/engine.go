@@ -316,7 +316,7 @@ type Engine struct {
 	metrics *metrics
 
 	convStripes   [numStripes]stripe
-	clientStripes [numStripes]sync.Mutex
+	clientStripes [numStripes]clientStripe
 
 	// notifClock issues strictly increasing serverTs values for reliable
 	// notifications so a client's cursor never skips one.
@@ -432,7 +432,7 @@ func (e *Engine) convStripe(app, cid string) *stripe {
 }
 
 func (e *Engine) clientLock(app, clientID string) *sync.Mutex {
-	return &e.clientStripes[stripeIndex(app, clientID)]
+	return &e.clientStripes[stripeIndex(app, clientID)].Mutex
 }
 
 // Handle executes conv/*, direct, ack, read, logs, patch/modify and

@@ -223,6 +223,28 @@ func (s *clientState) fields() []store.Field {
 // clientStateFields lists every field of a client state, sorted.
 var clientStateFields = []string{fieldAckAt, fieldAckTs, fieldChanged, fieldReadAt, fieldReadTs}
 
+// values returns the state's values in clientStateFields order.
+func (s *clientState) values() [5]int64 {
+	return [5]int64{s.AckAt, s.AckTs, s.Changed, s.ReadAt, s.ReadTs}
+}
+
+// changedSinceBase returns the fields whose values differ from s.base,
+// sorted: a value now zero is a deletion (a zero value has no field).
+func (s *clientState) changedSinceBase() []store.Field {
+	var out []store.Field
+	for i, v := range s.values() {
+		if v == s.base[i] {
+			continue
+		}
+		if v == 0 {
+			out = append(out, store.Field{Name: clientStateFields[i], Deleted: true})
+		} else {
+			out = append(out, store.Field{Name: clientStateFields[i], Value: binary.AppendVarint(nil, v)})
+		}
+	}
+	return out
+}
+
 // decodeClientState decodes a stored client state: a fields value or a
 // legacy JSON object.
 func decodeClientState(v []byte) (clientState, error) {

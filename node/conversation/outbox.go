@@ -184,8 +184,11 @@ func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 	}
 	local := parts[own]
 	targets := slices.DeleteFunc(shards, func(s uint16) bool { return s == own })
+	written := statesIn(local)
 	if len(targets) == 0 {
-		if err = e.st.Commit(b); err != nil {
+		err = e.st.Commit(b)
+		e.forgetStates(written)
+		if err != nil {
 			e.outbox.deferDelete(convRef{app, cid}, done)
 		}
 		return err
@@ -210,7 +213,9 @@ func (e *Engine) commitConv(st *stripe, app, cid string, b *store.Batch) error {
 		out.Set(k, encodeOutboxOps(parts[shard]))
 		keys = append(keys, k.Bytes())
 	}
-	if err := e.st.Commit(out); err != nil {
+	err = e.st.Commit(out)
+	e.forgetStates(written)
+	if err != nil {
 		e.outbox.deferDelete(convRef{app, cid}, done)
 		return err
 	}
@@ -538,7 +543,10 @@ func (e *Engine) applyEntry(key, v []byte) error {
 		err = appendOps(b, ops)
 	}
 	if err == nil {
-		return e.st.Commit(b)
+		written := statesIn(ops)
+		err = e.st.Commit(b)
+		e.forgetStates(written) // see states.go
+		return err
 	}
 	if errors.Is(err, errCorruptOutbox) {
 		e.log.Error("Dropping a corrupt outbox entry", "key", fmt.Sprintf("%x", key))

@@ -299,21 +299,27 @@ func (sb *shardBatches) of(app, clientID string) *store.Batch {
 func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
 	now := e.nowMs()
 	sb := &shardBatches{e: e, byShard: map[uint16]*store.Batch{}}
-	states := map[[3]string]clientState{}
+	type loaded struct {
+		s       clientState
+		epoch   uint64
+		changed bool
+	}
+	states := map[[3]string]loaded{}
 	var ps []convPushItem
 	for _, w := range work {
 		key := [3]string{w.c.App, w.c.ClientID, w.r.ID}
-		s, ok := states[key]
+		l, ok := states[key]
 		if !ok {
 			var err error
-			if s, err = e.loadClientState(w.c.App, w.c.ClientID, w.r.ID); err != nil {
+			if l.s, l.epoch, err = e.loadStateLocked(w.c.App, w.c.ClientID, w.r.ID); err != nil {
 				return nil, err
 			}
 		}
-		if w.top > s.AckTs {
-			s.AckTs, s.AckAt = w.top, now
-			states[key] = s
+		if w.top > l.s.AckTs {
+			l.s.AckTs, l.s.AckAt = w.top, now
+			l.changed = true
 		}
+		states[key] = l
 		for _, m := range w.rcpts {
 			p := newPush(pb.CommandType_rcp, nil)
 			p.RcpMessage = &pb.RcpCommand{Id: strp(m.ID), Cid: strp(w.r.ID), T: int64p(now), From: strp(w.c.ClientID)}
@@ -321,11 +327,19 @@ func (e *Engine) recordAcksLocked(work []*ackWork) ([]convPushItem, error) {
 			ps = append(ps, convPushItem{app: w.c.App, cid: w.r.ID, push: push{app: w.c.App, to: []string{m.From}, cmd: p}})
 		}
 	}
-	for k, s := range states {
-		e.putClientState(sb.of(k[0], k[1]), k[0], k[1], k[2], s)
+	for k, l := range states {
+		if l.changed {
+			e.putClientState(sb.of(k[0], k[1]), k[0], k[1], k[2], l.s)
+		}
 	}
 	if err := e.commitShards(sb.order); err != nil {
+		for k := range states {
+			e.dropStateLocked(k[0], k[1], k[2])
+		}
 		return nil, internal("commit acks", err)
+	}
+	for k, l := range states {
+		e.keepStateLocked(k[0], k[1], k[2], l.s, l.epoch)
 	}
 	return ps, nil
 }
@@ -421,7 +435,7 @@ func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 	b.SetNoSync()
 	lock := e.clientLock(c.App, c.ClientID)
 	lock.Lock()
-	s, err := e.loadClientState(c.App, c.ClientID, r.ID)
+	s, epoch, err := e.loadStateLocked(c.App, c.ClientID, r.ID)
 	if err != nil {
 		lock.Unlock()
 		b.Close()
@@ -444,6 +458,11 @@ func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 		err = e.st.Commit(b)
 	} else {
 		b.Close()
+	}
+	if err == nil {
+		e.keepStateLocked(c.App, c.ClientID, r.ID, s, epoch)
+	} else {
+		e.dropStateLocked(c.App, c.ClientID, r.ID)
 	}
 	lock.Unlock()
 	if err != nil {

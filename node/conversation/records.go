@@ -142,6 +142,11 @@ type clientState struct {
 	// stored is the fields value the state was loaded from (nil: not
 	// loaded): putClientState writes only the fields that differ.
 	stored []byte
+	// base, when hasBase is set, holds the values as stored (a state the
+	// engine kept, states.go), in clientStateFields order: putClientState
+	// compares with it instead of stored.
+	base    [5]int64
+	hasBase bool
 }
 
 func (r *convRecord) isMember(id string) bool {
@@ -337,6 +342,10 @@ func (e *Engine) loadClientState(app, clientID, cid string) (clientState, error)
 // putClientState writes the fields of s that changed since it was loaded.
 // A state not loaded replaces any stored one: its zero fields are deleted.
 func (e *Engine) putClientState(b *store.Batch, app, clientID, cid string, s clientState) {
+	if s.hasBase {
+		b.MergeFields(e.clientKey(app, clientID, store.FamClientState).Str(cid).Bytes(), s.changedSinceBase())
+		return
+	}
 	fields := s.fields()
 	if s.stored == nil {
 		for _, name := range clientStateFields {
