@@ -272,9 +272,10 @@ func scanRequestID(b []byte) (int32, bool) {
 	return 0, false
 }
 
-// startWorker launches the worker; the inbound queue calls it (under its
-// lock) when a command arrives and none runs.
-func (c *conn) startWorker() { c.g.goFunc(c.work) }
+// startWorker launches the worker on one of the gateway's warm goroutines
+// (Gateway.pool); the inbound queue calls it (under its lock) when a command
+// arrives and none runs.
+func (c *conn) startWorker() { c.g.pool.Go(c.work) }
 
 // work runs the queued commands in arrival order and returns when the
 // queue is empty or closed.
@@ -327,9 +328,10 @@ func (c *conn) setBusy(b bool) {
 	}
 }
 
-// startWriter launches the writer; the outbound queue calls it (under its
-// lock) when a frame is queued and none runs.
-func (c *conn) startWriter() { c.g.goFunc(c.write) }
+// startWriter launches the writer on one of the gateway's warm goroutines
+// (Gateway.pool); the outbound queue calls it (under its lock) when a frame
+// is queued and none runs.
+func (c *conn) startWriter() { c.g.pool.Go(c.write) }
 
 // write is the writer goroutine: each round it takes every queued frame
 // and writes it (writeFrames). It returns when the queue is empty or

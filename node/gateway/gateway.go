@@ -16,6 +16,7 @@ import (
 
 	"github.com/imcluster/imcluster/node/apps"
 	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/internal/run"
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
 	"github.com/imcluster/imcluster/node/session"
@@ -86,6 +87,17 @@ type Config struct {
 	// this node and answers session/query for the whole cluster. Nil means
 	// this node is the whole cluster.
 	Presence Presence
+	// Workers bounds the warm worker goroutines the gateway keeps for its
+	// sockets' bursts of work (running a socket's queued commands, writing
+	// its queued frames): a burst runs on an idle warm worker, whose stack
+	// the previous bursts grew, instead of a fresh goroutine. With every
+	// warm worker busy a burst gets a goroutine of its own that ends with
+	// it (nothing waits for a worker). A worker idle for WorkerIdle exits.
+	// Zero value means 256.
+	Workers int
+	// WorkerIdle is how long a warm worker waits for work before it exits.
+	// Zero value means 10 s.
+	WorkerIdle time.Duration
 }
 
 // Presence tracks clients' sessions beyond this node (the cluster's session
@@ -136,6 +148,12 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Workers == 0 {
+		c.Workers = 256
+	}
+	if c.WorkerIdle == 0 {
+		c.WorkerIdle = 10 * time.Second
+	}
 }
 
 // Gateway accepts WebSocket connections and serves sessions on them.
@@ -157,6 +175,9 @@ type Gateway struct {
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Gateway
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// pool runs the sockets' workers and writers (conn.startWorker,
+	// conn.startWriter) on warm goroutines.
+	pool *run.Pool
 
 	connsMu sync.Mutex
 	conns   map[*conn]struct{}
@@ -187,6 +208,7 @@ func New(cfg Config) (*Gateway, error) {
 		cancel: cancel,
 		conns:  make(map[*conn]struct{}),
 		limits: newLimiters(&cfg),
+		pool:   run.NewPool(cfg.Workers, cfg.WorkerIdle),
 	}
 	g.metrics = newMetrics(cfg.Registerer, g)
 	g.upgrader = gws.NewUpgrader(&handler{g: g}, &gws.ServerOption{
@@ -368,7 +390,11 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 	tick.Stop()
 	g.cancel()
 	g.closeAll()
+	// Every socket's queues are closed now: no worker or writer starts
+	// again (a late start would get a goroutine of its own, still waited for).
+	g.pool.Close()
 	g.wg.Wait()
+	g.pool.Wait()
 }
 
 func (g *Gateway) closeAll() {

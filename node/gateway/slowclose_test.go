@@ -34,6 +34,12 @@ func (oneShard) Coordinates(uint16) bool           { return true }
 // Pebble store on a loopback port, with outbound queues of outQueue frames.
 func startGateway(t *testing.T, outQueue int) (*Gateway, *prometheus.Registry, string) {
 	t.Helper()
+	return startGatewayWith(t, func(c *Config) { c.OutboundQueue = outQueue })
+}
+
+// startGatewayWith is startGateway with the configuration set by configure.
+func startGatewayWith(t *testing.T, configure func(*Config)) (*Gateway, *prometheus.Registry, string) {
+	t.Helper()
 	st, err := store.Open(store.Config{Dir: t.TempDir(), CacheSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +49,9 @@ func startGateway(t *testing.T, outQueue int) (*Gateway, *prometheus.Registry, s
 		t.Fatal(err)
 	}
 	metrics := prometheus.NewRegistry()
-	g, err := New(Config{Apps: reg, Tokens: session.NewTokens(st, oneShard{}.ClientShard, 0, nil), OutboundQueue: outQueue, Registerer: metrics})
+	cfg := Config{Apps: reg, Tokens: session.NewTokens(st, oneShard{}.ClientShard, 0, nil), Registerer: metrics}
+	configure(&cfg)
+	g, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

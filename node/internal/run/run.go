@@ -1,8 +1,9 @@
 // Package run owns the goroutines a component starts and waits for at its
-// stop, without the race between a late start and the final wait: Group.Go
-// adds a goroutine only while the group is open and runs the function on
-// the caller's goroutine otherwise (before Open, after Close), so no
-// WaitGroup.Add can follow the Wait of Close.
+// stop. Group, without the race between a late start and the final wait:
+// Group.Go adds a goroutine only while the group is open and runs the
+// function on the caller's goroutine otherwise (before Open, after Close),
+// so no WaitGroup.Add can follow the Wait of Close. Pool, a bounded set of
+// warm worker goroutines for short functions that arrive in bursts (pool.go).
 package run
 
 import "sync"
