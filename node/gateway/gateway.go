@@ -93,7 +93,11 @@ type Config struct {
 	// the previous bursts grew, instead of a fresh goroutine. With every
 	// warm worker busy a burst gets a goroutine of its own that ends with
 	// it (nothing waits for a worker). A worker idle for WorkerIdle exits.
-	// Zero value means 256.
+	// A parked worker's stack is shrunk by the garbage collector like any
+	// goroutine's, so the bound caps how many goroutines are kept, each
+	// with a small stack while idle. Zero value means 1024 (commands in
+	// flight are the command rate times their latency: 3,000/s at 100 ms
+	// is 300).
 	Workers int
 	// WorkerIdle is how long a warm worker waits for work before it exits.
 	// Zero value means 10 s.
@@ -149,7 +153,7 @@ func (c *Config) setDefaults() {
 		c.Now = time.Now
 	}
 	if c.Workers == 0 {
-		c.Workers = 256
+		c.Workers = 1024
 	}
 	if c.WorkerIdle == 0 {
 		c.WorkerIdle = 10 * time.Second
