@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/lxzan/gws"
 )
@@ -16,14 +17,45 @@ import (
 // to push), and the consumer stops when it finds the queue empty. An idle
 // connection therefore holds neither a queue buffer (a buffered channel of
 // the same bound would hold it for the connection's life) nor a parked
-// goroutine. After close, pushes are dropped and the consumer stops.
+// goroutine, only the smallest buffer (keptItemBytes at most), emptied,
+// which the next burst reuses. After close, pushes are dropped and the
+// consumer stops.
 type fifo[T any] struct {
 	limit int
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// items[head:] are queued; pop advances head.
 	items   []T
+	head    int
 	running bool // a consumer is running (started and not yet stopped)
 	closed  bool
+}
+
+// keptItemBytes bounds the emptied buffer a fifo keeps for its next burst
+// (two outbound frames, eight commands); a larger one is dropped.
+const keptItemBytes = 64
+
+// compact moves the queued items to the front of a full buffer before an
+// append, so that the popped ones never make it grow. Under mu.
+func (q *fifo[T]) compact() {
+	if q.head == 0 || len(q.items) < cap(q.items) {
+		return
+	}
+	n := copy(q.items, q.items[q.head:])
+	clear(q.items[n:])
+	q.items, q.head = q.items[:n], 0
+}
+
+// reset empties the queue, keeping its buffer when it is small. Under mu.
+func (q *fifo[T]) reset() {
+	var zero T
+	if q.closed || cap(q.items)*int(unsafe.Sizeof(zero)) > keptItemBytes {
+		q.items = nil
+	} else {
+		clear(q.items)
+		q.items = q.items[:0]
+	}
+	q.head = 0
 }
 
 func newFifo[T any](limit int) *fifo[T] { return &fifo[T]{limit: limit} }
@@ -37,9 +69,10 @@ func (q *fifo[T]) push(v T, start func()) bool {
 	if q.closed {
 		return true
 	}
-	if len(q.items) >= q.limit {
+	if len(q.items)-q.head >= q.limit {
 		return false
 	}
+	q.compact()
 	q.items = append(q.items, v)
 	if !q.running {
 		q.running = true
@@ -55,7 +88,7 @@ func (q *fifo[T]) push(v T, start func()) bool {
 // push.
 func (q *fifo[T]) pushOrClaim(v T, start func()) (ok, claimed bool) {
 	q.mu.Lock()
-	if !q.closed && !q.running && len(q.items) == 0 {
+	if !q.closed && !q.running && len(q.items) == q.head {
 		q.running = true
 		q.mu.Unlock()
 		return true, true
@@ -75,9 +108,10 @@ func (q *fifo[T]) pushFront(v T, start func()) {
 		q.running = false
 		return
 	}
+	q.compact()
 	q.items = append(q.items, v)
-	copy(q.items[1:], q.items)
-	q.items[0] = v
+	copy(q.items[q.head+1:], q.items[q.head:])
+	q.items[q.head] = v
 	start()
 }
 
@@ -100,32 +134,44 @@ func (q *fifo[T]) pop() (T, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var zero T
-	if len(q.items) == 0 || q.closed {
+	if len(q.items) == q.head || q.closed {
 		q.running = false
 		return zero, false
 	}
-	v := q.items[0]
-	q.items[0] = zero
-	q.items = q.items[1:]
-	if len(q.items) == 0 {
-		q.items = nil
+	v := q.items[q.head]
+	q.items[q.head] = zero
+	q.head++
+	if q.head == len(q.items) {
+		q.reset()
 	}
 	return v, true
 }
 
 // takeAll removes and returns every queued item in order for the consumer.
 // When the queue is empty or closed it returns nil and the consumer must
-// stop.
+// stop. The consumer may give the slice back when done with it (recycle).
 func (q *fifo[T]) takeAll() []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	items := q.items
-	q.items = nil
+	items := q.items[q.head:]
+	q.items, q.head = nil, 0
 	if len(items) == 0 || q.closed {
 		q.running = false
 		return nil
 	}
 	return items
+}
+
+// recycle gives back a slice takeAll returned, once the consumer is done
+// with it: the queue keeps it for its next burst if it has no buffer and
+// the slice is small (keptItemBytes).
+func (q *fifo[T]) recycle(items []T) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.items == nil && !q.closed {
+		q.items = items
+		q.reset()
+	}
 }
 
 // handOff ends a consumer's round: when items were queued meanwhile it
@@ -134,7 +180,7 @@ func (q *fifo[T]) takeAll() []T {
 func (q *fifo[T]) handOff(start func()) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items) == 0 || q.closed {
+	if len(q.items) == q.head || q.closed {
 		q.running = false
 		return
 	}
@@ -146,7 +192,7 @@ func (q *fifo[T]) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	q.items = nil
+	q.items, q.head = nil, 0
 }
 
 // whileOpen calls f under the queue's lock unless the queue is closed (f
@@ -163,7 +209,7 @@ func (q *fifo[T]) whileOpen(f func()) {
 func (q *fifo[T]) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items)
+	return len(q.items) - q.head
 }
 
 // corkFlushBytes is the most a corked socket buffers before writing.

@@ -10,7 +10,7 @@ import (
 
 // TestFifoBoundOrderAndConsumer checks the queue's bound, its order, that
 // a consumer is started only when none runs and stops on an empty or closed
-// queue, and that an emptied queue holds no buffer.
+// queue, and that an emptied queue holds no items.
 func TestFifoBoundOrderAndConsumer(t *testing.T) {
 	q := newFifo[int](3)
 	starts := 0
@@ -47,8 +47,8 @@ func TestFifoBoundOrderAndConsumer(t *testing.T) {
 	if starts != 2 {
 		t.Fatalf("push after the consumer stopped started %d consumers in total, want 2", starts)
 	}
-	if v, ok := q.pop(); !ok || v != 7 || q.items != nil {
-		t.Fatalf("pop = %d %v, left %v", v, ok, q.items)
+	if v, ok := q.pop(); !ok || v != 7 || len(q.items) != 0 || q.head != 0 {
+		t.Fatalf("pop = %d %v, left %v from %d", v, ok, q.items, q.head)
 	}
 	if _, ok := q.pop(); ok {
 		t.Fatal("pop from an empty queue")
@@ -62,6 +62,46 @@ func TestFifoBoundOrderAndConsumer(t *testing.T) {
 	}
 	if !q.push(9, start) || starts != 3 || q.len() != 0 {
 		t.Fatalf("push to a closed queue: starts %d, len %d", starts, q.len())
+	}
+}
+
+// TestFifoBuffer: a drained queue keeps a small buffer (keptItemBytes) and
+// the next burst reuses it without allocating, also the slice takeAll gave
+// out once it is recycled; a large buffer is dropped; a queue that never
+// drains (each pop followed by a push) does not grow its buffer.
+func TestFifoBuffer(t *testing.T) {
+	q := newFifo[*int](100)
+	start := func() {}
+	v := new(int)
+	q.push(v, start)
+	q.pop()
+	if allocs := testing.AllocsPerRun(100, func() {
+		q.push(v, start)
+		q.push(v, start)
+		q.pop()
+		q.pop()
+		q.push(v, start)
+		q.recycle(q.takeAll())
+	}); allocs != 0 {
+		t.Fatalf("a burst on a drained queue allocated %v times, want 0", allocs)
+	}
+	if len(q.items) != 0 || q.items == nil || q.items[:cap(q.items)][0] != nil {
+		t.Fatalf("drained queue: %v (cap %d), want an empty, cleared buffer", q.items, cap(q.items))
+	}
+	for range 20 {
+		q.push(v, start)
+	}
+	q.recycle(q.takeAll())
+	if q.items != nil {
+		t.Fatalf("kept a buffer of %d items, more than %d bytes", cap(q.items), keptItemBytes)
+	}
+	q.push(v, start)
+	for range 1000 {
+		q.push(v, start)
+		q.pop()
+	}
+	if q.len() != 1 || cap(q.items) > 8 {
+		t.Fatalf("a queue that never drained holds %d items in a buffer of %d", q.len(), cap(q.items))
 	}
 }
 
