@@ -60,6 +60,9 @@ type conn struct {
 	slowing atomic.Bool
 	// lastRead is when the socket last delivered a frame (Unix nanos).
 	lastRead atomic.Int64
+	// readDeadline is the socket's read deadline (Unix nanos) as touch
+	// last set it; only the read loop touches it.
+	readDeadline int64
 
 	// mu guards the fields below.
 	mu sync.Mutex
@@ -199,13 +202,20 @@ func (h *handler) OnPong(ws *gws.Conn, _ []byte) {
 	}
 }
 
-// touch records read activity. The worker closes the socket with 4107 when
-// nothing arrived for IdleTimeout; the read deadline (twice as long) is only
-// a backstop for a worker that cannot run.
+// touch records read activity. The sweeper closes the socket with 4107
+// when nothing arrived for IdleTimeout; the read deadline, between 1.5 and
+// 2 IdleTimeouts after the last read, is only a backstop for a sweeper that
+// cannot run. It is moved only when less than 1.5 IdleTimeouts of it are
+// left, not for every frame: each move is a timer update in the runtime's
+// poller. Only the read loop calls it (and newConn, before the loop starts).
 func (c *conn) touch() {
-	now := time.Now()
-	c.lastRead.Store(now.UnixNano())
-	_ = c.ws.SetReadDeadline(now.Add(2 * c.g.cfg.IdleTimeout))
+	now := time.Now().UnixNano()
+	c.lastRead.Store(now)
+	idle := int64(c.g.cfg.IdleTimeout)
+	if c.readDeadline-now < idle+idle/2 {
+		c.readDeadline = now + 2*idle
+		_ = c.ws.SetReadDeadline(time.Unix(0, c.readDeadline))
+	}
 }
 
 func (h *handler) OnMessage(ws *gws.Conn, msg *gws.Message) {
@@ -349,6 +359,7 @@ func (c *conn) write() {
 		if frames == nil || !c.writeFrames(frames) {
 			return
 		}
+		c.out.recycle(frames)
 	}
 }
 
@@ -380,6 +391,7 @@ func (c *conn) writeInline() {
 	if frames == nil || !c.writeFrames(frames) {
 		return
 	}
+	c.out.recycle(frames)
 	c.out.handOff(c.startWriter)
 }
 

@@ -21,15 +21,15 @@ import (
 // its response, if the command expects one (carries i).
 func (g *Gateway) dispatch(c *conn, req *pb.GenericCommand) {
 	start := time.Now()
-	name := req.GetCmd().String()
-	g.metrics.commands.WithLabelValues(name).Inc()
+	m := g.metrics.forCmd(req.GetCmd())
+	m.count.Inc()
 	resp := g.execute(c, req)
-	g.metrics.commandSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	m.seconds.Observe(time.Since(start).Seconds())
 	if resp == nil || req.I == nil {
 		return
 	}
 	if resp.GetCmd() == pb.CommandType_error {
-		g.metrics.commandErrors.WithLabelValues(name, strconv.Itoa(int(resp.GetErrorMessage().GetCode()))).Inc()
+		g.metrics.commandErrors.WithLabelValues(req.GetCmd().String(), strconv.Itoa(int(resp.GetErrorMessage().GetCode()))).Inc()
 	}
 	if f, ok := c.encode(resp); ok {
 		c.respond(f)
@@ -103,11 +103,10 @@ func (g *Gateway) engineCommand(c *conn, req *pb.GenericCommand) *pb.GenericComm
 	if resp == nil {
 		return nil
 	}
-	resp.I = nil
-	if req.I != nil {
-		resp.I = proto.Int32(req.GetI())
-	}
-	resp.PeerId = proto.String(s.clientID)
+	// The answer shares the request's i and the session's clientId instead
+	// of copies: neither is written through a pointer once set.
+	resp.I = req.I
+	resp.PeerId = &s.clientID
 	if resp.Service == nil {
 		resp.Service = proto.Int32(protocol.ServiceIM)
 	}

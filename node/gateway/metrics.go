@@ -1,7 +1,11 @@
 package gateway
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imcluster/imcluster/node/protocol/pb"
 )
 
 type metrics struct {
@@ -20,6 +24,38 @@ type metrics struct {
 	commandSeconds    *prometheus.HistogramVec
 	rateLimited       *prometheus.CounterVec
 	oversizedFrames   prometheus.Counter
+	// byCmd caches each command's series of commands and commandSeconds
+	// (forCmd), indexed by command type, so a command costs no label
+	// lookup (a hash and a lock in the vector).
+	byCmd [cmdMetricSlots]atomic.Pointer[cmdMetrics]
+}
+
+// cmdMetricSlots covers every command type of the protocol (the largest
+// is below 64); a command type beyond it is looked up each time.
+const cmdMetricSlots = 64
+
+// cmdMetrics are one command's series.
+type cmdMetrics struct {
+	count   prometheus.Counter
+	seconds prometheus.Observer
+}
+
+// forCmd returns cmd's series, created (at zero) by its first command as
+// the vectors' WithLabelValues would.
+func (m *metrics) forCmd(cmd pb.CommandType) *cmdMetrics {
+	i := int(cmd)
+	cached := i >= 0 && i < cmdMetricSlots
+	if cached {
+		if cm := m.byCmd[i].Load(); cm != nil {
+			return cm
+		}
+	}
+	name := cmd.String()
+	cm := &cmdMetrics{count: m.commands.WithLabelValues(name), seconds: m.commandSeconds.WithLabelValues(name)}
+	if cached {
+		m.byCmd[i].Store(cm)
+	}
+	return cm
 }
 
 func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {

@@ -32,13 +32,13 @@ func (oneShard) Coordinates(uint16) bool           { return true }
 
 // startGateway serves a gateway backed by a real conversation engine and
 // Pebble store on a loopback port, with outbound queues of outQueue frames.
-func startGateway(t *testing.T, outQueue int) (*Gateway, *prometheus.Registry, string) {
+func startGateway(t testing.TB, outQueue int) (*Gateway, *prometheus.Registry, string) {
 	t.Helper()
 	return startGatewayWith(t, func(c *Config) { c.OutboundQueue = outQueue })
 }
 
 // startGatewayWith is startGateway with the configuration set by configure.
-func startGatewayWith(t *testing.T, configure func(*Config)) (*Gateway, *prometheus.Registry, string) {
+func startGatewayWith(t testing.TB, configure func(*Config)) (*Gateway, *prometheus.Registry, string) {
 	t.Helper()
 	st, err := store.Open(store.Config{Dir: t.TempDir(), CacheSize: 1 << 20})
 	if err != nil {
@@ -77,7 +77,7 @@ func startGatewayWith(t *testing.T, configure func(*Config)) (*Gateway, *prometh
 
 // testClient is a bare WebSocket client that queues what it receives.
 type testClient struct {
-	t      *testing.T
+	t      testing.TB
 	ws     *gws.Conn
 	frames chan *pb.GenericCommand
 	closed chan error
@@ -97,7 +97,7 @@ func (c *testClient) OnMessage(_ *gws.Conn, m *gws.Message) {
 	c.frames <- cmd
 }
 
-func dialTest(t *testing.T, url, clientID string) *testClient {
+func dialTest(t testing.TB, url, clientID string) *testClient {
 	t.Helper()
 	c := &testClient{t: t, frames: make(chan *pb.GenericCommand, 256), closed: make(chan error, 1)}
 	ws, _, err := gws.NewClient(c, &gws.ClientOption{
