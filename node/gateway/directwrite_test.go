@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/protocol/pb"
 )
 
 // TestTryWriteKeepsWhatTheSocketDidNotTake fills a real loopback socket
@@ -87,5 +91,46 @@ func TestTryWriteStopsAfterCloseFrame(t *testing.T) {
 	}
 	if _, err := bc.tryWrite(appendFrame(nil, gws.OpcodeBinary, []byte("after"))); !errors.Is(err, errNoDirectWrite) {
 		t.Fatalf("a push after the close frame: %v, want errNoDirectWrite", err)
+	}
+}
+
+// TestPushToIdleSocketIsWrittenDirectly: after a real handshake (its HTTP
+// response is written through the batchConn too, and starts with 'H',
+// whose low bits read as the close opcode), a push to a logged-in socket
+// with nothing queued is written by the delivering goroutine before
+// Deliver returns: no frame is left queued and no writer runs.
+func TestPushToIdleSocketIsWrittenDirectly(t *testing.T) {
+	g, _, url := startGateway(t, 0)
+	bob := dialTest(t, url, "bob")
+	sessions := g.reg.sessions(apps.DevAppID, "bob")
+	if len(sessions) != 1 {
+		t.Fatalf("bob has %d sessions, want 1", len(sessions))
+	}
+	c := sessions[0].conn
+	c.bc.mu.Lock()
+	closing := c.bc.closing
+	c.bc.mu.Unlock()
+	if closing {
+		t.Fatal("the socket counts as closing after its handshake: no push can be written directly")
+	}
+	// The login's worker may still be ending its turn (the client can read
+	// the answer before the worker gives up the writer's place).
+	deadline := time.Now().Add(10 * time.Second)
+	for c.in.len() > 0 || c.workerRunning() || c.out.len() > 0 || c.writerRunning() {
+		if time.Now().After(deadline) {
+			t.Fatal("the socket did not become idle after its login")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	push := &pb.GenericCommand{Cmd: pb.CommandType_direct.Enum(), DirectMessage: &pb.DirectCommand{Msg: proto.String("hi")}}
+	for i := range 10 {
+		g.Deliver(apps.DevAppID, []string{"bob"}, 0, push)
+		c.out.mu.Lock()
+		queued, writer := len(c.out.items)-c.out.head, c.out.running
+		c.out.mu.Unlock()
+		if queued != 0 || writer {
+			t.Fatalf("push %d: %d frames queued, writer running %v; want it written by Deliver", i, queued, writer)
+		}
+		bob.next(func(r *pb.GenericCommand) bool { return r.GetCmd() == pb.CommandType_direct })
 	}
 }

@@ -233,8 +233,9 @@ type batchConn struct {
 	// pending is the part of a frame tryWrite wrote only in part: it is
 	// written before anything else (Write, cork, flushPending).
 	pending []byte
-	// closing is set when gws writes a close frame (every gws write is one
-	// whole frame): no frame may follow it, so tryWrite stops.
+	// closing is set when gws writes a close frame (every gws write after
+	// the handshake is one whole frame): no frame may follow it, so
+	// tryWrite stops.
 	closing bool
 }
 
@@ -254,7 +255,7 @@ var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return 
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(p) > 0 && gws.Opcode(p[0]&0x0f) == gws.OpcodeCloseConnection {
+	if isCloseFrame(p) {
 		b.closing = true
 	}
 	if !b.corked {
@@ -279,6 +280,14 @@ func (b *batchConn) flushLocked() error {
 	_, err := b.Conn.Write(*b.buf)
 	*b.buf = (*b.buf)[:0]
 	return err
+}
+
+// isCloseFrame reports whether p starts a close frame as gws writes them:
+// final (FIN), no extension bits, opcode 8. The first byte alone would not
+// do: the handshake's response, written through the same socket, starts
+// with 'H' (0x48), whose low bits are opcode 8 too.
+func isCloseFrame(p []byte) bool {
+	return len(p) > 0 && p[0] == 0x80|byte(gws.OpcodeCloseConnection)
 }
 
 // cork starts buffering writes.

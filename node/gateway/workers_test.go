@@ -88,3 +88,10 @@ func (c *conn) workerRunning() bool {
 	defer c.in.mu.Unlock()
 	return c.in.running
 }
+
+// writerRunning reports whether the socket's out queue has a consumer.
+func (c *conn) writerRunning() bool {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	return c.out.running
+}
