@@ -54,38 +54,13 @@ func TestClusterResendAfterTakeoverStoredOnce(t *testing.T) {
 		return nil
 	})
 	warm(next, "after")
-	var resent *client.Message
-	harness.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		m, err := conv.Send(ctx, msg)
-		if err != nil {
-			if !retryable(err) {
-				t.Fatalf("resend after the takeover: %v", err)
-			}
-			return err
-		}
-		resent = m
-		return nil
-	})
+	resent := resendRetrying(ctx, t, conv, msg)
 	if resent.ID != first.ID {
 		t.Fatalf("resend after the takeover (coordinator %s) answered %s, want %s", next.ID(), resent.ID, first.ID)
 	}
 	for _, u := range []*user{tom, jerry} {
-		copies := 0
-		it := u.cl.Conversation(cid).MessageIterator(100)
-		for {
-			page, done, err := it.Next(ctx)
-			mustNoErr(t, err)
-			for _, m := range page {
-				if m.Content == msg.Content {
-					copies++
-				}
-			}
-			if done {
-				break
-			}
-		}
-		if copies != 1 {
-			t.Fatalf("%s's history has the message %d times, want once", u.name, copies)
+		if copies := idsOf(ctx, t, u, cid, msg.Content); len(copies) != 1 {
+			t.Fatalf("%s's history has the message as %v, want once", u.name, copies)
 		}
 	}
 }

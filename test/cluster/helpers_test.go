@@ -220,6 +220,45 @@ func sendRetrying(ctx context.Context, t *testing.T, conv *client.Conversation, 
 	}
 }
 
+// resendRetrying sends msg (again, with the dt it had) until it is
+// acknowledged, retrying retryable failures for up to 20 s.
+func resendRetrying(ctx context.Context, t *testing.T, conv *client.Conversation, msg *client.OutgoingMessage) *client.Message {
+	t.Helper()
+	var stored *client.Message
+	harness.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		m, err := conv.Send(ctx, msg)
+		if err != nil {
+			if !retryable(err) {
+				t.Fatalf("resend: %v", err)
+			}
+			return err
+		}
+		stored = m
+		return nil
+	})
+	return stored
+}
+
+// idsOf returns the ids of the messages whose content is content in u's
+// history of cid.
+func idsOf(ctx context.Context, t *testing.T, u *user, cid, content string) []string {
+	t.Helper()
+	var ids []string
+	it := u.cl.Conversation(cid).MessageIterator(100)
+	for {
+		page, done, err := it.Next(ctx)
+		mustNoErr(t, err)
+		for _, m := range page {
+			if m.Content == content {
+				ids = append(ids, m.ID)
+			}
+		}
+		if done {
+			return ids
+		}
+	}
+}
+
 func mustNoErr(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {

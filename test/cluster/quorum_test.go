@@ -34,18 +34,7 @@ func TestClusterFailedQuorumSendStoredOnce(t *testing.T) {
 	}
 
 	// The resend, with the same dt, through the other side.
-	var stored *client.Message
-	harness.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		m, err := tom.cl.Conversation(cid).Send(ctx, msg)
-		if err != nil {
-			if !retryable(err) {
-				t.Fatalf("resend: %v", err)
-			}
-			return err
-		}
-		stored = m
-		return nil
-	})
+	stored := resendRetrying(ctx, t, tom.cl.Conversation(cid), msg)
 
 	c.Heal(t)
 	harness.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
@@ -55,20 +44,7 @@ func TestClusterFailedQuorumSendStoredOnce(t *testing.T) {
 		return nil
 	})
 	for _, u := range []*user{tomThere, tom, jerry} {
-		var copies []string
-		it := u.cl.Conversation(cid).MessageIterator(100)
-		for {
-			page, done, err := it.Next(ctx)
-			mustNoErr(t, err)
-			for _, m := range page {
-				if m.Content == msg.Content {
-					copies = append(copies, m.ID)
-				}
-			}
-			if done {
-				break
-			}
-		}
+		copies := idsOf(ctx, t, u, cid, msg.Content)
 		if len(copies) != 1 || copies[0] != stored.ID {
 			t.Fatalf("%s (on %s) history has the message as %v, want once as %s", u.name, u.home.ID(), copies, stored.ID)
 		}

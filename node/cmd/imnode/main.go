@@ -48,30 +48,8 @@ func run() error {
 	fs := flag.NewFlagSet("imnode", flag.ContinueOnError)
 	fs.StringVar(&cfg.NodeID, "node-id", "", "stable node id (default imnode-0)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the node's database (required)")
-	fs.Func("store-read-cache-mib", "MiB of hot records the store keeps in memory, coherent with every write (default 32, 0: off)", func(v string) error {
-		mib, err := strconv.ParseInt(v, 10, 32)
-		switch {
-		case err != nil || mib < 0:
-			return fmt.Errorf("want a number of MiB (0 or more), got %q", v)
-		case mib == 0:
-			cfg.StoreReadCacheSize = -1
-		default:
-			cfg.StoreReadCacheSize = mib << 20
-		}
-		return nil
-	})
-	fs.Func("store-dedup-filter-mib", "MiB of filters that let the store answer a message's new dt without a database look-up (default 64, 0: off)", func(v string) error {
-		mib, err := strconv.ParseInt(v, 10, 32)
-		switch {
-		case err != nil || mib < 0:
-			return fmt.Errorf("want a number of MiB (0 or more), got %q", v)
-		case mib == 0:
-			cfg.StoreDedupFilterSize = -1
-		default:
-			cfg.StoreDedupFilterSize = mib << 20
-		}
-		return nil
-	})
+	mibFlag(fs, "store-read-cache-mib", "MiB of hot records the store keeps in memory, coherent with every write (default 32, 0: off)", &cfg.StoreReadCacheSize)
+	mibFlag(fs, "store-dedup-filter-mib", "MiB of filters that let the store answer a message's new dt without a database look-up (default 64, 0: off)", &cfg.StoreDedupFilterSize)
 	fs.StringVar(&cfg.ClientAddr, "client-addr", ":8080", "client listen address: WebSocket and REST")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":8081", "admin listen address: health, metrics, admin API")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token for /admin/v1/* (empty: no check, development only)")
@@ -266,4 +244,21 @@ func writeAddrFile(path string, n *node.Node) error {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	return os.Rename(tmp, path)
+}
+
+// mibFlag defines a flag of a size in MiB stored in *dst in bytes: 0 stores
+// -1 (off), no flag leaves 0 (the default).
+func mibFlag(fs *flag.FlagSet, name, usage string, dst *int64) {
+	fs.Func(name, usage, func(v string) error {
+		mib, err := strconv.ParseInt(v, 10, 32)
+		switch {
+		case err != nil || mib < 0:
+			return fmt.Errorf("want a number of MiB (0 or more), got %q", v)
+		case mib == 0:
+			*dst = -1
+		default:
+			*dst = mib << 20
+		}
+		return nil
+	})
 }
