@@ -395,27 +395,15 @@ func (c *conn) writeInline() {
 	c.out.handOff(c.startWriter)
 }
 
-// writeFrames writes frames corked: one write system call for the batch (up
-// to corkFlushBytes each), within one WriteTimeout. Only the goroutine that
-// holds the writer's place (the out queue's consumer) calls it. On an error
-// it shuts the connection down and returns false.
+// writeFrames writes frames as one batch: one write system call (up to
+// batchFlushBytes each; batchConn.writeFrames encodes the frames itself,
+// not through gws, which would copy each frame once more), within one
+// WriteTimeout. Only the goroutine that holds the writer's place (the out
+// queue's consumer) calls it. On an error it shuts the connection down and
+// returns false.
 func (c *conn) writeFrames(frames []outFrame) bool {
 	c.renewWriteDeadline()
-	c.bc.cork()
-	var err error
-	for _, f := range frames {
-		op := gws.OpcodeBinary
-		if f.text {
-			op = gws.OpcodeText
-		}
-		if err = c.ws.WriteMessage(op, f.data); err != nil {
-			break
-		}
-	}
-	if ferr := c.bc.uncork(); err == nil {
-		err = ferr
-	}
-	if err != nil {
+	if err := c.bc.writeFrames(frames); err != nil {
 		c.shutdown(err)
 		return false
 	}
@@ -522,13 +510,10 @@ func (c *conn) writeNow(f outFrame) {
 	if f.text {
 		op = gws.OpcodeText
 	}
-	buf := batchBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
-	*buf = appendFrame((*buf)[:0], op, f.data)
+	buf := getBatchBuf()
+	*buf = appendFrame(*buf, op, f.data)
 	left, err := c.bc.tryWrite(*buf) // keeps a copy of what it did not write
-	if cap(*buf) <= corkFlushBytes {
-		*buf = (*buf)[:0] // the pool holds empty buffers (cork appends)
-		batchBufs.Put(buf)
-	}
+	putBatchBuf(buf)
 	switch {
 	case err != nil:
 		c.out.pushFront(f, c.startWriter)

@@ -297,7 +297,7 @@ func (g *Gateway) sweep() {
 const readBufferSize = 512
 
 // upgrade hijacks the HTTP connection and upgrades it to a WebSocket whose
-// socket is a batchConn (the writer's corked writes), with a small read
+// socket is a batchConn (the writer's batched writes), with a small read
 // buffer.
 func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, *batchConn, error) {
 	hj, ok := w.(http.Hijacker)

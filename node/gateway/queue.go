@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"github.com/lxzan/gws"
@@ -212,30 +211,30 @@ func (q *fifo[T]) len() int {
 	return len(q.items) - q.head
 }
 
-// corkFlushBytes is the most a corked socket buffers before writing.
-const corkFlushBytes = 64 << 10
+// batchFlushBytes is the most a batch of frames (batchConn.writeFrames)
+// buffers before writing.
+const batchFlushBytes = 64 << 10
 
-// batchConn lets the connection's writer coalesce the frames it finds queued
-// into one write system call: between cork and uncork, writes to the socket
-// (by gws, whoever calls it: the writer, a pong from the reader, a close
-// frame) are appended to a buffer, written when it reaches corkFlushBytes,
-// at uncork, or before the socket closes. Uncorked, a write goes straight
-// to the socket. Reads and deadlines pass through.
+// batchConn is a client socket with the writes of the out queue's
+// consumer: writeFrames encodes every frame the writer took into one buffer
+// and writes it with one system call (up to batchFlushBytes each), and
+// tryWrite writes one push without blocking. gws's own writes (the
+// handshake's response, a pong, a close frame) pass through Write, whole
+// frames each, under the same lock, so frames never interleave. Reads and
+// deadlines pass through.
 type batchConn struct {
 	net.Conn
 	// raw is the socket's descriptor for tryWrite; nil when the connection
 	// has none (TLS), and then every frame goes through the writer.
 	raw syscall.RawConn
 
-	mu     sync.Mutex
-	corked bool
-	buf    *[]byte // from batchBufs while corked
+	mu sync.Mutex
 	// pending is the part of a frame tryWrite wrote only in part: it is
-	// written before anything else (Write, cork, flushPending).
+	// written before anything else (Write, writeFrames, flushPending).
 	pending []byte
 	// closing is set when gws writes a close frame (every gws write after
 	// the handshake is one whole frame): no frame may follow it, so
-	// tryWrite stops.
+	// writeFrames and tryWrite stop.
 	closing bool
 }
 
@@ -249,8 +248,23 @@ func newBatchConn(c net.Conn) *batchConn {
 	return b
 }
 
-// batchBufs recycles cork buffers, so only sockets that are writing hold one.
+// batchBufs recycles the buffers frames are encoded into, so only sockets
+// that are writing hold one.
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// getBatchBuf takes an empty buffer from batchBufs.
+func getBatchBuf() *[]byte {
+	return batchBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
+}
+
+// putBatchBuf returns buf to batchBufs, empty, unless it grew past
+// batchFlushBytes (a large frame): the pool keeps only ordinary ones.
+func putBatchBuf(buf *[]byte) {
+	if cap(*buf) <= batchFlushBytes {
+		*buf = (*buf)[:0]
+		batchBufs.Put(buf)
+	}
+}
 
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
@@ -258,27 +272,48 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	if isCloseFrame(p) {
 		b.closing = true
 	}
-	if !b.corked {
-		if err := b.flushPendingLocked(); err != nil {
-			return 0, err
-		}
-		return b.Conn.Write(p)
+	if err := b.flushPendingLocked(); err != nil {
+		return 0, err
 	}
-	*b.buf = append(*b.buf, p...)
-	if len(*b.buf) >= corkFlushBytes {
-		if err := b.flushLocked(); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
+	return b.Conn.Write(p)
 }
 
-func (b *batchConn) flushLocked() error {
-	if len(*b.buf) == 0 {
-		return nil
+// errSocketClosing: a close frame was written, no frame may follow.
+var errSocketClosing = errors.New("gateway: the socket is closing")
+
+// writeFrames writes what tryWrite left, then frames, encoded as final,
+// unmasked, uncompressed frames (as gws writes them) into one buffer,
+// with one write system call per batchFlushBytes, blocking within the
+// socket's write deadline. Once a close frame was written it writes
+// nothing and returns errSocketClosing.
+func (b *batchConn) writeFrames(frames []outFrame) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		return errSocketClosing
 	}
-	_, err := b.Conn.Write(*b.buf)
-	*b.buf = (*b.buf)[:0]
+	buf := getBatchBuf()
+	defer putBatchBuf(buf)
+	out := append(*buf, b.pending...)
+	b.pending = nil
+	var err error
+	for _, f := range frames {
+		op := gws.OpcodeBinary
+		if f.text {
+			op = gws.OpcodeText
+		}
+		out = appendFrame(out, op, f.data)
+		if len(out) >= batchFlushBytes {
+			if _, err = b.Conn.Write(out); err != nil {
+				break
+			}
+			out = out[:0]
+		}
+	}
+	if err == nil && len(out) > 0 {
+		_, err = b.Conn.Write(out)
+	}
+	*buf = out
 	return err
 }
 
@@ -288,18 +323,6 @@ func (b *batchConn) flushLocked() error {
 // with 'H' (0x48), whose low bits are opcode 8 too.
 func isCloseFrame(p []byte) bool {
 	return len(p) > 0 && p[0] == 0x80|byte(gws.OpcodeCloseConnection)
-}
-
-// cork starts buffering writes.
-func (b *batchConn) cork() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.corked {
-		b.corked = true
-		b.buf = batchBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
-		*b.buf = append((*b.buf)[:0], b.pending...)
-		b.pending = nil
-	}
 }
 
 func (b *batchConn) flushPendingLocked() error {
@@ -327,8 +350,7 @@ func (b *batchConn) flushPending() error {
 }
 
 // errNoDirectWrite: tryWrite did not write (no descriptor, another write
-// in progress, a close frame written, or the writer's batch or a pending
-// part comes first).
+// in progress, a close frame written, or a pending part comes first).
 var errNoDirectWrite = errors.New("gateway: no direct write")
 
 // tryWrite writes one encoded WebSocket frame with one non-blocking system
@@ -346,7 +368,7 @@ func (b *batchConn) tryWrite(frame []byte) (left bool, err error) {
 		return false, errNoDirectWrite
 	}
 	defer b.mu.Unlock()
-	if b.corked || b.closing || len(b.pending) > 0 {
+	if b.closing || len(b.pending) > 0 {
 		return false, errNoDirectWrite
 	}
 	var n int
@@ -385,37 +407,4 @@ func appendFrame(dst []byte, op gws.Opcode, payload []byte) []byte {
 		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
 	}
 	return append(dst, payload...)
-}
-
-// uncork writes what was buffered since cork and stops buffering.
-func (b *batchConn) uncork() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.corked {
-		return nil
-	}
-	err := b.flushLocked()
-	b.corked = false
-	if cap(*b.buf) <= corkFlushBytes {
-		batchBufs.Put(b.buf)
-	}
-	b.buf = nil
-	return err
-}
-
-// closeFlushTimeout bounds the write of what is buffered at Close.
-const closeFlushTimeout = time.Second
-
-// Close writes what is buffered (a close frame written while corked), for at
-// most closeFlushTimeout, and closes the socket. A write in progress (a
-// slow client) is not waited for: closing the socket ends it.
-func (b *batchConn) Close() error {
-	if b.mu.TryLock() {
-		if b.corked {
-			_ = b.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
-			_ = b.flushLocked()
-		}
-		b.mu.Unlock()
-	}
-	return b.Conn.Close()
 }

@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"sync/atomic"
 	"testing"
+
+	"github.com/lxzan/gws"
 )
 
 // TestFifoBoundOrderAndConsumer checks the queue's bound, its order, that
@@ -141,63 +144,64 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	return client, server
 }
 
-// TestBatchConnCoalescesWrites checks that corked writes reach the socket
-// as one write (and uncorked ones one each), in order and intact, that a
-// large batch is written every corkFlushBytes, and that Close writes what
-// is buffered before closing.
+// TestBatchConnCoalescesWrites checks that the frames of one batch reach
+// the socket as one write, encoded as gws would and in order, that a
+// large batch is written every batchFlushBytes, that what tryWrite left is
+// written first, and that nothing is written after a close frame.
 func TestBatchConnCoalescesWrites(t *testing.T) {
 	client, server := tcpPair(t)
 	cc := &countingConn{Conn: server}
 	bc := &batchConn{Conn: cc}
-	var want bytes.Buffer
-	write := func(s string) {
-		if _, err := bc.Write([]byte(s)); err != nil {
-			t.Fatal(err)
-		}
-		want.WriteString(s)
-	}
-
-	bc.cork()
+	var want []byte
+	var frames []outFrame
 	for i := range 10 {
-		write(string(rune('a' + i)))
+		f := outFrame{data: []byte{byte('a' + i)}, text: i%2 == 0}
+		frames = append(frames, f)
+		op := gws.OpcodeBinary
+		if f.text {
+			op = gws.OpcodeText
+		}
+		want = appendFrame(want, op, f.data)
 	}
-	if n := cc.writes.Load(); n != 0 {
-		t.Fatalf("%d socket writes while corked", n)
-	}
-	if err := bc.uncork(); err != nil {
+	bc.pending = []byte("left-")
+	want = append([]byte("left-"), want...)
+	if err := bc.writeFrames(frames); err != nil {
 		t.Fatal(err)
 	}
 	if n := cc.writes.Load(); n != 1 {
-		t.Fatalf("10 corked frames took %d socket writes, want 1", n)
-	}
-	write("x")
-	write("y")
-	if n := cc.writes.Load(); n != 3 {
-		t.Fatalf("2 uncorked writes: %d socket writes in total, want 3", n)
+		t.Fatalf("a batch of 10 frames took %d socket writes, want 1", n)
 	}
 
-	// A batch larger than corkFlushBytes is written as it grows. The reader
-	// drains concurrently so the socket never blocks.
+	// A batch larger than batchFlushBytes is written as it grows. The
+	// reader drains concurrently so the socket never blocks.
 	got := make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(client)
 		got <- b
 	}()
-	bc.cork()
 	chunk := bytes.Repeat([]byte("z"), 1000)
-	for range 3 * corkFlushBytes / len(chunk) {
-		write(string(chunk))
+	frames = frames[:0]
+	for range 3 * batchFlushBytes / len(chunk) {
+		frames = append(frames, outFrame{data: chunk})
+		want = appendFrame(want, gws.OpcodeBinary, chunk)
 	}
-	if n := cc.writes.Load(); n < 3+2 {
-		t.Fatalf("%d socket writes after %d corked bytes, want at least 2 intermediate flushes", n, 3*corkFlushBytes)
-	}
-	// Close while corked (a close frame written during a batch) writes the
-	// rest first.
-	write("close-frame")
-	if err := bc.Close(); err != nil {
+	if err := bc.writeFrames(frames); err != nil {
 		t.Fatal(err)
 	}
-	if b := <-got; !bytes.Equal(b, want.Bytes()) {
-		t.Fatalf("peer read %d bytes, want %d (same order)", len(b), want.Len())
+	if n := cc.writes.Load(); n < 1+3 {
+		t.Fatalf("%d socket writes after a batch of %d bytes, want at least 3", n, 3*batchFlushBytes)
+	}
+	// A close frame (as gws writes it) ends the socket's frames.
+	closeFrame := appendFrame(nil, gws.OpcodeCloseConnection, []byte{0x03, 0xe8})
+	if _, err := bc.Write(closeFrame); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, closeFrame...)
+	if err := bc.writeFrames([]outFrame{{data: []byte("late")}}); !errors.Is(err, errSocketClosing) {
+		t.Fatalf("a batch after the close frame: %v, want errSocketClosing", err)
+	}
+	_ = server.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("peer read %d bytes, want %d (same order)", len(b), len(want))
 	}
 }
