@@ -285,7 +285,18 @@ func scanRequestID(b []byte) (int32, bool) {
 // startWorker launches the worker on one of the gateway's warm goroutines
 // (Gateway.pool); the inbound queue calls it (under its lock) when a command
 // arrives and none runs.
-func (c *conn) startWorker() { c.g.pool.Go(c.work) }
+func (c *conn) startWorker() { c.g.pool.Run((*connWorker)(c)) }
+
+// connWorker and connWriter are a conn as the pool's task of its worker and
+// of its writer: handing them over costs no allocation, where the method
+// values c.work and c.write would allocate a closure each time.
+type (
+	connWorker conn
+	connWriter conn
+)
+
+func (w *connWorker) Run() { (*conn)(w).work() }
+func (w *connWriter) Run() { (*conn)(w).write() }
 
 // work runs the queued commands in arrival order and returns when the
 // queue is empty or closed.
@@ -341,7 +352,7 @@ func (c *conn) setBusy(b bool) {
 // startWriter launches the writer on one of the gateway's warm goroutines
 // (Gateway.pool); the outbound queue calls it (under its lock) when a frame
 // is queued and none runs.
-func (c *conn) startWriter() { c.g.pool.Go(c.write) }
+func (c *conn) startWriter() { c.g.pool.Run((*connWriter)(c)) }
 
 // write is the writer goroutine: each round it takes every queued frame
 // and writes it (writeFrames). It returns when the queue is empty or

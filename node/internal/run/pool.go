@@ -41,10 +41,20 @@ type Pool struct {
 	wg sync.WaitGroup
 }
 
-// poolWorker is an idle worker's mailbox: the next function (nil: exit).
+// Task is what a pool runs. A pointer type whose Run method does the work
+// (Pool.Run) costs no allocation to hand over, where a method value given
+// to Go allocates its closure each time.
+type Task interface{ Run() }
+
+// funcTask runs a function as a Task.
+type funcTask func()
+
+func (f funcTask) Run() { f() }
+
+// poolWorker is an idle worker's mailbox: the next task (nil: exit).
 type poolWorker struct {
-	next  chan func() // capacity 1: handing over never blocks
-	since time.Time   // when it became idle
+	next  chan Task // capacity 1: handing over never blocks
+	since time.Time // when it became idle
 }
 
 // NewPool returns a pool that keeps at most max warm workers (at least
@@ -53,12 +63,15 @@ func NewPool(maxWorkers int, idle time.Duration) *Pool {
 	return &Pool{max: max(maxWorkers, 1), idle: max(idle, time.Millisecond), stop: make(chan struct{})}
 }
 
-// Go runs f on a goroutine of the pool: an idle warm worker, a new warm
+// Go runs f on a goroutine of the pool, as Run.
+func (p *Pool) Go(f func()) { p.Run(funcTask(f)) }
+
+// Run runs t on a goroutine of the pool: an idle warm worker, a new warm
 // worker while fewer than the pool's bound exist, or, when all are busy or
 // the pool is closed, a goroutine of its own. It never blocks and never runs
-// f on the caller's goroutine, so it may be called under the caller's
+// t on the caller's goroutine, so it may be called under the caller's
 // locks. It must not be called once Wait has returned.
-func (p *Pool) Go(f func()) {
+func (p *Pool) Run(t Task) {
 	p.mu.Lock()
 	if !p.closed {
 		if n := len(p.ready); n > 0 {
@@ -66,7 +79,7 @@ func (p *Pool) Go(f func()) {
 			p.ready[n-1] = nil
 			p.ready = p.ready[:n-1]
 			p.mu.Unlock()
-			w.next <- f
+			w.next <- t
 			return
 		}
 		if p.workers < p.max {
@@ -78,7 +91,7 @@ func (p *Pool) Go(f func()) {
 			}
 			p.wg.Add(1)
 			p.mu.Unlock()
-			go p.work(f)
+			go p.work(t)
 			return
 		}
 	}
@@ -86,21 +99,21 @@ func (p *Pool) Go(f func()) {
 	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		f()
+		t.Run()
 	}()
 }
 
-// work is a warm worker: it runs f, then the functions Go hands it, until
+// work is a warm worker: it runs t, then the tasks Run hands it, until
 // the reaper or Close retires it.
-func (p *Pool) work(f func()) {
+func (p *Pool) work(t Task) {
 	defer p.wg.Done()
-	w := &poolWorker{next: make(chan func(), 1)}
-	for f != nil {
-		f()
+	w := &poolWorker{next: make(chan Task, 1)}
+	for t != nil {
+		t.Run()
 		if !p.park(w) {
 			return
 		}
-		f = <-w.next
+		t = <-w.next
 	}
 }
 

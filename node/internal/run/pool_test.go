@@ -176,3 +176,32 @@ func TestPoolCloseStopsWorkers(t *testing.T) {
 		t.Fatalf("%d workers after Close, want 0", n)
 	}
 }
+
+// countTask is a Task that counts its runs.
+type countTask struct{ runs chan struct{} }
+
+func (c *countTask) Run() { c.runs <- struct{}{} }
+
+// TestPoolRunDoesNotAllocate: handing a pointer Task to a warm worker
+// costs no allocation.
+func TestPoolRunDoesNotAllocate(t *testing.T) {
+	p := NewPool(1, time.Minute)
+	defer p.Wait()
+	defer p.Close()
+	task := &countTask{runs: make(chan struct{})}
+	parked := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.ready) == 1
+	}
+	p.Run(task)
+	<-task.runs
+	waitFor(t, "the worker to park", parked)
+	if allocs := testing.AllocsPerRun(50, func() {
+		p.Run(task)
+		<-task.runs
+		waitFor(t, "the worker to park", parked)
+	}); allocs != 0 {
+		t.Fatalf("Run of a warm worker allocated %v times, want 0", allocs)
+	}
+}
