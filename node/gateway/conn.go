@@ -14,9 +14,14 @@ import (
 	"github.com/imcluster/imcluster/node/protocol/pb"
 )
 
-// outFrame is one encoded frame waiting for the writer.
+// outFrame is one encoded frame waiting for the writer: data, then, when
+// peer is set (a push to a binary socket), GenericCommand field 4 (peerId)
+// with peer, appended as the frame is written (appendOutFrame), so that a
+// push marshalled once serves all its receivers without a copy for each
+// (DeliverEncoded).
 type outFrame struct {
 	data []byte
+	peer string
 	text bool
 }
 
@@ -517,12 +522,8 @@ func (c *conn) enqueue(f outFrame) {
 // goes to the writer goroutine, which also meets any error of the socket's
 // and shuts it down, so the delivering goroutine never waits for a socket.
 func (c *conn) writeNow(f outFrame) {
-	op := gws.OpcodeBinary
-	if f.text {
-		op = gws.OpcodeText
-	}
 	buf := getBatchBuf()
-	*buf = appendFrame(*buf, op, f.data)
+	*buf = appendOutFrame(*buf, f)
 	left, err := c.bc.tryWrite(*buf) // keeps a copy of what it did not write
 	putBatchBuf(buf)
 	switch {

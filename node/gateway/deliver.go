@@ -17,8 +17,8 @@ import (
 // handed to a goroutine of its own that closes it as a slow consumer
 // (conn.slow), and the other recipients are served meanwhile.
 //
-// The frame is marshalled once; each recipient's copy appends its peerId
-// field (protobuf decoders accept fields in any order).
+// The frame is marshalled once; each recipient's frame gets its peerId
+// field appended (protobuf decoders accept fields in any order).
 func (g *Gateway) Deliver(app string, clientIDs []string, except conversation.SessionID, cmd *pb.GenericCommand) {
 	if cmd.PeerId != nil || cmd.I != nil {
 		cmd = proto.CloneOf(cmd)
@@ -38,25 +38,30 @@ func (g *Gateway) Deliver(app string, clientIDs []string, except conversation.Se
 
 // DeliverEncoded is Deliver for a frame already marshalled without peerId
 // and i (pushes relayed from another node). It never blocks.
+//
+// Every binary socket's frame shares base: its receiver's peerId is
+// appended as the frame is written (outFrame.peer), so a push costs no
+// copy per receiver; a base64 socket's frame is encoded once per client.
 func (g *Gateway) DeliverEncoded(app string, clientIDs []string, except conversation.SessionID, base []byte) {
 	sessions := g.reg.sessionsOf(app, clientIDs)
-	var raw, b64 []byte
+	var b64 []byte
 	for i, s := range sessions {
 		if i == 0 || s.clientID != sessions[i-1].clientID {
-			raw, b64 = withPeerID(base, s.clientID), nil // the client's sessions share its frame
+			b64 = nil // the client's base64 sessions share its frame
 		}
 		if s.id == except {
 			continue
 		}
 		if s.conn.sub == protocol.SubprotocolBase64 {
 			if b64 == nil {
+				raw := withPeerID(base, s.clientID)
 				b64 = make([]byte, base64.StdEncoding.EncodedLen(len(raw)))
 				base64.StdEncoding.Encode(b64, raw)
 			}
 			s.conn.push(outFrame{data: b64, text: true})
 			continue
 		}
-		s.conn.push(outFrame{data: raw})
+		s.conn.push(outFrame{data: base, peer: s.clientID})
 	}
 	g.metrics.pushes.Add(float64(len(sessions)))
 }

@@ -131,6 +131,9 @@ func TestPushToIdleSocketIsWrittenDirectly(t *testing.T) {
 		if queued != 0 || writer {
 			t.Fatalf("push %d: %d frames queued, writer running %v; want it written by Deliver", i, queued, writer)
 		}
-		bob.next(func(r *pb.GenericCommand) bool { return r.GetCmd() == pb.CommandType_direct })
+		r := bob.next(func(r *pb.GenericCommand) bool { return r.GetCmd() == pb.CommandType_direct })
+		if r.GetPeerId() != "bob" || r.GetDirectMessage().GetMsg() != "hi" {
+			t.Fatalf("push %d arrived as %v, want peerId bob and msg hi", i, r)
+		}
 	}
 }

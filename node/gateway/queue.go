@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/lxzan/gws"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // fifo is a bounded FIFO queue with an on-demand consumer: the push that
@@ -31,7 +32,7 @@ type fifo[T any] struct {
 }
 
 // keptItemBytes bounds the emptied buffer a fifo keeps for its next burst
-// (two outbound frames, eight commands); a larger one is dropped.
+// (one outbound frame, eight commands); a larger one is dropped.
 const keptItemBytes = 64
 
 // compact moves the queued items to the front of a full buffer before an
@@ -298,11 +299,7 @@ func (b *batchConn) writeFrames(frames []outFrame) error {
 	b.pending = nil
 	var err error
 	for _, f := range frames {
-		op := gws.OpcodeBinary
-		if f.text {
-			op = gws.OpcodeText
-		}
-		out = appendFrame(out, op, f.data)
+		out = appendOutFrame(out, f)
 		if len(out) >= batchFlushBytes {
 			if _, err = b.Conn.Write(out); err != nil {
 				break
@@ -392,11 +389,33 @@ func (b *batchConn) tryWrite(frame []byte) (left bool, err error) {
 	return false, nil
 }
 
+// appendOutFrame encodes f as a WebSocket frame (appendFrame), its peerId
+// field after its data.
+func appendOutFrame(dst []byte, f outFrame) []byte {
+	op := gws.OpcodeBinary
+	if f.text {
+		op = gws.OpcodeText
+	}
+	if f.peer == "" {
+		return appendFrame(dst, op, f.data)
+	}
+	field := 1 + protowire.SizeBytes(len(f.peer))
+	dst = appendFrameHeader(dst, op, len(f.data)+field)
+	dst = append(dst, f.data...)
+	dst = protowire.AppendTag(dst, 4, protowire.BytesType)
+	return protowire.AppendString(dst, f.peer)
+}
+
 // appendFrame encodes a final, unmasked server frame (RFC 6455 5.2), as gws
 // writes them without compression.
 func appendFrame(dst []byte, op gws.Opcode, payload []byte) []byte {
+	return append(appendFrameHeader(dst, op, len(payload)), payload...)
+}
+
+// appendFrameHeader encodes the header of appendFrame's frame of n bytes.
+func appendFrameHeader(dst []byte, op gws.Opcode, n int) []byte {
 	dst = append(dst, 0x80|byte(op))
-	switch n := len(payload); {
+	switch {
 	case n < 126:
 		dst = append(dst, byte(n))
 	case n <= 0xffff:
@@ -406,5 +425,5 @@ func appendFrame(dst []byte, op gws.Opcode, payload []byte) []byte {
 		dst = append(dst, 127)
 		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
 	}
-	return append(dst, payload...)
+	return dst
 }

@@ -163,13 +163,18 @@ func TestBatchConnCoalescesWrites(t *testing.T) {
 		}
 		want = appendFrame(want, op, f.data)
 	}
+	// A push to a binary socket: its peerId field is appended as written,
+	// as withPeerID would.
+	push := outFrame{data: []byte("push"), peer: "bob"}
+	frames = append(frames, push)
+	want = appendFrame(want, gws.OpcodeBinary, withPeerID(push.data, push.peer))
 	bc.pending = []byte("left-")
 	want = append([]byte("left-"), want...)
 	if err := bc.writeFrames(frames); err != nil {
 		t.Fatal(err)
 	}
 	if n := cc.writes.Load(); n != 1 {
-		t.Fatalf("a batch of 10 frames took %d socket writes, want 1", n)
+		t.Fatalf("a batch of 11 frames took %d socket writes, want 1", n)
 	}
 
 	// A batch larger than batchFlushBytes is written as it grows. The
