@@ -175,6 +175,15 @@ type lockCheckKV struct {
 	t    testing.TB
 	e    *Engine
 	fail atomic.Pointer[func(b *store.Batch) error]
+	// scan, if set, runs before every Scan with its lower bound.
+	scan atomic.Pointer[func(lower []byte)]
+}
+
+func (k *lockCheckKV) Scan(lower, upper []byte, reverse bool, fn func(k, v []byte) (bool, error)) error {
+	if f := k.scan.Load(); f != nil {
+		(*f)(lower)
+	}
+	return k.Store.Scan(lower, upper, reverse, fn)
 }
 
 func (k *lockCheckKV) Commit(b *store.Batch) error {

@@ -681,7 +681,7 @@ func (e *Engine) outboxLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		for _, shard := range e.shards.Coordinated() {
-			if !e.drainOutboxShard(shard) {
+			if !e.drainOutboxShard(ctx, shard) {
 				break
 			}
 		}
@@ -690,11 +690,17 @@ func (e *Engine) outboxLoop(ctx context.Context) {
 
 // drainOutboxShard starts runners for the conversations with entries in
 // shard, one scan step per conversation. It reports false when the runners
-// are all busy.
-func (e *Engine) drainOutboxShard(shard uint16) bool {
+// are all busy or ctx is done: a scan of a shard the node stopped
+// coordinating meanwhile retries for a while before it fails, so a
+// stopping engine must not go on to the next one (a walk over every shard
+// held a node's shutdown for minutes).
+func (e *Engine) drainOutboxShard(ctx context.Context, shard uint16) bool {
 	lower := store.OutboxPrefix(shard).Bytes()
 	upper := store.PrefixEnd(lower)
 	for {
+		if ctx.Err() != nil {
+			return false
+		}
 		var ref convRef
 		found := false
 		err := e.st.Scan(lower, upper, false, func(k, _ []byte) (bool, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -544,5 +545,46 @@ func TestOutboxLateApplyLosesToLaterCommand(t *testing.T) {
 	}
 	if h.indexed(member, cid) {
 		t.Fatal("the add's entry applied after the remove indexed the member again")
+	}
+}
+
+// TestOutboxLoopStopsBetweenShards: a stopping engine's drainer does not go
+// on to the next shard. A scan of a shard the node no longer coordinates
+// retries for a while before it fails, and the drainer walked every shard
+// that way after Stop, holding a node's shutdown for minutes.
+func TestOutboxLoopStopsBetweenShards(t *testing.T) {
+	h := newHarness(t)
+	h.e.cfg.OutboxInterval = time.Millisecond
+	isOutbox := func(lower []byte) bool {
+		for s := range h.e.shards.Count() {
+			if bytes.HasPrefix(lower, store.OutboxPrefix(uint16(s)).Bytes()) {
+				return true
+			}
+		}
+		return false
+	}
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var scans atomic.Int32
+	hook := func(lower []byte) {
+		if !isOutbox(lower) {
+			return
+		}
+		scans.Add(1)
+		select {
+		case entered <- struct{}{}:
+			<-release
+		default:
+		}
+	}
+	h.kv.scan.Store(&hook)
+	ctx, cancel := context.WithCancel(t.Context())
+	h.e.Start(ctx)
+	<-entered // the drainer is in its first shard's scan
+	cancel()  // as Stop does before it waits for the drainer
+	close(release)
+	h.e.Stop()
+	if n := scans.Load(); n != 1 {
+		t.Fatalf("the drainer scanned %d shards' outboxes, want 1: it went on after its context was cancelled", n)
 	}
 }
