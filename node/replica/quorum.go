@@ -16,23 +16,26 @@ import (
 
 // Quorum writes: a write is visible only once W replicas hold it.
 //
-// The coordinator sends a write to the other replicas (wire.Prepare), which
-// store it pending (durable, invisible to reads, digests and syncs:
-// store.PutPending). Once W-1 of them hold it, and only if it still holds
-// the lease under the same term and no later term began in its store (the
-// check a replica's Prepare makes: inTermHere), the coordinator makes it
-// visible in its own store, in one synced batch (store.CommitUnpended:
-// W copies now), and answers; then it tells the replicas that hold it (a
-// commit notice, carried by the next wire.Prepare to that replica or sent
-// on its own as wire.CommitNotice: sendCommit), which make their copies
-// visible. The coordinator keeps no pending copy of its own: it would
-// only ever be made after the others' were durable, so it decides nothing
-// (commitHere says why a crash at any point leaves nothing a takeover
-// mishandles). With W = 1 the coordinator commits at once (commitAlone). A
-// lost notice is safe: the write is visible on the coordinator, pending on
-// the others, and the next holder's resolution (below) or anti-entropy from
-// the coordinator makes it visible everywhere; pending records left behind
-// are dropped by the next resolution.
+// The coordinator stores a write pending (durable, invisible to reads,
+// digests and syncs: store.PutPending) on itself, unless a later term began
+// in its store (the check a replica's Prepare makes: inTermHere), and sends
+// it to the other replicas (wire.Prepare), which store it pending too.
+// Once W replicas
+// (itself included) hold it, and only if it still holds the lease under the
+// same term, the coordinator makes it visible in its own store
+// (store.CommitWrite) and answers; then it tells the replicas that hold it
+// (a commit notice, carried by the next wire.Prepare to that replica or
+// sent on its own as wire.CommitNotice: sendCommit), which make their
+// copies visible. A lost
+// notice is safe: the write is visible on the coordinator, pending on the
+// others, and the next holder's resolution (below) or anti-entropy from the
+// coordinator makes it visible everywhere; pending records left behind are
+// dropped by the next resolution.
+//
+// A write whose quorum the coordinator meets alone (W = 1) skips the
+// pending phase, which would decide nothing: commitAlone makes it visible
+// here in one synced batch under the same lease and term checks, and the
+// other replicas get it as above.
 //
 // Terms. Each lease holder writes under a term (epoch) of the shard. A node
 // that takes a lease over (another node held it last, a granter does not
@@ -179,9 +182,9 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 	if need <= 1 {
 		return rs.commitAlone(shard, w, ws, start)
 	}
-	// The coordinator's own copy is the visible commit it makes once W-1
-	// other replicas hold the write pending (finishWrite): counted here
-	// ahead, it exists before the write is answered.
+	if err := rs.inTermHere(shard, epoch, func() error { return rs.st.PutPending(shard, w) }); err != nil {
+		return rs.settle(shard, w, ws, err)
+	}
 	q := &quorumWait{results: results, acks: 1, left: len(replicas) - 1, need: need}
 	if !q.wait(ctx) {
 		// The caller gives up, but the write is still in flight: its
@@ -226,47 +229,44 @@ func (q *quorumWait) wait(ctx context.Context) bool {
 	return true
 }
 
-// finishWrite makes a write that W-1 other replicas hold pending visible
-// here (commitHere), which makes W copies; if fewer hold it, or this node
-// no longer holds the lease under the write's term, it steps down.
+// finishWrite makes a write W replicas hold visible here, if this node
+// still holds the lease under the write's term; otherwise it steps down.
 func (rs *Set) finishWrite(shard uint16, w store.PendingWrite, ws *writeState, q *quorumWait, start time.Time) error {
+	rs.met.writeSeconds.Observe(time.Since(start).Seconds())
 	if q.acks < q.need {
-		rs.met.writeSeconds.Observe(time.Since(start).Seconds())
 		rs.met.quorumFailures.Inc()
 		return rs.settle(shard, w, ws, fmt.Errorf("%w: %d of %d acknowledged (%v)", ErrQuorum, q.acks, q.need, q.lastErr))
 	}
-	return rs.commitAlone(shard, w, ws, start)
+	return rs.settle(shard, w, ws, rs.commitHere(shard, w, false))
 }
 
-// commitAlone makes a write visible here once this node's copy is the last
-// one its quorum needs: at once when it meets the quorum alone (W = 1),
-// after W-1 other replicas hold it pending otherwise (finishWrite).
+// commitAlone makes visible a write whose quorum this node meets alone
+// (W = 1): in one store batch, fsync'd unless the write is NoSync, with no
+// pending record. A pending phase would decide nothing here, since no
+// other replica's answer is waited for; the pending path would store the
+// write, fsync it and commit it at once. The rules of that path still
+// hold (commitHere), and the other replicas get the write as on the
+// pending path (wire.Prepare, then a commit notice).
 func (rs *Set) commitAlone(shard uint16, w store.PendingWrite, ws *writeState, start time.Time) error {
-	err := rs.commitHere(shard, w)
+	err := rs.commitHere(shard, w, true)
 	rs.met.writeSeconds.Observe(time.Since(start).Seconds())
 	return rs.settle(shard, w, ws, err)
 }
 
-// commitHere makes w visible in this node's store, in one batch synced
-// unless the write is NoSync and with no pending record of its own
-// (store.CommitUnpended), if this node still holds the lease under w's
-// term (the lease or the term may have changed while the write was in
-// flight, and a new holder may have resolved the shard without it) and no
-// later term began in its store (inTermHere, the check a replica's
-// Prepare makes; the lease is checked first: Set.terms is never held with
-// the lease's lock).
-//
-// A pending copy here would add nothing: the copy is made only once the
-// write's other W-1 copies are durable, so it is never the one that makes
-// an unacknowledged write count, and a crash leaves the batch whole or
-// absent. Whole, the write is on W replicas (this one visible, which a
-// takeover's catch-up copies; the others pending, which its resolution
-// rolls forward: the granters include one of them when W > R/2). Absent,
-// the write was never answered, and the others' pending copies are settled
-// as for any write whose coordinator died before it answered.
-func (rs *Set) commitHere(shard uint16, w store.PendingWrite) error {
+// commitHere makes w visible in this node's store if this node still holds
+// the lease under w's term: the lease or the term may have changed while
+// the write was in flight, and a new holder may have resolved the shard
+// without it. The pending path (alone false) commits without a sync, since
+// the pending record is synced (see store.CommitWriteNoSync). Alone, the
+// write is committed in one batch (store.CommitUnpended) under the term
+// check its pending copy would have had (inTermHere; the lease is checked
+// first: Set.terms is never held with the lease's lock).
+func (rs *Set) commitHere(shard uint16, w store.PendingWrite, alone bool) error {
 	if cur, ok := rs.writeEpoch(shard); !ok || cur != w.Epoch {
 		return fmt.Errorf("%w: the lease moved while the write was in flight", ErrQuorum)
+	}
+	if !alone {
+		return rs.st.CommitWriteNoSync(shard, w)
 	}
 	return rs.inTermHere(shard, w.Epoch, func() error { return rs.st.CommitUnpended(shard, w) })
 }

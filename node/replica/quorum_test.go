@@ -553,43 +553,38 @@ func TestReplicaOpVersionKept(t *testing.T) {
 	}
 }
 
-// A coordinator makes its write visible in one store batch, with no
-// pending record of its own, whether it meets the quorum alone (W = 1) or
-// once W-1 other replicas hold the write pending (W = 2); the other
-// replicas hold it pending until its commit notice makes it visible.
-func TestReplicaQuorumCoordinatorOneBatch(t *testing.T) {
-	for _, quorum := range []int{1, 2} {
-		t.Run(fmt.Sprintf("W=%d", quorum), func(t *testing.T) {
-			n, reps := newTestNetConfig(t, func(c *Config) { c.WriteQuorum = quorum })
-			p := reps[0]
-			n.waitTerm(t, p)
-			const writes = 5
-			for i := range writes {
-				key := fmt.Sprintf("m%d", i)
-				if err := n.put(p, key, "x"); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := n.sets[p].LocalGet(testKey(key)); err != nil {
-					t.Fatalf("the coordinator does not serve its acknowledged write %s: %v", key, err)
-				}
+// A write whose quorum its coordinator meets alone (W = 1) is made visible
+// there in one store batch, with no pending record, and still reaches the
+// other replicas, pending there until its commit notice makes it visible.
+func TestReplicaQuorumAloneOneBatch(t *testing.T) {
+	n, reps := newTestNetConfig(t, func(c *Config) { c.WriteQuorum = 1 })
+	p := reps[0]
+	n.waitTerm(t, p)
+	const writes = 5
+	for i := range writes {
+		key := fmt.Sprintf("m%d", i)
+		if err := n.put(p, key, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.sets[p].LocalGet(testKey(key)); err != nil {
+			t.Fatalf("the coordinator does not serve its acknowledged write %s: %v", key, err)
+		}
+	}
+	if pend, unpended := n.sets[p].st.WriteCounts(); pend != 0 || unpended != writes {
+		t.Fatalf("the coordinator stored %d writes pending and %d in one batch; want 0 and %d", pend, unpended, writes)
+	}
+	waitFor(t, "the other replicas", func() bool {
+		for i := range writes {
+			if len(n.visible(fmt.Sprintf("m%d", i))) != 3 {
+				return false
 			}
-			if pend, unpended := n.sets[p].st.WriteCounts(); pend != 0 || unpended != writes {
-				t.Fatalf("the coordinator stored %d writes pending and %d in one batch; want 0 and %d", pend, unpended, writes)
-			}
-			waitFor(t, "the other replicas", func() bool {
-				for i := range writes {
-					if len(n.visible(fmt.Sprintf("m%d", i))) != 3 {
-						return false
-					}
-				}
-				return n.pending(t, "a")+n.pending(t, "b")+n.pending(t, "c") == 0
-			})
-			for _, id := range reps[1:] {
-				if pend, _ := n.sets[id].st.WriteCounts(); pend != writes {
-					t.Fatalf("replica %s held %d writes pending; want %d", id, pend, writes)
-				}
-			}
-		})
+		}
+		return n.pending(t, "a")+n.pending(t, "b")+n.pending(t, "c") == 0
+	})
+	for _, id := range reps[1:] {
+		if pend, _ := n.sets[id].st.WriteCounts(); pend != writes {
+			t.Fatalf("replica %s held %d writes pending; want %d", id, pend, writes)
+		}
 	}
 }
 
