@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -38,10 +39,11 @@ import (
 // (changeTicket), so nothing at or below a head can still appear; a batch
 // that failed adds none.
 //
-// The entries' keys are appended to chunks of changeChunkSize bytes, and
-// each shard's list of entries points into them: neither holds a pointer,
-// so the garbage collector does not scan the log, and its memory is what
-// it holds. Bounds: TrimChanges (the sweeper) drops entries older than
+// The entries' keys are appended to chunks of changeChunkSize bytes mapped
+// outside the Go heap, and each shard's list of entries points into them
+// by offset, holding no pointer: the garbage collector neither scans the
+// log nor counts it (a heap twice its size would be the collector's due),
+// so its memory is what it holds. Bounds: TrimChanges (the sweeper) drops entries older than
 // ChangeLogMaxAge or more than ChangeLogMaxEntries batches behind the head;
 // and whenever the chunks and lists exceed ChangeLogMaxBytes, the oldest
 // chunk goes at once. A cursor below the trimmed seq falls back to digests.
@@ -55,8 +57,7 @@ var changePrefix = []byte("\xff\xff\xffimcluster.changes/")
 // TrimChanges; beyond ChangeLogMaxBytes of memory the oldest are dropped at
 // once. A message's entry holds its keys less the prefix each shares with
 // the one before it: about 300 bytes, so the log reaches back about 70 s at
-// 3,000 messages/s. The chunks are Go heap: the process may take up to
-// twice the bound (the collector's headroom).
+// 3,000 messages/s.
 const (
 	ChangeLogMaxAge     = 5 * time.Minute
 	ChangeLogMaxEntries = 1 << 20
@@ -104,6 +105,7 @@ type changeLog struct {
 	firstChunk uint64
 	bytes      int
 	entries    int
+	closed     bool
 	// marks are (time, head) samples of TrimChanges, oldest first: the
 	// age bound trims through the newest mark older than the age.
 	marks []changeMark
@@ -120,10 +122,31 @@ type changeEntry struct {
 
 // changeChunk holds entries' keys; buf is only ever appended to, so the
 // bytes of an entry never change once written. maxSeq is its newest
-// entry's seq.
+// entry's seq. mapped reports a buf mapped outside the heap (free unmaps
+// it): nothing may refer to its bytes once the chunk is dropped, so they
+// are copied, never shared, out of the log.
 type changeChunk struct {
 	buf    []byte
 	maxSeq uint64
+	mapped bool
+}
+
+// newChangeChunk returns an empty chunk of size bytes, mapped outside the
+// heap (on the heap if the mapping fails).
+func newChangeChunk(size int) *changeChunk {
+	b, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return &changeChunk{buf: make([]byte, 0, size)}
+	}
+	return &changeChunk{buf: b[:0], mapped: true}
+}
+
+// free releases the chunk's memory.
+func (ch *changeChunk) free() {
+	if ch.mapped {
+		_ = syscall.Munmap(ch.buf[:cap(ch.buf)])
+	}
+	ch.buf = nil
 }
 
 type changeMark struct {
@@ -246,7 +269,7 @@ func (t changeTicket) commit() {
 	c := t.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if t.seq <= c.trimmed {
+	if c.closed || t.seq <= c.trimmed {
 		return // trimmed past already (by the byte bound)
 	}
 	for _, sh := range shards {
@@ -269,7 +292,7 @@ func (c *changeLog) addLocked(shard uint16, seq uint64, ops []Op) {
 	if n := len(c.chunks); n > 0 && cap(c.chunks[n-1].buf)-len(c.chunks[n-1].buf) >= bound {
 		ch = c.chunks[n-1]
 	} else {
-		ch = &changeChunk{buf: make([]byte, 0, max(c.chunkSize, bound))}
+		ch = newChangeChunk(max(c.chunkSize, bound))
 		c.chunks = append(c.chunks, ch)
 		c.bytes += cap(ch.buf)
 	}
@@ -304,6 +327,7 @@ func (c *changeLog) dropChunkLocked() {
 	c.firstChunk++
 	c.bytes -= cap(ch.buf)
 	c.trimmed = max(c.trimmed, ch.maxSeq)
+	ch.free()
 	for sh := range c.shards {
 		c.dropShardThroughLocked(sh, c.trimmed)
 	}
@@ -387,21 +411,21 @@ func (s *Store) ScanChanges(shard uint16, from ChangeCursor, upTo uint64, fn fun
 		return ErrChangesTrimmed
 	}
 	type scanned struct {
-		seq  uint64
-		keys []byte
+		seq    uint64
+		off, n int
 	}
 	var (
 		chunk []scanned
+		raw   []byte
 		buf   []byte
 		keys  [][]byte
 		err   error
 	)
 	for after := from.Seq; after < upTo; {
-		// Copied in chunks, so fn runs without the lock; an entry's keys
-		// never change once written, and the chunk they are in stays
-		// allocated while chunk refers to it. A trim between two chunks
-		// may have dropped entries after the last one read: checked under
-		// the same lock as the copy.
+		// Copied in chunks (keys and all: a dropped chunk is unmapped), so
+		// fn runs without the lock. A trim between two chunks may have
+		// dropped entries after the last one read: checked under the same
+		// lock as the copy.
 		c.mu.Lock()
 		if after < c.trimmed {
 			c.mu.Unlock()
@@ -410,17 +434,18 @@ func (s *Store) ScanChanges(shard uint16, from ChangeCursor, upTo uint64, fn fun
 		list := c.shards[shard]
 		i, _ := slices.BinarySearchFunc(list, after+1, cmpEntrySeq)
 		j, _ := slices.BinarySearchFunc(list, upTo+1, cmpEntrySeq)
-		chunk = chunk[:0]
+		chunk, raw = chunk[:0], raw[:0]
 		for _, e := range list[i:min(j, i+changeScanChunk)] {
 			b := c.chunks[e.chunk-c.firstChunk].buf
-			chunk = append(chunk, scanned{seq: e.seq, keys: b[e.off : e.off+e.n : e.off+e.n]})
+			chunk = append(chunk, scanned{seq: e.seq, off: len(raw), n: int(e.n)})
+			raw = append(raw, b[e.off:e.off+e.n]...)
 		}
 		c.mu.Unlock()
 		if len(chunk) == 0 {
 			return nil
 		}
 		for _, e := range chunk {
-			buf, keys, err = decodeChangeKeys(shard, e.keys, buf, keys)
+			buf, keys, err = decodeChangeKeys(shard, raw[e.off:e.off+e.n], buf, keys)
 			if err != nil {
 				return fmt.Errorf("%w: change log entry %d of shard %d", err, e.seq, shard)
 			}
@@ -485,6 +510,18 @@ func (s *Store) TrimChanges(now time.Time, maxAge time.Duration, maxEntries uint
 		c.dropChunkLocked()
 	}
 	return through, nil
+}
+
+// close frees the log's memory (the store is closing): later scans find
+// it trimmed, later commits add nothing.
+func (c *changeLog) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ch := range c.chunks {
+		ch.free()
+	}
+	c.chunks, c.shards, c.bytes, c.entries = nil, map[uint16][]changeEntry{}, 0, 0
+	c.trimmed, c.closed = c.next, true
 }
 
 // collectors returns the change log's metrics.

@@ -281,6 +281,40 @@ func TestChangeLogTrimDuringScan(t *testing.T) {
 	}
 }
 
+// A store closed while a scan runs frees the log's memory: the scan reads
+// only its own copy of the entries it took and then ends with
+// ErrChangesTrimmed, as does a scan after the close.
+func TestChangeLogCloseDuringScan(t *testing.T) {
+	st := openChangeTestStore(t, vfs.NewMem(), "db")
+	const n = 2 * changeScanChunk
+	for i := range n {
+		if err := st.ApplyVersioned([]Op{verOp(7, fmt.Sprint(i), uint64(i+1))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := st.ChangeHead()
+	read := 0
+	err := st.ScanChanges(7, ChangeCursor{Incarnation: head.Incarnation}, head.Seq, func(seq uint64, keys [][]byte) (bool, error) {
+		if want := string(verOp(7, fmt.Sprint(seq-1), 1).Key); len(keys) != 1 || string(keys[0]) != want {
+			return false, fmt.Errorf("entry %d lists %q, want %q", seq, keys, want)
+		}
+		read++
+		if read == 1 {
+			if err := st.Close(); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if !errors.Is(err, ErrChangesTrimmed) || read != changeScanChunk {
+		t.Fatalf("scan across a close read %d entries and returned %v", read, err)
+	}
+	err = st.ScanChanges(7, ChangeCursor{Incarnation: head.Incarnation}, head.Seq, func(uint64, [][]byte) (bool, error) { return true, nil })
+	if !errors.Is(err, ErrChangesTrimmed) {
+		t.Fatalf("scan after the close: %v", err)
+	}
+}
+
 // An entry's keys come back whole, whatever prefixes they share.
 func TestChangeKeysRoundTrip(t *testing.T) {
 	keys := [][]byte{

@@ -301,7 +301,9 @@ func (s *Store) Close() error {
 	if s.absent != nil {
 		s.absent.close()
 	}
-	if err := s.db.Close(); err != nil {
+	err := s.db.Close()
+	s.changes.close()
+	if err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
