@@ -254,18 +254,25 @@ func TestChangeLogByteBound(t *testing.T) {
 	}
 }
 
+// logEntries writes n batches of one key each to shard 7 (the key of
+// batch seq named seq-1) and returns the head after them.
+func logEntries(t *testing.T, st *Store, n int) ChangeCursor {
+	t.Helper()
+	for i := range n {
+		if err := st.ApplyVersioned([]Op{verOp(7, fmt.Sprint(i), uint64(i+1))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st.ChangeHead()
+}
+
 // A trim while a scan runs (between the chunks it copies) ends the scan
 // with ErrChangesTrimmed instead of skipping the dropped entries.
 func TestChangeLogTrimDuringScan(t *testing.T) {
 	st := openChangeTestStore(t, vfs.NewMem(), "db")
 	defer func() { _ = st.Close() }()
 	const n = 3 * changeScanChunk
-	for i := range n {
-		if err := st.ApplyVersioned([]Op{verOp(7, fmt.Sprint(i), uint64(i+1))}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	head := st.ChangeHead()
+	head := logEntries(t, st, n)
 	read := 0
 	err := st.ScanChanges(7, ChangeCursor{Incarnation: head.Incarnation}, head.Seq, func(seq uint64, _ [][]byte) (bool, error) {
 		read++
@@ -287,12 +294,7 @@ func TestChangeLogTrimDuringScan(t *testing.T) {
 func TestChangeLogCloseDuringScan(t *testing.T) {
 	st := openChangeTestStore(t, vfs.NewMem(), "db")
 	const n = 2 * changeScanChunk
-	for i := range n {
-		if err := st.ApplyVersioned([]Op{verOp(7, fmt.Sprint(i), uint64(i+1))}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	head := st.ChangeHead()
+	head := logEntries(t, st, n)
 	read := 0
 	err := st.ScanChanges(7, ChangeCursor{Incarnation: head.Incarnation}, head.Seq, func(seq uint64, keys [][]byte) (bool, error) {
 		if want := string(verOp(7, fmt.Sprint(seq-1), 1).Key); len(keys) != 1 || string(keys[0]) != want {
