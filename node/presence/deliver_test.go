@@ -114,3 +114,43 @@ func TestPresenceDeliverFromAnyReplica(t *testing.T) {
 		}
 	}
 }
+
+// TestPresenceOnlineFromAnyReplica: whether a client is online is answered
+// from this node's registry when this node replicates the client's shard,
+// first replica or not, with no call to another replica; only clients of a
+// shard this node does not replicate are asked of that shard's replicas.
+func TestPresenceOnlineFromAnyReplica(t *testing.T) {
+	shards := map[string]uint16{"alice": 1, "bob": 1, "carol": 2}
+	peers := &recordingPeers{replicas: map[uint16][]string{1: {"n1", "n2"}, 2: {"n1", "n3"}}}
+	h, err := New(Config{
+		NodeID:      "n2",
+		ClientShard: func(_, id string) uint16 { return shards[id] },
+		Peers:       peers,
+		Async:       func(f func()) { f() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Shutdown)
+	h.reg.set("app", "alice", "n3", 1)
+
+	if got := h.Online("app", []string{"bob", "alice"}); !slices.Equal(got, []string{"alice"}) {
+		t.Fatalf("online = %v, want [alice]", got)
+	}
+	if len(peers.calls) != 0 {
+		t.Fatalf("asked other replicas %+v; this node holds the registry", peers.calls)
+	}
+	// The recording edge answers nothing decodable, so each replica is
+	// asked in turn.
+	h.Online("app", []string{"carol"})
+	var to []string
+	for _, c := range peers.calls {
+		if c.method != wire.Online {
+			t.Fatalf("unexpected call %d to %s", c.method, c.to)
+		}
+		to = append(to, c.to)
+	}
+	if !slices.Equal(to, []string{"n1", "n3"}) {
+		t.Fatalf("asked %v for carol, want [n1 n3] in order", to)
+	}
+}

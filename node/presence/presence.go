@@ -541,12 +541,16 @@ func (h *Hub) servePush(d *wire.Dec) error {
 	return err
 }
 
-// onlineAt asks the first registry replica of shard that answers.
+// onlineAt answers from this node's registry when this node is a live
+// replica of shard (every replica learnt each session before its login was
+// answered, see register), and otherwise asks the first registry replica
+// of shard that answers.
 func (h *Hub) onlineAt(app string, shard uint16, ids []string) []string {
-	for _, node := range h.registryNodes(shard) {
-		if node == h.cfg.NodeID {
-			return h.reg.online(app, ids)
-		}
+	nodes := h.registryNodes(shard)
+	if slices.Contains(nodes, h.cfg.NodeID) {
+		return h.reg.online(app, ids)
+	}
+	for _, node := range nodes {
 		var e wire.Enc
 		e.Str(app)
 		e.Strs(ids)
