@@ -157,7 +157,7 @@ func (e *Engine) resolveAck(j ackJob) (*ackWork, error) {
 		if am.Fromts == nil || from > am.GetTots() {
 			from = am.GetTots()
 		}
-		if e.plainAck(c.App, r.ID, from, am.GetTots()) {
+		if e.plainRange(c.App, r.ID, from, am.GetTots()) {
 			w.top = am.GetTots()
 			break
 		}
@@ -171,16 +171,16 @@ func (e *Engine) resolveAck(j ackJob) (*ackWork, error) {
 	return w, nil
 }
 
-// plainAck reports whether an ack of the messages of cid in [from, to]
-// can skip reading them: this node coordinates cid's shard, none of them
-// asked for a receipt or names its recipients, and to is not after the
-// newest message (recentMsgs says when that is known). The ack then moves
+// plainRange reports whether an ack or a read of the messages of cid in
+// [from, to] can skip reading them: this node coordinates cid's shard, none
+// of them asked for a receipt or names its recipients, and to is not after
+// the newest message (recentMsgs says when that is known). An ack then moves
 // the delivery pointer to to itself rather than to the newest message at
 // or before it: the same messages are at or before either, since none
 // lies between them. (A client acking a range with no message in it moves
 // its pointer to the range's end, where the scan would leave it alone; the
 // SDKs ack the timestamps of messages they received.)
-func (e *Engine) plainAck(app, cid string, from, to int64) bool {
+func (e *Engine) plainRange(app, cid string, from, to int64) bool {
 	epoch := e.tsEpoch.Load()
 	return e.shards.Coordinates(e.shards.ConvShard(app, cid)) && e.recent.plainRange(roomKey(app, cid), epoch, from, to)
 }
@@ -486,6 +486,9 @@ func (e *Engine) readOne(_ context.Context, c Caller, t *pb.ReadTuple) error {
 // receipt naming its newest such message (or the reader's mid in a
 // two-member conversation).
 func (e *Engine) readReceipts(b *store.Batch, c Caller, r *convRecord, old, target int64, mid string) ([]push, error) {
+	if e.plainRange(c.App, r.ID, old+1, target) {
+		return nil, nil // no message there asked for a receipt
+	}
 	var msgs []msgHead
 	if err := e.scanHeads(c.App, r.ID, c.ClientID, old+1, target, true, func(m msgHead) { msgs = append(msgs, m) }); err != nil {
 		return nil, err

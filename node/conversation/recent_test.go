@@ -11,7 +11,7 @@ import (
 )
 
 // TestConversationAckWithoutScan checks when a receiver ack may skip
-// reading the messages it covers (plainAck) and that it never skips one
+// reading the messages it covers (plainRange) and that it never skips one
 // asking for a receipt: each case leaves a receipt message (or a bound
 // the ack must not pass) that only a scan finds, behind one of
 // recentMsgs' conditions, and fails when that condition is removed.
@@ -64,11 +64,39 @@ func TestConversationAckWithoutScan(t *testing.T) {
 		_, t1 := h.send(tom, cid, "one")
 		h.clock.Advance(time.Second)
 		_, t2 := h.send(tom, cid, "two")
-		if !h.e.plainAck(testApp, cid, t1, t2) {
+		if !h.e.plainRange(testApp, cid, t1, t2) {
 			t.Fatal("an ack of plain messages sent through the engine scans them")
 		}
 		if rcps, at := ack(h, cid, t1, t2); len(rcps) != 0 || at != t2 {
 			t.Fatalf("receipts %v, delivery pointer %d, want none and %d", rcps, at, t2)
+		}
+	})
+	t.Run("read", func(t *testing.T) {
+		// A read of plain messages sends no read receipt; one of a range
+		// holding a receipt message another node wrote sends it.
+		h, tom, cid := setup(t)
+		_, t1 := h.send(tom, cid, "one")
+		h.clock.Advance(2 * time.Second)
+		_, t2 := h.send(tom, cid, "two")
+		jerry := Caller{App: testApp, ClientID: "Jerry", Session: 2, ConfigBitmap: 187}
+		read := func(ts int64) []string {
+			h.d.take()
+			h.do(jerry, readReq(cid, ts, ""))
+			var rcps []string
+			for _, p := range h.d.take() {
+				if p.cmd.GetCmd() == pb.CommandType_rcp && p.cmd.GetRcpMessage().GetRead() {
+					rcps = append(rcps, p.cmd.GetRcpMessage().GetId())
+				}
+			}
+			return rcps
+		}
+		if rcps := read(t1); len(rcps) != 0 {
+			t.Fatalf("read receipts %v for plain messages", rcps)
+		}
+		id := otherNodeMessage(h, cid, "Tom", t1+1000)
+		h.e.ForgetTimestamps()
+		if rcps := read(t2); len(rcps) != 1 || rcps[0] != id {
+			t.Fatalf("read receipts %v, want [%s]", rcps, id)
 		}
 	})
 	t.Run("receipt in range", func(t *testing.T) {
