@@ -48,6 +48,23 @@ func TestPresenceLoginRegistersEveryReplica(t *testing.T) {
 	}
 }
 
+// newShardedHub returns the hub of node self whose clients are in the
+// shards shards names, talking to peers, running background tasks at once.
+func newShardedHub(t *testing.T, self string, shards map[string]uint16, peers *recordingPeers) *Hub {
+	t.Helper()
+	h, err := New(Config{
+		NodeID:      self,
+		ClientShard: func(_, id string) uint16 { return shards[id] },
+		Peers:       peers,
+		Async:       func(f func()) { f() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Shutdown)
+	return h
+}
+
 // recordingGateway records the pushes the hub hands to this node's gateway.
 type recordingGateway struct{ pushed [][]string }
 
@@ -69,16 +86,7 @@ func TestPresenceDeliverFromAnyReplica(t *testing.T) {
 		2: {"n1", "n3"},       // not here
 		3: {"n2", "n1"},       // this node last
 	}}
-	h, err := New(Config{
-		NodeID:      "n2",
-		ClientShard: func(_, id string) uint16 { return shards[id] },
-		Peers:       peers,
-		Async:       func(f func()) { f() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Shutdown)
+	h := newShardedHub(t, "n2", shards, peers)
 	h.OnRoster(liveSnap("n2", "n1", "n2", "n3"), false)
 	peers.messages = nil
 	gw := &recordingGateway{}
@@ -122,16 +130,7 @@ func TestPresenceDeliverFromAnyReplica(t *testing.T) {
 func TestPresenceOnlineFromAnyReplica(t *testing.T) {
 	shards := map[string]uint16{"alice": 1, "bob": 1, "carol": 2}
 	peers := &recordingPeers{replicas: map[uint16][]string{1: {"n1", "n2"}, 2: {"n1", "n3"}}}
-	h, err := New(Config{
-		NodeID:      "n2",
-		ClientShard: func(_, id string) uint16 { return shards[id] },
-		Peers:       peers,
-		Async:       func(f func()) { f() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Shutdown)
+	h := newShardedHub(t, "n2", shards, peers)
 	h.reg.set("app", "alice", "n3", 1)
 
 	if got := h.Online("app", []string{"bob", "alice"}); !slices.Equal(got, []string{"alice"}) {

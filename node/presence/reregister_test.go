@@ -92,16 +92,7 @@ func (p *recordingPeers) Send(to string, method uint16, payload []byte) error {
 func TestPresenceReregisterOnRevival(t *testing.T) {
 	shards := map[string]uint16{"alice": 1, "bob": 2}
 	peers := &recordingPeers{replicas: map[uint16][]string{1: {"n2", "n1"}, 2: {"n3", "n1"}}}
-	h, err := New(Config{
-		NodeID:      "n1",
-		ClientShard: func(_, id string) uint16 { return shards[id] },
-		Peers:       peers,
-		Async:       func(f func()) { f() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Shutdown)
+	h := newShardedHub(t, "n1", shards, peers)
 	h.local.m[regKey("app", "alice")] = 2
 	h.local.m[regKey("app", "bob")] = 1
 

@@ -36,16 +36,7 @@ func BenchmarkReplicaWriteOneNode(b *testing.B) {
 	rs.CatchUpAlone()
 	rs.Start()
 	b.Cleanup(rs.Shutdown)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, ok := rs.writeEpoch(0); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("no term")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	benchWaitTerm(b, rs)
 	benchWrites(b, rs.KV())
 }
 
@@ -89,17 +80,23 @@ func benchWrites(b *testing.B, kv store.KV) {
 func BenchmarkReplicaWriteThreeNodes(b *testing.B) {
 	n, reps := newTestNetConfig(b, func(*Config) {})
 	rs := n.sets[reps[0]]
+	benchWaitTerm(b, rs)
+	benchWrites(b, rs.KV())
+}
+
+// benchWaitTerm waits until rs writes shard 0 under a term.
+func benchWaitTerm(b *testing.B, rs *Set) {
+	b.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, ok := rs.writeEpoch(0); ok {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			b.Fatal("no term")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	benchWrites(b, rs.KV())
 }
 
 func benchCPU(tb testing.TB) time.Duration {
