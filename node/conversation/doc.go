@@ -41,6 +41,13 @@
 // cache of the last assigned timestamp, rebuilt from the newest message key);
 // message ids are 22-character URL-safe Base64 of 16 random bytes.
 //
+// Receiver acks and reads use two bounded in-memory structures, each
+// trusted only while this node coordinates the conversation's shard under
+// one lease epoch: what the engine knows of a conversation's recent
+// messages, so an ack or read whose messages asked for no receipt reads
+// none of them (recent.go), and the client states acks and reads committed,
+// so they need not read them back (states.go).
+//
 // It must not know about sockets, sessions or authentication: the gateway
 // decodes frames, authenticates, calls Engine.Handle and writes the response,
 // and implements Deliverer for pushes. Conversation-action signatures are the
