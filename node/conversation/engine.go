@@ -448,9 +448,9 @@ func (e *Engine) clientLock(app, clientID string) *sync.Mutex {
 // socket's command, so the client sees the response first.
 func (e *Engine) Handle(ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
 	start := e.now()
-	name := commandName(req)
+	m := e.metrics.forCommand(req)
 	resp, err := e.dispatch(ctx, c, req)
-	e.metrics.observe(name, start, e.now(), err)
+	m.observe(e.metrics, start, e.now(), err)
 	return resp, err
 }
 

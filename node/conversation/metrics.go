@@ -2,11 +2,13 @@ package conversation
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/protocol/pb"
 )
 
 // metrics are the engine's Prometheus collectors. Labels never carry user or
@@ -23,6 +25,8 @@ type metrics struct {
 	offlinePushes *prometheus.CounterVec
 	// outbox counts outbox entries by result (applied, failed, deferred).
 	outbox *prometheus.CounterVec
+	// byCmd caches each command type and op's series (forCommand).
+	byCmd [cmdSlots * (opSlots + 1)]atomic.Pointer[cmdMetrics]
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -80,16 +84,78 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) observe(cmd string, start, end time.Time, err error) {
-	result := "ok"
+// Results of a command, the values of imnode_conversation_commands_total's
+// result label.
+const (
+	resultOK = iota
+	resultClientError
+	resultInternalError
+	resultCount
+)
+
+var resultNames = [resultCount]string{"ok", "client_error", "internal_error"}
+
+// Slots of the per-command series cache (metrics.byCmd): every command type
+// (the largest is below cmdSlots) with no op or with an op below opSlots.
+// A command outside them is looked up each time.
+const (
+	cmdSlots = 32
+	opSlots  = 256
+)
+
+// cmdMetrics are one command name's series: its duration and, created at
+// its first command with that result as the vector's WithLabelValues
+// would, its count per result.
+type cmdMetrics struct {
+	name     string
+	duration prometheus.Observer
+	results  [resultCount]atomic.Pointer[prometheus.Counter]
+}
+
+// forCommand returns the series of req's command name (commandName), from
+// the cache after the first command of its type and op, so a command costs
+// no string building and no label lookup (a hash and a lock in each
+// vector).
+func (m *metrics) forCommand(req *pb.GenericCommand) *cmdMetrics {
+	cmd, op := int(req.GetCmd()), 0
+	if req.Op != nil {
+		op = int(req.GetOp()) + 1
+	}
+	if cmd < 0 || cmd >= cmdSlots || op < 0 || op > opSlots {
+		return m.newCmdMetrics(commandName(req))
+	}
+	slot := &m.byCmd[cmd*(opSlots+1)+op]
+	if cm := slot.Load(); cm != nil {
+		return cm
+	}
+	cm := m.newCmdMetrics(commandName(req))
+	if !slot.CompareAndSwap(nil, cm) {
+		return slot.Load()
+	}
+	return cm
+}
+
+func (m *metrics) newCmdMetrics(name string) *cmdMetrics {
+	return &cmdMetrics{name: name, duration: m.duration.WithLabelValues(name)}
+}
+
+// observe counts one command with its result and duration.
+func (cm *cmdMetrics) observe(m *metrics, start, end time.Time, err error) {
+	result := resultOK
 	var pe *protocol.Error
 	switch {
 	case err == nil:
 	case errors.As(err, &pe):
-		result = "client_error"
+		result = resultClientError
 	default:
-		result = "internal_error"
+		result = resultInternalError
 	}
-	m.commands.WithLabelValues(cmd, result).Inc()
-	m.duration.WithLabelValues(cmd).Observe(end.Sub(start).Seconds())
+	c := cm.results[result].Load()
+	if c == nil {
+		counter := m.commands.WithLabelValues(cm.name, resultNames[result])
+		c = &counter
+		cm.results[result].Store(c)
+	}
+	(*c).Inc()
+	cm.duration.Observe(end.Sub(start).Seconds())
 }
