@@ -140,11 +140,9 @@ func clientError(err error) error {
 // answer, or its write quorum failed): a coordinator that goes away while a
 // lease moves is a pause, not an error.
 func (r *Router) command(ctx context.Context, shard uint16, caller conversation.Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
-	raw, err := proto.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	payload := encodeCommand(caller, raw)
+	// The forwarded payload is built at the first attempt that leaves
+	// this node: a command this node coordinates is not marshalled.
+	var payload []byte
 	retry := notExecuted
 	if r.cfg.Engine.Idempotent(req) {
 		retry = mayRetryIdempotent
@@ -164,6 +162,13 @@ func (r *Router) command(ctx context.Context, shard uint16, caller conversation.
 			// suspected, and the next commands go to another replica. The
 			// last attempt ends with the budget, so the retryable error is
 			// answered before the caller's deadline.
+			if payload == nil {
+				raw, err := proto.Marshal(req)
+				if err != nil {
+					return err
+				}
+				payload = encodeCommand(caller, raw)
+			}
 			ctx, cancel := context.WithTimeout(ctx, min(2*timeout, time.Until(giveUp)))
 			defer cancel()
 			out, err := r.call(ctx, to, payload)
