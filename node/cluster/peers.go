@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"time"
 
 	"github.com/imcluster/imcluster/node/presence"
 	"github.com/imcluster/imcluster/node/replica"
@@ -57,6 +58,12 @@ func (c *Cluster) NoteCall(peer string, err error) { c.noteCall(peer, err) }
 // Call sends a request to a peer over the transport.
 func (c *Cluster) Call(ctx context.Context, to string, method uint16, payload []byte) ([]byte, error) {
 	return c.tr.Call(ctx, to, method, payload)
+}
+
+// CallFunc sends a request to a peer over the transport; done gets the
+// answer.
+func (c *Cluster) CallFunc(to string, method uint16, payload []byte, timeout time.Duration, done func([]byte, error)) {
+	c.tr.CallFunc(to, method, payload, timeout, done)
 }
 
 // Send sends a one-way message to a peer.

@@ -28,6 +28,9 @@ func (p fixedPeers) CaughtUp() error                { return nil }
 func (p fixedPeers) Call(context.Context, string, uint16, []byte) ([]byte, error) {
 	return nil, transport.ErrUnavailable
 }
+func (p fixedPeers) CallFunc(_ string, _ uint16, _ []byte, _ time.Duration, done func([]byte, error)) {
+	done(nil, transport.ErrUnavailable)
+}
 func (p fixedPeers) Send(string, uint16, []byte) error { return transport.ErrUnavailable }
 
 // openTestStores opens n stores in temporary directories (closed in

@@ -156,18 +156,20 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		if to == rs.cfg.NodeID {
 			continue
 		}
-		rs.Go(func() {
-			rctx, cancel := context.WithTimeout(rs.ctx, rs.requestTimeout())
-			defer cancel()
-			// The commit notices owed to this replica ride along.
-			pl, carried := payload, rs.takeNotices(to)
-			if len(carried) > 0 {
-				if pl = withTail(body, noSync, carried); len(pl) > rs.maxWritePayload() {
-					rs.sendNotices(to, carried)
-					pl, carried = payload, nil
-				}
+		// The commit notices owed to this replica ride along.
+		pl, carried := payload, rs.takeNotices(to)
+		if len(carried) > 0 {
+			if pl = withTail(body, noSync, carried); len(pl) > rs.maxWritePayload() {
+				rs.sendNotices(to, carried)
+				pl, carried = payload, nil
 			}
-			_, err := rs.call(rctx, to, wire.Prepare, pl)
+		}
+		// The answer is handled on the transport's goroutine that reads
+		// it (Peers.CallFunc): no goroutine per replica, and the reply
+		// wakes only this write's caller, through results (buffered for
+		// every replica, so the handler never blocks).
+		rs.peers.CallFunc(to, wire.Prepare, pl, rs.requestTimeout(), func(_ []byte, err error) {
+			err = wire.Decode(err)
 			rs.peers.NoteCall(to, err)
 			if err != nil {
 				rs.met.replicateErrors.Inc()
@@ -185,7 +187,7 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 	if err := rs.inTermHere(shard, epoch, func() error { return rs.st.PutPending(shard, w) }); err != nil {
 		return rs.settle(shard, w, ws, err)
 	}
-	q := &quorumWait{results: results, acks: 1, left: len(replicas) - 1, need: need}
+	q := &quorumWait{results: results, stop: rs.ctx.Done(), acks: 1, left: len(replicas) - 1, need: need}
 	if !q.wait(ctx) {
 		// The caller gives up, but the write is still in flight: its
 		// outcome is settled in the background, and the shard serves
@@ -205,13 +207,15 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 // quorumWait counts a write's answers from the other replicas.
 type quorumWait struct {
 	results          chan error
+	stop             <-chan struct{} // the Set's shutdown
 	acks, left, need int
 	lastErr          error
 }
 
 // wait reads answers until need replicas hold the write or every replica
 // answered; false if ctx ended first. The answers come within the request
-// timeout of their calls.
+// timeout of their calls. When the Set shuts down, the answers still
+// awaited count as failed (the write fails, as its calls would).
 func (q *quorumWait) wait(ctx context.Context) bool {
 	for q.acks < q.need && q.left > 0 {
 		select {
@@ -222,6 +226,8 @@ func (q *quorumWait) wait(ctx context.Context) bool {
 			} else {
 				q.lastErr = err
 			}
+		case <-q.stop:
+			q.left, q.lastErr = 0, transport.ErrShutdown
 		case <-ctx.Done():
 			return false
 		}

@@ -139,6 +139,21 @@ func (p netPeers) Call(ctx context.Context, to string, method uint16, payload []
 	}
 	return out, nil
 }
+
+// CallFunc runs Call on a goroutine of the calling Set (its Shutdown waits
+// for it), bounded by timeout and the Set's life, as the transport bounds
+// its calls.
+func (p netPeers) CallFunc(to string, method uint16, payload []byte, timeout time.Duration, done func([]byte, error)) {
+	p.n.mu.Lock()
+	rs := p.n.sets[p.self]
+	p.n.mu.Unlock()
+	payload = slices.Clone(payload)
+	rs.Go(func() {
+		ctx, cancel := context.WithTimeout(rs.ctx, timeout)
+		defer cancel()
+		done(p.Call(ctx, to, method, payload))
+	})
+}
 func (p netPeers) Send(to string, method uint16, payload []byte) error {
 	if down, mode := p.n.fault(p.self, to, method); down || mode != 0 {
 		return transport.ErrUnavailable

@@ -146,6 +146,11 @@ type Peers interface {
 	NoteCall(peer string, err error)
 	// Call sends a request to a peer and waits for its answer.
 	Call(ctx context.Context, to string, method uint16, payload []byte) ([]byte, error)
+	// CallFunc sends a request to a peer and returns at once; done runs
+	// once with the answer or the error (ErrTimeout after timeout), on the
+	// transport's goroutine that learns it, so it must not block
+	// (transport.Transport.CallFunc).
+	CallFunc(to string, method uint16, payload []byte, timeout time.Duration, done func([]byte, error))
 	// Send queues a one-way message to a peer (best effort).
 	Send(to string, method uint16, payload []byte) error
 	// Draining reports whether this node is draining.

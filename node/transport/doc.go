@@ -85,5 +85,8 @@
 // writer, and the workers that handle its requests (started on demand, at
 // most Config.MaxInflight per connection, each serving one request after
 // another until the connection closes or it idled for 10 s). Shutdown
-// cancels, closes all connections and waits for all of them.
+// cancels, closes all connections and waits for all of them. CallFunc
+// starts none: its callback runs on the goroutine that learns the outcome
+// (the reader, the peer's goroutine, or the deadline's time.AfterFunc,
+// which only completes the call).
 package transport

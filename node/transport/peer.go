@@ -25,6 +25,29 @@ type result struct {
 	err     error
 }
 
+// waiter is a pending call: Call's waits on ch, CallFunc's has done run
+// (and its timer stopped) by whoever completes it first, the reader, the
+// timer or failAll: each takes it out of the table under peer.mu, so it
+// completes once.
+type waiter struct {
+	ch    chan result // Call's; capacity 1
+	done  func([]byte, error)
+	timer *time.Timer // CallFunc's deadline
+	epoch uint64      // the epoch the request carried
+}
+
+// complete hands r to the waiter's caller.
+func (w *waiter) complete(r result) {
+	if w.done == nil {
+		w.ch <- r
+		return
+	}
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.done(r.payload, decorate(r.err, w.epoch))
+}
+
 // peer is the outbound side towards one node: a send queue that survives
 // reconnects, the pending-call table, and one goroutine (run) that dials,
 // writes and redials, plus a reader per connection. The table is guarded by
@@ -41,11 +64,11 @@ type peer struct {
 	lastErr atomic.Pointer[error]
 
 	mu      sync.Mutex
-	pending map[uint64]chan result // each chan has capacity 1
+	pending map[uint64]*waiter
 }
 
 func newPeer(t *Transport, id string, cancel context.CancelFunc) *peer {
-	return &peer{t: t, id: id, cancel: cancel, queue: make(chan outFrame, t.cfg.SendQueueLen), pending: map[uint64]chan result{}}
+	return &peer{t: t, id: id, cancel: cancel, queue: make(chan outFrame, t.cfg.SendQueueLen), pending: map[uint64]*waiter{}}
 }
 
 // stop ends the peer's goroutines; run fails what is pending on exit.
@@ -54,40 +77,39 @@ func (p *peer) stop() {
 	p.cancel()
 }
 
-// register adds a pending call and returns its id and result channel.
-func (p *peer) register() (uint64, chan result, error) {
+// register adds pending call w and returns its id.
+func (p *peer) register(w *waiter) (uint64, error) {
 	if p.stopped.Load() {
-		return 0, nil, ErrShutdown
+		return 0, ErrShutdown
 	}
 	if err := p.unavailable(); err != nil {
-		return 0, nil, err
+		return 0, err
 	}
-	ch := make(chan result, 1)
 	id := p.nextID.Add(1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.pending) >= p.t.cfg.MaxPending {
 		p.t.stats.queueFull.Add(1)
-		return 0, nil, fmt.Errorf("%w: %d calls pending to %s", ErrQueueFull, len(p.pending), p.id)
+		return 0, fmt.Errorf("%w: %d calls pending to %s", ErrQueueFull, len(p.pending), p.id)
 	}
-	p.pending[id] = ch
-	return id, ch, nil
+	p.pending[id] = w
+	return id, nil
 }
 
-func (p *peer) unregister(id uint64) {
+// take removes call id from the table and returns it; nil if it is no
+// longer pending (completed, expired or failed).
+func (p *peer) take(id uint64) *waiter {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.pending[id]
 	delete(p.pending, id)
-	p.mu.Unlock()
+	return w
 }
 
 // resolve completes call id, if still pending.
 func (p *peer) resolve(id uint64, r result) {
-	p.mu.Lock()
-	ch, ok := p.pending[id]
-	delete(p.pending, id)
-	p.mu.Unlock()
-	if ok {
-		ch <- r
+	if w := p.take(id); w != nil {
+		w.complete(r)
 	}
 }
 
@@ -95,10 +117,10 @@ func (p *peer) resolve(id uint64, r result) {
 func (p *peer) failAll(err error) {
 	p.mu.Lock()
 	pending := p.pending
-	p.pending = map[uint64]chan result{}
+	p.pending = map[uint64]*waiter{}
 	p.mu.Unlock()
-	for _, ch := range pending {
-		ch <- result{err: err}
+	for _, w := range pending {
+		w.complete(result{err: err})
 	}
 }
 

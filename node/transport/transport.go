@@ -170,27 +170,84 @@ func (t *Transport) Call(ctx context.Context, to string, method uint16, payload 
 	if err := t.checkSize(len(payload), requestHeader); err != nil {
 		return nil, err
 	}
-	timeout := max(time.Until(deadline).Milliseconds(), 1)
-	epoch := t.cfg.Epoch()
-	id, ch, err := p.register()
+	w := &waiter{ch: make(chan result, 1)}
+	id, err := t.send(p, w, method, payload, deadline)
 	if err != nil {
 		return nil, err
 	}
-	f := frame{typ: frameRequest, id: id, epoch: epoch, timeout: uint32(min(timeout, 1<<31)), method: method, payload: payload}
-	if err := p.enqueue(outFrame{b: appendFrame(nil, &f), deadline: deadline}); err != nil {
-		p.unregister(id)
-		return nil, err
-	}
 	select {
-	case r := <-ch:
-		return r.payload, decorate(r.err, epoch)
+	case r := <-w.ch:
+		return r.payload, decorate(r.err, w.epoch)
 	case <-ctx.Done():
-		p.unregister(id)
+		p.take(id)
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("%w: %s method %d", ErrTimeout, to, method)
 		}
 		return nil, ctx.Err()
 	}
+}
+
+// CallFunc is Call without a waiting goroutine: it sends the request and
+// returns at once, and done runs exactly once with the response or the
+// error (those of Call; ErrTimeout once timeout passed). done runs on the
+// goroutine that learns the outcome: the connection's reader, the
+// deadline's timer (time.AfterFunc), the peer's goroutine when the
+// connection fails, or the caller's before CallFunc returns when the
+// request could not be sent; so it must not block, and it must not wait
+// for another call. A fan-out to several peers that waits for some of the
+// answers (the replicas' Prepare) costs the caller no goroutine per peer
+// and the reply one wake-up less: the reader hands it over directly.
+func (t *Transport) CallFunc(to string, method uint16, payload []byte, timeout time.Duration, done func([]byte, error)) {
+	if timeout <= 0 {
+		timeout = t.cfg.RequestTimeout
+	}
+	p, err := t.peer(to)
+	if err == nil {
+		err = t.checkSize(len(payload), requestHeader)
+	}
+	if err != nil {
+		done(nil, err)
+		return
+	}
+	w := &waiter{done: done}
+	id, err := t.send(p, w, method, payload, time.Now().Add(timeout))
+	if err != nil {
+		w.complete(result{err: err})
+		return
+	}
+	timer := time.AfterFunc(timeout, func() {
+		if w := p.take(id); w != nil {
+			w.complete(result{err: fmt.Errorf("%w: %s method %d", ErrTimeout, to, method)})
+		}
+	})
+	// The timer is the waiter's only while the call is pending (both under
+	// peer.mu): whoever took it out of the table first stops no timer, and
+	// it is stopped here.
+	p.mu.Lock()
+	if p.pending[id] == w {
+		w.timer, timer = timer, nil
+	}
+	p.mu.Unlock()
+	if timer != nil {
+		timer.Stop()
+	}
+}
+
+// send registers call w with p, encodes the request and queues it; on an
+// error nothing is pending.
+func (t *Transport) send(p *peer, w *waiter, method uint16, payload []byte, deadline time.Time) (uint64, error) {
+	timeout := max(time.Until(deadline).Milliseconds(), 1)
+	w.epoch = t.cfg.Epoch()
+	id, err := p.register(w)
+	if err != nil {
+		return 0, err
+	}
+	f := frame{typ: frameRequest, id: id, epoch: w.epoch, timeout: uint32(min(timeout, 1<<31)), method: method, payload: payload}
+	if err := p.enqueue(outFrame{b: appendFrame(nil, &f), deadline: deadline}); err != nil {
+		p.take(id)
+		return 0, err
+	}
+	return id, nil
 }
 
 // decorate fills the epoch the request carried into a mismatch error.
