@@ -244,7 +244,11 @@ func (t *Transport) send(p *peer, w *waiter, method uint16, payload []byte, dead
 	}
 	f := frame{typ: frameRequest, id: id, epoch: w.epoch, timeout: uint32(min(timeout, 1<<31)), method: method, payload: payload}
 	if err := p.enqueue(outFrame{b: appendFrame(nil, &f), deadline: deadline}); err != nil {
-		p.take(id)
+		if p.take(id) == nil {
+			// failAll completed the call meanwhile: its outcome stands, so
+			// that the call completes once.
+			return id, nil
+		}
 		return 0, err
 	}
 	return id, nil
