@@ -93,8 +93,9 @@ func (g *Gateway) engineCommand(c *conn, req *pb.GenericCommand) *pb.GenericComm
 			return r
 		}
 	}
-	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RequestTimeout)
-	defer cancel()
+	// The request deadline without a timer per command (requestCtx).
+	ctx := newRequestCtx(g.ctx, time.Now().Add(g.cfg.RequestTimeout))
+	defer ctx.release()
 	caller := conversation.Caller{App: s.app.ID, ClientID: s.clientID, Session: s.id, ConfigBitmap: s.configBitmap}
 	resp, err := g.engine.Handle(ctx, caller, req)
 	if err != nil {
