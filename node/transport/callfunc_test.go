@@ -86,28 +86,3 @@ func TestTransportCallFunc(t *testing.T) {
 		t.Fatalf("unresolvable node: %v", r.err)
 	}
 }
-
-// TestTransportCallFuncShutdown: a call pending when the transport shuts
-// down is completed with ErrShutdown or ErrConnectionLost, not left
-// waiting for its timeout.
-func TestTransportCallFuncShutdown(t *testing.T) {
-	book := newAddrBook()
-	block := make(chan struct{})
-	defer close(block)
-	a := startNode(t, book, "a", nil, nil)
-	startNode(t, book, "b", HandlerFuncs{Request: func(ctx context.Context, _ *Request) ([]byte, error) {
-		select {
-		case <-block:
-		case <-ctx.Done():
-		}
-		return nil, nil
-	}}, nil)
-	pending := callFunc(t, a, "b", nil, time.Minute)
-	a.Shutdown()
-	if r := awaitResult(t, pending); !errors.Is(r.err, ErrShutdown) && !errors.Is(r.err, ErrConnectionLost) {
-		t.Fatalf("pending call err = %v", r.err)
-	}
-	if r := awaitResult(t, callFunc(t, a, "b", nil, time.Second)); !errors.Is(r.err, ErrShutdown) {
-		t.Fatalf("call after shutdown: %v", r.err)
-	}
-}

@@ -497,6 +497,9 @@ func TestTransportShutdown(t *testing.T) {
 		_, err := a.Call(context.Background(), "b", 1, nil)
 		errc <- err
 	}()
+	// A CallFunc pending at the shutdown is completed too, not left
+	// waiting for its timeout.
+	pending := callFunc(t, a, "b", nil, time.Minute)
 	harness.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		if a.Stats().Dials == 0 {
 			return errors.New("not connected")
@@ -507,8 +510,14 @@ func TestTransportShutdown(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrShutdown) && !errors.Is(err, ErrConnectionLost) {
 		t.Fatalf("pending call err = %v", err)
 	}
+	if r := awaitResult(t, pending); !errors.Is(r.err, ErrShutdown) && !errors.Is(r.err, ErrConnectionLost) {
+		t.Fatalf("pending CallFunc err = %v", r.err)
+	}
 	if _, err := a.Call(context.Background(), "b", 1, nil); !errors.Is(err, ErrShutdown) {
 		t.Fatalf("call after shutdown: %v", err)
+	}
+	if r := awaitResult(t, callFunc(t, a, "b", nil, time.Second)); !errors.Is(r.err, ErrShutdown) {
+		t.Fatalf("CallFunc after shutdown: %v", r.err)
 	}
 	a.Shutdown() // idempotent
 }
