@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compares imnode with Centrifugo on this machine with one load tool
 # (imbench, its LeanCloud and Centrifugo drivers) and prints a summary with
-# the ratios imnode/Centrifugo. `make bench-compare` installs Centrifugo and
-# runs this; docs/benchmarks.md explains the shapes and the figures.
+# the ratios imnode/Centrifugo and three nodes/one node. `make bench-compare`
+# installs Centrifugo and runs this; docs/benchmarks.md explains the shapes
+# and the figures.
 #
 # Systems (SYSTEMS, in this order by default):
 #   imnode-1    one imnode (hack/bench-local.sh, NODES=1)
@@ -193,7 +194,7 @@ echo "SLO: >= 99% of the offered messages acknowledged and received, send->recei
   "cpu = server CPU per acknowledged message; @N/c = at N msg/s per client, the highest 1:1 step every system ran"
 shopt -s nullglob
 results=("$out"/*.json)
-[ "${#results[@]}" -eq 0 ] || "$bin/imbench" compare --baseline centrifugo "${results[@]}"
+[ "${#results[@]}" -eq 0 ] || "$bin/imbench" compare --baseline centrifugo --versus imnode-3/imnode-1 "${results[@]}"
 if [ "${#failed[@]}" -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}" >&2
   exit 1

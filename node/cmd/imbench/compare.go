@@ -26,10 +26,20 @@ type systemSummary struct {
 
 // compareMain reads result files and prints, per label, the throughput at
 // the SLO, the server CPU per message, the p99 and the memory per idle
-// socket, and the ratios of every label to the baseline.
+// socket, the ratios of every label to the baseline, and those of each
+// --versus pair.
 func compareMain(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("imbench compare", flag.ContinueOnError)
 	baseline := fs.String("baseline", "centrifugo", "label the others are compared with")
+	var versus []string
+	fs.Func("versus", "A/B: also print the ratios of label A to label B (repeatable; e.g. imnode-3/imnode-1)", func(v string) error {
+		a, b, ok := strings.Cut(v, "/")
+		if !ok || a == "" || b == "" {
+			return fmt.Errorf("--versus wants two labels as A/B, got %q", v)
+		}
+		versus = append(versus, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,7 +61,7 @@ func compareMain(args []string, out io.Writer) error {
 		}
 		results = append(results, &r)
 	}
-	_, err := io.WriteString(out, compare(results, *baseline))
+	_, err := io.WriteString(out, compare(results, *baseline, versus...))
 	return err
 }
 
@@ -115,10 +125,13 @@ func commonRate(sums []*systemSummary) float64 {
 	return max(common, 0)
 }
 
-func compare(results []*result, baseline string) string {
+// compare prints the summary table: a line per label, then the ratios of
+// every other label to baseline and of each versus pair ("A/B"), where both
+// labels have results.
+func compare(results []*result, baseline string, versus ...string) string {
 	sums := summarize(results)
 	common := commonRate(sums)
-	var b strings.Builder
+	var out strings.Builder
 	na := func(ok bool, format string, v float64) string {
 		if !ok {
 			return "-"
@@ -129,7 +142,7 @@ func compare(results []*result, baseline string) string {
 	if common > 0 {
 		commonHdr = fmt.Sprintf("cpu ms/msg@%g/c", common)
 	}
-	fmt.Fprintf(&b, "%-12s %14s %12s %14s %14s %18s %12s %16s\n", "system", "1:1 msg/s@SLO", "1:1 p99 ms",
+	fmt.Fprintf(&out, "%-12s %14s %12s %14s %14s %18s %12s %16s\n", "system", "1:1 msg/s@SLO", "1:1 p99 ms",
 		"cpu ms/msg@SLO", commonHdr, "room deliv/s@SLO", "room p99 ms", "idle KiB/socket")
 	type row struct{ pairs, p99, cpu, cpuCommon, room, roomP99, idle float64 }
 	rows := map[string]row{}
@@ -151,31 +164,38 @@ func compare(results []*result, baseline string) string {
 			r.idle, ok[6] = s.idle.RSSPerSocketKB, true
 		}
 		rows[s.Label], oks[s.Label] = r, ok
-		fmt.Fprintf(&b, "%-12s %14s %12s %14s %14s %18s %12s %16s\n", s.Label, na(ok[0], "%.0f", r.pairs), na(ok[1], "%.1f", r.p99),
+		fmt.Fprintf(&out, "%-12s %14s %12s %14s %14s %18s %12s %16s\n", s.Label, na(ok[0], "%.0f", r.pairs), na(ok[1], "%.1f", r.p99),
 			na(ok[2], "%.3f", r.cpu), na(ok[3], "%.3f", r.cpuCommon), na(ok[4], "%.0f", r.room), na(ok[5], "%.1f", r.roomP99),
 			na(ok[6], "%.1f", r.idle))
 	}
-	base, haveBase := rows[baseline]
-	if !haveBase {
-		return b.String()
-	}
-	bok := oks[baseline]
 	ratio := func(ok bool, x, y float64) string {
 		if !ok || y == 0 {
 			return "-"
 		}
 		return fmt.Sprintf("%.2fx", x/y)
 	}
-	for _, s := range sums {
-		if s.Label == baseline {
-			continue
+	// ratios prints the line of label a's figures over label b's.
+	ratios := func(name, a, b string) {
+		r, ok := rows[a]
+		base, haveBase := rows[b]
+		if !ok || !haveBase {
+			return
 		}
-		r, ok := rows[s.Label], oks[s.Label]
-		fmt.Fprintf(&b, "%-12s %14s %12s %14s %14s %18s %12s %16s\n", s.Label+"/"+baseline[:min(len(baseline), 4)],
-			ratio(ok[0] && bok[0], r.pairs, base.pairs), ratio(ok[1] && bok[1], r.p99, base.p99),
-			ratio(ok[2] && bok[2], r.cpu, base.cpu), ratio(ok[3] && bok[3], r.cpuCommon, base.cpuCommon),
-			ratio(ok[4] && bok[4], r.room, base.room), ratio(ok[5] && bok[5], r.roomP99, base.roomP99),
-			ratio(ok[6] && bok[6], r.idle, base.idle))
+		rok, bok := oks[a], oks[b]
+		fmt.Fprintf(&out, "%-12s %14s %12s %14s %14s %18s %12s %16s\n", name,
+			ratio(rok[0] && bok[0], r.pairs, base.pairs), ratio(rok[1] && bok[1], r.p99, base.p99),
+			ratio(rok[2] && bok[2], r.cpu, base.cpu), ratio(rok[3] && bok[3], r.cpuCommon, base.cpuCommon),
+			ratio(rok[4] && bok[4], r.room, base.room), ratio(rok[5] && bok[5], r.roomP99, base.roomP99),
+			ratio(rok[6] && bok[6], r.idle, base.idle))
 	}
-	return b.String()
+	for _, s := range sums {
+		if s.Label != baseline {
+			ratios(s.Label+"/"+baseline[:min(len(baseline), 4)], s.Label, baseline)
+		}
+	}
+	for _, v := range versus {
+		a, b, _ := strings.Cut(v, "/")
+		ratios(v, a, b)
+	}
+	return out.String()
 }
