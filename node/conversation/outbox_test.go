@@ -466,6 +466,9 @@ func (p soloPeers) Call(context.Context, string, uint16, []byte) ([]byte, error)
 	return nil, transport.ErrUnavailable
 }
 func (p soloPeers) Send(string, uint16, []byte) error { return transport.ErrUnavailable }
+func (p soloPeers) CallFunc(_ string, _ uint16, _ []byte, _ time.Duration, done func([]byte, error)) {
+	done(nil, transport.ErrUnavailable)
+}
 
 // clusterHarness is a harness whose engine writes through the cluster KV
 // of a real one-node replica.Set (versioned records, last-writer-wins)
