@@ -121,7 +121,7 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 		e.indexLastMessage(b, c.App, cid, m.prevStored, m.Ts)
 	}
 	if e.cfg.Push != nil && e.cfg.Push.PushEnabled(c.App) {
-		if r, err := e.loadConv(c.App, cid); err == nil && r != nil {
+		if r, err := e.loadConvShared(c.App, cid); err == nil && r != nil {
 			e.queuePush(b, c.App, r, m, dm.GetPushData(), p.to, r.isMutedBy)
 		}
 	}
@@ -162,7 +162,7 @@ const maxLastTsPerStripe = 1024
 // nil), assigns the timestamp and builds the message and its push. Caller
 // holds st.mu.
 func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.DirectCommand, mid string) (*message, *push, []byte, error) {
-	r, err := e.loadConv(c.App, cid)
+	r, err := e.loadConvShared(c.App, cid) // read only: r.Members is the push's recipients
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -276,3 +276,41 @@ func TestConversationWillMessageAfterTheLeaseMoved(t *testing.T) {
 		t.Fatalf("history %v, want the will under its id", logs)
 	}
 }
+
+// TestConversationSendSharedRecordFollowsWrites sends through the shared
+// decoded record the store keeps (loadConvShared), on the plain store and
+// through the cluster KV, across membership changes: each send must see
+// the record as the last change left it (who may send, who gets the push),
+// and a send must not change the shared record.
+func TestConversationSendSharedRecordFollowsWrites(t *testing.T) {
+	for _, name := range []string{"plain store", "cluster kv"} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			if name == "cluster kv" {
+				h, _ = clusterHarness(t)
+			}
+			tom, jerry, mary := h.caller("Tom", 1), h.caller("Jerry", 2), h.caller("Mary", 3)
+			cid := h.start(tom, "Jerry")
+			for range 3 {
+				h.send(jerry, cid, "hi")
+			}
+			h.d.take()
+			h.do(tom, convReq(pb.OpType_remove, &pb.ConvCommand{Cid: proto.String(cid), M: []string{"Jerry"}}))
+			h.fail(jerry, directReq(cid, "still here?"), protocol.ErrInvalidMessagingTarget)
+			h.do(tom, convReq(pb.OpType_add, &pb.ConvCommand{Cid: proto.String(cid), M: []string{"Mary"}}))
+			h.d.take()
+			h.send(mary, cid, "hello")
+			if got := pushKeys(h.d.take()); !slices.Equal(got, []string{"Tom/1:direct"}) {
+				t.Fatalf("pushes of Mary's send: %v", got)
+			}
+			h.send(tom, cid, "welcome")
+			if got := pushKeys(h.d.take()); !slices.Equal(got, []string{"Mary/3:direct"}) {
+				t.Fatalf("pushes of Tom's send: %v", got)
+			}
+			r, err := h.e.loadConvShared(testApp, cid)
+			if err != nil || !slices.Equal(r.Members, []string{"Mary", "Tom"}) {
+				t.Fatalf("shared record after the sends: %v, %v", r, err)
+			}
+		})
+	}
+}

@@ -140,7 +140,7 @@ type msgHead struct {
 // resolveAck finds the messages a receiver ack covers (nil if none).
 func (e *Engine) resolveAck(j ackJob) (*ackWork, error) {
 	c, am := j.c, j.am
-	r, err := e.loadConv(c.App, am.GetCid())
+	r, err := e.loadConvShared(c.App, am.GetCid()) // read only
 	if err != nil || r == nil || r.expired(e.nowMs()) || r.Kind == convTransient || !r.isMember(c.ClientID) {
 		return nil, err
 	}

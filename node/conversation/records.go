@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -298,6 +299,34 @@ func (e *Engine) loadConv(app, cid string) (*convRecord, error) {
 		r.stored = v // a copy Get made for us
 	}
 	return r, nil
+}
+
+// loadConvShared is loadConv for a caller that only reads the record: it
+// may be the one decoded copy the store's read cache keeps for every such
+// caller (store.SharedGetter), so nothing may modify it or what it holds
+// (its slices and maps); clone it first (loadConv) to change it.
+func (e *Engine) loadConvShared(app, cid string) (*convRecord, error) {
+	sg, ok := e.st.(store.SharedGetter)
+	if !ok || cid == "" {
+		return e.loadConv(app, cid)
+	}
+	d, err := sg.GetShared(e.convKey(app, cid, store.FamConv).Bytes(), func(v []byte) (any, error) {
+		r, err := decodeConv(v)
+		if err != nil {
+			return nil, fmt.Errorf("decode conversation %s: %w", cid, err)
+		}
+		if v[0] != '{' {
+			r.stored = v
+		}
+		return r, nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, internal("load conversation", err)
+	}
+	return d.(*convRecord), nil
 }
 
 // loadLive returns the conversation, answering 4303 when it is missing or an

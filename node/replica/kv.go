@@ -60,17 +60,50 @@ func (k *kv) ScanPrefix(prefix []byte, reverse bool, fn func(k, v []byte) (bool,
 
 // Get reads key at its shard's coordinator.
 func (k *kv) Get(key []byte) ([]byte, error) {
+	var out []byte
+	err := k.get(key, func() (err error) {
+		out, err = k.rs.localGet(key)
+		return err
+	}, func(v []byte) error {
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
+}
+
+// GetShared is Get's value decoded; when this node coordinates key's shard
+// the store keeps the decoded form for the next reads (store.GetShared:
+// the result is shared and must not be modified).
+func (k *kv) GetShared(key []byte, decode func(v []byte) (any, error)) (any, error) {
+	var out any
+	err := k.get(key, func() (err error) {
+		out, err = k.rs.st.GetShared(key, func(rec []byte) (any, error) {
+			v, err := k.rs.recordValue(key, rec)
+			if err != nil {
+				return nil, err
+			}
+			return decode(v)
+		})
+		return err
+	}, func(v []byte) (err error) {
+		out, err = decode(append([]byte(nil), v...))
+		return err
+	})
+	return out, err
+}
+
+var _ store.SharedGetter = (*kv)(nil)
+
+// get reads key at its shard's coordinator: local runs when that is this
+// node, remote gets the value another coordinator answered (it aliases the
+// answer).
+func (k *kv) get(key []byte, local func() error, remote func(v []byte) error) error {
 	shard, err := store.ShardOf(key)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rs := k.rs
-	var out []byte
-	err = rs.onCoordinator(context.Background(), shard, func() error {
-		var err error
-		out, err = rs.localGet(key)
-		return err
-	}, func(ctx context.Context, to string) error {
+	return rs.onCoordinator(context.Background(), shard, local, func(ctx context.Context, to string) error {
 		var e wire.Enc
 		e.U64(uint64(shard))
 		e.Bytes(key)
@@ -87,10 +120,8 @@ func (k *kv) Get(key []byte) ([]byte, error) {
 		if !found {
 			return store.ErrNotFound
 		}
-		out = append([]byte(nil), v...)
-		return nil
+		return remote(v)
 	})
-	return out, err
 }
 
 // Scan reads [lower, upper) of one shard at its coordinator, remotely in
@@ -351,6 +382,12 @@ func (rs *Set) localGet(key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return rs.recordValue(key, rec)
+}
+
+// recordValue returns the value of key's versioned record rec (aliasing
+// it), ErrNotFound for a tombstone or a doc without live fields.
+func (rs *Set) recordValue(key, rec []byte) ([]byte, error) {
 	v, tomb, val, err := store.DecodeVersioned(rec)
 	if err != nil {
 		return nil, err

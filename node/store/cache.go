@@ -16,6 +16,13 @@ import (
 // a client's read state on each ack) skip Pebble: its memtable and level
 // searches and the merge of a field doc's operands.
 //
+// An entry may also hold a decoded form of its value (Store.GetShared): a
+// record the domain decodes on every command (a conversation's, on each
+// send) is decoded once while its entry lives. The decoded form hangs on
+// the entry, so whatever drops or replaces the entry (a write of the key,
+// an eviction) drops it too: it is always the decoding of the key's value
+// in Pebble.
+//
 // It is coherent with every write to the database because it sits under
 // every one of them: all commits of shard keys go through Store.commit (Apply,
 // ApplyVersioned, PutPending with the commits riding on it, CommitWrite,
@@ -33,14 +40,33 @@ import (
 // The cache is bounded in bytes (ReadCacheSize, key and value plus a fixed
 // overhead per entry): a fill that takes a cache shard past its part of
 // the bound evicts entries of that shard in map order (random) until it
-// fits again. It holds values found, never absence.
+// fits again; a decoded form counts as decodedSize more bytes. It holds
+// values found, never absence.
 type readCache struct {
-	shards    [cacheShards]cacheShard
-	shardMax  int64 // bytes per shard
-	hits      atomic.Uint64
-	misses    atomic.Uint64
-	usedBytes atomic.Int64
+	shards        [cacheShards]cacheShard
+	shardMax      int64 // bytes per shard
+	hits          atomic.Uint64
+	misses        atomic.Uint64
+	decodedHits   atomic.Uint64
+	decodedMisses atomic.Uint64
+	usedBytes     atomic.Int64
 }
+
+// cacheEntry is a cached value and, once a GetShared decoded it, its
+// decoded form. Its cache shard's mu guards decoded; v is never modified.
+type cacheEntry struct {
+	v       []byte
+	decoded any
+}
+
+// decodedSize is what a decoded form counts towards the cache's bound: its
+// value's length again (a decoded record holds about as many bytes of
+// strings as its encoding) plus decodedOverhead for its headers.
+func decodedSize(v []byte) int64 { return int64(len(v)) + decodedOverhead }
+
+// decodedOverhead is counted per decoded form on top of its value's
+// length (struct, slice, map and string headers).
+const decodedOverhead = 256
 
 // cacheShards is the number of independently locked parts of the cache.
 const cacheShards = 16
@@ -60,7 +86,7 @@ type cacheShard struct {
 	// gen rises at every begin and end of a write touching this shard:
 	// a fill checks it did not move since its look-up.
 	gen     uint64
-	entries map[string][]byte
+	entries map[string]*cacheEntry
 	// byData groups the keys of entries by their first two bytes (the
 	// data shard, see ShardOf): a delete range visits only the groups it
 	// spans.
@@ -76,7 +102,7 @@ type cacheShard struct {
 func newReadCache(size int64) *readCache {
 	c := &readCache{shardMax: size / cacheShards}
 	for i := range c.shards {
-		c.shards[i].entries = map[string][]byte{}
+		c.shards[i].entries = map[string]*cacheEntry{}
 		c.shards[i].byData = map[uint16]map[string]struct{}{}
 		c.shards[i].writing = map[uint64]int{}
 	}
@@ -110,12 +136,12 @@ func (c *readCache) shard(key []byte) (*cacheShard, uint64) {
 func (c *readCache) get(key []byte) ([]byte, uint64, bool) {
 	sh, _ := c.shard(key)
 	sh.mu.Lock()
-	v, ok := sh.entries[string(key)]
+	e, ok := sh.entries[string(key)]
 	gen := sh.gen
 	sh.mu.Unlock()
 	if ok {
 		c.hits.Add(1)
-		return bytes.Clone(v), 0, true
+		return bytes.Clone(e.v), 0, true
 	}
 	c.misses.Add(1)
 	return nil, gen, false
@@ -140,18 +166,24 @@ func (c *readCache) fill(key, v []byte, gen uint64) {
 	if v == nil {
 		v = []byte{}
 	}
-	sh.entries[ks] = v
+	sh.entries[ks] = &cacheEntry{v: v}
 	g := dataGroup(key)
 	if sh.byData[g] == nil {
 		sh.byData[g] = map[string]struct{}{}
 	}
 	sh.byData[g][ks] = struct{}{}
 	c.account(sh, size)
+	c.evictLocked(sh, ks)
+}
+
+// evictLocked drops entries of sh other than keep until sh is within its
+// bound. sh.mu is held.
+func (c *readCache) evictLocked(sh *cacheShard, keep string) {
 	for k := range sh.entries {
 		if sh.bytes <= c.shardMax {
 			break
 		}
-		if k != ks {
+		if k != keep {
 			c.dropLocked(sh, k)
 		}
 	}
@@ -165,8 +197,45 @@ func (c *readCache) dropLocked(sh *cacheShard, key string) {
 		if delete(sh.byData[g], key); len(sh.byData[g]) == 0 {
 			delete(sh.byData, g)
 		}
-		c.account(sh, -int64(len(key)+len(old))-cacheEntryOverhead)
+		size := int64(len(key)+len(old.v)) + cacheEntryOverhead
+		if old.decoded != nil {
+			size += decodedSize(old.v)
+		}
+		c.account(sh, -size)
 	}
+}
+
+// shared returns key's cached entry's decoded form, or (with ok) its value
+// (not to be modified) and the entry, to hand to attach with the decoded
+// form; neither when key is not cached.
+func (c *readCache) shared(key []byte) (decoded any, v []byte, e *cacheEntry) {
+	sh, _ := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e = sh.entries[string(key)]
+	switch {
+	case e == nil:
+		return nil, nil, nil
+	case e.decoded != nil:
+		c.decodedHits.Add(1)
+		return e.decoded, nil, nil
+	}
+	return nil, e.v, e
+}
+
+// attach keeps decoded as the decoded form of entry e (returned by shared
+// for key), unless e left the cache since (its key was written, or it was
+// evicted) or has one already.
+func (c *readCache) attach(key []byte, e *cacheEntry, decoded any) {
+	sh, _ := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.entries[string(key)] != e || e.decoded != nil {
+		return
+	}
+	e.decoded = decoded
+	c.account(sh, decodedSize(e.v))
+	c.evictLocked(sh, string(key))
 }
 
 // marking runs mark under the lock of key's shard, with key's hash, after
@@ -300,5 +369,11 @@ func (c *readCache) collectors() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imnode_store_read_cache_bytes",
 			Help: "Bytes held by the store's read cache (keys, values and a fixed overhead per entry)."},
 			func() float64 { return float64(c.usedBytes.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imnode_store_read_cache_decoded_hits_total",
+			Help: "Shared reads (Store.GetShared) served the decoded form the store's read cache held."},
+			func() float64 { return float64(c.decodedHits.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imnode_store_read_cache_decoded_misses_total",
+			Help: "Shared reads (Store.GetShared) that decoded the value (the read cache held none decoded)."},
+			func() float64 { return float64(c.decodedMisses.Load()) }),
 	}
 }

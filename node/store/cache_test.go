@@ -30,9 +30,45 @@ func getRecord(t *testing.T, st *Store, key []byte) string {
 	return string(val)
 }
 
-// TestStoreReadCacheCoherent caches a value by reading it, writes the key
-// through each write path of the store, and reads it again: every path
-// must drop the cached value.
+// getShared reads key through GetShared, decoding its record to its
+// value's string, and returns it or "<none>"; *decodes counts the decodes.
+func getShared(t *testing.T, st *Store, key []byte, decodes *int) string {
+	t.Helper()
+	d, err := st.GetShared(key, func(rec []byte) (any, error) {
+		*decodes++
+		_, _, val, err := DecodeVersioned(rec)
+		if err != nil {
+			return nil, err
+		}
+		return string(val), nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return "<none>"
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.(string)
+}
+
+// cachedBytes returns what the cache's entries (and their decoded forms)
+// account for.
+func cachedBytes(c *readCache) int64 {
+	var n int64
+	for i := range c.shards {
+		for k, e := range c.shards[i].entries {
+			n += int64(len(k)+len(e.v)) + cacheEntryOverhead
+			if e.decoded != nil {
+				n += decodedSize(e.v)
+			}
+		}
+	}
+	return n
+}
+
+// TestStoreReadCacheCoherent caches a value and its decoded form by reading
+// it, writes the key through each write path of the store, and reads it
+// again: every path must drop the cached value and decoded form.
 func TestStoreReadCacheCoherent(t *testing.T) {
 	rec := func(version uint64, v string) []byte { return EncodeVersioned(version, false, []byte(v)) }
 	key := cacheKey("c1")
@@ -87,7 +123,19 @@ func TestStoreReadCacheCoherent(t *testing.T) {
 			if st.cache.hits.Load() == 0 {
 				t.Fatal("the second read was not served from the cache")
 			}
+			decodes := 0
+			for range 3 {
+				if got := getShared(t, st, key, &decodes); got != "old" {
+					t.Fatalf("shared read before the write: %q", got)
+				}
+			}
+			if decodes != 1 || st.cache.decodedHits.Load() != 2 {
+				t.Fatalf("3 shared reads of a cached value: %d decodes, %d decoded hits; want 1, 2", decodes, st.cache.decodedHits.Load())
+			}
 			tt.write(t, st)
+			if got := getShared(t, st, key, &decodes); got != tt.want {
+				t.Fatalf("shared read after the write: %q, want %q", got, tt.want)
+			}
 			if got := getRecord(t, st, key); got != tt.want {
 				t.Fatalf("after the write: %q, want %q", got, tt.want)
 			}
@@ -112,6 +160,33 @@ func TestStoreReadCacheFillRace(t *testing.T) {
 	}
 	if got := getRecord(t, st, key); got != "new" {
 		t.Fatalf("after the write: %q, want new", got)
+	}
+}
+
+// TestStoreReadCacheSharedAttachRace writes a key between a shared read's
+// look-up of its cached value and the keeping of the decoded form: the
+// decoded form of the old value must not be kept (nor counted) with the
+// entry the next read fills.
+func TestStoreReadCacheSharedAttachRace(t *testing.T) {
+	st := openMem(t, vfs.NewMem())
+	defer func() { _ = st.Close() }()
+	key := cacheKey("c1")
+	must(t, st.ApplyVersioned([]Op{{Kind: OpSet, Key: key, Value: EncodeVersioned(10, false, []byte("old"))}}))
+	getRecord(t, st, key) // fills
+	d, v, e := st.cache.shared(key)
+	if d != nil || e == nil {
+		t.Fatalf("shared look-up of a cached value: %v, %v", d, e)
+	}
+	_, _, old, _ := DecodeVersioned(v)
+	must(t, st.ApplyVersioned([]Op{{Kind: OpSet, Key: key, Value: EncodeVersioned(20, false, []byte("new"))}}))
+	getRecord(t, st, key) // fills the new value
+	st.cache.attach(key, e, string(old))
+	decodes := 0
+	if got := getShared(t, st, key, &decodes); got != "new" {
+		t.Fatalf("shared read after the write: %q, want new", got)
+	}
+	if used, want := st.cache.usedBytes.Load(), cachedBytes(st.cache); used != want {
+		t.Fatalf("cache counts %d bytes, its entries hold %d", used, want)
 	}
 }
 
@@ -171,6 +246,10 @@ func TestStoreReadCacheBounded(t *testing.T) {
 		if got := getRecord(t, st, cacheKey(fmt.Sprint(i))); got != string(val)+fmt.Sprint(i) {
 			t.Fatalf("key %d: %q", i, got)
 		}
+		decodes := 0
+		if got := getShared(t, st, cacheKey(fmt.Sprint(i)), &decodes); got != string(val)+fmt.Sprint(i) {
+			t.Fatalf("key %d, shared: %q", i, got)
+		}
 		if used := st.cache.usedBytes.Load(); used > size {
 			t.Fatalf("cache holds %d bytes, bound %d", used, size)
 		}
@@ -184,6 +263,9 @@ func TestStoreReadCacheBounded(t *testing.T) {
 		if grouped != len(sh.entries) {
 			t.Fatalf("cache part %d: %d entries, %d grouped by data shard", i, len(sh.entries), grouped)
 		}
+	}
+	if used, want := st.cache.usedBytes.Load(), cachedBytes(st.cache); used != want {
+		t.Fatalf("cache counts %d bytes, its entries hold %d", used, want)
 	}
 	if used := st.cache.usedBytes.Load(); used < size/2 {
 		t.Fatalf("cache holds %d bytes of a %d-byte bound after 500 KB of reads", used, size)

@@ -343,6 +343,50 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 	return out, nil
 }
 
+// GetShared returns decode's result for the record Get would return for
+// key (an error from Get, ErrNotFound included, or from decode is
+// returned as is). While the read cache holds key's value it keeps that
+// result with it and returns it again without decoding, until a write of
+// key or an eviction drops the entry: the result is shared by every
+// caller, and neither it nor the record decode got may be modified (decode
+// may keep the record). It is the one decoded form of the key's current
+// value as long as decode depends on the record only.
+func (s *Store) GetShared(key []byte, decode func(rec []byte) (any, error)) (any, error) {
+	if s.cache == nil || !cacheable(key) {
+		return getDecoded(s, key, decode)
+	}
+	d, v, e := s.cache.shared(key)
+	if d != nil {
+		return d, nil
+	}
+	s.cache.decodedMisses.Add(1)
+	if e == nil {
+		return getDecoded(s, key, decode) // fills the cache: the next call decodes and keeps
+	}
+	d, err := decode(v)
+	if err == nil && d != nil {
+		s.cache.attach(key, e, d)
+	}
+	return d, err
+}
+
+func getDecoded(kv interface{ Get([]byte) ([]byte, error) }, key []byte, decode func([]byte) (any, error)) (any, error) {
+	rec, err := kv.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	return decode(rec)
+}
+
+// SharedGetter is implemented by a KV whose reads may keep a decoded form
+// of a value (Store.GetShared describes the contract): the domain decodes
+// a hot record once rather than on every command.
+type SharedGetter interface {
+	GetShared(key []byte, decode func(v []byte) (any, error)) (any, error)
+}
+
+var _ SharedGetter = (*Store)(nil)
+
 // KV is what the domain packages (conversation, session, storage) read and
 // write through. *Store implements it for one node's own database; the
 // cluster implements it by routing each key to the coordinator of its shard
