@@ -238,19 +238,6 @@ func (c *readCache) attach(key []byte, e *cacheEntry, decoded any) {
 	c.evictLocked(sh, string(key))
 }
 
-// marking runs mark under the lock of key's shard, with key's hash, after
-// raising the shard's generation; nothing for a key that is not cached.
-func (c *readCache) marking(key []byte, mark func(sh *cacheShard, h uint64)) {
-	if !cacheable(key) {
-		return
-	}
-	sh, h := c.shard(key)
-	sh.mu.Lock()
-	sh.gen++
-	mark(sh, h)
-	sh.mu.Unlock()
-}
-
 func (c *readCache) account(sh *cacheShard, delta int64) {
 	sh.bytes += delta
 	c.usedBytes.Add(delta)
@@ -258,26 +245,38 @@ func (c *readCache) account(sh *cacheShard, delta int64) {
 
 // begin marks the keys ops write (see batchWrites) as in flight and drops
 // their entries; the caller commits them to Pebble and then calls
-// end(ops), whatever the commit's outcome. The delete ranges of ops (a shard's, a conversation's
-// messages) are marked in every cache shard and drop the entries they
-// cover in one pass over each.
-func (c *readCache) begin(ops []Op) {
+// end(ops, hashes) with what begin returned, whatever the commit's
+// outcome. hashes (appended to buf) are the hashes of ops' keys, so end
+// need not compute them again. The delete ranges of ops (a shard's, a
+// conversation's messages) are marked in every cache shard and drop the
+// entries they cover in one pass over each.
+func (c *readCache) begin(ops []Op, buf []uint64) (hashes []uint64) {
+	hashes = buf[:0]
 	var ranges []Op
 	for _, op := range ops {
-		if op.Kind == OpDeleteRange {
+		var h uint64
+		switch {
+		case op.Kind == OpDeleteRange:
 			if cacheable(op.Key) {
 				ranges = append(ranges, op)
 			}
-			continue
-		}
-		c.marking(op.Key, func(sh *cacheShard, h uint64) {
+		case cacheable(op.Key):
+			h = xxhash.Sum64(op.Key)
+			sh := &c.shards[h%cacheShards]
+			sh.mu.Lock()
+			sh.gen++
 			sh.writing[h]++
-			c.dropLocked(sh, string(op.Key))
-		})
+			if _, ok := sh.entries[string(op.Key)]; ok { // no string made for a key not cached
+				c.dropLocked(sh, string(op.Key))
+			}
+			sh.mu.Unlock()
+		}
+		hashes = append(hashes, h)
 	}
 	if len(ranges) > 0 {
 		c.beginRanges(ranges)
 	}
+	return hashes
 }
 
 // beginRanges marks delete ranges in flight in every shard and drops the
@@ -332,21 +331,27 @@ func inRanges(key string, ranges []Op) bool {
 	return false
 }
 
-// end clears the marks begin(ops) set.
-func (c *readCache) end(ops []Op) {
+// end clears the marks begin(ops) set; hashes is what it returned.
+func (c *readCache) end(ops []Op, hashes []uint64) {
 	ranged := false
-	for _, op := range ops {
+	for i, op := range ops {
 		if op.Kind == OpDeleteRange {
 			ranged = ranged || cacheable(op.Key)
 			continue
 		}
-		c.marking(op.Key, func(sh *cacheShard, h uint64) {
-			if n := sh.writing[h]; n > 1 {
-				sh.writing[h] = n - 1
-			} else {
-				delete(sh.writing, h)
-			}
-		})
+		if !cacheable(op.Key) {
+			continue
+		}
+		h := hashes[i]
+		sh := &c.shards[h%cacheShards]
+		sh.mu.Lock()
+		sh.gen++
+		if n := sh.writing[h]; n > 1 {
+			sh.writing[h] = n - 1
+		} else {
+			delete(sh.writing, h)
+		}
+		sh.mu.Unlock()
 	}
 	if ranged {
 		for i := range c.shards {

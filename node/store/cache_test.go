@@ -361,9 +361,25 @@ func BenchmarkStoreReadCacheDeleteRange(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			ops := []Op{{Kind: OpDeleteRange, Key: tt.start, Value: tt.end}}
 			for b.Loop() {
-				c.begin(ops)
-				c.end(ops)
+				c.end(ops, c.begin(ops, nil))
 			}
 		})
+	}
+}
+
+// BenchmarkStoreReadCacheMarks marks and unmarks the keys of a send's batch
+// (message, message id, order index entries, de-duplication key): what
+// every commit costs the read cache.
+func BenchmarkStoreReadCacheMarks(b *testing.B) {
+	c := newReadCache(DefaultReadCacheSize)
+	conv := NewKey(7, "app", FamMsg).Str("some-conversation")
+	var ops []Op
+	for i := range 5 {
+		ops = append(ops, Op{Kind: OpSet, Key: conv.Int64(int64(i)).Bytes(), Value: []byte("v")})
+	}
+	b.ReportAllocs()
+	var buf [16]uint64
+	for b.Loop() {
+		c.end(ops, c.begin(ops, buf[:0]))
 	}
 }

@@ -594,8 +594,9 @@ func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
 			defer s.absent.end()
 		}
 		if s.cache != nil {
-			s.cache.begin(written)
-			defer s.cache.end(written)
+			var hbuf [16]uint64
+			hashes := s.cache.begin(written, hbuf[:0])
+			defer s.cache.end(written, hashes)
 		}
 		if s.testHookCommit != nil {
 			s.testHookCommit()
