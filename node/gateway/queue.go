@@ -237,6 +237,15 @@ type batchConn struct {
 	// the handshake is one whole frame): no frame may follow it, so
 	// writeFrames and tryWrite stop.
 	closing bool
+	// direct is tryWrite's write: its frame and, after raw.Write, what
+	// the system call returned. Fields (and a callback bound once), not
+	// a closure's captures, so a direct write allocates nothing.
+	direct struct {
+		frame []byte
+		n     int
+		err   error
+	}
+	directFn func(fd uintptr) bool
 }
 
 func newBatchConn(c net.Conn) *batchConn {
@@ -244,9 +253,18 @@ func newBatchConn(c net.Conn) *batchConn {
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			b.raw = raw
+			b.directFn = b.writeDirect
 		}
 	}
 	return b
+}
+
+// writeDirect is the raw.Write callback of tryWrite: one write(2) of
+// b.direct.frame, never waiting for the socket (the writer does). b.mu is
+// held.
+func (b *batchConn) writeDirect(fd uintptr) bool {
+	b.direct.n, b.direct.err = syscall.Write(int(fd), b.direct.frame)
+	return true
 }
 
 // batchBufs recycles the buffers frames are encoded into, so only sockets
@@ -368,12 +386,11 @@ func (b *batchConn) tryWrite(frame []byte) (left bool, err error) {
 	if b.closing || len(b.pending) > 0 {
 		return false, errNoDirectWrite
 	}
-	var n int
-	var werr error
-	if err := b.raw.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), frame)
-		return true // never wait for the socket: the writer does
-	}); err != nil {
+	b.direct.frame = frame
+	err = b.raw.Write(b.directFn)
+	n, werr := b.direct.n, b.direct.err
+	b.direct.frame, b.direct.err = nil, nil
+	if err != nil {
 		return false, err
 	}
 	switch {
