@@ -27,7 +27,8 @@ func TestConversationDirect(t *testing.T) {
 
 	resp := h.do(tom, directReq(cid, "hello"))
 	ack := resp.GetAckMessage()
-	if resp.GetCmd() != pb.CommandType_ack || ack.Code != nil || !msgID.MatchString(ack.GetUid()) || ack.GetT() != h.clock.Now().UnixMilli() {
+	if resp.GetCmd() != pb.CommandType_ack || resp.GetService() != protocol.ServiceIM || resp.Op != nil || ack.Code != nil ||
+		!msgID.MatchString(ack.GetUid()) || ack.GetT() != h.clock.Now().UnixMilli() || ack.GetCid() != cid {
 		t.Fatalf("ack %v", resp)
 	}
 	got := h.d.take()
@@ -36,7 +37,8 @@ func TestConversationDirect(t *testing.T) {
 	}
 	dm := got[0].cmd.GetDirectMessage()
 	if dm.GetCid() != cid || dm.GetId() != ack.GetUid() || dm.GetFromPeerId() != "Tom" || dm.GetTimestamp() != ack.GetT() ||
-		dm.GetMsg() != "hello" || dm.BinaryMsg != nil || dm.Transient != nil || dm.MentionAll == nil || got[0].cmd.Op != nil {
+		dm.GetMsg() != "hello" || dm.BinaryMsg != nil || dm.Transient != nil || dm.MentionAll == nil || dm.GetMentionAll() ||
+		dm.ConvType == nil || dm.GetConvType() != convNormal || got[0].cmd.Op != nil || got[0].cmd.GetService() != protocol.ServiceIM {
 		t.Fatalf("push %v", dm)
 	}
 

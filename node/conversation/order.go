@@ -132,8 +132,8 @@ func (e *Engine) indexLastMessage(b *store.Batch, app, cid string, prev, ts int6
 	if prev == ts {
 		return
 	}
-	b.Delete(e.orderKey(app, cid, orderLM, prev))
-	b.Set(e.orderKey(app, cid, orderLM, ts), nil)
+	b.DeleteOwned(e.orderKey(app, cid, orderLM, prev)) // keys built for this write
+	b.SetOwned(e.orderKey(app, cid, orderLM, ts), nil)
 }
 
 // unindexConvOrder adds to b the deletion of r's entries (r is being

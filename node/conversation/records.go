@@ -478,8 +478,8 @@ func (e *Engine) lookupMessage(app, cid, mid string) (*message, error) {
 func (e *Engine) putMessage(b *store.Batch, app, cid string, m *message) {
 	e.recent.note(roomKey(app, cid), e.tsEpoch.Load(), m)
 	v, _ := json.Marshal(m)
-	b.Set(e.msgKey(app, cid, m.Ts, m.ID), v)
-	b.Set(e.convKey(app, cid, store.FamMsgID).Str(m.ID).Bytes(), binary.BigEndian.AppendUint64(nil, uint64(m.Ts)))
+	b.SetOwned(e.msgKey(app, cid, m.Ts, m.ID), v) // both built for this write
+	b.SetOwned(e.convKey(app, cid, store.FamMsgID).Str(m.ID).Bytes(), binary.BigEndian.AppendUint64(nil, uint64(m.Ts)))
 }
 
 func decodeMessage(v []byte) (*message, error) {

@@ -457,8 +457,22 @@ func (b *Batch) Set(key, value []byte) {
 	b.ops = append(b.ops, Op{Kind: OpSet, Key: clone(key), Value: clone(value)})
 }
 
+// SetOwned is Set without the copies: the batch takes key and value, and
+// the caller must not modify them afterwards (a key and a value built for
+// this write only).
+func (b *Batch) SetOwned(key, value []byte) {
+	b.ops = append(b.ops, Op{Kind: OpSet, Key: key, Value: value})
+}
+
 // Delete records a deletion of key.
 func (b *Batch) Delete(key []byte) { b.ops = append(b.ops, Op{Kind: OpDelete, Key: clone(key)}) }
+
+// DeleteOwned is Delete without the copy: the batch takes key, which the
+// caller must not modify afterwards.
+func (b *Batch) DeleteOwned(key []byte) { b.ops = append(b.ops, Op{Kind: OpDelete, Key: key}) }
+
+// Grow makes room for n more writes, so recording them allocates once.
+func (b *Batch) Grow(n int) { b.ops = slices.Grow(b.ops, n) }
 
 // DeleteRange records a deletion of every key in [start, end).
 func (b *Batch) DeleteRange(start, end []byte) {

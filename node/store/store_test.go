@@ -233,3 +233,32 @@ func TestSplitByShard(t *testing.T) {
 		t.Fatal("an append to the one part wrote into the batch's ops")
 	}
 }
+
+// TestStoreBatchOwned: SetOwned and DeleteOwned record the same writes as
+// Set and Delete, with the caller's slices themselves (no copy), and
+// commit alike.
+func TestStoreBatchOwned(t *testing.T) {
+	st := openMem(t, vfs.NewMem())
+	defer func() { _ = st.Close() }()
+	k1, k2, v := NewKey(1, "app", FamConv).Str("a").Bytes(), NewKey(1, "app", FamConv).Str("b").Bytes(), []byte("v")
+	b := st.NewBatch()
+	b.Grow(2)
+	b.SetOwned(k1, v)
+	b.SetOwned(k2, v)
+	if ops := b.Ops(); len(ops) != 2 || &ops[0].Key[0] != &k1[0] || &ops[0].Value[0] != &v[0] {
+		t.Fatalf("SetOwned recorded %v, not the caller's slices", ops)
+	}
+	must(t, st.Commit(b))
+	b = st.NewBatch()
+	b.DeleteOwned(k2)
+	if ops := b.Ops(); len(ops) != 1 || ops[0].Kind != OpDelete || &ops[0].Key[0] != &k2[0] {
+		t.Fatalf("DeleteOwned recorded %v", ops)
+	}
+	must(t, st.Commit(b))
+	if got, err := st.Get(k1); err != nil || string(got) != "v" {
+		t.Fatalf("Get(k1) = %q, %v", got, err)
+	}
+	if _, err := st.Get(k2); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(k2) after DeleteOwned: %v", err)
+	}
+}
