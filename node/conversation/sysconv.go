@@ -622,7 +622,8 @@ func (e *Engine) nextTsLocked(st *stripe, app, cid string, stored bool) (ts, pre
 		return 0, 0, ErrNotCoordinator
 	}
 	epoch := e.tsEpoch.Load()
-	cached, ok := st.lastTs[roomKey(app, cid)]
+	k := roomKey(app, cid)
+	cached, ok := st.lastTs[k]
 	last, prev := cached.ts, cached.stored
 	if !ok || cached.epoch != epoch {
 		newest, err := e.newestMessage(app, cid)
@@ -631,7 +632,7 @@ func (e *Engine) nextTsLocked(st *stripe, app, cid string, stored bool) (ts, pre
 		}
 		last, prev = max(last, newest.ts()), max(prev, newest.ts())
 	}
-	e.recent.start(roomKey(app, cid), epoch, last)
+	e.recent.start(k, epoch, last)
 	ts = max(e.nowMs(), last+1)
 	next := cachedTs{ts: ts, stored: prev, epoch: epoch}
 	if stored {
@@ -640,7 +641,7 @@ func (e *Engine) nextTsLocked(st *stripe, app, cid string, stored bool) (ts, pre
 	if st.lastTs == nil {
 		st.lastTs = map[string]cachedTs{}
 	}
-	st.lastTs[roomKey(app, cid)] = next
+	st.lastTs[k] = next
 	return ts, prev, nil
 }
 
