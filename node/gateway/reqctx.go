@@ -24,7 +24,7 @@ import (
 // cause (nil until the gateway shuts down): nothing on the command path
 // asks for a cause, only for Err.
 type requestCtx struct {
-	parent   context.Context
+	parent   context.Context //nolint:containedctx // it is a context: the one it derives from
 	deadline time.Time
 	// inner is the WithDeadline made at the first Done; nil before.
 	inner atomic.Pointer[deadlineCtx]
@@ -33,7 +33,7 @@ type requestCtx struct {
 }
 
 type deadlineCtx struct {
-	ctx    context.Context
+	ctx    context.Context //nolint:containedctx // the WithDeadline requestCtx switches to
 	cancel context.CancelFunc
 }
 

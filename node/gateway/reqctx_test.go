@@ -139,8 +139,7 @@ func TestCommandRequestTimeout(t *testing.T) {
 // parent (the gateway's lifetime): the command reads its deadline and
 // checks its error, as a local write does.
 func BenchmarkRequestContext(b *testing.B) {
-	parent, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	parent := b.Context()
 	b.Run("WithTimeout", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
