@@ -580,11 +580,16 @@ func (c *Cluster) live(id string) bool {
 // coordinators returns the live replicas of shard in preference order: the
 // first that is caught up coordinates. Replicas this node recently failed
 // to reach (suspects: partitioned or hung, though gossip still sees them)
-// go last, so requests do not wait on them again and again.
+// go last, so requests do not wait on them again and again. When every
+// replica is live and none is suspected (the common case, asked on every
+// command) it is the ring's own list, shared, not a copy.
 func (c *Cluster) coordinators(shard uint16) []string {
-	rg := c.ring.Load()
+	replicas := c.ring.Load().Replicas(int(shard))
+	if c.allUsable(replicas) {
+		return replicas
+	}
 	var out, suspects []string
-	for _, id := range rg.Replicas(int(shard)) {
+	for _, id := range replicas {
 		switch {
 		case !c.live(id):
 		case c.suspected(id):
@@ -594,6 +599,20 @@ func (c *Cluster) coordinators(shard uint16) []string {
 		}
 	}
 	return append(out, suspects...)
+}
+
+// allUsable reports whether every node of ids is live and this node
+// suspects none.
+func (c *Cluster) allUsable(ids []string) bool {
+	for _, id := range ids {
+		if !c.live(id) {
+			return false
+		}
+	}
+	c.suspectMu.Lock()
+	none := len(c.suspects) == 0
+	c.suspectMu.Unlock()
+	return none
 }
 
 // noteCall records the outcome of a call to peer: failures that suggest it

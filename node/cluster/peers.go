@@ -34,7 +34,8 @@ func (c *Cluster) MemberActive(id string) bool {
 	return false
 }
 
-// Coordinators returns the live replicas of shard in preference order.
+// Coordinators returns the live replicas of shard in preference order
+// (suspected ones last). The slice may be shared: do not modify it.
 func (c *Cluster) Coordinators(shard uint16) []string { return c.coordinators(shard) }
 
 // Suspected reports whether a recent call to peer failed.

@@ -31,7 +31,8 @@ type Gateway interface {
 // Peers is what the hub needs from the cluster.
 type Peers interface {
 	// Coordinators returns the live replicas of shard in preference order
-	// (suspected ones last): they hold the shard's registry.
+	// (suspected ones last): they hold the shard's registry. The slice may
+	// be shared: do not modify it.
 	Coordinators(shard uint16) []string
 	// LiveOthers returns the other live members.
 	LiveOthers() []string

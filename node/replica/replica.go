@@ -135,7 +135,7 @@ type Peers interface {
 	// active (a preferred coordinator that may take its shards back).
 	MemberActive(id string) bool
 	// Coordinators returns the live replicas of shard in preference order
-	// (suspected ones last).
+	// (suspected ones last). The slice may be shared: do not modify it.
 	Coordinators(shard uint16) []string
 	// Suspected reports whether a recent call to id failed.
 	Suspected(id string) bool

@@ -52,7 +52,8 @@ type Replicas interface {
 
 // Peers is what the router needs from the cluster.
 type Peers interface {
-	// Coordinators returns the live replicas of shard in preference order.
+	// Coordinators returns the live replicas of shard in preference order
+	// (suspected ones last). The slice may be shared: do not modify it.
 	Coordinators(shard uint16) []string
 	// Owners returns the other live members that own shards.
 	Owners() []string
