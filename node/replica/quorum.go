@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 	"time"
@@ -143,12 +144,16 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		return err
 	}
 	w := store.PendingWrite{Epoch: epoch, ID: id, Ops: vops, NoSync: noSync}
-	body := writeBody(shard, w)
-	payload := withTail(body, noSync, nil)
-	if len(payload) > rs.maxWritePayload() {
-		return fmt.Errorf("%w: %d bytes, limit %d", wire.ErrTooLarge, len(payload), rs.maxWritePayload())
+	if size := writeSize(shard, w); size > rs.maxWritePayload() {
+		return fmt.Errorf("%w: %d bytes, limit %d", wire.ErrTooLarge, size, rs.maxWritePayload())
 	}
 	replicas := rs.peers.Ring().Replicas(int(shard))
+	// The write is encoded only when it goes to another replica.
+	var body, payload []byte
+	if slices.ContainsFunc(replicas, func(id string) bool { return id != rs.cfg.NodeID }) {
+		body = writeBody(shard, w)
+		payload = withTail(body, noSync, nil)
+	}
 	need := rs.quorum(len(replicas))
 	ws := &writeState{}
 	results := make(chan error, len(replicas))
@@ -909,6 +914,22 @@ func (rs *Set) onReplicas(ctx context.Context, shard uint16, need int, local fun
 func writePayload(shard uint16, w store.PendingWrite) []byte {
 	return withTail(writeBody(shard, w), w.NoSync, nil)
 }
+
+// writeSize is len(writePayload(shard, w)), counted without encoding it.
+func writeSize(shard uint16, w store.PendingWrite) int {
+	n := uvarintLen(uint64(shard)) + uvarintLen(w.Epoch) + uvarintLen(w.ID) + uvarintLen(uint64(len(w.Ops)))
+	for _, op := range w.Ops {
+		n += uvarintLen(uint64(op.Kind)) + uvarintLen(uint64(len(op.Key))) + len(op.Key) +
+			uvarintLen(uint64(len(op.Value))) + len(op.Value)
+	}
+	if w.NoSync {
+		n += uvarintLen(flagNoSync) // withTail's flags
+	}
+	return n
+}
+
+// uvarintLen is the length of v encoded by wire.Enc.U64.
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
 // writeBody encodes a write up to its ops; withTail adds the rest.
 func writeBody(shard uint16, w store.PendingWrite) []byte {
