@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -135,7 +136,19 @@ func TestReplicaChangeScanPages(t *testing.T) {
 	// Write the first keys again: they are logged twice, copied once
 	// per page.
 	n.putMany(t, p, "k", 10, 10)
-	waitFor(t, "the rewrite on q", func() bool { return n.pending(t, q) == 0 })
+	// The rewrite is acknowledged once two replicas hold it: q holds it
+	// once its records are p's (the same versions), none left pending.
+	waitFor(t, "the rewrite on q", func() bool {
+		for i := range 10 {
+			key := testKey(fmt.Sprint("k", i))
+			pv, perr := n.sets[p].st.Get(key)
+			qv, qerr := n.sets[q].st.Get(key)
+			if perr != nil || qerr != nil || !bytes.Equal(pv, qv) {
+				return false
+			}
+		}
+		return n.pending(t, q) == 0
+	})
 	copied, head, err := n.sets[p].pullChanges(context.Background(), 0, q, from, nil)
 	if err != nil {
 		t.Fatal(err)
