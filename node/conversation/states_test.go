@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"encoding/binary"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -127,5 +128,66 @@ func TestConversationStateDiffFromBase(t *testing.T) {
 				t.Fatalf("was %+v now %+v: fields %v, want %v", was, now, got, want)
 			}
 		}
+	}
+}
+
+// TestConversationKnownStateDroppedAfterFailedCommit: when the commit of an
+// ack or a read fails, the engine cannot know whether the store took it
+// (a quorum write that timed out may still commit), so it forgets the
+// client's state rather than keep the one it had: here the failed commit
+// did land, and a later, older ack or read must find the landed pointer and
+// leave it, not move it back from a stale kept state. Fails when a failed
+// commit leaves the kept state in place.
+func TestConversationKnownStateDroppedAfterFailedCommit(t *testing.T) {
+	for _, kind := range []string{"read", "ack"} {
+		t.Run(kind, func(t *testing.T) {
+			h := newHarness(t)
+			tom, jerry := h.caller("Tom", 1), h.caller("Jerry", 2)
+			cid := h.start(tom, "Jerry")
+			var ts [3]int64
+			for i := range ts {
+				h.clock.Advance(time.Second)
+				_, ts[i] = h.send(tom, cid, "m"+strconv.Itoa(i))
+			}
+			req := func(i int) *pb.GenericCommand {
+				if kind == "read" {
+					return readReq(cid, ts[i], "")
+				}
+				return ackReq(cid, ts[i], ts[i])
+			}
+			pointer := func() int64 {
+				mr := h.do(tom, convReq(pb.OpType_max_read, &pb.ConvCommand{Cid: proto.String(cid)})).GetConvMessage()
+				if kind == "read" {
+					return mr.GetMaxReadTimestamp()
+				}
+				return mr.GetMaxAckTimestamp()
+			}
+			h.do(jerry, req(0)) // kept: the pointer at m0
+
+			// The next one's commit lands, then reports a failure.
+			inDoubt := func(b *store.Batch) error {
+				for _, r := range statesIn(b.Ops()) {
+					if r[1] == "Jerry" {
+						if err := h.st.Commit(b); err != nil {
+							return err
+						}
+						return errors.New("in doubt: the write may have committed")
+					}
+				}
+				return nil
+			}
+			h.kv.fail.Store(&inDoubt)
+			_, _ = h.e.Handle(t.Context(), jerry, req(2))
+			h.kv.fail.Store(nil)
+			if got := pointer(); got != ts[2] {
+				t.Fatalf("pointer %d after the in-doubt commit, want %d (it landed)", got, ts[2])
+			}
+
+			h.clock.Advance(time.Second)
+			h.do(jerry, req(1)) // older than what landed
+			if got := pointer(); got != ts[2] {
+				t.Fatalf("pointer %d after an older %s, want %d: a stale kept state set it back", got, kind, ts[2])
+			}
+		})
 	}
 }
