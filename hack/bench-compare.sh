@@ -24,7 +24,7 @@
 # Environment: CENTRIFUGO (path of the centrifugo binary, required when
 # SYSTEMS has centrifugo), BIN (directory with imnode and imbench, ./bin),
 # OUT (directory for the results, default a new temp dir; kept), SYSTEMS,
-# SHAPES (pairs room idle), PAIRS_CLIENTS (1000), PAIRS_STEPS (1,2,3,4,5,6,8),
+# SHAPES (pairs room idle), PAIRS_CLIENTS (1000), PAIRS_STEPS (1,2,3,4,5,6,8,10,12,16,20,24),
 # ROOM_CLIENTS (1000), ROOM_STEPS (10,20,40,80), IDLE_SOCKETS (5000),
 # STEP_DURATION (10s), SIZE (100), SHARDS (256), IMBENCH_ARGS (extra imbench
 # flags for every run, e.g. --keep-going).
@@ -38,7 +38,7 @@ bin=${BIN:-bin}
 systems=${SYSTEMS:-imnode-1 imnode-3 centrifugo}
 shapes=${SHAPES:-pairs room idle}
 pairs_clients=${PAIRS_CLIENTS:-1000}
-pairs_steps=${PAIRS_STEPS:-1,2,3,4,5,6,8}
+pairs_steps=${PAIRS_STEPS:-1,2,3,4,5,6,8,10,12,16,20,24}
 room_clients=${ROOM_CLIENTS:-1000}
 room_steps=${ROOM_STEPS:-10,20,40,80}
 idle_sockets=${IDLE_SOCKETS:-5000}
