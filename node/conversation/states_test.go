@@ -72,14 +72,7 @@ func TestConversationKnownStates(t *testing.T) {
 	// not set it back.
 	for _, how := range []string{"lease taken back", "not coordinating"} {
 		t.Run(how, func(t *testing.T) {
-			h := newHarness(t)
-			tom, jerry := h.caller("Tom", 1), h.caller("Jerry", 2)
-			cid := h.start(tom, "Jerry")
-			var ts [3]int64
-			for i := range ts {
-				h.clock.Advance(time.Second)
-				_, ts[i] = h.send(tom, cid, "m"+strconv.Itoa(i))
-			}
+			h, tom, jerry, cid, ts := threeToJerry(t)
 			h.do(jerry, ackReq(cid, ts[0], ts[0]))
 			b := h.st.NewBatch()
 			b.MergeFields(h.e.clientKey(testApp, "Jerry", store.FamClientState).Str(cid).Bytes(),
@@ -141,14 +134,7 @@ func TestConversationStateDiffFromBase(t *testing.T) {
 func TestConversationKnownStateDroppedAfterFailedCommit(t *testing.T) {
 	for _, kind := range []string{"read", "ack"} {
 		t.Run(kind, func(t *testing.T) {
-			h := newHarness(t)
-			tom, jerry := h.caller("Tom", 1), h.caller("Jerry", 2)
-			cid := h.start(tom, "Jerry")
-			var ts [3]int64
-			for i := range ts {
-				h.clock.Advance(time.Second)
-				_, ts[i] = h.send(tom, cid, "m"+strconv.Itoa(i))
-			}
+			h, tom, jerry, cid, ts := threeToJerry(t)
 			req := func(i int) *pb.GenericCommand {
 				if kind == "read" {
 					return readReq(cid, ts[i], "")
@@ -190,4 +176,18 @@ func TestConversationKnownStateDroppedAfterFailedCommit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// threeToJerry starts a harness where Tom sent Jerry three messages, a
+// second apart, in a new conversation; it returns their timestamps.
+func threeToJerry(t *testing.T) (h *harness, tom, jerry Caller, cid string, ts [3]int64) {
+	t.Helper()
+	h = newHarness(t)
+	tom, jerry = h.caller("Tom", 1), h.caller("Jerry", 2)
+	cid = h.start(tom, "Jerry")
+	for i := range ts {
+		h.clock.Advance(time.Second)
+		_, ts[i] = h.send(tom, cid, "m"+strconv.Itoa(i))
+	}
+	return h, tom, jerry, cid, ts
 }
