@@ -11,6 +11,7 @@ import (
 
 	"github.com/imcluster/imcluster/node/protocol/pb"
 	"github.com/imcluster/imcluster/node/store"
+	testharness "github.com/imcluster/imcluster/test/harness"
 )
 
 // BenchmarkConversationDirect sends messages in parallel over 100 one-to-one
@@ -36,14 +37,14 @@ func BenchmarkConversationDirect(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(16)
 			b.ResetTimer()
-			before := cpuTime(b)
+			before := testharness.ProcessCPU(b)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					i := int(next.Add(1) % convs)
 					h.send(Caller{App: testApp, ClientID: "u" + strconv.Itoa(i), Session: SessionID(i + 1)}, cids[i], `{"_lctype":-1,"_lctext":"hi"}`)
 				}
 			})
-			b.ReportMetric(float64((cpuTime(b)-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64((testharness.ProcessCPU(b)-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -2,13 +2,13 @@ package conversation
 
 import (
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	testharness "github.com/imcluster/imcluster/test/harness"
 )
 
 // BenchmarkConversationReceiverAcks runs the ack loop's work (processAcks)
@@ -100,24 +100,15 @@ func benchRounds(b *testing.B, unit string, op func(b *testing.B, h *harness, ro
 					b.Fatal(err)
 				}
 				h.d.take()
-				before := cpuTime(b)
+				before := testharness.ProcessCPU(b)
 				b.StartTimer()
 				op(b, h, round)
 				b.StopTimer()
-				cpu += cpuTime(b) - before
+				cpu += testharness.ProcessCPU(b) - before
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*convs), "ns/"+unit)
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*convs), "cpu-ns/"+unit)
 		})
 	}
-}
-
-// cpuTime returns the process's user and system CPU time so far.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

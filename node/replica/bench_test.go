@@ -4,12 +4,12 @@ import (
 	"log/slog"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/test/harness"
 )
 
 // BenchmarkReplicaWriteOneNode writes message-sized batches (message, id
@@ -51,7 +51,7 @@ func benchWrites(b *testing.B, kv store.KV) {
 	b.ReportAllocs()
 	b.SetParallelism(8)
 	b.ResetTimer()
-	before := benchCPU(b)
+	before := harness.ProcessCPU(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1)
@@ -69,7 +69,7 @@ func benchWrites(b *testing.B, kv store.KV) {
 			}
 		}
 	})
-	b.ReportMetric(float64((benchCPU(b)-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((harness.ProcessCPU(b)-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkReplicaWriteThreeNodes is BenchmarkReplicaWriteOneNode on three
@@ -97,12 +97,4 @@ func benchWaitTerm(b *testing.B, rs *Set) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func benchCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
