@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -519,12 +518,8 @@ func (s *Store) openAbsent(cfg Config) error {
 		return nil
 	}
 	a := newAbsentFilter(size)
-	if cfg.Registerer != nil {
-		for _, c := range a.collectors() {
-			if err := cfg.Registerer.Register(c); err != nil {
-				return fmt.Errorf("store: register metrics: %w", err)
-			}
-		}
+	if err := register(cfg.Registerer, a.collectors()); err != nil {
+		return err
 	}
 	s.absent = a
 	go a.run(s)

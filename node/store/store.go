@@ -142,26 +142,18 @@ func Open(cfg Config) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	if cfg.Registerer != nil {
-		for _, c := range s.changes.collectors() {
-			if err := cfg.Registerer.Register(c); err != nil {
-				_ = db.Close()
-				return nil, fmt.Errorf("store: register metrics: %w", err)
-			}
-		}
+	if err := register(cfg.Registerer, s.changes.collectors()); err != nil {
+		_ = db.Close()
+		return nil, err
 	}
 	if cfg.ReadCacheSize == 0 {
 		cfg.ReadCacheSize = DefaultReadCacheSize
 	}
 	if cfg.ReadCacheSize > 0 {
 		s.cache = newReadCache(cfg.ReadCacheSize)
-		if cfg.Registerer != nil {
-			for _, c := range s.cache.collectors() {
-				if err := cfg.Registerer.Register(c); err != nil {
-					_ = db.Close()
-					return nil, fmt.Errorf("store: register metrics: %w", err)
-				}
-			}
+		if err := register(cfg.Registerer, s.cache.collectors()); err != nil {
+			_ = db.Close()
+			return nil, err
 		}
 	}
 	if err := s.openAbsent(cfg); err != nil {
@@ -170,6 +162,19 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.startNoSyncFlusher(cfg.NoSyncFlushDelay, cfg.Logger)
 	return s, nil
+}
+
+// register registers cs with reg (nil: none).
+func register(reg prometheus.Registerer, cs []prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("store: register metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // openFormat returns the format to open cfg.Dir at: its current one, or
