@@ -291,12 +291,23 @@ func (e *Engine) loadConv(app, cid string) (*convRecord, error) {
 	if err != nil {
 		return nil, internal("load conversation", err)
 	}
-	r, err := decodeConv(v)
+	r, err := convFromValue(v) // v: a copy Get made for us
 	if err != nil {
 		return nil, internal("decode conversation "+cid, err)
 	}
+	return r, nil
+}
+
+// convFromValue decodes a stored conversation record, keeping v as the
+// fields value it was loaded from when it is one (not legacy JSON); v must
+// not change afterwards.
+func convFromValue(v []byte) (*convRecord, error) {
+	r, err := decodeConv(v)
+	if err != nil {
+		return nil, err
+	}
 	if v[0] != '{' {
-		r.stored = v // a copy Get made for us
+		r.stored = v
 	}
 	return r, nil
 }
@@ -311,12 +322,9 @@ func (e *Engine) loadConvShared(app, cid string) (*convRecord, error) {
 		return e.loadConv(app, cid)
 	}
 	d, err := sg.GetShared(e.convKey(app, cid, store.FamConv).Bytes(), func(v []byte) (any, error) {
-		r, err := decodeConv(v)
+		r, err := convFromValue(v)
 		if err != nil {
 			return nil, fmt.Errorf("decode conversation %s: %w", cid, err)
-		}
-		if v[0] != '{' {
-			r.stored = v
 		}
 		return r, nil
 	})
