@@ -25,9 +25,10 @@ import (
 // or before its position: an entry for a value at least its current one.
 // Writes keep that true; stale entries for lower values (a concurrent send
 // committed out of order) or for deleted conversations only cost the walk
-// a skipped entry until the next sweep. That is why a replicated store
-// deletes entries outright, without the tombstone a send's move of the lm
-// entry would otherwise leave per message (store.DeletesOutright).
+// a skipped entry until the next sweep. A send's move of the lm entry
+// deletes the old entry with a whole-record tombstone like any replicated
+// delete, and those are never purged (docs/replication.md): the index
+// keeps one per message.
 // Temporary conversations, never query results, are not indexed.
 const (
 	orderLM      = "lm"
