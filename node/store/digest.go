@@ -109,17 +109,19 @@ func (d *RangeDigest) Diff(o *RangeDigest) uint64 {
 
 // ShardRangeDigest computes the range digest of a shard's records whose
 // header version is at most maxVersion (^uint64(0) for all): anti-entropy
-// compares settled data and ignores writes still in flight. It hashes the
-// whole stored value, so replicas holding different bodies under the same
-// version differ. A value shorter than the versioned header is
-// ErrCorruptValue.
+// compares settled data and ignores writes still in flight. It leaves out
+// tombstones near or past their purge (tombstoneHorizon, purge.go), which
+// one replica may have deleted before another. It hashes the whole stored
+// value, so replicas holding different bodies under the same version
+// differ. A value shorter than the versioned header is ErrCorruptValue.
 func (s *Store) ShardRangeDigest(shard uint16, maxVersion uint64) (RangeDigest, error) {
 	var d RangeDigest
+	horizon := tombstoneHorizon(maxVersion, s.now())
 	err := s.ScanShard(shard, func(k, v []byte) (bool, error) {
 		if len(v) < versionHeader {
 			return false, fmt.Errorf("%w: key %x", ErrCorruptValue, k)
 		}
-		if binary.BigEndian.Uint64(v[1:versionHeader]) <= maxVersion {
+		if binary.BigEndian.Uint64(v[1:versionHeader]) <= maxVersion && !outsideDigest(v, horizon) {
 			d.Add(k, v)
 		}
 		return true, nil

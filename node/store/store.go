@@ -64,7 +64,15 @@ type Config struct {
 	// filesystem with ENOSPC (fault injection: disk-full tests). Nil means
 	// no injection.
 	FaultDiskFull *atomic.Bool
+	// Now is the clock that decides when a whole-record tombstone has
+	// outlived RecordTombstoneGrace (purge.go). Zero value means time.Now.
+	Now func() time.Time
 }
+
+// defaultNow is Config.Now's zero value. The package's tests, whose
+// records carry small versions (times near the Unix epoch), set it to the
+// epoch so that none of their tombstones is past its grace.
+var defaultNow = time.Now
 
 // Validate reports a configuration error.
 func (c *Config) Validate() error {
@@ -112,10 +120,22 @@ type Store struct {
 	absent *absentFilter
 	// noSync syncs unsynced commits within a bound (nosync.go).
 	noSync noSyncFlusher
+	// purgeMu orders tombstone purges after commits: every commit holds
+	// it shared from before its batch is applied until it is; PurgeShard
+	// holds it exclusively from its check that a key still holds the
+	// expired tombstone it found until its delete is applied (purge.go).
+	purgeMu sync.RWMutex
+	// now is the clock of tombstone expiry (purge.go).
+	now func() time.Time
+	// purge counts PurgeShard's work.
+	purge purgeMetrics
 	// testHookFill and testHookCommit, when set (tests only), run in Get
 	// between the Pebble read and the cache fill, and in commit between
 	// marking the keys in flight and the Pebble commit.
 	testHookFill, testHookCommit func()
+	// testHookPurge, when set (tests only), runs in PurgeShard between its
+	// checks and its commit.
+	testHookPurge func()
 }
 
 // Open opens (creating if needed) the database in cfg.Dir.
@@ -129,6 +149,9 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = defaultNow
+	}
 	format, err := openFormat(cfg)
 	if err != nil {
 		return nil, err
@@ -137,12 +160,12 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, now: cfg.Now, purge: newPurgeMetrics()}
 	if err := s.openChanges(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	if err := register(cfg.Registerer, s.changes.collectors()); err != nil {
+	if err := register(cfg.Registerer, append(s.changes.collectors(), s.purge.purged)); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -602,6 +625,14 @@ func (s *Store) apply(ops []Op, versioned bool, pb *pebble.Batch, opts *pebble.W
 // and ranges they see are read from pb itself, so no write can leave one
 // out.
 func (s *Store) commit(pb *pebble.Batch, opts *pebble.WriteOptions) error {
+	s.purgeMu.RLock()
+	defer s.purgeMu.RUnlock()
+	return s.commitLocked(pb, opts)
+}
+
+// commitLocked is commit for a caller that holds purgeMu (shared or
+// exclusive).
+func (s *Store) commitLocked(pb *pebble.Batch, opts *pebble.WriteOptions) error {
 	if s.cache != nil || s.absent != nil {
 		var buf [16]Op
 		written, err := batchWrites(pb, buf[:0])

@@ -164,15 +164,17 @@ func (s *Store) ShardDigest(shard uint16) (digest uint64, keys int64, err error)
 
 // ShardDigestUpTo is ShardDigest over the records with versions up to
 // maxVersion: anti-entropy compares settled data and ignores writes still
-// in flight to the replicas.
+// in flight to the replicas. Like ShardRangeDigest it leaves out tombstones
+// near or past their purge.
 func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64, keys int64, err error) {
 	h := xxhash.New()
 	var vb [versionHeader]byte
+	horizon := tombstoneHorizon(maxVersion, s.now())
 	err = s.ScanShard(shard, func(k, v []byte) (bool, error) {
 		if len(v) < versionHeader {
 			return false, fmt.Errorf("%w: key %x", ErrCorruptValue, k)
 		}
-		if binary.BigEndian.Uint64(v[1:versionHeader]) > maxVersion {
+		if binary.BigEndian.Uint64(v[1:versionHeader]) > maxVersion || outsideDigest(v, horizon) {
 			return true, nil
 		}
 		var lb [4]byte
