@@ -27,8 +27,8 @@ import (
 // committed out of order) or for deleted conversations only cost the walk
 // a skipped entry until the next sweep. A send's move of the lm entry
 // deletes the old entry with a whole-record tombstone like any replicated
-// delete, and those are never purged (docs/replication.md): the index
-// keeps one per message.
+// delete: the index keeps one per message until the store purges it, 7
+// days later (store.RecordTombstoneGrace).
 // Temporary conversations, never query results, are not indexed.
 const (
 	orderLM      = "lm"
