@@ -21,8 +21,8 @@ import (
 
 // DefaultNoSyncFlushDelay is Config.NoSyncFlushDelay's zero value: short
 // next to the seconds a client takes to notice a crash and reconnect, long
-// next to the 0.5 ms between the syncs of a store taking messages (so the
-// flush costs such a store one more sync in 200).
+// next to the 1 ms between the syncs of a store taking messages (so the
+// flush costs such a store one more sync in 100).
 const DefaultNoSyncFlushDelay = 100 * time.Millisecond
 
 // noSyncFlusher is the state of the store's flusher goroutine, which Open
