@@ -130,7 +130,7 @@ func (e *Engine) send(ctx context.Context, c Caller, dm *pb.DirectCommand, mid s
 	st.mu.Unlock()
 
 	b := e.st.NewBatch()
-	b.Grow(5) // message, id, order index (2), dedup key
+	b.Grow(5) // message, id index (needsIDIndex), order index (2), dedup key
 	e.putMessage(b, c.App, cid, m)
 	if m.indexed {
 		e.indexLastMessage(b, c.App, cid, m.prevStored, m.Ts)
@@ -200,7 +200,7 @@ func (e *Engine) prepareSendLocked(c Caller, cid string, st *stripe, dm *pb.Dire
 		return nil, nil, nil, err
 	}
 	if mid == "" {
-		mid = newMessageID()
+		mid = newMessageID(ts)
 	}
 	m := &message{ID: mid, From: c.ClientID, Ts: ts, Data: dm.GetMsg(), Receipt: dm.GetR(),
 		GroupRcp: c.ConfigBitmap&configGroupRcp != 0, MentionAll: dm.GetMentionAll(), MentionPids: dm.MentionPids,
@@ -336,7 +336,7 @@ func (e *Engine) acceptWill(c Caller, dm *pb.DirectCommand) (*pb.GenericCommand,
 	if err := e.checkSend(c, dm.GetCid(), r, dm); err != nil {
 		return nil, err
 	}
-	mid := newMessageID()
+	mid := newMessageID(e.nowMs()) // its timestamp is assigned at send: indexed then (needsIDIndex)
 	held := proto.Clone(dm).(*pb.DirectCommand)
 	held.Will = nil
 	e.wills.add(willKey{c.App, c.ClientID, c.Session}, willMsg{dm: held, mid: mid})

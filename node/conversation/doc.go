@@ -21,7 +21,7 @@
 //
 //	conv shard   FamConv      cid                      conversation record (field doc)
 //	conv shard   FamMsg       cid, ts, mid             message (newest key = last message, lm)
-//	conv shard   FamMsgID     cid, mid                 8-byte big-endian ts
+//	conv shard   FamMsgID     cid, mid                 8-byte big-endian ts; only for an id that does not carry its ts
 //	conv shard   FamPatch     cid, patchTs, mid        PatchItem (protobuf)
 //	conv shard   FamDedup     cid, sender, dt          ts, accepted-at, mid
 //	conv shard   FamOrder     order, ^value, cid       empty: the order index of app-wide queries (order.go)
@@ -39,7 +39,13 @@
 //
 // Message timestamps are strictly increasing per conversation (a per-stripe
 // cache of the last assigned timestamp, rebuilt from the newest message key);
-// message ids are 22-character URL-safe Base64 of 16 random bytes.
+// message ids are 22-character URL-safe Base64 of 16 bytes: the message's
+// timestamp (8 bytes big-endian, ms) and 8 random bytes, so lookupMessage
+// reads a message by id at the timestamp its id carries and a send writes
+// no FamMsgID entry. Ids that do not carry exactly their message's
+// timestamp (ids of earlier builds, 16 random bytes; imported ids; a will
+// message's id, given before its timestamp) are found through FamMsgID,
+// which every write of such a message keeps.
 //
 // Receiver acks and reads use two bounded in-memory structures, each
 // trusted only while this node coordinates the conversation's shard under

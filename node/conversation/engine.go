@@ -369,7 +369,7 @@ func New(cfg Config) (*Engine, error) {
 		d:      cfg.Deliverer,
 		now:    cfg.Clock,
 		log:    cfg.Logger.With("component", logComponent),
-		nonce:  newMessageID()[:8],
+		nonce:  randomNonce(),
 		acks:   make(chan ackJob, ackQueueSize),
 
 		queries: limit.NewCounter(),

@@ -253,9 +253,48 @@ func (e *Engine) newConvIDIn(app string, shard uint16, prefix string, nowMs int6
 	return id
 }
 
-// newMessageID returns a 22-character URL-safe Base64 id of 16 random bytes.
-func newMessageID() string {
+// newMessageID returns a 22-character URL-safe Base64 id of 16 bytes: ts,
+// the message's timestamp (ms), 8 bytes big-endian, and 8 random bytes. A
+// message whose id carries exactly its stored timestamp needs no FamMsgID
+// entry: lookupMessage reads its key directly (msgIDTs). Clients treat the
+// id as opaque.
+func newMessageID(ts int64) string {
 	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(ts))
+	_, _ = rand.Read(b[8:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// msgIDLen is the length of an id of newMessageID.
+const msgIDLen = 22
+
+// msgIDTs returns the timestamp an id of newMessageID carries. Any other
+// 22-character URL-safe Base64 string decodes too, to a timestamp that
+// means nothing (ids of earlier builds were 16 random bytes; imported ids
+// are anything): a caller uses it only as a guess that the message key
+// confirms, and ok is false only when mid cannot be such an id at all.
+func msgIDTs(mid string) (ts int64, ok bool) {
+	if len(mid) != msgIDLen {
+		return 0, false
+	}
+	var b [16]byte
+	if n, err := base64.RawURLEncoding.Decode(b[:], []byte(mid)); err != nil || n != len(b) {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(b[:8])), true
+}
+
+// needsIDIndex reports whether message m needs a FamMsgID entry: its id
+// does not carry exactly its timestamp (an id of an earlier build, an
+// imported id, a will message's id given before its timestamp).
+func (m *message) needsIDIndex() bool {
+	ts, ok := msgIDTs(m.ID)
+	return !ok || ts != m.Ts
+}
+
+// randomNonce returns 8 random URL-safe Base64 characters.
+func randomNonce() string {
+	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
@@ -466,8 +505,17 @@ func (e *Engine) loadMessage(app, cid string, ts int64, mid string) (*message, e
 	return &m, nil
 }
 
-// lookupMessage finds a message by id through FamMsgID.
+// lookupMessage finds a message by id: at the timestamp its id carries
+// (msgIDTs), and failing that through FamMsgID, which holds every message
+// whose id does not carry exactly its timestamp (needsIDIndex), including
+// every message stored by a build before ids carried one.
 func (e *Engine) lookupMessage(app, cid, mid string) (*message, error) {
+	if ts, ok := msgIDTs(mid); ok {
+		m, err := e.loadMessage(app, cid, ts, mid)
+		if m != nil || err != nil {
+			return m, err
+		}
+	}
 	v, err := e.st.Get(e.convKey(app, cid, store.FamMsgID).Str(mid).Bytes())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
@@ -481,13 +529,27 @@ func (e *Engine) lookupMessage(app, cid, mid string) (*message, error) {
 	return e.loadMessage(app, cid, int64(binary.BigEndian.Uint64(v)), mid)
 }
 
-// putMessage writes m to b, noting it first in e.recent (so it is noted
-// before it can be committed).
+// putMessage writes m to b, with its FamMsgID entry when it needs one
+// (needsIDIndex), noting it first in e.recent (so it is noted before it can
+// be committed).
 func (e *Engine) putMessage(b *store.Batch, app, cid string, m *message) {
 	e.recent.note(roomKey(app, cid), e.tsEpoch.Load(), m)
 	v, _ := json.Marshal(m)
 	b.SetOwned(e.msgKey(app, cid, m.Ts, m.ID), v) // both built for this write
-	b.SetOwned(e.convKey(app, cid, store.FamMsgID).Str(m.ID).Bytes(), binary.BigEndian.AppendUint64(nil, uint64(m.Ts)))
+	if m.needsIDIndex() {
+		b.SetOwned(e.convKey(app, cid, store.FamMsgID).Str(m.ID).Bytes(), binary.BigEndian.AppendUint64(nil, uint64(m.Ts)))
+	}
+}
+
+// deleteMessageIDIndex deletes the FamMsgID entry of the message with id
+// and timestamp ts, if it can have one (needsIDIndex): a message whose id
+// carries its timestamp never had one, and deleting it would only write a
+// tombstone.
+func (e *Engine) deleteMessageIDIndex(b *store.Batch, app, cid, id string, ts int64) {
+	m := message{ID: id, Ts: ts}
+	if m.needsIDIndex() {
+		b.Delete(e.convKey(app, cid, store.FamMsgID).Str(id).Bytes())
+	}
 }
 
 func decodeMessage(v []byte) (*message, error) {

@@ -97,13 +97,13 @@ func (e *Engine) shardConvs(shard uint16, app string) ([]*convRecord, error) {
 func (e *Engine) trimConv(app, cid string, cutoff int64) error {
 	prefix := e.convKey(app, cid, store.FamMsg)
 	upper := prefix.Int64(cutoff).Bytes()
-	var ids []string
+	var ids []message // ID and Ts of each
 	err := e.st.Scan(prefix.Bytes(), upper, false, func(_, v []byte) (bool, error) {
 		m, err := decodeMessage(v)
 		if err != nil {
 			return false, err
 		}
-		ids = append(ids, m.ID)
+		ids = append(ids, message{ID: m.ID, Ts: m.Ts})
 		return len(ids) < maxTrimPerPass, nil
 	})
 	if err != nil || len(ids) == 0 {
@@ -114,7 +114,7 @@ func (e *Engine) trimConv(app, cid string, cutoff int64) error {
 	defer st.mu.Unlock()
 	b := e.st.NewBatch()
 	last := ids[len(ids)-1]
-	m, err := e.lookupMessage(app, cid, last)
+	m, err := e.lookupMessage(app, cid, last.ID)
 	if err != nil {
 		b.Close()
 		return err
@@ -124,8 +124,8 @@ func (e *Engine) trimConv(app, cid string, cutoff int64) error {
 		end = store.PrefixEnd(e.msgKey(app, cid, m.Ts, m.ID))
 	}
 	b.DeleteRange(prefix.Bytes(), end)
-	for _, id := range ids {
-		b.Delete(e.convKey(app, cid, store.FamMsgID).Str(id).Bytes())
+	for _, m := range ids {
+		e.deleteMessageIDIndex(b, app, cid, m.ID, m.Ts)
 	}
 	pp := e.convKey(app, cid, store.FamPatch)
 	b.DeleteRange(pp.Bytes(), pp.Int64(cutoff).Bytes())

@@ -117,7 +117,7 @@ func (e *Engine) DeleteMessage(_ context.Context, app, cid, mid string, ts int64
 	}
 	b := e.st.NewBatch()
 	b.Delete(e.msgKey(app, cid, m.Ts, m.ID))
-	b.Delete(e.convKey(app, cid, store.FamMsgID).Str(m.ID).Bytes())
+	e.deleteMessageIDIndex(b, app, cid, m.ID, m.Ts)
 	if err := e.commitConv(st, app, cid, b); err != nil {
 		return internal("commit message delete", err)
 	}

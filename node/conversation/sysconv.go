@@ -346,7 +346,8 @@ func (e *Engine) sysMute(c Caller, cid string, mute bool) (*pb.GenericCommand, e
 // sysUpstream acknowledges a client's message to a system conversation and
 // hands it to the app's hook. Nothing is stored or delivered.
 func (e *Engine) sysUpstream(c Caller, dm *pb.DirectCommand) (*pb.GenericCommand, error) {
-	m := SysMessage{App: c.App, ID: newMessageID(), ConvID: dm.GetCid(), From: c.ClientID, Timestamp: e.nowMs(),
+	now := e.nowMs()
+	m := SysMessage{App: c.App, ID: newMessageID(now), ConvID: dm.GetCid(), From: c.ClientID, Timestamp: now,
 		Transient: dm.GetTransient()}
 	if dm.BinaryMsg != nil {
 		m.Data, m.Bin = base64.StdEncoding.EncodeToString(dm.BinaryMsg), true
@@ -575,7 +576,7 @@ func (e *Engine) sysSend(c Caller, from string, dm *pb.DirectCommand) (*pb.Gener
 		st.mu.Unlock()
 		return nil, err
 	}
-	m := &message{ID: newMessageID(), From: from, Ts: ts, Data: dm.GetMsg(), To: to, prevStored: prev, indexed: true}
+	m := &message{ID: newMessageID(ts), From: from, Ts: ts, Data: dm.GetMsg(), To: to, prevStored: prev, indexed: true}
 	if dm.BinaryMsg != nil {
 		m.Bin, m.IsBin, m.Data = dm.BinaryMsg, true, ""
 	} else {
