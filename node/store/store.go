@@ -91,7 +91,8 @@ func (c *Config) Validate() error {
 // start of the next: 1 ms, against 0.5 ms before, syncs a store taking 4,000
 // synced commits a second about a third less often, for 14% less store CPU
 // per commit and 0.3-0.5 ms more mean commit latency; 2 ms saves no more CPU
-// and adds twice the latency (docs/benchmarks.md). A commit waits only when
+// and adds twice the latency (docs/benchmarks.md;
+// BenchmarkStoreSyncedCommitsPaced). A commit waits only when
 // it comes within the interval of the last sync: an idle store's next
 // commit syncs at once.
 const (
