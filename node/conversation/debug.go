@@ -1,10 +1,6 @@
 package conversation
 
-import (
-	"encoding/json"
-
-	"github.com/imcluster/imcluster/node/store"
-)
+import "github.com/imcluster/imcluster/node/store"
 
 // StoredMessage is a message as a replica stores it (debug and chaos
 // checks read replicas directly).
@@ -23,9 +19,9 @@ func MessagePrefix(shard uint16, app, cid string) []byte {
 
 // DecodeStoredMessage decodes one stored message value.
 func DecodeStoredMessage(v []byte) (StoredMessage, error) {
-	var m message
-	if err := json.Unmarshal(v, &m); err != nil {
-		return StoredMessage{}, internal("decode message", err)
+	m, err := decodeMessage(v)
+	if err != nil {
+		return StoredMessage{}, err
 	}
 	return StoredMessage{ID: m.ID, Timestamp: m.Ts, From: m.From, Data: m.Data}, nil
 }

@@ -20,7 +20,7 @@
 // Key layout (families of node/store, values JSON unless noted):
 //
 //	conv shard   FamConv      cid                      conversation record (field doc)
-//	conv shard   FamMsg       cid, ts, mid             message (newest key = last message, lm)
+//	conv shard   FamMsg       cid, ts, mid             message (newest key = last message, lm); binary ones read too (msgcodec.go)
 //	conv shard   FamMsgID     cid, mid                 8-byte big-endian ts; only for an id that does not carry its ts
 //	conv shard   FamPatch     cid, patchTs, mid        PatchItem (protobuf)
 //	conv shard   FamDedup     cid, sender, dt          ts, accepted-at, mid

@@ -498,11 +498,7 @@ func (e *Engine) loadMessage(app, cid string, ts int64, mid string) (*message, e
 	if err != nil {
 		return nil, internal("load message", err)
 	}
-	var m message
-	if err := json.Unmarshal(v, &m); err != nil {
-		return nil, internal("decode message", err)
-	}
-	return &m, nil
+	return decodeMessage(v)
 }
 
 // lookupMessage finds a message by id: at the timestamp its id carries
@@ -550,14 +546,6 @@ func (e *Engine) deleteMessageIDIndex(b *store.Batch, app, cid, id string, ts in
 	if m.needsIDIndex() {
 		b.Delete(e.convKey(app, cid, store.FamMsgID).Str(id).Bytes())
 	}
-}
-
-func decodeMessage(v []byte) (*message, error) {
-	var m message
-	if err := json.Unmarshal(v, &m); err != nil {
-		return nil, internal("decode message", err)
-	}
-	return &m, nil
 }
 
 func int32p(v int32) *int32    { return proto.Int32(v) }
