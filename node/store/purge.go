@@ -101,12 +101,13 @@ func newPurgeMetrics() purgeMetrics {
 
 // PurgeShard deletes up to PurgeBatch whole-record tombstones of shard that
 // are past RecordTombstoneGrace (see above), scanning the shard's keys after
-// key after (nil: from the start). It returns how many it deleted and the
-// key to continue after, nil once it reached the end of the shard.
+// key after (nil, or a key of another shard: from the start). It returns
+// how many it deleted and the key to continue after, nil once it reached
+// the end of the shard.
 func (s *Store) PurgeShard(shard uint16, after []byte) (purged int, next []byte, err error) {
 	now := s.now()
 	lower := ShardPrefix(shard)
-	if after != nil {
+	if after != nil && bytes.HasPrefix(after, lower) { // not a key of another shard (the ring moved)
 		lower = append(bytes.Clone(after), 0)
 	}
 	var found []Op

@@ -107,6 +107,12 @@ func TestStorePurgeShardBatches(t *testing.T) {
 	}
 	c.add(RecordTombstoneGrace + time.Minute)
 	next := mustPurge(t, s, nil, PurgeBatch, true)
+	// A position in another shard (the shards this node replicates changed
+	// between rounds) starts that shard from its beginning: shard 8 has
+	// nothing to purge, and shard 7's rest is not touched from there.
+	if n, more, err := s.PurgeShard(8, next); err != nil || n != 0 || more != nil {
+		t.Fatalf("PurgeShard(8) after a key of shard 7 = %d, %x, %v; want nothing", n, more, err)
+	}
 	mustPurge(t, s, next, 10, false)
 	mustPurge(t, s, nil, 0, false)
 }
