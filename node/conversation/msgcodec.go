@@ -1,10 +1,11 @@
 package conversation
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/imcluster/imcluster/node/wire"
 )
 
 // The stored message record (value of FamMsg).
@@ -54,36 +55,51 @@ const (
 // errMsgRecord is the cause of every error decoding a binary record.
 var errMsgRecord = errors.New("bad message record")
 
-// decodeMessage decodes a stored message record, JSON or binary. It is the
-// one decoder of message records; v is not retained.
+// decodeMessage decodes a stored message record, JSON or binary. With
+// decodeMessageHead it is the one decoder of message records; v is not
+// retained.
 func decodeMessage(v []byte) (*message, error) {
 	var m message
-	if err := decodeMessageInto(&m, v, false); err != nil {
+	var err error
+	switch {
+	case len(v) == 0:
+		err = fmt.Errorf("%w: empty", errMsgRecord)
+	case v[0] != msgCodecV1:
+		err = json.Unmarshal(v, &m)
+	default:
+		err = decodeBinary(&m, v, false)
+	}
+	if err != nil {
 		return nil, internal("decode message", err)
 	}
 	return &m, nil
 }
 
-// decodeMessageInto decodes a stored message record into m. With head set
-// it may skip the content (Data and Bin), for a caller that needs only the
-// rest (receipts.go).
-func decodeMessageInto(m *message, v []byte, head bool) error {
-	if len(v) == 0 {
-		return fmt.Errorf("%w: empty", errMsgRecord)
+// decodeMessageHead decodes what receiver acks and reads need of a stored
+// message record (msgHead), without its content.
+func decodeMessageHead(v []byte) (msgHead, error) {
+	var h msgHead
+	switch {
+	case len(v) == 0:
+		return h, fmt.Errorf("%w: empty", errMsgRecord)
+	case v[0] != msgCodecV1:
+		err := json.Unmarshal(v, &h) // msgHead's fields carry message's JSON names
+		return h, err
 	}
-	if v[0] != msgCodecV1 {
-		if !head {
-			return json.Unmarshal(v, m)
-		}
-		var h jsonHead
-		if err := json.Unmarshal(v, &h); err != nil {
-			return err
-		}
-		m.ID, m.From, m.Ts, m.Receipt, m.GroupRcp, m.To = h.ID, h.From, h.Ts, h.Receipt, h.GroupRcp, h.To
-		return nil
+	var m message
+	if err := decodeBinary(&m, v, true); err != nil {
+		return h, err
 	}
-	d := msgDecoder{b: v[1:]}
-	flags := d.uvarint()
+	return msgHead{ID: m.ID, From: m.From, Ts: m.Ts, Receipt: m.Receipt, GroupRcp: m.GroupRcp, To: m.To}, nil
+}
+
+// decodeBinary decodes a binary record (v[0] is msgCodecV1) into m, with
+// the field primitives of the peer protocol's codec (wire.Dec: uvarints,
+// varints, length-prefixed bytes). With head set it skips the content (Data
+// and Bin).
+func decodeBinary(m *message, v []byte, head bool) error {
+	d := wire.Dec{B: v[1:]}
+	flags := d.U64()
 	if flags&^msgFlagsKnown != 0 {
 		return fmt.Errorf("%w: unknown flags %#x", errMsgRecord, flags)
 	}
@@ -92,117 +108,54 @@ func decodeMessageInto(m *message, v []byte, head bool) error {
 	m.GroupRcp = flags&msgFlagGroupRcp != 0
 	m.MentionAll = flags&msgFlagMentionAll != 0
 	m.HasType = flags&msgFlagHasType != 0
-	m.ID = d.str()
-	m.From = d.str()
-	m.Ts = d.varint()
+	m.ID = d.Str()
+	m.From = d.Str()
+	m.Ts = d.I64()
 	if flags&msgHasData != 0 {
 		if head {
-			d.bytes()
+			d.Bytes()
 		} else {
-			m.Data = d.str()
+			m.Data = d.Str()
 		}
 	}
 	if flags&msgHasBin != 0 {
-		if bin := d.bytes(); !head && d.err == nil {
+		if bin := d.Bytes(); !head && d.Err == nil {
 			m.Bin = append([]byte(nil), bin...)
 		}
 	}
 	if flags&msgHasType != 0 {
-		m.Type = d.varint()
+		m.Type = d.I64()
 	}
 	if flags&msgHasPatchTs != 0 {
-		m.PatchTs = d.varint()
+		m.PatchTs = d.I64()
 	}
 	if flags&msgHasMentions != 0 {
-		m.MentionPids = d.strs()
+		m.MentionPids = nonEmptyStrs(&d)
 	}
 	if flags&msgHasTo != 0 {
-		m.To = d.strs()
+		m.To = nonEmptyStrs(&d)
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%w: %d bytes left over", errMsgRecord, len(d.b))
+	switch {
+	case d.Err != nil:
+		return fmt.Errorf("%w: %w", errMsgRecord, d.Err)
+	case len(d.B) != 0:
+		return fmt.Errorf("%w: %d bytes left over", errMsgRecord, len(d.B))
 	}
-	return d.err
+	return nil
 }
 
-// jsonHead is what decodeMessageInto with head set decodes of a JSON
-// record: these fields of message, under the same JSON names, so decoding
-// one skips its content (TestConversationMsgHeadDecode checks they agree).
-type jsonHead struct {
-	ID       string   `json:"id"`
-	From     string   `json:"f"`
-	Ts       int64    `json:"t"`
-	Receipt  bool     `json:"r,omitempty"`
-	GroupRcp bool     `json:"gr,omitempty"`
-	To       []string `json:"to,omitempty"`
-}
+// errEmptyList is a list field whose flag is set but which has no element
+// (the flag is set only for a list that has some).
+var errEmptyList = errors.New("empty list")
 
-// msgDecoder reads a binary message record; the first error sticks and
-// every later read returns zero values.
-type msgDecoder struct {
-	b   []byte
-	err error
-}
-
-func (d *msgDecoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: truncated or bad %s", errMsgRecord, what)
+// nonEmptyStrs reads a list of strings that has at least one element.
+func nonEmptyStrs(d *wire.Dec) []string {
+	ss := d.Strs()
+	if d.Err == nil && len(ss) == 0 {
+		d.Err, d.B = errEmptyList, nil
 	}
-	d.b = nil
-}
-
-func (d *msgDecoder) uvarint() uint64 {
-	x, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-func (d *msgDecoder) varint() int64 {
-	x, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-// bytes returns the next length-prefixed bytes, aliasing the record.
-func (d *msgDecoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
+	if d.Err != nil {
 		return nil
 	}
-	if n > uint64(len(d.b)) {
-		d.fail("length")
-		return nil
-	}
-	out := d.b[:n]
-	d.b = d.b[n:]
-	return out
-}
-
-func (d *msgDecoder) str() string { return string(d.bytes()) }
-
-func (d *msgDecoder) strs() []string {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n == 0 || n > uint64(len(d.b)) { // each string takes at least one byte
-		d.fail("count")
-		return nil
-	}
-	out := make([]string, 0, n)
-	for range n {
-		out = append(out, d.str())
-	}
-	if d.err != nil {
-		return nil
-	}
-	return out
+	return ss
 }

@@ -1,10 +1,8 @@
 package conversation
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"math/bits"
 	"reflect"
 	"slices"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
 // codecMessages are messages of every shape the store keeps.
@@ -209,67 +208,30 @@ func encodeMessage(m *message) []byte {
 	set(len(m.MentionPids) > 0, msgHasMentions)
 	set(len(m.To) > 0, msgHasTo)
 
-	n := 1 + uvarintLen(flags) + strLen(m.ID) + strLen(m.From) + binary.MaxVarintLen64
+	e := wire.Enc{B: []byte{msgCodecV1}}
+	e.U64(flags)
+	e.Str(m.ID)
+	e.Str(m.From)
+	e.I64(m.Ts)
 	if flags&msgHasData != 0 {
-		n += strLen(m.Data)
+		e.Str(m.Data)
 	}
 	if flags&msgHasBin != 0 {
-		n += uvarintLen(uint64(len(m.Bin))) + len(m.Bin)
-	}
-	n += 2 * binary.MaxVarintLen64 // type, patchTs
-	n += strsLen(m.MentionPids) + strsLen(m.To)
-
-	b := make([]byte, 0, n)
-	b = append(b, msgCodecV1)
-	b = binary.AppendUvarint(b, flags)
-	b = appendStr(b, m.ID)
-	b = appendStr(b, m.From)
-	b = binary.AppendVarint(b, m.Ts)
-	if flags&msgHasData != 0 {
-		b = appendStr(b, m.Data)
-	}
-	if flags&msgHasBin != 0 {
-		b = binary.AppendUvarint(b, uint64(len(m.Bin)))
-		b = append(b, m.Bin...)
+		e.Bytes(m.Bin)
 	}
 	if flags&msgHasType != 0 {
-		b = binary.AppendVarint(b, m.Type)
+		e.I64(m.Type)
 	}
 	if flags&msgHasPatchTs != 0 {
-		b = binary.AppendVarint(b, m.PatchTs)
+		e.I64(m.PatchTs)
 	}
 	if flags&msgHasMentions != 0 {
-		b = appendStrs(b, m.MentionPids)
+		e.Strs(m.MentionPids)
 	}
 	if flags&msgHasTo != 0 {
-		b = appendStrs(b, m.To)
+		e.Strs(m.To)
 	}
-	return b
-}
-
-func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
-
-func strLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
-
-func strsLen(ss []string) int {
-	n := uvarintLen(uint64(len(ss)))
-	for _, s := range ss {
-		n += strLen(s)
-	}
-	return n
-}
-
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendStrs(b []byte, ss []string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(ss)))
-	for _, s := range ss {
-		b = appendStr(b, s)
-	}
-	return b
+	return e.B
 }
 
 // putMessage writes JSON, which every earlier build reads: a node of this

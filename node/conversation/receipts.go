@@ -125,15 +125,16 @@ func (w *ackWork) add(m msgHead) {
 }
 
 // msgHead is what receiver acks and reads need of a stored message: these
-// fields of message (records.go), decoded without its content
-// (decodeMessageInto with head set).
+// fields of message (records.go), under the same JSON names, decoded
+// without its content (decodeMessageHead; TestConversationMsgHeadDecode
+// checks they agree).
 type msgHead struct {
-	ID       string
-	From     string
-	Ts       int64
-	Receipt  bool
-	GroupRcp bool
-	To       []string
+	ID       string   `json:"id"`
+	From     string   `json:"f"`
+	Ts       int64    `json:"t"`
+	Receipt  bool     `json:"r,omitempty"`
+	GroupRcp bool     `json:"gr,omitempty"`
+	To       []string `json:"to,omitempty"`
 }
 
 // resolveAck finds the messages a receiver ack covers (nil if none).
@@ -195,12 +196,12 @@ func (e *Engine) scanHeads(app, cid, clientID string, from, to int64, newestFirs
 	}
 	scanned := 0
 	err := e.st.Scan(lower, upper, newestFirst, func(_, v []byte) (bool, error) {
-		var m message
-		if err := decodeMessageInto(&m, v, true); err != nil {
+		m, err := decodeMessageHead(v)
+		if err != nil {
 			return false, err
 		}
 		if len(m.To) == 0 || slices.Contains(m.To, clientID) {
-			fn(msgHead{ID: m.ID, From: m.From, Ts: m.Ts, Receipt: m.Receipt, GroupRcp: m.GroupRcp, To: m.To})
+			fn(m)
 		}
 		scanned++
 		return scanned < maxAckScan, nil

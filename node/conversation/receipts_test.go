@@ -420,8 +420,8 @@ func TestConversationAcksAfterCrash(t *testing.T) {
 
 // TestConversationMsgHeadDecode checks that a stored message, JSON or
 // binary (a later release's, msgcodec.go), decodes to the same id, sender, timestamp,
-// receipt flags and recipients without its content (decodeMessageInto with
-// head set), which receiver acks and reads decode, as through decodeMessage.
+// receipt flags and recipients without its content (decodeMessageHead),
+// which receiver acks and reads decode, as through decodeMessage.
 func TestConversationMsgHeadDecode(t *testing.T) {
 	h := newHarness(t)
 	for _, m := range []*message{
@@ -436,8 +436,8 @@ func TestConversationMsgHeadDecode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got message
-			if err := decodeMessageInto(&got, v, true); err != nil {
+			got, err := decodeMessageHead(v)
+			if err != nil {
 				t.Fatal(err)
 			}
 			if got.ID != full.ID || got.From != full.From || got.Ts != full.Ts || got.Receipt != full.Receipt || got.GroupRcp != full.GroupRcp ||
