@@ -327,7 +327,7 @@ func (a *absentFilter) build(s *Store, shard uint16) {
 	sh.building, sh.keys, sh.removed, sh.dropped = f, 0, 0, false
 	a.mu.Unlock()
 	a.commitMu.Unlock()
-	cutoff := uint64(a.now().Add(-tombstoneMargin).UnixMilli()) << versionLogicalBits
+	cutoff := versionOf(a.now().Add(-tombstoneMargin))
 	err := scanDedup(s.db, shard, func(k, rec []byte) bool {
 		if hook := a.testHookBuild; hook != nil {
 			a.testHookBuild = nil

@@ -116,17 +116,26 @@ func (d *RangeDigest) Diff(o *RangeDigest) uint64 {
 // differ. A value shorter than the versioned header is ErrCorruptValue.
 func (s *Store) ShardRangeDigest(shard uint16, maxVersion uint64) (RangeDigest, error) {
 	var d RangeDigest
+	err := s.scanDigested(shard, maxVersion, d.Add)
+	return d, err
+}
+
+// scanDigested calls fn, in key order, for the records of shard that
+// digests over versions up to maxVersion count: those with a version at
+// most maxVersion, less the tombstones near or past their purge
+// (tombstoneHorizon). A value shorter than the versioned header is
+// ErrCorruptValue. fn must not retain k or v.
+func (s *Store) scanDigested(shard uint16, maxVersion uint64, fn func(k, v []byte)) error {
 	horizon := tombstoneHorizon(maxVersion, s.now())
-	err := s.ScanShard(shard, func(k, v []byte) (bool, error) {
+	return s.ScanShard(shard, func(k, v []byte) (bool, error) {
 		if len(v) < versionHeader {
 			return false, fmt.Errorf("%w: key %x", ErrCorruptValue, k)
 		}
-		if binary.BigEndian.Uint64(v[1:versionHeader]) <= maxVersion && !outsideDigest(v, horizon) {
-			d.Add(k, v)
+		if binary.BigEndian.Uint64(v[1:versionHeader]) <= maxVersion && !tombstoneBefore(v, horizon) {
+			fn(k, v)
 		}
 		return true, nil
 	})
-	return d, err
 }
 
 // ShardSize counts the keys of a shard and the bytes of their keys and

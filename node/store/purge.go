@@ -60,11 +60,10 @@ func versionOf(t time.Time) uint64 {
 	return uint64(ms) << versionLogicalBits
 }
 
-// tombstoneExpired reports whether the record v is a whole-record
-// tombstone older than RecordTombstoneGrace at now.
-func tombstoneExpired(v []byte, now time.Time) bool {
-	return len(v) >= versionHeader && v[0] == VersionTombstone &&
-		binary.BigEndian.Uint64(v[1:versionHeader]) < versionOf(now.Add(-RecordTombstoneGrace))
+// tombstoneBefore reports whether the record v is a whole-record tombstone
+// with a version below version.
+func tombstoneBefore(v []byte, version uint64) bool {
+	return len(v) >= versionHeader && v[0] == VersionTombstone && binary.BigEndian.Uint64(v[1:versionHeader]) < version
 }
 
 // tombstoneHorizon returns the version below which range digests with
@@ -79,12 +78,6 @@ func tombstoneHorizon(cutoff uint64, now time.Time) uint64 {
 		return 0
 	}
 	return base - span
-}
-
-// outsideDigest reports whether the record v is a tombstone that range
-// digests with this horizon leave out.
-func outsideDigest(v []byte, horizon uint64) bool {
-	return v[0] == VersionTombstone && binary.BigEndian.Uint64(v[1:versionHeader]) < horizon
 }
 
 // purgeMetrics counts PurgeShard's deletions.
@@ -105,14 +98,14 @@ func newPurgeMetrics() purgeMetrics {
 // how many it deleted and the key to continue after, nil once it reached
 // the end of the shard.
 func (s *Store) PurgeShard(shard uint16, after []byte) (purged int, next []byte, err error) {
-	now := s.now()
+	expired := versionOf(s.now().Add(-RecordTombstoneGrace))
 	lower := ShardPrefix(shard)
 	if after != nil && bytes.HasPrefix(after, lower) { // not a key of another shard (the ring moved)
 		lower = append(bytes.Clone(after), 0)
 	}
 	var found []Op
 	err = s.Scan(lower, ShardEnd(shard), false, func(k, v []byte) (bool, error) {
-		if !tombstoneExpired(v, now) {
+		if !tombstoneBefore(v, expired) {
 			return true, nil
 		}
 		found = append(found, Op{Key: bytes.Clone(k), Value: bytes.Clone(v)})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/cespare/xxhash/v2"
@@ -169,14 +168,7 @@ func (s *Store) ShardDigest(shard uint16) (digest uint64, keys int64, err error)
 func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64, keys int64, err error) {
 	h := xxhash.New()
 	var vb [versionHeader]byte
-	horizon := tombstoneHorizon(maxVersion, s.now())
-	err = s.ScanShard(shard, func(k, v []byte) (bool, error) {
-		if len(v) < versionHeader {
-			return false, fmt.Errorf("%w: key %x", ErrCorruptValue, k)
-		}
-		if binary.BigEndian.Uint64(v[1:versionHeader]) > maxVersion || outsideDigest(v, horizon) {
-			return true, nil
-		}
+	err = s.scanDigested(shard, maxVersion, func(k, v []byte) {
 		var lb [4]byte
 		binary.BigEndian.PutUint32(lb[:], uint32(len(k)))
 		_, _ = h.Write(lb[:])
@@ -188,7 +180,6 @@ func (s *Store) ShardDigestUpTo(shard uint16, maxVersion uint64) (digest uint64,
 			_, _ = h.Write(v[versionHeader:])
 		}
 		keys++
-		return true, nil
 	})
 	return h.Sum64(), keys, err
 }
