@@ -3,9 +3,9 @@ package transport
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/imcluster/imcluster/test/harness"
 )
 
 // BenchmarkTransportCall measures request/response round trips over one
@@ -56,21 +56,14 @@ func reportBatching(b *testing.B, ts ...*Transport) func() {
 		}
 		return n, flushes
 	}
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	n0, f0 := frames()
-	c0 := cpu()
+	c0 := harness.ProcessCPU(b)
 	return func() {
 		n, f := frames()
 		if f > f0 {
 			b.ReportMetric(float64(n-n0)/float64(f-f0), "frames/flush")
 		}
-		b.ReportMetric(float64(cpu()-c0)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(harness.ProcessCPU(b)-c0)/float64(b.N), "cpu-ns/op")
 	}
 }
 
