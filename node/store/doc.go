@@ -30,6 +30,12 @@
 // starts and Close stops, syncs such writes within NoSyncFlushDelay
 // (nosync.go).
 //
+// A free-space guard (diskguard.go) keeps the node off a full disk: a
+// goroutine, which Open starts and Close stops, reads the data directory's
+// free space every second and after every 16 MiB committed; below a reserve
+// (Config.MinFreeBytes) commits that add data fail fast with ErrDiskLow
+// while deletes and the replication protocol's own records still pass.
+//
 // Store is safe for concurrent use. Iteration callbacks must not retain the
 // key or value slices they are given.
 package store

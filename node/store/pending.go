@@ -141,7 +141,14 @@ type PendingID struct {
 // batch it makes the pending writes committed visible and drops their
 // records, like CommitPending (those this store does not hold are
 // skipped).
+//
+// While the disk is low (diskguard.go) it refuses with ErrDiskLow and
+// stores nothing: a new write, whose coordinator then counts this replica
+// as failed (the commit notices it carried are sent again on their own).
 func (s *Store) PutPending(shard uint16, w PendingWrite, committed ...PendingID) error {
+	if err := s.disk.refuse(); err != nil {
+		return err
+	}
 	if err := checkPendingOps(shard, w.Ops); err != nil {
 		return err
 	}
@@ -303,8 +310,12 @@ func (s *Store) CommitWriteNoSync(shard uint16, w PendingWrite) error {
 // without a pending record ever being stored: for a write whose quorum
 // its coordinator meets alone (W = 1), where a pending phase would decide
 // nothing. A crash leaves the batch whole or absent (then the write was
-// never acknowledged).
+// never acknowledged). While the disk is low it is refused (ErrDiskLow),
+// like PutPending.
 func (s *Store) CommitUnpended(shard uint16, w PendingWrite) error {
+	if err := s.disk.refuse(); err != nil {
+		return err
+	}
 	return s.commitWrite(shard, w, syncOpts(!w.NoSync), false)
 }
 
@@ -473,7 +484,8 @@ func (s *Store) ResolveShard(shard uint16, epoch uint64) error {
 			ops = append(ops, Op{Kind: OpSet, Key: epochKey(shard), Value: binary.BigEndian.AppendUint64(nil, epoch)})
 		}
 		s.recent.forget(shard, func(id PendingID) bool { return id.Epoch < epoch })
-		return max(cur, epoch), s.Apply(ops)
+		// Not Apply: a term's record passes the disk guard (diskguard.go).
+		return max(cur, epoch), s.applyPlain(ops, pebble.Sync)
 	})
 }
 

@@ -67,6 +67,20 @@ type Config struct {
 	// Now is the clock that decides when a whole-record tombstone has
 	// outlived RecordTombstoneGrace (purge.go). Zero value means time.Now.
 	Now func() time.Time
+	// MinFreeBytes is the free-space reserve of the data directory's
+	// filesystem (diskguard.go): below it the store refuses commits that
+	// add data (ErrDiskLow) until free space is back above it plus a
+	// quarter. Zero value (or negative) means no guard; the node sets
+	// DefaultMinFree of its disk's size unless told otherwise.
+	MinFreeBytes int64
+	// DiskCheckInterval is how often the guard reads the free space, on top
+	// of a check after every 16 MiB committed. Zero value means
+	// DefaultDiskCheckInterval (1 s).
+	DiskCheckInterval time.Duration
+	// StatFS returns the free space of the filesystem holding dir, in bytes
+	// (fault injection and tests: a disk that looks full). Nil means
+	// statfs(2) (DiskSpace).
+	StatFS func(dir string) (free uint64, err error)
 }
 
 // defaultNow is Config.Now's zero value. The package's tests, whose
@@ -129,6 +143,8 @@ type Store struct {
 	absent *absentFilter
 	// noSync syncs unsynced commits within a bound (nosync.go).
 	noSync noSyncFlusher
+	// disk is the free-space guard (diskguard.go).
+	disk diskGuard
 	// purgeMu orders tombstone purges after commits: every commit holds
 	// it shared from before its batch is applied until it is; PurgeShard
 	// holds it exclusively from its check that a key still holds the
@@ -189,6 +205,13 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	if err := s.openAbsent(cfg); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err := s.openDiskGuard(cfg); err != nil {
+		if s.absent != nil {
+			s.absent.close()
+		}
 		_ = db.Close()
 		return nil, err
 	}
@@ -335,6 +358,7 @@ func (s *Store) Format() pebble.FormatMajorVersion { return s.db.FormatMajorVers
 // Close flushes and closes the database.
 func (s *Store) Close() error {
 	s.stopNoSyncFlusher()
+	s.disk.close()
 	if s.absent != nil {
 		s.absent.close()
 	}
@@ -578,14 +602,32 @@ func oneShard(ops []Op) (uint16, bool, error) {
 }
 
 // Commit applies the batch atomically and durably: it returns only after the
-// write-ahead log is fsync'd (unless the batch is SetNoSync).
-func (s *Store) Commit(b *Batch) error { return s.applyPlain(b.ops, syncOpts(!b.noSync)) }
+// write-ahead log is fsync'd (unless the batch is SetNoSync). While the disk
+// is low (diskguard.go) a batch that sets or merges a key is refused with
+// ErrDiskLow; one that only deletes passes.
+func (s *Store) Commit(b *Batch) error {
+	if err := s.disk.refuseAdds(b.ops); err != nil {
+		return err
+	}
+	return s.applyPlain(b.ops, syncOpts(!b.noSync))
+}
 
 // Apply applies ops atomically and durably (fsync'd). An OpMergeFields
 // merges its fields into the key's fields value (see DecodeFields), which
 // it reads under a lock held until the commit, so concurrent batches
-// compose as if applied one after the other.
-func (s *Store) Apply(ops []Op) error { return s.applyPlain(ops, pebble.Sync) }
+// compose as if applied one after the other. While the disk is low, ops
+// that set or merge a key are refused like Commit's.
+func (s *Store) Apply(ops []Op) error {
+	if err := s.disk.refuseAdds(ops); err != nil {
+		return err
+	}
+	return s.applyPlain(ops, pebble.Sync)
+}
+
+// ApplyInternal is Apply for the node's own small bookkeeping records (the
+// replicas' lease grant marker), which the node needs to stay correct: it
+// passes while the disk is low (diskguard.go). Not for data.
+func (s *Store) ApplyInternal(ops []Op) error { return s.applyPlain(ops, pebble.Sync) }
 
 func (s *Store) applyPlain(ops []Op, opts *pebble.WriteOptions) error {
 	if slices.ContainsFunc(ops, func(op Op) bool { return op.Kind == OpMergeFields }) {
@@ -661,9 +703,11 @@ func (s *Store) commitLocked(pb *pebble.Batch, opts *pebble.WriteOptions) error 
 			s.testHookCommit()
 		}
 	}
+	n := pb.Len()
 	if err := pb.Commit(opts); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
+	s.disk.noteWritten(n)
 	if !opts.Sync {
 		s.noSync.noteUnsynced()
 	}

@@ -148,8 +148,12 @@ func validRecord(v []byte) error {
 // and are merged last-writer-wins (docs per field); an OpMergeFields is
 // rejected (the coordinator versions it first); OpDeleteRange deletes its range outright (time-based
 // retention, which every replica applies alike); OpDelete removes a key
-// without a trace (local cleanup only).
+// without a trace (local cleanup only). While the disk is low, ops that set
+// a key are refused (ErrDiskLow: diskguard.go).
 func (s *Store) ApplyVersioned(ops []Op) error {
+	if err := s.disk.refuseAdds(ops); err != nil {
+		return err
+	}
 	return s.apply(ops, true, s.db.NewBatch(), pebble.Sync)
 }
 
