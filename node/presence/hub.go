@@ -211,8 +211,10 @@ func (h *Hub) HandleMessage(msg *transport.Message) error {
 }
 
 type metrics struct {
-	registerErrors prometheus.Counter
-	pushDrops      prometheus.Counter
+	registerErrors  prometheus.Counter
+	pushDrops       prometheus.Counter
+	handOns         prometheus.Counter
+	reregistrations prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -221,9 +223,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Session registrations that did not reach the client shard's registry."}),
 		pushDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_presence_push_relay_drops_total",
 			Help: "Pushes not relayed to another node (unreachable or its queue full)."}),
+		handOns: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_presence_handons_total",
+			Help: "Pushes for clients this node's warming registry knew no session of, handed on to the next registry replica."}),
+		reregistrations: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_presence_reregistrations_total",
+			Help: "Batches of all this node's sessions registered again at a registry replica (roster change, asked, or reachable again)."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.registerErrors, m.pushDrops} {
+		for _, c := range []prometheus.Collector{m.registerErrors, m.pushDrops, m.handOns, m.reregistrations} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

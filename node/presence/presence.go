@@ -385,6 +385,7 @@ func (p *localSessions) reregister(h *Hub, only string) {
 			e.U64(counts[node])
 			e.B = append(e.B, body.B...)
 			e.U64(h.boot)
+			h.met.reregistrations.Inc()
 			h.sendRegistration(node, e.B)
 		}
 	})
@@ -510,6 +511,8 @@ func (h *Hub) handOn(app string, ids []string, except conversation.SessionID, fr
 			b = append(b, 1) // handed on (a trailing field: earlier builds ignore it)
 			if err := h.cfg.Peers.Send(node, wire.MsgFanout, b); err != nil {
 				h.met.pushDrops.Inc()
+			} else {
+				h.met.handOns.Inc()
 			}
 			break
 		}

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/transport"
@@ -197,6 +200,9 @@ func TestPresenceHandOnWhileWarming(t *testing.T) {
 	check("warming, handed on already", fanout(true), false)
 	now = now.Add(10 * time.Second)
 	check("warm", fanout(false), false)
+	if got := counterValue(t, h.met.handOns); got != 1 {
+		t.Fatalf("imnode_presence_handons_total = %v, want 1", got)
+	}
 }
 
 // TestPresenceReregisterWhenReachable: a registration that failed to reach
@@ -237,6 +243,9 @@ func TestPresenceReregisterWhenReachable(t *testing.T) {
 	h.Reachable("n2")
 	if len(peers.calls) != 1 {
 		t.Fatalf("registered again at n2 without a new failure: %+v", peers.calls)
+	}
+	if got := counterValue(t, h.met.reregistrations); got != 1 {
+		t.Fatalf("imnode_presence_reregistrations_total = %v, want 1", got)
 	}
 }
 
@@ -290,4 +299,14 @@ func TestPresenceRegistryReboot(t *testing.T) {
 	if got := r.online("app", []string{"bob", "dave"}); !slices.Equal(got, []string{"bob"}) {
 		t.Fatalf("online after a malformed batch = %v, want [bob]", got)
 	}
+}
+
+// counterValue returns c's current value.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
