@@ -85,8 +85,16 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Dev returns the built-in development app.
-func Dev() App { return App{ID: DevAppID, Key: DevAppKey, MasterKey: DevMasterKey} }
+// Dev returns the built-in development app. Its clients have no
+// per-client rates (sends, history queries, other operations: a
+// developer's load test from a few client ids must not meet LeanCloud's
+// limits); its other limits are the defaults. Its keys are public, so it
+// is served only by insecure nodes.
+func Dev() App {
+	return App{ID: DevAppID, Key: DevAppKey, MasterKey: DevMasterKey, Limits: Limits{
+		SendsPerMinutePerClient: -1, HistoryQueriesPerMinutePerClient: -1, OpsPerMinutePerClient: -1,
+	}}
+}
 
 // Registry maps app ids to apps. It is immutable and safe for concurrent use.
 type Registry struct {

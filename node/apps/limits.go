@@ -35,6 +35,22 @@ type Limits struct {
 	// until the session would have a query again (at most 1 s), which
 	// paces a client that retries at once.
 	QueriesPerSecondPerSession float64 `json:"queriesPerSecondPerSession,omitempty"`
+	// SendsPerMinutePerClient is the rate of direct commands (messages,
+	// chat-room messages included) of one client id on one node, all its
+	// sessions together, with bursts of a minute's worth. A send beyond
+	// it is answered 4116 without being stored.
+	SendsPerMinutePerClient int `json:"sendsPerMinutePerClient,omitempty"`
+	// HistoryQueriesPerMinutePerClient is the rate of logs commands
+	// (message history) of one client id on one node, with bursts of a
+	// minute's worth; beyond it 4318.
+	HistoryQueriesPerMinutePerClient int `json:"historyQueriesPerMinutePerClient,omitempty"`
+	// OpsPerMinutePerClient is the rate of one client id's other
+	// conversation operations on one node (creating, joining, leaving,
+	// updating, muting, member and blacklist operations, recalls and edits,
+	// online-status queries), with bursts of a minute's worth; beyond it
+	// 4318. Receiver acks, read receipts, keep-alives and conv/query (which
+	// has its own rate) do not count.
+	OpsPerMinutePerClient int `json:"opsPerMinutePerClient,omitempty"`
 	// QueryScanBudget bounds the conversation records one conv/query may
 	// examine; a query that needs more is answered 4310 naming the budget.
 	QueryScanBudget int `json:"queryScanBudget,omitempty"`
@@ -49,19 +65,24 @@ const FailedLoginWindow = 15 * 60 // seconds
 // node restart spread over several nodes; 300 logins/min per address leave
 // room for a NAT of many users; 30 account requests/min per address bound
 // the password-hashing CPU one address can use (~2 cores·s/min); ten wrong
-// passwords per 15 minutes per username is LeanCloud's order; 8 concurrent
+// passwords per 15 minutes per username is LeanCloud's order; 60 sends,
+// 120 history queries and 30 other operations per minute per client are
+// LeanCloud's published client limits; 8 concurrent
 // queries per app and node keep one app from taking every core; 20
 // queries/s per session (bursts of 40) are many times what a chat client
 // asks while a user pages through conversation lists; 5000
 // records per query is what one query can examine in well under a second.
 var DefaultLimits = Limits{
-	LoginsPerSecond:               200,
-	LoginsPerMinutePerIP:          300,
-	AccountRequestsPerMinutePerIP: 30,
-	FailedLoginsPerUser:           10,
-	ConcurrentQueries:             8,
-	QueriesPerSecondPerSession:    20,
-	QueryScanBudget:               5000,
+	LoginsPerSecond:                  200,
+	LoginsPerMinutePerIP:             300,
+	AccountRequestsPerMinutePerIP:    30,
+	FailedLoginsPerUser:              10,
+	ConcurrentQueries:                8,
+	QueriesPerSecondPerSession:       20,
+	SendsPerMinutePerClient:          60,
+	HistoryQueriesPerMinutePerClient: 120,
+	OpsPerMinutePerClient:            30,
+	QueryScanBudget:                  5000,
 }
 
 // withDefaults returns l with every zero field set from DefaultLimits.
@@ -77,6 +98,9 @@ func (l Limits) withDefaults() Limits {
 	setDefault(&l.AccountRequestsPerMinutePerIP, d.AccountRequestsPerMinutePerIP)
 	setDefault(&l.FailedLoginsPerUser, d.FailedLoginsPerUser)
 	setDefault(&l.ConcurrentQueries, d.ConcurrentQueries)
+	setDefault(&l.SendsPerMinutePerClient, d.SendsPerMinutePerClient)
+	setDefault(&l.HistoryQueriesPerMinutePerClient, d.HistoryQueriesPerMinutePerClient)
+	setDefault(&l.OpsPerMinutePerClient, d.OpsPerMinutePerClient)
 	setDefault(&l.QueryScanBudget, d.QueryScanBudget)
 	return l
 }

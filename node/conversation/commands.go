@@ -16,6 +16,30 @@ type command struct {
 	// idempotent, if set, reports whether running req twice has the
 	// effect and answer of running it once (Idempotent).
 	idempotent func(req *pb.GenericCommand) bool
+	// rate is the client rate limit the command counts against (RateOf).
+	rate RateClass
+}
+
+// RateClass names the per-client rate limit a command counts against
+// (apps.Limits; the gateway enforces them before a command runs).
+type RateClass uint8
+
+const (
+	// RateNone: not counted (receiver acks, read receipts, and conv/query,
+	// which has a rate of its own).
+	RateNone RateClass = iota
+	// RateSend: a message (apps.Limits.SendsPerMinutePerClient).
+	RateSend
+	// RateHistory: a history query (HistoryQueriesPerMinutePerClient).
+	RateHistory
+	// RateOp: any other conversation operation (OpsPerMinutePerClient).
+	RateOp
+)
+
+// RateOf returns the client rate limit req counts against.
+func RateOf(req *pb.GenericCommand) RateClass {
+	cmd, _ := lookupCommand(req)
+	return cmd.rate
 }
 
 // commandKey selects a row: a command and its op; anyOp rows serve every op
@@ -45,11 +69,15 @@ func init() {
 	})
 	conv := func(op pb.OpType, route func(*Engine, Caller, *pb.GenericCommand) []Routed,
 		h func(e *Engine, ctx context.Context, c Caller, op pb.OpType, cm *pb.ConvCommand) (*pb.GenericCommand, error)) {
-		commands[commandKey{cmd: pb.CommandType_conv, op: op}] = command{route: route, handle: convHandler(h)}
+		rate := RateOp
+		if op == pb.OpType_query {
+			rate = RateNone // its own rate (apps.Limits.QueriesPerSecondPerSession)
+		}
+		commands[commandKey{cmd: pb.CommandType_conv, op: op}] = command{route: route, handle: convHandler(h), rate: rate}
 	}
-	everyOp := func(cmd pb.CommandType, route func(*Engine, Caller, *pb.GenericCommand) []Routed,
+	everyOp := func(cmd pb.CommandType, rate RateClass, route func(*Engine, Caller, *pb.GenericCommand) []Routed,
 		h func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error)) {
-		commands[commandKey{cmd: cmd, anyOp: true}] = command{route: route, handle: h}
+		commands[commandKey{cmd: cmd, anyOp: true}] = command{route: route, handle: h, rate: rate}
 	}
 	noResponse := func(h func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) error) func(*Engine, context.Context, Caller, *pb.GenericCommand) (*pb.GenericCommand, error) {
 		return func(e *Engine, ctx context.Context, c Caller, req *pb.GenericCommand) (*pb.GenericCommand, error) {
@@ -91,7 +119,7 @@ func init() {
 			return e.convShutup(ctx, c, cm, op == pb.OpType_add_shutup)
 		})
 	}
-	everyOp(pb.CommandType_direct, byCid(func(req *pb.GenericCommand) string { return req.GetDirectMessage().GetCid() }),
+	everyOp(pb.CommandType_direct, RateSend, byCid(func(req *pb.GenericCommand) string { return req.GetDirectMessage().GetCid() }),
 		(*Engine).handleDirect)
 	// A stored message with a de-duplication token is stored once however
 	// often it is sent (dedupLookup).
@@ -99,12 +127,12 @@ func init() {
 		dm := req.GetDirectMessage()
 		return dm.GetDt() != "" && !dm.GetTransient() && !dm.GetWill()
 	})
-	everyOp(pb.CommandType_ack, byCid(func(req *pb.GenericCommand) string { return req.GetAckMessage().GetCid() }),
+	everyOp(pb.CommandType_ack, RateNone, byCid(func(req *pb.GenericCommand) string { return req.GetAckMessage().GetCid() }),
 		noResponse((*Engine).handleReceiverAck))
 	setIdempotent(commandKey{cmd: pb.CommandType_ack, anyOp: true}, always)
-	everyOp(pb.CommandType_read, (*Engine).routeRead, noResponse((*Engine).handleRead))
+	everyOp(pb.CommandType_read, RateNone, (*Engine).routeRead, noResponse((*Engine).handleRead))
 	setIdempotent(commandKey{cmd: pb.CommandType_read, anyOp: true}, always)
-	everyOp(pb.CommandType_logs, byCid(func(req *pb.GenericCommand) string { return req.GetLogsMessage().GetCid() }),
+	everyOp(pb.CommandType_logs, RateHistory, byCid(func(req *pb.GenericCommand) string { return req.GetLogsMessage().GetCid() }),
 		(*Engine).handleLogs)
 	setIdempotent(commandKey{cmd: pb.CommandType_logs, anyOp: true}, always)
 	// Reads of a conversation.
@@ -120,8 +148,9 @@ func init() {
 			return ""
 		}),
 		handle: (*Engine).patchWithHook,
+		rate:   RateOp,
 	}
-	everyOp(pb.CommandType_blacklist, byCid(func(req *pb.GenericCommand) string { return req.GetBlacklistMessage().GetSrcCid() }),
+	everyOp(pb.CommandType_blacklist, RateOp, byCid(func(req *pb.GenericCommand) string { return req.GetBlacklistMessage().GetSrcCid() }),
 		(*Engine).handleBlacklist)
 }
 

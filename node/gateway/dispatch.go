@@ -86,12 +86,14 @@ func (g *Gateway) engineCommand(c *conn, req *pb.GenericCommand) *pb.GenericComm
 		r.PeerId = proto.String(s.clientID)
 		return r
 	}
-	if req.GetCmd() == pb.CommandType_conv && req.GetOp() == pb.OpType_query {
-		if pe := g.allowQuery(s); pe != nil {
-			r := protocol.ErrorResponse(req, pe)
-			r.PeerId = proto.String(s.clientID)
-			return r
-		}
+	pe := g.allowClient(s, conversation.RateOf(req))
+	if pe == nil && req.GetCmd() == pb.CommandType_conv && req.GetOp() == pb.OpType_query {
+		pe = g.allowQuery(s)
+	}
+	if pe != nil {
+		r := protocol.ErrorResponse(req, pe)
+		r.PeerId = proto.String(s.clientID)
+		return r
 	}
 	// The request deadline without a timer per command (requestCtx).
 	ctx := newRequestCtx(g.ctx, time.Now().Add(g.cfg.RequestTimeout))

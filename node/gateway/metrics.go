@@ -101,7 +101,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"cmd"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "imnode_gateway_rate_limited_total", Help: "Connections (kind=connection), logins (kind=login) and conv/query commands of one session (kind=query) refused by a rate or concurrency limit.",
+			Name: "imnode_gateway_rate_limited_total", Help: "Connections (kind=connection), logins (kind=login), conv/query commands of one session (kind=query), and messages (kind=send), history queries (kind=history) and other conversation operations (kind=op) of one client refused by a rate or concurrency limit.",
 		}, []string{"kind"}),
 		oversizedFrames: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imnode_gateway_oversized_frames_total", Help: "Answers replaced by error 4109 and pushes dropped for exceeding the outgoing frame limit.",

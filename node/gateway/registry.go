@@ -22,6 +22,9 @@ type clientSession struct {
 	// queries is the session's conv/query bucket (limits.go, allowQuery);
 	// only the connection's worker touches it, one command at a time.
 	queries limit.Bucket
+	// limits are the app's limiters, whose client rates (allowClient) the
+	// session's client shares with its other sessions on this node.
+	limits *appLimiters
 }
 
 type clientKey struct{ app, client string }

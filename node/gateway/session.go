@@ -122,6 +122,7 @@ func (g *Gateway) open(c *conn, req *pb.GenericCommand) *pb.GenericCommand {
 		deviceID:     deviceID,
 		token:        token,
 		configBitmap: sm.GetConfigBitmap(),
+		limits:       g.limits.app(app, g.cfg.Now),
 	}
 	c.mu.Lock()
 	c.sessions = append(c.sessions, s)
@@ -234,6 +235,11 @@ func (g *Gateway) queryOnline(c *conn, req *pb.GenericCommand) *pb.GenericComman
 	s := c.sessionFor(req.PeerId)
 	if s == nil {
 		return protocol.ErrorResponse(req, protocol.ErrSessionRequired)
+	}
+	if pe := g.allowClient(s, conversation.RateOp); pe != nil {
+		r := protocol.ErrorResponse(req, pe)
+		r.PeerId = proto.String(s.clientID)
+		return r
 	}
 	ids := req.GetSessionMessage().GetSessionPeerIds()
 	if len(ids) > MaxQueryPeerIDs {

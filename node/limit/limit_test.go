@@ -24,6 +24,9 @@ func TestLimitRateBurstRefillAndKeys(t *testing.T) {
 	if !r.Allow("a") || r.Allow("a") {
 		t.Fatal("refill after 0.5 s at 2/s is not exactly one token")
 	}
+	if ok, wait := r.Take("a"); ok || wait != 500*time.Millisecond {
+		t.Fatalf("Take on an empty bucket at 2/s: ok %v, wait %v; want refused, 500ms", ok, wait)
+	}
 	for i := range 100 {
 		r.Allow(fmt.Sprint("k", i))
 	}

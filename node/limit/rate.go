@@ -78,13 +78,19 @@ func NewRate(perSecond float64, burst, maxKeys int, now func() time.Time) *Rate 
 
 // Allow takes one token of key's bucket and reports whether there was one.
 func (r *Rate) Allow(key string) bool {
+	ok, _ := r.Take(key)
+	return ok
+}
+
+// Take is Allow that also reports, when key's bucket is empty, how long
+// until it holds a token again.
+func (r *Rate) Take(key string) (ok bool, wait time.Duration) {
 	if r == nil || r.perSecond <= 0 {
-		return true
+		return true, 0
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ok, _ := r.bucketLocked(key).Take(r.now(), r.perSecond, int(r.burst))
-	return ok
+	return r.bucketLocked(key).Take(r.now(), r.perSecond, int(r.burst))
 }
 
 // Exhausted reports whether key's bucket is empty, without taking a token.

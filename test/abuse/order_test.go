@@ -32,7 +32,7 @@ func TestAbuseOrderedQueryExaminesFewRecords(t *testing.T) {
 	app := apps.App{ID: "ordered-app", Key: "ordered-key", MasterKey: "ordered-master"}
 	file := filepath.Join(t.TempDir(), "apps.json")
 	data, err := json.Marshal(map[string]any{"apps": []any{map[string]any{"appId": app.ID, "appKey": app.Key, "masterKey": app.MasterKey,
-		"limits": map[string]any{"queryScanBudget": orderedBudget}}}})
+		"limits": map[string]any{"queryScanBudget": orderedBudget, "opsPerMinutePerClient": -1}}}}) // 40 clients create 20,000 conversations
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -358,7 +358,9 @@ func TestOperatorOnRealNodes(t *testing.T) {
 // the create scenario creates the IMCluster.
 func (w *world) createCluster() {
 	t, ctx := w.t, w.t.Context()
-	apps := fmt.Sprintf(`{"apps":[{"appId":%q,"appKey":"e2e-key","masterKey":"e2e-master"}]}`, appID)
+	// The load's senders send faster than a client may by default (60
+	// messages a minute).
+	apps := fmt.Sprintf(`{"apps":[{"appId":%q,"appKey":"e2e-key","masterKey":"e2e-master","limits":{"sendsPerMinutePerClient":-1}}]}`, appID)
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "chat-apps", Namespace: ns}, StringData: map[string]string{"apps.json": apps}}
 	if err := w.c.Create(ctx, sec); err != nil {
 		t.Fatal(err)

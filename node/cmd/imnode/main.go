@@ -73,7 +73,7 @@ func run() error {
 	fs.Float64Var(&cfg.ConnectionsPerSecondPerIP, "conn-rate-per-ip", 100, "new WebSocket connections per second per source address, bursts of 4x (negative: no limit)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 5*time.Second, "how long shutdown waits for clients to leave after goaway")
 	fs.StringVar(&appsFile, "apps-file", "", `JSON file {"apps":[{"appId","appKey","masterKey",...}]}`)
-	fs.BoolVar(&devApp, "dev-app", false, "serve the built-in development app (appId "+apps.DevAppID+")")
+	fs.BoolVar(&devApp, "dev-app", false, "serve the built-in development app (appId "+apps.DevAppID+"; public keys, no per-client rate limits; requires --insecure)")
 	fs.StringVar(&addrFile, "addr-file", "", "write the bound addresses as JSON to this file once listening")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
