@@ -118,6 +118,10 @@ func (n *Node) adminHandler() http.Handler {
 			if len(req.Partition) > 0 {
 				f.Partition(req.Partition...)
 			}
+			if v := req.DiskFreeMiB; v != nil {
+				n.faultDiskFree.Store(*v)
+				n.log.Warn("Fault injection: the data disk's free space", "freeMiB", *v)
+			}
 			n.log.Warn("Fault injection", "partition", req.Partition, "heal", req.Heal)
 			w.WriteHeader(http.StatusNoContent)
 		})
@@ -131,6 +135,8 @@ func (n *Node) nodeStatus() adminapi.NodeStatus {
 	st.Version = Version
 	st.Connections = n.gateway.Connections()
 	st.GossipKeys = n.gossipKeys()
+	d := n.store.Disk()
+	st.Disk = adminapi.DiskStatus{FreeBytes: d.Free, ReserveBytes: d.Reserve, Low: d.Low}
 	if p := n.creds.peer; p != nil {
 		st.PeerCAs, st.PeerCertNotAfter = p.CAFingerprints(), p.NotAfter()
 	}

@@ -37,6 +37,13 @@ type Config struct {
 	// de-duplication keys in bytes (node/store's absent.go). Zero value
 	// means 64 MiB; negative disables them.
 	StoreDedupFilterSize int64
+	// StoreMinFreeBytes is the free space the store keeps on the data
+	// directory's filesystem: below it the node refuses writes that add
+	// data (node/store's diskguard.go) and leaves coordinating to replicas
+	// with space, until free space is back above it plus a quarter. Zero
+	// value means 1% of the filesystem's size, at least 64 MiB and at most
+	// 1 GiB (store.DefaultMinFree); negative disables the guard.
+	StoreMinFreeBytes int64
 	// ClientAddr is the client listen address: WebSocket and the REST
 	// endpoints. Zero value means ":8080".
 	ClientAddr string
@@ -117,6 +124,11 @@ type Config struct {
 	// injection: disk-full tests; the node stops at its next write).
 	// Requires Insecure. Zero value means no injection.
 	FaultDiskFullAfter time.Duration
+	// FaultDiskFreeMiB, when set, makes the store's free-space guard see
+	// this many MiB free on the data disk (fault injection: disk-low tests;
+	// POST /admin/v1/faults changes it at run time). Requires Insecure.
+	// Nil means the real free space.
+	FaultDiskFreeMiB *int64
 	// Bootstrap creates a new cluster when the data directory is new. A
 	// data directory that already belongs to a cluster ignores it (the
 	// node joins its cluster; logged).
@@ -247,6 +259,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FaultDiskFullAfter != 0 && !c.Insecure {
 		return errors.New("--fault-disk-full-after requires --insecure (fault injection is for tests)")
+	}
+	if c.FaultDiskFreeMiB != nil && !c.Insecure {
+		return errors.New("--fault-disk-free-mib requires --insecure (fault injection is for tests)")
 	}
 	if len(c.ClusterID) > membership.MaxClusterIDLen {
 		return fmt.Errorf("--cluster-id must be at most %d bytes, got %d", membership.MaxClusterIDLen, len(c.ClusterID))

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,11 @@ type Node struct {
 	// diskFull is the store's injected disk-full switch
 	// (FaultDiskFullAfter).
 	diskFull atomic.Bool
-	draining atomic.Bool
+	// faultDiskFree is the free space (MiB) the store's guard is made to
+	// see (FaultDiskFreeMiB, POST /admin/v1/faults); negative: the real
+	// one.
+	faultDiskFree atomic.Int64
+	draining      atomic.Bool
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Node, cancelled by Shutdown
 	cancel context.CancelFunc
@@ -116,6 +121,9 @@ func (n *Node) Start() error {
 		ReadCacheSize: n.cfg.StoreReadCacheSize, AbsentFilterSize: n.cfg.StoreDedupFilterSize, Registerer: n.reg}
 	if n.cfg.FaultDiskFullAfter > 0 {
 		scfg.FaultDiskFull = &n.diskFull
+	}
+	if err := n.diskGuardConfig(&scfg); err != nil {
+		return err
 	}
 	st, err := store.Open(scfg)
 	if err != nil {
@@ -314,6 +322,45 @@ func (n *Node) Start() error {
 		"version", Version, "apps", registry.Len(), "shards", n.cfg.Shards,
 		"replicationFactor", n.cfg.ReplicationFactor, "writeQuorum", n.cfg.WriteQuorum)
 	return nil
+}
+
+// diskGuardConfig sets the store's free-space reserve (StoreMinFreeBytes,
+// its default from the data disk's size) and, with fault injection, the
+// free space its guard sees.
+func (n *Node) diskGuardConfig(scfg *store.Config) error {
+	n.faultDiskFree.Store(-1)
+	if v := n.cfg.FaultDiskFreeMiB; v != nil {
+		n.faultDiskFree.Store(*v)
+		n.log.Warn("Fault injection: the data disk's free space", "freeMiB", *v)
+	}
+	if n.cfg.FaultDiskFreeMiB != nil || n.cfg.FaultInjection {
+		scfg.StatFS = func(dir string) (uint64, error) {
+			if v := n.faultDiskFree.Load(); v >= 0 {
+				return uint64(v) << 20, nil
+			}
+			free, _, err := store.DiskSpace(dir)
+			return free, err
+		}
+	}
+	scfg.MinFreeBytes = n.cfg.StoreMinFreeBytes
+	if scfg.MinFreeBytes != 0 {
+		return nil
+	}
+	// The data directory may not exist yet: its nearest existing parent is
+	// on the same filesystem unless a mount sits between them.
+	dir := n.cfg.DataDir
+	for {
+		_, size, err := store.DiskSpace(dir)
+		if err == nil {
+			scfg.MinFreeBytes = int64(store.DefaultMinFree(size)) //nolint:gosec // at most 1 GiB
+			return nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return fmt.Errorf("node: size of the data disk: %w", err)
+		}
+		dir = parent
+	}
 }
 
 func (n *Node) serve(srv *http.Server, ln net.Listener) {

@@ -77,6 +77,21 @@ type NodeStatus struct {
 	// PeerCertNotAfter is the expiry of this node's peer certificate.
 	// Zero without peer TLS.
 	PeerCertNotAfter time.Time `json:"peerCertNotAfter,omitzero"`
+	// Disk is the data disk's free space as the store's guard last saw it.
+	Disk DiskStatus `json:"disk"`
+}
+
+// DiskStatus is a node's data disk as its store's free-space guard sees it
+// (docs/failure-recovery.md, "Disk full").
+type DiskStatus struct {
+	// FreeBytes is the free space of the data directory's filesystem.
+	FreeBytes uint64 `json:"freeBytes"`
+	// ReserveBytes is the free space below which the node refuses writes
+	// (--store-min-free-mib); 0: no guard.
+	ReserveBytes uint64 `json:"reserveBytes"`
+	// Low is set while free space is below the reserve: the node refuses
+	// writes that add data, coordinates no writes and serves reads.
+	Low bool `json:"low"`
 }
 
 // CaughtUp reports whether the node is active and receives no shard.
@@ -236,4 +251,8 @@ type FaultRequest struct {
 	Partition []string `json:"partition,omitempty"`
 	// Heal removes every partition.
 	Heal bool `json:"heal,omitempty"`
+	// DiskFreeMiB, when set, makes the node believe its data disk has this
+	// many MiB free from its store's next check (within a second); a
+	// negative value gives it the real free space again.
+	DiskFreeMiB *int64 `json:"diskFreeMiB,omitempty"`
 }

@@ -163,6 +163,9 @@ func (s *Server) writeEngineError(w http.ResponseWriter, err error) {
 		if pe.Temporary {
 			status = http.StatusServiceUnavailable
 		}
+		if pe.Code == protocol.ErrStorageFull.Code && pe.Detail == protocol.DetailStorageFull {
+			status = http.StatusInsufficientStorage
+		}
 		msg := pe.Reason
 		if pe.Detail != "" {
 			msg += ": " + pe.Detail

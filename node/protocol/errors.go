@@ -128,7 +128,18 @@ var (
 	// ErrUnavailable is returned when the node (or, in a cluster, the shard's
 	// coordinator) cannot serve the request right now. Clients should retry.
 	ErrUnavailable = &Error{Code: 4200, Reason: "INTERNAL_ERROR", Detail: "service temporarily unavailable, retry", Temporary: true}
+	// ErrStorageFull answers a write the cluster refused because too few
+	// of its shard's replicas have storage left (their disks are below the
+	// reserve): nothing was stored. LeanCloud has no "storage full" code;
+	// it is 4301 CONVERSATION_API_FAILED, not the 4200 that clients retry
+	// at once (a lease moving), since it lasts until an operator frees
+	// space. Reads still work. Compare the detail (DetailStorageFull) to
+	// tell it from other 4301s.
+	ErrStorageFull = &Error{Code: 4301, Reason: "CONVERSATION_API_FAILED", Detail: DetailStorageFull, Temporary: true}
 )
+
+// DetailStorageFull is ErrStorageFull's detail: a stable text.
+const DetailStorageFull = "the server's storage is full: writes are refused until space is freed (reads still work)"
 
 // Details of ErrUnavailable that name why the cluster could not serve a
 // command within its retry budget (docs/replication.md, "Failover is a

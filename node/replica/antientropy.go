@@ -314,6 +314,9 @@ func (s *syncer) quietSince(shard uint16, head store.ChangeCursor) bool {
 // does the same, so both converge.
 func (s *syncer) antiEntropy() {
 	rs := s.rs
+	if rs.st.DiskLow() {
+		return // a low disk stores no repair: the catch-up after it covers this
+	}
 	cur := rs.peers.Ring()
 	under := 0
 	prevHead := s.aeHead

@@ -135,6 +135,19 @@ func (rs *Set) pullChanges(ctx context.Context, shard uint16, src string, from s
 	}
 }
 
+// applyCopied stores records copied from another replica. While the disk
+// is low they are refused (store.ErrDiskLow), except for a shard this node
+// coordinates for want of a replica with space (standAside false): it
+// catches up what it needs to serve it (store.ApplyVersionedInReserve).
+func (rs *Set) applyCopied(ops []store.Op) error {
+	if rs.st.DiskLow() {
+		if shard, err := store.ShardOf(ops[0].Key); err == nil && !rs.standAside(shard) {
+			return rs.st.ApplyVersionedInReserve(ops)
+		}
+	}
+	return refusedLow(rs.st.ApplyVersioned(ops))
+}
+
 // applySyncPage stores a page of records copied from another replica,
 // counts it, credits t (which may be nil) and waits out the page's share
 // of SyncKeysPerSecond.
@@ -145,7 +158,7 @@ func (rs *Set) applySyncPage(ctx context.Context, ops []store.Op, t *transfer) e
 	if err := rs.observeOps(ops); err != nil {
 		return err
 	}
-	if err := rs.st.ApplyVersioned(ops); err != nil {
+	if err := rs.applyCopied(ops); err != nil {
 		return err
 	}
 	var size int64

@@ -142,7 +142,8 @@ func (rs *Set) recordGrants(now time.Time) error {
 		return nil
 	}
 	until := now.Add(time.Minute)
-	if err := rs.st.Apply([]store.Op{{Kind: store.OpSet, Key: leaseMarkerKey,
+	// ApplyInternal: the marker is written while the disk is low too.
+	if err := rs.st.ApplyInternal([]store.Op{{Kind: store.OpSet, Key: leaseMarkerKey,
 		Value: binary.BigEndian.AppendUint64(nil, uint64(until.UnixMilli()))}}); err != nil {
 		return err
 	}
@@ -502,6 +503,7 @@ func (rs *Set) releaseLeases(shards []uint16) {
 func (rs *Set) leaseLoop() { rs.every(rs.leaseDuration()/4, rs.leaseRound) }
 
 func (rs *Set) leaseRound() {
+	rs.diskRound()
 	renew, release := rs.leasePlan()
 	rs.releaseLeases(release)
 	rs.acquireLeases(renew)

@@ -148,17 +148,28 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		return fmt.Errorf("%w: %d bytes, limit %d", wire.ErrTooLarge, size, rs.maxWritePayload())
 	}
 	replicas := rs.peers.Ring().Replicas(int(shard))
+	need := rs.quorum(len(replicas))
+	if rs.st.DiskLow() || rs.disk.low.Load() != nil {
+		if err := rs.checkDiskQuorum(shard, replicas, need); err != nil {
+			return err // nothing stored anywhere
+		}
+	}
 	// The write is encoded only when it goes to another replica.
 	var body, payload []byte
 	if slices.ContainsFunc(replicas, func(id string) bool { return id != rs.cfg.NodeID }) {
 		body = writeBody(shard, w)
 		payload = withTail(body, noSync, nil)
 	}
-	need := rs.quorum(len(replicas))
 	ws := &writeState{}
 	results := make(chan error, len(replicas))
 	for _, to := range replicas {
 		if to == rs.cfg.NodeID {
+			continue
+		}
+		if rs.peerLow(to) {
+			// It would refuse: a failed replica at once. The notices owed
+			// to it wait for their flush.
+			results <- wire.ErrDiskLow
 			continue
 		}
 		// The commit notices owed to this replica ride along.
@@ -176,6 +187,9 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		rs.peers.CallFunc(to, wire.Prepare, pl, rs.requestTimeout(), func(_ []byte, err error) {
 			err = wire.Decode(err)
 			rs.peers.NoteCall(to, err)
+			if errors.Is(err, wire.ErrDiskLow) {
+				rs.markPeerLow(to, true)
+			}
 			if err != nil {
 				rs.met.replicateErrors.Inc()
 				rs.sendNotices(to, carried) // best effort; applying one twice is harmless
@@ -190,7 +204,7 @@ func (rs *Set) coordinateWrite(ctx context.Context, shard uint16, ops []store.Op
 		return rs.commitAlone(shard, w, ws, start)
 	}
 	if err := rs.inTermHere(shard, epoch, func() error { return rs.st.PutPending(shard, w) }); err != nil {
-		return rs.settle(shard, w, ws, err)
+		return rs.settle(shard, w, ws, inDoubt(err))
 	}
 	q := &quorumWait{results: results, stop: rs.ctx.Done(), acks: 1, left: len(replicas) - 1, need: need}
 	if !q.wait(ctx) {
@@ -259,7 +273,7 @@ func (rs *Set) finishWrite(shard uint16, w store.PendingWrite, ws *writeState, q
 // hold (commitHere), and the other replicas get the write as on the
 // pending path (wire.Prepare, then a commit notice).
 func (rs *Set) commitAlone(shard uint16, w store.PendingWrite, ws *writeState, start time.Time) error {
-	err := rs.commitHere(shard, w, true)
+	err := inDoubt(rs.commitHere(shard, w, true))
 	rs.met.writeSeconds.Observe(time.Since(start).Seconds())
 	return rs.settle(shard, w, ws, err)
 }
@@ -297,6 +311,17 @@ func (rs *Set) inTermHere(shard uint16, epoch uint64, write func() error) error 
 		return err
 	}
 	return write()
+}
+
+// inDoubt turns the store's refusal of a coordinator's own copy (its disk
+// turned low after checkDiskQuorum) into ErrQuorum: the Prepares went out
+// before, so other replicas may hold the write, and a resolution may still
+// make it visible. The client must not be told it was refused for sure.
+func inDoubt(err error) error {
+	if errors.Is(err, store.ErrDiskLow) {
+		return fmt.Errorf("%w: %w", ErrQuorum, err)
+	}
+	return err
 }
 
 // errTermEnded: a later term than the write's began in this store.
@@ -638,8 +663,11 @@ func (rs *Set) servePrepare(from string, d *wire.Dec) error {
 	if err := rs.observeOps(w.Ops); err != nil {
 		return err
 	}
+	if err := rs.st.PutPending(shard, w, commits...); err != nil {
+		return refusedLow(err)
+	}
 	rs.met.replicated.Add(float64(len(w.Ops)))
-	return rs.st.PutPending(shard, w, commits...)
+	return nil
 }
 
 // serveCommitWrite makes a write visible here: a resolution rolls it

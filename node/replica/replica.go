@@ -169,7 +169,7 @@ type Engine interface {
 // the versions its writes get (one hybrid logical clock per node), quorum
 // writes, catch-up and anti-entropy. Its state is guarded by the mutexes
 // listed in node/LOCKING.md (leases.mu, leases.markerMu, syncer.mu, hlc.mu,
-// Set.terms, writeState.mu, doubts.mu, run.Group.mu); its goroutines (lease renewal, the sync
+// Set.terms, writeState.mu, doubts.mu, diskPeers.mu, run.Group.mu); its goroutines (lease renewal, the sync
 // worker, the commit-notice worker, catch-ups and replication calls) are
 // started by Start and stopped by Shutdown.
 type Set struct {
@@ -197,6 +197,8 @@ type Set struct {
 	outNotices outNotices
 	// doubt counts, per shard, writes in flight whose caller gave up.
 	doubt doubts
+	// disk knows which peers' disks are low (disklow.go).
+	disk diskPeers
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Set, cancelled by Shutdown
 	cancel context.CancelFunc
@@ -318,7 +320,7 @@ func (rs *Set) now() time.Time { return rs.cfg.Now() }
 // Coordinates implements conversation.Shards: this node coordinates shard
 // now (it holds the shard's lease and is not stopping).
 func (rs *Set) Coordinates(shard uint16) bool {
-	return !rs.stopping.Load() && rs.holdsLease(shard)
+	return !rs.stopping.Load() && rs.holdsLease(shard) && !rs.standAside(shard)
 }
 
 // Coordinated returns the shards this node coordinates now.
@@ -350,8 +352,12 @@ func (rs *Set) canCoordinate(shard uint16) bool { return rs.CanCoordinate(shard)
 // lease is not given up because a call or probe to a peer timed out: under
 // load that happens without any partition, and giving every lease up then
 // answered commands "not coordinating" (4200) until the leases moved.
+//
+// A node whose disk is low leaves the shard to another replica when one can
+// take it (standAside, disklow.go).
 func (rs *Set) eligible(shard uint16) bool {
-	return !rs.stopping.Load() && rs.sync.ready(shard) && (rs.holdsLease(shard) || rs.reachesQuorum(shard))
+	return !rs.stopping.Load() && rs.sync.ready(shard) && (rs.holdsLease(shard) || rs.reachesQuorum(shard)) &&
+		!rs.standAside(shard)
 }
 
 // reachesQuorum reports whether at least W-1 other replicas of shard are

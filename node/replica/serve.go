@@ -14,7 +14,7 @@ import (
 // Methods lists the peer methods the replicas serve (HandleRequest).
 var Methods = []uint16{wire.Get, wire.Scan, wire.Write, wire.Replicate, wire.SyncScan, wire.Digest,
 	wire.EnsureSynced, wire.Resync, wire.Lease, wire.LeaseRelease, wire.RangeDigest, wire.ShardSize,
-	wire.Prepare, wire.PendingScan, wire.CommitWrite, wire.Resolve, wire.ChangeScan}
+	wire.Prepare, wire.PendingScan, wire.CommitWrite, wire.Resolve, wire.ChangeScan, wire.DiskLow}
 
 // Messages lists the one-way peer messages the replicas serve
 // (HandleMessage).
@@ -76,11 +76,13 @@ func (rs *Set) HandleRequest(ctx context.Context, req *transport.Request) ([]byt
 			return nil, err
 		}
 		rs.met.replicated.Add(float64(len(ops)))
-		return nil, rs.st.ApplyVersioned(ops)
+		return nil, refusedLow(rs.st.ApplyVersioned(ops))
 	case wire.SyncScan:
 		return rs.serveSyncScan(&d)
 	case wire.ChangeScan:
 		return rs.serveChangeScan(&d)
+	case wire.DiskLow:
+		return rs.serveDiskLow(&d)
 	case wire.Digest:
 		return rs.serveDigest(&d)
 	case wire.Resync:

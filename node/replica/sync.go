@@ -266,6 +266,9 @@ func (s *syncer) step() bool {
 		return true
 	}
 	sources := rs.syncSources(shard, prev, cur)
+	if len(sources) > 0 && rs.st.DiskLow() {
+		return false // it would store nothing: retried once the disk has space
+	}
 	ok := true
 	for _, src := range sources {
 		// Every record, whatever its version: the shard is caught up once

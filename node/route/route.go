@@ -156,7 +156,7 @@ func (r *Router) command(ctx context.Context, shard uint16, caller conversation.
 		err := r.onCoordinatorOnce(ctx, shard, func() error {
 			var err error
 			resp, err = r.cfg.Engine.Handle(ctx, caller, req)
-			return notCoordinating(err)
+			return storageFull(notCoordinating(err))
 		}, func(ctx context.Context, to string) error {
 			// Cap one attempt: a coordinator that does not answer (hung,
 			// partitioned while gossip still sees it) costs this much, is
@@ -267,6 +267,16 @@ func notCoordinating(err error) error {
 	return err
 }
 
+// storageFull turns a write the cluster refused for lack of storage
+// (wire.ErrDiskLow: nothing was stored) into the protocol's error, which is
+// answered as is, not retried.
+func storageFull(err error) error {
+	if errors.Is(err, wire.ErrDiskLow) {
+		return protocol.ErrStorageFull
+	}
+	return err
+}
+
 // notExecuted reports errors after which the peer certainly did not run
 // the request.
 func notExecuted(err error) bool {
@@ -341,7 +351,7 @@ func (r *Router) HandleCommand(ctx context.Context, req *transport.Request) ([]b
 	if err := notCoordinating(err); errors.Is(err, wire.ErrNotReady) {
 		return nil, err
 	}
-	return r.encodeResult(cmd, resp, err)
+	return r.encodeResult(cmd, resp, storageFull(err))
 }
 
 func (r *Router) encodeResult(cmd, resp *pb.GenericCommand, err error) ([]byte, error) {

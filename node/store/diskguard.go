@@ -42,7 +42,11 @@ import (
 //     adds a write that was pending on other replicas: bounded by the writes
 //     of one term left pending by a coordinator change;
 //   - ApplyInternal: the node's own small bookkeeping records (the lease
-//     grant marker, 8 bytes, rewritten about once a minute).
+//     grant marker, 8 bytes, rewritten about once a minute);
+//   - ApplyVersionedInReserve: the catch-up of a shard this node must
+//     coordinate although it is low (no replica with space can), so it
+//     serves every acknowledged write; bounded by what the shard's
+//     replicas stored since this node's last catch-up.
 //
 // What passes is small: the reserve exists mainly for Pebble's own work,
 // which needs free space to free space: flushing memtables (16 MiB each, up
@@ -275,6 +279,12 @@ func (g *diskGuard) refuseAdds(ops []Op) error {
 	}
 	return nil
 }
+
+// RefuseWrite returns the error a commit that adds data gets now: nil, or
+// ErrDiskLow (counted in imnode_store_disk_refused_writes_total). For a
+// caller that refuses a write before it reaches the store (a coordinator
+// refuses to coordinate it at all).
+func (s *Store) RefuseWrite() error { return s.disk.refuse() }
 
 // DiskLow reports whether the store refuses writes that add data now (its
 // disk is below the reserve). One atomic load: safe on every write path.

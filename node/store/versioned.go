@@ -157,6 +157,16 @@ func (s *Store) ApplyVersioned(ops []Op) error {
 	return s.apply(ops, true, s.db.NewBatch(), pebble.Sync)
 }
 
+// ApplyVersionedInReserve is ApplyVersioned that passes the disk guard
+// (diskguard.go): the catch-up a node whose disk is low needs before it
+// coordinates a shard no other replica can take (every replica is low), so
+// that it serves what the previous holder acknowledged. It copies what the
+// shard's replicas stored since this node's last catch-up, and no new write
+// is taken while they are all low.
+func (s *Store) ApplyVersionedInReserve(ops []Op) error {
+	return s.apply(ops, true, s.db.NewBatch(), pebble.Sync)
+}
+
 // ShardDigest hashes every (key, version, kind) of a shard in key order,
 // and the body of field docs, and counts the keys: replicas with equal
 // digests hold the same data (other values are determined by their

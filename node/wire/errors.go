@@ -21,6 +21,7 @@ const (
 	CodeNotHolder     Code = 4 // the sender does not hold the shard's lease here
 	CodeNotStarted    Code = 5 // the node is still starting
 	CodeTooLarge      Code = 6 // a write does not fit the peer transport's frame limit
+	CodeDiskLow       Code = 7 // the node's disk is below its reserve: it stores no new write
 )
 
 // Error is a peer handler error with a code. The transport carries handler
@@ -39,8 +40,8 @@ func (e *Error) Error() string { return "[code " + strconv.Itoa(int(e.Code)) + "
 // Retryable reports e.Temporary.
 func (e *Error) Retryable() bool { return e.Temporary }
 
-// The sentinels of the codes. All but ErrTooLarge are retryable: the
-// client's SDK retries or the user resends.
+// The sentinels of the codes. All but ErrTooLarge and ErrDiskLow are
+// retryable: the client's SDK retries or the user resends.
 var (
 	ErrNotReady      = &Error{Code: CodeNotReady, Text: "cluster: replica not caught up or not coordinating", Temporary: true}
 	ErrNoCoordinator = &Error{Code: CodeNoCoordinator, Text: "cluster: no live replica can coordinate the shard", Temporary: true}
@@ -49,11 +50,15 @@ var (
 	ErrNotStarted    = &Error{Code: CodeNotStarted, Text: "cluster: still starting (waiting for a seed or catching up); retry", Temporary: true}
 	// ErrTooLarge is not retryable: the same write is refused again.
 	ErrTooLarge = &Error{Code: CodeTooLarge, Text: "cluster: write too large to replicate"}
+	// ErrDiskLow is not retryable at once: the node refuses new writes
+	// until an operator frees space (store.ErrDiskLow). A coordinator
+	// counts a replica's refusal as a failed replica.
+	ErrDiskLow = &Error{Code: CodeDiskLow, Text: "cluster: the node's storage is full (disk below its reserve), writes refused"}
 )
 
 var byCode = map[Code]*Error{
 	CodeNotReady: ErrNotReady, CodeNoCoordinator: ErrNoCoordinator, CodeQuorum: ErrQuorum,
-	CodeNotHolder: ErrNotHolder, CodeNotStarted: ErrNotStarted, CodeTooLarge: ErrTooLarge,
+	CodeNotHolder: ErrNotHolder, CodeNotStarted: ErrNotStarted, CodeTooLarge: ErrTooLarge, CodeDiskLow: ErrDiskLow,
 }
 
 // codedError is a remote error whose code is known: errors.Is matches both

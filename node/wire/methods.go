@@ -34,6 +34,7 @@ const (
 	Resolve                          // request: shard, epoch -> () ; the term begins, older pending dropped (replica)
 	MsgReregister                    // message: () -> the receiver registers its sessions at the sender again (presence)
 	ChangeScan                       // request: shard, cursor, head, limit -> head, records of the keys changed after the cursor, more (replica)
+	DiskLow                          // request: () -> whether the receiver's disk is below its reserve (replica)
 )
 
 // SkipEpochCheck lists the methods valid across roster epochs: replication,
@@ -42,7 +43,7 @@ func SkipEpochCheck(m uint16) bool {
 	switch m {
 	case Replicate, Register, SyncScan, Digest, EnsureSynced, Online, Kick, Resync, Ping,
 		Lease, LeaseRelease, RangeDigest, ShardSize, Prepare, CommitNotice, PendingScan, CommitWrite, Resolve,
-		ChangeScan:
+		ChangeScan, DiskLow:
 		return true
 	}
 	return false

@@ -113,6 +113,7 @@ type clusterFlags struct {
 	bootstrap         bool
 	clockOffset       time.Duration
 	diskFullAfter     time.Duration
+	diskFreeMiB       int64
 	bootstrapNode     string
 	clusterID         string
 }
@@ -131,6 +132,7 @@ func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.profile, "cluster-profile", "lan", "failure-detection timings: lan (data center) or local (all nodes on one machine: make run, tests)")
 	fs.DurationVar(&c.clockOffset, "fault-clock-offset", 0, "fault injection: shift this node's lease and timestamp clock by this much (clock-skew tests; requires --insecure)")
 	fs.DurationVar(&c.diskFullAfter, "fault-disk-full-after", 0, "fault injection: every store write fails with ENOSPC from this long after the node serves (disk-full tests; requires --insecure)")
+	fs.Int64Var(&c.diskFreeMiB, "fault-disk-free-mib", -1, "fault injection: the store's free-space guard sees this many MiB free on the data disk (disk-low tests; -1: the real free space; changed at run time by POST /admin/v1/faults diskFreeMiB; requires --insecure)")
 	fs.BoolVar(&c.faultInjection, "fault-injection", false, "enable POST /admin/v1/faults (tests and chaos runs only)")
 }
 
@@ -153,6 +155,9 @@ func (c *clusterFlags) apply(cfg *node.Config) error {
 	cfg.ClusterID = c.clusterID
 	cfg.FaultClockOffset = c.clockOffset
 	cfg.FaultDiskFullAfter = c.diskFullAfter
+	if c.diskFreeMiB >= 0 {
+		cfg.FaultDiskFreeMiB = &c.diskFreeMiB
+	}
 	for s := range strings.SplitSeq(c.join, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.Join = append(cfg.Join, s)

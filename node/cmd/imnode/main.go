@@ -49,6 +49,7 @@ func run() error {
 	fs.StringVar(&cfg.NodeID, "node-id", "", "stable node id (default imnode-0)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the node's database (required)")
 	mibFlag(fs, "store-read-cache-mib", "MiB of hot records the store keeps in memory, coherent with every write (default 32, 0: off)", &cfg.StoreReadCacheSize)
+	mibFlag(fs, "store-min-free-mib", "MiB the store keeps free on the data disk: below it the node refuses writes that add data (clients get \"storage full\"), serves reads and leaves coordinating to replicas with space, until free space is back above it plus a quarter; room for the store's own flushes and compactions and for an operator to act (default: 1% of the disk, at least 64 and at most 1024; 0: off)", &cfg.StoreMinFreeBytes)
 	mibFlag(fs, "store-dedup-filter-mib", "MiB of filters that let the store answer a message's new dt without a database look-up (default 64, 0: off)", &cfg.StoreDedupFilterSize)
 	fs.StringVar(&cfg.ClientAddr, "client-addr", ":8080", "client listen address: WebSocket and REST")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", ":8081", "admin listen address: health, metrics, admin API")
