@@ -5,7 +5,10 @@ import (
 	"testing"
 
 	"github.com/imcluster/imcluster/node/conversation"
+	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/transport"
 	"github.com/imcluster/imcluster/node/wire"
 )
 
@@ -151,5 +154,52 @@ func TestPresenceOnlineFromAnyReplica(t *testing.T) {
 	}
 	if !slices.Equal(to, []string{"n1", "n3"}) {
 		t.Fatalf("asked %v for carol, want [n1 n3] in order", to)
+	}
+}
+
+// TestPresenceRelaySkipsJoining: a push for a client whose shard this node
+// does not replicate is relayed to the first replica that is not joining:
+// a node that just joined is placed before it knows the other members, and
+// refuses their messages until it does. Once it is active it is first
+// again; a push handed on while warming goes the same way.
+func TestPresenceRelaySkipsJoining(t *testing.T) {
+	peers := &recordingPeers{replicas: map[uint16][]string{1: {"n4", "n2", "n3"}}}
+	h := newShardedHub(t, "n1", map[string]uint16{"alice": 1}, peers)
+	snap := func(n4 ring.State) *membership.Snapshot {
+		s := liveSnap("n1", "n1", "n2", "n3")
+		s.Members = append(s.Members, membership.Member{
+			Meta: membership.Meta{ID: "n4", State: n4, Seq: 1}, Live: true,
+		})
+		return s
+	}
+	relayedTo := func() []string {
+		t.Helper()
+		var to []string
+		for _, m := range peers.messages {
+			if m.method == wire.MsgFanout {
+				to = append(to, m.to)
+			}
+		}
+		peers.messages = nil
+		return to
+	}
+	h.OnRoster(snap(ring.StateJoining), false)
+	peers.messages = nil
+	h.Deliver("app", []string{"alice"}, 0, &pb.GenericCommand{})
+	if to := relayedTo(); !slices.Equal(to, []string{"n2"}) {
+		t.Fatalf("relayed to %v while n4 joins, want [n2]", to)
+	}
+	if err := h.HandleMessage(&transport.Message{From: "n3", Method: wire.MsgFanout,
+		Payload: pushPayload("app", []string{"alice"}, 0, []byte("frame"))}); err != nil {
+		t.Fatal(err)
+	}
+	if to := relayedTo(); !slices.Equal(to, []string{"n2"}) {
+		t.Fatalf("handed on to %v while n4 joins, want [n2]", to)
+	}
+	h.OnRoster(snap(ring.StateActive), false)
+	peers.messages = nil
+	h.Deliver("app", []string{"alice"}, 0, &pb.GenericCommand{})
+	if to := relayedTo(); !slices.Equal(to, []string{"n4"}) {
+		t.Fatalf("relayed to %v once n4 is active, want [n4]", to)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/imcluster/imcluster/node/conversation"
 	"github.com/imcluster/imcluster/node/membership"
+	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/transport"
 	"github.com/imcluster/imcluster/node/wire"
 )
@@ -88,6 +89,10 @@ type Hub struct {
 	// rosterSince is when the hub saw its first roster (Unix ns; 0: not
 	// yet), the start of its registries' warm-up.
 	rosterSince atomic.Int64
+	// joining is the set of members in state joining in the last roster
+	// (OnRoster), nil when there is none: relays go to them last
+	// (relayNodes).
+	joining atomic.Pointer[map[string]bool]
 
 	ctx    context.Context //nolint:containedctx // lifetime context owned by the Hub, cancelled by Shutdown
 	cancel context.CancelFunc
@@ -128,7 +133,8 @@ func (h *Hub) SetGateway(g Gateway) { h.gw = g }
 // Shutdown cancels the calls in flight.
 func (h *Hub) Shutdown() { h.cancel() }
 
-// OnRoster forgets the gateways snap shows dead, asks the nodes that came
+// OnRoster notes the members still joining, forgets the gateways snap
+// shows dead, asks the nodes that came
 // alive in this node's view to register their sessions here again
 // (wire.MsgReregister: a restarted registry starts empty, and a gateway
 // that stalled may not have seen anything change) and, when the placement
@@ -136,6 +142,20 @@ func (h *Hub) Shutdown() { h.cancel() }
 // registry holders.
 func (h *Hub) OnRoster(snap *membership.Snapshot, reregister bool) {
 	h.rosterSince.CompareAndSwap(0, h.cfg.Now().UnixNano())
+	var joining map[string]bool
+	for _, m := range snap.Members {
+		if m.State == ring.StateJoining {
+			if joining == nil {
+				joining = map[string]bool{}
+			}
+			joining[m.ID] = true
+		}
+	}
+	if joining == nil {
+		h.joining.Store(nil)
+	} else {
+		h.joining.Store(&joining)
+	}
 	for _, node := range h.reg.forgetDead(snap) {
 		_ = h.cfg.Peers.Send(node, wire.MsgReregister, nil)
 	}

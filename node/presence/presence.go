@@ -238,6 +238,38 @@ func (p *localSessions) init() { p.m, p.owed = map[string]int{}, map[string]bool
 // session registry: reachable ones first (see coordinators).
 func (h *Hub) registryNodes(shard uint16) []string { return h.cfg.Peers.Coordinators(shard) }
 
+// relayNodes returns the registry replicas of shard to relay a push or an
+// online query to, in order: registryNodes with the replicas still joining
+// last. A node that just joined is placed at once, so other nodes see it
+// as a replica before it has heard of them: until then it refuses their
+// peer messages (the node's peer authorization), and a push relayed to it
+// is lost. It turns active only once it knows the roster and caught up.
+// The path to a client changes when it does, a roster change like any
+// other.
+func (h *Hub) relayNodes(shard uint16) []string {
+	nodes := h.registryNodes(shard)
+	jp := h.joining.Load()
+	if jp == nil {
+		return nodes
+	}
+	joining := *jp
+	if !slices.ContainsFunc(nodes, func(n string) bool { return joining[n] }) {
+		return nodes
+	}
+	out := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		if !joining[n] {
+			out = append(out, n)
+		}
+	}
+	for _, n := range nodes {
+		if joining[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Opened registers a new session synchronously (bounded by the request
 // timeout): the login response waits, so pushes find the client by the
 // time it acts.
@@ -397,7 +429,8 @@ func (p *localSessions) reregister(h *Hub, only string) {
 // every replica's registry learnt each session before its login was
 // answered, see register) are looked up here and pushed straight to their
 // gateways, one hop fewer; the others are relayed to the first reachable
-// replica (one message per replica), which pushes to the gateways. Each hop
+// replica (one message per replica; replicas still joining last, see
+// relayNodes), which pushes to the gateways. Each hop
 // is an ordered peer connection, and the path from this node to a client
 // stays the same while the roster and liveness do, so one conversation's
 // pushes keep their order. When a relay cannot be queued (the replica is
@@ -427,12 +460,11 @@ func (h *Hub) Deliver(app string, clientIDs []string, except conversation.Sessio
 		byShard[shard] = append(byShard[shard], id)
 	}
 	for shard, ids := range byShard {
-		replicas := h.registryNodes(shard)
-		if slices.Contains(replicas, h.cfg.NodeID) {
+		if slices.Contains(h.registryNodes(shard), h.cfg.NodeID) {
 			local = append(local, ids...)
 			continue
 		}
-		h.relay(app, replicas, ids, except, frame)
+		h.relay(app, h.relayNodes(shard), ids, except, frame)
 	}
 	if len(local) > 0 {
 		h.fanout(app, local, except, frame, false)
@@ -503,7 +535,7 @@ func (h *Hub) handOn(app string, ids []string, except conversation.SessionID, fr
 		byShard[shard] = append(byShard[shard], id)
 	}
 	for shard, ids := range byShard {
-		for _, node := range h.registryNodes(shard) {
+		for _, node := range h.relayNodes(shard) {
 			if node == h.cfg.NodeID {
 				continue
 			}
@@ -549,11 +581,10 @@ func (h *Hub) servePush(d *wire.Dec) error {
 // answered, see register), and otherwise asks the first registry replica
 // of shard that answers.
 func (h *Hub) onlineAt(app string, shard uint16, ids []string) []string {
-	nodes := h.registryNodes(shard)
-	if slices.Contains(nodes, h.cfg.NodeID) {
+	if slices.Contains(h.registryNodes(shard), h.cfg.NodeID) {
 		return h.reg.online(app, ids)
 	}
-	for _, node := range nodes {
+	for _, node := range h.relayNodes(shard) {
 		var e wire.Enc
 		e.Str(app)
 		e.Strs(ids)
