@@ -194,16 +194,16 @@ func (ls *liveSetup) runLive(t *testing.T, scenario string, fault func()) {
 		func(ev client.Event) bool { _, ok := ev.(client.DisconnectEvent); return ok }) {
 		t.Errorf("%s: Jerry's session dropped (his gateway %s never stopped)", scenario, ls.y.ID())
 	}
-	ls.logPresenceMetrics(t, scenario)
+	logPresenceMetrics(t, ls.c, scenario)
 	checkLive(t, scenario, r)
 }
 
 // logPresenceMetrics logs each running node's presence counters: whether
 // a scenario went through the hand-on path and the re-registrations.
-func (ls *liveSetup) logPresenceMetrics(t *testing.T, scenario string) {
+func logPresenceMetrics(t *testing.T, c *harness.Cluster, scenario string) {
 	t.Helper()
 	ctx := testCtx(t)
-	for _, nd := range ls.c.Running() {
+	for _, nd := range c.Running() {
 		t.Logf("%s: %s hand-ons %v, re-registrations %v, relay drops %v", scenario, nd.ID(),
 			metricValue(ctx, t, nd, "imnode_presence_handons_total"),
 			metricValue(ctx, t, nd, "imnode_presence_reregistrations_total"),
