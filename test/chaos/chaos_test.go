@@ -117,7 +117,10 @@ func checkCrashes(t *testing.T, c *harness.Cluster) {
 
 // diskFullDeath reports whether line is the panic Pebble raises on ENOSPC
 // (it panics with the raw error when it cannot rotate its WAL) in the log
-// of a process started with an injected full disk.
+// of a process started with an injected ENOSPC (--fault-disk-full-after:
+// every write fails at once, faster than any free-space check). A node whose
+// disk is only low (the disk-low fault) gets no such excuse: it must not
+// crash.
 func diskFullDeath(lines []string, line string) bool {
 	return len(lines) > 0 && strings.Contains(lines[0], "--fault-disk-full-after") &&
 		strings.HasPrefix(line, "panic: ") && (strings.Contains(line, "Errno(28)") || strings.Contains(line, "no space left on device"))

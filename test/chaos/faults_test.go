@@ -346,6 +346,39 @@ func (r *runner) diskFull(nd *harness.Node) {
 	r.injected(FaultDiskFull, nd, start)
 }
 
+// diskLow makes nd's store see a disk below its reserve for partitionHold
+// under load, checks that it kept running and refused writes (low in its
+// admin status), then gives it its real disk back and waits until it takes
+// writes again and the cluster converged.
+func (r *runner) diskLow(nd *harness.Node) {
+	start := r.begin(FaultDiskLow, nd)
+	r.log.Info("Filling the disk below the reserve", "node", nd.ID())
+	r.setDiskFree(nd, 0, true)
+	hold(partitionHold)
+	if st, err := nd.Admin().Node(r.t.Context()); err != nil || !st.Disk.Low {
+		r.t.Errorf("%s with its disk below the reserve: status %+v, %v; want it running and low", nd.ID(), st.Disk, err)
+	}
+	r.log.Info("Freeing the disk", "node", nd.ID())
+	r.setDiskFree(nd, -1, false)
+	r.c.WaitConverged(r.t)
+	r.injected(FaultDiskLow, nd, start)
+}
+
+// setDiskFree makes nd's store see freeMiB free (negative: its real disk)
+// and waits until its admin status says the disk is (not) low.
+func (r *runner) setDiskFree(nd *harness.Node, freeMiB int64, low bool) {
+	if err := nd.Admin().Faults(r.t.Context(), adminapi.FaultRequest{DiskFreeMiB: &freeMiB}); err != nil {
+		r.t.Fatalf("disk fault on %s: %v", nd.ID(), err)
+	}
+	harness.CheckFor(r.t, readyTimeout, settleInterval, func() error {
+		st, err := nd.Admin().Node(r.t.Context())
+		if err == nil && st.Disk.Low != low {
+			err = fmt.Errorf("%s: disk low %v, want %v", nd.ID(), st.Disk.Low, low)
+		}
+		return err
+	})
+}
+
 // formation runs each misconfiguration fault once.
 func (r *runner) formation() {
 	r.noJoin(r.pick(r.c.Running()))
@@ -359,6 +392,8 @@ func (r *runner) formation() {
 	r.skew(FaultSkewBeyond, r.pick(r.c.Running()), 2*time.Second)
 	hold(quietGap)
 	r.diskFull(r.pick(r.c.Running()))
+	hold(quietGap)
+	r.diskLow(r.pick(r.c.Running()))
 }
 
 // random injects one fault chosen at random among those that keep the
@@ -366,7 +401,7 @@ func (r *runner) formation() {
 func (r *runner) random() {
 	running := r.c.Running()
 	kinds := []string{FaultKill, FaultKill, FaultPartition, FaultPartition, FaultWipe,
-		FaultNoJoin, FaultShards, FaultDuplicate, FaultSkewWithin, FaultSkewBeyond, FaultDiskFull}
+		FaultNoJoin, FaultShards, FaultDuplicate, FaultSkewWithin, FaultSkewBeyond, FaultDiskLow}
 	if len(running) < 5 {
 		kinds = append(kinds, FaultJoin)
 	}
@@ -394,8 +429,8 @@ func (r *runner) random() {
 		r.skew(k, r.pick(running), 100*time.Millisecond)
 	case FaultSkewBeyond:
 		r.skew(k, r.pick(running), 2*time.Second)
-	case FaultDiskFull:
-		r.diskFull(r.pick(running))
+	case FaultDiskLow:
+		r.diskLow(r.pick(running))
 	}
 }
 

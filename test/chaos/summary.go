@@ -44,6 +44,11 @@ const (
 	// rotate its WAL; a node that goes on with failing writes is killed
 	// after a minute), then restart it; nothing acknowledged may be lost.
 	FaultDiskFull = "disk-full"
+	// FaultDiskLow: make a node's store see its disk below the reserve
+	// (POST /admin/v1/faults diskFreeMiB 0) under load: it must keep
+	// running and refuse new writes while the others take them, hold, then
+	// see its real disk again and catch up; no crash, nothing lost.
+	FaultDiskLow = "disk-low"
 )
 
 // Summary is what a chaos run prints at its end.
