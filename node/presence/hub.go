@@ -156,7 +156,7 @@ func (h *Hub) OnRoster(snap *membership.Snapshot, reregister bool) {
 	} else {
 		h.joining.Store(&joining)
 	}
-	for _, node := range h.reg.forgetDead(snap) {
+	for _, node := range h.reg.forgetDead(snap, h.cfg.Now().UnixNano()) {
 		_ = h.cfg.Peers.Send(node, wire.MsgReregister, nil)
 	}
 	if reregister {

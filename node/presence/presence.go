@@ -14,20 +14,37 @@ import (
 	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/ring"
 	"github.com/imcluster/imcluster/node/wire"
 )
+
+// deadGatewayGrace is how long the entries of a gateway that the
+// failure detector declared dead (a member still, not left) keep routing
+// pushes: a gateway that stalled past the detector's timeout (a long GC
+// or VM pause, a gossip hiccup) still has its clients' sockets and the
+// peer connections to it, and the pushes queued on them reach its clients
+// when it resumes; dropping its entries at once lost every push between
+// the declaration and its re-registration. A gateway that really died
+// refuses them at once (its peer connection is down: the send fails,
+// counted in imnode_presence_push_relay_drops_total), and one that
+// restarted drops them with its first registration (a new boot id). 30 s
+// is many failure-detector timeouts, and far less than a client's 380 s
+// socket liveness.
+const deadGatewayGrace = 30 * time.Second
 
 // registry is the session registry of the client shards this node
 // replicates: which gateway nodes have how many sessions of each client.
 // Gateways register with every live replica of the client's shard, so any
 // of them can route a push when another is down or unreachable. It is soft
 // state: gateways re-register everything when the roster or liveness
-// changes, entries of dead gateways are dropped, and a gateway this node
-// sees come alive (again, or for the first time since this node started)
-// is asked to register its sessions here again (wire.MsgReregister): its
-// own view may have seen nothing change (it stalled, or this node
-// restarted faster than gossip noticed), so it would not re-register on
-// its own.
+// changes; the entries of a gateway declared dead route pushes only for
+// deadGatewayGrace, count as offline at once, and are dropped after the
+// grace (or at once when it left the roster or is unknown); and a gateway
+// this node sees come alive (again, or for the first time since this node
+// started) is asked to register its sessions here again
+// (wire.MsgReregister): its own view may have seen nothing change (it
+// stalled, or this node restarted faster than gossip noticed), so it would
+// not re-register on its own.
 type registry struct {
 	mu sync.Mutex
 	// m maps app \x00 clientId to node id to session count.
@@ -35,14 +52,19 @@ type registry struct {
 	// live is the set of other nodes live in the last snapshot seen
 	// (forgetDead); one entry per member, so bounded by the roster.
 	live map[string]bool
+	// dead maps each member the last snapshot showed dead (not left) to
+	// when this registry first saw it dead (Unix ns); one entry per
+	// member.
+	dead map[string]int64
 	// boots maps each gateway to the boot id its last registration
 	// carried: a new one means the gateway restarted, and the sessions it
-	// registered before are gone. One entry per live member.
+	// registered before are gone. One entry per member whose entries are
+	// kept.
 	boots map[string]uint64
 }
 
 func (r *registry) init() {
-	r.m, r.live, r.boots = map[string]map[string]int{}, map[string]bool{}, map[string]uint64{}
+	r.m, r.live, r.dead, r.boots = map[string]map[string]int{}, map[string]bool{}, map[string]int64{}, map[string]uint64{}
 }
 
 func regKey(app, client string) string { return app + "\x00" + client }
@@ -68,27 +90,37 @@ func (r *registry) set(app, client, node string, n int) {
 	e[node] = n
 }
 
-// gateways returns the nodes holding sessions of client.
+// gateways returns the live nodes holding sessions of client.
 func (r *registry) gateways(app, client string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Collect(maps.Keys(r.m[regKey(app, client)]))
+	var out []string
+	for node := range r.m[regKey(app, client)] {
+		if _, dead := r.dead[node]; !dead {
+			out = append(out, node)
+		}
+	}
+	return out
 }
 
-// route groups ids by the nodes holding their sessions, under one lock for
-// the whole push (a chat room's has as many ids as the room has members),
-// and returns the ids of no known node apart.
-func (r *registry) route(app string, ids []string) (byNode map[string][]string, unknown []string) {
+// route groups ids by the nodes holding their sessions at now (a gateway
+// declared dead for less than deadGatewayGrace included), under one lock
+// for the whole push (a chat room's has as many ids as the room has
+// members), and returns the ids of no such node apart.
+func (r *registry) route(app string, ids []string, now int64) (byNode map[string][]string, unknown []string) {
 	byNode = map[string][]string{}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, id := range ids {
-		gws := r.m[regKey(app, id)]
-		if len(gws) == 0 {
-			unknown = append(unknown, id)
+		found := false
+		for node := range r.m[regKey(app, id)] {
+			if r.routesLocked(node, now) {
+				byNode[node] = append(byNode[node], id)
+				found = true
+			}
 		}
-		for node := range gws {
-			byNode[node] = append(byNode[node], id)
+		if !found {
+			unknown = append(unknown, id)
 		}
 	}
 	return byNode, unknown
@@ -99,22 +131,43 @@ func (r *registry) online(app string, ids []string) []string {
 	defer r.mu.Unlock()
 	var out []string
 	for _, id := range ids {
-		if len(r.m[regKey(app, id)]) > 0 {
-			out = append(out, id)
+		for node := range r.m[regKey(app, id)] {
+			if _, dead := r.dead[node]; !dead {
+				out = append(out, id)
+				break
+			}
 		}
 	}
 	return out
 }
 
-// forgetDead drops the entries of the gateways snap shows dead (or does not
-// know) and returns the other nodes live in snap that were not live in the
-// previous snapshot: the gateways to ask to register here again.
-func (r *registry) forgetDead(snap *membership.Snapshot) []string {
+// forgetDead notes the gateways snap shows dead and when this registry
+// first saw them so, drops the entries of those dead for longer than
+// deadGatewayGrace and of those snap does not know or shows left, and
+// returns the other nodes live in snap that were not live in the previous
+// snapshot: the gateways to ask to register here again.
+func (r *registry) forgetDead(snap *membership.Snapshot, now int64) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	dead := make(map[string]int64, len(r.dead))
+	for _, m := range snap.Members {
+		if m.ID == snap.Self || m.Live || m.State == ring.StateLeft {
+			continue
+		}
+		since, ok := r.dead[m.ID]
+		if !ok {
+			since = now
+		}
+		dead[m.ID] = since
+	}
+	r.dead = dead
+	keep := func(node string) bool {
+		since, dead := r.dead[node]
+		return node == snap.Self || snap.IsLive(node) || dead && now-since < int64(deadGatewayGrace)
+	}
 	for k, e := range r.m {
 		for node := range e {
-			if node != snap.Self && !snap.IsLive(node) {
+			if !keep(node) {
 				delete(e, node)
 			}
 		}
@@ -123,7 +176,7 @@ func (r *registry) forgetDead(snap *membership.Snapshot) []string {
 		}
 	}
 	for node := range r.boots {
-		if node != snap.Self && !snap.IsLive(node) {
+		if !keep(node) {
 			delete(r.boots, node)
 		}
 	}
@@ -140,6 +193,13 @@ func (r *registry) forgetDead(snap *membership.Snapshot) []string {
 	}
 	r.live = live
 	return revived
+}
+
+// routesLocked reports whether the entries of node route pushes at now:
+// it is not dead, or dead for less than deadGatewayGrace. r.mu is held.
+func (r *registry) routesLocked(node string, now int64) bool {
+	since, dead := r.dead[node]
+	return !dead || now-since < int64(deadGatewayGrace)
 }
 
 // regEntry is one entry of a wire.Register batch.
@@ -502,7 +562,7 @@ func pushPayload(app string, ids []string, except conversation.SessionID, frame 
 // are handed on once to the next replica of their client shard (handed:
 // this push was handed on already, so it goes no further).
 func (h *Hub) fanout(app string, ids []string, except conversation.SessionID, frame []byte, handed bool) {
-	byNode, unknown := h.reg.route(app, ids)
+	byNode, unknown := h.reg.route(app, ids, h.cfg.Now().UnixNano())
 	if len(unknown) > 0 && !handed && h.warming() {
 		h.handOn(app, unknown, except, frame)
 	}

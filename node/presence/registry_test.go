@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/ring"
@@ -74,6 +75,10 @@ func TestPresenceRegistryOnline(t *testing.T) {
 	}
 }
 
+// TestPresenceRegistryForgetDead: the entries of a gateway that left the
+// roster or is unknown are dropped at once; those of a gateway declared
+// dead count as offline at once but route pushes for deadGatewayGrace (it
+// may only have stalled), and are dropped after it.
 func TestPresenceRegistryForgetDead(t *testing.T) {
 	member := func(id string, live bool) membership.Member {
 		return membership.Member{Meta: membership.Meta{ID: id, State: ring.StateActive, Seq: 1}, Live: live}
@@ -96,23 +101,85 @@ func TestPresenceRegistryForgetDead(t *testing.T) {
 	r.set("app", "bob", "n5", 1)
 	r.set("app", "carol", "n2", 1)
 
-	r.forgetDead(snap)
+	const t0 = int64(1000 * time.Second)
+	r.forgetDead(snap, t0)
 	if g := sortedGateways(r, "app", "alice"); !slices.Equal(g, []string{"n1", "n2"}) {
 		t.Fatalf("alice after forgetDead = %v, want [n1 n2]", g)
 	}
 	if g := r.gateways("app", "bob"); len(g) != 0 {
 		t.Fatalf("bob after forgetDead = %v", g)
 	}
-	if _, ok := r.m[regKey("app", "bob")]; ok {
-		t.Fatal("empty entry kept for bob")
-	}
 	if got := r.online("app", []string{"alice", "bob", "carol"}); !slices.Equal(got, []string{"alice", "carol"}) {
 		t.Fatalf("online after forgetDead = %v", got)
 	}
+	routes := func(now int64) map[string][]string {
+		t.Helper()
+		byNode, _ := r.route("app", []string{"bob"}, now)
+		return byNode
+	}
+	if got := routes(t0 + int64(deadGatewayGrace) - 1); len(got) != 1 || !slices.Equal(got["n3"], []string{"bob"}) {
+		t.Fatalf("bob's pushes within the grace go to %v, want n3 (dead, maybe stalled) only", got)
+	}
+	if got := routes(t0 + int64(deadGatewayGrace)); len(got) != 0 {
+		t.Fatalf("bob's pushes after the grace go to %v", got)
+	}
+	// A later roster within the grace keeps n3's entries and the time it
+	// was first seen dead; one after the grace drops them.
+	r.forgetDead(snap, t0+int64(deadGatewayGrace)/2)
+	if _, ok := r.m[regKey("app", "bob")]["n3"]; !ok {
+		t.Fatal("n3's entry for bob dropped within the grace")
+	}
+	r.forgetDead(snap, t0+int64(deadGatewayGrace))
+	if _, ok := r.m[regKey("app", "bob")]; ok {
+		t.Fatal("entry kept for bob after the grace")
+	}
 	// A gateway that comes back re-registers.
 	r.set("app", "bob", "n3", 1)
+	snap.Members[2].Live = true
+	r.forgetDead(snap, t0+int64(deadGatewayGrace))
 	if g := r.gateways("app", "bob"); !slices.Equal(g, []string{"n3"}) {
 		t.Fatalf("bob after n3 re-registered = %v", g)
+	}
+}
+
+// TestPresenceRegistryStalledGateway: a gateway declared dead that comes
+// back within the grace, the same process (same boot id), routes its
+// clients' pushes again at once, before it re-registers; one that comes
+// back restarted (a new boot id) drops them with its first registration.
+func TestPresenceRegistryStalledGateway(t *testing.T) {
+	reg := func(boot uint64) []byte {
+		var e wire.Enc
+		e.U64(0)
+		e.U64(boot)
+		return e.B
+	}
+	r := newTestRegistry()
+	if err := r.apply(nil, "n2", &wire.Dec{B: reg(5)}); err != nil {
+		t.Fatal(err)
+	}
+	r.set("app", "alice", "n2", 1)
+	r.forgetDead(liveSnap("n1", "n2"), 0)
+	r.forgetDead(liveSnap("n1"), 1)
+	if got := r.online("app", []string{"alice"}); len(got) != 0 {
+		t.Fatalf("alice online on a dead gateway: %v", got)
+	}
+	if revived := r.forgetDead(liveSnap("n1", "n2"), 2); !slices.Equal(revived, []string{"n2"}) {
+		t.Fatalf("revived %v, want [n2]", revived)
+	}
+	if byNode, _ := r.route("app", []string{"alice"}, 2); !slices.Equal(byNode["n2"], []string{"alice"}) {
+		t.Fatalf("alice routed to %v once n2 is back", byNode)
+	}
+	if err := r.apply(nil, "n2", &wire.Dec{B: reg(5)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.online("app", []string{"alice"}); !slices.Equal(got, []string{"alice"}) {
+		t.Fatalf("online after the same process re-registered = %v", got)
+	}
+	if err := r.apply(nil, "n2", &wire.Dec{B: reg(6)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.online("app", []string{"alice"}); len(got) != 0 {
+		t.Fatalf("online after n2 came back restarted = %v", got)
 	}
 }
 
@@ -168,13 +235,13 @@ func TestPresenceRegistryConcurrent(t *testing.T) {
 				_ = r.gateways("app", client)
 				_ = r.online("app", []string{client})
 				if i%50 == 0 {
-					r.forgetDead(snap)
+					r.forgetDead(snap, 0)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	r.forgetDead(snap)
+	r.forgetDead(snap, 0)
 	for k, e := range r.m {
 		if _, ok := e["n2"]; ok || len(e) == 0 {
 			t.Fatalf("entry %q = %v after forgetDead", k, e)

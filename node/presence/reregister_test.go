@@ -44,7 +44,7 @@ func TestPresenceRegistryRevived(t *testing.T) {
 		{[]string{"n3"}, []string{"n3"}},
 	}
 	for i, s := range steps {
-		if got := r.forgetDead(liveSnap("n1", s.live...)); !slices.Equal(got, s.want) {
+		if got := r.forgetDead(liveSnap("n1", s.live...), 0); !slices.Equal(got, s.want) {
 			t.Fatalf("step %d (live %v): revived %v, want %v", i, s.live, got, s.want)
 		}
 	}
