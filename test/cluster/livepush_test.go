@@ -305,3 +305,42 @@ func TestClusterLivePushGatewayRestart(t *testing.T) {
 	}
 	t.Logf("gateway restart: %d of %d acknowledged messages reached Jerry through history only", offline, len(acked))
 }
+
+// TestClusterLivePushGatewayPause: Jerry's gateway Y stalls (SIGSTOP)
+// until X and Z declare it dead, stays stalled a second longer and
+// resumes, while Tom keeps sending. Jerry's socket stays open throughout
+// (the client's liveness allows far longer), so every message must reach
+// it live once Y runs again, in order and once: the registries keep
+// routing to a gateway declared dead for a grace period, and the pushes
+// wait in the peer connection to it.
+func TestClusterLivePushGatewayPause(t *testing.T) {
+	ls := startLive(t, harness.Options{})
+	ctx := testCtx(t)
+	seen := func(alive bool) func() error {
+		return func() error {
+			for _, nd := range []*harness.Node{ls.x, ls.z} {
+				cs, err := nd.Admin().Cluster(ctx)
+				if err != nil {
+					return err
+				}
+				if m, ok := cs.Member(ls.y.ID()); !ok || m.Alive != alive {
+					return fmt.Errorf("%s sees %s alive=%v, want %v", nd.ID(), ls.y.ID(), m.Alive, alive)
+				}
+			}
+			return nil
+		}
+	}
+	s := startSenders(ctx, ls.cid, livePace, ls.tom)
+	s.awaitEach(t, 30, 20*time.Second)
+	ls.y.Pause(t)
+	t.Cleanup(func() { ls.y.Resume(t) })
+	harness.CheckFor(t, 30*time.Second, 20*time.Millisecond, seen(false))
+	holdFor(time.Second)
+	ls.y.Resume(t)
+	harness.CheckFor(t, 30*time.Second, 20*time.Millisecond, seen(true))
+	s.awaitEach(t, liveAfter, 30*time.Second)
+	acked, failed := s.finish()
+	t.Logf("gateway pause: %d sends failed (retryable, not acknowledged)", len(failed))
+	logPresenceMetrics(t, ls.c, "gateway pause")
+	receivedLive(t, "gateway pause", ls.jerry, ls.cid, acked)
+}
