@@ -195,6 +195,10 @@ func TestNodeDiskLowRefusesWritesServesReads(t *testing.T) {
 		!strings.Contains(fmt.Sprint(body["error"]), "storage is full") {
 		t.Fatalf("REST send while low: %d %v, want 507 storage full", code, body)
 	}
+	// A login stores a session token: refused the same way, not an
+	// internal error.
+	jerry := dialRaw(t, n, protocol.SubprotocolBinary)
+	wantStorageFull(t, "login while low", login(t, jerry, 1, "jerry", nil))
 	tom.send(&pb.GenericCommand{Cmd: pb.CommandType_logs.Enum(), I: proto.Int32(5),
 		LogsMessage: &pb.LogsCommand{Cid: proto.String(cid), Limit: proto.Int32(10)}})
 	if l := tom.recvResponse(5); len(l.GetLogsMessage().GetLogs()) != 1 {

@@ -15,6 +15,7 @@ import (
 	"github.com/imcluster/imcluster/node/conversation"
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
 // dispatch runs one command on the connection's worker goroutine and writes
@@ -117,7 +118,8 @@ func (g *Gateway) engineCommand(c *conn, req *pb.GenericCommand) *pb.GenericComm
 }
 
 // errorResponse maps an engine error to an error frame. Internal errors are
-// logged here, once, and answered with a retryable 4200.
+// logged here, once, and answered with a retryable 4200; a write refused
+// for a full disk is answered "storage full", not logged.
 func (g *Gateway) errorResponse(req *pb.GenericCommand, clientID string, err error) *pb.GenericCommand {
 	var pe *protocol.Error
 	switch {
@@ -126,6 +128,10 @@ func (g *Gateway) errorResponse(req *pb.GenericCommand, clientID string, err err
 		pe = protocol.ErrUnavailable.WithDetail("request timed out")
 	case errors.Is(err, context.Canceled):
 		pe = protocol.ErrUnavailable.WithDetail("node shutting down")
+	case errors.Is(err, wire.ErrDiskLow):
+		// A write of the gateway's own (a login's session token) the
+		// cluster refused for lack of storage: nothing was stored.
+		pe = protocol.ErrStorageFull
 	default:
 		g.log.Error("Command failed", "cmd", req.GetCmd().String(), "op", req.GetOp().String(), "err", err)
 		pe = protocol.ErrInternal
