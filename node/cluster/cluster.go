@@ -85,7 +85,8 @@ type Config struct {
 	Membership membership.Config
 	// Logger is the parent logger. Zero means slog.Default().
 	Logger *slog.Logger
-	// Registerer receives the cluster metrics. Zero means not registered.
+	// Registerer receives the cluster, replica and transport metrics. Zero
+	// means not registered.
 	Registerer prometheus.Registerer
 }
 
@@ -322,6 +323,7 @@ func (c *Cluster) Start() error {
 	tcfg.SkipEpochCheck = wire.SkipEpochCheck
 	tcfg.Logger = c.cfg.Logger.With("component", "transport")
 	tcfg.Faults = c.flt
+	tcfg.Registerer = c.cfg.Registerer
 	tcfg.Resolve = func(id string) (string, error) {
 		if !c.started.Load() {
 			return "", errNotStarted

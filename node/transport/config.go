@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrInvalidConfig is returned by Config.Validate and New.
@@ -104,6 +106,18 @@ type Config struct {
 	// fast with ErrUnavailable. Zero means 100ms and 5s.
 	BackoffMin time.Duration
 	BackoffMax time.Duration
+	// MessageHold bounds how long one-way messages that Send accepted
+	// are kept for a peer that cannot be reached: a failed dial or a lost
+	// connection keeps the messages still queued (at most SendQueueLen of
+	// them) and writes them, in order, first on the next connection. If
+	// no connection succeeds within MessageHold of the first failure, the
+	// next failure drops them, counted in Stats.MessagesDropped; so a
+	// message waits at most MessageHold + BackoffMax + DialTimeout. Zero
+	// means 3s: the first five redials at the default backoff.
+	MessageHold time.Duration
+	// Registerer receives the transport's metrics
+	// (imnode_transport_*). Nil means not registered.
+	Registerer prometheus.Registerer
 }
 
 // TLSSource supplies the TLS configuration of each new connection, so
@@ -132,6 +146,7 @@ func DefaultConfig() Config {
 		IdleTimeout:    30 * time.Second,
 		BackoffMin:     100 * time.Millisecond,
 		BackoffMax:     5 * time.Second,
+		MessageHold:    3 * time.Second,
 	}
 }
 
@@ -145,6 +160,7 @@ func DefaultLocalConfig() Config {
 	c.WriteTimeout = time.Second
 	c.BackoffMin = 10 * time.Millisecond
 	c.BackoffMax = 200 * time.Millisecond
+	c.MessageHold = time.Second
 	return c
 }
 
@@ -160,6 +176,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.IdleTimeout, d.IdleTimeout)
 	setDefault(&c.BackoffMin, d.BackoffMin)
 	setDefault(&c.BackoffMax, d.BackoffMax)
+	setDefault(&c.MessageHold, d.MessageHold)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -188,7 +205,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative queue bound", ErrInvalidConfig)
 	case c.MaxFrameSize < requestHeader || c.MaxFrameSize > 1<<30:
 		return fmt.Errorf("%w: max frame size %d", ErrInvalidConfig, c.MaxFrameSize)
-	case c.RequestTimeout < 0 || c.DialTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
+	case c.RequestTimeout < 0 || c.DialTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.MessageHold < 0:
 		return fmt.Errorf("%w: negative timeout", ErrInvalidConfig)
 	case c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin:
 		return fmt.Errorf("%w: backoff [%v, %v]", ErrInvalidConfig, c.BackoffMin, c.BackoffMax)

@@ -78,6 +78,15 @@
 // ErrUnavailable until a redial succeeds. All errors that a caller may retry
 // on another replica or later report true from IsRetryable.
 //
+// One-way messages have no caller to fail: those queued when a dial fails
+// or a connection breaks (a new peer not listening yet, a restart) are kept,
+// at most SendQueueLen, and written first on the next connection, in order;
+// if none succeeds within Config.MessageHold they are dropped. Every
+// message Send accepted and never wrote is counted
+// (imnode_transport_messages_dropped_total, by reason). Requests queued at
+// that moment are dropped, never sent later: their callers were already
+// failed and may have retried elsewhere.
+//
 // # Goroutines
 //
 // Transport owns every goroutine it starts: the accept loop, per peer one

@@ -57,7 +57,7 @@ type peer struct {
 	id      string
 	cancel  context.CancelFunc // stops run
 	stopped atomic.Bool        // set by stop; calls then fail with ErrShutdown
-	queue   chan outFrame      // bounded by Config.SendQueueLen; full -> ErrQueueFull
+	queue   chan outFrame      // bounded by Config.SendQueueLen; full -> ErrQueueFull; messages survive failed dials (run, hold)
 	nextID  atomic.Uint64
 	state   atomic.Int32
 	// lastErr is the error that put the peer into backoff.
@@ -154,23 +154,91 @@ func (p *peer) enqueue(f outFrame) error {
 	}
 }
 
-// drainQueue drops every queued frame (their callers were failed).
-func (p *peer) drainQueue() {
+// Reasons a one-way message accepted by Send was never written
+// (Stats.MessagesDropped, imnode_transport_messages_dropped_total).
+const (
+	dropUnreachable = "unreachable" // no connection within Config.MessageHold
+	dropOverflow    = "overflow"    // more than SendQueueLen held at once
+	dropClosed      = "closed"      // the peer was closed or the transport shut down
+)
+
+// isMessage reports whether encoded frame b is a one-way message.
+func isMessage(b []byte) bool { return len(b) > lenPrefix && b[lenPrefix] == frameMessage }
+
+// held are the one-way messages that run keeps for the next connection
+// after a failed dial or a lost connection, oldest first; run owns it.
+type held struct {
+	frames []outFrame
+	since  time.Time // when the oldest was held; zero when frames is empty
+}
+
+// hold moves the frames still queued to h after a failed dial or a lost
+// connection: requests are dropped (failAll failed their callers, who may
+// retry elsewhere: sending them later could execute a request twice),
+// messages are kept, at most SendQueueLen of them, for the next
+// connection. Messages held since more than MessageHold are dropped and
+// counted: the peer stays unreachable, and Send refuses new ones with
+// ErrUnavailable meanwhile.
+func (p *peer) hold(h *held, now time.Time) {
+	overflow := 0
 	for {
 		select {
-		case <-p.queue:
+		case f := <-p.queue:
+			switch {
+			case !isMessage(f.b):
+			case len(h.frames) < cap(p.queue):
+				h.frames = append(h.frames, f)
+			default:
+				overflow++
+			}
+			continue
 		default:
+		}
+		break
+	}
+	p.t.dropMessages(overflow, dropOverflow)
+	switch {
+	case len(h.frames) == 0:
+		h.since = time.Time{}
+	case h.since.IsZero():
+		h.since = now
+		p.t.stats.messagesHeld.Add(uint64(len(h.frames)))
+	case now.Sub(h.since) > p.t.cfg.MessageHold:
+		p.t.dropMessages(len(h.frames), dropUnreachable)
+		p.t.log.Debug("Dropping messages to an unreachable peer", keyPeer, p.id, "messages", len(h.frames),
+			"heldFor", now.Sub(h.since))
+		*h = held{}
+	}
+}
+
+// drainQueue drops every queued frame and every held message when the
+// peer stops (the callers of requests were failed); messages are counted.
+func (p *peer) drainQueue(h *held) {
+	n := len(h.frames)
+	*h = held{}
+	for {
+		select {
+		case f := <-p.queue:
+			if isMessage(f.b) {
+				n++
+			}
+		default:
+			p.t.dropMessages(n, dropClosed)
 			return
 		}
 	}
 }
 
 // run is the peer's goroutine: connect, serve the connection until it
-// breaks, back off, repeat, until the peer or transport stops.
+// breaks, back off, repeat, until the peer or transport stops. Messages
+// queued when a dial fails or a connection breaks are held (see hold) and
+// written first on the next connection, so a peer that is briefly
+// unreachable, or not listening yet, loses none of what Send accepted.
 func (p *peer) run(ctx context.Context) {
+	var h held
 	defer func() {
 		p.failAll(ErrShutdown)
-		p.drainQueue()
+		p.drainQueue(&h)
 	}()
 	backoff := p.t.cfg.BackoffMin
 	for ctx.Err() == nil {
@@ -180,7 +248,9 @@ func (p *peer) run(ctx context.Context) {
 			p.t.stats.dials.Add(1)
 			p.state.Store(stateConnected)
 			since := time.Now()
-			err = p.serve(ctx, w, r)
+			first := h.frames
+			h = held{}
+			err = p.serve(ctx, w, r, first)
 			if time.Since(since) > p.t.cfg.BackoffMax {
 				backoff = p.t.cfg.BackoffMin // it was healthy: redial soon
 			}
@@ -196,7 +266,7 @@ func (p *peer) run(ctx context.Context) {
 		p.lastErr.Store(&err)
 		p.state.Store(stateBackoff)
 		p.failAll(fmt.Errorf("%s: %w", p.id, err))
-		p.drainQueue()
+		p.hold(&h, time.Now())
 		if !Sleep(ctx, jitter(backoff)) {
 			return
 		}
@@ -279,15 +349,18 @@ func (p *peer) dial(ctx context.Context) (*wconn, *bufio.Reader, error) {
 }
 
 // serve runs one connection: the reader on its own goroutine, the writer
-// here. It returns when the connection ends.
-func (p *peer) serve(ctx context.Context, w *wconn, r *bufio.Reader) error {
+// here, which writes first (the messages held from failed attempts) before
+// the queue. It returns when the connection ends.
+func (p *peer) serve(ctx context.Context, w *wconn, r *bufio.Reader, first []outFrame) error {
 	var readErr error
 	done := make(chan struct{})
 	p.t.goFunc(func() {
 		defer close(done)
 		readErr = p.readLoop(w, r)
 	})
-	p.t.writeLoop(ctx, w, p.queue, p.t.cfg.IdleTimeout/3)
+	if p.t.writeFirst(ctx, w, first) {
+		p.t.writeLoop(ctx, w, p.queue, p.t.cfg.IdleTimeout/3)
+	}
 	w.close()
 	<-done
 	if readErr == nil {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Log key and component names.
@@ -58,6 +60,10 @@ type counters struct {
 	dials, dialErrors, queueFull, badFrames, expired, epochRejects atomic.Uint64
 	tlsRejects, unauthorized                                       atomic.Uint64
 	framesWritten, flushes                                         atomic.Uint64
+	messagesHeld                                                   atomic.Uint64
+	// dropped counts messages Send accepted that were never written, by
+	// reason (dropUnreachable, dropOverflow, dropClosed).
+	dropped struct{ unreachable, overflow, closed atomic.Uint64 }
 }
 
 // Stats is a snapshot of a Transport's cumulative counters.
@@ -74,6 +80,15 @@ type Stats struct {
 	// and the writes (system calls, but for a partial write) that carried
 	// them: their ratio is the writers' batching.
 	FramesWritten, Flushes uint64
+	// MessagesHeld counts one-way messages kept across a failed dial or a
+	// lost connection for the next connection (Config.MessageHold).
+	MessagesHeld uint64
+	// MessagesDropped counts one-way messages Send accepted and that were
+	// never written: held past Config.MessageHold (the peer stayed
+	// unreachable), beyond the held bound, or still queued when the peer
+	// was closed or the transport shut down. Messages lost with a
+	// connection after they were written are not known, so not counted.
+	MessagesDropped uint64
 }
 
 // New validates cfg and returns a Transport that is not yet listening.
@@ -84,7 +99,51 @@ func New(cfg Config) (*Transport, error) {
 	cfg = cfg.withDefaults()
 	t := &Transport{cfg: cfg, log: cfg.Logger.With("component", logComponent), cancel: func() {}}
 	t.mu.peers = map[string]*peer{}
+	if err := t.registerMetrics(cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("transport: metrics: %w", err)
+	}
 	return t, nil
+}
+
+// registerMetrics creates the transport's metrics and registers them on
+// reg, if not nil.
+func (t *Transport) registerMetrics(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	cs := []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imnode_transport_messages_held_total",
+			Help: "One-way peer messages kept across a failed dial or lost connection for the next connection."},
+			func() float64 { return float64(t.stats.messagesHeld.Load()) }),
+	}
+	for reason, c := range map[string]*atomic.Uint64{dropUnreachable: &t.stats.dropped.unreachable,
+		dropOverflow: &t.stats.dropped.overflow, dropClosed: &t.stats.dropped.closed} {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imnode_transport_messages_dropped_total",
+			Help:        "One-way peer messages accepted by Send and never written, by reason.",
+			ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(c.Load()) }))
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropMessages counts n messages accepted by Send and never written.
+func (t *Transport) dropMessages(n int, reason string) {
+	if n == 0 {
+		return
+	}
+	switch reason {
+	case dropUnreachable:
+		t.stats.dropped.unreachable.Add(uint64(n))
+	case dropOverflow:
+		t.stats.dropped.overflow.Add(uint64(n))
+	default:
+		t.stats.dropped.closed.Add(uint64(n))
+	}
 }
 
 // Start listens on Config.ListenAddr (if set) and starts accepting peers.
@@ -140,6 +199,9 @@ func (t *Transport) Stats() Stats {
 		Expired: t.stats.expired.Load(), EpochRejects: t.stats.epochRejects.Load(),
 		TLSRejects: t.stats.tlsRejects.Load(), Unauthorized: t.stats.unauthorized.Load(),
 		FramesWritten: t.stats.framesWritten.Load(), Flushes: t.stats.flushes.Load(),
+		MessagesHeld: t.stats.messagesHeld.Load(),
+		MessagesDropped: t.stats.dropped.unreachable.Load() + t.stats.dropped.overflow.Load() +
+			t.stats.dropped.closed.Load(),
 	}
 }
 
@@ -263,9 +325,18 @@ func decorate(err error, sent uint64) error {
 }
 
 // Send queues a one-way message to node to and returns without waiting.
-// Delivery is best effort: a message is lost if the connection breaks
-// before the peer reads it. Messages to one peer arrive in the order they
-// were sent. payload is not retained.
+// Messages to one peer arrive in the order they were sent, and payload is
+// not retained.
+//
+// Delivery is best effort, and every loss that the transport can know of
+// is counted (Stats.MessagesDropped): a message queued while the peer is
+// being dialed, or not yet written when a connection breaks, is kept
+// (Config.MessageHold) and written first on the next connection; it is
+// dropped only if no connection succeeds within MessageHold, or if the
+// peer is closed or the transport shuts down first. While the peer is in
+// reconnect backoff, Send fails at once with ErrUnavailable. A message
+// already written to a connection that then breaks may be lost without a
+// count: the peer may or may not have read it.
 //
 // Errors: ErrQueueFull, ErrUnavailable, ErrShutdown, ErrFrameTooLarge.
 func (t *Transport) Send(to string, method uint16, payload []byte) error {

@@ -127,6 +127,40 @@ func (t *Transport) writeLoop(ctx context.Context, w *wconn, out <-chan outFrame
 	}
 }
 
+// writeFirst writes frames (the messages held for a peer while it was
+// unreachable) to a new connection before its writer takes the queue,
+// flushing every half buffer. False if the connection must close; the
+// frames not written are then lost like those in flight.
+func (t *Transport) writeFirst(ctx context.Context, w *wconn, frames []outFrame) bool {
+	if len(frames) == 0 {
+		return true
+	}
+	bw := bufio.NewWriterSize(w.c, writeBufSize)
+	for _, f := range frames {
+		if err := w.c.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+			return false
+		}
+		if !t.writeFrame(ctx, w, bw, f) {
+			return false
+		}
+		if bw.Buffered() >= writeBufSize/2 {
+			t.stats.flushes.Add(1)
+			if err := bw.Flush(); err != nil {
+				t.logConnError(w, "flush", err)
+				return false
+			}
+		}
+	}
+	if bw.Buffered() > 0 {
+		t.stats.flushes.Add(1)
+	}
+	if err := bw.Flush(); err != nil {
+		t.logConnError(w, "flush", err)
+		return false
+	}
+	return true
+}
+
 // writeFrame buffers one frame, applying faults and expiry. It returns
 // false if the connection must close.
 func (t *Transport) writeFrame(ctx context.Context, w *wconn, bw *bufio.Writer, f outFrame) bool {
