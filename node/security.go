@@ -14,6 +14,7 @@ import (
 	"github.com/imcluster/imcluster/node/membership"
 	"github.com/imcluster/imcluster/node/pki"
 	"github.com/imcluster/imcluster/node/ring"
+	"github.com/imcluster/imcluster/node/transport"
 )
 
 // credentials are the node's cluster credentials, loaded by Start and
@@ -170,17 +171,62 @@ func (n *Node) gossipKeys() []string {
 // errPeerNotMember refuses a peer that is not in the roster or has left.
 var errPeerNotMember = errors.New("node: peer is not a cluster member")
 
+// Reasons authorizePeer refuses a peer, labelling the transport's
+// imnode_transport_peer_refusals_total.
+const (
+	refuseNotStarted = "not_started" // this node has no roster yet
+	refuseUnknown    = "unknown"     // not in the roster: not yet known, or left and pruned
+	refuseLeft       = "left"        // in the roster as left or removed
+)
+
+// peerRefusalError is authorizePeer's refusal of one peer, matching
+// errPeerNotMember; its reason labels the transport's refusal counter.
+type peerRefusalError struct {
+	peer, reason string
+}
+
+func (e *peerRefusalError) Error() string {
+	return fmt.Sprintf("%v: %s (%s)", errPeerNotMember, e.peer, e.reason)
+}
+
+func (e *peerRefusalError) Unwrap() error { return errPeerNotMember }
+
+// RefusalReason implements transport.RefusalReason.
+func (e *peerRefusalError) RefusalReason() string { return e.reason }
+
+var _ transport.RefusalReason = (*peerRefusalError)(nil)
+
 // authorizePeer is the peer transport's authorization hook: a peer (whose
 // id the TLS handshake proved) may talk to this node while the roster
 // holds it in a state other than left. A node that left or was removed
-// keeps a valid certificate but is refused here.
+// keeps a valid certificate but is refused here. The transport counts
+// every refusal by reason and logs each peer at most every 30 s.
+//
+// A peer the roster does not hold is refused too, although it may merely
+// be joining (gossip brings it within milliseconds): the roster prunes
+// left nodes (membership.Config.LeftRetention), so an unknown id may as
+// well be a removed node's, and its messages (commit notices, pushes,
+// session events) would act on shards and sessions it no longer holds;
+// with TLS its certificate stays valid, so the roster is the only thing
+// that tells the two apart. The cost is bounded and visible: a joining
+// node's requests get a retryable error, and its messages in the
+// milliseconds before gossip reaches this node are dropped and counted
+// (reason "unknown").
 func (n *Node) authorizePeer(id string) error {
 	if n.cluster == nil {
-		return errPeerNotMember
+		return &peerRefusalError{peer: id, reason: refuseNotStarted}
 	}
-	m, ok := n.cluster.Snapshot().Member(id)
-	if !ok || m.State == ring.StateLeft {
-		return fmt.Errorf("%w: %s", errPeerNotMember, id)
+	return authorizeMember(n.cluster.Snapshot(), id)
+}
+
+// authorizeMember judges peer id against roster snap (see authorizePeer).
+func authorizeMember(snap *membership.Snapshot, id string) error {
+	m, ok := snap.Member(id)
+	switch {
+	case !ok:
+		return &peerRefusalError{peer: id, reason: refuseUnknown}
+	case m.State == ring.StateLeft:
+		return &peerRefusalError{peer: id, reason: refuseLeft}
 	}
 	return nil
 }

@@ -122,7 +122,8 @@ func TestMonitoringMetricsExist(t *testing.T) {
 		t.Errorf("not exported by imnode: %s", m)
 	}
 	for _, m := range []string{"imnode_build_info", "imnode_conversation_swept_total", "imnode_replica_sync_keys_remaining",
-		"imnode_replica_sync_bytes_remaining", "imnode_replica_sync_buckets_total"} {
+		"imnode_replica_sync_bytes_remaining", "imnode_replica_sync_buckets_total",
+		"imnode_transport_messages_dropped_total", "imnode_transport_messages_held_total"} {
 		if !exported[m] {
 			t.Errorf("%s is not exported from the start", m)
 		}

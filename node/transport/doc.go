@@ -87,6 +87,10 @@
 // that moment are dropped, never sent later: their callers were already
 // failed and may have retried elsewhere.
 //
+// Config.Authorize refusals are counted by kind and reason
+// (imnode_transport_peer_refusals_total; an error implementing
+// RefusalReason names its reason) and logged once per peer per 30 s.
+//
 // # Goroutines
 //
 // Transport owns every goroutine it starts: the accept loop, per peer one

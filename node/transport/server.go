@@ -123,16 +123,66 @@ func (t *Transport) handshake(w *wconn, r *bufio.Reader, certID string) bool {
 	return w.c.SetDeadline(time.Time{}) == nil
 }
 
-// authorize asks Config.Authorize about peer; refusals are counted.
-func (t *Transport) authorize(peer string) error {
+// Kinds of inbound frames a refusal counts (imnode_transport_peer_refusals_total).
+const (
+	kindRequest = "request" // answered with a retryable error
+	kindMessage = "message" // dropped
+)
+
+// refusalLogInterval is how often at most one peer's refusals are logged;
+// the counter counts each.
+const refusalLogInterval = 30 * time.Second
+
+// maxRefusalLogPeers bounds the peers whose last refusal log time is
+// kept; beyond it the table is cleared (a few lines more in the log,
+// never unbounded memory).
+const maxRefusalLogPeers = 1024
+
+// RefusalReason is implemented by errors of Config.Authorize that name why
+// a peer is refused (e.g. "unknown", "left"); the reason labels the
+// refusals counter, so the set must be small. Other errors count as
+// "refused".
+type RefusalReason interface {
+	RefusalReason() string
+}
+
+// authorize asks Config.Authorize about peer; refusals are counted by kind
+// and reason, and logged at most once per peer per refusalLogInterval.
+func (t *Transport) authorize(peer, kind string) error {
 	if t.cfg.Authorize == nil {
 		return nil
 	}
 	err := t.cfg.Authorize(peer)
 	if err != nil {
 		t.stats.unauthorized.Add(1)
+		reason := "refused"
+		var r RefusalReason
+		if errors.As(err, &r) {
+			reason = r.RefusalReason()
+		}
+		t.refusals.WithLabelValues(kind, reason).Inc()
+		t.logRefusal(peer, kind, err)
 	}
 	return err
+}
+
+// logRefusal logs a refused peer, at most once per refusalLogInterval per
+// peer.
+func (t *Transport) logRefusal(peer, kind string, err error) {
+	now := time.Now()
+	t.refusalLog.Lock()
+	last, ok := t.refusalLog.last[peer]
+	if ok && now.Sub(last) < refusalLogInterval {
+		t.refusalLog.Unlock()
+		return
+	}
+	if len(t.refusalLog.last) >= maxRefusalLogPeers {
+		clear(t.refusalLog.last)
+	}
+	t.refusalLog.last[peer] = now
+	t.refusalLog.Unlock()
+	t.log.Warn("Refusing peer requests and messages", keyPeer, peer, "kind", kind, keyErr, err,
+		"unauthorizedTotal", t.stats.unauthorized.Load())
 }
 
 // frameHelloMax bounds a handshake frame: header plus a 255-byte id plus a
@@ -221,7 +271,7 @@ func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, 
 		switch f.typ {
 		case framePing:
 		case frameMessage:
-			if t.authorize(w.peer) != nil {
+			if t.authorize(w.peer, kindMessage) != nil {
 				continue
 			}
 			if t.cfg.Handler != nil {
@@ -240,7 +290,7 @@ func (t *Transport) readInbound(ctx context.Context, w *wconn, r *bufio.Reader, 
 // handleRequest runs the handler for one request and queues the response.
 func (t *Transport) handleRequest(ctx context.Context, w *wconn, out chan<- outFrame, f *frame) {
 	resp := frame{typ: frameResponse, id: f.id, status: statusOK, epoch: t.cfg.Epoch()}
-	authErr := t.authorize(w.peer)
+	authErr := t.authorize(w.peer, kindRequest)
 	switch {
 	case authErr != nil:
 		resp.status, resp.payload = statusRetry, []byte(authErr.Error())

@@ -47,6 +47,16 @@ type Transport struct {
 	// lastRejectLog is the unix-nano time of the last refused-handshake
 	// warning.
 	lastRejectLog atomic.Int64
+	// refusals counts inbound requests and messages Config.Authorize
+	// refused, by kind and reason.
+	refusals *prometheus.CounterVec
+
+	// refusalLog is when each refused peer was last logged (logRefusal),
+	// at most maxRefusalLogPeers entries.
+	refusalLog struct {
+		sync.Mutex
+		last map[string]time.Time
+	}
 
 	mu struct {
 		sync.Mutex
@@ -99,6 +109,7 @@ func New(cfg Config) (*Transport, error) {
 	cfg = cfg.withDefaults()
 	t := &Transport{cfg: cfg, log: cfg.Logger.With("component", logComponent), cancel: func() {}}
 	t.mu.peers = map[string]*peer{}
+	t.refusalLog.last = map[string]time.Time{}
 	if err := t.registerMetrics(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("transport: metrics: %w", err)
 	}
@@ -108,10 +119,13 @@ func New(cfg Config) (*Transport, error) {
 // registerMetrics creates the transport's metrics and registers them on
 // reg, if not nil.
 func (t *Transport) registerMetrics(reg prometheus.Registerer) error {
+	t.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imnode_transport_peer_refusals_total",
+		Help: "Inbound peer requests and messages refused by the membership check, by kind and reason."},
+		[]string{"kind", "reason"})
 	if reg == nil {
 		return nil
 	}
-	cs := []prometheus.Collector{
+	cs := []prometheus.Collector{t.refusals,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imnode_transport_messages_held_total",
 			Help: "One-way peer messages kept across a failed dial or lost connection for the next connection."},
 			func() float64 { return float64(t.stats.messagesHeld.Load()) }),
