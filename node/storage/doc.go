@@ -21,7 +21,10 @@
 //
 // Requests are authenticated as LeanCloud does: X-LC-Id plus either X-LC-Key
 // ("appKey" or "masterKey,master") or X-LC-Sign ("md5(ts+key),ts[,master]").
-// Errors are JSON {code, error} with a matching HTTP status.
+// Errors are JSON {code, error} with a matching HTTP status. A write refused
+// because the disk is low (the store's free-space guard, or too few of the
+// shard's replicas with space) is answered 507 with code 4301 and the
+// protocol's "storage full" text, as the REST API answers a refused send.
 //
 // Records live in the node's store under the FamUser and FamFile key families
 // of one configured shard. Passwords are hashed with PBKDF2-HMAC-SHA256.

@@ -10,6 +10,9 @@ import (
 	"net/http"
 
 	"github.com/imcluster/imcluster/node/apps"
+	"github.com/imcluster/imcluster/node/protocol"
+	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
 // LeanCloud storage error codes used by the shim (the JSON "code" field).
@@ -28,6 +31,10 @@ const (
 	codeFileTooLarge  = 413
 	codeTooMany       = 429
 )
+
+// storageFullMessage answers a write refused for a full disk (HTTP 507,
+// code protocol.ErrStorageFull.Code, as the REST API answers it).
+const storageFullMessage = "Storage full: " + protocol.DetailStorageFull + "."
 
 // maxJSONBody bounds every JSON request body.
 const maxJSONBody = 1 << 20
@@ -101,8 +108,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// internalError logs err and answers 500.
+// internalError logs err and answers 500, except for a write refused
+// because the disk is low (the node's own store.ErrDiskLow, or the
+// cluster's wire.ErrDiskLow when too few of the shard's replicas have space
+// left): that is no server fault, nothing was stored, and the store already
+// counts it, so it is answered 507 "storage full" (as the REST API answers
+// a refused send) and not logged.
 func (s *Service) internalError(w http.ResponseWriter, op string, err error) {
+	if errors.Is(err, store.ErrDiskLow) || errors.Is(err, wire.ErrDiskLow) {
+		writeError(w, http.StatusInsufficientStorage, int(protocol.ErrStorageFull.Code), storageFullMessage)
+		return
+	}
 	s.log.Error("Storage request failed", "op", op, "err", err)
 	writeError(w, http.StatusInternalServerError, codeInternal, "Internal server error.")
 }
