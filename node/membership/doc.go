@@ -3,9 +3,10 @@
 // (id, addresses, lifecycle state, version) and converges every node on the
 // same roster and roster epoch.
 //
-// It owns the memberlist instance, the roster table and one goroutine that
-// coalesces bursts of events into immutable Snapshots, swapped with an
-// atomic.Pointer. It decides nothing about shards: the owner builds a ring
+// It owns the memberlist instance (Shutdown also waits, bounded, for the
+// goroutines memberlist leaves running: linger.go), the roster table and one
+// goroutine that coalesces bursts of events into immutable Snapshots, swapped
+// with an atomic.Pointer. It decides nothing about shards: the owner builds a ring
 // from Snapshot.Roster. Liveness (memberlist alive/suspect versus dead) never
 // changes the roster; only lifecycle steps do (docs/architecture.md).
 //

@@ -48,6 +48,9 @@ type Membership struct {
 	snap   atomic.Pointer[Snapshot]
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// linger bounds Shutdown's wait for memberlist's goroutines
+	// (linger.go); set by Start.
+	linger time.Duration
 
 	// events signals the loop that something changed. Capacity 1: a
 	// signal already pending covers any number of new events, because the
@@ -133,11 +136,12 @@ func (m *Membership) Start() error {
 	mc.Merge = (*merge)(m)
 	mc.Conflict = (*conflict)(m)
 	mc.Logger = log.New(logBridge{log: m.log, down: &m.down}, "", 0)
-	ml, err := memberlist.Create(mc)
+	ml, err := m.createLabelled(mc)
 	if err != nil {
 		return fmt.Errorf("membership: create memberlist: %w", err)
 	}
 	m.ml = ml
+	m.linger = lingerBound(mc)
 	// memberlist rewrites its local node record on every update: read
 	// the address once, before anything updates it.
 	addr := ml.LocalNode().Address()
@@ -316,7 +320,10 @@ func (m *Membership) Leave() error {
 }
 
 // Shutdown stops gossip without announcing anything (other nodes see this
-// node die) and waits for the loop. It is idempotent.
+// node die) and waits for the loop and for memberlist's own goroutines (a
+// probe in flight ends only at its deadline: linger.go), for at most the
+// longer of memberlist's longest probe and its TCP timeout, plus a second.
+// It is idempotent.
 func (m *Membership) Shutdown() error {
 	m.down.Store(true)
 	var err error
@@ -327,6 +334,9 @@ func (m *Membership) Shutdown() error {
 		m.cancel()
 	}
 	m.wg.Wait()
+	if m.ml != nil && !m.waitMemberlist(m.linger) {
+		m.log.Warn("Gossip goroutines still running after shutdown; going on without them", "waited", m.linger)
+	}
 	if err != nil {
 		return fmt.Errorf("membership: shutdown: %w", err)
 	}
