@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/imcluster/imcluster/node/store"
+	"github.com/imcluster/imcluster/node/wire"
 )
 
 // The outbox: a command writes its own shard and nothing else under its
@@ -107,6 +109,11 @@ type outbox struct {
 	// them, at most maxFreshEntries; beyond it a runner deletes at once.
 	applied  map[convRef][][]byte
 	nApplied int
+	// diskLowLogged is when a round refused for a full disk was last
+	// logged (Unix ns), diskLowQuiet how many were refused and not logged
+	// since (logOutboxResult).
+	diskLowLogged atomic.Int64
+	diskLowQuiet  atomic.Int64
 }
 
 // outboxRun is the runner of one conversation. next is closed when the
@@ -444,10 +451,7 @@ func (e *Engine) runOutbox(ref convRef, run *outboxRun) {
 		// deletion is the runner's own business.
 		var once sync.Once
 		applied := func() { once.Do(func() { close(done) }) }
-		if err := e.applyOutbox(ref, applied); err != nil && !errors.Is(err, errOutboxMoved) {
-			e.log.Warn("Applying a conversation's effects in other shards failed; retrying later",
-				"app", ref.app, "cid", ref.cid, "err", err)
-		}
+		e.logOutboxResult(ref, e.applyOutbox(ref, applied))
 		applied()
 		o.mu.Lock()
 		if !run.again {
@@ -456,6 +460,34 @@ func (e *Engine) runOutbox(ref convRef, run *outboxRun) {
 			return
 		}
 		o.mu.Unlock()
+	}
+}
+
+// outboxDiskLowLogEvery is how often at most a round refused for a full
+// disk is logged.
+const outboxDiskLowLogEvery = time.Minute
+
+// logOutboxResult logs a failed round of ref's runner. A round refused
+// because the disk is low (here or at too many of the target shard's
+// replicas) fails again on every retry until an operator frees space, so
+// such refusals are logged at most once per outboxDiskLowLogEvery, with the
+// number not logged since; imnode_conversation_outbox_total{result="failed"}
+// counts every failed round.
+func (e *Engine) logOutboxResult(ref convRef, err error) {
+	o := &e.outbox
+	switch {
+	case err == nil, errors.Is(err, errOutboxMoved):
+	case errors.Is(err, wire.ErrDiskLow) || errors.Is(err, store.ErrDiskLow):
+		now, last := e.now().UnixNano(), o.diskLowLogged.Load()
+		if (last != 0 && now-last < int64(outboxDiskLowLogEvery)) || !o.diskLowLogged.CompareAndSwap(last, now) {
+			o.diskLowQuiet.Add(1)
+			return
+		}
+		e.log.Warn("Applying conversations' effects in other shards is refused: storage full; retrying until space is freed",
+			"app", ref.app, "cid", ref.cid, "err", err, "notLogged", o.diskLowQuiet.Swap(0), "loggedEvery", outboxDiskLowLogEvery)
+	default:
+		e.log.Warn("Applying a conversation's effects in other shards failed; retrying later",
+			"app", ref.app, "cid", ref.cid, "err", err)
 	}
 }
 
