@@ -38,6 +38,10 @@ type Peers interface {
 	// LiveOthers returns the other live members.
 	LiveOthers() []string
 	NoteCall(peer string, err error)
+	// Reachable reports whether peer is live and the last call to it
+	// did not fail for want of a connection (it is not cut off from this
+	// node). Called per push sent to another gateway: it must be cheap.
+	Reachable(peer string) bool
 	Call(ctx context.Context, to string, method uint16, payload []byte) ([]byte, error)
 	Send(to string, method uint16, payload []byte) error
 }
@@ -233,6 +237,7 @@ func (h *Hub) HandleMessage(msg *transport.Message) error {
 type metrics struct {
 	registerErrors  prometheus.Counter
 	pushDrops       prometheus.Counter
+	pushCutOff      prometheus.Counter
 	handOns         prometheus.Counter
 	reregistrations prometheus.Counter
 }
@@ -243,13 +248,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Session registrations that did not reach the client shard's registry."}),
 		pushDrops: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_presence_push_relay_drops_total",
 			Help: "Pushes not relayed to another node (unreachable or its queue full)."}),
+		pushCutOff: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_presence_pushes_to_cut_off_gateways_total",
+			Help: "Pushes sent to a gateway node this node is cut off from (its last call there failed): likely lost."}),
 		handOns: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_presence_handons_total",
 			Help: "Pushes for clients this node's warming registry knew no session of, handed on to the next registry replica."}),
 		reregistrations: prometheus.NewCounter(prometheus.CounterOpts{Name: "imnode_presence_reregistrations_total",
 			Help: "Batches of all this node's sessions registered again at a registry replica (roster change, asked, or reachable again)."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.registerErrors, m.pushDrops, m.handOns, m.reregistrations} {
+		for _, c := range []prometheus.Collector{m.registerErrors, m.pushDrops, m.pushCutOff, m.handOns, m.reregistrations} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

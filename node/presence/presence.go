@@ -573,6 +573,12 @@ func (h *Hub) fanout(app string, ids []string, except conversation.SessionID, fr
 		}
 		if err := h.cfg.Peers.Send(node, wire.MsgPush, pushPayload(app, ids, except, frame)); err != nil {
 			h.met.pushDrops.Inc()
+		} else if !h.cfg.Peers.Reachable(node) {
+			// Sent all the same (the link may be back; the push keeps
+			// its place in the connection's order), but a connection
+			// that stays open across a cut loses it without an error:
+			// counted so that the loss is seen.
+			h.met.pushCutOff.Inc()
 		}
 	}
 }

@@ -70,6 +70,7 @@ type sent struct {
 func (p *recordingPeers) Coordinators(shard uint16) []string { return p.replicas[shard] }
 func (p *recordingPeers) LiveOthers() []string               { return nil }
 func (p *recordingPeers) NoteCall(string, error)             {}
+func (p *recordingPeers) Reachable(to string) bool           { return !p.down[to] }
 
 func (p *recordingPeers) Call(_ context.Context, to string, method uint16, payload []byte) ([]byte, error) {
 	p.mu.Lock()
