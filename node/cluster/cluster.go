@@ -193,6 +193,10 @@ type Cluster struct {
 	suspectMu sync.Mutex
 	suspects  map[string]time.Time // peer -> suspected until
 	cutOff    map[string]time.Time // peer -> first failure since its last success
+	// cutOffs is len(cutOff), stored under suspectMu and read without it:
+	// Reachable, asked per push to a remote gateway, answers without the
+	// lock while no peer is cut off.
+	cutOffs atomic.Int32
 
 	active   atomic.Bool
 	draining atomic.Bool
@@ -628,6 +632,7 @@ func (c *Cluster) noteCall(peer string, err error) {
 		c.suspectMu.Lock()
 		delete(c.suspects, peer)
 		delete(c.cutOff, peer)
+		c.cutOffs.Store(int32(len(c.cutOff))) //nolint:gosec // at most the roster's size
 		c.suspectMu.Unlock()
 		if c.hub != nil {
 			c.hub.Reachable(peer)
@@ -640,6 +645,7 @@ func (c *Cluster) noteCall(peer string, err error) {
 		c.suspects[peer] = time.Now().Add(c.cfg.SuspectFor)
 		if _, ok := c.cutOff[peer]; !ok {
 			c.cutOff[peer] = time.Now()
+			c.cutOffs.Store(int32(len(c.cutOff))) //nolint:gosec // at most the roster's size
 		}
 		c.suspectMu.Unlock()
 	}

@@ -47,6 +47,9 @@ func (c *Cluster) Reachable(id string) bool {
 	if !c.live(id) {
 		return false
 	}
+	if c.cutOffs.Load() == 0 {
+		return true
+	}
 	c.suspectMu.Lock()
 	defer c.suspectMu.Unlock()
 	_, cut := c.cutOff[id]
