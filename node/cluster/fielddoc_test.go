@@ -111,10 +111,16 @@ func readFields(t *testing.T, get func([]byte) ([]byte, error), key []byte) (map
 	return out, nil
 }
 
-// settled is a version from before any anti-entropy cutoff.
+// settled is a version from before any anti-entropy cutoff: the i-th
+// logical tick of one wall-clock millisecond an hour before the package's
+// tests started, so that settled(i) < settled(j) whenever i < j. (Taking
+// the wall clock at each call let a later millisecond make settled(2)
+// above settled(3) on a loaded machine.)
 func settled(i int) uint64 {
-	return uint64(time.Now().Add(-time.Hour).UnixMilli())<<replica.HLCLogicalBits + uint64(i)
+	return settledBase + uint64(i)
 }
+
+var settledBase = uint64(time.Now().Add(-time.Hour).UnixMilli()) << replica.HLCLogicalBits
 
 // TestClusterFieldDocsMergeOnPull: two replicas each accepted a different
 // partial update of one conversation (one renamed it and removed a member,
