@@ -18,8 +18,9 @@ import (
 )
 
 // startCluster starts n in-process nodes joined into one cluster with 16
-// shards, R=3, W=2, and waits until every node is active.
-func startCluster(t *testing.T, n int) []*node.Node {
+// shards, R=3, W=2 (then mutate applies to each node's config), and waits
+// until every node is active.
+func startCluster(t *testing.T, n int, mutate ...func(*node.Config)) []*node.Node {
 	t.Helper()
 	var nodes []*node.Node
 	for i := range n {
@@ -28,6 +29,9 @@ func startCluster(t *testing.T, n int) []*node.Node {
 			c.Shards = 16
 			if i > 0 {
 				c.Join = []string{nodes[0].GossipAddr()}
+			}
+			for _, m := range mutate {
+				m(c)
 			}
 		})
 		nodes = append(nodes, nd)

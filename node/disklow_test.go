@@ -23,17 +23,7 @@ import (
 // disk's free space can be faked at run time).
 func startFaultCluster(t *testing.T, n int) []*node.Node {
 	t.Helper()
-	var nodes []*node.Node
-	for i := range n {
-		nodes = append(nodes, startNode(t, func(c *node.Config) {
-			c.NodeID, c.Shards, c.FaultInjection = fmt.Sprintf("node-%d", i), 16, true
-			if i > 0 {
-				c.Join = []string{nodes[0].GossipAddr()}
-			}
-		}))
-	}
-	waitActive(t, nodes)
-	return nodes
+	return startCluster(t, n, func(c *node.Config) { c.FaultInjection = true })
 }
 
 func adminOf(nd *node.Node) *adminapi.Client {
@@ -70,6 +60,7 @@ func metric(t *testing.T, nd *node.Node, name string) float64 {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)

@@ -1,12 +1,9 @@
 package node_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
-	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +12,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/imcluster/imcluster/client"
-	"github.com/imcluster/imcluster/node"
 	"github.com/imcluster/imcluster/node/apps"
 	"github.com/imcluster/imcluster/node/protocol"
 	"github.com/imcluster/imcluster/node/protocol/pb"
@@ -73,7 +69,7 @@ func TestNodeSlowConsumerIsDisconnected(t *testing.T) {
 		if _, err := conv.Send(ctx, client.NewRaw(content)); err != nil {
 			t.Fatalf("send %d: %v", sent, err)
 		}
-		if sent%100 == 99 && gatewayCounter(t, n, "imnode_gateway_slow_disconnects_total") > 0 {
+		if sent%100 == 99 && metric(t, n, "imnode_gateway_slow_disconnects_total") > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -132,30 +128,7 @@ func TestNodeFloodingClientIsDisconnected(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the flooding socket was not closed within 60s")
 	}
-	if got := gatewayCounter(t, n, "imnode_gateway_flood_disconnects_total"); got != 1 {
+	if got := metric(t, n, "imnode_gateway_flood_disconnects_total"); got != 1 {
 		t.Fatalf("flood disconnects = %v, want 1", got)
 	}
-}
-
-// gatewayCounter reads a counter without labels from the node's metrics.
-func gatewayCounter(t *testing.T, n *node.Node, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + n.AdminAddr().String() + "/metrics") //nolint:noctx // a test against loopback
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no %s in /metrics", name)
-	return 0
 }
