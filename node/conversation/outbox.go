@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imcluster/imcluster/node/limit"
 	"github.com/imcluster/imcluster/node/store"
 	"github.com/imcluster/imcluster/node/wire"
 )
@@ -109,11 +110,11 @@ type outbox struct {
 	// them, at most maxFreshEntries; beyond it a runner deletes at once.
 	applied  map[convRef][][]byte
 	nApplied int
-	// diskLowLogged is when a round refused for a full disk was last
-	// logged (Unix ns), diskLowQuiet how many were refused and not logged
-	// since (logOutboxResult).
-	diskLowLogged atomic.Int64
-	diskLowQuiet  atomic.Int64
+	// diskLowLog paces the warnings of rounds refused for a full disk;
+	// diskLowQuiet counts those refused and not logged since
+	// (logOutboxResult).
+	diskLowLog   limit.Interval
+	diskLowQuiet atomic.Int64
 }
 
 // outboxRun is the runner of one conversation. next is closed when the
@@ -478,8 +479,7 @@ func (e *Engine) logOutboxResult(ref convRef, err error) {
 	switch {
 	case err == nil, errors.Is(err, errOutboxMoved):
 	case errors.Is(err, wire.ErrDiskLow) || errors.Is(err, store.ErrDiskLow):
-		now, last := e.now().UnixNano(), o.diskLowLogged.Load()
-		if (last != 0 && now-last < int64(outboxDiskLowLogEvery)) || !o.diskLowLogged.CompareAndSwap(last, now) {
+		if !o.diskLowLog.Allow(e.now(), outboxDiskLowLogEvery) {
 			o.diskLowQuiet.Add(1)
 			return
 		}

@@ -82,3 +82,20 @@ func TestLimitBucketTakeAndWait(t *testing.T) {
 		t.Fatal("a negative rate must disable the limit")
 	}
 }
+
+func TestLimitInterval(t *testing.T) {
+	now := time.Unix(100, 0)
+	var iv Interval
+	if !iv.Allow(now, time.Minute) {
+		t.Fatal("the first event was held back")
+	}
+	if iv.Allow(now.Add(59*time.Second), time.Minute) {
+		t.Fatal("an event within the period passed")
+	}
+	if !iv.Allow(now.Add(time.Minute), time.Minute) {
+		t.Fatal("an event a period later was held back")
+	}
+	if iv.Allow(now.Add(time.Minute+time.Second), time.Minute) {
+		t.Fatal("the period did not restart at the last event let through")
+	}
+}

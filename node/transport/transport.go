@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imcluster/imcluster/node/limit"
 )
 
 // Log key and component names.
@@ -42,11 +44,9 @@ type Transport struct {
 	ln    net.Listener
 	stats counters
 
-	// lastBadLog is the unix-nano time of the last bad-frame warning.
-	lastBadLog atomic.Int64
-	// lastRejectLog is the unix-nano time of the last refused-handshake
-	// warning.
-	lastRejectLog atomic.Int64
+	// badLog and rejectLog pace the bad-frame and refused-handshake
+	// warnings.
+	badLog, rejectLog limit.Interval
 	// refusals counts inbound requests and messages Config.Authorize
 	// refused, by kind and reason.
 	refusals *prometheus.CounterVec
@@ -423,9 +423,7 @@ func (t *Transport) logConnError(w *wconn, during string, err error) {
 // connection closed for garbage.
 func (t *Transport) logBadFrame(w *wconn, err error) {
 	n := t.stats.badFrames.Add(1)
-	now := time.Now().UnixNano()
-	last := t.lastBadLog.Load()
-	if now-last < int64(badFrameLogInterval) || !t.lastBadLog.CompareAndSwap(last, now) {
+	if !t.badLog.Allow(time.Now(), badFrameLogInterval) {
 		return
 	}
 	t.log.Warn("Closing peer connection after malformed frame", keyPeer, w.peer,
@@ -439,9 +437,7 @@ func (t *Transport) logRejected(addr net.Addr, claimed string, err error) {
 	if t.down.Load() {
 		return
 	}
-	now := time.Now().UnixNano()
-	last := t.lastRejectLog.Load()
-	if now-last < int64(badFrameLogInterval) || !t.lastRejectLog.CompareAndSwap(last, now) {
+	if !t.rejectLog.Allow(time.Now(), badFrameLogInterval) {
 		return
 	}
 	t.log.Warn("Refusing peer connection", keyAddr, addr.String(), "claimed", claimed, keyErr, err,
