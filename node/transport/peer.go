@@ -181,21 +181,15 @@ type held struct {
 // ErrUnavailable meanwhile.
 func (p *peer) hold(h *held, now time.Time) {
 	overflow := 0
-	for {
-		select {
-		case f := <-p.queue:
-			switch {
-			case !isMessage(f.b):
-			case len(h.frames) < cap(p.queue):
-				h.frames = append(h.frames, f)
-			default:
-				overflow++
-			}
-			continue
+	p.takeQueued(func(f outFrame) {
+		switch {
+		case !isMessage(f.b):
+		case len(h.frames) < cap(p.queue):
+			h.frames = append(h.frames, f)
 		default:
+			overflow++
 		}
-		break
-	}
+	})
 	p.t.dropMessages(overflow, dropOverflow)
 	switch {
 	case len(h.frames) == 0:
@@ -216,14 +210,21 @@ func (p *peer) hold(h *held, now time.Time) {
 func (p *peer) drainQueue(h *held) {
 	n := len(h.frames)
 	*h = held{}
+	p.takeQueued(func(f outFrame) {
+		if isMessage(f.b) {
+			n++
+		}
+	})
+	p.t.dropMessages(n, dropClosed)
+}
+
+// takeQueued calls fn for every frame queued now, emptying the queue.
+func (p *peer) takeQueued(fn func(outFrame)) {
 	for {
 		select {
 		case f := <-p.queue:
-			if isMessage(f.b) {
-				n++
-			}
+			fn(f)
 		default:
-			p.t.dropMessages(n, dropClosed)
 			return
 		}
 	}
